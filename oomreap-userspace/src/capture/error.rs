@@ -1,0 +1,58 @@
+//! Why a capture could not start or continue.
+use std::path::PathBuf;
+
+use crate::kernel::{btf::BtfError, privilege::PrivilegeError, tracefs::TracefsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+    #[error(
+        "kernel BTF not found at {path}; BTF tracepoints need CONFIG_DEBUG_INFO_BTF \
+         (use `--attach auto` to fall back to classic tracepoints)"
+    )]
+    BtfMissing {
+        path: PathBuf,
+        #[source]
+        source: BtfError,
+    },
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("tracepoint oom:{0} does not exist in this kernel's BTF")]
+    BtfTracepointMissing(&'static str),
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+    #[error("failed to load oomreap's kernel programs")]
+    Load(#[source] aya::EbpfError),
+    #[error("failed to read the BTF at {path} for program loading")]
+    AyaBtf {
+        path: PathBuf,
+        #[source]
+        source: aya::BtfError,
+    },
+    #[error("kernel program {0} is missing from oomreap's object file")]
+    ProgramMissing(&'static str),
+    #[error("map {0} is missing from oomreap's object file")]
+    MapMissing(&'static str),
+    #[error("failed to load kernel program {program}")]
+    ProgramLoad {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("failed to attach kernel program {program} to {hook}")]
+    Attach {
+        program: &'static str,
+        hook: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("failed to open map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("failed to wait for the event ring buffer")]
+    RingBuffer(#[source] std::io::Error),
+}

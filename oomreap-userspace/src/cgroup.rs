@@ -1,0 +1,258 @@
+//! Memory cgroups with a hard limit, for OOM experiments that must never touch the host.
+//!
+//! [`MemoryCgroup::create`] makes a fresh child of the memory hierarchy (cgroup v1's memory
+//! controller or cgroup v2, whichever has memory control here), sets its limit, and removes it
+//! again on drop. It never writes to a cgroup it did not create.
+use std::{
+    io::ErrorKind,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+/// The cgroup v1 memory hierarchy's usual mount point.
+pub const V1_MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(
+        "no memory cgroup controller found: neither {V1_MEMORY_ROOT} (v1) nor a cgroup2 mount \
+         with the memory controller enabled for children"
+    )]
+    NoMemoryController,
+    #[error("failed to create cgroup {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {value:?} to {path}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where new memory cgroups go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryHierarchy {
+    pub root: PathBuf,
+    pub version: CgroupVersion,
+}
+
+impl MemoryHierarchy {
+    /// Finds a hierarchy with memory control: cgroup v1's memory controller first (its
+    /// presence means v2 cannot have it), then the cgroup2 mount, if memory is enabled for
+    /// its children.
+    pub fn detect() -> Result<Self, CgroupError> {
+        let v1 = Path::new(V1_MEMORY_ROOT);
+        if v1.join("memory.limit_in_bytes").exists() {
+            return Ok(Self {
+                root: v1.to_owned(),
+                version: CgroupVersion::V1,
+            });
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        cgroup2_mounts(&mountinfo)
+            .into_iter()
+            .find(|root| {
+                std::fs::read_to_string(root.join("cgroup.subtree_control"))
+                    .is_ok_and(|s| s.split_whitespace().any(|c| c == "memory"))
+            })
+            .map(|root| Self {
+                root,
+                version: CgroupVersion::V2,
+            })
+            .ok_or(CgroupError::NoMemoryController)
+    }
+}
+
+/// Mount points of cgroup2 file systems in a `/proc/self/mountinfo` text.
+fn cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fs_type = right.split_whitespace().next()?;
+            let mount_point = left.split_whitespace().nth(4)?;
+            (fs_type == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect()
+}
+
+/// A memory cgroup we created; removed on drop.
+#[derive(Debug)]
+pub struct MemoryCgroup {
+    path: PathBuf,
+    version: CgroupVersion,
+}
+
+impl MemoryCgroup {
+    /// Creates `<hierarchy>/<prefix>-<pid>-<n>` with a hard memory limit and no swap.
+    pub fn create(prefix: &str, limit_bytes: u64) -> Result<Self, CgroupError> {
+        Self::create_in(&MemoryHierarchy::detect()?, prefix, limit_bytes)
+    }
+
+    /// As [`MemoryCgroup::create`], in a given hierarchy.
+    pub fn create_in(
+        hierarchy: &MemoryHierarchy,
+        prefix: &str,
+        limit_bytes: u64,
+    ) -> Result<Self, CgroupError> {
+        static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+        let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let path = hierarchy
+            .root
+            .join(format!("{prefix}-{}-{n}", std::process::id()));
+        std::fs::create_dir(&path).map_err(|source| CgroupError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        // From here on, drop removes the directory even if setting the limit fails.
+        let cgroup = Self {
+            path,
+            version: hierarchy.version,
+        };
+        let limit = limit_bytes.to_string();
+        match cgroup.version {
+            CgroupVersion::V1 => {
+                cgroup.write("memory.limit_in_bytes", &limit)?;
+                // With swap accounting, memsw must be capped too or the limit only moves
+                // memory to swap. It must not be below the memory limit.
+                if cgroup.path.join("memory.memsw.limit_in_bytes").exists() {
+                    cgroup.write("memory.memsw.limit_in_bytes", &limit)?;
+                }
+            }
+            CgroupVersion::V2 => {
+                cgroup.write("memory.max", &limit)?;
+                if cgroup.path.join("memory.swap.max").exists() {
+                    cgroup.write("memory.swap.max", "0")?;
+                }
+            }
+        }
+        Ok(cgroup)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// The id the kernel reports for this cgroup (`kernfs_node::id`): the inode number of
+    /// its directory, for v1 and v2 alike on 64-bit kernels.
+    pub fn id(&self) -> Result<u64, CgroupError> {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(&self.path)
+            .map(|m| m.ino())
+            .map_err(|source| CgroupError::Read {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Moves process `pid` into this cgroup.
+    pub fn add_process(&self, pid: u32) -> Result<(), CgroupError> {
+        self.write("cgroup.procs", &pid.to_string())
+    }
+
+    /// How many times the OOM killer killed a task of this cgroup.
+    pub fn oom_kills(&self) -> Result<u64, CgroupError> {
+        let file = match self.version {
+            CgroupVersion::V1 => "memory.oom_control",
+            CgroupVersion::V2 => "memory.events",
+        };
+        let path = self.path.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|source| CgroupError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), CgroupError> {
+        let path = self.path.join(file);
+        std::fs::write(&path, value).map_err(|source| CgroupError::Write {
+            path,
+            value: value.to_owned(),
+            source,
+        })
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // A killed task leaves the cgroup only once it has fully exited; rmdir fails with
+        // EBUSY until then, so retry for a while.
+        for _ in 0..250 {
+            match std::fs::remove_dir(&self.path) {
+                Ok(()) => return,
+                Err(err) if err.kind() == ErrorKind::NotFound => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        log::warn!(
+            "could not remove cgroup {}: it still holds processes",
+            self.path.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_mounts() {
+        let mountinfo = "\
+25 30 0:22 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+35 25 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+40 25 0:36 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            cgroup2_mounts(mountinfo),
+            [PathBuf::from("/sys/fs/cgroup/unified")]
+        );
+    }
+
+    #[test]
+    fn a_fake_hierarchy_gets_a_limited_child_that_is_removed_on_drop() {
+        let root = std::env::temp_dir().join(format!("oomreap-cgroup-test-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let hierarchy = MemoryHierarchy {
+            root: root.clone(),
+            version: CgroupVersion::V2,
+        };
+        let path = {
+            let cgroup = MemoryCgroup::create_in(&hierarchy, "t", 64 << 20).unwrap();
+            let limit = std::fs::read_to_string(cgroup.path().join("memory.max")).unwrap();
+            assert_eq!(limit, (64u64 << 20).to_string());
+            // A plain directory cannot be rmdir'ed while it holds files: remove them first,
+            // as the kernel does for a real cgroup.
+            std::fs::remove_file(cgroup.path().join("memory.max")).unwrap();
+            cgroup.path().to_owned()
+        };
+        assert!(!path.exists(), "cgroup left behind at {}", path.display());
+        std::fs::remove_dir(&root).unwrap();
+    }
+}

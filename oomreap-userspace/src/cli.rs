@@ -1,0 +1,165 @@
+//! Command-line flags (what the user typed) and their conversion to configuration.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use oomreap::{
+    capture::{AttachPreference, CaptureOptions, KernelPaths},
+    kernel::btf::DEFAULT_BTF_PATH,
+};
+
+/// See what the Linux kernel's OOM reaper does, and why it fails.
+///
+/// Tracing needs root (CAP_BPF and CAP_PERFMON): run it as `sudo oomreap trace`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "oomreap",
+    version,
+    override_usage = "sudo oomreap [OPTIONS] <COMMAND>"
+)]
+pub struct Cli {
+    /// More log output: -v for info, -vv for debug (including the kernel programs' own log).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print one line per OOM victim as the kernel chooses it, until Ctrl-C.
+    Trace(TraceArgs),
+    /// Touch memory until killed (a test victim; not for general use).
+    #[command(hide = true)]
+    Hog(HogArgs),
+}
+
+/// Which kind of tracepoint to attach.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttachArg {
+    /// BTF tracepoints when the kernel has BTF, classic tracepoints otherwise.
+    Auto,
+    /// BTF tracepoints only.
+    Btf,
+    /// Classic tracepoints only (less detail; needs tracefs).
+    Classic,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Kind of tracepoint to attach.
+    #[arg(long, value_enum, default_value_t = AttachArg::Auto)]
+    pub attach: AttachArg,
+
+    /// The running kernel's BTF.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_BTF_PATH)]
+    pub btf: PathBuf,
+
+    /// Size of the kernel-to-user event ring buffer in KiB: a power of two of at least 4.
+    #[arg(long, value_name = "KIB", hide = true, value_parser = parse_ring_kib,
+          default_value_t = oomreap_common::maps::EVENTS_DEFAULT_BYTES / 1024)]
+    pub ring_buffer_kib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct HogArgs {
+    /// MiB of anonymous memory to touch.
+    #[arg(long, default_value_t = 256)]
+    pub mib: u64,
+    /// Wait for one byte on stdin before touching memory.
+    #[arg(long)]
+    pub wait_for_go: bool,
+}
+
+/// A ring buffer size in KiB must make a byte size that is a power of two and a multiple of
+/// the page size; the kernel refuses anything else when the map is created.
+fn parse_ring_kib(text: &str) -> Result<u32, String> {
+    let kib: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of KiB"))?;
+    if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
+        return Err(format!(
+            "{kib} KiB is not a power of two between 4 and 1048576; try 256"
+        ));
+    }
+    Ok(kib)
+}
+
+impl From<&TraceArgs> for CaptureOptions {
+    fn from(args: &TraceArgs) -> Self {
+        Self {
+            attach: match args.attach {
+                AttachArg::Auto => AttachPreference::Auto,
+                AttachArg::Btf => AttachPreference::Btf,
+                AttachArg::Classic => AttachPreference::Classic,
+            },
+            paths: KernelPaths {
+                btf: args.btf.clone(),
+                ..KernelPaths::default()
+            },
+            events_bytes: args.ring_buffer_kib * 1024,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(args: &[&str]) -> Result<TraceArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["oomreap", "trace"].iter().chain(args))?;
+        match cli.command {
+            Command::Trace(t) => Ok(t),
+            other => panic!("expected trace, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn trace_defaults() {
+        let args = trace(&[]).unwrap();
+        let options = CaptureOptions::from(&args);
+        assert_eq!(options.attach, AttachPreference::Auto);
+        assert_eq!(options.paths.btf, PathBuf::from(DEFAULT_BTF_PATH));
+        assert_eq!(options.events_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn attach_spellings() {
+        assert_eq!(
+            trace(&["--attach", "classic"]).unwrap().attach,
+            AttachArg::Classic
+        );
+        assert_eq!(trace(&["--attach=btf"]).unwrap().attach, AttachArg::Btf);
+        let err = trace(&["--attach", "kprobe"]).unwrap_err().to_string();
+        assert!(err.contains("kprobe"), "{err}");
+    }
+
+    #[test]
+    fn btf_path() {
+        let args = trace(&["--btf", "/tmp/vmlinux"]).unwrap();
+        assert_eq!(
+            CaptureOptions::from(&args).paths.btf,
+            PathBuf::from("/tmp/vmlinux")
+        );
+    }
+
+    #[test]
+    fn ring_buffer_size_is_validated() {
+        assert_eq!(trace(&["--ring-buffer-kib=4"]).unwrap().ring_buffer_kib, 4);
+        for bad in ["3", "100", "0", "lots"] {
+            let err = trace(&["--ring-buffer-kib", bad]).unwrap_err().to_string();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn verbose_counts_and_is_global() {
+        let cli = Cli::try_parse_from(["oomreap", "trace", "-vv"]).unwrap();
+        assert_eq!(cli.verbose, 2);
+    }
+
+    #[test]
+    fn a_subcommand_is_required() {
+        assert!(Cli::try_parse_from(["oomreap"]).is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! Structure layouts from the running kernel's BTF (`/sys/kernel/btf/vmlinux`).
+//!
+//! aya emits no CO-RE relocations, so offsets the kernel programs use are looked up here and
+//! handed to them (see `oomreap_common::layout`).
+use std::path::{Path, PathBuf};
+
+use btf_rs::{Btf, Struct, Type};
+
+/// Where the kernel exposes its own BTF.
+pub const DEFAULT_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// Type-chain depth after which a BTF is treated as malformed (typedefs and modifiers are
+/// never nested this deep in a real kernel).
+const MAX_CHAIN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("kernel BTF not found at {path}; the kernel was built without CONFIG_DEBUG_INFO_BTF")]
+    Missing {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to parse kernel BTF {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: btf_rs::Error,
+    },
+    #[error("struct {0} not found in kernel BTF")]
+    NoStruct(String),
+    #[error("struct {strukt} has no member {member:?} in kernel BTF")]
+    NoMember { strukt: String, member: String },
+    #[error("{strukt}.{member} is a bitfield; oomreap reads whole bytes only")]
+    Bitfield { strukt: String, member: String },
+    #[error("type of {strukt}.{member} is not {expected} in kernel BTF")]
+    UnexpectedType {
+        strukt: String,
+        member: String,
+        expected: &'static str,
+    },
+    #[error("kernel BTF is malformed")]
+    Malformed(#[source] btf_rs::Error),
+}
+
+/// A member found in a struct: its byte offset and its type, modifiers stripped.
+pub struct Member {
+    pub offset: u32,
+    pub ty: Type,
+}
+
+/// The running kernel's BTF.
+pub struct KernelBtf {
+    btf: Btf,
+    path: PathBuf,
+}
+
+impl KernelBtf {
+    /// Opens and parses the BTF at `path`; [`BtfError::Missing`] when there is none.
+    pub fn open(path: &Path) -> Result<Self, BtfError> {
+        // Reading it whole first turns "no such file" into a clear Missing error; parsing from
+        // memory then costs no more than btf-rs reading the file itself.
+        let bytes = std::fs::read(path).map_err(|source| BtfError::Missing {
+            path: path.to_owned(),
+            source,
+        })?;
+        let btf = Btf::from_bytes(&bytes).map_err(|source| BtfError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            btf,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Where this BTF was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The definition (not a forward declaration) of `struct name`.
+    pub fn strukt(&self, name: &str) -> Result<Struct, BtfError> {
+        self.btf
+            .resolve_types_by_name(name)
+            .map_err(BtfError::Malformed)?
+            .into_iter()
+            .find_map(|ty| match ty {
+                Type::Struct(s) => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| BtfError::NoStruct(name.to_owned()))
+    }
+
+    /// Size in bytes of `struct name`.
+    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        Ok(self.strukt(name)?.size() as u32)
+    }
+
+    /// Byte offset and type of `strukt.member`, looking inside anonymous structs and unions
+    /// (`mm_struct` keeps nearly all its members in one).
+    pub fn member(&self, strukt: &str, member: &str) -> Result<Member, BtfError> {
+        let s = self.strukt(strukt)?;
+        let not_found = || BtfError::NoMember {
+            strukt: strukt.to_owned(),
+            member: member.to_owned(),
+        };
+        let (bit_offset, ty) = self.find_member(&s, member, 0)?.ok_or_else(not_found)?;
+        if bit_offset % 8 != 0 {
+            return Err(BtfError::Bitfield {
+                strukt: strukt.to_owned(),
+                member: member.to_owned(),
+            });
+        }
+        Ok(Member {
+            offset: bit_offset / 8,
+            ty,
+        })
+    }
+
+    /// Byte offset of `strukt.member`.
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        Ok(self.member(strukt, member)?.offset)
+    }
+
+    /// Number of arguments the BTF tracepoint `name` passes to a program, or `None` when the
+    /// kernel has no such tracepoint. Read from the `btf_trace_<name>` typedef, a pointer to
+    /// a function whose first parameter is the tracepoint's private `void *`.
+    pub fn tracepoint_arg_count(&self, name: &str) -> Result<Option<usize>, BtfError> {
+        let typedef = format!("btf_trace_{name}");
+        let types = self
+            .btf
+            .resolve_types_by_name(&typedef)
+            .map_err(BtfError::Malformed)?;
+        let Some(Type::Typedef(td)) = types.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut ty = self
+            .btf
+            .resolve_chained_type(&td)
+            .map_err(BtfError::Malformed)?;
+        for _ in 0..MAX_CHAIN {
+            match ty {
+                Type::FuncProto(proto) => {
+                    return Ok(Some(proto.parameters.len().saturating_sub(1)));
+                }
+                other => {
+                    let Some(bt) = other.as_btf_type() else {
+                        return Ok(None);
+                    };
+                    ty = self
+                        .btf
+                        .resolve_chained_type(bt)
+                        .map_err(BtfError::Malformed)?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Strips typedefs, const, volatile, restrict and type tags.
+    pub fn strip(&self, mut ty: Type) -> Result<Type, BtfError> {
+        for _ in 0..MAX_CHAIN {
+            ty = match &ty {
+                Type::Typedef(t) => self.btf.resolve_chained_type(t),
+                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                    self.btf.resolve_chained_type(t)
+                }
+                Type::TypeTag(t) => self.btf.resolve_chained_type(t),
+                _ => return Ok(ty),
+            }
+            .map_err(BtfError::Malformed)?;
+        }
+        Ok(ty)
+    }
+
+    /// The element type and length of an array type.
+    pub fn array_element(&self, ty: &Type) -> Result<Option<(Type, usize)>, BtfError> {
+        let Type::Array(array) = ty else {
+            return Ok(None);
+        };
+        let element = self
+            .btf
+            .resolve_chained_type(array)
+            .map_err(BtfError::Malformed)?;
+        Ok(Some((self.strip(element)?, array.len())))
+    }
+
+    /// The name of a named type (empty for anonymous ones).
+    pub fn name_of(&self, ty: &Type) -> String {
+        ty.as_btf_type()
+            .and_then(|bt| self.btf.resolve_name(bt).ok())
+            .unwrap_or_default()
+    }
+
+    /// Depth-first search for `name` among `s`'s members and those of its anonymous members.
+    fn find_member(
+        &self,
+        s: &Struct,
+        name: &str,
+        base_bits: u32,
+    ) -> Result<Option<(u32, Type)>, BtfError> {
+        for m in &s.members {
+            let member_name = self.btf.resolve_name(m).unwrap_or_default();
+            if member_name == name {
+                let ty = self
+                    .btf
+                    .resolve_chained_type(m)
+                    .map_err(BtfError::Malformed)?;
+                return Ok(Some((base_bits + m.bit_offset(), self.strip(ty)?)));
+            }
+            if member_name.is_empty() {
+                let ty = self
+                    .btf
+                    .resolve_chained_type(m)
+                    .map_err(BtfError::Malformed)?;
+                if let Type::Struct(inner) | Type::Union(inner) = self.strip(ty)?
+                    && let Some(found) =
+                        self.find_member(&inner, name, base_bits + m.bit_offset())?
+                {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The size of a struct or union type, or `None` for other kinds.
+pub fn composite_size(ty: &Type) -> Option<u32> {
+    match ty {
+        Type::Struct(s) | Type::Union(s) => Some(s.size() as u32),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_btf_is_a_clear_error() {
+        let err = KernelBtf::open(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .expect("opening a missing file must fail");
+        assert!(matches!(err, BtfError::Missing { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/vmlinux"), "{err}");
+    }
+
+    #[test]
+    fn garbage_btf_is_a_parse_error() {
+        let dir = std::env::temp_dir().join(format!("oomreap-btf-test-{}", std::process::id()));
+        std::fs::write(&dir, b"not btf at all").unwrap();
+        let err = KernelBtf::open(&dir).err().expect("garbage must not parse");
+        std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(err, BtfError::Parse { .. }), "{err:?}");
+    }
+
+    /// Runs against this machine's own BTF, where there is one.
+    #[test]
+    fn finds_members_inside_anonymous_structs() {
+        let path = Path::new(DEFAULT_BTF_PATH);
+        if !path.exists() {
+            eprintln!("skipped: {DEFAULT_BTF_PATH} does not exist on this machine");
+            return;
+        }
+        let btf = KernelBtf::open(path).unwrap();
+        // mm_struct keeps its members in an anonymous struct: total_vm is not at offset 0
+        // and must be found through it.
+        let total_vm = btf.member_offset("mm_struct", "total_vm").unwrap();
+        assert!(total_vm > 0);
+        assert!(btf.member_offset("task_struct", "pid").unwrap() > 0);
+        let err = btf
+            .member_offset("task_struct", "no_such_member")
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_member"), "{err}");
+        assert_eq!(
+            btf.tracepoint_arg_count("no_such_tracepoint").unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! Checks that we may load and attach tracing programs, before trying to.
+
+/// Capability numbers from include/uapi/linux/capability.h.
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("missing capability {0}; run oomreap as root (e.g. `sudo oomreap ...`)")]
+    Missing(String),
+    #[error("failed to read our capabilities from /proc/self/status")]
+    Unreadable(#[source] std::io::Error),
+}
+
+/// The effective capability set of a process.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities(u64);
+
+impl Capabilities {
+    /// Our own effective set.
+    pub fn current() -> Result<Self, PrivilegeError> {
+        let status =
+            std::fs::read_to_string("/proc/self/status").map_err(PrivilegeError::Unreadable)?;
+        Self::from_status(&status)
+            .ok_or_else(|| PrivilegeError::Unreadable(std::io::Error::other("no CapEff line")))
+    }
+
+    /// Parses the `CapEff:` line of a `/proc/PID/status` text.
+    pub fn from_status(status: &str) -> Option<Self> {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))?
+            .trim();
+        u64::from_str_radix(hex, 16).ok().map(Self)
+    }
+
+    /// Returns true if and only if capability number `cap` is in the set.
+    pub fn has(self, cap: u32) -> bool {
+        self.0 & (1 << cap) != 0
+    }
+
+    /// Tracing programs need CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on its own (which also
+    /// covers kernels older than 5.8, where the two finer capabilities do not exist).
+    pub fn check_tracing(self) -> Result<(), PrivilegeError> {
+        if self.has(CAP_SYS_ADMIN) {
+            return Ok(());
+        }
+        let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+            .into_iter()
+            .filter(|(cap, _)| !self.has(*cap))
+            .map(|(_, name)| name)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(PrivilegeError::Missing(missing.join(" and ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(bits: &[u32]) -> Capabilities {
+        Capabilities(bits.iter().fold(0, |acc, b| acc | 1 << b))
+    }
+
+    #[test]
+    fn root_passes() {
+        let status = "Name:\tx\nCapEff:\t000001ffffffffff\n";
+        let caps = Capabilities::from_status(status).unwrap();
+        assert!(caps.check_tracing().is_ok());
+    }
+
+    #[test]
+    fn bpf_and_perfmon_without_sys_admin_pass() {
+        assert!(caps(&[CAP_BPF, CAP_PERFMON]).check_tracing().is_ok());
+    }
+
+    #[test]
+    fn each_missing_capability_is_named() {
+        let err = caps(&[]).check_tracing().unwrap_err().to_string();
+        assert!(err.contains("CAP_BPF and CAP_PERFMON"), "{err}");
+        let err = caps(&[CAP_BPF]).check_tracing().unwrap_err().to_string();
+        assert!(
+            err.contains("CAP_PERFMON") && !err.contains("CAP_BPF "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_status_without_capeff_is_none() {
+        assert_eq!(Capabilities::from_status("Name:\tx\n"), None);
+    }
+}

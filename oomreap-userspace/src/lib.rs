@@ -1,0 +1,17 @@
+//! oomreap: see what the Linux kernel's OOM reaper does, and why it fails.
+//!
+//! The pipeline is kernel programs → [`capture`] (ring buffer) → [`wire`] (decoder) →
+//! [`tracker`] (pure victim lifecycles) → front ends such as [`trace`]. The tracker never
+//! touches the kernel, so it is tested with recorded event streams.
+
+pub mod capture;
+pub mod cgroup;
+pub mod display;
+pub mod hog;
+pub mod kernel;
+pub mod trace;
+pub mod tracker;
+pub mod wire;
+
+#[cfg(test)]
+mod testing;

@@ -1,1 +1,49 @@
-fn main() {}
+//! oomreap's developer tasks, run as `cargo xtask <task>` (alias in .cargo/config.toml).
+//!
+//! Every task but `setup` runs `setup` first, so a fresh machine needs no other step.
+
+mod command;
+mod setup;
+mod tasks;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "oomreap's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what the build needs and is missing (idempotent; about a second when complete).
+    Setup,
+    /// Build the `oomreap` binary with its kernel programs.
+    Build(tasks::BuildArgs),
+    /// Build and run `oomreap ARGS` as root (through `sudo -E` when not root already).
+    Run(tasks::RunArgs),
+    /// The whole suite: rustfmt, clippy (user space and kernel crate), unit and privileged
+    /// integration tests.
+    Test(tasks::TestArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let workspace = command::workspace_root()?;
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Build(args) => {
+            setup::run()?;
+            tasks::build(&workspace, &args)
+        }
+        Task::Run(args) => {
+            setup::run()?;
+            tasks::run(&workspace, &args)
+        }
+        Task::Test(args) => {
+            setup::run()?;
+            tasks::test(&workspace, &args)
+        }
+    }
+}

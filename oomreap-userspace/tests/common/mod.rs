@@ -1,0 +1,153 @@
+//! Helpers for the privileged integration tests: serialisation, skipping, victims in
+//! throwaway memory cgroups, and a tracefs mount when one is needed.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    collections::BTreeSet,
+    ffi::CString,
+    io::Write as _,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use oomreap::cgroup::MemoryCgroup;
+
+/// Privileged tests share one kernel and one oom_reaper thread: they run one at a time.
+static PRIVILEGED: Mutex<()> = Mutex::new(());
+
+/// The `oomreap` binary cargo built for these tests.
+pub const OOMREAP: &str = env!("CARGO_BIN_EXE_oomreap");
+
+/// Takes the privileged-test lock, or returns `None` after saying why the test is skipped.
+pub fn privileged(test: &str) -> Option<MutexGuard<'static, ()>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped {test}: needs root for BPF and memory cgroups; run `cargo xtask test`");
+        return None;
+    }
+    Some(PRIVILEGED.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// A process of ours, killed (by pid) and reaped on drop if still running.
+pub struct OwnChild(pub Child);
+
+impl OwnChild {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits up to `timeout` for the process to end.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for OwnChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// An OOM victim: `oomreap hog` touching `touch_mib` MiB inside a fresh memory cgroup limited
+/// to `limit_mib` MiB. Field order matters: the child is reaped before the cgroup is removed.
+pub struct CgroupVictim {
+    pub child: OwnChild,
+    pub cgroup: MemoryCgroup,
+}
+
+impl CgroupVictim {
+    /// Starts the hog, waiting on stdin, moves it into the cgroup, then lets it go.
+    pub fn start(limit_mib: u64, touch_mib: u64) -> Self {
+        let cgroup = MemoryCgroup::create("oomreap-test", limit_mib << 20)
+            .expect("create a memory cgroup with a hard limit");
+        let child = Command::new(OOMREAP)
+            .args(["hog", "--wait-for-go", "--mib", &touch_mib.to_string()])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn oomreap hog");
+        let mut victim = Self {
+            child: OwnChild(child),
+            cgroup,
+        };
+        victim
+            .cgroup
+            .add_process(victim.child.pid())
+            .expect("move the hog into its cgroup");
+        let mut stdin = victim.child.0.stdin.take().expect("hog stdin");
+        stdin.write_all(b"g").expect("tell the hog to go");
+        victim
+    }
+
+    /// Waits for the hog to end and asserts the OOM killer ended it (SIGKILL).
+    pub fn expect_oom_kill(&mut self) {
+        use std::os::unix::process::ExitStatusExt as _;
+        let status = self
+            .child
+            .wait_timeout(Duration::from_secs(30))
+            .expect("the hog was not OOM-killed within 30 s");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "hog ended with {status:?}"
+        );
+        assert!(self.cgroup.oom_kills().expect("read OOM kill count") >= 1);
+    }
+}
+
+/// A tracefs mount we made because none existed; unmounted on drop.
+pub struct TracefsMount(Option<&'static str>);
+
+impl TracefsMount {
+    /// Ensures tracefs is mounted at /sys/kernel/tracing, mounting it only if needed.
+    pub fn ensure() -> Self {
+        const AT: &str = "/sys/kernel/tracing";
+        if Path::new(AT).join("events").is_dir() {
+            return Self(None);
+        }
+        let target = CString::new(AT).expect("path");
+        let fstype = CString::new("tracefs").expect("fstype");
+        // SAFETY: valid NUL-terminated strings; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                c"nodev".as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "mount tracefs: {}", std::io::Error::last_os_error());
+        Self(Some(AT))
+    }
+}
+
+impl Drop for TracefsMount {
+    fn drop(&mut self) {
+        if let Some(at) = self.0 {
+            let target = CString::new(at).expect("path");
+            // SAFETY: unmounting the mount we made above.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Ids of the loaded BPF programs with this name (ours or anyone's).
+pub fn loaded_program_ids(name: &str) -> BTreeSet<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(name))
+        .map(|p| p.id())
+        .collect()
+}

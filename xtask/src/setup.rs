@@ -1,0 +1,117 @@
+//! `cargo xtask setup`: installs what building the kernel programs needs, if missing.
+//!
+//! The steps, each skipped when already done, so a complete machine passes in about a second:
+//! 1. the nightly toolchain's rust-src component (for `-Z build-std=core`);
+//! 2. a persistent LLVM prefix whose `lib/` links to the nightly toolchain's own libLLVM, so
+//!    bpf-linker uses exactly the LLVM that rustc emits bitcode for;
+//! 3. bpf-linker, built against that prefix (its runpath points at it).
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::command::{nightly_cargo, output, run as run_cmd};
+
+const NIGHTLY: &str = "nightly";
+
+pub fn run() -> anyhow::Result<()> {
+    let sysroot = nightly_sysroot()?;
+    ensure_rust_src(&sysroot)?;
+    let (prefix, llvm_major) = ensure_llvm_prefix(&sysroot)?;
+    ensure_bpf_linker(&prefix, &llvm_major)?;
+    Ok(())
+}
+
+/// The nightly toolchain's sysroot; installs the toolchain when rustup lacks it.
+fn nightly_sysroot() -> anyhow::Result<PathBuf> {
+    let query =
+        || output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]));
+    if let Some(sysroot) = query() {
+        return Ok(PathBuf::from(sysroot));
+    }
+    eprintln!("xtask setup: installing the nightly Rust toolchain");
+    run_cmd(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))
+        .context("the kernel programs need a nightly Rust toolchain")?;
+    query()
+        .map(PathBuf::from)
+        .context("nightly toolchain installed but `rustup run nightly rustc` still fails")
+}
+
+fn ensure_rust_src(sysroot: &Path) -> anyhow::Result<()> {
+    if sysroot.join("lib/rustlib/src/rust/library/core").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask setup: adding rust-src to the nightly toolchain");
+    run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+}
+
+/// Links `<prefix>/lib/{libLLVM.so, <versioned name>}` to the nightly toolchain's libLLVM and
+/// returns the prefix and LLVM's major version (which picks bpf-linker's `llvm-N` feature).
+fn ensure_llvm_prefix(sysroot: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let lib_dir = sysroot.join("lib");
+    let libllvm = std::fs::read_dir(&lib_dir)
+        .with_context(|| format!("failed to list {}", lib_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", lib_dir.display()))?;
+    // libLLVM.so.22.1-rust-1.97.0-nightly -> 22
+    let major = libllvm
+        .trim_start_matches("libLLVM.so.")
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .filter(|m| !m.is_empty())
+        .with_context(|| format!("cannot read LLVM's version from {libllvm}"))?
+        .to_owned();
+    let prefix = llvm_prefix()?;
+    let target = lib_dir.join(&libllvm);
+    for link_name in ["libLLVM.so", libllvm.as_str()] {
+        let link = prefix.join("lib").join(link_name);
+        if std::fs::read_link(&link).ok().as_deref() == Some(target.as_path()) {
+            continue;
+        }
+        std::fs::create_dir_all(prefix.join("lib"))?;
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).with_context(|| {
+            format!("failed to link {} to {}", link.display(), target.display())
+        })?;
+    }
+    Ok((prefix, major))
+}
+
+/// A folder that outlives the build: bpf-linker's runpath points into it.
+fn llvm_prefix() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .context("neither XDG_DATA_HOME nor HOME is set")?;
+    Ok(base.join("oomreap/llvm-nightly"))
+}
+
+/// bpf-linker counts as installed only if it starts (a stale LLVM link makes it fail to load).
+fn ensure_bpf_linker(prefix: &Path, llvm_major: &str) -> anyhow::Result<()> {
+    if output(Command::new("bpf-linker").arg("--version")).is_some() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask setup: building bpf-linker against the nightly toolchain's LLVM {llvm_major} (a minute or two)"
+    );
+    run_cmd(
+        nightly_cargo()
+            .args([
+                "install",
+                "bpf-linker",
+                "--force",
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{llvm_major}"),
+            ])
+            .env("LLVM_PREFIX", prefix),
+    )?;
+    if output(Command::new("bpf-linker").arg("--version")).is_none() {
+        bail!("bpf-linker was installed but does not run; is ~/.cargo/bin on PATH?");
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `build`, `run` and `test`.
+use std::{ffi::OsString, path::Path, process::Command};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::command::{cargo, is_root, nightly_cargo, run as run_cmd};
+
+/// The runner cargo uses for test and run binaries when we are not root.
+const SUDO_RUNNER: &str = "sudo -E";
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build with optimisations.
+    #[arg(long)]
+    release: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Build with optimisations.
+    #[arg(long)]
+    release: bool,
+    /// Arguments for `oomreap`.
+    #[arg(last = true)]
+    args: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Only run tests whose names contain this.
+    filter: Option<String>,
+}
+
+pub fn build(workspace: &Path, args: &BuildArgs) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace)
+        .args(["build", "--package", "oomreap-userspace"]);
+    if args.release {
+        cmd.arg("--release");
+    }
+    run_cmd(&mut cmd)
+}
+
+pub fn run(workspace: &Path, args: &RunArgs) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace).args([
+        "run",
+        "--quiet",
+        "--package",
+        "oomreap-userspace",
+        "--bin",
+        "oomreap",
+    ]);
+    if args.release {
+        cmd.arg("--release");
+    }
+    cmd.arg("--").args(&args.args);
+    as_root(&mut cmd);
+    // Ctrl-C reaches oomreap and cargo alike; what matters is oomreap's own exit status.
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to run {cmd:?}"))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
+    step("rustfmt");
+    run_cmd(
+        nightly_cargo()
+            .current_dir(workspace)
+            .args(["fmt", "--all", "--", "--check"]),
+    )?;
+
+    step("clippy (user space, xtask)");
+    run_cmd(cargo().current_dir(workspace).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "oomreap-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    step("clippy (kernel programs, bpfel-unknown-none)");
+    run_cmd(
+        nightly_cargo()
+            .current_dir(workspace.join("oomreap-ebpf"))
+            .args([
+                "clippy",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--release",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+    )?;
+
+    step("tests (unit and privileged integration)");
+    let mut cmd = cargo();
+    cmd.current_dir(workspace)
+        .args(["test", "--workspace", "--exclude", "oomreap-ebpf"]);
+    if let Some(filter) = &args.filter {
+        cmd.arg("--").arg(filter);
+    }
+    as_root(&mut cmd);
+    run_cmd(&mut cmd)
+}
+
+fn step(name: &str) {
+    eprintln!("\n=== xtask test: {name}");
+}
+
+/// Makes cargo start the binaries it runs through `sudo -E` unless we are root already.
+/// Without sudo they run unprivileged, and the privileged tests say they were skipped.
+fn as_root(cmd: &mut Command) {
+    if is_root() {
+        return;
+    }
+    if which::which("sudo").is_ok() {
+        cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", SUDO_RUNNER);
+    } else {
+        eprintln!("xtask: not root and no sudo: privileged tests will be skipped");
+    }
+}

@@ -109,7 +109,65 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
         cmd.arg("--").arg(filter);
     }
     as_root(&mut cmd);
-    run_cmd(&mut cmd)
+    run_counting_tests(&mut cmd)
+}
+
+/// Runs `cargo test`, passing its output through, and ends with one line totalling every test
+/// binary's result (cargo's own last line is that of the last doc-test binary, often "0 passed").
+fn run_counting_tests(cmd: &mut Command) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to run {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let mut totals = TestTotals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("failed to read cargo test's output")?;
+        println!("{line}");
+        totals.add(&line);
+    }
+    let status = child.wait().context("failed to wait for cargo test")?;
+    println!(
+        "\nxtask test: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if !status.success() {
+        anyhow::bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Sums of libtest's `test result:` lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTotals {
+    /// Adds a line like `test result: ok. 40 passed; 0 failed; 1 ignored; 0 measured; ...`.
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                "ignored" => self.ignored += count,
+                _ => {}
+            }
+        }
+    }
 }
 
 fn step(name: &str) {
@@ -126,5 +184,27 @@ fn as_root(cmd: &mut Command) {
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", SUDO_RUNNER);
     } else {
         eprintln!("xtask: not root and no sudo: privileged tests will be skipped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_add_up_result_lines() {
+        let mut totals = TestTotals::default();
+        totals.add("test result: ok. 40 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.38s");
+        totals
+            .add("test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        totals.add("running 5 tests");
+        assert_eq!(
+            totals,
+            TestTotals {
+                passed: 44,
+                failed: 1,
+                ignored: 1
+            }
+        );
     }
 }

@@ -24,7 +24,12 @@ pub const OOMREAP: &str = env!("CARGO_BIN_EXE_oomreap");
 pub fn privileged(test: &str) -> Option<MutexGuard<'static, ()>> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped {test}: needs root for BPF and memory cgroups; run `cargo xtask test`");
+        // Written to stderr directly: libtest hides eprintln! output of passing tests, and a skip
+        // must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped {test}: needs root for BPF and memory cgroups; run `cargo xtask test`"
+        );
         return None;
     }
     Some(PRIVILEGED.lock().unwrap_or_else(PoisonError::into_inner))

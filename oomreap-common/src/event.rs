@@ -10,16 +10,45 @@ pub const COMM_LEN: usize = 16;
 pub enum EventKind {
     /// [`MarkVictimEvent`]: `oom:mark_victim`, the OOM killer chose a victim.
     MarkVictim = 1,
+    /// [`ReaperEvent`]: `oom:wake_reaper`, the reaper's timer queued the victim.
+    WakeReaper = 2,
+    /// [`ReaperEvent`]: `oom:start_task_reaping`, an attempt got the lock and reaps.
+    StartReaping = 3,
+    /// [`FinishReapingEvent`]: `oom:finish_task_reaping`, that reap pass ended.
+    FinishReaping = 4,
+    /// [`SkipReapingEvent`]: `oom:skip_task_reaping`, an attempt did not reap, and why.
+    SkipReaping = 5,
+    /// [`LockAttemptEvent`]: `mmap_lock:mmap_lock_acquire_returned` by the oom_reaper or a
+    /// process_mrelease caller.
+    LockAttempt = 6,
+    /// [`ExitMmapEvent`]: `mmap:exit_mmap` of a victim's mm: its memory is gone.
+    ExitMmap = 7,
+    /// [`MreleaseEvent`]: one process_mrelease(2) call, from entry to return.
+    Mrelease = 8,
+    /// [`ScoreAdjEvent`]: `oom:oom_score_adj_update`.
+    ScoreAdjUpdate = 9,
+    /// [`RetryCountsEvent`]: reclaim and compaction retries counted in the kernel, read by user
+    /// space when a victim is marked (never sent by the kernel programs themselves).
+    RetryCounts = 10,
 }
 
 impl TryFrom<u32> for EventKind {
     type Error = u32;
 
     fn try_from(value: u32) -> Result<Self, Self::Error> {
-        match value {
-            1 => Ok(Self::MarkVictim),
-            unknown => Err(unknown),
-        }
+        Ok(match value {
+            1 => Self::MarkVictim,
+            2 => Self::WakeReaper,
+            3 => Self::StartReaping,
+            4 => Self::FinishReaping,
+            5 => Self::SkipReaping,
+            6 => Self::LockAttempt,
+            7 => Self::ExitMmap,
+            8 => Self::Mrelease,
+            9 => Self::ScoreAdjUpdate,
+            10 => Self::RetryCounts,
+            unknown => return Err(unknown),
+        })
     }
 }
 
@@ -65,7 +94,13 @@ pub mod mark_victim_fields {
     pub const MEMORY: u32 = 1 << 3;
     pub const OOM_SCORE_ADJ: u32 = 1 << 4;
     pub const MM: u32 = 1 << 5;
+    pub const MEMCG: u32 = 1 << 6;
+    /// `notifier_count` and `notifiers` were read (the mm may still have none).
+    pub const NOTIFIERS: u32 = 1 << 7;
 }
+
+/// Most notifier callbacks a [`MarkVictimEvent`] names.
+pub const MAX_NOTIFIERS: usize = 4;
 
 /// `oom:mark_victim`: the OOM killer marked `victim_pid` as its victim.
 ///
@@ -102,18 +137,309 @@ pub struct MarkVictimEvent {
     pub attach: u32,
     /// Bits from [`mark_victim_fields`].
     pub fields: u32,
+    /// Kernel id of the victim's memory cgroup (`kernfs_node::id`: the cgroup directory's
+    /// inode number); valid with `fields::MEMCG`.
+    pub memcg_id: u64,
+    /// How many mmu notifiers the victim's mm has (counted up to 255); valid with
+    /// `fields::NOTIFIERS`.
+    pub notifier_count: u32,
+    pub _pad: u32,
+    /// Kernel addresses of the first notifiers' `ops->invalidate_range_start` (0 when unset).
+    pub notifiers: [u64; MAX_NOTIFIERS],
 }
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 16);
-    assert!(core::mem::size_of::<MarkVictimEvent>() == 16 + 16 + 6 * 8 + 8 + 2 * COMM_LEN + 8);
+    assert!(
+        core::mem::size_of::<MarkVictimEvent>()
+            == 16 + 16 + 6 * 8 + 8 + 2 * COMM_LEN + 8 + 16 + 8 * MAX_NOTIFIERS
+    );
     assert!(core::mem::align_of::<MarkVictimEvent>() <= 8);
 };
 
-// SAFETY: `repr(C)`, only integer fields and byte arrays, no padding (sizes asserted above):
-// every bit pattern is a valid value.
+/// `oom:wake_reaper` and `oom:start_task_reaping`: a victim's pid and who ran.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ReaperEvent {
+    pub header: EventHeader,
+    /// The victim (the task `mark_victim` named).
+    pub victim_pid: u32,
+    /// The running task: the oom_reaper kthread for start, whatever was interrupted by the
+    /// timer for wake (meaningless there).
+    pub current_pid: u32,
+}
+
+/// Bits of [`FinishReapingEvent::fields`].
+pub mod finish_fields {
+    /// The RSS fields hold the mm's counters after the reap pass.
+    pub const RSS: u32 = 1 << 0;
+}
+
+/// `oom:finish_task_reaping`, with the mm's RSS after the pass.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FinishReapingEvent {
+    pub header: EventHeader,
+    pub victim_pid: u32,
+    pub current_pid: u32,
+    pub anon_rss_kib: u64,
+    pub file_rss_kib: u64,
+    pub shmem_rss_kib: u64,
+    /// Bits from [`finish_fields`].
+    pub fields: u32,
+    pub _pad: u32,
+}
+
+/// Why an attempt emitted `oom:skip_task_reaping`. Both causes share the one tracepoint; the
+/// kernel programs tell them apart by the reaper's trylock just before.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SkipCause {
+    /// `mmap_read_trylock` failed: someone holds or waits for the victim's mmap_lock.
+    LockContended = 1,
+    /// The trylock succeeded but the mm already had `MMF_OOM_SKIP`: the victim's memory is
+    /// being (or was) torn down by exit_mmap or process_mrelease.
+    AlreadySkipped = 2,
+    /// No trylock record was seen for this mm (e.g. classic tracepoints without BTF).
+    Unknown = 3,
+}
+
+impl TryFrom<u32> for SkipCause {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        match value {
+            1 => Ok(Self::LockContended),
+            2 => Ok(Self::AlreadySkipped),
+            3 => Ok(Self::Unknown),
+            unknown => Err(unknown),
+        }
+    }
+}
+
+/// Most waiters a [`LockState`] lists.
+pub const MAX_WAITERS: usize = 8;
+
+/// A task queued on an rwsem.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LockWaiter {
+    pub pid: u32,
+    /// `enum rwsem_waiter_type`: 0 write, 1 read.
+    pub waiter_type: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Bits of [`LockState::flags`].
+pub mod lock_flags {
+    /// `count`, `owner_raw` and the owner fields were read.
+    pub const READ: u32 = 1 << 0;
+    /// The owner task's pid and comm were read.
+    pub const OWNER_TASK: u32 = 1 << 1;
+    /// The waiter list was walked.
+    pub const WAITERS: u32 = 1 << 2;
+}
+
+/// A snapshot of the victim's `mm->mmap_lock` (a `struct rw_semaphore`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LockState {
+    /// `sem->count`: bit 0 writer-locked, bit 1 waiters, bit 2 handoff, bits 8.. readers.
+    pub count: u64,
+    /// `sem->owner`: task pointer with flag bits 0 (reader-owned) and 1 (non-spinnable).
+    pub owner_raw: u64,
+    pub owner_pid: u32,
+    pub owner_tgid: u32,
+    pub owner_comm: [u8; COMM_LEN],
+    /// Bits from [`lock_flags`].
+    pub flags: u32,
+    /// Waiters listed in `waiters` (at most [`MAX_WAITERS`]).
+    pub waiter_count: u32,
+    /// 1 if the list had more waiters than could be listed.
+    pub waiters_truncated: u32,
+    pub _pad: u32,
+    pub waiters: [LockWaiter; MAX_WAITERS],
+}
+
+/// `oom:skip_task_reaping`, with its cause and, for a contended lock, the lock's state.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SkipReapingEvent {
+    pub header: EventHeader,
+    pub victim_pid: u32,
+    pub current_pid: u32,
+    /// A [`SkipCause`] value.
+    pub cause: u32,
+    pub _pad: u32,
+    /// The victim's mm (0 if unknown).
+    pub mm: u64,
+    /// `mm->flags` word 0 (0 if unknown).
+    pub mm_flags: u64,
+    pub lock: LockState,
+}
+
+/// `mmap_lock:mmap_lock_acquire_returned` by the oom_reaper or a process_mrelease caller.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LockAttemptEvent {
+    pub header: EventHeader,
+    pub mm: u64,
+    pub caller_pid: u32,
+    pub caller_tgid: u32,
+    /// 1 for a write lock.
+    pub write: u32,
+    /// 1 if the lock was taken.
+    pub success: u32,
+    /// 1 if the caller is the oom_reaper kthread, 0 for a process_mrelease caller.
+    pub by_reaper: u32,
+    /// The victim whose mm this is, if it is one (0 otherwise).
+    pub victim_pid: u32,
+}
+
+/// `mmap:exit_mmap` of a victim's mm.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ExitMmapEvent {
+    pub header: EventHeader,
+    pub mm: u64,
+    pub victim_pid: u32,
+    /// The task that dropped the last mm user: often the victim, sometimes another.
+    pub current_pid: u32,
+    pub current_tgid: u32,
+    pub _pad: u32,
+    pub current_comm: [u8; COMM_LEN],
+}
+
+/// One process_mrelease(2) call: header time is the return.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MreleaseEvent {
+    pub header: EventHeader,
+    pub entered_ns: u64,
+    /// Return value: 0, -EAGAIN (partial), -EINVAL (not dying), -ESRCH, -EINTR, …
+    pub ret: i64,
+    /// The mm it locked, learned from its mmap_lock attempt (0 if none was seen).
+    pub mm: u64,
+    pub caller_pid: u32,
+    pub caller_tgid: u32,
+    pub caller_comm: [u8; COMM_LEN],
+    /// The pidfd argument (a descriptor of the caller's).
+    pub pidfd: i32,
+    /// The victim whose mm it released, when that mm belongs to one (0 otherwise).
+    pub victim_pid: u32,
+}
+
+/// `oom:oom_score_adj_update`: someone changed a task's `oom_score_adj`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ScoreAdjEvent {
+    pub header: EventHeader,
+    pub pid: u32,
+    pub oom_score_adj: i32,
+    pub comm: [u8; COMM_LEN],
+    pub changer_pid: u32,
+    pub changer_tgid: u32,
+    pub changer_comm: [u8; COMM_LEN],
+}
+
+/// Which retry a [`RetryKey`] counts.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RetryKind {
+    /// `oom:reclaim_retry_zone`.
+    Reclaim = 1,
+    /// `oom:compact_retry`.
+    Compaction = 2,
+}
+
+impl TryFrom<u32> for RetryKind {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        match value {
+            1 => Ok(Self::Reclaim),
+            2 => Ok(Self::Compaction),
+            unknown => Err(unknown),
+        }
+    }
+}
+
+/// Key of the in-kernel retry counters (`maps::RETRIES`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RetryKey {
+    /// A [`RetryKind`] value.
+    pub kind: u32,
+    /// NUMA node (-1 for compaction, which has none).
+    pub node: i32,
+    /// Zone index (-1 for compaction).
+    pub zone: i32,
+    pub order: i32,
+}
+
+/// Most retry counters a [`RetryCountsEvent`] carries.
+pub const MAX_RETRY_COUNTS: usize = 16;
+
+/// A retry counter and its value.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RetryCount {
+    pub key: RetryKey,
+    pub count: u64,
+}
+
+/// Totals of the in-kernel retry counters at one moment (cumulative since attach).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RetryCountsEvent {
+    pub header: EventHeader,
+    pub len: u32,
+    pub _pad: u32,
+    pub counts: [RetryCount; MAX_RETRY_COUNTS],
+}
+
+const _: () = {
+    use core::mem::{align_of, size_of};
+    assert!(size_of::<ReaperEvent>() == 24);
+    assert!(size_of::<FinishReapingEvent>() == 56);
+    assert!(size_of::<LockWaiter>() == 24);
+    assert!(size_of::<LockState>() == 40 + 16 + MAX_WAITERS * 24);
+    assert!(size_of::<SkipReapingEvent>() == 48 + size_of::<LockState>());
+    assert!(size_of::<LockAttemptEvent>() == 48);
+    assert!(size_of::<ExitMmapEvent>() == 56);
+    assert!(size_of::<MreleaseEvent>() == 72);
+    assert!(size_of::<ScoreAdjEvent>() == 16 + 8 + 16 + 8 + 16);
+    assert!(size_of::<RetryKey>() == 16);
+    assert!(size_of::<RetryCountsEvent>() == 24 + 24 * MAX_RETRY_COUNTS);
+    assert!(align_of::<SkipReapingEvent>() <= 8 && align_of::<RetryCountsEvent>() <= 8);
+};
+
+/// Implements `aya::Pod` for wire types.
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for EventHeader {}
-// SAFETY: as above.
+macro_rules! pod {
+    ($($ty:ty),+ $(,)?) => {
+        $(
+            // SAFETY: `repr(C)`, only integers and arrays of them, no padding (sizes are
+            // asserted above): every bit pattern is a valid value.
+            unsafe impl aya::Pod for $ty {}
+        )+
+    };
+}
+
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for MarkVictimEvent {}
+pod!(
+    EventHeader,
+    MarkVictimEvent,
+    ReaperEvent,
+    FinishReapingEvent,
+    LockWaiter,
+    LockState,
+    SkipReapingEvent,
+    LockAttemptEvent,
+    ExitMmapEvent,
+    MreleaseEvent,
+    ScoreAdjEvent,
+    RetryKey,
+    RetryCount,
+    RetryCountsEvent,
+);

@@ -26,6 +26,10 @@ pub struct KernelLayout {
     pub mark_victim_args: u32,
     /// `PAGE_SHIFT - 10`: converts page counts to KiB.
     pub page_to_kib_shift: u32,
+    /// tgid of the oom_reaper kthread, found by user space in /proc (0 if not found; the
+    /// kernel programs also learn it from the reaper's own tracepoints).
+    pub reaper_pid: u32,
+    pub _pad: u32,
 
     // struct task_struct
     pub task_pid: u32,
@@ -33,19 +37,93 @@ pub struct KernelLayout {
     pub task_comm: u32,
     pub task_mm: u32,
     pub task_signal: u32,
+    pub task_cgroups: u32,
     // struct signal_struct
     pub signal_oom_score_adj: u32,
     // struct mm_struct
     pub mm_total_vm: u32,
     pub mm_rss_stat: u32,
     pub mm_pgtables_bytes: u32,
+    pub mm_flags: u32,
+    pub mm_mmap_lock: u32,
+    pub mm_notifier_subscriptions: u32,
     /// Size of one `struct percpu_counter` in `mm_struct::rss_stat[]`.
     pub percpu_counter_size: u32,
     /// Offset of `count` (an `s64`) in `struct percpu_counter`.
     pub percpu_counter_count: u32,
+    // struct rw_semaphore and struct rwsem_waiter
+    pub rwsem_count: u32,
+    pub rwsem_owner: u32,
+    pub rwsem_wait_list: u32,
+    pub waiter_list: u32,
+    pub waiter_task: u32,
+    pub waiter_type: u32,
+    // mmu notifiers: subscriptions->list (hlist_head), notifier->hlist, ->ops,
+    // ops->invalidate_range_start
+    pub subscriptions_list: u32,
+    pub notifier_hlist: u32,
+    pub notifier_ops: u32,
+    pub ops_invalidate_range_start: u32,
+    // memory cgroup id: task->cgroups->subsys[memory_cgrp_id]->cgroup->kn->id
+    pub css_set_subsys: u32,
+    /// `memory_cgrp_id` times the pointer size: the byte offset into `subsys[]`.
+    pub memory_subsys_index_bytes: u32,
+    pub css_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    // list links: list_head::next, hlist_node::next (hlist_head::first is the head's only field)
+    pub list_head_next: u32,
+    pub hlist_node_next: u32,
+    // reclaim_retry_zone: zoneref->zone, zoneref->zone_idx, zone->node (NUMA only)
+    pub zoneref_zone: u32,
+    pub zoneref_zone_idx: u32,
+    pub zone_node: u32,
 
-    /// Record offsets of the classic `oom:mark_victim` tracepoint (from its tracefs `format`).
+    /// Record offsets of classic tracepoints (from their tracefs `format` files).
     pub mark_victim_record: MarkVictimRecord,
+    pub records: ClassicRecords,
+}
+
+/// Record offsets of the classic tracepoints other than `mark_victim`; [`ABSENT`] where the
+/// record lacks the field. `pid` is the one field of `wake_reaper`, `start_task_reaping`,
+/// `finish_task_reaping` and `skip_task_reaping`, all at the same offset.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ClassicRecords {
+    pub reaper_pid: u32,
+    pub lock_mm: u32,
+    pub lock_write: u32,
+    pub lock_success: u32,
+    pub exit_mmap_mm: u32,
+    pub score_pid: u32,
+    /// A fixed `char comm[16]`.
+    pub score_comm: u32,
+    pub score_adj: u32,
+    pub reclaim_node: u32,
+    pub reclaim_zone: u32,
+    pub reclaim_order: u32,
+    pub compact_order: u32,
+    pub mrelease_pidfd: u32,
+    pub mrelease_ret: u32,
+}
+
+impl ClassicRecords {
+    pub const UNSET: Self = Self {
+        reaper_pid: ABSENT,
+        lock_mm: ABSENT,
+        lock_write: ABSENT,
+        lock_success: ABSENT,
+        exit_mmap_mm: ABSENT,
+        score_pid: ABSENT,
+        score_comm: ABSENT,
+        score_adj: ABSENT,
+        reclaim_node: ABSENT,
+        reclaim_zone: ABSENT,
+        reclaim_order: ABSENT,
+        compact_order: ABSENT,
+        mrelease_pidfd: ABSENT,
+        mrelease_ret: ABSENT,
+    };
 }
 
 /// Record offsets of the classic `oom:mark_victim` tracepoint; [`ABSENT`] where the kernel's
@@ -87,30 +165,61 @@ impl KernelLayout {
     pub const UNSET: Self = Self {
         mark_victim_args: 0,
         page_to_kib_shift: 2,
+        reaper_pid: 0,
+        _pad: 0,
         task_pid: ABSENT,
         task_tgid: ABSENT,
         task_comm: ABSENT,
         task_mm: ABSENT,
         task_signal: ABSENT,
+        task_cgroups: ABSENT,
         signal_oom_score_adj: ABSENT,
         mm_total_vm: ABSENT,
         mm_rss_stat: ABSENT,
         mm_pgtables_bytes: ABSENT,
+        mm_flags: ABSENT,
+        mm_mmap_lock: ABSENT,
+        mm_notifier_subscriptions: ABSENT,
         percpu_counter_size: ABSENT,
         percpu_counter_count: ABSENT,
+        rwsem_count: ABSENT,
+        rwsem_owner: ABSENT,
+        rwsem_wait_list: ABSENT,
+        waiter_list: ABSENT,
+        waiter_task: ABSENT,
+        waiter_type: ABSENT,
+        subscriptions_list: ABSENT,
+        notifier_hlist: ABSENT,
+        notifier_ops: ABSENT,
+        ops_invalidate_range_start: ABSENT,
+        css_set_subsys: ABSENT,
+        memory_subsys_index_bytes: ABSENT,
+        css_cgroup: ABSENT,
+        cgroup_kn: ABSENT,
+        kernfs_node_id: ABSENT,
+        list_head_next: ABSENT,
+        hlist_node_next: ABSENT,
+        zoneref_zone: ABSENT,
+        zoneref_zone_idx: ABSENT,
+        zone_node: ABSENT,
         mark_victim_record: MarkVictimRecord::UNSET,
+        records: ClassicRecords::UNSET,
     };
 }
 
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
-    assert!(core::mem::size_of::<KernelLayout>() == 13 * 4 + 40);
+    assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 39 * 4 + 40 + 14 * 4);
 };
 
-// SAFETY: both structs are `repr(C)`, made of `u32`s only, so they have no padding and every
-// bit pattern is valid.
+// SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and
+// every bit pattern is valid.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for KernelLayout {}
 // SAFETY: as above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for MarkVictimRecord {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ClassicRecords {}

@@ -26,3 +26,79 @@ pub const COUNTER_SLOTS: u32 = 2;
 
 /// Name of the read-only global holding the [`crate::layout::KernelLayout`].
 pub const LAYOUT_GLOBAL: &str = "LAYOUT";
+
+/// LRU hash: victim pid (the task `mark_victim` named) → [`VictimEntry`]. Lets the reaper's
+/// pid-only tracepoints find the victim's mm.
+pub const VICTIMS_BY_PID: &str = "VICTIMS_BY_PID";
+
+/// LRU hash: victim mm address → [`VictimEntry`]. Filters `exit_mmap` and mmap_lock events
+/// to victims' mms.
+pub const VICTIMS_BY_MM: &str = "VICTIMS_BY_MM";
+
+/// Victims remembered by each of the two maps above. LRU eviction keeps them bounded even
+/// if an exit is missed.
+pub const VICTIM_CAPACITY: u32 = 4096;
+
+/// Array of one [`LastTrylock`]: the oom_reaper's most recent `mmap_read_trylock`.
+pub const LAST_TRYLOCK: &str = "LAST_TRYLOCK";
+
+/// Array of one u32: tgid of the oom_reaper kthread, learned from its own tracepoints.
+pub const REAPER: &str = "REAPER";
+
+/// Hash: caller `pid_tgid` → [`MreleaseCall`] for process_mrelease calls in progress.
+pub const MRELEASE_CALLS: &str = "MRELEASE_CALLS";
+
+/// Array of one u64: how many process_mrelease calls are in progress (a cheap first filter
+/// on the hot mmap_lock hook).
+pub const MRELEASE_ACTIVE: &str = "MRELEASE_ACTIVE";
+
+/// Hash: `event::RetryKey` → u64 count of reclaim/compaction retries.
+pub const RETRIES: &str = "RETRIES";
+
+/// Distinct retry keys counted.
+pub const RETRY_CAPACITY: u32 = 1024;
+
+/// A victim remembered in the kernel.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct VictimEntry {
+    pub mm: u64,
+    pub pid: u32,
+    pub tgid: u32,
+}
+
+/// The reaper's last trylock: which mm, and whether it succeeded.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LastTrylock {
+    pub mm: u64,
+    pub success: u32,
+    pub _pad: u32,
+}
+
+/// A process_mrelease call in progress.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MreleaseCall {
+    pub entered_ns: u64,
+    /// The mm its mmap_lock attempt named (0 until seen).
+    pub mm: u64,
+    pub pidfd: i32,
+    pub _pad: u32,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<VictimEntry>() == 16);
+    assert!(core::mem::size_of::<LastTrylock>() == 16);
+    assert!(core::mem::size_of::<MreleaseCall>() == 24);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: `repr(C)`, integers only, no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::VictimEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LastTrylock {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::MreleaseCall {}
+}

@@ -2,14 +2,14 @@
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use oomreap_common::{
     event::{EventHeader, EventKind},
     maps::{COUNTER_SLOTS, Counter, EVENTS_DEFAULT_BYTES},
 };
 
-/// User space may resize it before loading (`EbpfLoader::set_max_entries`).
+/// User space may resize it before loading (`EbpfLoader::map_max_entries`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_DEFAULT_BYTES, 0);
 
@@ -38,14 +38,40 @@ pub fn header(kind: EventKind) -> EventHeader {
     }
 }
 
-/// Sends `event` to user space, or counts it as lost when the ring buffer is full.
-#[inline(always)]
-pub fn send<T: 'static>(event: T) {
-    match EVENTS.reserve::<T>(0) {
-        Some(mut entry) => {
-            entry.write(event);
-            entry.submit(0);
-        }
-        None => count(Counter::RingBufferFull),
+/// A record reserved in the ring buffer, zero-filled, to be filled in place (the larger
+/// records would not fit the 512-byte BPF stack) and then submitted or discarded.
+pub struct Record<T: 'static>(RingBufEntry<T>);
+
+impl<T: 'static> Record<T> {
+    /// Reserves a zeroed `T`, or counts the event as lost when the ring buffer is full.
+    ///
+    /// `T` must be one of the `oomreap_common::event` records: plain integers, for which all
+    /// zero bytes are a valid value.
+    #[inline(always)]
+    pub fn reserve() -> Option<Self> {
+        let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+            count(Counter::RingBufferFull);
+            return None;
+        };
+        // SAFETY: the entry is a writable reservation of exactly one `T`.
+        unsafe { entry.as_mut_ptr().write_bytes(0, 1) };
+        Some(Self(entry))
+    }
+
+    /// The record, to fill in.
+    #[inline(always)]
+    pub fn get(&mut self) -> &mut T {
+        // SAFETY: `reserve` zero-filled the memory, which is a valid `T` (see there).
+        unsafe { &mut *self.0.as_mut_ptr() }
+    }
+
+    #[inline(always)]
+    pub fn submit(self) {
+        self.0.submit(0);
+    }
+
+    #[inline(always)]
+    pub fn discard(self) {
+        self.0.discard(0);
     }
 }

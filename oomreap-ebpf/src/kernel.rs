@@ -1,5 +1,9 @@
-//! Reads of kernel memory at offsets user space resolved from the running kernel's BTF.
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
+//! Reads of kernel memory at offsets user space resolved from the running kernel's BTF, and
+//! of the current task.
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+    bpf_probe_read_kernel_buf,
+};
 use oomreap_common::{
     event::COMM_LEN,
     layout::{ABSENT, KernelLayout},
@@ -9,12 +13,12 @@ use oomreap_common::{
 #[unsafe(no_mangle)]
 static LAYOUT: KernelLayout = KernelLayout::UNSET;
 
-/// The layout user space set.
+/// The layout user space set, by reference: copying the whole struct would crowd the stack.
 #[inline(always)]
-pub fn layout() -> KernelLayout {
-    // SAFETY: LAYOUT is a valid static. The volatile read stops the compiler from folding in
-    // `UNSET`: the loader rewrites the value in .rodata before the program is verified.
-    unsafe { core::ptr::read_volatile(&raw const LAYOUT) }
+pub fn layout() -> &'static KernelLayout {
+    // SAFETY: LAYOUT is a valid static. Reading through a volatile pointer stops the compiler
+    // from folding in `UNSET`: the loader rewrites .rodata before the program is verified.
+    unsafe { &*core::ptr::read_volatile(&&raw const LAYOUT) }
 }
 
 /// Reads a `T` at `base + offset`, or `None` when the field is absent on this kernel, `base`
@@ -30,15 +34,36 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel(src) }.ok()
 }
 
-/// Reads a task name (`char comm[TASK_COMM_LEN]`) at `base + offset`.
+/// Reads a task name (`char comm[TASK_COMM_LEN]`) at `base + offset` into `comm`.
 #[inline(always)]
-pub fn read_comm(base: u64, offset: u32) -> Option<[u8; COMM_LEN]> {
+pub fn read_comm(base: u64, offset: u32, comm: &mut [u8; COMM_LEN]) -> bool {
     if base == 0 || offset == ABSENT {
-        return None;
+        return false;
     }
-    let mut comm = [0u8; COMM_LEN];
     let src = (base + u64::from(offset)) as *const u8;
-    // SAFETY: as in `read`: the helper validates `src`; `comm` is a local buffer.
-    unsafe { bpf_probe_read_kernel_buf(src, &mut comm) }.ok()?;
-    Some(comm)
+    // SAFETY: as in `read`: the helper validates `src`; `comm` is a buffer of ours.
+    unsafe { bpf_probe_read_kernel_buf(src, comm) }.is_ok()
+}
+
+/// `a + b`, or [`ABSENT`] if either is.
+#[inline(always)]
+pub fn add(a: u32, b: u32) -> u32 {
+    if a == ABSENT || b == ABSENT {
+        ABSENT
+    } else {
+        a + b
+    }
+}
+
+/// The current task's (pid, tgid).
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    (pid_tgid as u32, (pid_tgid >> 32) as u32)
+}
+
+/// The current task's name, or zeros.
+#[inline(always)]
+pub fn current_comm() -> [u8; COMM_LEN] {
+    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
 }

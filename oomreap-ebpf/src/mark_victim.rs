@@ -2,29 +2,25 @@
 //!
 //! Two programs, one per attach kind; user space loads the one the kernel supports. Both fill a
 //! [`MarkVictimEvent`], setting a bit in `fields` for each value they really read, so a kernel
-//! that offers less never shows up as zeros.
+//! that offers less never shows up as zeros. The victim is remembered for the reaper's events.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes},
+    helpers::bpf_probe_read_kernel_str_bytes,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::{debug, warn};
 use oomreap_common::{
     event::{AttachKind, COMM_LEN, EventKind, MarkVictimEvent, mark_victim_fields as field},
-    layout::{ABSENT, KernelLayout, MarkVictimArgs, MarkVictimRecord},
+    layout::{MarkVictimArgs, MarkVictimRecord},
     maps::Counter,
 };
 
 use crate::{
-    emit,
-    kernel::{layout, read, read_comm},
+    emit::{self, Record},
+    kernel::{current_comm, current_ids, layout},
+    mm, task, tracepoint_field, victims,
 };
-
-/// Indices of `mm_struct::rss_stat[]` (enum in include/linux/mm_types_task.h).
-const MM_FILEPAGES: u32 = 0;
-const MM_ANONPAGES: u32 = 1;
-const MM_SHMEMPAGES: u32 = 3;
 
 #[btf_tracepoint(function = "mark_victim")]
 pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
@@ -51,50 +47,65 @@ pub fn mark_victim_tp(ctx: TracePointContext) -> u32 {
 }
 
 fn try_mark_victim_btf(ctx: &BtfTracePointContext) -> Result<(), ()> {
-    let layout = layout();
-    let mut event = new_event(AttachKind::BtfTracePoint);
-    if layout.mark_victim_args == MarkVictimArgs::PidOnly as u32 {
+    let Some(mut record) = Record::<MarkVictimEvent>::reserve() else {
+        return Ok(());
+    };
+    let event = record.get();
+    start(event, AttachKind::BtfTracePoint);
+    let args = layout().mark_victim_args;
+    if args == MarkVictimArgs::PidOnly as u32 {
         event.victim_pid = ctx.arg::<u32>(0);
-    } else if layout.mark_victim_args == MarkVictimArgs::TaskAndUid as u32 {
+    } else if args == MarkVictimArgs::TaskAndUid as u32 {
         let task: u64 = ctx.arg(0);
         event.uid = ctx.arg(1);
         event.fields |= field::UID;
-        event.victim_pid = read::<u32>(task, layout.task_pid).ok_or(())?;
-        read_task(&layout, task, &mut event);
+        if !read_task(task, event) {
+            record.discard();
+            return Err(());
+        }
     } else {
+        record.discard();
         warn!(ctx, "mark_victim: kernel layout not set by user space");
         return Err(());
     }
+    victims::remember(event.victim_pid, event.victim_tgid, event.victim_mm);
     debug!(
         ctx,
         "mark_victim pid {} tgid {}", event.victim_pid, event.victim_tgid
     );
-    emit::send(event);
+    record.submit();
     Ok(())
 }
 
 fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
-    let record = layout().mark_victim_record;
-    let mut event = new_event(AttachKind::TracePoint);
-    event.victim_pid = read_record::<u32>(ctx, record.pid).ok_or(())?;
-    if let Some(comm) = read_record_comm(ctx, &record) {
-        event.victim_comm = comm;
+    let r = layout().mark_victim_record;
+    let Some(mut record) = Record::<MarkVictimEvent>::reserve() else {
+        return Ok(());
+    };
+    let event = record.get();
+    start(event, AttachKind::TracePoint);
+    let Some(pid) = tracepoint_field::<u32>(ctx, r.pid) else {
+        record.discard();
+        return Err(());
+    };
+    event.victim_pid = pid;
+    if read_record_comm(ctx, &r, &mut event.victim_comm) {
         event.fields |= field::COMM;
     }
-    if let Some(uid) = read_record::<u32>(ctx, record.uid) {
+    if let Some(uid) = tracepoint_field::<u32>(ctx, r.uid) {
         event.uid = uid;
         event.fields |= field::UID;
     }
-    if let Some(adj) = read_record::<i16>(ctx, record.oom_score_adj) {
+    if let Some(adj) = tracepoint_field::<i16>(ctx, r.oom_score_adj) {
         event.oom_score_adj = i32::from(adj);
         event.fields |= field::OOM_SCORE_ADJ;
     }
     if let (Some(total_vm), Some(anon), Some(file), Some(shmem), Some(pgtables)) = (
-        read_record::<u64>(ctx, record.total_vm),
-        read_record::<u64>(ctx, record.anon_rss),
-        read_record::<u64>(ctx, record.file_rss),
-        read_record::<u64>(ctx, record.shmem_rss),
-        read_record::<u64>(ctx, record.pgtables),
+        tracepoint_field::<u64>(ctx, r.total_vm),
+        tracepoint_field::<u64>(ctx, r.anon_rss),
+        tracepoint_field::<u64>(ctx, r.file_rss),
+        tracepoint_field::<u64>(ctx, r.shmem_rss),
+        tracepoint_field::<u64>(ctx, r.pgtables),
     ) {
         // The classic record already holds KiB.
         event.total_vm_kib = total_vm;
@@ -104,109 +115,80 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
         event.pgtables_kib = pgtables;
         event.fields |= field::MEMORY;
     }
+    victims::remember(event.victim_pid, 0, 0);
     debug!(
         ctx,
         "mark_victim pid {} (classic tracepoint)", event.victim_pid
     );
-    emit::send(event);
+    record.submit();
     Ok(())
 }
 
-/// An event with the header and the trigger (the current task) filled in.
+/// Fills the header and the trigger (the current task).
 #[inline(always)]
-fn new_event(attach: AttachKind) -> MarkVictimEvent {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    MarkVictimEvent {
-        header: emit::header(EventKind::MarkVictim),
-        victim_pid: 0,
-        victim_tgid: 0,
-        uid: 0,
-        oom_score_adj: 0,
-        total_vm_kib: 0,
-        anon_rss_kib: 0,
-        file_rss_kib: 0,
-        shmem_rss_kib: 0,
-        pgtables_kib: 0,
-        victim_mm: 0,
-        trigger_pid: pid_tgid as u32,
-        trigger_tgid: (pid_tgid >> 32) as u32,
-        victim_comm: [0; COMM_LEN],
-        trigger_comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
-        attach: attach as u32,
-        fields: 0,
-    }
+fn start(event: &mut MarkVictimEvent, attach: AttachKind) {
+    event.header = emit::header(EventKind::MarkVictim);
+    let (pid, tgid) = current_ids();
+    event.trigger_pid = pid;
+    event.trigger_tgid = tgid;
+    event.trigger_comm = current_comm();
+    event.attach = attach as u32;
 }
 
-/// Fills what `task_struct` and its `mm_struct` and `signal_struct` tell about the victim.
+/// Fills what `task_struct`, its `mm_struct` and `signal_struct` tell about the victim.
+/// Returns false if not even the pid could be read.
 #[inline(always)]
-fn read_task(layout: &KernelLayout, task: u64, event: &mut MarkVictimEvent) {
-    if let Some(tgid) = read::<u32>(task, layout.task_tgid) {
-        event.victim_tgid = tgid;
-        event.fields |= field::TGID;
-    }
-    if let Some(comm) = read_comm(task, layout.task_comm) {
-        event.victim_comm = comm;
+fn read_task(task: u64, event: &mut MarkVictimEvent) -> bool {
+    let Some((pid, tgid)) = task::ids(task) else {
+        return false;
+    };
+    event.victim_pid = pid;
+    event.victim_tgid = tgid;
+    event.fields |= field::TGID;
+    if task::comm(task, &mut event.victim_comm) {
         event.fields |= field::COMM;
     }
-    let signal = read::<u64>(task, layout.task_signal).unwrap_or(0);
-    if let Some(adj) = read::<i16>(signal, layout.signal_oom_score_adj) {
+    if let Some(adj) = task::oom_score_adj(task) {
         event.oom_score_adj = i32::from(adj);
         event.fields |= field::OOM_SCORE_ADJ;
     }
-    let mm = read::<u64>(task, layout.task_mm).unwrap_or(0);
+    if let Some(id) = task::memcg_id(task) {
+        event.memcg_id = id;
+        event.fields |= field::MEMCG;
+    }
+    let mm = task::mm(task);
     if mm == 0 {
-        return;
+        return true;
     }
     event.victim_mm = mm;
     event.fields |= field::MM;
-    let shift = layout.page_to_kib_shift;
-    if let (Some(total_vm), Some(anon), Some(file), Some(shmem), Some(pgtables)) = (
-        read::<u64>(mm, layout.mm_total_vm),
-        read::<i64>(mm, rss_counter(layout, MM_ANONPAGES)),
-        read::<i64>(mm, rss_counter(layout, MM_FILEPAGES)),
-        read::<i64>(mm, rss_counter(layout, MM_SHMEMPAGES)),
-        read::<i64>(mm, layout.mm_pgtables_bytes),
-    ) {
-        event.total_vm_kib = total_vm << shift;
-        // Percpu counters' global `count` lags the per-CPU deltas and can dip below zero.
-        event.anon_rss_kib = (anon.max(0) as u64) << shift;
-        event.file_rss_kib = (file.max(0) as u64) << shift;
-        event.shmem_rss_kib = (shmem.max(0) as u64) << shift;
-        event.pgtables_kib = (pgtables.max(0) as u64) >> 10;
+    if let (Some(rss), Some((total_vm, pgtables))) = (mm::rss(mm), mm::size(mm)) {
+        event.total_vm_kib = total_vm;
+        event.anon_rss_kib = rss.anon_kib;
+        event.file_rss_kib = rss.file_kib;
+        event.shmem_rss_kib = rss.shmem_kib;
+        event.pgtables_kib = pgtables;
         event.fields |= field::MEMORY;
     }
-}
-
-/// Offset in `mm_struct` of `rss_stat[index].count`, or [`ABSENT`].
-#[inline(always)]
-fn rss_counter(layout: &KernelLayout, index: u32) -> u32 {
-    if layout.mm_rss_stat == ABSENT
-        || layout.percpu_counter_size == ABSENT
-        || layout.percpu_counter_count == ABSENT
-    {
-        return ABSENT;
+    if let Some(count) = mm::notifiers(mm, &mut event.notifiers) {
+        event.notifier_count = count;
+        event.fields |= field::NOTIFIERS;
     }
-    layout.mm_rss_stat + index * layout.percpu_counter_size + layout.percpu_counter_count
-}
-
-/// Reads a field of the classic tracepoint record, or `None` when this kernel's record lacks it.
-#[inline(always)]
-fn read_record<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
-    if offset == ABSENT {
-        return None;
-    }
-    // SAFETY: read_at goes through bpf_probe_read_kernel, which validates the address.
-    unsafe { ctx.read_at::<T>(offset as usize) }.ok()
+    true
 }
 
 /// Reads the record's `__data_loc char[] comm`: a u32 whose low 16 bits are the string's offset.
 #[inline(always)]
-fn read_record_comm(ctx: &TracePointContext, record: &MarkVictimRecord) -> Option<[u8; COMM_LEN]> {
-    let data_loc = read_record::<u32>(ctx, record.comm_data_loc)?;
+fn read_record_comm(
+    ctx: &TracePointContext,
+    record: &MarkVictimRecord,
+    comm: &mut [u8; COMM_LEN],
+) -> bool {
+    let Some(data_loc) = tracepoint_field::<u32>(ctx, record.comm_data_loc) else {
+        return false;
+    };
     let offset = (data_loc & 0xffff) as usize;
-    let mut comm = [0u8; COMM_LEN];
     let src = (ctx.as_ptr() as usize + offset) as *const u8;
     // SAFETY: the helper validates `src` and writes at most `comm.len()` bytes.
-    unsafe { bpf_probe_read_kernel_str_bytes(src, &mut comm) }.ok()?;
-    Some(comm)
+    unsafe { bpf_probe_read_kernel_str_bytes(src, comm) }.is_ok()
 }

@@ -27,8 +27,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print one line per OOM victim as the kernel chooses it, until Ctrl-C.
+    /// Print each OOM victim's path through the reaper as it happens, until Ctrl-C.
     Trace(TraceArgs),
+    /// Write the raw event stream to FILE until Ctrl-C, for `trace --replay FILE`.
+    Record(RecordArgs),
+    /// Report what this kernel offers oomreap: BTF, privileges, each hook and attach mode.
+    Doctor(DoctorArgs),
     /// Touch memory until killed (a test victim; not for general use).
     #[command(hide = true)]
     Hog(HogArgs),
@@ -45,8 +49,9 @@ pub enum AttachArg {
     Classic,
 }
 
+/// How to attach to the kernel (shared by trace, record and doctor).
 #[derive(Debug, Args)]
-pub struct TraceArgs {
+pub struct AttachArgs {
     /// Kind of tracepoint to attach.
     #[arg(long, value_enum, default_value_t = AttachArg::Auto)]
     pub attach: AttachArg,
@@ -59,6 +64,44 @@ pub struct TraceArgs {
     #[arg(long, value_name = "KIB", hide = true, value_parser = parse_ring_kib,
           default_value_t = oomreap_common::maps::EVENTS_DEFAULT_BYTES / 1024)]
     pub ring_buffer_kib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+
+    /// Print JSON Lines (schema: docs/events.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the raw event stream to FILE (as `oomreap record` does).
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+
+    /// Replay a recording instead of tracing the kernel (no root needed).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+
+    /// Where to write the recording; an existing file is not overwritten.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,8 +128,8 @@ fn parse_ring_kib(text: &str) -> Result<u32, String> {
     Ok(kib)
 }
 
-impl From<&TraceArgs> for CaptureOptions {
-    fn from(args: &TraceArgs) -> Self {
+impl From<&AttachArgs> for CaptureOptions {
+    fn from(args: &AttachArgs) -> Self {
         Self {
             attach: match args.attach {
                 AttachArg::Auto => AttachPreference::Auto,
@@ -117,7 +160,8 @@ mod tests {
     #[test]
     fn trace_defaults() {
         let args = trace(&[]).unwrap();
-        let options = CaptureOptions::from(&args);
+        assert!(!args.json && args.record.is_none() && args.replay.is_none());
+        let options = CaptureOptions::from(&args.attach);
         assert_eq!(options.attach, AttachPreference::Auto);
         assert_eq!(options.paths.btf, PathBuf::from(DEFAULT_BTF_PATH));
         assert_eq!(options.events_bytes, 256 * 1024);
@@ -129,7 +173,10 @@ mod tests {
             trace(&["--attach", "classic"]).unwrap().attach,
             AttachArg::Classic
         );
-        assert_eq!(trace(&["--attach=btf"]).unwrap().attach, AttachArg::Btf);
+        assert_eq!(
+            trace(&["--attach=btf"]).unwrap().attach.attach,
+            AttachArg::Btf
+        );
         let err = trace(&["--attach", "kprobe"]).unwrap_err().to_string();
         assert!(err.contains("kprobe"), "{err}");
     }
@@ -145,11 +192,54 @@ mod tests {
 
     #[test]
     fn ring_buffer_size_is_validated() {
-        assert_eq!(trace(&["--ring-buffer-kib=4"]).unwrap().ring_buffer_kib, 4);
+        assert_eq!(
+            trace(&["--ring-buffer-kib=4"])
+                .unwrap()
+                .attach
+                .ring_buffer_kib,
+            4
+        );
         for bad in ["3", "100", "0", "lots"] {
             let err = trace(&["--ring-buffer-kib", bad]).unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn json_record_and_replay() {
+        let args = trace(&["--json", "--record", "/tmp/r.oomreap"]).unwrap();
+        assert!(args.json);
+        assert_eq!(args.record, Some(PathBuf::from("/tmp/r.oomreap")));
+        let args = trace(&["--replay=/tmp/r.oomreap"]).unwrap();
+        assert_eq!(args.replay, Some(PathBuf::from("/tmp/r.oomreap")));
+        let err = trace(&["--record", "a", "--replay", "b"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--replay") && err.contains("--record"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn record_needs_a_file() {
+        assert!(Cli::try_parse_from(["oomreap", "record"]).is_err());
+        let cli = Cli::try_parse_from(["oomreap", "record", "out.oomreap", "--attach", "classic"])
+            .unwrap();
+        let Command::Record(args) = cli.command else {
+            panic!("expected record")
+        };
+        assert_eq!(args.file, PathBuf::from("out.oomreap"));
+        assert_eq!(args.attach.attach, AttachArg::Classic);
+    }
+
+    #[test]
+    fn doctor_json() {
+        let cli = Cli::try_parse_from(["oomreap", "doctor", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Doctor(DoctorArgs { json: true, .. })
+        ));
     }
 
     #[test]

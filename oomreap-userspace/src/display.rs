@@ -49,6 +49,11 @@ impl WallClock {
         }
     }
 
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, as sampled; recordings store it.
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
+    }
+
     /// A fixed offset, for deterministic output in tests and replays.
     pub fn with_offset_ns(offset_ns: i128) -> Self {
         Self { offset_ns }
@@ -63,6 +68,17 @@ impl WallClock {
     /// `HH:MM:SS.mmm`, local time.
     pub fn time_of_day(&self, monotonic_ns: u64) -> String {
         self.local(monotonic_ns).format("%H:%M:%S%.3f").to_string()
+    }
+}
+
+/// A duration in the shortest readable unit: `850us`, `14ms`, `2.001s`.
+pub fn duration(ns: u64) -> String {
+    if ns < 1_000_000 {
+        format!("{}us", ns / 1_000)
+    } else if ns < 1_000_000_000 {
+        format!("{}ms", ns / 1_000_000)
+    } else {
+        format!("{:.3}s", ns as f64 / 1e9)
     }
 }
 
@@ -93,6 +109,13 @@ mod tests {
         assert_eq!(kib(1024), "1.0M");
         assert_eq!(kib(256_100), "250.1M");
         assert_eq!(kib(3 * 1024 * 1024), "3.0G");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(850_000), "850us");
+        assert_eq!(duration(14_200_000), "14ms");
+        assert_eq!(duration(2_001_000_000), "2.001s");
     }
 
     #[test]

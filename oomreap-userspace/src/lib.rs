@@ -7,8 +7,11 @@
 pub mod capture;
 pub mod cgroup;
 pub mod display;
+pub mod doctor;
+pub mod enrich;
 pub mod hog;
 pub mod kernel;
+pub mod recording;
 pub mod trace;
 pub mod tracker;
 pub mod wire;

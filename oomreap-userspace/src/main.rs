@@ -1,7 +1,8 @@
 //! The `oomreap` binary: parse flags, dispatch, map the outcome to an exit status.
 //!
-//! Exit status: 0 success; 1 the command ran but events were lost (each loss is reported on
-//! stderr); 2 error (bad flags, missing privileges or kernel features, I/O failure).
+//! Exit status: 0 success; 1 the command ran but events were lost or a recording was damaged
+//! (each is reported on stderr), or for `doctor`, oomreap cannot trace here; 2 error (bad
+//! flags, missing privileges or kernel features, I/O failure).
 
 mod cli;
 
@@ -9,8 +10,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use cli::{Cli, Command, TraceArgs};
-use oomreap::{capture::Capture, trace};
+use cli::{Cli, Command, DoctorArgs, RecordArgs, TraceArgs};
+use oomreap::{
+    capture::Capture,
+    display::WallClock,
+    doctor,
+    recording::{self, RecordWriter},
+    trace::{self, Format, TraceSummary},
+};
 
 const EXIT_LOST_EVENTS: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -31,6 +38,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Trace(args) => run_trace(&args),
+        Command::Record(args) => run_record(&args),
+        Command::Doctor(args) => run_doctor(&args),
         Command::Hog(args) => {
             oomreap::hog::run(args.mib, args.wait_for_go).context("hog failed")?;
             Ok(ExitCode::SUCCESS)
@@ -39,21 +48,102 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    if let Some(path) = &args.replay {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read recording {:?}", path.display()))?;
+        let recording = recording::parse(&bytes)
+            .with_context(|| format!("cannot replay {:?}", path.display()))?;
+        let summary = trace::run_replay(
+            &recording,
+            format,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr(),
+        )?;
+        return Ok(exit_code(&summary));
+    }
+    let record = args.record.as_deref().map(create_recording).transpose()?;
+    with_runtime(async {
+        let capture = Capture::start(&(&args.attach).into())?;
+        let summary = trace::run_live(
+            capture,
+            format,
+            record,
+            shutdown_signal(),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr(),
+        )
+        .await?;
+        Ok(exit_code(&summary))
+    })
+}
+
+fn run_record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
+    let record = create_recording(&args.file)?;
+    with_runtime(async {
+        let capture = Capture::start(&(&args.attach).into())?;
+        let summary = trace::run_live(
+            capture,
+            Format::Text,
+            Some(record),
+            shutdown_signal(),
+            &mut std::io::sink(),
+            &mut std::io::stderr(),
+        )
+        .await?;
+        eprintln!(
+            "oomreap: recorded {} victims to {}",
+            summary.victims,
+            args.file.display()
+        );
+        Ok(exit_code(&summary))
+    })
+}
+
+fn run_doctor(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+    let report = with_runtime(async { Ok(doctor::examine(&(&args.attach).into())) })?;
+    if args.json {
+        println!("{}", doctor::json(&report));
+    } else {
+        print!("{}", doctor::text(&report));
+    }
+    Ok(if report.usable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_LOST_EVENTS)
+    })
+}
+
+/// Creates a new recording file; never overwrites one (a recording may be all that is left of
+/// an incident).
+fn create_recording(path: &std::path::Path) -> anyhow::Result<RecordWriter<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("failed to create recording {:?}", path.display()))?;
+    RecordWriter::new(file, WallClock::now().offset_ns())
+        .with_context(|| format!("failed to write recording {:?}", path.display()))
+}
+
+fn exit_code(summary: &TraceSummary) -> ExitCode {
+    if summary.lost_events() {
+        ExitCode::from(EXIT_LOST_EVENTS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn with_runtime<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("failed to start the async runtime")?;
-    runtime.block_on(async {
-        let capture = Capture::start(&args.into())?;
-        let mut out = std::io::stdout().lock();
-        let mut err = std::io::stderr();
-        let summary = trace::run(capture, shutdown_signal(), &mut out, &mut err).await?;
-        Ok(if summary.lost_events() {
-            ExitCode::from(EXIT_LOST_EVENTS)
-        } else {
-            ExitCode::SUCCESS
-        })
-    })
+        .context("failed to start the async runtime")?
+        .block_on(future)
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. If a handler cannot be installed the trace runs

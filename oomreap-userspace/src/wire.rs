@@ -4,7 +4,10 @@
 //! record's length against them before reading, and turns the raw "which fields are valid"
 //! bits into `Option`s so nothing downstream can mistake "unknown" for zero.
 use oomreap_common::event::{
-    AttachKind, COMM_LEN, EventHeader, EventKind, MarkVictimEvent, mark_victim_fields as field,
+    AttachKind, COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent,
+    LockAttemptEvent, LockState as RawLockState, MAX_WAITERS, MarkVictimEvent, MreleaseEvent,
+    ReaperEvent, RetryCountsEvent, RetryKind, ScoreAdjEvent, SkipCause, SkipReapingEvent,
+    finish_fields, lock_flags, mark_victim_fields as field,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +24,10 @@ pub enum DecodeError {
     },
     #[error("record has unknown attach kind {0}")]
     UnknownAttach(u32),
+    #[error("skip_task_reaping record has unknown cause {0}")]
+    UnknownSkipCause(u32),
+    #[error("invalid {kind:?} record: {len} entries")]
+    BadLength { kind: EventKind, len: usize },
 }
 
 /// A task, as the kernel names it.
@@ -56,14 +63,192 @@ pub struct MarkVictim {
     pub memory: Option<VictimMemory>,
     /// Kernel address of the victim's `mm_struct`.
     pub mm: Option<u64>,
+    /// Kernel id of its memory cgroup.
+    pub memcg_id: Option<u64>,
+    pub notifiers: Option<Notifiers>,
     /// The task that hit the OOM.
     pub trigger: Task,
+}
+
+/// The mmu notifiers registered on a victim's mm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notifiers {
+    /// How many there are.
+    pub count: u32,
+    /// Kernel addresses of the first ones' `invalidate_range_start` callbacks.
+    pub callbacks: Vec<u64>,
+}
+
+/// `oom:wake_reaper` or `oom:start_task_reaping`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaperStep {
+    pub timestamp_ns: u64,
+    pub victim_pid: u32,
+}
+
+/// Resident memory in KiB.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Rss {
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
+}
+
+/// `oom:finish_task_reaping`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishReaping {
+    pub timestamp_ns: u64,
+    pub victim_pid: u32,
+    /// The mm's RSS after this reap pass.
+    pub rss_after: Option<Rss>,
+}
+
+/// `MMF_OOM_SKIP` in `mm->flags` (include/linux/mm_types.h): the mm is being torn down and
+/// the reaper must leave it alone. A `#define`, so not in BTF.
+pub const MMF_OOM_SKIP_BIT: u32 = 21;
+
+/// Whether a waiter wants the lock for reading or writing (`enum rwsem_waiter_type`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WaiterKind {
+    Write,
+    Read,
+    Unknown(u32),
+}
+
+/// A task queued on the victim's mmap_lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockWaiter {
+    pub pid: u32,
+    pub comm: String,
+    pub kind: WaiterKind,
+}
+
+/// The task the rwsem's `owner` field names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockOwner {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    /// The lock is held for reading, and this is one reader (the last to take it): a hint,
+    /// since readers do not clear the field when they leave.
+    pub reader_hint: bool,
+}
+
+/// A snapshot of the victim's `mm->mmap_lock` when the reaper's trylock failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockSnapshot {
+    pub count_raw: u64,
+    pub owner_raw: u64,
+    /// `count` bit 0.
+    pub writer_locked: bool,
+    /// `count` bit 1: someone is queued (typically a writer behind readers).
+    pub waiters_queued: bool,
+    /// `count` bit 2.
+    pub handoff: bool,
+    /// `count` bits 8..62.
+    pub readers: u64,
+    pub owner: Option<LockOwner>,
+    /// The queue, when it could be walked.
+    pub waiters: Option<Vec<LockWaiter>>,
+    /// The queue had more waiters than were listed.
+    pub waiters_truncated: bool,
+}
+
+/// `oom:skip_task_reaping`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkipReaping {
+    pub timestamp_ns: u64,
+    pub victim_pid: u32,
+    pub cause: SkipCause,
+    pub mm: Option<u64>,
+    pub mm_flags: Option<u64>,
+    pub lock: Option<LockSnapshot>,
+}
+
+/// `mmap_lock_acquire_returned` by the reaper or a process_mrelease caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockAttempt {
+    pub timestamp_ns: u64,
+    pub mm: u64,
+    pub caller_pid: u32,
+    pub caller_tgid: u32,
+    pub write: bool,
+    pub success: bool,
+    pub by_reaper: bool,
+    /// The victim owning `mm`, when it is one.
+    pub victim_pid: Option<u32>,
+}
+
+/// `mmap:exit_mmap` of a victim's mm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitMmap {
+    pub timestamp_ns: u64,
+    pub mm: u64,
+    pub victim_pid: u32,
+    /// The task that dropped the mm's last user.
+    pub by: Task,
+}
+
+/// One process_mrelease(2) call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mrelease {
+    /// When it returned.
+    pub timestamp_ns: u64,
+    pub entered_ns: u64,
+    pub ret: i64,
+    pub caller: Task,
+    pub pidfd: i32,
+    pub mm: Option<u64>,
+    /// The victim whose mm it released, when it is one.
+    pub victim_pid: Option<u32>,
+}
+
+/// `oom:oom_score_adj_update`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreAdj {
+    pub timestamp_ns: u64,
+    pub task: Task,
+    pub oom_score_adj: i32,
+    pub changer: Task,
+}
+
+/// What a retry counter counts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RetryWhat {
+    Reclaim,
+    Compaction,
+}
+
+/// One retry counter: cumulative since the capture started.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RetryCounter {
+    pub what: RetryWhat,
+    /// NUMA node, when known.
+    pub node: Option<u32>,
+    pub zone: Option<u32>,
+    pub order: i32,
+}
+
+/// Snapshot of the in-kernel retry counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryCounts {
+    pub timestamp_ns: u64,
+    pub counts: Vec<(RetryCounter, u64)>,
 }
 
 /// Every event the kernel programs send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     MarkVictim(MarkVictim),
+    WakeReaper(ReaperStep),
+    StartReaping(ReaperStep),
+    FinishReaping(FinishReaping),
+    SkipReaping(SkipReaping),
+    LockAttempt(LockAttempt),
+    ExitMmap(ExitMmap),
+    Mrelease(Mrelease),
+    ScoreAdj(ScoreAdj),
+    RetryCounts(RetryCounts),
 }
 
 impl Event {
@@ -71,6 +256,14 @@ impl Event {
     pub fn timestamp_ns(&self) -> u64 {
         match self {
             Self::MarkVictim(e) => e.timestamp_ns,
+            Self::WakeReaper(e) | Self::StartReaping(e) => e.timestamp_ns,
+            Self::FinishReaping(e) => e.timestamp_ns,
+            Self::SkipReaping(e) => e.timestamp_ns,
+            Self::LockAttempt(e) => e.timestamp_ns,
+            Self::ExitMmap(e) => e.timestamp_ns,
+            Self::Mrelease(e) => e.timestamp_ns,
+            Self::ScoreAdj(e) => e.timestamp_ns,
+            Self::RetryCounts(e) => e.timestamp_ns,
         }
     }
 }
@@ -82,14 +275,27 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         expected: size_of::<EventHeader>(),
     })?;
     let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
-    match kind {
-        EventKind::MarkVictim => decode_mark_victim(exact(kind, record)?),
-    }
+    Ok(match kind {
+        EventKind::MarkVictim => decode_mark_victim(exact(kind, record)?)?,
+        EventKind::WakeReaper => Event::WakeReaper(reaper_step(exact(kind, record)?)),
+        EventKind::StartReaping => Event::StartReaping(reaper_step(exact(kind, record)?)),
+        EventKind::FinishReaping => decode_finish(exact(kind, record)?),
+        EventKind::SkipReaping => decode_skip(exact(kind, record)?)?,
+        EventKind::LockAttempt => decode_lock_attempt(exact(kind, record)?),
+        EventKind::ExitMmap => decode_exit_mmap(exact(kind, record)?),
+        EventKind::Mrelease => decode_mrelease(exact(kind, record)?),
+        EventKind::ScoreAdjUpdate => decode_score_adj(exact(kind, record)?),
+        EventKind::RetryCounts => decode_retry_counts(exact(kind, record)?)?,
+    })
 }
 
 fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
     let has = |bit: u32| raw.fields & bit != 0;
     let attach = AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?;
+    let notifiers = has(field::NOTIFIERS).then(|| Notifiers {
+        count: raw.notifier_count,
+        callbacks: raw.notifiers.iter().copied().filter(|&a| a != 0).collect(),
+    });
     Ok(Event::MarkVictim(MarkVictim {
         timestamp_ns: raw.header.timestamp_ns,
         cpu: raw.header.cpu,
@@ -109,11 +315,180 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
             pgtables_kib: raw.pgtables_kib,
         }),
         mm: has(field::MM).then_some(raw.victim_mm),
+        memcg_id: has(field::MEMCG).then_some(raw.memcg_id),
+        notifiers,
         trigger: Task {
             pid: raw.trigger_pid,
             tgid: Some(raw.trigger_tgid),
             comm: Some(comm(&raw.trigger_comm)),
         },
+    }))
+}
+
+fn reaper_step(raw: ReaperEvent) -> ReaperStep {
+    ReaperStep {
+        timestamp_ns: raw.header.timestamp_ns,
+        victim_pid: raw.victim_pid,
+    }
+}
+
+fn decode_finish(raw: FinishReapingEvent) -> Event {
+    Event::FinishReaping(FinishReaping {
+        timestamp_ns: raw.header.timestamp_ns,
+        victim_pid: raw.victim_pid,
+        rss_after: (raw.fields & finish_fields::RSS != 0).then_some(Rss {
+            anon_kib: raw.anon_rss_kib,
+            file_kib: raw.file_rss_kib,
+            shmem_kib: raw.shmem_rss_kib,
+        }),
+    })
+}
+
+fn decode_skip(raw: SkipReapingEvent) -> Result<Event, DecodeError> {
+    let cause = SkipCause::try_from(raw.cause).map_err(DecodeError::UnknownSkipCause)?;
+    let mm = (raw.mm != 0).then_some(raw.mm);
+    Ok(Event::SkipReaping(SkipReaping {
+        timestamp_ns: raw.header.timestamp_ns,
+        victim_pid: raw.victim_pid,
+        cause,
+        mm,
+        mm_flags: mm.and(Some(raw.mm_flags)),
+        lock: lock_snapshot(&raw.lock),
+    }))
+}
+
+fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
+    if raw.flags & lock_flags::READ == 0 {
+        return None;
+    }
+    let count = raw.count;
+    let owner = (raw.flags & lock_flags::OWNER_TASK != 0).then(|| LockOwner {
+        pid: raw.owner_pid,
+        tgid: raw.owner_tgid,
+        comm: comm(&raw.owner_comm),
+        reader_hint: raw.owner_raw & 1 != 0,
+    });
+    let listed = (raw.waiter_count as usize).min(MAX_WAITERS);
+    let waiters = (raw.flags & lock_flags::WAITERS != 0).then(|| {
+        raw.waiters[..listed]
+            .iter()
+            .map(|w| LockWaiter {
+                pid: w.pid,
+                comm: comm(&w.comm),
+                kind: match w.waiter_type {
+                    0 => WaiterKind::Write,
+                    1 => WaiterKind::Read,
+                    other => WaiterKind::Unknown(other),
+                },
+            })
+            .collect()
+    });
+    Some(LockSnapshot {
+        count_raw: count,
+        owner_raw: raw.owner_raw,
+        writer_locked: count & 1 != 0,
+        waiters_queued: count & 2 != 0,
+        handoff: count & 4 != 0,
+        readers: (count >> 8) & ((1 << 55) - 1),
+        owner,
+        waiters,
+        waiters_truncated: raw.waiters_truncated != 0,
+    })
+}
+
+fn decode_lock_attempt(raw: LockAttemptEvent) -> Event {
+    Event::LockAttempt(LockAttempt {
+        timestamp_ns: raw.header.timestamp_ns,
+        mm: raw.mm,
+        caller_pid: raw.caller_pid,
+        caller_tgid: raw.caller_tgid,
+        write: raw.write != 0,
+        success: raw.success != 0,
+        by_reaper: raw.by_reaper != 0,
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+    })
+}
+
+fn decode_exit_mmap(raw: ExitMmapEvent) -> Event {
+    Event::ExitMmap(ExitMmap {
+        timestamp_ns: raw.header.timestamp_ns,
+        mm: raw.mm,
+        victim_pid: raw.victim_pid,
+        by: Task {
+            pid: raw.current_pid,
+            tgid: Some(raw.current_tgid),
+            comm: Some(comm(&raw.current_comm)),
+        },
+    })
+}
+
+fn decode_mrelease(raw: MreleaseEvent) -> Event {
+    Event::Mrelease(Mrelease {
+        timestamp_ns: raw.header.timestamp_ns,
+        entered_ns: raw.entered_ns,
+        ret: raw.ret,
+        caller: Task {
+            pid: raw.caller_pid,
+            tgid: Some(raw.caller_tgid),
+            comm: Some(comm(&raw.caller_comm)),
+        },
+        pidfd: raw.pidfd,
+        mm: (raw.mm != 0).then_some(raw.mm),
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+    })
+}
+
+fn decode_score_adj(raw: ScoreAdjEvent) -> Event {
+    Event::ScoreAdj(ScoreAdj {
+        timestamp_ns: raw.header.timestamp_ns,
+        task: Task {
+            pid: raw.pid,
+            tgid: None,
+            comm: Some(comm(&raw.comm)),
+        },
+        oom_score_adj: raw.oom_score_adj,
+        changer: Task {
+            pid: raw.changer_pid,
+            tgid: Some(raw.changer_tgid),
+            comm: Some(comm(&raw.changer_comm)),
+        },
+    })
+}
+
+fn decode_retry_counts(raw: RetryCountsEvent) -> Result<Event, DecodeError> {
+    let len = raw.len as usize;
+    let listed = raw.counts.get(..len).ok_or(DecodeError::BadLength {
+        kind: EventKind::RetryCounts,
+        len,
+    })?;
+    let counts = listed
+        .iter()
+        .map(|c| {
+            let what = match RetryKind::try_from(c.key.kind) {
+                Ok(RetryKind::Reclaim) => RetryWhat::Reclaim,
+                Ok(RetryKind::Compaction) => RetryWhat::Compaction,
+                Err(_) => {
+                    return Err(DecodeError::BadLength {
+                        kind: EventKind::RetryCounts,
+                        len,
+                    });
+                }
+            };
+            let known = |v: i32| u32::try_from(v).ok();
+            Ok((
+                RetryCounter {
+                    what,
+                    node: known(c.key.node),
+                    zone: known(c.key.zone),
+                    order: c.key.order,
+                },
+                c.count,
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Event::RetryCounts(RetryCounts {
+        timestamp_ns: raw.header.timestamp_ns,
+        counts,
     }))
 }
 

@@ -18,8 +18,8 @@ pub enum CaptureError {
     },
     #[error(transparent)]
     Btf(#[from] BtfError),
-    #[error("tracepoint oom:{0} does not exist in this kernel's BTF")]
-    BtfTracepointMissing(&'static str),
+    #[error("cannot attach {hook}: {reason}")]
+    HookUnavailable { hook: &'static str, reason: String },
     #[error(transparent)]
     Tracefs(#[from] TracefsError),
     #[error("failed to load oomreap's kernel programs")]
@@ -46,6 +46,12 @@ pub enum CaptureError {
         hook: &'static str,
         #[source]
         source: aya::programs::ProgramError,
+    },
+    #[error("failed to read map {name}")]
+    MapRead {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
     },
     #[error("failed to open map {name}")]
     Map {

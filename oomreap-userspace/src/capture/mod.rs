@@ -1,38 +1,40 @@
 //! Loads oomreap's kernel programs, attaches them, and reads their events.
 //!
-//! Starting a capture: check privileges, plan how to attach on this kernel ([`plan`]), load
-//! the object with the planned structure layout, start the aya-log reader, attach, and wrap
-//! the event ring buffer in an [`AsyncFd`] so reading is event-driven. Dropping the
-//! [`Capture`] detaches everything: aya closes the links, programs and maps with their fds.
+//! Starting a capture: check privileges, plan each hook on this kernel ([`plan`]), load the
+//! object with the planned structure layout, start the aya-log reader, attach hook by hook
+//! (falling back from a refused BTF tracepoint to the classic one), and wrap the event ring
+//! buffer in an [`AsyncFd`] so reading is event-driven. Dropping the [`Capture`] detaches
+//! everything: aya closes the links, programs and maps with their fds.
 
 mod error;
+mod hooks;
 mod plan;
+pub mod probe;
 
 use std::os::fd::AsRawFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
 pub use error::CaptureError;
+pub use hooks::{HOOKS, HookSpec};
 use oomreap_common::{
-    event::AttachKind,
-    maps::{COUNTERS, Counter, EVENTS, EVENTS_DEFAULT_BYTES, LAYOUT_GLOBAL},
+    event::{AttachKind, EventKind, MAX_RETRY_COUNTS, RetryCount, RetryCountsEvent, RetryKey},
+    maps::{COUNTERS, Counter, EVENTS, EVENTS_DEFAULT_BYTES, LAYOUT_GLOBAL, RETRIES},
 };
-pub use plan::{AttachPreference, KernelPaths};
+pub use plan::{AttachPreference, HookPlan, KernelPaths};
 use tokio::{io::unix::AsyncFd, task::JoinHandle};
 
 use crate::{
+    display::{error_chain, monotonic_now_ns},
     kernel::privilege::Capabilities,
-    wire::{DecodeError, Event, decode},
+    wire::{DecodeError, Event, decode, encode},
 };
 
 /// The kernel programs, compiled by build.rs from the oomreap-ebpf crate.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomreap"));
-
-const MARK_VICTIM_BTF: &str = "mark_victim_btf";
-const MARK_VICTIM_TP: &str = "mark_victim_tp";
 
 /// How to start a capture.
 #[derive(Clone, Debug)]
@@ -53,19 +55,24 @@ impl Default for CaptureOptions {
     }
 }
 
-/// A hook we attached, and how.
+/// A hook, and whether and how it is attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hook {
+pub struct HookStatus {
     /// The kernel's name for it, e.g. `oom:mark_victim`.
     pub name: &'static str,
-    pub attach: AttachKind,
-    /// Why a better attach kind was not used, if one was not.
-    pub fallback_reason: Option<String>,
+    /// What it provides.
+    pub provides: &'static str,
+    /// How it is attached; `None` if it is not.
+    pub attach: Option<AttachKind>,
+    /// Why it is not attached, or why a better attach kind was not used.
+    pub note: Option<String>,
 }
 
 /// What one wake-up of the ring buffer brought.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Raw records, in order, for `record` (including synthetic retry snapshots).
+    pub records: Vec<Vec<u8>>,
     pub events: Vec<Event>,
     /// Records that did not decode: counted and reported, never silently skipped.
     pub errors: Vec<DecodeError>,
@@ -84,7 +91,8 @@ pub struct KernelCounters {
 pub struct Capture {
     events: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
-    hooks: Vec<Hook>,
+    retries: Option<BpfHashMap<MapData, RetryKey, u64>>,
+    hooks: Vec<HookStatus>,
     logger: Option<JoinHandle<()>>,
     // Declared last so it drops last: the maps above are still valid while links close.
     _ebpf: Ebpf,
@@ -95,77 +103,146 @@ impl Capture {
     pub fn start(options: &CaptureOptions) -> Result<Self, CaptureError> {
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
-        let plan = plan::plan(options.attach, &options.paths)?;
-        if let Some(reason) = &plan.fallback_reason {
-            log::warn!("using classic tracepoints: {reason}");
-        }
+        let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
         let mut ebpf = EbpfLoader::new()
             .override_global(LAYOUT_GLOBAL, &plan.layout, true)
             .map_max_entries(EVENTS, options.events_bytes)
             .load(EBPF_OBJECT)
             .map_err(CaptureError::Load)?;
         let logger = start_logger(&mut ebpf);
-        match plan.mark_victim {
-            AttachKind::BtfTracePoint => attach_btf(&mut ebpf, &options.paths)?,
-            AttachKind::TracePoint => attach_classic(&mut ebpf)?,
+        let aya_btf = match plan.btf_problem {
+            None => Some(
+                aya::Btf::parse_file(&options.paths.btf, aya::Endianness::default()).map_err(
+                    |source| CaptureError::AyaBtf {
+                        path: options.paths.btf.clone(),
+                        source,
+                    },
+                )?,
+            ),
+            Some(_) => None,
+        };
+        let mut hooks = Vec::new();
+        for (spec, hook_plan) in &plan.hooks {
+            let status = attach_hook(&mut ebpf, spec, hook_plan, aya_btf.as_ref());
+            if status.attach.is_none() {
+                let note = status.note.as_deref().unwrap_or("unknown reason");
+                if spec.required {
+                    return Err(CaptureError::HookUnavailable {
+                        hook: spec.name,
+                        reason: note.to_owned(),
+                    });
+                }
+                log::info!(
+                    "{} not attached ({} will be missing): {note}",
+                    spec.name,
+                    spec.provides
+                );
+            }
+            hooks.push(status);
         }
         let events = take_map(&mut ebpf, EVENTS, RingBuf::try_from)?;
         let events = register_readable(events).map_err(CaptureError::RingBuffer)?;
         let counters = take_map(&mut ebpf, COUNTERS, PerCpuArray::try_from)?;
+        let retries = take_map(&mut ebpf, RETRIES, BpfHashMap::try_from).ok();
         Ok(Self {
             events,
             counters,
-            hooks: vec![Hook {
-                name: "oom:mark_victim",
-                attach: plan.mark_victim,
-                fallback_reason: plan.fallback_reason,
-            }],
+            retries,
+            hooks,
             logger,
             _ebpf: ebpf,
         })
     }
 
-    /// The hooks attached, and how.
-    pub fn hooks(&self) -> &[Hook] {
+    /// Every hook, attached or not, and how.
+    pub fn hooks(&self) -> &[HookStatus] {
         &self.hooks
     }
 
-    /// Waits until the kernel sends something, then returns all that is queued.
+    /// Waits until the kernel sends something, then returns all that is queued. Before each
+    /// victim, a snapshot of the retry counters is inserted, so a recording replays with them.
     pub async fn next_batch(&mut self) -> Result<Batch, CaptureError> {
         let mut guard = self
             .events
             .readable_mut()
             .await
             .map_err(CaptureError::RingBuffer)?;
+        let mut records = Vec::new();
         let ring = guard.get_inner_mut();
-        let mut batch = Batch::default();
         while let Some(record) = ring.next() {
-            match decode(&record) {
-                Ok(event) => batch.events.push(event),
-                Err(err) => batch.errors.push(err),
-            }
+            records.push(record.to_vec());
         }
         // Tokio keeps readiness that arrived after the guard was taken, so no wake-up is lost.
         guard.clear_ready();
+        drop(guard);
+        let mut batch = Batch::default();
+        for record in records {
+            if record.get(..4) == Some(&(EventKind::MarkVictim as u32).to_ne_bytes()) {
+                if let Some(snapshot) = self.retry_snapshot() {
+                    batch.push(snapshot);
+                }
+            }
+            batch.push(record);
+        }
         Ok(batch)
     }
 
     /// Current totals of the kernel programs' own counters, summed over CPUs.
     pub fn counters(&self) -> Result<KernelCounters, CaptureError> {
         let sum = |counter: Counter| -> Result<u64, CaptureError> {
-            let values =
-                self.counters
-                    .get(&(counter as u32), 0)
-                    .map_err(|source| CaptureError::Map {
-                        name: COUNTERS,
-                        source,
-                    })?;
+            let values = self.counters.get(&(counter as u32), 0).map_err(|source| {
+                CaptureError::MapRead {
+                    name: COUNTERS,
+                    source,
+                }
+            })?;
             Ok(values.iter().sum())
         };
         Ok(KernelCounters {
             ring_buffer_full: sum(Counter::RingBufferFull)?,
             read_failed: sum(Counter::ReadFailed)?,
         })
+    }
+
+    /// The retry counters as a wire record, or `None` when they cannot be read.
+    fn retry_snapshot(&self) -> Option<Vec<u8>> {
+        let map = self.retries.as_ref()?;
+        let mut event = RetryCountsEvent {
+            header: oomreap_common::event::EventHeader {
+                kind: EventKind::RetryCounts as u32,
+                cpu: 0,
+                timestamp_ns: monotonic_now_ns(),
+            },
+            len: 0,
+            _pad: 0,
+            counts: [RetryCount {
+                key: RetryKey {
+                    kind: 0,
+                    node: 0,
+                    zone: 0,
+                    order: 0,
+                },
+                count: 0,
+            }; MAX_RETRY_COUNTS],
+        };
+        let mut entries: Vec<(RetryKey, u64)> = map.iter().filter_map(Result::ok).collect();
+        // The busiest counters first, if there are more than a record holds.
+        entries.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (slot, (key, count)) in event.counts.iter_mut().zip(entries) {
+            *slot = RetryCount { key, count };
+            event.len += 1;
+        }
+        Some(encode(&event))
+    }
+}
+
+impl Batch {
+    fn push(&mut self, record: Vec<u8>) {
+        match decode(&record) {
+            Ok(event) => self.events.push(event),
+            Err(err) => self.errors.push(err),
+        }
+        self.records.push(record);
     }
 }
 
@@ -177,39 +254,122 @@ impl Drop for Capture {
     }
 }
 
-fn attach_btf(ebpf: &mut Ebpf, paths: &KernelPaths) -> Result<(), CaptureError> {
-    let btf = aya::Btf::parse_file(&paths.btf, aya::Endianness::default()).map_err(|source| {
-        CaptureError::AyaBtf {
-            path: paths.btf.clone(),
-            source,
+/// Attaches one hook as planned; a refused BTF tracepoint falls back to the classic one.
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    spec: &HookSpec,
+    plan: &HookPlan,
+    btf: Option<&aya::Btf>,
+) -> HookStatus {
+    let status = |attach, note| HookStatus {
+        name: spec.name,
+        provides: spec.provides,
+        attach,
+        note,
+    };
+    let (kind, program, classic_fallback) = match plan {
+        HookPlan::Unavailable(reason) => return status(None, Some(reason.clone())),
+        HookPlan::Attach {
+            kind,
+            program,
+            classic_fallback,
+        } => (*kind, *program, *classic_fallback),
+    };
+    if kind == AttachKind::BtfTracePoint {
+        let attached = match btf {
+            Some(btf) => attach_btf(ebpf, program, spec, btf),
+            None => Err(CaptureError::HookUnavailable {
+                hook: spec.name,
+                reason: "no kernel BTF".into(),
+            }),
+        };
+        match attached {
+            Ok(()) => return status(Some(kind), None),
+            Err(err) if classic_fallback => {
+                let reason = brief(&error_chain(&err));
+                log::warn!(
+                    "{}: BTF tracepoint refused, using the classic one: {reason}",
+                    spec.name
+                );
+                return match attach_classic(ebpf, spec) {
+                    Ok(()) => status(Some(AttachKind::TracePoint), Some(reason)),
+                    Err(err) => status(
+                        None,
+                        Some(format!("{reason}; {}", brief(&error_chain(&err)))),
+                    ),
+                };
+            }
+            Err(err) => return status(None, Some(brief(&error_chain(&err)))),
         }
-    })?;
-    let program: &mut BtfTracePoint = program(ebpf, MARK_VICTIM_BTF)?;
+    }
+    match attach_classic(ebpf, spec) {
+        Ok(()) => status(Some(AttachKind::TracePoint), None),
+        Err(err) => status(None, Some(brief(&error_chain(&err)))),
+    }
+}
+
+/// An error message with the verifier's log cut to its verdict: the full log (hundreds of
+/// lines) helps developers, who get it with -vv; users need the last line.
+pub fn brief(message: &str) -> String {
+    const MARK: &str = "Verifier output:";
+    let Some(start) = message.find(MARK) else {
+        return message.to_owned();
+    };
+    let log = &message[start + MARK.len()..];
+    log::debug!("verifier log:{log}");
+    let verdict = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with(';')
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("processed ")
+                && !l.starts_with(':')
+                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+        })
+        .next_back();
+    let head = message[..start].trim_end().trim_end_matches('.');
+    match verdict {
+        Some(verdict) => format!("{head} (verifier: {verdict})"),
+        None => head.to_owned(),
+    }
+}
+
+fn attach_btf(
+    ebpf: &mut Ebpf,
+    program_name: &'static str,
+    spec: &HookSpec,
+    btf: &aya::Btf,
+) -> Result<(), CaptureError> {
+    let program: &mut BtfTracePoint = program(ebpf, program_name)?;
     program
-        .load("mark_victim", &btf)
+        .load(spec.event, btf)
         .map_err(|source| CaptureError::ProgramLoad {
-            program: MARK_VICTIM_BTF,
+            program: program_name,
             source,
         })?;
     program.attach().map_err(|source| CaptureError::Attach {
-        program: MARK_VICTIM_BTF,
-        hook: "oom:mark_victim",
+        program: program_name,
+        hook: spec.name,
         source,
     })?;
     Ok(())
 }
 
-fn attach_classic(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
-    let program: &mut TracePoint = program(ebpf, MARK_VICTIM_TP)?;
+fn attach_classic(ebpf: &mut Ebpf, spec: &HookSpec) -> Result<(), CaptureError> {
+    let program_name = spec.classic_program;
+    let program: &mut TracePoint = program(ebpf, program_name)?;
     program.load().map_err(|source| CaptureError::ProgramLoad {
-        program: MARK_VICTIM_TP,
+        program: program_name,
         source,
     })?;
     program
-        .attach("oom", "mark_victim")
+        .attach(spec.category, spec.event)
         .map_err(|source| CaptureError::Attach {
-            program: MARK_VICTIM_TP,
-            hook: "oom:mark_victim",
+            program: program_name,
+            hook: spec.name,
             source,
         })?;
     Ok(())

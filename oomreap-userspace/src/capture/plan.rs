@@ -1,12 +1,20 @@
-//! Decides how to attach each hook on this kernel, and with which structure layout.
+//! Decides, per hook, how to attach on this kernel, and builds the structure layout.
+//!
+//! A hook uses a BTF tracepoint when the kernel's BTF has one (and the user allows it), a
+//! classic tracepoint when tracefs has it, and is otherwise unavailable, with the reason kept
+//! for `doctor`. Structure offsets come from BTF whenever BTF exists, whatever the attach kind.
 use std::path::{Path, PathBuf};
 
 use oomreap_common::{event::AttachKind, layout::KernelLayout};
 
-use super::CaptureError;
-use crate::kernel::{
-    btf::{BtfError, DEFAULT_BTF_PATH, KernelBtf},
-    layout, tracefs,
+use super::{CaptureError, hooks::HookSpec};
+use crate::{
+    display::error_chain,
+    kernel::{
+        btf::{BtfError, DEFAULT_BTF_PATH, KernelBtf},
+        layout::{self, ClassicFormats},
+        tracefs::{self, TracefsError, TracepointFormat},
+    },
 };
 
 /// Which tracepoint flavour the user asked for.
@@ -37,83 +45,162 @@ impl Default for KernelPaths {
     }
 }
 
+/// How one hook will be attached, or why it cannot be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookPlan {
+    Attach {
+        kind: AttachKind,
+        /// The program to load.
+        program: &'static str,
+        /// A classic tracepoint the hook can fall back to if the BTF one is refused.
+        classic_fallback: bool,
+    },
+    Unavailable(String),
+}
+
 /// The outcome of planning.
 pub struct Plan {
     pub layout: KernelLayout,
-    pub mark_victim: AttachKind,
-    /// Why a preferred attach kind was not used, for the user and for `doctor`.
-    pub fallback_reason: Option<String>,
+    pub hooks: Vec<(HookSpec, HookPlan)>,
+    /// Why BTF is not used at all, when it is not.
+    pub btf_problem: Option<String>,
 }
 
-/// Plans the attachment of `oom:mark_victim`.
-pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, CaptureError> {
-    let fallback_reason = match preference {
-        AttachPreference::Classic => None,
-        AttachPreference::Auto | AttachPreference::Btf => match plan_btf(&paths.btf) {
-            Ok(plan) => return Ok(plan),
-            Err(err) if preference == AttachPreference::Btf => return Err(err),
-            Err(err) => Some(crate::display::error_chain(&err)),
-        },
+/// Plans every hook in `specs`.
+pub fn plan(
+    preference: AttachPreference,
+    paths: &KernelPaths,
+    specs: &[HookSpec],
+) -> Result<Plan, CaptureError> {
+    let btf: Result<KernelBtf, String> = match preference {
+        AttachPreference::Classic => Err("classic tracepoints were requested".to_owned()),
+        AttachPreference::Btf => Ok(open_btf(&paths.btf)?),
+        AttachPreference::Auto => open_btf(&paths.btf).map_err(|err| {
+            let reason = error_chain(&err);
+            log::warn!("{reason}; using classic tracepoints");
+            reason
+        }),
     };
     let candidates: Vec<&str> = paths
         .tracefs_candidates
         .iter()
         .map(String::as_str)
         .collect();
-    let tracefs = tracefs::find(&candidates)?;
-    let format = tracefs::read_format(&tracefs, "oom", "mark_victim")?;
-    let mut layout = KernelLayout::UNSET;
-    layout.mark_victim_record = layout::mark_victim_record(&format);
+    let tracefs = tracefs::find(&candidates);
+    let format = |spec: &HookSpec| -> Result<TracepointFormat, TracefsError> {
+        let root = tracefs.as_ref().map_err(|_| TracefsError::NotMounted)?;
+        tracefs::read_format(root, spec.category, spec.event)
+    };
+    let mut hooks = Vec::new();
+    let mut formats = Formats::default();
+    for spec in specs {
+        let classic = format(spec);
+        let btf_args = match &btf {
+            Ok(btf) if spec.btf_program.is_some() => btf
+                .tracepoint_arg_count(spec.event)
+                .map_err(|err| error_chain(&err))
+                .and_then(|n| n.ok_or_else(|| format!("no BTF tracepoint {}", spec.event))),
+            Ok(_) => Err("syscall tracepoints have no BTF form".to_owned()),
+            Err(reason) => Err(reason.clone()),
+        };
+        let plan = match (&btf_args, &classic) {
+            (Ok(args), _) => HookPlan::Attach {
+                kind: AttachKind::BtfTracePoint,
+                program: spec.btf_program_for(*args).unwrap_or(spec.classic_program),
+                classic_fallback: classic.is_ok(),
+            },
+            (Err(_), Ok(_)) if preference != AttachPreference::Btf => HookPlan::Attach {
+                kind: AttachKind::TracePoint,
+                program: spec.classic_program,
+                classic_fallback: false,
+            },
+            (Err(btf_reason), classic_err) => {
+                let classic_reason = match classic_err {
+                    Ok(_) => "classic tracepoints not allowed by --attach btf".to_owned(),
+                    Err(err) => error_chain(err),
+                };
+                HookPlan::Unavailable(format!("{btf_reason}; {classic_reason}"))
+            }
+        };
+        if let Ok(format) = classic {
+            formats.store(spec.event, format);
+        }
+        if spec.required
+            && let HookPlan::Unavailable(reason) = &plan
+        {
+            return Err(required_missing(spec, reason, &btf, &tracefs));
+        }
+        hooks.push((*spec, plan));
+    }
+    let mut layout = match &btf {
+        Ok(btf) => {
+            let mark_victim_args = btf.tracepoint_arg_count("mark_victim")?.unwrap_or(2);
+            layout::from_btf(btf, mark_victim_args)?
+        }
+        Err(_) => KernelLayout::UNSET,
+    };
+    if let Some(format) = &formats.mark_victim {
+        layout.mark_victim_record = layout::mark_victim_record(format);
+    }
+    layout.records = layout::classic_records(&formats.classic);
+    layout.reaper_pid = crate::kernel::reaper::find_pid().unwrap_or(0);
     Ok(Plan {
         layout,
-        mark_victim: AttachKind::TracePoint,
-        fallback_reason,
+        hooks,
+        btf_problem: btf.err(),
     })
 }
 
-fn plan_btf(path: &Path) -> Result<Plan, CaptureError> {
-    let btf = KernelBtf::open(path).map_err(|source| match source {
+/// Classic record formats, by what reads them.
+#[derive(Default)]
+struct Formats {
+    mark_victim: Option<TracepointFormat>,
+    classic: ClassicFormats,
+}
+
+impl Formats {
+    fn store(&mut self, event: &str, format: TracepointFormat) {
+        let slot = match event {
+            "mark_victim" => &mut self.mark_victim,
+            // The four reaper tracepoints share one `(int pid)` record.
+            "wake_reaper" | "start_task_reaping" | "finish_task_reaping" | "skip_task_reaping" => {
+                &mut self.classic.reaper
+            }
+            "mmap_lock_acquire_returned" => &mut self.classic.lock,
+            "exit_mmap" => &mut self.classic.exit_mmap,
+            "oom_score_adj_update" => &mut self.classic.score_adj,
+            "reclaim_retry_zone" => &mut self.classic.reclaim,
+            "compact_retry" => &mut self.classic.compact,
+            "sys_enter_process_mrelease" => &mut self.classic.mrelease_enter,
+            "sys_exit_process_mrelease" => &mut self.classic.mrelease_exit,
+            _ => return,
+        };
+        *slot = Some(format);
+    }
+}
+
+fn open_btf(path: &Path) -> Result<KernelBtf, CaptureError> {
+    KernelBtf::open(path).map_err(|source| match source {
         BtfError::Missing { .. } => CaptureError::BtfMissing {
             path: path.to_owned(),
             source,
         },
         other => CaptureError::Btf(other),
-    })?;
-    let args = btf
-        .tracepoint_arg_count("mark_victim")?
-        .ok_or(CaptureError::BtfTracepointMissing("mark_victim"))?;
-    Ok(Plan {
-        layout: layout::from_btf(&btf, args)?,
-        mark_victim: AttachKind::BtfTracePoint,
-        fallback_reason: None,
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nowhere() -> KernelPaths {
-        KernelPaths {
-            btf: PathBuf::from("/nonexistent/btf/vmlinux"),
-            tracefs_candidates: vec!["/nonexistent/tracing".into()],
-        }
-    }
-
-    #[test]
-    fn btf_required_but_missing_is_named() {
-        let err = plan(AttachPreference::Btf, &nowhere()).err().unwrap();
-        assert!(matches!(err, CaptureError::BtfMissing { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("/nonexistent/btf/vmlinux"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn auto_without_btf_falls_back_to_tracefs() {
-        // Neither BTF nor tracefs here: the error is about tracefs, since BTF was optional.
-        let err = plan(AttachPreference::Auto, &nowhere()).err().unwrap();
-        assert!(err.to_string().contains("tracefs is not mounted"), "{err}");
+/// The error for a required hook that cannot attach: the most specific cause.
+fn required_missing(
+    spec: &HookSpec,
+    reason: &str,
+    btf: &Result<KernelBtf, String>,
+    tracefs: &Result<PathBuf, TracefsError>,
+) -> CaptureError {
+    match (btf, tracefs) {
+        (Err(_), Err(_)) => CaptureError::Tracefs(TracefsError::NotMounted),
+        _ => CaptureError::HookUnavailable {
+            hook: spec.name,
+            reason: reason.to_owned(),
+        },
     }
 }

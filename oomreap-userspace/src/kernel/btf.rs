@@ -158,6 +158,26 @@ impl KernelBtf {
         Ok(None)
     }
 
+    /// The value of enumerator `name` in `enum enum_name`.
+    pub fn enum_value(&self, enum_name: &str, name: &str) -> Result<u32, BtfError> {
+        let types = self
+            .btf
+            .resolve_types_by_name(enum_name)
+            .map_err(BtfError::Malformed)?;
+        let not_found = || BtfError::NoMember {
+            strukt: format!("enum {enum_name}"),
+            member: name.to_owned(),
+        };
+        let Some(Type::Enum(e)) = types.into_iter().find(|t| matches!(t, Type::Enum(_))) else {
+            return Err(not_found());
+        };
+        e.members
+            .iter()
+            .find(|m| self.btf.resolve_name(*m).is_ok_and(|n| n == name))
+            .map(|m| m.val())
+            .ok_or_else(not_found)
+    }
+
     /// Strips typedefs, const, volatile, restrict and type tags.
     pub fn strip(&self, mut ty: Type) -> Result<Type, BtfError> {
         for _ in 0..MAX_CHAIN {

@@ -1,35 +1,70 @@
 //! Builds the [`KernelLayout`] the kernel programs read, from BTF and tracefs formats.
 use btf_rs::Type;
-use oomreap_common::layout::{ABSENT, KernelLayout, MarkVictimArgs, MarkVictimRecord};
+use oomreap_common::layout::{
+    ABSENT, ClassicRecords, KernelLayout, MarkVictimArgs, MarkVictimRecord,
+};
 
 use super::{
     btf::{BtfError, KernelBtf, composite_size},
     tracefs::TracepointFormat,
 };
 
-/// Offsets the BTF tracepoint programs need. `task_struct::pid` is required (without it no
-/// event can name its victim); everything else degrades to [`ABSENT`] with a warning.
+/// Offsets the kernel programs need. `task_struct::pid` is required (without it no event can
+/// name its victim); every other field degrades to [`ABSENT`] with a warning, disabling only
+/// the detail that needs it.
 pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout, BtfError> {
-    let mut layout = KernelLayout::UNSET;
-    layout.page_to_kib_shift = page_to_kib_shift();
-    layout.mark_victim_args = match mark_victim_args {
+    let mut l = KernelLayout::UNSET;
+    l.page_to_kib_shift = page_to_kib_shift();
+    l.mark_victim_args = match mark_victim_args {
         1 => MarkVictimArgs::PidOnly as u32,
         _ => MarkVictimArgs::TaskAndUid as u32,
     };
-    layout.task_pid = btf.member_offset("task_struct", "pid")?;
-    layout.task_tgid = optional(btf.member_offset("task_struct", "tgid"));
-    layout.task_comm = optional(btf.member_offset("task_struct", "comm"));
-    layout.task_mm = optional(btf.member_offset("task_struct", "mm"));
-    layout.task_signal = optional(btf.member_offset("task_struct", "signal"));
-    layout.signal_oom_score_adj = optional(btf.member_offset("signal_struct", "oom_score_adj"));
-    layout.mm_total_vm = optional(btf.member_offset("mm_struct", "total_vm"));
-    layout.mm_pgtables_bytes = optional(btf.member_offset("mm_struct", "pgtables_bytes"));
+    l.task_pid = btf.member_offset("task_struct", "pid")?;
+    let opt = |strukt: &str, member: &str| optional(btf.member_offset(strukt, member));
+    l.task_tgid = opt("task_struct", "tgid");
+    l.task_comm = opt("task_struct", "comm");
+    l.task_mm = opt("task_struct", "mm");
+    l.task_signal = opt("task_struct", "signal");
+    l.task_cgroups = opt("task_struct", "cgroups");
+    l.signal_oom_score_adj = opt("signal_struct", "oom_score_adj");
+    l.mm_total_vm = opt("mm_struct", "total_vm");
+    l.mm_pgtables_bytes = opt("mm_struct", "pgtables_bytes");
+    l.mm_flags = opt("mm_struct", "flags");
+    l.mm_mmap_lock = opt("mm_struct", "mmap_lock");
+    // Without CONFIG_MMU_NOTIFIER the member does not exist, and no notifier can refuse.
+    l.mm_notifier_subscriptions = opt("mm_struct", "notifier_subscriptions");
     if let Some((base, stride, count)) = optional_rss(rss_counters(btf)) {
-        layout.mm_rss_stat = base;
-        layout.percpu_counter_size = stride;
-        layout.percpu_counter_count = count;
+        l.mm_rss_stat = base;
+        l.percpu_counter_size = stride;
+        l.percpu_counter_count = count;
     }
-    Ok(layout)
+    l.rwsem_count = opt("rw_semaphore", "count");
+    l.rwsem_owner = opt("rw_semaphore", "owner");
+    l.rwsem_wait_list = opt("rw_semaphore", "wait_list");
+    l.waiter_list = opt("rwsem_waiter", "list");
+    l.waiter_task = opt("rwsem_waiter", "task");
+    l.waiter_type = opt("rwsem_waiter", "type");
+    l.list_head_next = opt("list_head", "next");
+    l.hlist_node_next = opt("hlist_node", "next");
+    if l.mm_notifier_subscriptions != ABSENT {
+        l.subscriptions_list = opt("mmu_notifier_subscriptions", "list");
+        l.notifier_hlist = opt("mmu_notifier", "hlist");
+        l.notifier_ops = opt("mmu_notifier", "ops");
+        l.ops_invalidate_range_start = opt("mmu_notifier_ops", "invalidate_range_start");
+    }
+    l.css_set_subsys = opt("css_set", "subsys");
+    l.memory_subsys_index_bytes = optional(
+        btf.enum_value("cgroup_subsys_id", "memory_cgrp_id")
+            .map(|index| index * size_of::<u64>() as u32),
+    );
+    l.css_cgroup = opt("cgroup_subsys_state", "cgroup");
+    l.cgroup_kn = opt("cgroup", "kn");
+    l.kernfs_node_id = opt("kernfs_node", "id");
+    l.zoneref_zone = opt("zoneref", "zone");
+    l.zoneref_zone_idx = opt("zoneref", "zone_idx");
+    // Only NUMA kernels have zone::node; elsewhere the node is reported as -1.
+    l.zone_node = btf.member_offset("zone", "node").unwrap_or(ABSENT);
+    Ok(l)
 }
 
 /// Where `mm_struct`'s RSS counters are: (offset of the first, stride, offset of the value in
@@ -88,6 +123,52 @@ pub fn mark_victim_record(format: &TracepointFormat) -> MarkVictimRecord {
         oom_score_adj: at("oom_score_adj", 2),
         _pad: 0,
     }
+}
+
+/// Offsets of the other classic tracepoint records, from their formats (any may be missing).
+pub fn classic_records(formats: &ClassicFormats) -> ClassicRecords {
+    let field = |format: &Option<TracepointFormat>, name: &str, sizes: &[u32]| {
+        let Some(f) = format.as_ref().and_then(|f| f.field(name)) else {
+            return ABSENT;
+        };
+        if sizes.contains(&f.size) {
+            f.offset
+        } else {
+            log::warn!("tracepoint field {name} has {} bytes; ignoring it", f.size);
+            ABSENT
+        }
+    };
+    ClassicRecords {
+        reaper_pid: field(&formats.reaper, "pid", &[4]),
+        lock_mm: field(&formats.lock, "mm", &[8]),
+        lock_write: field(&formats.lock, "write", &[1]),
+        lock_success: field(&formats.lock, "success", &[1]),
+        exit_mmap_mm: field(&formats.exit_mmap, "mm", &[8]),
+        score_pid: field(&formats.score_adj, "pid", &[4]),
+        score_comm: field(&formats.score_adj, "comm", &[16]),
+        score_adj: field(&formats.score_adj, "oom_score_adj", &[2]),
+        reclaim_node: field(&formats.reclaim, "node", &[4]),
+        reclaim_zone: field(&formats.reclaim, "zone_idx", &[4]),
+        reclaim_order: field(&formats.reclaim, "order", &[4]),
+        compact_order: field(&formats.compact, "order", &[4]),
+        // Syscall arguments are recorded as 8-byte slots.
+        mrelease_pidfd: field(&formats.mrelease_enter, "pidfd", &[8]),
+        mrelease_ret: field(&formats.mrelease_exit, "ret", &[8]),
+    }
+}
+
+/// The tracefs formats [`classic_records`] reads; `None` where the tracepoint is missing.
+#[derive(Default)]
+pub struct ClassicFormats {
+    /// Any of the four reaper tracepoints: they share the `(int pid)` record.
+    pub reaper: Option<TracepointFormat>,
+    pub lock: Option<TracepointFormat>,
+    pub exit_mmap: Option<TracepointFormat>,
+    pub score_adj: Option<TracepointFormat>,
+    pub reclaim: Option<TracepointFormat>,
+    pub compact: Option<TracepointFormat>,
+    pub mrelease_enter: Option<TracepointFormat>,
+    pub mrelease_exit: Option<TracepointFormat>,
 }
 
 /// `PAGE_SHIFT - 10`, from the page size this process sees (the kernel's).
@@ -161,6 +242,19 @@ mod tests {
             ("rss_stat", layout.mm_rss_stat),
             ("pgtables_bytes", layout.mm_pgtables_bytes),
             ("percpu_counter size", layout.percpu_counter_size),
+            ("flags", layout.mm_flags),
+            ("mmap_lock", layout.mm_mmap_lock),
+            ("notifier_subscriptions", layout.mm_notifier_subscriptions),
+            ("rwsem count", layout.rwsem_count),
+            ("rwsem owner", layout.rwsem_owner),
+            ("rwsem wait_list", layout.rwsem_wait_list),
+            ("rwsem_waiter task", layout.waiter_task),
+            ("rwsem_waiter type", layout.waiter_type),
+            ("mmu_notifier hlist", layout.notifier_hlist),
+            ("invalidate_range_start", layout.ops_invalidate_range_start),
+            ("memory_cgrp_id", layout.memory_subsys_index_bytes),
+            ("kernfs_node id", layout.kernfs_node_id),
+            ("zoneref zone_idx", layout.zoneref_zone_idx),
         ] {
             assert_ne!(offset, ABSENT, "{name} not resolved");
         }

@@ -4,4 +4,5 @@
 pub mod btf;
 pub mod layout;
 pub mod privilege;
+pub mod reaper;
 pub mod tracefs;

@@ -1,41 +1,95 @@
 //! The tracker: folds decoded events into victim lifecycles.
 //!
-//! Pure and deterministic: it never touches the kernel, the clock or the terminal, so front
-//! ends (trace, top, exporter, run report) only read it, and tests drive it with recorded event
-//! streams.
+//! Pure and deterministic: it never touches the kernel, the terminal or a clock of its own.
+//! Time enters only as event timestamps and through [`Tracker::tick`], which front ends call
+//! with the current CLOCK_MONOTONIC time (replays pass the recording's timestamps), so tests
+//! drive it with recorded event streams.
+//!
+//! A victim's path: killed → (exited before the reaper woke | woken → attempts, each skipped
+//! with a cause or a reap pass → reaped | gave up after 10 failed attempts | already gone),
+//! plus exit_mmap and process_mrelease calls. The kernel does not trace the give-up or whether
+//! a reap pass was complete; those are inferred from the attempt pattern and marked inferred.
 
 mod victim;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-pub use victim::{Victim, VictimId};
+pub use victim::{Attempt, AttemptResult, MreleaseCall, Outcome, SkipReason, Victim, VictimId};
 
-use crate::wire::{Event, MarkVictim};
+use crate::wire::{
+    Event, ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, ReaperStep, RetryCounter,
+    RetryCounts, ScoreAdj, SkipReaping,
+};
 
-/// How many victims are kept by default before the oldest are forgotten.
+/// How many finished victims are kept by default before the oldest are forgotten.
 pub const DEFAULT_VICTIM_CAPACITY: usize = 10_000;
 
+/// `MAX_OOM_REAP_RETRIES` in mm/oom_kill.c: the reaper gives up after this many failures.
+pub const MAX_REAP_ATTEMPTS: usize = 10;
+
+/// `OOM_REAPER_DELAY` (2*HZ): the reaper's timer after a kill.
+pub const REAPER_DELAY_NS: u64 = 2_000_000_000;
+
+/// Quiet time after which nothing more is expected from a step: ten times the reaper's
+/// HZ/10 retry interval.
+pub const SETTLE_NS: u64 = 1_000_000_000;
+
+/// How many recent oom_score_adj changes are kept.
+const SCORE_CHANGES_KEPT: usize = 256;
+
 /// What an event changed, for front ends that react to changes rather than redraw.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// The OOM killer chose a new victim.
     VictimMarked(VictimId),
+    /// The OOM killer named an existing victim again.
+    MarkedAgain(VictimId),
+    /// The reaper woke for the victim.
+    Woken(VictimId),
+    /// A reap attempt began (`InProgress`) or ended.
+    Attempt { victim: VictimId, index: usize },
+    /// The victim's mm was freed (exit_mmap).
+    MmFreed(VictimId),
+    /// process_mrelease(2) returned; `victim` when its mm was a victim's.
+    Mrelease {
+        victim: Option<VictimId>,
+        call: MreleaseCall,
+    },
+    /// The victim's outcome became final.
+    Finished(VictimId),
+    /// A task's oom_score_adj changed.
+    ScoreAdjusted(ScoreAdj),
 }
 
 /// Counts over the whole session, which eviction never lowers.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub events: u64,
     pub victims: u64,
+    /// Final outcomes, by outcome.
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub attempts: u64,
+    /// Skipped attempts by cause.
+    pub skips: BTreeMap<&'static str, u64>,
+    /// process_mrelease calls by return value.
+    pub mreleases: BTreeMap<i64, u64>,
+    /// Reaper lock attempts seen, and how many failed.
+    pub reaper_trylocks: u64,
+    pub reaper_trylocks_failed: u64,
 }
 
-/// All victims seen, newest last.
+/// All victims seen, newest last, and what else the events told.
 #[derive(Debug)]
 pub struct Tracker {
     victims: VecDeque<Victim>,
+    /// Victims whose outcome is not final, by pid.
+    active: HashMap<u32, VictimId>,
     capacity: usize,
     next_id: u64,
     totals: Totals,
+    retries_seen: BTreeMap<RetryCounter, u64>,
+    retries_pending: BTreeMap<RetryCounter, u64>,
+    score_changes: VecDeque<ScoreAdj>,
 }
 
 impl Default for Tracker {
@@ -45,27 +99,77 @@ impl Default for Tracker {
 }
 
 impl Tracker {
-    /// A tracker that remembers at most `capacity` victims (at least one).
+    /// A tracker that remembers at most `capacity` finished victims (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             victims: VecDeque::new(),
+            active: HashMap::new(),
             capacity: capacity.max(1),
             next_id: 1,
             totals: Totals::default(),
+            retries_seen: BTreeMap::new(),
+            retries_pending: BTreeMap::new(),
+            score_changes: VecDeque::new(),
         }
     }
 
     /// Folds one event in.
-    pub fn apply(&mut self, event: &Event) -> Option<Change> {
+    pub fn apply(&mut self, event: &Event) -> Vec<Change> {
         self.totals.events += 1;
+        let mut changes = Vec::new();
         match event {
-            Event::MarkVictim(e) => Some(self.mark_victim(e)),
+            Event::MarkVictim(e) => self.mark_victim(e, &mut changes),
+            Event::WakeReaper(e) => self.wake(e, &mut changes),
+            Event::StartReaping(e) => self.start(e, &mut changes),
+            Event::FinishReaping(e) => self.finish(e, &mut changes),
+            Event::SkipReaping(e) => self.skip(e, &mut changes),
+            Event::LockAttempt(e) => self.lock_attempt(e),
+            Event::ExitMmap(e) => self.exit_mmap(e, &mut changes),
+            Event::Mrelease(e) => self.mrelease(e, &mut changes),
+            Event::ScoreAdj(e) => {
+                if self.score_changes.len() == SCORE_CHANGES_KEPT {
+                    self.score_changes.pop_front();
+                }
+                self.score_changes.push_back(e.clone());
+                changes.push(Change::ScoreAdjusted(e.clone()));
+            }
+            Event::RetryCounts(e) => self.retry_counts(e),
         }
+        changes
+    }
+
+    /// Settles what can only be decided by silence: a reap pass with no attempt after it was
+    /// complete; a victim never woken within the reaper's delay exited on its own. `now_ns`
+    /// is CLOCK_MONOTONIC (event time).
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let ids: Vec<VictimId> = self.active.values().copied().collect();
+        for id in ids {
+            if let Some(decided) = self.settle(id, now_ns) {
+                self.finalize(id, decided, true, now_ns, &mut changes);
+            }
+        }
+        changes.sort_by_key(|c| match c {
+            Change::Finished(id) => *id,
+            _ => VictimId(0),
+        });
+        changes
+    }
+
+    /// Settles every victim as if a long silence followed: the end of a replay.
+    pub fn finish_all(&mut self) -> Vec<Change> {
+        let last = self
+            .victims
+            .iter()
+            .flat_map(|v| [v.killed_at_ns, v.woken_at_ns, v.mm_freed_at_ns])
+            .flatten()
+            .max()
+            .unwrap_or(0);
+        self.tick(last.saturating_add(REAPER_DELAY_NS + SETTLE_NS))
     }
 
     /// The victim with this id, unless it was evicted.
     pub fn victim(&self, id: VictimId) -> Option<&Victim> {
-        // Ids grow with position, so a binary search finds it.
         let index = self.victims.binary_search_by_key(&id, |v| v.id).ok()?;
         self.victims.get(index)
     }
@@ -75,81 +179,405 @@ impl Tracker {
         self.victims.iter()
     }
 
-    pub fn totals(&self) -> Totals {
-        self.totals
+    pub fn totals(&self) -> &Totals {
+        &self.totals
     }
 
-    fn mark_victim(&mut self, e: &MarkVictim) -> Change {
-        let id = VictimId(self.next_id);
-        self.next_id += 1;
-        self.totals.victims += 1;
-        if self.victims.len() == self.capacity {
-            self.victims.pop_front();
+    /// Recent oom_score_adj changes, oldest first.
+    pub fn score_changes(&self) -> impl Iterator<Item = &ScoreAdj> {
+        self.score_changes.iter()
+    }
+
+    fn mark_victim(&mut self, e: &MarkVictim, changes: &mut Vec<Change>) {
+        if let Some(id) = self.active.get(&e.victim.pid).copied()
+            && let Some(v) = self.victim(id)
+        {
+            let same_mm = v.mm.is_none() || e.mm.is_none() || v.mm == e.mm;
+            let kill_seen = v.killed_at_ns.is_some();
+            if same_mm && kill_seen {
+                if let Some(v) = self.victim_mut(id) {
+                    v.times_marked += 1;
+                }
+                changes.push(Change::MarkedAgain(id));
+                return;
+            }
+            if same_mm {
+                // A victim first seen at a later step: this is its kill after all.
+                let retries = self.take_retries();
+                if let Some(v) = self.victim_mut(id) {
+                    let earlier = std::mem::replace(v, Victim::marked(id, e, retries));
+                    v.woken_at_ns = earlier.woken_at_ns;
+                    v.attempts = earlier.attempts;
+                    v.outcome = earlier.outcome;
+                }
+                self.totals.victims += 1;
+                changes.push(Change::VictimMarked(id));
+                return;
+            }
+            // The pid now names another process: the old victim's story ended unseen.
+            self.finalize(id, Outcome::Unknown, true, e.timestamp_ns, changes);
         }
-        self.victims.push_back(Victim::marked(id, e));
-        Change::VictimMarked(id)
+        let id = self.new_id();
+        let retries = self.take_retries();
+        self.insert(Victim::marked(id, e, retries));
+        self.totals.victims += 1;
+        changes.push(Change::VictimMarked(id));
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{
-        testing::mark_victim_raw,
-        wire::{decode, encode},
-    };
+    fn wake(&mut self, e: &ReaperStep, changes: &mut Vec<Change>) {
+        let id = self.active_or_unseen(e.victim_pid);
+        let Some(v) = self.victim_mut(id) else { return };
+        v.woken_at_ns = Some(e.timestamp_ns);
+        v.outcome = Outcome::Reaping;
+        changes.push(Change::Woken(id));
+    }
 
-    fn stream(pids: &[u32]) -> Vec<Event> {
-        pids.iter()
-            .map(|&pid| decode(&encode(&mark_victim_raw(pid, "hog", 1024))).unwrap())
+    fn start(&mut self, e: &ReaperStep, changes: &mut Vec<Change>) {
+        let id = self.active_or_unseen(e.victim_pid);
+        let Some(v) = self.victim_mut(id) else { return };
+        mark_previous_reap_partial(v);
+        v.pending_trylock = None;
+        v.outcome = Outcome::Reaping;
+        v.attempts.push(Attempt {
+            started_ns: e.timestamp_ns,
+            result: AttemptResult::InProgress,
+        });
+        let index = v.attempts.len() - 1;
+        self.totals.attempts += 1;
+        changes.push(Change::Attempt { victim: id, index });
+    }
+
+    fn finish(&mut self, e: &FinishReaping, changes: &mut Vec<Change>) {
+        let id = self.active_or_unseen(e.victim_pid);
+        let Some(v) = self.victim_mut(id) else { return };
+        let result = AttemptResult::Reaped {
+            finished_ns: e.timestamp_ns,
+            rss_after: e.rss_after,
+            complete: None,
+        };
+        let missed_start = match v.attempts.last_mut() {
+            Some(last) if last.result == AttemptResult::InProgress => {
+                last.result = result;
+                false
+            }
+            // The start was missed (attached mid-pass): the pass began at an unknown time.
+            _ => {
+                v.attempts.push(Attempt {
+                    started_ns: e.timestamp_ns,
+                    result,
+                });
+                true
+            }
+        };
+        let index = v.attempts.len() - 1;
+        if missed_start {
+            self.totals.attempts += 1;
+        }
+        changes.push(Change::Attempt { victim: id, index });
+    }
+
+    fn skip(&mut self, e: &SkipReaping, changes: &mut Vec<Change>) {
+        let id = self.active_or_unseen(e.victim_pid);
+        let Some(v) = self.victim_mut(id) else { return };
+        mark_previous_reap_partial(v);
+        let mut reason = SkipReason::from(e.cause);
+        let mut inferred = false;
+        // Without a cause from the kernel, the reaper's own trylock result decides.
+        if reason == SkipReason::Unknown
+            && let Some((_, success)) = v.pending_trylock
+        {
+            reason = if success {
+                SkipReason::AlreadySkipped
+            } else {
+                SkipReason::LockContended
+            };
+            inferred = true;
+        }
+        // An unexplained skip after which the reaper tried again was a contended lock:
+        // the other cause ends the loop.
+        if let Some(Attempt {
+            result:
+                AttemptResult::Skipped {
+                    reason: previous @ SkipReason::Unknown,
+                    inferred: previous_inferred,
+                    ..
+                },
+            ..
+        }) = v.attempts.last_mut()
+        {
+            *previous = SkipReason::LockContended;
+            *previous_inferred = true;
+        }
+        v.pending_trylock = None;
+        if v.mm.is_none() {
+            v.mm = e.mm;
+        }
+        v.outcome = Outcome::Reaping;
+        v.attempts.push(Attempt {
+            started_ns: e.timestamp_ns,
+            result: AttemptResult::Skipped {
+                reason,
+                inferred,
+                lock: e.lock.clone(),
+            },
+        });
+        let index = v.attempts.len() - 1;
+        let failed = v.failed_attempts();
+        self.totals.attempts += 1;
+        *self.totals.skips.entry(reason.name()).or_default() += 1;
+        changes.push(Change::Attempt { victim: id, index });
+        if reason == SkipReason::AlreadySkipped {
+            self.finalize(id, Outcome::AlreadyGone, inferred, e.timestamp_ns, changes);
+        } else if failed >= MAX_REAP_ATTEMPTS {
+            self.finalize(id, Outcome::GaveUp, true, e.timestamp_ns, changes);
+        }
+    }
+
+    fn lock_attempt(&mut self, e: &LockAttempt) {
+        if !e.by_reaper {
+            return;
+        }
+        self.totals.reaper_trylocks += 1;
+        if !e.success {
+            self.totals.reaper_trylocks_failed += 1;
+        }
+        let id = e
+            .victim_pid
+            .and_then(|pid| self.active.get(&pid).copied())
+            .or_else(|| self.active_by_mm(e.mm));
+        if let Some(v) = id.and_then(|id| self.victim_mut(id)) {
+            v.pending_trylock = Some((e.timestamp_ns, e.success));
+        }
+    }
+
+    fn exit_mmap(&mut self, e: &ExitMmap, changes: &mut Vec<Change>) {
+        let Some(id) = self
+            .active
+            .get(&e.victim_pid)
+            .copied()
+            .or_else(|| self.active_by_mm(e.mm))
+        else {
+            return;
+        };
+        let Some(v) = self.victim_mut(id) else { return };
+        v.mm_freed_at_ns = Some(e.timestamp_ns);
+        v.mm_freed_by = Some(e.by.clone());
+        let never_woken = v.woken_at_ns.is_none() && v.attempts.is_empty();
+        let reaped = settled_reap(v);
+        changes.push(Change::MmFreed(id));
+        if never_woken {
+            self.finalize(
+                id,
+                Outcome::ExitedBeforeWake,
+                false,
+                e.timestamp_ns,
+                changes,
+            );
+        } else if reaped {
+            self.finalize(id, Outcome::Reaped, true, e.timestamp_ns, changes);
+        }
+    }
+
+    fn mrelease(&mut self, e: &Mrelease, changes: &mut Vec<Change>) {
+        *self.totals.mreleases.entry(e.ret).or_default() += 1;
+        let call = MreleaseCall {
+            entered_ns: e.entered_ns,
+            returned_ns: e.timestamp_ns,
+            ret: e.ret,
+            caller: e.caller.clone(),
+        };
+        let id = e
+            .victim_pid
+            .and_then(|pid| self.active.get(&pid).copied())
+            .or_else(|| e.mm.and_then(|mm| self.active_by_mm(mm)));
+        let Some(id) = id else {
+            changes.push(Change::Mrelease { victim: None, call });
+            return;
+        };
+        let Some(v) = self.victim_mut(id) else { return };
+        v.mreleases.push(call.clone());
+        changes.push(Change::Mrelease {
+            victim: Some(id),
+            call,
+        });
+        if e.ret == 0 {
+            self.finalize(id, Outcome::Released, false, e.timestamp_ns, changes);
+        }
+    }
+
+    fn retry_counts(&mut self, e: &RetryCounts) {
+        for (counter, count) in &e.counts {
+            let seen = self.retries_seen.insert(*counter, *count).unwrap_or(0);
+            let delta = count.saturating_sub(seen);
+            if delta > 0 {
+                *self.retries_pending.entry(*counter).or_default() += delta;
+            }
+        }
+    }
+
+    /// What silence until `now_ns` decides for an active victim, if anything.
+    fn settle(&mut self, id: VictimId, now_ns: u64) -> Option<Outcome> {
+        let v = self.victim_mut(id)?;
+        let quiet_since = |t: u64| now_ns.saturating_sub(t) >= SETTLE_NS;
+        if v.attempts.is_empty() {
+            // Never woken: the reaper's timer found the victim gone (it traces nothing then).
+            let (since, wait, outcome) = match v.woken_at_ns {
+                Some(woken) => (woken, SETTLE_NS, Outcome::Unknown),
+                None => (
+                    v.killed_at_ns?,
+                    REAPER_DELAY_NS + SETTLE_NS,
+                    Outcome::ExitedBeforeWake,
+                ),
+            };
+            return (now_ns.saturating_sub(since) >= wait).then_some(outcome);
+        }
+        let count = v.attempts.len();
+        let failed_before_last = v.attempts[..count - 1]
+            .iter()
+            .filter(|a| a.failed())
+            .count();
+        let last = v.attempts.last_mut()?;
+        let last_at = match &last.result {
+            AttemptResult::Reaped { finished_ns, .. } => *finished_ns,
+            _ => last.started_ns,
+        };
+        if !quiet_since(last_at) {
+            return None;
+        }
+        match &mut last.result {
+            AttemptResult::Reaped { complete, .. } => {
+                // The tenth pass of a victim whose every pass was partial: the kernel gave up.
+                if count == MAX_REAP_ATTEMPTS && failed_before_last == count - 1 {
+                    *complete = Some(false);
+                    return Some(Outcome::GaveUp);
+                }
+                *complete = Some(true);
+                Some(Outcome::Reaped)
+            }
+            AttemptResult::Skipped {
+                reason: reason @ SkipReason::Unknown,
+                inferred,
+                ..
+            } => {
+                // An unexplained last skip with attempts to spare: MMF_OOM_SKIP ended the loop.
+                *reason = SkipReason::AlreadySkipped;
+                *inferred = true;
+                Some(Outcome::AlreadyGone)
+            }
+            AttemptResult::Skipped { .. } | AttemptResult::InProgress => Some(Outcome::Unknown),
+        }
+    }
+
+    /// Makes `outcome` final for victim `id` and moves it out of the active set.
+    fn finalize(
+        &mut self,
+        id: VictimId,
+        outcome: Outcome,
+        inferred: bool,
+        at_ns: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(v) = self.victim_mut(id) else { return };
+        if v.outcome.is_final() {
+            return;
+        }
+        if outcome == Outcome::Reaped
+            && let Some(Attempt {
+                result: AttemptResult::Reaped { complete, .. },
+                ..
+            }) = v.attempts.last_mut()
+        {
+            complete.get_or_insert(true);
+        }
+        v.outcome = outcome;
+        v.outcome_inferred = inferred;
+        v.finished_at_ns = Some(at_ns);
+        let pid = v.pid;
+        if self.active.get(&pid) == Some(&id) {
+            self.active.remove(&pid);
+        }
+        *self.totals.outcomes.entry(outcome.name()).or_default() += 1;
+        changes.push(Change::Finished(id));
+        self.evict();
+    }
+
+    /// Retries counted since the previous victim, for the next one.
+    fn take_retries(&mut self) -> Vec<(RetryCounter, u64)> {
+        std::mem::take(&mut self.retries_pending)
+            .into_iter()
             .collect()
     }
 
-    #[test]
-    fn each_mark_victim_is_a_new_victim() {
-        let mut tracker = Tracker::default();
-        let changes: Vec<_> = stream(&[10, 11]).iter().map(|e| tracker.apply(e)).collect();
-        assert_eq!(
-            changes,
-            [
-                Some(Change::VictimMarked(VictimId(1))),
-                Some(Change::VictimMarked(VictimId(2)))
-            ]
-        );
-        let victim = tracker.victim(VictimId(2)).unwrap();
-        assert_eq!((victim.pid, victim.comm.as_deref()), (11, Some("hog")));
-        assert_eq!(victim.memory_at_kill.unwrap().anon_rss_kib, 1024);
-        assert_eq!(
-            tracker.totals(),
-            Totals {
-                events: 2,
-                victims: 2
-            }
-        );
+    fn new_id(&mut self) -> VictimId {
+        let id = VictimId(self.next_id);
+        self.next_id += 1;
+        id
     }
 
-    #[test]
-    fn the_oldest_victims_are_evicted_but_still_counted() {
-        let mut tracker = Tracker::with_capacity(2);
-        for event in stream(&[1, 2, 3]) {
-            tracker.apply(&event);
+    fn insert(&mut self, victim: Victim) {
+        self.active.insert(victim.pid, victim.id);
+        self.victims.push_back(victim);
+        self.evict();
+    }
+
+    /// The active victim with this pid, or a new one first seen now.
+    fn active_or_unseen(&mut self, pid: u32) -> VictimId {
+        if let Some(id) = self.active.get(&pid) {
+            return *id;
         }
-        let pids: Vec<u32> = tracker.victims().map(|v| v.pid).collect();
-        assert_eq!(pids, [2, 3]);
-        assert!(tracker.victim(VictimId(1)).is_none());
-        assert_eq!(tracker.totals().victims, 3);
+        let id = self.new_id();
+        self.insert(Victim::unseen(id, pid));
+        id
     }
 
-    #[test]
-    fn same_stream_same_state() {
-        let events = stream(&[5, 6, 7]);
-        let run = || {
-            let mut tracker = Tracker::default();
-            events.iter().for_each(|e| {
-                tracker.apply(e);
-            });
-            tracker.victims().cloned().collect::<Vec<_>>()
-        };
-        assert_eq!(run(), run());
+    fn active_by_mm(&self, mm: u64) -> Option<VictimId> {
+        self.active
+            .values()
+            .copied()
+            .find(|id| self.victim(*id).is_some_and(|v| v.mm == Some(mm)))
+    }
+
+    fn victim_mut(&mut self, id: VictimId) -> Option<&mut Victim> {
+        let index = self.victims.binary_search_by_key(&id, |v| v.id).ok()?;
+        self.victims.get_mut(index)
+    }
+
+    /// Forgets the oldest finished victims beyond capacity; active ones are always kept.
+    fn evict(&mut self) {
+        let finished = self.victims.len() - self.active.len();
+        let mut excess = finished.saturating_sub(self.capacity);
+        while excess > 0 {
+            let Some(index) = self.victims.iter().position(|v| v.outcome.is_final()) else {
+                return;
+            };
+            self.victims.remove(index);
+            excess -= 1;
+        }
     }
 }
+
+/// Another attempt after a reap pass means the pass was partial (an mmu notifier refused).
+fn mark_previous_reap_partial(v: &mut Victim) {
+    if let Some(Attempt {
+        result: AttemptResult::Reaped { complete, .. },
+        ..
+    }) = v.attempts.last_mut()
+    {
+        *complete = Some(false);
+    }
+}
+
+/// Returns true if and only if the last attempt was a reap pass (so exit_mmap after it means
+/// the reap stood).
+fn settled_reap(v: &Victim) -> bool {
+    matches!(
+        v.attempts.last(),
+        Some(Attempt {
+            result: AttemptResult::Reaped { .. },
+            ..
+        })
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,137 @@
-//! One OOM victim and what is known about it.
-use oomreap_common::event::AttachKind;
+//! One OOM victim and its path through the reaper.
+use oomreap_common::event::{AttachKind, SkipCause};
 
-use crate::wire::{MarkVictim, Task, VictimMemory};
+use crate::wire::{LockSnapshot, MarkVictim, Notifiers, Rss, Task, VictimMemory};
 
 /// Identifies a victim within one tracker; pids are reused, ids never are.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VictimId(pub u64);
 
-/// A task the OOM killer chose.
+/// Where a victim's story ended, or stands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Killed; the reaper's 2 s timer has not fired yet.
+    Pending,
+    /// The reaper woke for it and is making attempts.
+    Reaping,
+    /// Its memory was freed (exit_mmap) before the reaper woke: it exited on its own.
+    ExitedBeforeWake,
+    /// The reaper reaped its memory.
+    Reaped,
+    /// The reaper found `MMF_OOM_SKIP` set: the victim's memory was already being torn down.
+    AlreadyGone,
+    /// Ten attempts failed; the kernel logged "oom_reaper: unable to reap". Never traced:
+    /// always inferred from the attempts.
+    GaveUp,
+    /// process_mrelease(2) released its memory before the reaper did.
+    Released,
+    /// Events stopped without an outcome (e.g. hooks missing, or oomreap started late).
+    Unknown,
+}
+
+impl Outcome {
+    /// Returns true if and only if nothing more is expected for the victim.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Reaping)
+    }
+
+    /// A short lowercase name, as used in output and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Reaping => "reaping",
+            Self::ExitedBeforeWake => "exited",
+            Self::Reaped => "reaped",
+            Self::AlreadyGone => "already_gone",
+            Self::GaveUp => "gave_up",
+            Self::Released => "released",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The cause of a skipped attempt.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// `mmap_read_trylock` failed.
+    LockContended,
+    /// `MMF_OOM_SKIP` was set.
+    AlreadySkipped,
+    /// Not known (yet).
+    Unknown,
+}
+
+impl From<SkipCause> for SkipReason {
+    fn from(cause: SkipCause) -> Self {
+        match cause {
+            SkipCause::LockContended => Self::LockContended,
+            SkipCause::AlreadySkipped => Self::AlreadySkipped,
+            SkipCause::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl SkipReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LockContended => "lock_contended",
+            Self::AlreadySkipped => "mmf_oom_skip",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// What one reaper attempt did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// `start_task_reaping` seen, `finish_task_reaping` not yet.
+    InProgress,
+    /// `skip_task_reaping`.
+    Skipped {
+        reason: SkipReason,
+        /// The reason was deduced from what followed rather than seen.
+        inferred: bool,
+        /// The mmap_lock's state, for a contended lock.
+        lock: Option<LockSnapshot>,
+    },
+    /// A reap pass ran from `start` to `finish`.
+    Reaped {
+        finished_ns: u64,
+        rss_after: Option<Rss>,
+        /// Whether every VMA was reaped: `Some(false)` when another attempt followed (an mmu
+        /// notifier refused), `Some(true)` once nothing followed. Never traced: inferred.
+        complete: Option<bool>,
+    },
+}
+
+/// One pass of the oom_reaper's retry loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub started_ns: u64,
+    pub result: AttemptResult,
+}
+
+impl Attempt {
+    /// Returns true if and only if the attempt failed and the kernel will retry.
+    pub fn failed(&self) -> bool {
+        match &self.result {
+            AttemptResult::Skipped { reason, .. } => *reason == SkipReason::LockContended,
+            AttemptResult::Reaped { complete, .. } => *complete == Some(false),
+            AttemptResult::InProgress => false,
+        }
+    }
+}
+
+/// One process_mrelease(2) call on a victim's mm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MreleaseCall {
+    pub entered_ns: u64,
+    pub returned_ns: u64,
+    pub ret: i64,
+    pub caller: Task,
+}
+
+/// A task the OOM killer chose, and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Victim {
     pub id: VictimId,
@@ -21,18 +145,40 @@ pub struct Victim {
     pub memory_at_kill: Option<VictimMemory>,
     /// Kernel address of its `mm_struct`.
     pub mm: Option<u64>,
-    /// The task that hit the OOM.
-    pub trigger: Task,
-    /// CLOCK_MONOTONIC nanoseconds of `oom:mark_victim`.
-    pub killed_at_ns: u64,
+    pub memcg_id: Option<u64>,
+    pub notifiers: Option<Notifiers>,
+    /// The task that hit the OOM; `None` if the kill was not seen.
+    pub trigger: Option<Task>,
     /// How the kill was observed, which bounds what is known.
-    pub attach: AttachKind,
+    pub attach: Option<AttachKind>,
+    /// CLOCK_MONOTONIC ns of `oom:mark_victim`; `None` if first seen at a later step.
+    pub killed_at_ns: Option<u64>,
+    /// How many times `mark_victim` named it (more than once is rare but possible).
+    pub times_marked: u32,
+    pub woken_at_ns: Option<u64>,
+    pub attempts: Vec<Attempt>,
+    /// The reaper's trylock results not yet matched to an attempt: (ns, success).
+    pub(super) pending_trylock: Option<(u64, bool)>,
+    pub mm_freed_at_ns: Option<u64>,
+    /// The task that dropped the mm's last user.
+    pub mm_freed_by: Option<Task>,
+    pub mreleases: Vec<MreleaseCall>,
+    pub outcome: Outcome,
+    /// The outcome was deduced, not traced.
+    pub outcome_inferred: bool,
+    /// When the outcome became final.
+    pub finished_at_ns: Option<u64>,
+    /// Reclaim and compaction retries counted between the previous victim and this one.
+    pub retries_before: Vec<(crate::wire::RetryCounter, u64)>,
 }
 
 impl Victim {
-    pub(super) fn marked(id: VictimId, e: &MarkVictim) -> Self {
+    pub(super) fn marked(
+        id: VictimId,
+        e: &MarkVictim,
+        retries_before: Vec<(crate::wire::RetryCounter, u64)>,
+    ) -> Self {
         Self {
-            id,
             pid: e.victim.pid,
             tgid: e.victim.tgid,
             comm: e.victim.comm.clone(),
@@ -40,9 +186,128 @@ impl Victim {
             oom_score_adj: e.oom_score_adj,
             memory_at_kill: e.memory,
             mm: e.mm,
-            trigger: e.trigger.clone(),
-            killed_at_ns: e.timestamp_ns,
-            attach: e.attach,
+            memcg_id: e.memcg_id,
+            notifiers: e.notifiers.clone(),
+            trigger: Some(e.trigger.clone()),
+            attach: Some(e.attach),
+            killed_at_ns: Some(e.timestamp_ns),
+            times_marked: 1,
+            retries_before,
+            ..Self::unseen(id, e.victim.pid)
         }
+    }
+
+    /// A victim first seen at a reaper step (its kill happened before oomreap attached).
+    pub(super) fn unseen(id: VictimId, pid: u32) -> Self {
+        Self {
+            id,
+            pid,
+            tgid: None,
+            comm: None,
+            uid: None,
+            oom_score_adj: None,
+            memory_at_kill: None,
+            mm: None,
+            memcg_id: None,
+            notifiers: None,
+            trigger: None,
+            attach: None,
+            killed_at_ns: None,
+            times_marked: 0,
+            woken_at_ns: None,
+            attempts: Vec::new(),
+            pending_trylock: None,
+            mm_freed_at_ns: None,
+            mm_freed_by: None,
+            mreleases: Vec::new(),
+            outcome: Outcome::Pending,
+            outcome_inferred: false,
+            finished_at_ns: None,
+            retries_before: Vec::new(),
+        }
+    }
+
+    /// Kill to the reaper's wake-up.
+    pub fn kill_to_wake_ns(&self) -> Option<u64> {
+        self.woken_at_ns?.checked_sub(self.killed_at_ns?)
+    }
+
+    /// Kill to the end of the last reap pass, once the victim was reaped.
+    pub fn kill_to_reaped_ns(&self) -> Option<u64> {
+        if self.outcome != Outcome::Reaped {
+            return None;
+        }
+        self.last_reap_end_ns()?.checked_sub(self.killed_at_ns?)
+    }
+
+    /// Total time spent in reap passes.
+    pub fn reap_duration_ns(&self) -> Option<u64> {
+        let durations: Vec<u64> = self
+            .attempts
+            .iter()
+            .filter_map(|a| match a.result {
+                AttemptResult::Reaped { finished_ns, .. } => finished_ns.checked_sub(a.started_ns),
+                _ => None,
+            })
+            .collect();
+        (!durations.is_empty()).then(|| durations.iter().sum())
+    }
+
+    /// Kill to exit_mmap: when the memory was really gone.
+    pub fn kill_to_mm_freed_ns(&self) -> Option<u64> {
+        self.mm_freed_at_ns?.checked_sub(self.killed_at_ns?)
+    }
+
+    /// RSS after the last reap pass.
+    pub fn rss_after_reap(&self) -> Option<Rss> {
+        self.attempts.iter().rev().find_map(|a| match &a.result {
+            AttemptResult::Reaped { rss_after, .. } => *rss_after,
+            _ => None,
+        })
+    }
+
+    /// Memory freed by the reaper: anon+file+shmem RSS at kill minus after the last reap.
+    pub fn freed_by_reaper_kib(&self) -> Option<u64> {
+        let before = self.memory_at_kill?;
+        let after = self.rss_after_reap()?;
+        let total = |a: u64, f: u64, s: u64| a + f + s;
+        Some(
+            total(
+                before.anon_rss_kib,
+                before.file_rss_kib,
+                before.shmem_rss_kib,
+            )
+            .saturating_sub(total(after.anon_kib, after.file_kib, after.shmem_kib)),
+        )
+    }
+
+    /// Failed attempts (contended locks, partial reaps).
+    pub fn failed_attempts(&self) -> usize {
+        self.attempts.iter().filter(|a| a.failed()).count()
+    }
+
+    /// Returns true if and only if any attempt met a contended mmap_lock.
+    pub fn lock_contended(&self) -> bool {
+        self.attempts.iter().any(|a| {
+            matches!(
+                a.result,
+                AttemptResult::Skipped {
+                    reason: SkipReason::LockContended,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Returns true if and only if the mm has mmu notifiers, which can make reaps partial.
+    pub fn has_notifiers(&self) -> bool {
+        self.notifiers.as_ref().is_some_and(|n| n.count > 0)
+    }
+
+    fn last_reap_end_ns(&self) -> Option<u64> {
+        self.attempts.iter().rev().find_map(|a| match a.result {
+            AttemptResult::Reaped { finished_ns, .. } => Some(finished_ns),
+            _ => None,
+        })
     }
 }

@@ -1,0 +1,163 @@
+//! Reads from a victim's `mm_struct`: RSS, flags, mmu notifiers and the mmap_lock.
+use oomreap_common::{
+    event::{LockState, MAX_NOTIFIERS, MAX_WAITERS, lock_flags},
+    layout::{ABSENT, KernelLayout},
+};
+
+use crate::{
+    kernel::{add, layout, read},
+    task,
+};
+
+/// Indices of `mm_struct::rss_stat[]` (enum in include/linux/mm_types_task.h).
+const MM_FILEPAGES: u32 = 0;
+const MM_ANONPAGES: u32 = 1;
+const MM_SHMEMPAGES: u32 = 3;
+
+/// Most notifiers counted; the verifier needs a bound, and no real mm has more.
+const MAX_NOTIFIERS_COUNTED: u32 = 16;
+
+/// `sem->owner` flag bits (kernel/locking/rwsem.c): the rest is the task pointer.
+const RWSEM_OWNER_FLAGS_MASK: u64 = 0x3;
+
+/// Resident memory in KiB.
+pub struct Rss {
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
+}
+
+/// The mm's RSS counters, converted to KiB.
+#[inline(always)]
+pub fn rss(mm: u64) -> Option<Rss> {
+    let l = layout();
+    let shift = l.page_to_kib_shift;
+    let pages = |index| -> Option<u64> {
+        // Percpu counters' global `count` lags the per-CPU deltas and can dip below zero.
+        read::<i64>(mm, rss_counter(l, index)).map(|p| (p.max(0) as u64) << shift)
+    };
+    Some(Rss {
+        anon_kib: pages(MM_ANONPAGES)?,
+        file_kib: pages(MM_FILEPAGES)?,
+        shmem_kib: pages(MM_SHMEMPAGES)?,
+    })
+}
+
+/// Offset in `mm_struct` of `rss_stat[index]`'s value, or [`ABSENT`].
+#[inline(always)]
+fn rss_counter(l: &KernelLayout, index: u32) -> u32 {
+    if l.percpu_counter_size == ABSENT {
+        return ABSENT;
+    }
+    add(
+        add(l.mm_rss_stat, index * l.percpu_counter_size),
+        l.percpu_counter_count,
+    )
+}
+
+/// `total_vm` in KiB and page tables in KiB.
+#[inline(always)]
+pub fn size(mm: u64) -> Option<(u64, u64)> {
+    let l = layout();
+    let total_vm = read::<u64>(mm, l.mm_total_vm)? << l.page_to_kib_shift;
+    let pgtables = read::<i64>(mm, l.mm_pgtables_bytes)?.max(0) as u64 >> 10;
+    Some((total_vm, pgtables))
+}
+
+/// The first word of `mm->flags`.
+#[inline(always)]
+pub fn flags(mm: u64) -> Option<u64> {
+    read(mm, layout().mm_flags)
+}
+
+/// Counts the mm's mmu notifiers and names the first ones by their
+/// `ops->invalidate_range_start` callback. `None` if the notifier fields are unknown.
+#[inline(always)]
+pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<u32> {
+    let l = layout();
+    if l.mm_notifier_subscriptions == ABSENT || l.hlist_node_next == ABSENT {
+        return None;
+    }
+    let subscriptions = read::<u64>(mm, l.mm_notifier_subscriptions).unwrap_or(0);
+    if subscriptions == 0 {
+        // No subscriptions: no notifier can refuse the reaper.
+        return Some(0);
+    }
+    // hlist_head's only field is `first`.
+    let mut node = read::<u64>(subscriptions, l.subscriptions_list)?;
+    let mut count = 0;
+    for i in 0..MAX_NOTIFIERS_COUNTED {
+        if node == 0 || l.notifier_hlist == ABSENT {
+            break;
+        }
+        let notifier = node - u64::from(l.notifier_hlist);
+        if let Some(slot) = callbacks.get_mut(i as usize) {
+            let ops = read::<u64>(notifier, l.notifier_ops).unwrap_or(0);
+            *slot = read(ops, l.ops_invalidate_range_start).unwrap_or(0);
+        }
+        count += 1;
+        node = read(node, l.hlist_node_next).unwrap_or(0);
+    }
+    Some(count)
+}
+
+/// Snapshots `mm->mmap_lock`: count, owner, and the first queued waiters.
+#[inline(always)]
+pub fn lock_state(mm: u64, state: &mut LockState) {
+    let l = layout();
+    if l.mm_mmap_lock == ABSENT {
+        return;
+    }
+    let sem = mm + u64::from(l.mm_mmap_lock);
+    let (Some(count), Some(owner)) = (
+        read::<u64>(sem, l.rwsem_count),
+        read::<u64>(sem, l.rwsem_owner),
+    ) else {
+        return;
+    };
+    state.count = count;
+    state.owner_raw = owner;
+    state.flags |= lock_flags::READ;
+    let owner_task = owner & !RWSEM_OWNER_FLAGS_MASK;
+    if let Some((pid, tgid)) = task::ids(owner_task) {
+        state.owner_pid = pid;
+        state.owner_tgid = tgid;
+        task::comm(owner_task, &mut state.owner_comm);
+        state.flags |= lock_flags::OWNER_TASK;
+    }
+    walk_waiters(l, sem, state);
+}
+
+/// Lists up to [`MAX_WAITERS`] tasks queued on the rwsem at `sem`.
+#[inline(always)]
+fn walk_waiters(l: &KernelLayout, sem: u64, state: &mut LockState) {
+    if l.rwsem_wait_list == ABSENT || l.waiter_task == ABSENT || l.list_head_next == ABSENT {
+        return;
+    }
+    let head = sem + u64::from(l.rwsem_wait_list);
+    let Some(mut node) = read::<u64>(head, l.list_head_next) else {
+        return;
+    };
+    state.flags |= lock_flags::WAITERS;
+    for i in 0..=MAX_WAITERS {
+        if node == 0 || node == head {
+            return;
+        }
+        let Some(slot) = state.waiters.get_mut(i) else {
+            state.waiters_truncated = 1;
+            return;
+        };
+        let waiter = node
+            - u64::from(if l.waiter_list == ABSENT {
+                0
+            } else {
+                l.waiter_list
+            });
+        let task = read::<u64>(waiter, l.waiter_task).unwrap_or(0);
+        slot.pid = task::ids(task).map_or(0, |(pid, _)| pid);
+        slot.waiter_type = read(waiter, l.waiter_type).unwrap_or(u32::MAX);
+        task::comm(task, &mut slot.comm);
+        state.waiter_count += 1;
+        node = read(node, l.list_head_next).unwrap_or(0);
+    }
+}

@@ -1,0 +1,87 @@
+//! What the kernel side remembers between events: victims, the reaper, its last trylock.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap},
+};
+use oomreap_common::maps::{LastTrylock, VICTIM_CAPACITY, VictimEntry};
+
+use crate::kernel::{current_ids, layout};
+
+#[map]
+static VICTIMS_BY_PID: LruHashMap<u32, VictimEntry> =
+    LruHashMap::with_max_entries(VICTIM_CAPACITY, 0);
+
+#[map]
+static VICTIMS_BY_MM: LruHashMap<u64, VictimEntry> =
+    LruHashMap::with_max_entries(VICTIM_CAPACITY, 0);
+
+#[map]
+static REAPER: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+static LAST_TRYLOCK: Array<LastTrylock> = Array::with_max_entries(1, 0);
+
+/// Remembers a victim so the reaper's pid-only events and exit_mmap can find it.
+#[inline(always)]
+pub fn remember(pid: u32, tgid: u32, mm: u64) {
+    let entry = VictimEntry { mm, pid, tgid };
+    // Failure only means the LRU map could not take it; the event itself still goes out.
+    let _ = VICTIMS_BY_PID.insert(pid, entry, 0);
+    if mm != 0 {
+        let _ = VICTIMS_BY_MM.insert(mm, entry, 0);
+    }
+}
+
+#[inline(always)]
+pub fn by_pid(pid: u32) -> Option<VictimEntry> {
+    // SAFETY: the value is copied out at once, before any other map operation.
+    unsafe { VICTIMS_BY_PID.get(pid) }.copied()
+}
+
+#[inline(always)]
+pub fn by_mm(mm: u64) -> Option<VictimEntry> {
+    if mm == 0 {
+        return None;
+    }
+    // SAFETY: as in `by_pid`.
+    unsafe { VICTIMS_BY_MM.get(mm) }.copied()
+}
+
+/// Forgets a victim whose mm is gone: the address may soon belong to another process.
+#[inline(always)]
+pub fn forget(entry: &VictimEntry) {
+    let _ = VICTIMS_BY_MM.remove(entry.mm);
+    let _ = VICTIMS_BY_PID.remove(entry.pid);
+}
+
+/// The oom_reaper kthread's tgid: learned from its own tracepoints, or found by user space.
+#[inline(always)]
+pub fn reaper() -> u32 {
+    match REAPER.get(0) {
+        Some(&pid) if pid != 0 => pid,
+        _ => layout().reaper_pid,
+    }
+}
+
+/// Called from the reaper's own tracepoints, where `current` is the oom_reaper kthread.
+#[inline(always)]
+pub fn learn_reaper() -> u32 {
+    let (_, tgid) = current_ids();
+    let _ = REAPER.set(0, tgid, 0);
+    tgid
+}
+
+#[inline(always)]
+pub fn set_last_trylock(mm: u64, success: bool) {
+    let record = LastTrylock {
+        mm,
+        success: u32::from(success),
+        _pad: 0,
+    };
+    let _ = LAST_TRYLOCK.set(0, record, 0);
+}
+
+#[inline(always)]
+pub fn last_trylock() -> Option<LastTrylock> {
+    LAST_TRYLOCK.get(0).copied().filter(|t| t.mm != 0)
+}

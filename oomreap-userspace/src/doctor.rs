@@ -1,0 +1,195 @@
+//! `oomreap doctor`: what this kernel offers oomreap, hook by hook, and why anything is
+//! missing.
+use std::path::PathBuf;
+
+use oomreap_common::event::AttachKind;
+use serde_json::{Value, json};
+
+use crate::{
+    capture::{Capture, CaptureOptions, HOOKS, HookStatus, probe},
+    display::error_chain,
+    kernel::{privilege::Capabilities, reaper, tracefs},
+};
+
+/// Everything doctor found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub kernel: String,
+    pub btf: Result<(PathBuf, u64), String>,
+    pub capabilities: Result<(), String>,
+    pub tracefs: Result<PathBuf, String>,
+    pub reaper_pid: Option<u32>,
+    /// Every hook: attached (how) or not (why). Empty-handed hooks say "not checked" when the
+    /// capture could not start at all.
+    pub hooks: Vec<HookStatus>,
+    /// Why the capture could not start, if it could not.
+    pub capture_error: Option<String>,
+    pub attach_modes: Vec<probe::ModeProbe>,
+}
+
+impl Report {
+    /// Returns true if and only if the hooks oomreap cannot do without are attached.
+    pub fn usable(&self) -> bool {
+        self.capture_error.is_none()
+    }
+}
+
+/// Examines this machine; attaches (and detaches) everything to see what works. Must run in
+/// a tokio runtime.
+pub fn examine(options: &CaptureOptions) -> Report {
+    let capabilities = Capabilities::current()
+        .and_then(|c| c.check_tracing())
+        .map_err(|e| error_chain(&e));
+    let (hooks, capture_error) = match Capture::start(options) {
+        Ok(capture) => (capture.hooks().to_vec(), None),
+        Err(err) => {
+            let why = error_chain(&err);
+            let hooks = HOOKS
+                .iter()
+                .map(|h| HookStatus {
+                    name: h.name,
+                    provides: h.provides,
+                    attach: None,
+                    note: Some(format!("not checked: {why}")),
+                })
+                .collect();
+            (hooks, Some(why))
+        }
+    };
+    let attach_modes = if capabilities.is_ok() {
+        probe::attach_modes(&options.paths.btf)
+    } else {
+        Vec::new()
+    };
+    let candidates: Vec<&str> = options
+        .paths
+        .tracefs_candidates
+        .iter()
+        .map(String::as_str)
+        .collect();
+    Report {
+        kernel: kernel_release(),
+        btf: std::fs::metadata(&options.paths.btf)
+            .map(|m| (options.paths.btf.clone(), m.len()))
+            .map_err(|e| format!("{}: {e}", options.paths.btf.display())),
+        capabilities,
+        tracefs: tracefs::find(&candidates).map_err(|e| e.to_string()),
+        reaper_pid: reaper::find_pid(),
+        hooks,
+        capture_error,
+        attach_modes,
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+fn attach_name(kind: AttachKind) -> &'static str {
+    match kind {
+        AttachKind::BtfTracePoint => "BTF tracepoint",
+        AttachKind::TracePoint => "classic tracepoint",
+    }
+}
+
+/// The report as aligned text.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<14}{value}\n"));
+    line("kernel", report.kernel.clone());
+    line(
+        "btf",
+        match &report.btf {
+            Ok((path, size)) => format!("{} ({} KiB)", path.display(), size / 1024),
+            Err(e) => format!("missing: {e} (classic tracepoints only, reduced detail)"),
+        },
+    );
+    line(
+        "capabilities",
+        match &report.capabilities {
+            Ok(()) => "ok".into(),
+            Err(e) => e.clone(),
+        },
+    );
+    line(
+        "tracefs",
+        match &report.tracefs {
+            Ok(path) => path.display().to_string(),
+            Err(e) => format!("{e} (needed for classic and syscall tracepoints)"),
+        },
+    );
+    line(
+        "oom_reaper",
+        report.reaper_pid.map_or("kthread not found".into(), |pid| {
+            format!("kthread pid {pid}")
+        }),
+    );
+    let mut out = out;
+    out.push_str("hooks:\n");
+    let width = report.hooks.iter().map(|h| h.name.len()).max().unwrap_or(0);
+    for hook in &report.hooks {
+        let state = match (hook.attach, &hook.note) {
+            (Some(kind), None) => format!("attached ({})", attach_name(kind)),
+            (Some(kind), Some(note)) => {
+                format!("attached ({}; BTF refused: {note})", attach_name(kind))
+            }
+            (None, note) => format!(
+                "not attached: {}; without it: no {}",
+                note.as_deref().unwrap_or("unknown reason"),
+                hook.provides
+            ),
+        };
+        out.push_str(&format!("  {:<width$}  {state}\n", hook.name));
+    }
+    if !report.attach_modes.is_empty() {
+        out.push_str("attach modes:\n");
+        let width = report
+            .attach_modes
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(0);
+        for mode in &report.attach_modes {
+            let state = match &mode.result {
+                Ok(()) => "allowed".to_owned(),
+                Err(why) => format!("refused: {why}"),
+            };
+            out.push_str(&format!("  {:<width$}  {state}\n", mode.name));
+        }
+    }
+    if let Some(err) = &report.capture_error {
+        out.push_str(&format!("oomreap cannot trace here: {err}\n"));
+    }
+    out
+}
+
+/// The report as one JSON object (schema in docs/events.md, "doctor").
+pub fn json(report: &Report) -> Value {
+    json!({
+        "schema": crate::trace::json::SCHEMA_VERSION,
+        "kernel": report.kernel,
+        "btf": match &report.btf {
+            Ok((path, size)) => json!({"path": path, "bytes": size}),
+            Err(e) => json!({"error": e}),
+        },
+        "capabilities": match &report.capabilities { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e}) },
+        "tracefs": match &report.tracefs { Ok(p) => json!({"path": p}), Err(e) => json!({"error": e}) },
+        "oom_reaper_pid": report.reaper_pid,
+        "hooks": report.hooks.iter().map(|h| json!({
+            "name": h.name,
+            "provides": h.provides,
+            "attached": h.attach.is_some(),
+            "attach": h.attach.map(|k| match k { AttachKind::BtfTracePoint => "btf_tracepoint", AttachKind::TracePoint => "tracepoint" }),
+            "note": h.note,
+        })).collect::<Vec<_>>(),
+        "attach_modes": report.attach_modes.iter().map(|m| json!({
+            "name": m.name,
+            "allowed": m.result.is_ok(),
+            "error": m.result.as_ref().err(),
+        })).collect::<Vec<_>>(),
+        "usable": report.usable(),
+        "error": report.capture_error,
+    })
+}

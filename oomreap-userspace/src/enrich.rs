@@ -1,0 +1,311 @@
+//! Best-effort context from /proc and /sys for what the kernel events name by number: memory
+//! cgroup ids become paths (and Kubernetes pods), notifier callbacks become symbols, lock
+//! holders get their kernel stacks. Front ends use it; the tracker never does, so it stays
+//! pure. Every lookup may fail (the task exited, no root, no kallsyms) and says so.
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use crate::cgroup::MemoryHierarchy;
+
+/// How many folders a cgroup id search visits at most, so a huge hierarchy cannot stall us.
+const MAX_CGROUP_DIRS: usize = 100_000;
+
+/// Reads from /proc; a seam so tests can inject failures.
+pub trait ProcSource {
+    /// `/proc/PID/stack` of a task.
+    fn stack(&self, pid: u32) -> std::io::Result<String>;
+    /// `/proc/kallsyms`.
+    fn kallsyms(&self) -> std::io::Result<String>;
+}
+
+/// The real /proc.
+pub struct Proc;
+
+impl ProcSource for Proc {
+    fn stack(&self, pid: u32) -> std::io::Result<String> {
+        std::fs::read_to_string(format!("/proc/{pid}/stack"))
+    }
+
+    fn kallsyms(&self) -> std::io::Result<String> {
+        std::fs::read_to_string("/proc/kallsyms")
+    }
+}
+
+/// A memory cgroup, resolved from its kernel id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupInfo {
+    /// Path relative to the hierarchy's root, starting with `/`.
+    pub path: String,
+    /// Kubernetes pod UID, when the path has one.
+    pub pod_uid: Option<String>,
+    /// Container id, when the path has one.
+    pub container_id: Option<String>,
+}
+
+/// A kernel stack, or why there is none.
+pub type Stack = Result<Vec<String>, String>;
+
+/// Caches lookups for the life of a front end.
+pub struct Enricher<P: ProcSource = Proc> {
+    proc: P,
+    hierarchy: Option<MemoryHierarchy>,
+    cgroups: HashMap<u64, Option<CgroupInfo>>,
+    symbols: Option<Result<HashMap<u64, String>, String>>,
+}
+
+impl Enricher<Proc> {
+    /// An enricher over the real /proc and this machine's memory cgroup hierarchy.
+    pub fn live() -> Self {
+        Self::new(Proc, MemoryHierarchy::detect().ok())
+    }
+}
+
+impl<P: ProcSource> Enricher<P> {
+    pub fn new(proc: P, hierarchy: Option<MemoryHierarchy>) -> Self {
+        Self {
+            proc,
+            hierarchy,
+            cgroups: HashMap::new(),
+            symbols: None,
+        }
+    }
+
+    /// The memory cgroup with kernel id `id` (its directory's inode number), if found.
+    pub fn cgroup(&mut self, id: u64) -> Option<&CgroupInfo> {
+        if !self.cgroups.contains_key(&id) {
+            let found = self
+                .hierarchy
+                .as_ref()
+                .and_then(|h| find_cgroup(&h.root, id))
+                .map(|path| cgroup_info(&path));
+            self.cgroups.insert(id, found);
+        }
+        self.cgroups.get(&id).and_then(Option::as_ref)
+    }
+
+    /// `symbol [module]` for a kernel address, from /proc/kallsyms.
+    pub fn symbol(&mut self, address: u64) -> Result<String, String> {
+        let symbols = self.symbols.get_or_insert_with(|| {
+            self.proc
+                .kallsyms()
+                .map(|text| parse_kallsyms(&text))
+                .map_err(|err| format!("cannot read /proc/kallsyms: {err}"))
+        });
+        match symbols {
+            Ok(map) => map
+                .get(&address)
+                .cloned()
+                .ok_or_else(|| format!("no symbol at {address:#x} (kallsyms hidden? needs root)")),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
+    /// The kernel stack of task `pid`, one frame a line.
+    pub fn stack(&self, pid: u32) -> Stack {
+        match self.proc.stack(pid) {
+            Ok(text) => Ok(text
+                .lines()
+                .map(|l| l.split_once("] ").map_or(l, |(_, f)| f).to_owned())
+                .collect()),
+            Err(err) => Err(format!("/proc/{pid}/stack unavailable: {err}")),
+        }
+    }
+}
+
+/// The subsystem a notifier callback belongs to: its module, or its symbol's first word.
+pub fn notifier_owner(symbol: &str) -> String {
+    if let Some(module) = symbol.split_once('[').and_then(|(_, m)| m.split_once(']')) {
+        return module.0.to_owned();
+    }
+    symbol
+        .split('_')
+        .next()
+        .unwrap_or(symbol)
+        .trim_start_matches("__")
+        .to_owned()
+}
+
+/// Address → `name [module]` for text symbols.
+fn parse_kallsyms(text: &str) -> HashMap<u64, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let address = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let kind = parts.next()?;
+            let name = parts.next()?;
+            if address == 0 || !matches!(kind, "t" | "T") {
+                return None;
+            }
+            let label = match parts.next() {
+                Some(module) => format!("{name} {module}"),
+                None => name.to_owned(),
+            };
+            Some((address, label))
+        })
+        .collect()
+}
+
+/// Finds the folder under `root` whose inode number is `id`.
+fn find_cgroup(root: &Path, id: u64) -> Option<PathBuf> {
+    let mut stack = vec![root.to_owned()];
+    let mut visited = 0;
+    while let Some(dir) = stack.pop() {
+        visited += 1;
+        if visited > MAX_CGROUP_DIRS {
+            return None;
+        }
+        if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
+            return Some(
+                dir.strip_prefix(root)
+                    .map(Path::to_owned)
+                    .unwrap_or_default(),
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            stack.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    None
+}
+
+/// Path text plus the pod and container ids a Kubernetes path carries, e.g.
+/// `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope`
+/// (systemd driver, `-` in the uid written `_`) or `/kubepods/burstable/pod<uid>/<id>`.
+pub fn cgroup_info(relative: &Path) -> CgroupInfo {
+    let path = format!("/{}", relative.display());
+    let mut pod_uid = None;
+    let mut container_id = None;
+    for segment in path.split('/') {
+        let name = segment
+            .strip_suffix(".slice")
+            .or_else(|| segment.strip_suffix(".scope"))
+            .unwrap_or(segment);
+        if let Some(index) = name.rfind("pod") {
+            let uid = &name[index + 3..];
+            if uid.len() >= 32
+                && uid
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == '-' || c == '_')
+            {
+                pod_uid = Some(uid.replace('_', "-"));
+                continue;
+            }
+        }
+        let id = name.rsplit('-').next().unwrap_or(name);
+        if pod_uid.is_some() && id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+            container_id = Some(id.to_owned());
+        }
+    }
+    CgroupInfo {
+        path,
+        pod_uid,
+        container_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeProc;
+
+    impl ProcSource for FakeProc {
+        fn stack(&self, pid: u32) -> std::io::Result<String> {
+            match pid {
+                1 => Ok("[<0>] rwsem_down_write_slowpath+0x2f1/0x590\n[<0>] clear_refs_write+0x1e0/0x3f0\n".into()),
+                _ => Err(std::io::Error::from_raw_os_error(libc::EACCES)),
+            }
+        }
+
+        fn kallsyms(&self) -> std::io::Result<String> {
+            Ok(
+                "ffffffffc0a01230 t kvm_mmu_notifier_invalidate_range_start\t[kvm]\n\
+                ffffffff81000000 T _text\n\
+                0000000000000000 t hidden\n"
+                    .into(),
+            )
+        }
+    }
+
+    #[test]
+    fn stacks_lose_their_addresses() {
+        let enricher = Enricher::new(FakeProc, None);
+        assert_eq!(
+            enricher.stack(1).unwrap(),
+            [
+                "rwsem_down_write_slowpath+0x2f1/0x590",
+                "clear_refs_write+0x1e0/0x3f0"
+            ]
+        );
+        let err = enricher.stack(2).unwrap_err();
+        assert!(
+            err.contains("/proc/2/stack") && err.contains("denied"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn notifier_symbols_and_owners() {
+        let mut enricher = Enricher::new(FakeProc, None);
+        let symbol = enricher.symbol(0xffffffffc0a01230).unwrap();
+        assert_eq!(symbol, "kvm_mmu_notifier_invalidate_range_start [kvm]");
+        assert_eq!(notifier_owner(&symbol), "kvm");
+        assert_eq!(notifier_owner("hmm_invalidate_range_start"), "hmm");
+        assert!(enricher.symbol(0x1234).unwrap_err().contains("0x1234"));
+    }
+
+    #[test]
+    fn kubernetes_paths_name_pod_and_container() {
+        let systemd = cgroup_info(Path::new(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_1111_2222_3333_444455556666.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+        ));
+        assert_eq!(
+            systemd.pod_uid.as_deref(),
+            Some("1b2c3d4e-1111-2222-3333-444455556666")
+        );
+        assert_eq!(
+            systemd.container_id.as_deref(),
+            Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        );
+        let cgroupfs = cgroup_info(Path::new(
+            "kubepods/burstable/pod1b2c3d4e-1111-2222-3333-444455556666/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ));
+        assert_eq!(
+            cgroupfs.pod_uid.as_deref(),
+            Some("1b2c3d4e-1111-2222-3333-444455556666")
+        );
+        assert!(cgroupfs.container_id.is_some());
+        let plain = cgroup_info(Path::new("system.slice/cron.service"));
+        assert_eq!(
+            (plain.path.as_str(), plain.pod_uid),
+            ("/system.slice/cron.service", None)
+        );
+    }
+
+    #[test]
+    fn finds_a_cgroup_folder_by_inode() {
+        let root = std::env::temp_dir().join(format!("oomreap-enrich-{}", std::process::id()));
+        let leaf = root.join("a/b");
+        std::fs::create_dir_all(&leaf).unwrap();
+        let id = std::fs::metadata(&leaf).unwrap().ino();
+        let mut enricher = Enricher::new(
+            FakeProc,
+            Some(MemoryHierarchy {
+                root: root.clone(),
+                version: crate::cgroup::CgroupVersion::V2,
+            }),
+        );
+        let path = enricher.cgroup(id).map(|c| c.path.clone());
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(path.as_deref(), Some("/a/b"));
+        assert!(enricher.cgroup(1).is_none());
+    }
+}

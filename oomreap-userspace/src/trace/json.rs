@@ -1,0 +1,255 @@
+//! JSON Lines output: one object per lifecycle step. The schema is documented in
+//! docs/events.md; bump [`SCHEMA_VERSION`] on any incompatible change.
+use oomreap_common::event::AttachKind;
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::{
+    enrich::notifier_owner,
+    tracker::{AttemptResult, Change, Tracker, Victim},
+    wire::{LockSnapshot, RetryWhat, Rss, Task, WaiterKind},
+};
+
+/// Version of the JSON Lines schema, in every object's `schema` field.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The object for one change, or `None` when the victim was already evicted.
+pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Value> {
+    let (step, at_ns, victim, mut fields) = match change {
+        Change::VictimMarked(id) => {
+            let v = tracker.victim(*id)?;
+            ("kill", v.killed_at_ns, Some(v), kill_fields(v, cx))
+        }
+        Change::MarkedAgain(id) => {
+            let v = tracker.victim(*id)?;
+            (
+                "kill_again",
+                v.killed_at_ns,
+                Some(v),
+                json!({"times_marked": v.times_marked}),
+            )
+        }
+        Change::Woken(id) => {
+            let v = tracker.victim(*id)?;
+            let since = v.kill_to_wake_ns();
+            (
+                "wake",
+                v.woken_at_ns,
+                Some(v),
+                json!({"since_kill_ns": since}),
+            )
+        }
+        Change::Attempt { victim, index } => {
+            let v = tracker.victim(*victim)?;
+            let attempt = v.attempts.get(*index)?;
+            let n = index + 1;
+            match &attempt.result {
+                AttemptResult::InProgress => (
+                    "reap_start",
+                    Some(attempt.started_ns),
+                    Some(v),
+                    json!({"attempt": n}),
+                ),
+                AttemptResult::Reaped {
+                    finished_ns,
+                    rss_after,
+                    ..
+                } => (
+                    "reaped",
+                    Some(*finished_ns),
+                    Some(v),
+                    json!({
+                        "attempt": n,
+                        "duration_ns": finished_ns.saturating_sub(attempt.started_ns),
+                        "rss_after": rss_after.as_ref().map(rss),
+                    }),
+                ),
+                AttemptResult::Skipped {
+                    reason,
+                    inferred,
+                    lock,
+                } => (
+                    "skip",
+                    Some(attempt.started_ns),
+                    Some(v),
+                    json!({
+                        "attempt": n,
+                        "reason": reason.name(),
+                        "inferred": inferred,
+                        "lock": lock.as_ref().map(|l| lock_json(l, cx)),
+                    }),
+                ),
+            }
+        }
+        Change::MmFreed(id) => {
+            let v = tracker.victim(*id)?;
+            (
+                "exit_mmap",
+                v.mm_freed_at_ns,
+                Some(v),
+                json!({"since_kill_ns": v.kill_to_mm_freed_ns(), "by": v.mm_freed_by.as_ref().map(task)}),
+            )
+        }
+        Change::Mrelease { victim, call } => (
+            "mrelease",
+            Some(call.returned_ns),
+            victim.and_then(|id| tracker.victim(id)),
+            json!({
+                "caller": task(&call.caller),
+                "ret": call.ret,
+                "duration_ns": call.returned_ns.saturating_sub(call.entered_ns),
+            }),
+        ),
+        Change::Finished(id) => {
+            let v = tracker.victim(*id)?;
+            ("outcome", v.finished_at_ns, Some(v), outcome_fields(v))
+        }
+        Change::ScoreAdjusted(e) => (
+            "score_adj",
+            Some(e.timestamp_ns),
+            None,
+            json!({"task": task(&e.task), "oom_score_adj": e.oom_score_adj, "changer": task(&e.changer)}),
+        ),
+    };
+    let at_ns = at_ns.unwrap_or_default();
+    let mut object = json!({
+        "schema": SCHEMA_VERSION,
+        "step": step,
+        "time": cx.clock.local(at_ns).to_rfc3339(),
+        "ts_ns": at_ns,
+        "victim": victim.map(victim_id),
+    });
+    if let (Some(map), Some(extra)) = (object.as_object_mut(), fields.as_object_mut()) {
+        map.append(extra);
+    }
+    Some(object)
+}
+
+fn victim_id(v: &Victim) -> Value {
+    json!({"id": v.id.0, "pid": v.tgid, "tid": v.pid, "comm": v.comm})
+}
+
+fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
+    let memcg = v.memcg_id.map(|id| {
+        let info = cx.enricher.as_mut().and_then(|e| e.cgroup(id)).cloned();
+        json!({
+            "id": id,
+            "path": info.as_ref().map(|i| i.path.clone()),
+            "pod_uid": info.as_ref().and_then(|i| i.pod_uid.clone()),
+            "container_id": info.as_ref().and_then(|i| i.container_id.clone()),
+        })
+    });
+    let notifiers = v.notifiers.as_ref().map(|n| {
+        let callbacks: Vec<Value> = n
+            .callbacks
+            .iter()
+            .map(|&address| {
+                let symbol = cx.enricher.as_mut().and_then(|e| e.symbol(address).ok());
+                json!({
+                    "address": format!("{address:#x}"),
+                    "owner": symbol.as_deref().map(notifier_owner),
+                    "symbol": symbol,
+                })
+            })
+            .collect();
+        json!({"count": n.count, "callbacks": callbacks})
+    });
+    let retries: Vec<Value> = v
+        .retries_before
+        .iter()
+        .map(|(c, count)| {
+            json!({
+                "what": match c.what { RetryWhat::Reclaim => "reclaim", RetryWhat::Compaction => "compaction" },
+                "node": c.node, "zone": c.zone, "order": c.order, "count": count,
+            })
+        })
+        .collect();
+    json!({
+        "attach": v.attach.map(|a| match a {
+            AttachKind::BtfTracePoint => "btf_tracepoint",
+            AttachKind::TracePoint => "tracepoint",
+        }),
+        "uid": v.uid,
+        "oom_score_adj": v.oom_score_adj,
+        "memory": v.memory_at_kill.map(|m| json!({
+            "total_vm_kib": m.total_vm_kib,
+            "anon_rss_kib": m.anon_rss_kib,
+            "file_rss_kib": m.file_rss_kib,
+            "shmem_rss_kib": m.shmem_rss_kib,
+            "pgtables_kib": m.pgtables_kib,
+        })),
+        "mm": v.mm.map(|mm| format!("{mm:#x}")),
+        "memcg": memcg,
+        "notifiers": notifiers,
+        "trigger": v.trigger.as_ref().map(task),
+        "retries_before": retries,
+    })
+}
+
+fn outcome_fields(v: &Victim) -> Value {
+    json!({
+        "outcome": v.outcome.name(),
+        "inferred": v.outcome_inferred,
+        "attempts": v.attempts.len(),
+        "failed_attempts": v.failed_attempts(),
+        "lock_contended": v.lock_contended(),
+        "has_notifiers": v.has_notifiers(),
+        "kill_to_wake_ns": v.kill_to_wake_ns(),
+        "kill_to_reaped_ns": v.kill_to_reaped_ns(),
+        "reap_duration_ns": v.reap_duration_ns(),
+        "kill_to_mm_freed_ns": v.kill_to_mm_freed_ns(),
+        "reaper_freed_kib": v.freed_by_reaper_kib(),
+        "mreleases": v.mreleases.len(),
+    })
+}
+
+fn lock_json(lock: &LockSnapshot, cx: &Context) -> Value {
+    let waiters: Option<Vec<Value>> = lock.waiters.as_ref().map(|ws| {
+        ws.iter()
+            .map(|w| {
+                let kind = match w.kind {
+                    WaiterKind::Write => "write".to_owned(),
+                    WaiterKind::Read => "read".to_owned(),
+                    WaiterKind::Unknown(n) => format!("type {n}"),
+                };
+                json!({"pid": w.pid, "comm": w.comm, "kind": kind, "stack": stack(w.pid, cx)})
+            })
+            .collect()
+    });
+    json!({
+        "writer_locked": lock.writer_locked,
+        "waiters_queued": lock.waiters_queued,
+        "handoff": lock.handoff,
+        "readers": lock.readers,
+        "count_raw": format!("{:#x}", lock.count_raw),
+        "owner_raw": format!("{:#x}", lock.owner_raw),
+        "owner": lock.owner.as_ref().map(|o| json!({
+            "pid": o.pid, "tgid": o.tgid, "comm": o.comm, "reader_hint": o.reader_hint,
+            "stack": stack(o.pid, cx),
+        })),
+        "waiters": waiters,
+        "waiters_truncated": lock.waiters_truncated,
+    })
+}
+
+/// `{"frames": [...]}` or `{"error": "..."}`; `null` when stacks are not read (replays).
+fn stack(pid: u32, cx: &Context) -> Value {
+    match cx
+        .enricher
+        .as_ref()
+        .filter(|_| cx.stacks)
+        .map(|e| e.stack(pid))
+    {
+        Some(Ok(frames)) => json!({"frames": frames}),
+        Some(Err(error)) => json!({"error": error}),
+        None => Value::Null,
+    }
+}
+
+fn rss(r: &Rss) -> Value {
+    json!({"anon_kib": r.anon_kib, "file_kib": r.file_kib, "shmem_kib": r.shmem_kib})
+}
+
+fn task(t: &Task) -> Value {
+    json!({"pid": t.tgid.unwrap_or(t.pid), "tid": t.pid, "comm": t.comm})
+}

@@ -1,0 +1,1 @@
+//! Rendering tests: recorded streams replayed into text and JSON.

@@ -1,0 +1,514 @@
+//! Tracker tests from event streams: one per outcome, plus the awkward cases.
+use oomreap_common::event::{AttachKind, SkipCause};
+
+use super::*;
+use crate::wire::{
+    ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, Notifiers, ReaperStep,
+    RetryCounter, RetryCounts, RetryWhat, Rss, SkipReaping, Task, VictimMemory,
+};
+
+const MS: u64 = 1_000_000;
+/// The victims' mm addresses: pid * MM_STRIDE.
+const MM_STRIDE: u64 = 0x1000;
+
+/// Builds event streams at millisecond times.
+#[derive(Default)]
+struct Stream(Vec<Event>);
+
+fn task(pid: u32, comm: &str) -> Task {
+    Task {
+        pid,
+        tgid: Some(pid),
+        comm: Some(comm.into()),
+    }
+}
+
+impl Stream {
+    fn kill(mut self, ms: u64, pid: u32) -> Self {
+        self.0.push(Event::MarkVictim(MarkVictim {
+            timestamp_ns: ms * MS,
+            cpu: 0,
+            attach: AttachKind::BtfTracePoint,
+            victim: task(pid, "hog"),
+            uid: Some(0),
+            oom_score_adj: Some(0),
+            memory: Some(VictimMemory {
+                total_vm_kib: 70_000,
+                anon_rss_kib: 64_000,
+                file_rss_kib: 2_000,
+                shmem_rss_kib: 0,
+                pgtables_kib: 200,
+            }),
+            mm: Some(u64::from(pid) * MM_STRIDE),
+            memcg_id: Some(42),
+            notifiers: Some(Notifiers {
+                count: 0,
+                callbacks: vec![],
+            }),
+            trigger: task(pid, "hog"),
+        }));
+        self
+    }
+    fn kill_mm(mut self, ms: u64, pid: u32, mm: u64) -> Self {
+        self = self.kill(ms, pid);
+        if let Some(Event::MarkVictim(e)) = self.0.last_mut() {
+            e.mm = Some(mm);
+        }
+        self
+    }
+    fn wake(mut self, ms: u64, pid: u32) -> Self {
+        self.0.push(Event::WakeReaper(ReaperStep {
+            timestamp_ns: ms * MS,
+            victim_pid: pid,
+        }));
+        self
+    }
+    fn trylock(mut self, ms: u64, pid: u32, success: bool) -> Self {
+        self.0.push(Event::LockAttempt(LockAttempt {
+            timestamp_ns: ms * MS,
+            mm: u64::from(pid) * MM_STRIDE,
+            caller_pid: 40,
+            caller_tgid: 40,
+            write: false,
+            success,
+            by_reaper: true,
+            victim_pid: Some(pid),
+        }));
+        self
+    }
+    fn reap(mut self, ms: u64, pid: u32, anon_after_kib: u64) -> Self {
+        self.0.push(Event::StartReaping(ReaperStep {
+            timestamp_ns: ms * MS,
+            victim_pid: pid,
+        }));
+        self.0.push(Event::FinishReaping(FinishReaping {
+            timestamp_ns: (ms + 5) * MS,
+            victim_pid: pid,
+            rss_after: Some(Rss {
+                anon_kib: anon_after_kib,
+                file_kib: 0,
+                shmem_kib: 0,
+            }),
+        }));
+        self
+    }
+    fn skip(mut self, ms: u64, pid: u32, cause: SkipCause) -> Self {
+        self.0.push(Event::SkipReaping(SkipReaping {
+            timestamp_ns: ms * MS,
+            victim_pid: pid,
+            cause,
+            mm: Some(u64::from(pid) * MM_STRIDE),
+            mm_flags: None,
+            lock: None,
+        }));
+        self
+    }
+    /// Contended skips every 100 ms, as the reaper retries.
+    fn contended(mut self, from_ms: u64, pid: u32, n: u64) -> Self {
+        for i in 0..n {
+            self = self.skip(from_ms + i * 100, pid, SkipCause::LockContended);
+        }
+        self
+    }
+    fn exit(mut self, ms: u64, pid: u32) -> Self {
+        self.0.push(Event::ExitMmap(ExitMmap {
+            timestamp_ns: ms * MS,
+            mm: u64::from(pid) * MM_STRIDE,
+            victim_pid: pid,
+            by: task(pid, "hog"),
+        }));
+        self
+    }
+    fn mrelease(mut self, ms: u64, pid: u32, ret: i64) -> Self {
+        self.0.push(Event::Mrelease(Mrelease {
+            timestamp_ns: ms * MS,
+            entered_ns: (ms - 3) * MS,
+            ret,
+            caller: task(900, "lmkd"),
+            pidfd: 3,
+            mm: Some(u64::from(pid) * MM_STRIDE),
+            victim_pid: Some(pid),
+        }));
+        self
+    }
+    fn retries(mut self, ms: u64, reclaim: u64) -> Self {
+        self.0.push(Event::RetryCounts(RetryCounts {
+            timestamp_ns: ms * MS,
+            counts: vec![(
+                RetryCounter {
+                    what: RetryWhat::Reclaim,
+                    node: Some(0),
+                    zone: Some(1),
+                    order: 0,
+                },
+                reclaim,
+            )],
+        }));
+        self
+    }
+
+    /// Runs the stream, ticking at each event's time, then `settle_ms` later.
+    fn run(self, settle_ms: u64) -> (Tracker, Vec<Change>) {
+        let mut tracker = Tracker::default();
+        let mut changes = Vec::new();
+        let mut last = 0;
+        for event in &self.0 {
+            last = event.timestamp_ns();
+            changes.extend(tracker.tick(last));
+            changes.extend(tracker.apply(event));
+        }
+        changes.extend(tracker.tick(last + settle_ms * MS));
+        (tracker, changes)
+    }
+}
+
+fn only_victim(tracker: &Tracker) -> &Victim {
+    let victims: Vec<&Victim> = tracker.victims().collect();
+    assert_eq!(victims.len(), 1, "victims: {victims:#?}");
+    victims[0]
+}
+
+fn outcome(v: &Victim) -> (Outcome, bool) {
+    (v.outcome, v.outcome_inferred)
+}
+
+#[test]
+fn quick_exit_before_the_reaper_woke() {
+    let (tracker, changes) = Stream::default().kill(0, 10).exit(12, 10).run(5_000);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::ExitedBeforeWake, false));
+    assert_eq!(v.kill_to_mm_freed_ns(), Some(12 * MS));
+    assert_eq!(v.kill_to_wake_ns(), None);
+    assert_eq!(
+        changes,
+        [
+            Change::VictimMarked(v.id),
+            Change::MmFreed(v.id),
+            Change::Finished(v.id)
+        ]
+    );
+}
+
+#[test]
+fn reaped_is_settled_by_silence() {
+    let stream = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .trylock(2_001, 10, true)
+        .reap(2_001, 10, 1_000);
+    let (tracker, _) = stream.run(300);
+    assert_eq!(
+        only_victim(&tracker).outcome,
+        Outcome::Reaping,
+        "not settled after 300 ms"
+    );
+    let stream = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .trylock(2_001, 10, true)
+        .reap(2_001, 10, 1_000);
+    let (tracker, _) = stream.run(1_500);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::Reaped, true));
+    assert_eq!(v.kill_to_wake_ns(), Some(2_000 * MS));
+    assert_eq!(v.kill_to_reaped_ns(), Some(2_006 * MS));
+    assert_eq!(v.reap_duration_ns(), Some(5 * MS));
+    assert_eq!(v.freed_by_reaper_kib(), Some(66_000 - 1_000));
+    assert!(matches!(
+        v.attempts[0].result,
+        AttemptResult::Reaped {
+            complete: Some(true),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn exit_mmap_after_a_reap_settles_it_at_once() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .reap(2_001, 10, 0)
+        .exit(2_010, 10)
+        .run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(v.outcome, Outcome::Reaped);
+    assert_eq!(v.kill_to_mm_freed_ns(), Some(2_010 * MS));
+}
+
+#[test]
+fn ten_contended_attempts_give_up() {
+    let (tracker, changes) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .contended(2_000, 10, 10)
+        .run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::GaveUp, true));
+    assert_eq!(v.failed_attempts(), 10);
+    assert!(v.lock_contended());
+    assert_eq!(changes.last(), Some(&Change::Finished(v.id)));
+    assert_eq!(tracker.totals().skips.get("lock_contended"), Some(&10));
+    assert_eq!(tracker.totals().outcomes.get("gave_up"), Some(&1));
+}
+
+#[test]
+fn contention_that_clears_ends_in_a_reap() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .contended(2_000, 10, 3)
+        .reap(2_300, 10, 0)
+        .run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(v.outcome, Outcome::Reaped);
+    assert_eq!((v.attempts.len(), v.failed_attempts()), (4, 3));
+}
+
+#[test]
+fn mmf_oom_skip_means_already_gone() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .skip(2_001, 10, SkipCause::AlreadySkipped)
+        .run(0);
+    assert_eq!(
+        outcome(only_victim(&tracker)),
+        (Outcome::AlreadyGone, false)
+    );
+}
+
+#[test]
+fn a_pass_followed_by_another_was_partial() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .reap(2_000, 10, 30_000)
+        .reap(2_100, 10, 20_000)
+        .reap(2_200, 10, 0)
+        .run(2_000);
+    let v = only_victim(&tracker);
+    let complete: Vec<Option<bool>> = v
+        .attempts
+        .iter()
+        .map(|a| match a.result {
+            AttemptResult::Reaped { complete, .. } => complete,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(complete, [Some(false), Some(false), Some(true)]);
+    assert_eq!(v.outcome, Outcome::Reaped);
+    assert_eq!(v.reap_duration_ns(), Some(15 * MS));
+}
+
+#[test]
+fn ten_partial_passes_give_up() {
+    let mut stream = Stream::default().kill(0, 10).wake(2_000, 10);
+    for i in 0..10 {
+        stream = stream.reap(2_000 + i * 100, 10, 30_000);
+    }
+    let (tracker, _) = stream.run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::GaveUp, true));
+    assert_eq!(v.failed_attempts(), 10);
+}
+
+#[test]
+fn unknown_causes_are_inferred_from_the_pattern() {
+    // Classic tracepoints without BTF: no cause. Another attempt after a skip means the lock
+    // was contended; a last skip with attempts to spare means MMF_OOM_SKIP.
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .skip(2_000, 10, SkipCause::Unknown)
+        .skip(2_100, 10, SkipCause::Unknown)
+        .run(2_000);
+    let v = only_victim(&tracker);
+    let reasons: Vec<(SkipReason, bool)> = v
+        .attempts
+        .iter()
+        .map(|a| match a.result {
+            AttemptResult::Skipped {
+                reason, inferred, ..
+            } => (reason, inferred),
+            _ => panic!("{a:?}"),
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (SkipReason::LockContended, true),
+            (SkipReason::AlreadySkipped, true)
+        ]
+    );
+    assert_eq!(outcome(v), (Outcome::AlreadyGone, true));
+}
+
+#[test]
+fn a_trylock_record_explains_an_unknown_skip() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .trylock(2_000, 10, false)
+        .skip(2_000, 10, SkipCause::Unknown)
+        .run(0);
+    let v = only_victim(&tracker);
+    assert!(matches!(
+        v.attempts[0].result,
+        AttemptResult::Skipped {
+            reason: SkipReason::LockContended,
+            inferred: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn interleaved_victims_keep_their_own_stories() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .kill(1, 11)
+        .wake(2_000, 10)
+        .wake(2_001, 11)
+        .skip(2_002, 11, SkipCause::LockContended)
+        .reap(2_003, 10, 0)
+        .exit(2_050, 11)
+        .skip(2_102, 11, SkipCause::AlreadySkipped)
+        .run(2_000);
+    let outcomes: Vec<(u32, Outcome)> = tracker.victims().map(|v| (v.pid, v.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        [(10, Outcome::Reaped), (11, Outcome::AlreadyGone)]
+    );
+}
+
+#[test]
+fn a_victim_killed_twice_is_one_victim() {
+    let (tracker, changes) = Stream::default().kill(0, 10).kill(5, 10).exit(9, 10).run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(v.times_marked, 2);
+    assert!(changes.contains(&Change::MarkedAgain(v.id)));
+    assert_eq!(tracker.totals().victims, 1);
+}
+
+#[test]
+fn a_reused_pid_is_a_new_victim() {
+    let (tracker, _) = Stream::default()
+        .kill_mm(0, 10, 0xa000)
+        .kill_mm(10_000, 10, 0xb000)
+        .run(0);
+    let victims: Vec<(VictimId, Option<u64>, Outcome)> =
+        tracker.victims().map(|v| (v.id, v.mm, v.outcome)).collect();
+    assert_eq!(
+        victims,
+        [
+            // The first victim settled as exited once the reaper's delay passed in silence.
+            (VictimId(1), Some(0xa000), Outcome::ExitedBeforeWake),
+            (VictimId(2), Some(0xb000), Outcome::Pending),
+        ]
+    );
+}
+
+#[test]
+fn events_for_an_unknown_pid_make_an_unseen_victim() {
+    let (tracker, _) = Stream::default().wake(100, 77).reap(101, 77, 0).run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(
+        (v.pid, v.killed_at_ns, v.trigger.as_ref()),
+        (77, None, None)
+    );
+    assert_eq!(v.outcome, Outcome::Reaped);
+    assert_eq!(v.kill_to_reaped_ns(), None);
+}
+
+#[test]
+fn a_victim_never_woken_exited_on_its_own() {
+    let (tracker, _) = Stream::default().kill(0, 10).run(3_500);
+    assert_eq!(
+        outcome(only_victim(&tracker)),
+        (Outcome::ExitedBeforeWake, true)
+    );
+}
+
+#[test]
+fn process_mrelease_releases_a_victim() {
+    let (tracker, changes) = Stream::default().kill(0, 10).mrelease(20, 10, 0).run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::Released, false));
+    assert_eq!(v.mreleases.len(), 1);
+    assert_eq!(
+        v.mreleases[0].returned_ns - v.mreleases[0].entered_ns,
+        3 * MS
+    );
+    assert!(changes.iter().any(|c| matches!(
+        c,
+        Change::Mrelease {
+            victim: Some(_),
+            ..
+        }
+    )));
+    assert_eq!(tracker.totals().mreleases.get(&0), Some(&1));
+}
+
+#[test]
+fn a_failed_mrelease_on_a_stranger_is_counted() {
+    let (tracker, changes) = Stream::default().mrelease(20, 55, -22).run(0);
+    assert_eq!(tracker.victims().count(), 0);
+    assert!(matches!(
+        changes[..],
+        [Change::Mrelease { victim: None, .. }]
+    ));
+    assert_eq!(tracker.totals().mreleases.get(&-22), Some(&1));
+}
+
+#[test]
+fn retries_are_attributed_to_the_next_victim() {
+    let (tracker, _) = Stream::default()
+        .retries(0, 5)
+        .kill(0, 10)
+        .retries(100, 12)
+        .kill(100, 11)
+        .run(0);
+    let deltas: Vec<u64> = tracker
+        .victims()
+        .map(|v| v.retries_before.iter().map(|(_, n)| n).sum())
+        .collect();
+    assert_eq!(deltas, [5, 7]);
+}
+
+#[test]
+fn finished_victims_are_evicted_active_ones_kept() {
+    let mut tracker = Tracker::with_capacity(2);
+    let stream = Stream::default()
+        .kill(0, 1)
+        .exit(1, 1)
+        .kill(2, 2)
+        .exit(3, 2)
+        .kill(4, 3)
+        .exit(5, 3)
+        .kill(6, 4);
+    for event in &stream.0 {
+        tracker.apply(event);
+    }
+    let pids: Vec<u32> = tracker.victims().map(|v| v.pid).collect();
+    assert_eq!(pids, [2, 3, 4]);
+    assert_eq!(tracker.totals().victims, 4);
+}
+
+#[test]
+fn same_stream_same_state() {
+    let stream = || {
+        Stream::default()
+            .kill(0, 10)
+            .wake(2_000, 10)
+            .contended(2_000, 10, 4)
+            .reap(2_400, 10, 0)
+    };
+    let (a, _) = stream().run(2_000);
+    let (b, _) = stream().run(2_000);
+    assert_eq!(
+        a.victims().collect::<Vec<_>>(),
+        b.victims().collect::<Vec<_>>()
+    );
+    assert_eq!(a.totals(), b.totals());
+}

@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn attach_spellings() {
         assert_eq!(
-            trace(&["--attach", "classic"]).unwrap().attach,
+            trace(&["--attach", "classic"]).unwrap().attach.attach,
             AttachArg::Classic
         );
         assert_eq!(
@@ -185,7 +185,7 @@ mod tests {
     fn btf_path() {
         let args = trace(&["--btf", "/tmp/vmlinux"]).unwrap();
         assert_eq!(
-            CaptureOptions::from(&args).paths.btf,
+            CaptureOptions::from(&args.attach).paths.btf,
             PathBuf::from("/tmp/vmlinux")
         );
     }

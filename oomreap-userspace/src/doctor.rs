@@ -126,7 +126,6 @@ pub fn text(report: &Report) -> String {
             format!("kthread pid {pid}")
         }),
     );
-    let mut out = out;
     out.push_str("hooks:\n");
     let width = report.hooks.iter().map(|h| h.name.len()).max().unwrap_or(0);
     for hook in &report.hooks {

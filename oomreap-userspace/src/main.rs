@@ -66,12 +66,18 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(exit_code(&summary));
     }
-    let record = args.record.as_deref().map(create_recording).transpose()?;
+    let clock = WallClock::now();
+    let record = args
+        .record
+        .as_deref()
+        .map(|path| create_recording(path, &clock))
+        .transpose()?;
     with_runtime(async {
         let capture = Capture::start(&(&args.attach).into())?;
         let summary = trace::run_live(
             capture,
             format,
+            clock,
             record,
             shutdown_signal(),
             &mut std::io::stdout().lock(),
@@ -83,12 +89,14 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
-    let record = create_recording(&args.file)?;
+    let clock = WallClock::now();
+    let record = create_recording(&args.file, &clock)?;
     with_runtime(async {
         let capture = Capture::start(&(&args.attach).into())?;
         let summary = trace::run_live(
             capture,
             Format::Text,
+            clock,
             Some(record),
             shutdown_signal(),
             &mut std::io::sink(),
@@ -120,13 +128,16 @@ fn run_doctor(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
 
 /// Creates a new recording file; never overwrites one (a recording may be all that is left of
 /// an incident).
-fn create_recording(path: &std::path::Path) -> anyhow::Result<RecordWriter<std::fs::File>> {
+fn create_recording(
+    path: &std::path::Path,
+    clock: &WallClock,
+) -> anyhow::Result<RecordWriter<std::fs::File>> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .with_context(|| format!("failed to create recording {:?}", path.display()))?;
-    RecordWriter::new(file, WallClock::now().offset_ns())
+    RecordWriter::new(file, clock.offset_ns())
         .with_context(|| format!("failed to write recording {:?}", path.display()))
 }
 

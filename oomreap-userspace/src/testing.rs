@@ -40,6 +40,89 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
             | field::UID
             | field::MEMORY
             | field::OOM_SCORE_ADJ
-            | field::MM,
+            | field::MM
+            | field::MEMCG
+            | field::NOTIFIERS,
+        memcg_id: 4026,
+        notifier_count: 0,
+        _pad: 0,
+        notifiers: [0; oomreap_common::event::MAX_NOTIFIERS],
+    }
+}
+
+/// A header of `kind` at `ms` milliseconds.
+pub fn header_at(kind: EventKind, ms: u64) -> EventHeader {
+    EventHeader {
+        kind: kind as u32,
+        cpu: 0,
+        timestamp_ns: ms * 1_000_000,
+    }
+}
+
+/// `mark_victim_raw` at `ms` milliseconds.
+pub fn kill_at(ms: u64, pid: u32, name: &str) -> MarkVictimEvent {
+    let mut raw = mark_victim_raw(pid, name, 64 * 1024);
+    raw.header = header_at(EventKind::MarkVictim, ms);
+    raw
+}
+
+/// A wake or start record.
+pub fn reaper_at(kind: EventKind, ms: u64, pid: u32) -> oomreap_common::event::ReaperEvent {
+    oomreap_common::event::ReaperEvent {
+        header: header_at(kind, ms),
+        victim_pid: pid,
+        current_pid: 33,
+    }
+}
+
+/// A `skip_task_reaping` record for a contended lock: a writer holds it, one writer waits.
+pub fn contended_skip_at(ms: u64, pid: u32) -> oomreap_common::event::SkipReapingEvent {
+    use oomreap_common::event::{
+        LockState, LockWaiter, MAX_WAITERS, SkipCause, SkipReapingEvent, lock_flags,
+    };
+    let mut waiters = [LockWaiter {
+        pid: 0,
+        waiter_type: 0,
+        comm: [0; COMM_LEN],
+    }; MAX_WAITERS];
+    waiters[0] = LockWaiter {
+        pid: 51,
+        waiter_type: 0,
+        comm: comm_bytes("waiter"),
+    };
+    SkipReapingEvent {
+        header: header_at(EventKind::SkipReaping, ms),
+        victim_pid: pid,
+        current_pid: 33,
+        cause: SkipCause::LockContended as u32,
+        _pad: 0,
+        mm: u64::from(pid) << 12,
+        mm_flags: 0,
+        lock: LockState {
+            // Writer-locked with waiters queued.
+            count: 0b11,
+            owner_raw: 0xffff_8880_0000_5000,
+            owner_pid: 50,
+            owner_tgid: 50,
+            owner_comm: comm_bytes("holder"),
+            flags: lock_flags::READ | lock_flags::OWNER_TASK | lock_flags::WAITERS,
+            waiter_count: 1,
+            waiters_truncated: 0,
+            _pad: 0,
+            waiters,
+        },
+    }
+}
+
+/// An `exit_mmap` of victim `pid`'s mm.
+pub fn exit_at(ms: u64, pid: u32, mm: u64) -> oomreap_common::event::ExitMmapEvent {
+    oomreap_common::event::ExitMmapEvent {
+        header: header_at(EventKind::ExitMmap, ms),
+        mm,
+        victim_pid: pid,
+        current_pid: pid,
+        current_tgid: pid,
+        _pad: 0,
+        current_comm: comm_bytes("hog"),
     }
 }

@@ -535,7 +535,9 @@ mod tests {
     #[test]
     fn mark_victim_round_trips() {
         let raw = mark_victim_raw(4242, "hog", 300 * 1024);
-        let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap();
+        let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+            panic!("not a mark_victim")
+        };
         assert_eq!(e.victim.pid, 4242);
         assert_eq!(e.victim.tgid, Some(4242));
         assert_eq!(e.victim.comm.as_deref(), Some("hog"));
@@ -545,10 +547,89 @@ mod tests {
     }
 
     #[test]
+    fn every_reaper_record_round_trips() {
+        use crate::testing::{contended_skip_at, exit_at, reaper_at};
+        assert_eq!(
+            decode(&encode(&reaper_at(EventKind::WakeReaper, 5, 7))).unwrap(),
+            Event::WakeReaper(ReaperStep {
+                timestamp_ns: 5_000_000,
+                victim_pid: 7
+            })
+        );
+        let Event::SkipReaping(skip) = decode(&encode(&contended_skip_at(5, 7))).unwrap() else {
+            panic!("not a skip")
+        };
+        assert_eq!(skip.cause, SkipCause::LockContended);
+        let lock = skip.lock.unwrap();
+        assert!(lock.writer_locked && lock.waiters_queued && !lock.handoff);
+        assert_eq!(lock.readers, 0);
+        let owner = lock.owner.unwrap();
+        assert_eq!(
+            (owner.pid, owner.comm.as_str(), owner.reader_hint),
+            (50, "holder", false)
+        );
+        let waiters = lock.waiters.unwrap();
+        assert_eq!(waiters.len(), 1);
+        assert_eq!((waiters[0].pid, waiters[0].kind), (51, WaiterKind::Write));
+        let Event::ExitMmap(exit) = decode(&encode(&exit_at(9, 7, 0xabc))).unwrap() else {
+            panic!("not an exit_mmap")
+        };
+        assert_eq!(
+            (exit.mm, exit.victim_pid, exit.by.comm.as_deref()),
+            (0xabc, 7, Some("hog"))
+        );
+    }
+
+    #[test]
+    fn reader_count_and_reader_hint() {
+        let mut raw = crate::testing::contended_skip_at(5, 7);
+        raw.lock.count = (3 << 8) | 0b10;
+        raw.lock.owner_raw |= 1;
+        let Event::SkipReaping(skip) = decode(&encode(&raw)).unwrap() else {
+            panic!("not a skip")
+        };
+        let lock = skip.lock.unwrap();
+        assert_eq!((lock.readers, lock.writer_locked), (3, false));
+        assert!(lock.owner.unwrap().reader_hint);
+    }
+
+    #[test]
+    fn an_unknown_skip_cause_is_an_error() {
+        let mut raw = crate::testing::contended_skip_at(5, 7);
+        raw.cause = 9;
+        assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownSkipCause(9)));
+    }
+
+    #[test]
+    fn a_retry_snapshot_with_a_bad_length_is_an_error() {
+        use oomreap_common::event::{MAX_RETRY_COUNTS, RetryCount, RetryKey};
+        let raw = RetryCountsEvent {
+            header: crate::testing::header_at(EventKind::RetryCounts, 1),
+            len: MAX_RETRY_COUNTS as u32 + 1,
+            _pad: 0,
+            counts: [RetryCount {
+                key: RetryKey {
+                    kind: 1,
+                    node: 0,
+                    zone: 0,
+                    order: 0,
+                },
+                count: 1,
+            }; MAX_RETRY_COUNTS],
+        };
+        assert!(matches!(
+            decode(&encode(&raw)),
+            Err(DecodeError::BadLength { .. })
+        ));
+    }
+
+    #[test]
     fn fields_without_their_bit_decode_as_unknown() {
         let mut raw = mark_victim_raw(7, "x", 1);
         raw.fields = 0;
-        let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap();
+        let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+            panic!("not a mark_victim")
+        };
         assert_eq!((e.victim.tgid, e.victim.comm, e.uid), (None, None, None));
         assert_eq!((e.memory, e.oom_score_adj, e.mm), (None, None, None));
     }
@@ -556,7 +637,9 @@ mod tests {
     #[test]
     fn a_full_width_comm_has_no_nul() {
         let raw = mark_victim_raw(7, "exactly16chars!!", 1);
-        let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap();
+        let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+            panic!("not a mark_victim")
+        };
         assert_eq!(e.victim.comm.as_deref(), Some("exactly16chars!!"));
     }
 

@@ -12,7 +12,9 @@ use std::{
     time::Duration,
 };
 
-use common::{CgroupVictim, OOMREAP, OwnChild, TracefsMount, loaded_program_ids, privileged};
+use common::{
+    CgroupVictim, OOMREAP, OwnChild, TempDir, TracefsMount, loaded_program_ids, privileged,
+};
 use oomreap::{
     capture::{AttachPreference, Capture, CaptureOptions},
     hog::HOG_COMM,
@@ -22,7 +24,7 @@ use oomreap_common::event::AttachKind;
 
 /// Starts a capture, OOM-kills a hog in a 64 MiB cgroup, and returns the hog's
 /// `mark_victim` event.
-async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32) {
+async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32, u64) {
     let options = CaptureOptions {
         attach,
         ..CaptureOptions::default()
@@ -30,6 +32,7 @@ async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32) {
     let mut capture = Capture::start(&options).expect("start the capture");
     let mut victim = CgroupVictim::start(64, 256);
     let pid = victim.child.pid();
+    let cgroup_id = victim.cgroup.id().expect("cgroup id");
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let batch = capture.next_batch().await.expect("read events");
@@ -39,8 +42,9 @@ async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32) {
                 batch.errors
             );
             for event in batch.events {
-                let Event::MarkVictim(e) = event;
-                if e.victim.pid == pid {
+                if let Event::MarkVictim(e) = event
+                    && e.victim.pid == pid
+                {
                     return e;
                 }
             }
@@ -51,7 +55,7 @@ async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32) {
     victim.expect_oom_kill();
     let counters = capture.counters().expect("read counters");
     assert_eq!(counters.ring_buffer_full, 0);
-    (found, pid)
+    (found, pid, cgroup_id)
 }
 
 /// The capture needs a tokio reactor; the privileged lock is a std mutex held outside it.
@@ -68,7 +72,7 @@ fn btf_tracepoint_captures_the_victim_with_its_memory() {
     let Some(_lock) = privileged("btf_tracepoint_captures_the_victim_with_its_memory") else {
         return;
     };
-    let (event, pid) = block_on(capture_one_victim(AttachPreference::Btf));
+    let (event, pid, cgroup_id) = block_on(capture_one_victim(AttachPreference::Btf));
     assert_eq!(event.attach, AttachKind::BtfTracePoint);
     assert_eq!(event.victim.tgid, Some(pid));
     assert_eq!(event.victim.comm.as_deref(), Some(HOG_COMM));
@@ -86,6 +90,9 @@ fn btf_tracepoint_captures_the_victim_with_its_memory() {
     assert!(event.mm.is_some() && event.uid == Some(0) && event.oom_score_adj == Some(0));
     // The hog hit its own limit, so it is its own trigger.
     assert_eq!(event.trigger.tgid, Some(pid));
+    // Its memory cgroup is the one the test made, and a plain process has no mmu notifier.
+    assert_eq!(event.memcg_id, Some(cgroup_id));
+    assert_eq!(event.notifiers.map(|n| n.count), Some(0));
 }
 
 #[test]
@@ -94,7 +101,7 @@ fn classic_tracepoint_captures_the_victim_with_its_memory() {
         return;
     };
     let _tracefs = TracefsMount::ensure();
-    let (event, _pid) = block_on(capture_one_victim(AttachPreference::Classic));
+    let (event, _pid, _) = block_on(capture_one_victim(AttachPreference::Classic));
     assert_eq!(event.attach, AttachKind::TracePoint);
     assert_eq!(event.victim.comm.as_deref(), Some(HOG_COMM));
     let memory = event.memory.expect("this kernel's record carries RSS");
@@ -130,24 +137,41 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) ->
     }
 }
 
-#[test]
-fn trace_prints_the_victim_and_detaches_on_sigint() {
-    let Some(_lock) = privileged("trace_prints_the_victim_and_detaches_on_sigint") else {
-        return;
-    };
-    let programs_before = loaded_program_ids("mark_victim_btf");
-    let mut trace = OwnChild(
+/// Starts `oomreap ARGS` with piped output; returns it and its stdout and stderr lines.
+fn spawn_oomreap(args: &[&str]) -> (OwnChild, mpsc::Receiver<String>, mpsc::Receiver<String>) {
+    let mut child = OwnChild(
         Command::new(OOMREAP)
-            .args(["trace", "--attach", "btf"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn oomreap trace"),
+            .expect("spawn oomreap"),
     );
-    let stdout = lines_of(trace.0.stdout.take().expect("stdout"));
-    let stderr = lines_of(trace.0.stderr.take().expect("stderr"));
+    let stdout = lines_of(child.0.stdout.take().expect("stdout"));
+    let stderr = lines_of(child.0.stderr.take().expect("stderr"));
+    (child, stdout, stderr)
+}
+
+/// Sends `signal` to our own child and waits for its exit status.
+fn stop(child: &mut OwnChild, signal: i32) -> std::process::ExitStatus {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.pid() as i32, signal) };
+    child
+        .wait_timeout(Duration::from_secs(10))
+        .expect("oomreap exits on the signal")
+}
+
+/// The quick-exit lifecycle, live in text: kill, exit_mmap, then the outcome.
+#[test]
+fn trace_shows_a_quick_exit_lifecycle_and_detaches_on_sigint() {
+    let Some(_lock) = privileged("trace_shows_a_quick_exit_lifecycle_and_detaches_on_sigint")
+    else {
+        return;
+    };
+    let programs_before = loaded_program_ids("mark_victim_btf");
+    let (mut trace, stdout, stderr) = spawn_oomreap(&["trace", "--attach", "btf"]);
     wait_for_line(&stderr, "the attached message", |l| {
-        l.contains("tracing oom:mark_victim")
+        l.contains("oomreap: tracing")
     });
     let ours: Vec<u32> = loaded_program_ids("mark_victim_btf")
         .difference(&programs_before)
@@ -162,18 +186,32 @@ fn trace_prints_the_victim_and_detaches_on_sigint() {
     let mut victim = CgroupVictim::start(64, 256);
     let pid = victim.child.pid().to_string();
     victim.expect_oom_kill();
-    let line = wait_for_line(&stdout, "the victim's pid", |l| {
-        l.split_whitespace().nth(3) == Some(pid.as_str())
-    });
-    let columns: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(columns[1], "victim", "{line}");
-    assert_eq!(columns[4], HOG_COMM, "{line}");
+    let ours_line = |step: &'static str| {
+        let pid = pid.clone();
+        move |l: &str| {
+            let columns: Vec<&str> = l.split_whitespace().collect();
+            columns.get(2) == Some(&pid.as_str()) && columns.get(4) == Some(&step)
+        }
+    };
+    let kill = wait_for_line(&stdout, "the kill", ours_line("kill"));
+    assert_eq!(kill.split_whitespace().nth(3), Some(HOG_COMM), "{kill}");
+    let cgroup = victim
+        .cgroup
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(kill.contains(&format!("memcg /{cgroup}")), "{kill}");
+    let freed = wait_for_line(&stdout, "exit_mmap", ours_line("exit_mmap"));
+    assert!(freed.contains("memory freed +"), "{freed}");
+    let outcome = wait_for_line(&stdout, "the outcome", ours_line("outcome"));
+    assert!(
+        outcome.contains("exited before the reaper woke"),
+        "{outcome}"
+    );
 
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(trace.pid() as i32, libc::SIGINT) };
-    let status = trace
-        .wait_timeout(Duration::from_secs(10))
-        .expect("trace exits on SIGINT");
+    let status = stop(&mut trace, libc::SIGINT);
     assert_eq!(status.code(), Some(0), "trace exit: {status:?}");
     let rest: Vec<String> = stderr.try_iter().collect();
     assert!(
@@ -188,6 +226,145 @@ fn trace_prints_the_victim_and_detaches_on_sigint() {
     assert!(
         unloaded,
         "mark_victim_btf still loaded 5 s after trace exited"
+    );
+}
+
+/// JSON output of a live run, recorded; the replay without root gives the same lifecycle.
+#[test]
+fn json_trace_and_its_recording_replay_the_same_lifecycle() {
+    let Some(_lock) = privileged("json_trace_and_its_recording_replay_the_same_lifecycle") else {
+        return;
+    };
+    let dir = TempDir::new();
+    let file = dir.0.join("quick-exit.oomreap");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let (mut trace, stdout, stderr) = spawn_oomreap(&["trace", "--json", "--record", file_arg]);
+    wait_for_line(&stderr, "the attached message", |l| {
+        l.contains("oomreap: tracing")
+    });
+    let mut victim = CgroupVictim::start(64, 256);
+    let pid = u64::from(victim.child.pid());
+    victim.expect_oom_kill();
+    let ours = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|o| o["victim"]["tid"] == pid)
+    };
+    let mut live = Vec::new();
+    loop {
+        let line = wait_for_line(&stdout, "a JSON line for the victim", ours);
+        let object: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        let done = object["step"] == "outcome";
+        live.push(object);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(stop(&mut trace, libc::SIGINT).code(), Some(0));
+    let steps = |objects: &[serde_json::Value]| -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| o["step"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    assert_eq!(steps(&live), ["kill", "exit_mmap", "outcome"], "{live:#?}");
+    assert_eq!(live[0]["schema"], 1);
+    assert_eq!(live[2]["outcome"], "exited");
+    assert!(live[0]["memory"]["anon_rss_kib"].as_u64().unwrap_or(0) >= 32 * 1024);
+
+    // Replay as nobody: no privileges needed.
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = Command::new(OOMREAP)
+        .args(["trace", "--json", "--replay", file_arg])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("replay");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| ours(l))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(steps(&replayed), steps(&live));
+    for (r, l) in replayed.iter().zip(&live) {
+        assert_eq!(r["ts_ns"], l["ts_ns"]);
+        assert_eq!(r["time"], l["time"]);
+    }
+    assert_eq!(replayed[2]["outcome"], live[2]["outcome"]);
+    assert_eq!(
+        replayed[2]["kill_to_mm_freed_ns"],
+        live[2]["kill_to_mm_freed_ns"]
+    );
+}
+
+#[test]
+fn doctor_reports_every_hook_and_attach_mode() {
+    let Some(_lock) = privileged("doctor_reports_every_hook_and_attach_mode") else {
+        return;
+    };
+    let out = Command::new(OOMREAP)
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["usable"], true);
+    assert_eq!(report["capabilities"]["ok"], true);
+    let hooks = report["hooks"].as_array().expect("hooks");
+    assert_eq!(hooks.len(), oomreap::capture::HOOKS.len());
+    for hook in hooks {
+        // Attached, or not with a reason: never silent.
+        assert!(
+            hook["attached"] == true || hook["note"].is_string(),
+            "{hook}"
+        );
+    }
+    let mark_victim = &hooks[0];
+    assert_eq!(
+        (
+            mark_victim["name"].as_str(),
+            mark_victim["attached"].as_bool()
+        ),
+        (Some("oom:mark_victim"), Some(true))
+    );
+    let modes = report["attach_modes"].as_array().expect("attach modes");
+    let names: Vec<&str> = modes.iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["fentry __oom_reap_task_mm", "kprobe __oom_reap_task_mm"]
+    );
+    for mode in modes {
+        assert!(
+            mode["allowed"] == true || mode["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{mode}"
+        );
+    }
+
+    // Without privileges: a report all the same, saying why nothing could be checked.
+    let out = Command::new(OOMREAP)
+        .args(["doctor"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("doctor as nobody");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("missing capability CAP_BPF and CAP_PERFMON"),
+        "{text}"
+    );
+    assert!(
+        text.contains("oom:mark_victim") && text.contains("not checked"),
+        "{text}"
     );
 }
 
@@ -245,8 +422,10 @@ fn trace_without_btf_fails_or_falls_back() {
     wait_for_line(&stderr, "the fallback warning", |l| {
         l.contains("using classic tracepoints")
     });
-    let attached = wait_for_line(&stderr, "the attached message", |l| l.contains("tracing"));
-    assert!(attached.contains("classic tracepoint"), "{attached}");
+    let attached = wait_for_line(&stderr, "the attached message", |l| {
+        l.contains("oomreap: tracing")
+    });
+    assert!(attached.contains("classic tracepoints"), "{attached}");
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(trace.pid() as i32, libc::SIGTERM) };
     let status = trace

@@ -177,10 +177,10 @@ impl Capture {
         drop(guard);
         let mut batch = Batch::default();
         for record in records {
-            if record.get(..4) == Some(&(EventKind::MarkVictim as u32).to_ne_bytes()) {
-                if let Some(snapshot) = self.retry_snapshot() {
-                    batch.push(snapshot);
-                }
+            if record.get(..4) == Some(&(EventKind::MarkVictim as u32).to_ne_bytes())
+                && let Some(snapshot) = self.retry_snapshot()
+            {
+                batch.push(snapshot);
             }
             batch.push(record);
         }
@@ -317,19 +317,15 @@ pub fn brief(message: &str) -> String {
     };
     let log = &message[start + MARK.len()..];
     log::debug!("verifier log:{log}");
-    let verdict = log
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty()
-                && !l.starts_with(';')
-                && !l.starts_with("verification time")
-                && !l.starts_with("stack depth")
-                && !l.starts_with("processed ")
-                && !l.starts_with(':')
-                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
-        })
-        .next_back();
+    let verdict = log.lines().map(str::trim).rfind(|l| {
+        !l.is_empty()
+            && !l.starts_with(';')
+            && !l.starts_with("verification time")
+            && !l.starts_with("stack depth")
+            && !l.starts_with("processed ")
+            && !l.starts_with(':')
+            && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+    });
     let head = message[..start].trim_end().trim_end_matches('.');
     match verdict {
         Some(verdict) => format!("{head} (verifier: {verdict})"),

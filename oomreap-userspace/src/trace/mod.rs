@@ -101,16 +101,17 @@ impl<W: Write> Printer<'_, W> {
 }
 
 /// Traces live until `shutdown` completes, optionally recording the raw stream, then reports
-/// losses on `err`.
+/// losses on `err`. `clock` must be the one the recording's header was written with, so a
+/// replay shows the same times.
 pub async fn run_live(
     mut capture: Capture,
     format: Format,
+    clock: WallClock,
     mut record: Option<RecordWriter<std::fs::File>>,
     shutdown: impl Future<Output = ()>,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<TraceSummary, TraceError> {
-    let clock = WallClock::now();
     let mut tracker = Tracker::default();
     let mut summary = TraceSummary::default();
     announce(capture.hooks(), err)?;

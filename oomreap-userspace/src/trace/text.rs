@@ -20,9 +20,7 @@ pub fn header() -> String {
 /// The lines for one change (a skip with lock holders adds their stacks, indented).
 pub fn lines(tracker: &Tracker, change: &Change, cx: &mut Context) -> Vec<String> {
     match change {
-        Change::VictimMarked(id) => {
-            victim_line(tracker, *id, cx, "kill", |v, cx| kill_detail(v, cx))
-        }
+        Change::VictimMarked(id) => victim_line(tracker, *id, cx, "kill", kill_detail),
         Change::MarkedAgain(id) => victim_line(tracker, *id, cx, "kill", |v, _| {
             format!("marked again ({} times)", v.times_marked)
         }),

@@ -156,3 +156,25 @@ pub fn loaded_program_ids(name: &str) -> BTreeSet<u32> {
         .map(|p| p.id())
         .collect()
 }
+
+/// A fresh folder readable by everyone (replays run as nobody), removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("oomreap-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temporary folder");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("make it readable");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use oomreap::{
     capture::{AttachPreference, CaptureOptions, KernelPaths},
     kernel::btf::DEFAULT_BTF_PATH,
+    scenario::{InjectOptions, Scenario},
 };
 
 /// See what the Linux kernel's OOM reaper does, and why it fails.
@@ -33,6 +34,11 @@ pub enum Command {
     Record(RecordArgs),
     /// Report what this kernel offers oomreap: BTF, privileges, each hook and attach mode.
     Doctor(DoctorArgs),
+    /// Drive the OOM reaper into one of its outcomes, inside a throwaway memory cgroup.
+    Inject(InjectArgs),
+    /// A process of an inject scenario (not for general use).
+    #[command(hide = true)]
+    Helper(HelperArgs),
     /// Touch memory until killed (a test victim; not for general use).
     #[command(hide = true)]
     Hog(HogArgs),
@@ -102,6 +108,111 @@ pub struct DoctorArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The fault-injection scenarios.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioArg {
+    /// A victim exceeds its limit and exits at once.
+    QuickExit,
+    /// A victim thread is stuck in a FUSE read; the oom_reaper reaps it.
+    StuckVictim,
+    /// The victim's mmap_lock is jammed; every reaper attempt fails and it gives up.
+    LockContended,
+    /// Like stuck-victim, with a KVM mmu notifier on the victim's mm (needs /dev/kvm).
+    MmuNotifier,
+    /// A stuck victim's memory is released with process_mrelease(2).
+    Mrelease,
+    /// --count victims in a row.
+    Storm,
+}
+
+impl From<ScenarioArg> for Scenario {
+    fn from(arg: ScenarioArg) -> Self {
+        match arg {
+            ScenarioArg::QuickExit => Self::QuickExit,
+            ScenarioArg::StuckVictim => Self::StuckVictim,
+            ScenarioArg::LockContended => Self::LockContended,
+            ScenarioArg::MmuNotifier => Self::MmuNotifier,
+            ScenarioArg::Mrelease => Self::Mrelease,
+            ScenarioArg::Storm => Self::Storm,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// The scenario to run.
+    #[arg(value_enum, required_unless_present = "list")]
+    pub scenario: Option<ScenarioArg>,
+
+    /// Describe every scenario and what it needs, then exit.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Hard memory limit of the scenario's cgroup, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(16..=65536))]
+    pub limit: u64,
+
+    /// lock-contended: free the lock after N failed reaper attempts (1-9), so the reap succeeds.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub release_after: Option<u32>,
+
+    /// storm: how many victims.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&InjectArgs> for InjectOptions {
+    fn from(args: &InjectArgs) -> Self {
+        Self {
+            limit_mib: args.limit,
+            release_after: args.release_after,
+            count: args.count,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HelperArgs {
+    #[command(subcommand)]
+    pub role: HelperRole,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HelperRole {
+    /// A victim with one thread stuck reading the stalling file.
+    StuckVictim {
+        #[arg(long)]
+        mib: u64,
+        #[arg(long)]
+        stall: PathBuf,
+        #[arg(long)]
+        kvm: bool,
+    },
+    /// The victim of lock-contended.
+    LockVictim {
+        #[arg(long)]
+        mib: u64,
+        #[arg(long)]
+        stall: PathBuf,
+    },
+    /// Holds a process's mmap_lock for reading.
+    JamRead {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        address: u64,
+    },
+    /// Queues for a process's mmap_lock for writing.
+    JamWrite {
+        #[arg(long)]
+        pid: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +342,46 @@ mod tests {
         };
         assert_eq!(args.file, PathBuf::from("out.oomreap"));
         assert_eq!(args.attach.attach, AttachArg::Classic);
+    }
+
+    #[test]
+    fn inject_flags() {
+        let cli = Cli::try_parse_from([
+            "oomreap",
+            "inject",
+            "lock-contended",
+            "--release-after",
+            "3",
+            "--limit=64",
+        ])
+        .unwrap();
+        let Command::Inject(args) = cli.command else {
+            panic!("expected inject")
+        };
+        assert_eq!(args.scenario, Some(ScenarioArg::LockContended));
+        let options = InjectOptions::from(&args);
+        assert_eq!((options.limit_mib, options.release_after), (64, Some(3)));
+        assert!(Cli::try_parse_from(["oomreap", "inject", "--list"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["oomreap", "inject"]).is_err(),
+            "a scenario or --list is required"
+        );
+        for bad in [
+            ["--release-after", "10"],
+            ["--release-after", "0"],
+            ["--limit", "1"],
+            ["--count", "0"],
+        ] {
+            let args = ["oomreap", "inject", "storm", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
+        }
+        let err = Cli::try_parse_from(["oomreap", "inject", "meltdown"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("meltdown") && err.contains("quick-exit"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub fn run(mib: u64, wait_for_go: bool) -> std::io::Result<()> {
         let mut go = [0u8; 1];
         std::io::stdin().read_exact(&mut go)?;
     }
+    touch(mib)
+}
+
+/// Maps and touches `mib` MiB of anonymous memory, one write per page, and keeps it.
+pub fn touch(mib: u64) -> std::io::Result<()> {
     let len = usize::try_from(mib << 20).map_err(std::io::Error::other)?;
     // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
     // result is checked against MAP_FAILED before use.
@@ -40,13 +45,11 @@ pub fn run(mib: u64, wait_for_go: bool) -> std::io::Result<()> {
         // (which is the point: it faults the page in) is not optimised away.
         unsafe { base.add(offset).write_volatile(1) };
     }
-    // SAFETY: unmapping exactly the mapping created above.
-    unsafe { libc::munmap(ptr, len) };
     Ok(())
 }
 
 /// Sets this thread's `comm` (what the kernel reports as the task name).
-fn set_comm(name: &str) {
+pub fn set_comm(name: &str) {
     let mut buf = [0u8; 16];
     let len = name.len().min(15);
     buf[..len].copy_from_slice(&name.as_bytes()[..len]);

@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod hog;
 pub mod kernel;
 pub mod recording;
+pub mod scenario;
 pub mod trace;
 pub mod tracker;
 pub mod wire;

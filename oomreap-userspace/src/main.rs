@@ -10,12 +10,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use cli::{Cli, Command, DoctorArgs, RecordArgs, TraceArgs};
+use cli::{Cli, Command, DoctorArgs, HelperRole, InjectArgs, RecordArgs, TraceArgs};
 use oomreap::{
     capture::Capture,
     display::WallClock,
     doctor,
     recording::{self, RecordWriter},
+    scenario::{self, Scenario},
     trace::{self, Format, TraceSummary},
 };
 
@@ -40,6 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trace(args) => run_trace(&args),
         Command::Record(args) => run_record(&args),
         Command::Doctor(args) => run_doctor(&args),
+        Command::Inject(args) => run_inject(&args),
+        Command::Helper(args) => run_helper(args.role),
         Command::Hog(args) => {
             oomreap::hog::run(args.mib, args.wait_for_go).context("hog failed")?;
             Ok(ExitCode::SUCCESS)
@@ -124,6 +127,44 @@ fn run_doctor(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_LOST_EVENTS)
     })
+}
+
+fn run_inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
+    let Some(scenario) = args.scenario.filter(|_| !args.list) else {
+        for s in Scenario::ALL {
+            println!(
+                "{:<16}{}\n{:<16}needs: {}",
+                s.name(),
+                s.description(),
+                "",
+                s.needs()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    scenario::catch_signals();
+    let scenario = Scenario::from(scenario);
+    let mut say = |line: &str| eprintln!("oomreap inject: {line}");
+    let report = scenario::run(scenario, &args.into(), &mut say)
+        .with_context(|| format!("scenario {} failed", scenario.name()))?;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
+    use oomreap::scenario::roles;
+    match role {
+        HelperRole::StuckVictim { mib, stall, kvm } => roles::stuck_victim(mib, &stall, kvm),
+        HelperRole::LockVictim { mib, stall } => roles::lock_victim(mib, &stall),
+        HelperRole::JamRead { pid, address } => roles::jam_read(pid, address),
+        HelperRole::JamWrite { pid } => roles::jam_write(pid),
+    }
+    .context("helper failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Creates a new recording file; never overwrites one (a recording may be all that is left of

@@ -220,8 +220,22 @@ fn attempt_lines(
                 detail.push_str(&format!("; {}", lock_text(lock)));
             }
             lines.push(row(cx, attempt.started_ns, v, "skip", &detail));
+            // Stacks once per set of holders: the same jam repeats for every attempt.
+            let same_holders = index
+                .checked_sub(1)
+                .and_then(|i| v.attempts.get(i))
+                .is_some_and(|previous| match (&previous.result, lock) {
+                    (
+                        AttemptResult::Skipped {
+                            lock: Some(before), ..
+                        },
+                        Some(now),
+                    ) => lock_pids(before) == lock_pids(now),
+                    _ => false,
+                });
             if let (Some(lock), Some(enricher)) = (lock, cx.enricher.as_ref())
                 && cx.stacks
+                && !same_holders
             {
                 for pid in lock_pids(lock) {
                     match enricher.stack(pid) {

@@ -351,11 +351,14 @@ impl Tracker {
     }
 
     fn exit_mmap(&mut self, e: &ExitMmap, changes: &mut Vec<Change>) {
+        // The reaper often settles a victim before its memory is finally freed (a stuck
+        // thread keeps the mm alive), so finished victims are matched too.
         let Some(id) = self
             .active
             .get(&e.victim_pid)
             .copied()
             .or_else(|| self.active_by_mm(e.mm))
+            .or_else(|| self.finished_awaiting_exit(e.mm))
         else {
             return;
         };
@@ -376,6 +379,15 @@ impl Tracker {
         } else if reaped {
             self.finalize(id, Outcome::Reaped, true, e.timestamp_ns, changes);
         }
+    }
+
+    /// The newest finished victim with this mm whose memory was not yet seen freed.
+    fn finished_awaiting_exit(&self, mm: u64) -> Option<VictimId> {
+        self.victims
+            .iter()
+            .rev()
+            .find(|v| v.mm == Some(mm) && v.mm_freed_at_ns.is_none())
+            .map(|v| v.id)
     }
 
     fn mrelease(&mut self, e: &Mrelease, changes: &mut Vec<Change>) {

@@ -512,3 +512,26 @@ fn same_stream_same_state() {
     );
     assert_eq!(a.totals(), b.totals());
 }
+
+#[test]
+fn exit_mmap_after_the_outcome_still_counts() {
+    // A stuck thread keeps the mm alive after the reap: exit_mmap comes after the outcome.
+    let (tracker, changes) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .reap(2_001, 10, 0)
+        .exit(3_600, 10)
+        .run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(v.outcome, Outcome::Reaped);
+    assert_eq!(v.kill_to_mm_freed_ns(), Some(3_600 * MS));
+    let finished = changes
+        .iter()
+        .position(|c| *c == Change::Finished(v.id))
+        .unwrap();
+    let freed = changes
+        .iter()
+        .position(|c| *c == Change::MmFreed(v.id))
+        .unwrap();
+    assert!(finished < freed, "{changes:?}");
+}

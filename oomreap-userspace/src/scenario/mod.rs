@@ -1,0 +1,646 @@
+//! Fault-injection scenarios: drive the OOM reaper into each of its outcomes on demand.
+//!
+//! Every scenario runs inside a fresh memory cgroup with a hard limit, starts only processes
+//! of its own (`oomreap helper …`), and removes everything it created when it ends, fails or
+//! is interrupted by SIGINT/SIGTERM: the FUSE mount lives in a private mount namespace, the
+//! helpers die with oomreap (PR_SET_PDEATHSIG), and the cgroup is removed last. Field order in
+//! [`Scene`] is that cleanup order: release FUSE (unblocking stuck tasks), kill the helpers,
+//! remove the cgroup.
+
+mod env;
+mod fuse;
+mod namespace;
+pub mod roles;
+
+use std::{path::PathBuf, time::Duration};
+
+pub use env::catch_signals;
+use env::{Helper, describe, sleep, task_state, wait_until};
+use fuse::StallMount;
+use serde_json::{Value, json};
+
+use crate::{
+    cgroup::{CgroupError, CgroupVersion, MemoryCgroup, MemoryHierarchy},
+    tracker::{MAX_REAP_ATTEMPTS, REAPER_DELAY_NS},
+};
+
+/// The reaper's retry interval (HZ/10).
+const REAPER_RETRY: Duration = Duration::from_millis(100);
+/// How long any single step may take before the scenario calls it stuck.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A way to drive the reaper.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    QuickExit,
+    StuckVictim,
+    LockContended,
+    MmuNotifier,
+    Mrelease,
+    Storm,
+}
+
+impl Scenario {
+    pub const ALL: [Self; 6] = [
+        Self::QuickExit,
+        Self::StuckVictim,
+        Self::LockContended,
+        Self::MmuNotifier,
+        Self::Mrelease,
+        Self::Storm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::QuickExit => "quick-exit",
+            Self::StuckVictim => "stuck-victim",
+            Self::LockContended => "lock-contended",
+            Self::MmuNotifier => "mmu-notifier",
+            Self::Mrelease => "mrelease",
+            Self::Storm => "storm",
+        }
+    }
+
+    /// What it does and which outcome it produces.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::QuickExit => {
+                "a victim exceeds its limit and exits at once: freed before the reaper wakes"
+            }
+            Self::StuckVictim => {
+                "a victim thread sleeps uninterruptibly in a FUSE read, so the victim cannot \
+                 exit and the oom_reaper reaps it"
+            }
+            Self::LockContended => {
+                "a helper holds the victim's mmap_lock for reading (stalled in a FUSE fault \
+                 through /proc/PID/mem) while another queues for writing (clear_refs): every \
+                 reaper trylock fails and it gives up after 10 attempts (--release-after N \
+                 frees the lock after N failed attempts)"
+            }
+            Self::MmuNotifier => {
+                "like stuck-victim, but the victim's memory is a KVM memslot, so its mm \
+                 carries a KVM mmu notifier"
+            }
+            Self::Mrelease => {
+                "a stuck victim is OOM-killed and oomreap releases its memory with \
+                 process_mrelease(2) before the reaper wakes"
+            }
+            Self::Storm => "--count N victims in a row (default 10), each exiting at once",
+        }
+    }
+
+    /// What it needs besides root and a memory cgroup controller.
+    pub fn needs(self) -> &'static str {
+        match self {
+            Self::QuickExit | Self::Storm => "nothing more",
+            Self::StuckVictim | Self::LockContended | Self::Mrelease => "/dev/fuse",
+            Self::MmuNotifier => "/dev/fuse and /dev/kvm",
+        }
+    }
+
+    fn uses_fuse(self) -> bool {
+        !matches!(self, Self::QuickExit | Self::Storm)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(
+        "no memory cgroup controller: scenarios only run inside a memory cgroup with a hard \
+         limit"
+    )]
+    NoMemoryCgroup(#[source] CgroupError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("{scenario} needs {device}, which this machine lacks")]
+    MissingDevice {
+        scenario: &'static str,
+        device: &'static str,
+    },
+    #[error("failed to enter a private mount namespace for the FUSE mount")]
+    Namespace(#[source] std::io::Error),
+    #[error("failed to mount the stalling FUSE filesystem")]
+    Fuse(#[source] std::io::Error),
+    #[error("failed to start the {role} helper")]
+    Spawn {
+        role: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {role} helper failed: {why}")]
+    HelperFailed { role: &'static str, why: String },
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout { what: String, after: Duration },
+    #[error("process_mrelease({pid}) failed")]
+    Mrelease {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interrupted; everything the scenario created was removed")]
+    Interrupted,
+}
+
+/// How to run a scenario.
+#[derive(Clone, Debug)]
+pub struct InjectOptions {
+    /// The cgroup's hard memory limit.
+    pub limit_mib: u64,
+    /// lock-contended: free the lock after this many failed reaper attempts.
+    pub release_after: Option<u32>,
+    /// storm: how many victims.
+    pub count: u32,
+}
+
+impl Default for InjectOptions {
+    fn default() -> Self {
+        Self {
+            limit_mib: 128,
+            release_after: None,
+            count: 10,
+        }
+    }
+}
+
+/// A process the scenario started, and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessReport {
+    pub role: &'static str,
+    pub pid: u32,
+    pub exit: Option<String>,
+}
+
+/// What a scenario did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub cgroup_path: PathBuf,
+    pub cgroup_id: u64,
+    pub cgroup_version: CgroupVersion,
+    pub limit_mib: u64,
+    /// The intended OOM victims.
+    pub victims: Vec<ProcessReport>,
+    /// Every other process it started.
+    pub helpers: Vec<ProcessReport>,
+    /// OOM kills counted by the cgroup.
+    pub oom_kills: u64,
+    /// process_mrelease: the caller's pid and the return value.
+    pub mrelease: Option<(u32, i64)>,
+}
+
+impl Report {
+    pub fn json(&self) -> Value {
+        let processes = |list: &[ProcessReport]| -> Vec<Value> {
+            list.iter()
+                .map(|p| json!({"role": p.role, "pid": p.pid, "exit": p.exit}))
+                .collect()
+        };
+        json!({
+            "schema": crate::trace::json::SCHEMA_VERSION,
+            "scenario": self.scenario,
+            "cgroup": {
+                "path": self.cgroup_path,
+                "id": self.cgroup_id,
+                "version": match self.cgroup_version { CgroupVersion::V1 => 1, CgroupVersion::V2 => 2 },
+                "limit_mib": self.limit_mib,
+                "oom_kills": self.oom_kills,
+            },
+            "victims": processes(&self.victims),
+            "helpers": processes(&self.helpers),
+            "mrelease": self.mrelease.map(|(caller, ret)| json!({"caller": caller, "ret": ret})),
+        })
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "scenario {}: cgroup {} (id {}, limit {} MiB), {} OOM kills\n",
+            self.scenario,
+            self.cgroup_path.display(),
+            self.cgroup_id,
+            self.limit_mib,
+            self.oom_kills
+        );
+        for p in self.victims.iter().chain(&self.helpers) {
+            out.push_str(&format!(
+                "  {:<8} pid {:<8} {}\n",
+                p.role,
+                p.pid,
+                p.exit.as_deref().unwrap_or("running")
+            ));
+        }
+        if let Some((caller, ret)) = self.mrelease {
+            out.push_str(&format!(
+                "  process_mrelease by pid {caller} returned {ret}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// What a running scenario owns; dropping it cleans up, in field order.
+struct Scene {
+    fuse: Option<StallMount>,
+    helpers: Vec<Helper>,
+    cgroup: MemoryCgroup,
+    report: Report,
+}
+
+impl Scene {
+    fn new(scenario: Scenario, options: &InjectOptions) -> Result<Self, ScenarioError> {
+        let hierarchy = MemoryHierarchy::detect().map_err(ScenarioError::NoMemoryCgroup)?;
+        let cgroup = MemoryCgroup::create_in(
+            &hierarchy,
+            &format!("oomreap-{}", scenario.name()),
+            options.limit_mib << 20,
+        )?;
+        let report = Report {
+            scenario: scenario.name(),
+            cgroup_path: cgroup.path().to_owned(),
+            cgroup_id: cgroup.id()?,
+            cgroup_version: cgroup.version(),
+            limit_mib: options.limit_mib,
+            victims: Vec::new(),
+            helpers: Vec::new(),
+            oom_kills: 0,
+            mrelease: None,
+        };
+        Ok(Self {
+            fuse: None,
+            helpers: Vec::new(),
+            cgroup,
+            report,
+        })
+    }
+
+    /// Starts a helper; `in_cgroup` moves it into the scenario's cgroup before it may start.
+    fn spawn(
+        &mut self,
+        role: &'static str,
+        args: &[String],
+        in_cgroup: bool,
+    ) -> Result<usize, ScenarioError> {
+        let helper = Helper::spawn(role, args)?;
+        if in_cgroup {
+            self.cgroup.add_process(helper.pid())?;
+        }
+        self.helpers.push(helper);
+        Ok(self.helpers.len() - 1)
+    }
+
+    fn helper(&mut self, index: usize) -> &mut Helper {
+        &mut self.helpers[index]
+    }
+
+    /// The stalling file: for mappings, or (`direct`) for read(2).
+    fn stall_file(&self, direct: bool) -> String {
+        self.fuse
+            .as_ref()
+            .map(|f| if direct { f.direct_file() } else { f.file() })
+            .map(|path| path.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Waits for the cgroup's OOM kill count to exceed `before`.
+    fn wait_for_oom_kill(&self, before: u64) -> Result<(), ScenarioError> {
+        wait_until(STEP_TIMEOUT, "the OOM kill", || {
+            self.cgroup.oom_kills().is_ok_and(|n| n > before)
+        })
+    }
+
+    /// Records how every helper ended (or that it still runs) and the kill count.
+    fn finish(mut self, victims: &[usize]) -> Result<Report, ScenarioError> {
+        self.report.oom_kills = self.cgroup.oom_kills()?;
+        for (index, helper) in self.helpers.iter_mut().enumerate() {
+            let exit = helper.wait(Duration::from_secs(0)).ok().map(describe);
+            let entry = ProcessReport {
+                role: helper.role,
+                pid: helper.pid(),
+                exit,
+            };
+            if victims.contains(&index) {
+                self.report.victims.push(entry);
+            } else {
+                self.report.helpers.push(entry);
+            }
+        }
+        Ok(self.report.clone())
+    }
+}
+
+/// Runs `scenario`, reporting progress through `say`. Must be called while the process is
+/// single-threaded (FUSE scenarios enter a private mount namespace), with `catch_signals`
+/// installed so an interruption cleans up.
+pub fn run(
+    scenario: Scenario,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    if scenario.uses_fuse() && !std::path::Path::new("/dev/fuse").exists() {
+        return Err(ScenarioError::MissingDevice {
+            scenario: scenario.name(),
+            device: "/dev/fuse",
+        });
+    }
+    if scenario == Scenario::MmuNotifier && !std::path::Path::new("/dev/kvm").exists() {
+        return Err(ScenarioError::MissingDevice {
+            scenario: scenario.name(),
+            device: "/dev/kvm (KVM_CREATE_VM gives the victim an mmu notifier)",
+        });
+    }
+    let mut scene = Scene::new(scenario, options)?;
+    say(&format!(
+        "created memory cgroup {} with a {} MiB limit",
+        scene.cgroup.path().display(),
+        options.limit_mib
+    ));
+    if scenario.uses_fuse() {
+        namespace::enter_private().map_err(ScenarioError::Namespace)?;
+        let dir = std::env::temp_dir().join(format!("oomreap-stall-{}", std::process::id()));
+        scene.fuse = Some(StallMount::mount(&dir).map_err(ScenarioError::Fuse)?);
+        say(&format!(
+            "mounted stalling FUSE files at {} (private mount namespace)",
+            dir.display()
+        ));
+    }
+    match scenario {
+        Scenario::QuickExit => quick_exit(scene, options, say),
+        Scenario::Storm => storm(scene, options, say),
+        Scenario::StuckVictim => stuck(scene, options, false, say),
+        Scenario::MmuNotifier => stuck(scene, options, true, say),
+        Scenario::Mrelease => mrelease(scene, options, say),
+        Scenario::LockContended => lock_contended(scene, options, say),
+    }
+}
+
+fn hog_args(mib: u64) -> Vec<String> {
+    vec![
+        "hog".into(),
+        "--wait-for-go".into(),
+        "--mib".into(),
+        mib.to_string(),
+    ]
+}
+
+fn quick_exit(
+    mut scene: Scene,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let victim = scene.spawn("victim", &hog_args(options.limit_mib * 2), true)?;
+    say(&format!(
+        "victim pid {} touches {} MiB",
+        scene.helper(victim).pid(),
+        options.limit_mib * 2
+    ));
+    scene.helper(victim).go()?;
+    let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
+    say(&format!("victim {}", describe(status)));
+    scene.finish(&[victim])
+}
+
+fn storm(
+    mut scene: Scene,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let mut victims = Vec::new();
+    for n in 0..options.count {
+        let victim = scene.spawn("victim", &hog_args(options.limit_mib * 2), true)?;
+        scene.helper(victim).go()?;
+        scene.helper(victim).wait(STEP_TIMEOUT)?;
+        victims.push(victim);
+        if (n + 1) % 50 == 0 {
+            say(&format!("{} victims so far", n + 1));
+        }
+    }
+    say(&format!("{} victims done", options.count));
+    scene.finish(&victims)
+}
+
+/// Starts a victim whose reading thread is stuck in the FUSE file, then lets it hog memory.
+/// Returns its helper index once the OOM killer has struck.
+fn stuck_victim(
+    scene: &mut Scene,
+    options: &InjectOptions,
+    kvm: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<usize, ScenarioError> {
+    let mut args = vec![
+        "helper".to_owned(),
+        "stuck-victim".to_owned(),
+        "--mib".to_owned(),
+        (options.limit_mib * 2).to_string(),
+        "--stall".to_owned(),
+        scene.stall_file(true),
+    ];
+    if kvm {
+        args.push("--kvm".into());
+    }
+    let victim = scene.spawn("victim", &args, true)?;
+    let pid = scene.helper(victim).pid();
+    let fuse = scene.fuse.as_ref().ok_or(ScenarioError::HelperFailed {
+        role: "victim",
+        why: "no FUSE mount".into(),
+    })?;
+    fuse.wait_for_read(STEP_TIMEOUT)
+        .ok_or_else(|| ScenarioError::Timeout {
+            what: "the victim's read to reach the FUSE file".into(),
+            after: STEP_TIMEOUT,
+        })?;
+    say(&format!(
+        "victim pid {pid}: one thread stuck in a FUSE read{}",
+        if kvm { ", memory in a KVM memslot" } else { "" }
+    ));
+    let kills = scene.cgroup.oom_kills()?;
+    scene.helper(victim).go()?;
+    scene.wait_for_oom_kill(kills)?;
+    say("OOM killer struck; the victim cannot exit until the FUSE read is answered");
+    Ok(victim)
+}
+
+fn stuck(
+    mut scene: Scene,
+    options: &InjectOptions,
+    kvm: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let victim = stuck_victim(&mut scene, options, kvm, say)?;
+    // The reaper's timer fires 2 s after the kill; leave it time for its attempts.
+    let reaper_window = Duration::from_nanos(REAPER_DELAY_NS)
+        + REAPER_RETRY * MAX_REAP_ATTEMPTS as u32
+        + Duration::from_millis(500);
+    say(&format!("waiting {reaper_window:?} for the oom_reaper"));
+    sleep(reaper_window)?;
+    release_and_reap(&mut scene, victim, say)?;
+    scene.finish(&[victim])
+}
+
+fn mrelease(
+    mut scene: Scene,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let victim = stuck_victim(&mut scene, options, false, say)?;
+    let pid = scene.helper(victim).pid();
+    let ret = process_mrelease(pid)?;
+    say(&format!(
+        "process_mrelease(pid {pid}) by pid {} returned {ret}",
+        std::process::id()
+    ));
+    scene.report.mrelease = Some((std::process::id(), ret));
+    release_and_reap(&mut scene, victim, say)?;
+    scene.finish(&[victim])
+}
+
+fn lock_contended(
+    mut scene: Scene,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let victim_mib = options.limit_mib / 2;
+    let args = [
+        "helper",
+        "lock-victim",
+        "--mib",
+        &victim_mib.to_string(),
+        "--stall",
+        &scene.stall_file(false),
+    ]
+    .map(String::from)
+    .to_vec();
+    let victim = scene.spawn("victim", &args, true)?;
+    scene.helper(victim).go()?;
+    let ready = scene.helper(victim).read_line()?;
+    let address = ready
+        .strip_prefix("ready 0x")
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| ScenarioError::HelperFailed {
+            role: "victim",
+            why: format!("said {ready:?}"),
+        })?;
+    let victim_pid = scene.helper(victim).pid();
+    say(&format!(
+        "victim pid {victim_pid} holds {victim_mib} MiB and maps the stalling file at {address:#x}"
+    ));
+
+    let reader_args = [
+        "helper",
+        "jam-read",
+        "--pid",
+        &victim_pid.to_string(),
+        "--address",
+        &address.to_string(),
+    ]
+    .map(String::from);
+    let reader = scene.spawn("reader", &reader_args, false)?;
+    let fuse = scene.fuse.as_ref().ok_or(ScenarioError::HelperFailed {
+        role: "reader",
+        why: "no FUSE mount".into(),
+    })?;
+    fuse.wait_for_read(STEP_TIMEOUT)
+        .ok_or_else(|| ScenarioError::Timeout {
+            what: "the reader's fault to reach the FUSE file".into(),
+            after: STEP_TIMEOUT,
+        })?;
+    let reader_pid = scene.helper(reader).pid();
+    say(&format!(
+        "reader pid {reader_pid} holds the victim's mmap_lock for reading, stalled in a FUSE fault"
+    ));
+
+    let writer = scene.spawn(
+        "writer",
+        &["helper", "jam-write", "--pid", &victim_pid.to_string()].map(String::from),
+        false,
+    )?;
+    let writer_pid = scene.helper(writer).pid();
+    wait_until(STEP_TIMEOUT, "the writer to queue on the mmap_lock", || {
+        task_state(writer_pid) == Some('D')
+    })?;
+    say(&format!(
+        "writer pid {writer_pid} queued for the mmap_lock (clear_refs): jam in place"
+    ));
+
+    let kills = scene.cgroup.oom_kills()?;
+    let pusher = scene.spawn("pusher", &hog_args(options.limit_mib * 2), true)?;
+    scene.helper(pusher).go()?;
+    scene.wait_for_oom_kill(kills)?;
+    say("OOM killer struck the victim; its exit waits behind the queued writer");
+
+    // Attempt k (1-based) runs about 2 s + (k-1) × 100 ms after the kill.
+    let failed = options.release_after.unwrap_or(MAX_REAP_ATTEMPTS as u32);
+    let hold = Duration::from_nanos(REAPER_DELAY_NS)
+        + REAPER_RETRY * failed.saturating_sub(1)
+        + REAPER_RETRY / 2;
+    let hold = if options.release_after.is_none() {
+        hold + Duration::from_millis(500)
+    } else {
+        hold
+    };
+    say(&format!(
+        "holding the jam for {hold:?} ({failed} reaper attempts)"
+    ));
+    sleep(hold)?;
+    release_and_reap(&mut scene, victim, say)?;
+    for index in [reader, writer] {
+        scene.helper(index).wait(STEP_TIMEOUT)?;
+    }
+    // The pusher has done its job once the victim's memory is gone; it is ours to stop.
+    scene.helper(pusher).kill();
+    scene.helper(pusher).wait(STEP_TIMEOUT)?;
+    scene.finish(&[victim])
+}
+
+/// Answers the stalled FUSE reads and waits for the victim to die.
+fn release_and_reap(
+    scene: &mut Scene,
+    victim: usize,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), ScenarioError> {
+    if let Some(fuse) = &scene.fuse {
+        fuse.release();
+    }
+    let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
+    say(&format!(
+        "released the FUSE file; victim {}",
+        describe(status)
+    ));
+    Ok(())
+}
+
+/// process_mrelease(2) on `pid` through a pidfd; the syscall's return value (0, or -errno).
+fn process_mrelease(pid: u32) -> Result<i64, ScenarioError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if pidfd < 0 {
+        return Err(ScenarioError::Mrelease {
+            pid,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: process_mrelease takes the pidfd and flags 0.
+    let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, pidfd as libc::c_int, 0) };
+    let ret = if rc == 0 {
+        0
+    } else {
+        -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    };
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(pidfd as libc::c_int) };
+    Ok(ret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_described() {
+        let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Scenario::ALL.len());
+        for s in Scenario::ALL {
+            assert!(!s.description().is_empty() && !s.needs().is_empty());
+        }
+    }
+}

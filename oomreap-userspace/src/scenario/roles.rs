@@ -1,0 +1,138 @@
+//! What the scenario's child processes do. Each runs as `oomreap helper ROLE …` (a hidden
+//! subcommand), so every process a scenario creates is oomreap's own code.
+use std::{
+    fs::File,
+    io::{Read as _, Write as _},
+    os::unix::fs::FileExt as _,
+    path::Path,
+};
+
+use crate::hog;
+
+/// `ioctl` numbers from include/uapi/linux/kvm.h: `_IO(KVMIO, 0x01)` and
+/// `_IOW(KVMIO, 0x46, struct kvm_userspace_memory_region)`.
+const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
+const KVM_SET_USER_MEMORY_REGION: libc::c_ulong = 0x4020_AE46;
+
+/// `struct kvm_userspace_memory_region`.
+#[repr(C)]
+struct KvmMemoryRegion {
+    slot: u32,
+    flags: u32,
+    guest_phys_addr: u64,
+    memory_size: u64,
+    userspace_addr: u64,
+}
+
+/// A victim that cannot exit while its memory is reaped: one thread blocks reading `stall`
+/// (a stalling FUSE file), the main thread waits for the go byte, then touches `mib` MiB until
+/// the OOM killer strikes. With `kvm`, the mm first gets a KVM mmu notifier, and the memory is
+/// a KVM memslot.
+pub fn stuck_victim(mib: u64, stall: &Path, kvm: bool) -> std::io::Result<()> {
+    let _vm = kvm.then(|| kvm_vm_over(mib)).transpose()?;
+    let file = File::open(stall)?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // Blocks in the kernel until the scenario releases the file.
+        let _ = file.read_at(&mut buf, 0);
+    });
+    let mut go = [0u8; 1];
+    std::io::stdin().read_exact(&mut go)?;
+    hog::run(mib, false)
+}
+
+/// Creates a KVM VM (which registers an mmu notifier on our mm) whose memslot 0 is `mib` MiB
+/// of our anonymous memory. The returned files keep the VM alive.
+fn kvm_vm_over(mib: u64) -> std::io::Result<(File, File)> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    let kvm = File::options().read(true).write(true).open("/dev/kvm")?;
+    // SAFETY: KVM_CREATE_VM takes an integer machine type (0) and returns a new fd or -1.
+    let vm = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_CREATE_VM, 0) };
+    if vm < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `vm` is a fresh descriptor that nothing else owns.
+    let vm = unsafe { File::from_raw_fd(vm) };
+    let len = usize::try_from(mib << 20).map_err(std::io::Error::other)?;
+    // SAFETY: a fresh anonymous mapping; checked against MAP_FAILED.
+    let memory = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if memory == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let region = KvmMemoryRegion {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: len as u64,
+        userspace_addr: memory as u64,
+    };
+    // SAFETY: the ioctl reads one `kvm_userspace_memory_region` from the pointer.
+    if unsafe { libc::ioctl(vm.as_raw_fd(), KVM_SET_USER_MEMORY_REGION, &region) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((kvm, vm))
+}
+
+/// The victim of `lock-contended`: waits for the go byte (so it is in its cgroup), makes
+/// itself the preferred OOM victim, maps `stall` privately, touches `mib` MiB, prints
+/// `ready <address of the mapping>` and waits to be killed.
+pub fn lock_victim(mib: u64, stall: &Path) -> std::io::Result<()> {
+    hog::set_comm("oomreap-victim");
+    // Wait until the scenario has moved us into its cgroup.
+    let mut go = [0u8; 1];
+    std::io::stdin().read_exact(&mut go)?;
+    std::fs::write("/proc/self/oom_score_adj", "1000")?;
+    let file = File::open(stall)?;
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: a private read-only mapping of an open file; checked against MAP_FAILED. It is
+    // never touched here: other processes fault it in through /proc/PID/mem.
+    let mapping = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            1 << 20,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if mapping == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    hog::touch(mib)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready {:#x}", mapping as u64)?;
+    out.flush()?;
+    loop {
+        // SAFETY: pause has no preconditions; only a signal (the OOM kill) ends it.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Holds `pid`'s mmap_lock for reading: reads its memory at `address` through /proc/PID/mem.
+/// The kernel takes the lock, then faults in the page of a stalling FUSE mapping, and waits
+/// there with the lock held until the file is released.
+pub fn jam_read(pid: u32, address: u64) -> std::io::Result<()> {
+    hog::set_comm("oomreap-reader");
+    let mem = File::open(format!("/proc/{pid}/mem"))?;
+    let mut buf = [0u8; 8];
+    mem.read_at(&mut buf, address).map(drop)
+}
+
+/// Queues as a writer on `pid`'s mmap_lock: clear_refs takes it for writing.
+pub fn jam_write(pid: u32) -> std::io::Result<()> {
+    hog::set_comm("oomreap-writer");
+    let mut clear_refs = File::options()
+        .write(true)
+        .open(format!("/proc/{pid}/clear_refs"))?;
+    clear_refs.write_all(b"1")
+}

@@ -3,9 +3,8 @@
 //! Every scenario runs inside a fresh memory cgroup with a hard limit, starts only processes
 //! of its own (`oomreap helper …`), and removes everything it created when it ends, fails or
 //! is interrupted by SIGINT/SIGTERM: the FUSE mount lives in a private mount namespace, the
-//! helpers die with oomreap (PR_SET_PDEATHSIG), and the cgroup is removed last. Field order in
-//! [`Scene`] is that cleanup order: release FUSE (unblocking stuck tasks), kill the helpers,
-//! remove the cgroup.
+//! helpers die with oomreap (PR_SET_PDEATHSIG), and the cgroup is removed last (see
+//! `Scene`'s `Drop`).
 
 mod env;
 mod fuse;
@@ -237,12 +236,24 @@ impl Report {
     }
 }
 
-/// What a running scenario owns; dropping it cleans up, in field order.
+/// What a running scenario owns; dropping it cleans up (see [`Scene::drop`]).
 struct Scene {
     fuse: Option<StallMount>,
     helpers: Vec<Helper>,
     cgroup: MemoryCgroup,
     report: Report,
+}
+
+impl Drop for Scene {
+    /// Answers the stalled reads first (stuck tasks can only die once they return), then
+    /// kills and reaps the helpers; after that the fields drop in order: the FUSE mount
+    /// (now unused, so it unmounts), then the cgroup (now empty, so it can be removed).
+    fn drop(&mut self) {
+        if let Some(fuse) = &self.fuse {
+            fuse.release();
+        }
+        self.helpers.clear();
+    }
 }
 
 impl Scene {

@@ -1,0 +1,384 @@
+//! Every fault-injection scenario, run for real with the tracer attached: the tracker's
+//! verdict must match what the scenario did. Needs root; skips where a device is missing.
+//! See tests/README.md.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader},
+    os::unix::process::CommandExt as _,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use common::{OOMREAP, OwnChild, TracefsMount, privileged};
+use serde_json::Value;
+
+/// Reads lines from a pipe on a thread.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// What one traced scenario produced.
+struct Traced {
+    /// The inject report.
+    report: Value,
+    /// Trace objects per victim tid, in order.
+    steps: BTreeMap<u64, Vec<Value>>,
+}
+
+impl Traced {
+    /// The steps of the scenario's (first) victim.
+    fn victim(&self) -> &[Value] {
+        let pid = self.report["victims"][0]["pid"]
+            .as_u64()
+            .expect("a victim pid");
+        self.steps.get(&pid).map_or(&[], Vec::as_slice)
+    }
+
+    fn helper(&self, role: &str) -> u64 {
+        self.report["helpers"]
+            .as_array()
+            .and_then(|hs| hs.iter().find(|h| h["role"] == role))
+            .and_then(|h| h["pid"].as_u64())
+            .unwrap_or_else(|| panic!("no {role} in {}", self.report))
+    }
+}
+
+fn step<'a>(steps: &'a [Value], name: &str) -> Vec<&'a Value> {
+    steps.iter().filter(|s| s["step"] == name).collect()
+}
+
+fn outcome(steps: &[Value]) -> &Value {
+    step(steps, "outcome")
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no outcome in {steps:#?}"))
+}
+
+/// Runs `oomreap inject ARGS --json` under `oomreap trace --json`, waits until every victim
+/// has an outcome and its memory was freed, and stops the trace, which must report no loss.
+fn trace_scenario(args: &[&str]) -> Traced {
+    let _tracefs = TracefsMount::ensure();
+    let mut trace = OwnChild(
+        Command::new(OOMREAP)
+            .args(["trace", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oomreap trace"),
+    );
+    let stdout = lines_of(trace.0.stdout.take().expect("stdout"));
+    let stderr = lines_of(trace.0.stderr.take().expect("stderr"));
+    loop {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(30))
+            .expect("trace announces itself");
+        if line.contains("oomreap: tracing") {
+            break;
+        }
+    }
+    let inject = Command::new(OOMREAP)
+        .arg("inject")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run oomreap inject");
+    assert_eq!(
+        inject.status.code(),
+        Some(0),
+        "inject {args:?} failed: {}",
+        String::from_utf8_lossy(&inject.stderr)
+    );
+    let report: Value = serde_json::from_slice(&inject.stdout).expect("inject report JSON");
+    let victims: Vec<u64> = report["victims"]
+        .as_array()
+        .expect("victims")
+        .iter()
+        .filter_map(|v| v["pid"].as_u64())
+        .collect();
+    let mut steps: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+    let complete = |steps: &BTreeMap<u64, Vec<Value>>| {
+        victims.iter().all(|pid| {
+            steps
+                .get(pid)
+                .is_some_and(|s| !step(s, "outcome").is_empty() && !step(s, "exit_mmap").is_empty())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !complete(&steps) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = stdout.recv_timeout(left) else {
+            panic!("victims without outcome or exit_mmap after 30 s: {steps:#?}");
+        };
+        let object: Value = serde_json::from_str(&line).expect("trace JSON");
+        if let Some(tid) = object["victim"]["tid"].as_u64() {
+            steps.entry(tid).or_default().push(object);
+        }
+    }
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(trace.pid() as i32, libc::SIGINT) };
+    let status = trace
+        .wait_timeout(Duration::from_secs(10))
+        .expect("trace exits on SIGINT");
+    let warnings: Vec<String> = stderr.try_iter().collect();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "trace reported lost events: {warnings:?}"
+    );
+    Traced { report, steps }
+}
+
+#[test]
+fn quick_exit_is_freed_before_the_reaper_wakes() {
+    let Some(_lock) = privileged("quick_exit_is_freed_before_the_reaper_wakes") else {
+        return;
+    };
+    let traced = trace_scenario(&["quick-exit"]);
+    let steps = traced.victim();
+    let kill = step(steps, "kill")[0];
+    assert_eq!(kill["memcg"]["id"], traced.report["cgroup"]["id"]);
+    assert!(
+        kill["memory"]["anon_rss_kib"].as_u64().unwrap_or(0) >= 64 * 1024,
+        "{kill}"
+    );
+    assert_eq!(outcome(steps)["outcome"], "exited");
+    assert!(step(steps, "wake").is_empty());
+}
+
+#[test]
+fn stuck_victim_is_reaped_by_the_oom_reaper() {
+    let Some(_lock) = privileged("stuck_victim_is_reaped_by_the_oom_reaper") else {
+        return;
+    };
+    let traced = trace_scenario(&["stuck-victim"]);
+    let steps = traced.victim();
+    let o = outcome(steps);
+    assert_eq!(
+        (o["outcome"].as_str(), o["attempts"].as_u64()),
+        (Some("reaped"), Some(1)),
+        "{o}"
+    );
+    assert_eq!(o["failed_attempts"], 0);
+    // The victim held about 128 MiB; the reaper freed nearly all of it.
+    assert!(
+        o["reaper_freed_kib"].as_u64().unwrap_or(0) >= 100 * 1024,
+        "{o}"
+    );
+    let reaped = step(steps, "reaped")[0];
+    assert_eq!(reaped["rss_after"]["anon_kib"], 0, "{reaped}");
+    let wake_after = o["kill_to_wake_ns"].as_u64().unwrap_or(0);
+    assert!(wake_after >= 2_000_000_000, "the reaper's 2 s delay: {o}");
+}
+
+#[test]
+fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
+    let Some(_lock) = privileged("a_jammed_mmap_lock_makes_the_reaper_give_up") else {
+        return;
+    };
+    let traced = trace_scenario(&["lock-contended"]);
+    let steps = traced.victim();
+    let o = outcome(steps);
+    assert_eq!(
+        (o["outcome"].as_str(), o["inferred"].as_bool()),
+        (Some("gave_up"), Some(true)),
+        "{o}"
+    );
+    let skips = step(steps, "skip");
+    assert_eq!(skips.len(), 10, "{skips:#?}");
+    let (reader, writer) = (traced.helper("reader"), traced.helper("writer"));
+    for skip in &skips {
+        assert_eq!(
+            (skip["reason"].as_str(), skip["inferred"].as_bool()),
+            (Some("lock_contended"), Some(false))
+        );
+        let lock = &skip["lock"];
+        assert_eq!(
+            lock["owner"]["pid"], reader,
+            "the owner is the scenario's reader: {lock}"
+        );
+        assert_eq!(lock["owner"]["reader_hint"], true);
+        assert!(
+            lock["waiters_queued"] == true && lock["readers"].as_u64() >= Some(1),
+            "{lock}"
+        );
+        let waiters = lock["waiters"].as_array().expect("waiters listed");
+        assert_eq!(
+            (&waiters[0]["pid"], &waiters[0]["kind"]),
+            (&Value::from(writer), &Value::from("write")),
+            "{lock}"
+        );
+    }
+}
+
+#[test]
+fn a_jam_released_after_three_attempts_ends_the_reaper_loop() {
+    let Some(_lock) = privileged("a_jam_released_after_three_attempts_ends_the_reaper_loop") else {
+        return;
+    };
+    let traced = trace_scenario(&["lock-contended", "--release-after", "3"]);
+    let steps = traced.victim();
+    let o = outcome(steps);
+    assert!(
+        matches!(o["outcome"].as_str(), Some("reaped" | "already_gone")),
+        "{o}"
+    );
+    // The release is timed against the reaper's 100 ms retries: allow one either way.
+    let failed = o["failed_attempts"].as_u64().unwrap_or(0);
+    assert!((2..=4).contains(&failed), "{failed} failed attempts: {o}");
+    let contended = step(steps, "skip")
+        .iter()
+        .filter(|s| s["reason"] == "lock_contended")
+        .count();
+    assert_eq!(contended as u64, failed);
+}
+
+#[test]
+fn a_kvm_victim_names_its_mmu_notifier() {
+    let Some(_lock) = privileged("a_kvm_victim_names_its_mmu_notifier") else {
+        return;
+    };
+    if !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("skipped a_kvm_victim_names_its_mmu_notifier: no /dev/kvm on this machine");
+        return;
+    }
+    let traced = trace_scenario(&["mmu-notifier"]);
+    let steps = traced.victim();
+    let kill = step(steps, "kill")[0];
+    let notifiers = &kill["notifiers"];
+    assert!(notifiers["count"].as_u64() >= Some(1), "{kill}");
+    assert_eq!(notifiers["callbacks"][0]["owner"], "kvm", "{notifiers}");
+    assert!(
+        notifiers["callbacks"][0]["symbol"]
+            .as_str()
+            .is_some_and(|s| s.contains("kvm"))
+    );
+    let o = outcome(steps);
+    assert_eq!(
+        (o["has_notifiers"].as_bool(), o["outcome"].as_str()),
+        (Some(true), Some("reaped")),
+        "{o}"
+    );
+}
+
+#[test]
+fn process_mrelease_is_seen_with_its_caller_and_result() {
+    let Some(_lock) = privileged("process_mrelease_is_seen_with_its_caller_and_result") else {
+        return;
+    };
+    let traced = trace_scenario(&["mrelease"]);
+    let steps = traced.victim();
+    let call = step(steps, "mrelease");
+    assert_eq!(call.len(), 1, "{steps:#?}");
+    let (caller, ret) = (
+        &traced.report["mrelease"]["caller"],
+        &traced.report["mrelease"]["ret"],
+    );
+    assert_eq!(&call[0]["caller"]["pid"], caller);
+    assert_eq!((&call[0]["ret"], ret), (&Value::from(0), &Value::from(0)));
+    assert_eq!(outcome(steps)["outcome"], "released");
+}
+
+#[test]
+fn a_storm_of_200_victims_is_counted_exactly() {
+    let Some(_lock) = privileged("a_storm_of_200_victims_is_counted_exactly") else {
+        return;
+    };
+    let traced = trace_scenario(&["storm", "--count", "200"]);
+    let cgroup = &traced.report["cgroup"]["id"];
+    let kills = traced.report["cgroup"]["oom_kills"]
+        .as_u64()
+        .expect("oom_kills");
+    assert_eq!(
+        kills, 200,
+        "each victim is killed once: {}",
+        traced.report["cgroup"]
+    );
+    let mut seen = 0;
+    for (pid, steps) in &traced.steps {
+        let ours = step(steps, "kill")
+            .iter()
+            .filter(|k| &k["memcg"]["id"] == cgroup)
+            .count();
+        assert!(ours <= 1, "victim {pid} counted {ours} times");
+        seen += ours as u64;
+    }
+    assert_eq!(
+        seen, kills,
+        "every kill the cgroup counted is in the trace, once"
+    );
+}
+
+/// SIGTERM mid-run: nothing the scenario created survives.
+#[test]
+fn an_interrupted_scenario_leaves_nothing_behind() {
+    let Some(_lock) = privileged("an_interrupted_scenario_leaves_nothing_behind") else {
+        return;
+    };
+    let mut inject = OwnChild(
+        Command::new(OOMREAP)
+            .args(["inject", "lock-contended"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn oomreap inject"),
+    );
+    let stderr = lines_of(inject.0.stderr.take().expect("stderr"));
+    let mut said = Vec::new();
+    while !said.iter().any(|l: &String| l.contains("jam in place")) {
+        said.push(
+            stderr
+                .recv_timeout(Duration::from_secs(30))
+                .expect("progress until the jam"),
+        );
+    }
+    let cgroup = said
+        .iter()
+        .find_map(|l| l.split("created memory cgroup ").nth(1)?.split(' ').next())
+        .expect("the cgroup path")
+        .to_owned();
+    let pids: Vec<u32> = said
+        .iter()
+        .filter_map(|l| {
+            l.split(" pid ")
+                .nth(1)?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 3, "victim, reader and writer: {said:?}");
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(inject.pid() as i32, libc::SIGTERM) };
+    let status = inject
+        .wait_timeout(Duration::from_secs(30))
+        .expect("inject exits on SIGTERM");
+    assert_eq!(status.code(), Some(2), "{said:?}");
+    assert!(
+        !std::path::Path::new(&cgroup).exists(),
+        "cgroup {cgroup} left behind"
+    );
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} left behind"
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    assert!(!mounts.contains("oomreap-stall"), "FUSE mount left behind");
+    let stall = std::env::temp_dir().join(format!("oomreap-stall-{}", inject.pid()));
+    assert!(!stall.exists(), "{} left behind", stall.display());
+}

@@ -30,6 +30,10 @@ pub struct RunArgs {
 pub struct TestArgs {
     /// Only run tests whose names contain this.
     filter: Option<String>,
+    /// Run the tests this many times in a row (after one rustfmt and clippy pass), stopping at
+    /// the first failure: flaky privileged tests show up here.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 pub fn build(workspace: &Path, args: &BuildArgs) -> anyhow::Result<()> {
@@ -101,37 +105,45 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
             ]),
     )?;
 
-    step("tests (unit and privileged integration)");
-    let mut cmd = cargo();
-    cmd.current_dir(workspace)
-        .args(["test", "--workspace", "--exclude", "oomreap-ebpf"]);
-    if let Some(filter) = &args.filter {
-        cmd.arg("--").arg(filter);
+    let mut totals = TestTotals::default();
+    for round in 1..=args.repeat {
+        step(&format!(
+            "tests (unit and privileged integration), round {round} of {}",
+            args.repeat
+        ));
+        let mut cmd = cargo();
+        cmd.current_dir(workspace)
+            .args(["test", "--workspace", "--exclude", "oomreap-ebpf"]);
+        if let Some(filter) = &args.filter {
+            cmd.arg("--").arg(filter);
+        }
+        as_root(&mut cmd);
+        let result = run_counting_tests(&mut cmd, &mut totals);
+        println!(
+            "\nxtask test: {} passed, {} failed, {} skipped",
+            totals.passed, totals.failed, totals.ignored
+        );
+        result?;
     }
-    as_root(&mut cmd);
-    run_counting_tests(&mut cmd)
+    Ok(())
 }
 
-/// Runs `cargo test`, passing its output through, and ends with one line totalling every test
-/// binary's result (cargo's own last line is that of the last doc-test binary, often "0 passed").
-fn run_counting_tests(cmd: &mut Command) -> anyhow::Result<()> {
+/// Runs `cargo test`, passing its output through and adding every test binary's result to
+/// `totals` (cargo's own last line is that of the last doc-test binary, often "0 passed", so
+/// the caller prints the totals).
+fn run_counting_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<()> {
     use std::io::{BufRead as _, BufReader};
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("failed to run {cmd:?}"))?;
     let stdout = child.stdout.take().context("cargo test has no stdout")?;
-    let mut totals = TestTotals::default();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("failed to read cargo test's output")?;
         println!("{line}");
         totals.add(&line);
     }
     let status = child.wait().context("failed to wait for cargo test")?;
-    println!(
-        "\nxtask test: {} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.ignored
-    );
     if !status.success() {
         anyhow::bail!("{cmd:?} failed: {status}");
     }

@@ -28,6 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Live dashboard of OOM victims and what the reaper does with them.
+    Top(TopArgs),
     /// Print each OOM victim's path through the reaper as it happens, until Ctrl-C.
     Trace(TraceArgs),
     /// Write the raw event stream to FILE until Ctrl-C, for `trace --replay FILE`.
@@ -88,6 +90,33 @@ pub struct TraceArgs {
     /// Replay a recording instead of tracing the kernel (no root needed).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+
+    /// Play a recording instead of watching the kernel (no root needed).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// Write log lines to FILE (the dashboard owns the terminal, so they are dropped otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Replay speed: 2 plays twice as fast, 0.5 half as fast.
+    #[arg(long, value_name = "N", default_value_t = 1.0, requires = "replay", value_parser = parse_speed)]
+    pub speed: f64,
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if speed > 0.0 && speed <= 10_000.0 => Ok(speed),
+        _ => Err(format!(
+            "{text:?} is not a speed between 0 and 10000; try 1 or 10"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -382,6 +411,27 @@ mod tests {
             err.contains("meltdown") && err.contains("quick-exit"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn top_replay_and_speed() {
+        let cli =
+            Cli::try_parse_from(["oomreap", "top", "--replay", "r.oomreap", "--speed=10"]).unwrap();
+        let Command::Top(args) = cli.command else {
+            panic!("expected top")
+        };
+        assert_eq!(
+            (args.replay, args.speed),
+            (Some(PathBuf::from("r.oomreap")), 10.0)
+        );
+        assert!(
+            Cli::try_parse_from(["oomreap", "top", "--speed", "2"]).is_err(),
+            "speed needs --replay"
+        );
+        let err = Cli::try_parse_from(["oomreap", "top", "--replay", "r", "--speed", "-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("-1"), "{err}");
     }
 
     #[test]

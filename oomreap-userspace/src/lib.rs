@@ -15,7 +15,8 @@ pub mod recording;
 pub mod scenario;
 pub mod trace;
 pub mod tracker;
+pub mod tui;
 pub mod wire;
 
-#[cfg(test)]
-mod testing;
+#[doc(hidden)]
+pub mod fixtures;

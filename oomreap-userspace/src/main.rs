@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use cli::{Cli, Command, DoctorArgs, HelperRole, InjectArgs, RecordArgs, TraceArgs};
+use cli::{Cli, Command, DoctorArgs, HelperRole, InjectArgs, RecordArgs, TopArgs, TraceArgs};
 use oomreap::{
     capture::Capture,
     display::WallClock,
@@ -25,7 +25,28 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The dashboard owns the terminal: its log lines go to --log FILE or nowhere.
+    let log_target = match &cli.command {
+        Command::Top(args) => match &args.log {
+            Some(path) => match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(file) => LogTarget::File(file),
+                Err(err) => {
+                    eprintln!(
+                        "oomreap: error: failed to open log file {:?}: {err}",
+                        path.display()
+                    );
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            },
+            None => LogTarget::Nowhere,
+        },
+        _ => LogTarget::Stderr,
+    };
+    init_logging(cli.verbose, log_target);
     match run(cli) {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -38,6 +59,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Top(args) => run_top(&args),
         Command::Trace(args) => run_trace(&args),
         Command::Record(args) => run_record(&args),
         Command::Doctor(args) => run_doctor(&args),
@@ -88,6 +110,38 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
         Ok(exit_code(&summary))
+    })
+}
+
+fn run_top(args: &TopArgs) -> anyhow::Result<ExitCode> {
+    use oomreap::tui::{self, App, Feed, SourceInfo};
+    if let Some(path) = &args.replay {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read recording {:?}", path.display()))?;
+        let recording = recording::parse(&bytes)
+            .with_context(|| format!("cannot replay {:?}", path.display()))?;
+        let (feed, bad) = tui::replay_feed(&recording, args.speed);
+        let source = SourceInfo {
+            replay: Some(path.display().to_string()),
+            ..SourceInfo::default()
+        };
+        let mut app = App::new(tui::replay_clock(&recording), source);
+        app.dropped = bad;
+        with_runtime(async { Ok(tui::run(feed, app, shutdown_signal()).await?) })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    with_runtime(async {
+        let capture = Capture::start(&(&args.attach).into())?;
+        let source = SourceInfo {
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+            hooks: capture.hooks().to_vec(),
+            replay: None,
+        };
+        let app = App::new(WallClock::now(), source);
+        tui::run(Feed::Live(capture), app, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
     })
 }
 
@@ -228,7 +282,14 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// Logs go to stderr as `oomreap: LEVEL: message`: warnings by default; -v adds our info
 /// lines, -vv our debug lines and the kernel programs' own, -vvv aya's internals too.
 /// `OOMREAP_LOG` (env_logger syntax) overrides all of that.
-fn init_logging(verbose: u8) {
+/// Where log lines go.
+enum LogTarget {
+    Stderr,
+    File(std::fs::File),
+    Nowhere,
+}
+
+fn init_logging(verbose: u8, target: LogTarget) {
     use std::io::Write as _;
 
     use log::LevelFilter::{Debug, Info, Warn};
@@ -238,10 +299,24 @@ fn init_logging(verbose: u8) {
         2 => (Debug, Warn),
         _ => (Debug, Debug),
     };
-    env_logger::Builder::new()
+    let mut builder = env_logger::Builder::new();
+    match target {
+        LogTarget::Stderr => {}
+        LogTarget::File(file) => {
+            builder.target(env_logger::Target::Pipe(Box::new(file)));
+        }
+        LogTarget::Nowhere => {
+            builder.filter_level(log::LevelFilter::Off);
+            builder.init();
+            return;
+        }
+    }
+    builder
         .filter_level(others)
         .filter_module("oomreap", ours)
         .filter_module("oomreap_ebpf", ours)
+        // fuser reports every FUSE operation the stalling filesystem leaves out.
+        .filter_module("fuser", log::LevelFilter::Error)
         .parse_env("OOMREAP_LOG")
         .format(|buf, record| {
             let level = record.level().to_string().to_lowercase();

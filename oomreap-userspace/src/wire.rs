@@ -530,7 +530,7 @@ pub fn encode<T: aya::Pod>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::mark_victim_raw;
+    use crate::fixtures::mark_victim_raw;
 
     #[test]
     fn mark_victim_round_trips() {
@@ -548,7 +548,7 @@ mod tests {
 
     #[test]
     fn every_reaper_record_round_trips() {
-        use crate::testing::{contended_skip_at, exit_at, reaper_at};
+        use crate::fixtures::{contended_skip_at, exit_at, reaper_at};
         assert_eq!(
             decode(&encode(&reaper_at(EventKind::WakeReaper, 5, 7))).unwrap(),
             Event::WakeReaper(ReaperStep {
@@ -582,7 +582,7 @@ mod tests {
 
     #[test]
     fn reader_count_and_reader_hint() {
-        let mut raw = crate::testing::contended_skip_at(5, 7);
+        let mut raw = crate::fixtures::contended_skip_at(5, 7);
         raw.lock.count = (3 << 8) | 0b10;
         raw.lock.owner_raw |= 1;
         let Event::SkipReaping(skip) = decode(&encode(&raw)).unwrap() else {
@@ -595,7 +595,7 @@ mod tests {
 
     #[test]
     fn an_unknown_skip_cause_is_an_error() {
-        let mut raw = crate::testing::contended_skip_at(5, 7);
+        let mut raw = crate::fixtures::contended_skip_at(5, 7);
         raw.cause = 9;
         assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownSkipCause(9)));
     }
@@ -604,7 +604,7 @@ mod tests {
     fn a_retry_snapshot_with_a_bad_length_is_an_error() {
         use oomreap_common::event::{MAX_RETRY_COUNTS, RetryCount, RetryKey};
         let raw = RetryCountsEvent {
-            header: crate::testing::header_at(EventKind::RetryCounts, 1),
+            header: crate::fixtures::header_at(EventKind::RetryCounts, 1),
             len: MAX_RETRY_COUNTS as u32 + 1,
             _pad: 0,
             counts: [RetryCount {

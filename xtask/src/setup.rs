@@ -4,7 +4,8 @@
 //! 1. the nightly toolchain's rust-src component (for `-Z build-std=core`);
 //! 2. a persistent LLVM prefix whose `lib/` links to the nightly toolchain's own libLLVM, so
 //!    bpf-linker uses exactly the LLVM that rustc emits bitcode for;
-//! 3. bpf-linker, built against that prefix (its runpath points at it).
+//! 3. bpf-linker, built against that prefix (its runpath points at it);
+//! 4. the Debian packages the tests use (tmux).
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -16,12 +17,53 @@ use crate::command::{nightly_cargo, output, run as run_cmd};
 
 const NIGHTLY: &str = "nightly";
 
+/// Debian packages the test suite uses, each with the program that shows it is installed.
+const DEBIAN_PACKAGES: [(&str, &str); 1] = [
+    // `oomreap top` is tested in a real terminal: tmux runs it and reads its screen.
+    ("tmux", "tmux"),
+];
+
 pub fn run() -> anyhow::Result<()> {
     let sysroot = nightly_sysroot()?;
     ensure_rust_src(&sysroot)?;
     let (prefix, llvm_major) = ensure_llvm_prefix(&sysroot)?;
     ensure_bpf_linker(&prefix, &llvm_major)?;
-    Ok(())
+    ensure_debian_packages()
+}
+
+/// Installs the missing [`DEBIAN_PACKAGES`] with apt-get (as root, or through sudo).
+fn ensure_debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(program, _)| which::which(program).is_err())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if which::which("apt-get").is_err() {
+        eprintln!(
+            "xtask setup: no apt-get; install {} yourself (tests that need them will say they were skipped)",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    let apt = |args: &[&str]| {
+        let mut cmd = if crate::command::is_root() {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    eprintln!("xtask setup: installing {}", missing.join(" "));
+    run_cmd(&mut apt(&["update", "-qq"]))?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(&missing);
+    run_cmd(&mut install)
 }
 
 /// The nightly toolchain's sysroot; installs the toolchain when rustup lacks it.

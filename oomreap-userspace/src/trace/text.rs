@@ -253,7 +253,7 @@ fn attempt_lines(
 }
 
 /// The owner (if a task is named) and the waiters.
-fn lock_pids(lock: &LockSnapshot) -> Vec<u32> {
+pub fn lock_pids(lock: &LockSnapshot) -> Vec<u32> {
     let mut pids: Vec<u32> = lock.owner.iter().map(|o| o.pid).collect();
     pids.extend(
         lock.waiters

@@ -1,4 +1,5 @@
-//! Fixture builders shared by unit tests.
+//! Wire-record builders for tests (unit and integration) and for making demo recordings.
+//! Not part of oomreap's supported API.
 use oomreap_common::event::{
     AttachKind, COMM_LEN, EventHeader, EventKind, MarkVictimEvent, mark_victim_fields as field,
 };

@@ -1,0 +1,419 @@
+//! The dashboard's state: the tracker it reads, what the user selected, sorted and filtered,
+//! and the few things the tracker does not know (rates, drops, stacks read live). Methods are
+//! named for what the user intends; rendering reads `&App` only.
+use std::collections::{HashMap, VecDeque};
+
+use crate::{
+    capture::HookStatus,
+    display::WallClock,
+    enrich::Stack,
+    tracker::{Change, Outcome, Tracker, Victim, VictimId},
+    wire::Event,
+};
+
+/// Seconds of history in the kills-per-second sparkline.
+pub const RATE_HISTORY: usize = 120;
+
+/// Which key orders the victims table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Newest,
+    Pid,
+    Comm,
+    Outcome,
+    KillToReaped,
+    Rss,
+}
+
+impl SortKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Newest => "newest",
+            Self::Pid => "pid",
+            Self::Comm => "comm",
+            Self::Outcome => "outcome",
+            Self::KillToReaped => "kill→reaped",
+            Self::Rss => "rss",
+        }
+    }
+
+    fn next(self) -> Self {
+        match self {
+            Self::Newest => Self::Pid,
+            Self::Pid => Self::Comm,
+            Self::Comm => Self::Outcome,
+            Self::Outcome => Self::KillToReaped,
+            Self::KillToReaped => Self::Rss,
+            Self::Rss => Self::Newest,
+        }
+    }
+}
+
+/// What the keys do right now.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Table,
+    /// Typing a filter after `/`.
+    Filter,
+    /// The selected victim's detail pane.
+    Detail,
+    Help,
+}
+
+/// Where the events come from, for the header.
+#[derive(Clone, Debug, Default)]
+pub struct SourceInfo {
+    pub kernel: String,
+    pub hooks: Vec<HookStatus>,
+    /// The recording's file name when replaying.
+    pub replay: Option<String>,
+}
+
+/// The dashboard's state.
+pub struct App {
+    pub tracker: Tracker,
+    pub clock: WallClock,
+    pub source: SourceInfo,
+    /// CLOCK_MONOTONIC ns when the dashboard started (or the recording's first event).
+    pub started_ns: Option<u64>,
+    /// The latest time seen: now for a live run, the replay position otherwise.
+    pub now_ns: u64,
+    /// Events counted per second, newest last.
+    events_per_second: VecDeque<(u64, u64)>,
+    /// Kills per second, newest last, one bucket per second of `now_ns`.
+    kills: VecDeque<(u64, u64)>,
+    /// Events lost: the kernel's counters plus records that did not decode.
+    pub dropped: u64,
+    pub mode: Mode,
+    pub sort: SortKey,
+    pub filter: String,
+    /// Index into [`App::rows`].
+    pub selected: usize,
+    pub paused: bool,
+    /// Events that arrived while paused, applied on resume: pausing freezes the view, it
+    /// never loses events.
+    held: Vec<Event>,
+    /// Finished victims up to this id are hidden (`c`).
+    cleared_up_to: Option<VictimId>,
+    /// Memory cgroup paths, resolved live when a victim appears.
+    pub cgroup_names: HashMap<u64, String>,
+    /// Kernel stacks of lock holders, read live when a contended attempt arrived.
+    pub stacks: HashMap<(VictimId, usize), Vec<(u32, Stack)>>,
+    /// Set when something visible changed since the last draw.
+    pub dirty: bool,
+}
+
+impl App {
+    pub fn new(clock: WallClock, source: SourceInfo) -> Self {
+        Self {
+            tracker: Tracker::default(),
+            clock,
+            source,
+            started_ns: None,
+            now_ns: 0,
+            events_per_second: VecDeque::new(),
+            kills: VecDeque::new(),
+            dropped: 0,
+            mode: Mode::Table,
+            sort: SortKey::Newest,
+            filter: String::new(),
+            selected: 0,
+            paused: false,
+            held: Vec::new(),
+            cleared_up_to: None,
+            cgroup_names: HashMap::new(),
+            stacks: HashMap::new(),
+            dirty: true,
+        }
+    }
+
+    /// Folds events in (or holds them while paused); returns the tracker's changes.
+    pub fn ingest(&mut self, events: Vec<Event>) -> Vec<Change> {
+        if self.paused {
+            self.held.extend(events);
+            return Vec::new();
+        }
+        let mut changes = Vec::new();
+        for event in events {
+            let at = event.timestamp_ns();
+            self.advance(at);
+            bump(&mut self.events_per_second, at / 1_000_000_000);
+            changes.extend(self.tracker.tick(at));
+            let applied = self.tracker.apply(&event);
+            for change in &applied {
+                if let Change::VictimMarked(_) = change {
+                    bump(&mut self.kills, at / 1_000_000_000);
+                }
+            }
+            changes.extend(applied);
+        }
+        if !changes.is_empty() {
+            self.dirty = true;
+        }
+        self.clamp_selection();
+        changes
+    }
+
+    /// Moves the clock to `now_ns` and settles what silence decides.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Change> {
+        if self.paused {
+            return Vec::new();
+        }
+        self.advance(now_ns);
+        let changes = self.tracker.tick(now_ns);
+        // The header's uptime and rates move every second.
+        self.dirty = true;
+        changes
+    }
+
+    fn advance(&mut self, now_ns: u64) {
+        self.started_ns.get_or_insert(now_ns);
+        self.now_ns = self.now_ns.max(now_ns);
+    }
+
+    /// Events per second over the last complete second.
+    pub fn events_rate(&self) -> u64 {
+        let second = self.now_ns / 1_000_000_000;
+        self.events_per_second
+            .iter()
+            .find(|(s, _)| *s + 1 == second)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Kills per second for the last `RATE_HISTORY` seconds, oldest first.
+    pub fn kill_history(&self) -> Vec<u64> {
+        let now = self.now_ns / 1_000_000_000;
+        let from = now.saturating_sub(RATE_HISTORY as u64 - 1);
+        (from..=now)
+            .map(|s| {
+                self.kills
+                    .iter()
+                    .find(|(k, _)| *k == s)
+                    .map_or(0, |(_, n)| *n)
+            })
+            .collect()
+    }
+
+    /// The victims shown, filtered and sorted.
+    pub fn rows(&self) -> Vec<&Victim> {
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<&Victim> = self
+            .tracker
+            .victims()
+            .filter(|v| !(v.outcome.is_final() && self.cleared_up_to.is_some_and(|c| v.id <= c)))
+            .filter(|v| needle.is_empty() || self.matches(v, &needle))
+            .collect();
+        match self.sort {
+            SortKey::Newest => rows.reverse(),
+            SortKey::Pid => rows.sort_by_key(|v| (v.tgid.unwrap_or(v.pid), v.id)),
+            SortKey::Comm => rows.sort_by(|a, b| a.comm.cmp(&b.comm).then(b.id.cmp(&a.id))),
+            SortKey::Outcome => {
+                rows.sort_by(|a, b| a.outcome.name().cmp(b.outcome.name()).then(b.id.cmp(&a.id)))
+            }
+            SortKey::KillToReaped => rows.sort_by_key(|v| {
+                (
+                    std::cmp::Reverse(v.kill_to_reaped_ns()),
+                    std::cmp::Reverse(v.id),
+                )
+            }),
+            SortKey::Rss => rows.sort_by_key(|v| {
+                (
+                    std::cmp::Reverse(
+                        v.memory_at_kill
+                            .map(|m| m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib),
+                    ),
+                    std::cmp::Reverse(v.id),
+                )
+            }),
+        }
+        rows
+    }
+
+    /// The cgroup column's text for a victim.
+    pub fn cgroup_of(&self, v: &Victim) -> String {
+        match v.memcg_id {
+            Some(id) => self
+                .cgroup_names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("id {id}")),
+            None => "-".into(),
+        }
+    }
+
+    fn matches(&self, v: &Victim, needle: &str) -> bool {
+        v.comm
+            .as_deref()
+            .is_some_and(|c| c.to_lowercase().contains(needle))
+            || self.cgroup_of(v).to_lowercase().contains(needle)
+            || v.outcome.name().contains(needle)
+            || v.pid.to_string() == needle
+    }
+
+    /// The selected victim, if any.
+    pub fn selected_victim(&self) -> Option<&Victim> {
+        self.rows().get(self.selected).copied()
+    }
+
+    /// Counts by state, for the header.
+    pub fn counts(&self) -> Counts {
+        let totals = self.tracker.totals();
+        let outcome = |name: &str| totals.outcomes.get(name).copied().unwrap_or(0);
+        Counts {
+            total: totals.victims,
+            reaping: self
+                .tracker
+                .victims()
+                .filter(|v| !v.outcome.is_final())
+                .count() as u64,
+            reaped: outcome(Outcome::Reaped.name()),
+            gave_up: outcome(Outcome::GaveUp.name()),
+            exited: outcome(Outcome::ExitedBeforeWake.name()),
+            other: outcome(Outcome::AlreadyGone.name())
+                + outcome(Outcome::Released.name())
+                + outcome(Outcome::Unknown.name()),
+        }
+    }
+
+    pub fn next(&mut self) {
+        self.move_by(1);
+    }
+
+    pub fn previous(&mut self) {
+        self.move_by(-1);
+    }
+
+    pub fn page_down(&mut self, page: usize) {
+        self.move_by(page as isize);
+    }
+
+    pub fn page_up(&mut self, page: usize) {
+        self.move_by(-(page as isize));
+    }
+
+    pub fn first(&mut self) {
+        self.selected = 0;
+        self.dirty = true;
+    }
+
+    pub fn last(&mut self) {
+        self.selected = self.rows().len().saturating_sub(1);
+        self.dirty = true;
+    }
+
+    pub fn open_detail(&mut self) {
+        if self.selected_victim().is_some() {
+            self.mode = Mode::Detail;
+            self.dirty = true;
+        }
+    }
+
+    /// Esc: back to the table from any overlay; clears the filter when already there.
+    pub fn back(&mut self) {
+        if self.mode == Mode::Table {
+            self.filter.clear();
+        }
+        self.mode = Mode::Table;
+        self.dirty = true;
+    }
+
+    pub fn start_filter(&mut self) {
+        self.mode = Mode::Filter;
+        self.dirty = true;
+    }
+
+    pub fn type_filter(&mut self, c: char) {
+        self.filter.push(c);
+        self.selected = 0;
+        self.dirty = true;
+    }
+
+    pub fn erase_filter(&mut self) {
+        self.filter.pop();
+        self.dirty = true;
+    }
+
+    pub fn finish_filter(&mut self) {
+        self.mode = Mode::Table;
+        self.clamp_selection();
+        self.dirty = true;
+    }
+
+    pub fn cycle_sort(&mut self) {
+        self.sort = self.sort.next();
+        self.selected = 0;
+        self.dirty = true;
+    }
+
+    /// Pauses or resumes; resuming applies the events that arrived meanwhile.
+    pub fn toggle_pause(&mut self) -> Vec<Change> {
+        self.paused = !self.paused;
+        self.dirty = true;
+        if self.paused {
+            return Vec::new();
+        }
+        let held = std::mem::take(&mut self.held);
+        self.ingest(held)
+    }
+
+    /// Events waiting for the pause to end.
+    pub fn held_events(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Hides the victims that have finished.
+    pub fn clear_finished(&mut self) {
+        self.cleared_up_to = self
+            .tracker
+            .victims()
+            .filter(|v| v.outcome.is_final())
+            .map(|v| v.id)
+            .max();
+        self.clamp_selection();
+        self.dirty = true;
+    }
+
+    pub fn toggle_help(&mut self) {
+        self.mode = if self.mode == Mode::Help {
+            Mode::Table
+        } else {
+            Mode::Help
+        };
+        self.dirty = true;
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let len = self.rows().len();
+        if len == 0 {
+            return;
+        }
+        self.selected = self.selected.saturating_add_signed(delta).min(len - 1);
+        self.dirty = true;
+    }
+
+    fn clamp_selection(&mut self) {
+        let len = self.rows().len();
+        self.selected = self.selected.min(len.saturating_sub(1));
+    }
+}
+
+/// Victims by state.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u64,
+    pub reaping: u64,
+    pub reaped: u64,
+    pub gave_up: u64,
+    pub exited: u64,
+    pub other: u64,
+}
+
+fn bump(buckets: &mut VecDeque<(u64, u64)>, second: u64) {
+    match buckets.back_mut() {
+        Some((s, n)) if *s == second => *n += 1,
+        _ => buckets.push_back((second, 1)),
+    }
+    while buckets.len() > RATE_HISTORY {
+        buckets.pop_front();
+    }
+}

@@ -1,0 +1,61 @@
+//! Keys to intents, by mode.
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::app::{App, Mode};
+use crate::tracker::Change;
+
+/// Rows a PgUp/PgDn moves.
+const PAGE: usize = 10;
+
+/// What a key asks of the loop beyond changing `App`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Quit,
+    /// Resuming from pause applied held events; the loop enriches and shows them.
+    Changes(Vec<Change>),
+}
+
+pub fn handle(app: &mut App, key: KeyEvent) -> Outcome {
+    if key.kind == KeyEventKind::Release {
+        return Outcome::Continue;
+    }
+    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+        return Outcome::Quit;
+    }
+    match app.mode {
+        Mode::Filter => match key.code {
+            KeyCode::Enter => app.finish_filter(),
+            KeyCode::Esc => {
+                app.filter.clear();
+                app.finish_filter();
+            }
+            KeyCode::Backspace => app.erase_filter(),
+            KeyCode::Char(c) => app.type_filter(c),
+            _ => {}
+        },
+        Mode::Help => match key.code {
+            KeyCode::Char('q') => return Outcome::Quit,
+            KeyCode::Char('?') | KeyCode::Esc => app.toggle_help(),
+            _ => {}
+        },
+        Mode::Table | Mode::Detail => match key.code {
+            KeyCode::Char('q') => return Outcome::Quit,
+            KeyCode::Up | KeyCode::Char('k') => app.previous(),
+            KeyCode::Down | KeyCode::Char('j') => app.next(),
+            KeyCode::PageUp => app.page_up(PAGE),
+            KeyCode::PageDown => app.page_down(PAGE),
+            KeyCode::Home => app.first(),
+            KeyCode::End => app.last(),
+            KeyCode::Enter => app.open_detail(),
+            KeyCode::Esc => app.back(),
+            KeyCode::Char('/') => app.start_filter(),
+            KeyCode::Char('s') => app.cycle_sort(),
+            KeyCode::Char('p') => return Outcome::Changes(app.toggle_pause()),
+            KeyCode::Char('c') => app.clear_finished(),
+            KeyCode::Char('?') => app.toggle_help(),
+            _ => {}
+        },
+    }
+    Outcome::Continue
+}

@@ -1,0 +1,219 @@
+//! Rendering tests: recorded streams drawn into ratatui's test backend at several sizes.
+use oomreap_common::event::EventKind;
+use ratatui::{Terminal, backend::TestBackend};
+
+use super::{app::App, ui};
+use crate::{
+    display::WallClock,
+    fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    tui::SourceInfo,
+    wire::{Event, decode, encode},
+};
+
+/// A stuck victim (pid 7) that the reaper gave up on, and one (4242) that exited at once.
+fn stream() -> Vec<Event> {
+    let quick = kill_at(500, 4242, "quick");
+    let mut raw = vec![
+        encode(&quick),
+        encode(&exit_at(507, 4242, quick.victim_mm)),
+        encode(&kill_at(1_000, 7, "stuck")),
+        encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
+    ];
+    raw.extend((0..10).map(|i| encode(&contended_skip_at(3_000 + i * 100, 7))));
+    raw.iter().map(|r| decode(r).unwrap()).collect()
+}
+
+fn app_with(events: Vec<Event>) -> App {
+    let mut app = App::new(
+        WallClock::with_offset_ns(0),
+        SourceInfo {
+            kernel: "6.18.0-test".into(),
+            ..SourceInfo::default()
+        },
+    );
+    app.ingest(events);
+    app
+}
+
+/// The screen as lines of text.
+fn render(app: &App, width: u16, height: u16) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn contains(screen: &[String], text: &str) -> bool {
+    screen.iter().any(|line| line.contains(text))
+}
+
+/// Asserts that one screen line holds all `parts`, in order.
+#[track_caller]
+fn assert_line(screen: &[String], parts: &[&str]) {
+    let found = screen.iter().any(|line| {
+        let mut rest = line.as_str();
+        parts.iter().all(|part| match rest.find(part) {
+            Some(i) => {
+                rest = &rest[i + part.len()..];
+                true
+            }
+            None => false,
+        })
+    });
+    assert!(found, "no line with {parts:?}:\n{}", screen.join("\n"));
+}
+
+#[track_caller]
+fn assert_shows(screen: &[String], text: &str) {
+    assert!(
+        contains(screen, text),
+        "{text:?} not on screen:\n{}",
+        screen.join("\n")
+    );
+}
+
+#[test]
+fn the_empty_screen_says_how_to_see_it_work() {
+    let screen = render(&app_with(vec![]), 80, 24);
+    assert_shows(&screen, "No OOM victim yet.");
+    assert_shows(&screen, "sudo oomreap inject stuck-victim");
+    assert_shows(&screen, "victims 0");
+    assert_shows(&screen, "q quit");
+}
+
+#[test]
+fn victims_newest_first_at_80_by_24() {
+    let screen = render(&app_with(stream()), 80, 24);
+    assert_shows(
+        &screen,
+        "victims 2  being reaped 0  reaped 0  gave up 1  exited 1  other 0  dropped 0",
+    );
+    let stuck = screen
+        .iter()
+        .position(|l| l.contains("stuck"))
+        .expect("stuck row");
+    let quick = screen
+        .iter()
+        .position(|l| l.contains("quick"))
+        .expect("quick row");
+    assert!(stuck < quick, "newest first:\n{}", screen.join("\n"));
+    assert!(
+        screen[stuck].contains("GAVE UP*") && screen[stuck].contains(" 10 "),
+        "{}",
+        screen[stuck]
+    );
+    assert!(
+        screen[stuck].trim_end().ends_with('L'),
+        "lock-contention mark: {}",
+        screen[stuck]
+    );
+    assert!(screen[quick].contains("exited"), "{}", screen[quick]);
+    assert!(screen.iter().all(|l| l.chars().count() <= 80));
+}
+
+#[test]
+fn the_detail_pane_tells_the_whole_path() {
+    let mut app = app_with(stream());
+    app.open_detail();
+    let screen = render(&app, 160, 60);
+    assert_shows(&screen, "victim detail");
+    assert_line(&screen, &["+2.000s", "reaper woke"]);
+    assert_shows(
+        &screen,
+        "attempt 1: skip: mmap_lock contended; writer-locked, waiters queued; owner 50 (holder, writer)",
+    );
+    assert_shows(&screen, "attempt 10:");
+    assert_shows(&screen, "outcome: reaper gave up");
+    app.back();
+    assert_shows(&render(&app, 160, 60), "TIME");
+}
+
+#[test]
+fn a_tall_terminal_gets_charts() {
+    let screen = render(&app_with(stream()), 160, 48);
+    for title in [
+        "kill→reaped",
+        "reap duration",
+        "skip causes",
+        "kills/s",
+        "reclaim 0 compaction 0",
+    ] {
+        assert_shows(&screen, title);
+    }
+    assert!(
+        !contains(&render(&app_with(stream()), 80, 24), "skip causes"),
+        "no charts at 80×24"
+    );
+}
+
+#[test]
+fn the_filter_narrows_the_table() {
+    let mut app = app_with(stream());
+    app.start_filter();
+    for c in "quick".chars() {
+        app.type_filter(c);
+    }
+    let screen = render(&app, 80, 24);
+    assert_shows(&screen, "/ quick");
+    app.finish_filter();
+    let screen = render(&app, 80, 24);
+    assert_shows(&screen, "filter \"quick\"");
+    assert!(
+        contains(&screen, "quick") && !contains(&screen, "stuck"),
+        "{}",
+        screen.join("\n")
+    );
+    app.filter = "nothing-matches".into();
+    assert_shows(&render(&app, 80, 24), "No victim matches the filter");
+}
+
+#[test]
+fn help_lists_every_key() {
+    let mut app = app_with(stream());
+    app.toggle_help();
+    let screen = render(&app, 80, 24);
+    for (key, _) in ui::HELP {
+        assert_shows(&screen, key);
+    }
+}
+
+#[test]
+fn pausing_holds_events_and_resuming_applies_them() {
+    let mut events = stream();
+    let later = events.split_off(2);
+    let mut app = app_with(events);
+    app.toggle_pause();
+    app.ingest(later);
+    let screen = render(&app, 80, 24);
+    assert_shows(&screen, "PAUSED (12 held)");
+    assert!(!contains(&screen, "stuck"));
+    app.toggle_pause();
+    assert_shows(&render(&app, 80, 24), "stuck");
+}
+
+#[test]
+fn sorting_and_selection() {
+    let mut app = app_with(stream());
+    assert_eq!(app.selected_victim().map(|v| v.pid), Some(7));
+    app.next();
+    assert_eq!(app.selected_victim().map(|v| v.pid), Some(4242));
+    app.next();
+    assert_eq!(
+        app.selected_victim().map(|v| v.pid),
+        Some(4242),
+        "stays on the last row"
+    );
+    app.cycle_sort();
+    assert_eq!(app.sort.name(), "pid");
+    assert_eq!(app.selected_victim().map(|v| v.pid), Some(7));
+    app.clear_finished();
+    assert_shows(&render(&app, 80, 24), "No victim matches");
+}

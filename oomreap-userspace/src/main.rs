@@ -140,7 +140,7 @@ fn run_top(args: &TopArgs) -> anyhow::Result<ExitCode> {
             replay: None,
         };
         let app = App::new(WallClock::now(), source);
-        tui::run(Feed::Live(capture), app, shutdown_signal()).await?;
+        tui::run(Feed::Live(Box::new(capture)), app, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

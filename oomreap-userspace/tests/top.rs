@@ -110,20 +110,26 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
 /// A recording: victim 4242 exits at once, victim 7 is jammed until the reaper gives up.
 fn recording(dir: &TempDir) -> String {
     let path = dir.0.join("jam.oomreap");
-    let mut writer = RecordWriter::new(std::fs::File::create(&path).unwrap(), 0).unwrap();
+    let mut writer = RecordWriter::new(
+        std::fs::File::create(&path).expect("create the recording"),
+        0,
+    )
+    .expect("write the recording");
     let quick = kill_at(500, 4242, "quick");
-    writer.write(&encode(&quick)).unwrap();
+    writer.write(&encode(&quick)).expect("write the recording");
     writer
         .write(&encode(&exit_at(507, 4242, quick.victim_mm)))
-        .unwrap();
-    writer.write(&encode(&kill_at(1_000, 7, "stuck"))).unwrap();
+        .expect("write the recording");
+    writer
+        .write(&encode(&kill_at(1_000, 7, "stuck")))
+        .expect("write the recording");
     writer
         .write(&encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)))
-        .unwrap();
+        .expect("write the recording");
     for i in 0..10 {
         writer
             .write(&encode(&contended_skip_at(3_000 + i * 100, 7)))
-            .unwrap();
+            .expect("write the recording");
     }
     path.display().to_string()
 }

@@ -97,6 +97,8 @@ pub struct App {
     cleared_up_to: Option<VictimId>,
     /// Memory cgroup paths, resolved live when a victim appears.
     pub cgroup_names: HashMap<u64, String>,
+    /// mmu notifier callbacks by kernel address: `owner (symbol)`, resolved live.
+    pub notifier_names: HashMap<u64, String>,
     /// Kernel stacks of lock holders, read live when a contended attempt arrived.
     pub stacks: HashMap<(VictimId, usize), Vec<(u32, Stack)>>,
     /// Set when something visible changed since the last draw.
@@ -122,6 +124,7 @@ impl App {
             held: Vec::new(),
             cleared_up_to: None,
             cgroup_names: HashMap::new(),
+            notifier_names: HashMap::new(),
             stacks: HashMap::new(),
             dirty: true,
         }

@@ -36,7 +36,7 @@ pub enum TopError {
 
 /// Where events come from.
 pub enum Feed {
-    Live(Capture),
+    Live(Box<Capture>),
     Replay {
         events: Vec<Event>,
         /// Playback speed: 2.0 plays twice as fast.
@@ -178,6 +178,18 @@ fn enrich(app: &mut App, enricher: Option<&mut Enricher>, changes: &[Change]) {
     for change in changes {
         match change {
             Change::VictimMarked(id) => {
+                let callbacks: Vec<u64> = app
+                    .tracker
+                    .victim(*id)
+                    .and_then(|v| v.notifiers.as_ref())
+                    .map(|n| n.callbacks.clone())
+                    .unwrap_or_default();
+                for address in callbacks {
+                    if let Ok(symbol) = enricher.symbol(address) {
+                        let name = format!("{} ({symbol})", crate::enrich::notifier_owner(&symbol));
+                        app.notifier_names.insert(address, name);
+                    }
+                }
                 if let Some(memcg) = app.tracker.victim(*id).and_then(|v| v.memcg_id)
                     && !app.cgroup_names.contains_key(&memcg)
                     && let Some(info) = enricher.cgroup(memcg)

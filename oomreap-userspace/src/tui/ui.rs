@@ -23,7 +23,8 @@ const CHARTS_MIN_HEIGHT: u16 = 30;
 const CHARTS_HEIGHT: u16 = 12;
 
 /// The key line, in table mode.
-pub const KEYS: &str = "↑↓ move  Enter detail  / filter  s sort  p pause  c clear  ? help  q quit";
+pub const KEYS: &str =
+    "↑↓ move  Enter detail  / filter  s sort  p pause  c clear  ? help  q quit";
 
 /// Every key, for the help overlay.
 pub const HELP: &[(&str, &str)] = &[
@@ -77,7 +78,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     draw_keys(frame, keys, app);
     if app.mode == Mode::Help {
-        draw_help(frame, area);
+        draw_help(frame, area, app);
     }
 }
 
@@ -288,7 +289,22 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
         )));
     }
     if let Some(n) = &v.notifiers {
-        lines.push(Line::from(format!("mmu notifiers: {}", n.count)));
+        let names: Vec<String> = n
+            .callbacks
+            .iter()
+            .map(|a| {
+                app.notifier_names
+                    .get(a)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{a:#x}"))
+            })
+            .collect();
+        let names = if names.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", names.join(", "))
+        };
+        lines.push(Line::from(format!("mmu notifiers: {}{names}", n.count)));
     }
     if let Some(after) = v.rss_after_reap() {
         lines.push(Line::from(format!(
@@ -475,9 +491,25 @@ fn draw_keys(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-fn draw_help(frame: &mut Frame, area: Rect) {
+fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(key, what)| Line::from(format!("{key:<11}{what}")))
+        .collect();
+    if !app.source.hooks.is_empty() {
+        lines.push(Line::from(""));
+        lines.push(Line::from("hooks:").bold());
+        for hook in &app.source.hooks {
+            let how = match hook.attach {
+                Some(oomreap_common::event::AttachKind::BtfTracePoint) => "BTF tracepoint",
+                Some(oomreap_common::event::AttachKind::TracePoint) => "classic tracepoint",
+                None => "not attached",
+            };
+            lines.push(Line::from(format!("  {:<38}{how}", hook.name)));
+        }
+    }
     let width = area.width.min(76);
-    let height = (HELP.len() as u16 + 2).min(area.height);
+    let height = (lines.len() as u16 + 2).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,

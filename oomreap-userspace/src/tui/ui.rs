@@ -23,8 +23,7 @@ const CHARTS_MIN_HEIGHT: u16 = 30;
 const CHARTS_HEIGHT: u16 = 12;
 
 /// The key line, in table mode.
-pub const KEYS: &str =
-    "↑↓ move  Enter detail  / filter  s sort  p pause  c clear  ? help  q quit";
+pub const KEYS: &str = "↑↓ move  Enter detail  / filter  s sort  p pause  c clear  ? help  q quit";
 
 /// Every key, for the help overlay.
 pub const HELP: &[(&str, &str)] = &[

@@ -36,6 +36,8 @@ pub enum Command {
     Record(RecordArgs),
     /// Report what this kernel offers oomreap: BTF, privileges, each hook and attach mode.
     Doctor(DoctorArgs),
+    /// Serve Prometheus metrics about OOM victims and the reaper.
+    Serve(ServeArgs),
     /// Drive the OOM reaper into one of its outcomes, inside a throwaway memory cgroup.
     Inject(InjectArgs),
     /// A process of an inject scenario (not for general use).
@@ -116,6 +118,41 @@ fn parse_speed(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{text:?} is not a speed between 0 and 10000; try 1 or 10"
         )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = oomreap::exporter::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+
+    /// Allow --listen on an address other than loopback, exposing the metrics to the network.
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// Memory cgroups that get labels of their own (the most recently active); the rest are
+    /// counted as "other".
+    #[arg(long, value_name = "N", default_value_t = oomreap::exporter::DEFAULT_MAX_CGROUPS)]
+    pub max_cgroups: usize,
+}
+
+impl ServeArgs {
+    /// Checks the combination of flags: a non-loopback address needs --allow-remote.
+    pub fn options(&self) -> Result<oomreap::exporter::ServeOptions, String> {
+        if !oomreap::exporter::is_loopback(&self.listen) && !self.allow_remote {
+            return Err(format!(
+                "refusing to listen on {}, which is not loopback; add --allow-remote to expose the metrics",
+                self.listen
+            ));
+        }
+        Ok(oomreap::exporter::ServeOptions {
+            listen: self.listen,
+            max_cgroups: self.max_cgroups,
+        })
     }
 }
 
@@ -432,6 +469,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("-1"), "{err}");
+    }
+
+    #[test]
+    fn serve_listens_on_loopback_unless_told() {
+        let serve = |args: &[&str]| -> ServeArgs {
+            let cli = Cli::try_parse_from(["oomreap", "serve"].iter().chain(args)).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("expected serve")
+            };
+            args
+        };
+        let options = serve(&[]).options().unwrap();
+        assert_eq!(options.listen.to_string(), "127.0.0.1:9717");
+        assert_eq!(options.max_cgroups, 50);
+        let err = serve(&["--listen", "0.0.0.0:9717"]).options().unwrap_err();
+        assert!(
+            err.contains("0.0.0.0:9717") && err.contains("--allow-remote"),
+            "{err}"
+        );
+        assert!(
+            serve(&["--listen", "0.0.0.0:9717", "--allow-remote"])
+                .options()
+                .is_ok()
+        );
+        assert!(serve(&["--listen=[::1]:9000"]).options().is_ok());
+        assert!(Cli::try_parse_from(["oomreap", "serve", "--listen", "localhost"]).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod display;
 pub mod doctor;
 pub mod enrich;
+pub mod exporter;
 pub mod hog;
 pub mod kernel;
 pub mod recording;

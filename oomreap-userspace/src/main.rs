@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use cli::{Cli, Command, DoctorArgs, HelperRole, InjectArgs, RecordArgs, TopArgs, TraceArgs};
+use cli::{
+    Cli, Command, DoctorArgs, HelperRole, InjectArgs, RecordArgs, ServeArgs, TopArgs, TraceArgs,
+};
 use oomreap::{
     capture::Capture,
     display::WallClock,
@@ -63,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trace(args) => run_trace(&args),
         Command::Record(args) => run_record(&args),
         Command::Doctor(args) => run_doctor(&args),
+        Command::Serve(args) => run_serve(&args),
         Command::Inject(args) => run_inject(&args),
         Command::Helper(args) => run_helper(args.role),
         Command::Hog(args) => {
@@ -167,6 +170,27 @@ fn run_record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(exit_code(&summary))
     })
+}
+
+fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let options = args.options().map_err(anyhow::Error::msg)?;
+    // Scrapes are served on one worker while events are folded on the other.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?
+        .block_on(async {
+            let capture = Capture::start(&(&args.attach).into())?;
+            oomreap::exporter::serve(
+                capture,
+                options,
+                |addr| eprintln!("oomreap: serving http://{addr}/metrics"),
+                shutdown_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        })
 }
 
 fn run_doctor(args: &DoctorArgs) -> anyhow::Result<ExitCode> {

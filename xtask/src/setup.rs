@@ -5,7 +5,7 @@
 //! 2. a persistent LLVM prefix whose `lib/` links to the nightly toolchain's own libLLVM, so
 //!    bpf-linker uses exactly the LLVM that rustc emits bitcode for;
 //! 3. bpf-linker, built against that prefix (its runpath points at it);
-//! 4. the Debian packages the tests use (tmux).
+//! 4. the Debian packages the tests use (tmux, prometheus).
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -18,9 +18,12 @@ use crate::command::{nightly_cargo, output, run as run_cmd};
 const NIGHTLY: &str = "nightly";
 
 /// Debian packages the test suite uses, each with the program that shows it is installed.
-const DEBIAN_PACKAGES: [(&str, &str); 1] = [
+const DEBIAN_PACKAGES: [(&str, &str); 2] = [
     // `oomreap top` is tested in a real terminal: tmux runs it and reads its screen.
     ("tmux", "tmux"),
+    // The exporter's tests lint /metrics and the alert rules with promtool, and scrape it with
+    // a real Prometheus server.
+    ("promtool", "prometheus"),
 ];
 
 pub fn run() -> anyhow::Result<()> {

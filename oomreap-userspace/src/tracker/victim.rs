@@ -30,6 +30,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Self; 8] = [
+        Self::Pending,
+        Self::Reaping,
+        Self::ExitedBeforeWake,
+        Self::Reaped,
+        Self::AlreadyGone,
+        Self::GaveUp,
+        Self::Released,
+        Self::Unknown,
+    ];
+
     /// Returns true if and only if nothing more is expected for the victim.
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Pending | Self::Reaping)

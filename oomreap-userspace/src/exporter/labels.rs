@@ -1,0 +1,103 @@
+//! Caps how many memory cgroups get a label of their own, so a node with thousands of
+//! short-lived cgroups cannot blow up Prometheus: the most recently active `cap` cgroups keep
+//! their series; the rest are counted as `other`.
+use prometheus_client::metrics::{counter::Counter, family::Family};
+
+use super::metrics::CgroupOutcome;
+
+/// The label of cgroups beyond the cap.
+pub const OTHER: &str = "other";
+
+/// An admitted cgroup that has been quiet this long may give its slot to a new one (its
+/// series are then removed).
+const IDLE_NS: u64 = 10 * 60 * 1_000_000_000;
+
+/// Which cgroups have labels of their own.
+pub struct CgroupLabels {
+    cap: usize,
+    /// `(cgroup, pod)` labels and when each was last active (CLOCK_MONOTONIC ns).
+    admitted: Vec<((String, String), u64)>,
+}
+
+impl CgroupLabels {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            admitted: Vec::new(),
+        }
+    }
+
+    /// The labels to use for a victim in `(cgroup, pod)` at `now_ns`: its own if admitted or
+    /// a slot is free (or can be freed from an idle cgroup, whose series leave `family`),
+    /// `other` otherwise.
+    pub fn label(
+        &mut self,
+        labels: (String, String),
+        now_ns: u64,
+        family: &Family<CgroupOutcome, Counter>,
+    ) -> (String, String) {
+        if let Some(entry) = self.admitted.iter_mut().find(|(l, _)| *l == labels) {
+            entry.1 = now_ns;
+            return labels;
+        }
+        if self.admitted.len() < self.cap {
+            self.admitted.push((labels.clone(), now_ns));
+            return labels;
+        }
+        let idlest = self
+            .admitted
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, last))| *last)
+            .filter(|(_, (_, last))| now_ns.saturating_sub(*last) >= IDLE_NS)
+            .map(|(index, _)| index);
+        match idlest {
+            Some(index) => {
+                let ((cgroup, pod), _) =
+                    std::mem::replace(&mut self.admitted[index], (labels.clone(), now_ns));
+                for outcome in crate::tracker::Outcome::ALL {
+                    family.remove(&CgroupOutcome {
+                        cgroup: cgroup.clone(),
+                        pod: pod.clone(),
+                        outcome: outcome.name().into(),
+                    });
+                }
+                labels
+            }
+            None => (OTHER.into(), String::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cg(name: &str) -> (String, String) {
+        (name.into(), String::new())
+    }
+
+    #[test]
+    fn beyond_the_cap_is_other_until_a_slot_idles() {
+        let family = Family::default();
+        let mut labels = CgroupLabels::new(2);
+        assert_eq!(labels.label(cg("/a"), 0, &family), cg("/a"));
+        assert_eq!(labels.label(cg("/b"), 1, &family), cg("/b"));
+        assert_eq!(labels.label(cg("/c"), 2, &family).0, OTHER);
+        // /a stays active; /b goes quiet and gives its slot away after IDLE_NS.
+        labels.label(cg("/a"), IDLE_NS, &family);
+        family
+            .get_or_create(&CgroupOutcome {
+                cgroup: "/b".into(),
+                pod: String::new(),
+                outcome: "reaped".into(),
+            })
+            .inc();
+        assert_eq!(labels.label(cg("/c"), IDLE_NS + 5, &family), cg("/c"));
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("v", "h", family.clone());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(!text.contains("/b"), "idle cgroup's series removed: {text}");
+    }
+}

@@ -1,0 +1,578 @@
+//! The Prometheus metric families, fed from tracker changes.
+//!
+//! # Metrics
+//!
+//! All names start with `oomreap_`; durations are seconds, sizes bytes.
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `oomreap_victims_killed_total` | counter | | victims the OOM killer chose |
+//! | `oomreap_victims_total` | counter | `outcome` | victims whose story ended, by outcome (`exited`, `reaped`, `already_gone`, `gave_up`, `released`, `unknown`) |
+//! | `oomreap_cgroup_victims_total` | counter | `cgroup`, `pod`, `outcome` | the same per memory cgroup (and Kubernetes pod), capped: see `--max-cgroups` |
+//! | `oomreap_reaper_attempts_total` | counter | `result` (`reaped`, `partial`, `lock_contended`, `mmf_oom_skip`, `unknown`) | reaper attempts of finished victims |
+//! | `oomreap_reaper_skips_total` | counter | `cause` | skipped attempts as they happen |
+//! | `oomreap_lock_contention_events_total` | counter | | attempts that met a contended mmap_lock |
+//! | `oomreap_reaper_gave_up_total` | counter | | victims the reaper gave up on ("unable to reap") |
+//! | `oomreap_notifier_victims_total` | counter | `notifier` | victims whose mm had mmu notifiers, by owner (`kvm`, …) |
+//! | `oomreap_process_mrelease_calls_total` | counter | `result` (`ok`, `eagain`, `einval`, `esrch`, `eintr`, `other`) | process_mrelease(2) calls |
+//! | `oomreap_kill_to_wake_seconds` | histogram | | kill to the reaper's wake-up |
+//! | `oomreap_kill_to_reaped_seconds` | histogram | | kill to the end of the successful reap |
+//! | `oomreap_reap_duration_seconds` | histogram | | time spent in reap passes per victim |
+//! | `oomreap_kill_to_mm_freed_seconds` | histogram | | kill to exit_mmap |
+//! | `oomreap_reaper_freed_bytes_total` | counter | | memory the reaper freed |
+//! | `oomreap_allocation_retries_total` | counter | `kind` (`reclaim`, `compaction`) | retries counted before OOMs |
+//! | `oomreap_dropped_events_total` | counter | `reason` (`ring_buffer_full`, `read_failed`, `undecodable`) | events lost |
+//! | `oomreap_build_info` | gauge | `version` | always 1 |
+//! | `oomreap_hook_attached` | gauge | `hook`, `mode` | 1 if the hook is attached in that mode |
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    capture::{HookStatus, KernelCounters},
+    tracker::{AttemptResult, Change, SkipReason, Tracker, Victim},
+    wire::RetryWhat,
+};
+
+/// Bucket bounds (seconds) for the kill→… histograms: the reaper waits 2 s, then retries
+/// every 100 ms up to 10 times.
+const KILL_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 2.1, 2.25, 2.5, 3.0, 5.0, 10.0,
+];
+/// Bucket bounds (seconds) for reap passes.
+const REAP_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CgroupOutcome {
+    pub cgroup: String,
+    pub pod: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Cause {
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Notifier {
+    notifier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Version {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Hook {
+    hook: String,
+    mode: String,
+}
+
+/// Names the caller resolved for a victim (the tracker has only ids and addresses).
+#[derive(Clone, Debug, Default)]
+pub struct VictimNames {
+    /// `(cgroup, pod)` labels, already capped.
+    pub cgroup: (String, String),
+    /// Owners of its mmu notifiers (`kvm`, …).
+    pub notifiers: Vec<String>,
+}
+
+/// Handles to every metric; cheap to clone, updated without locks.
+#[derive(Clone)]
+pub struct Metrics {
+    killed: Counter,
+    victims: Family<Outcome, Counter>,
+    pub(super) cgroup_victims: Family<CgroupOutcome, Counter>,
+    attempts: Family<ResultLabel, Counter>,
+    skips: Family<Cause, Counter>,
+    lock_contention: Counter,
+    gave_up: Counter,
+    notifier_victims: Family<Notifier, Counter>,
+    mrelease: Family<ResultLabel, Counter>,
+    kill_to_wake: Histogram,
+    kill_to_reaped: Histogram,
+    reap_duration: Histogram,
+    kill_to_mm_freed: Histogram,
+    freed_bytes: Counter,
+    retries: Family<Kind, Counter>,
+    dropped: Family<Reason, Counter>,
+    dropped_seen: KernelCounters,
+    undecodable_seen: u64,
+    hooks: Family<Hook, Gauge>,
+}
+
+impl Metrics {
+    /// Registers every family in a new registry.
+    pub fn new() -> (Self, Arc<Registry>) {
+        let mut registry = Registry::with_prefix("oomreap");
+        let histogram = |buckets: &[f64]| Histogram::new(buckets.iter().copied());
+        let metrics = Self {
+            killed: Counter::default(),
+            victims: Family::default(),
+            cgroup_victims: Family::default(),
+            attempts: Family::default(),
+            skips: Family::default(),
+            lock_contention: Counter::default(),
+            gave_up: Counter::default(),
+            notifier_victims: Family::default(),
+            mrelease: Family::default(),
+            kill_to_wake: histogram(&KILL_BUCKETS),
+            kill_to_reaped: histogram(&KILL_BUCKETS),
+            reap_duration: histogram(&REAP_BUCKETS),
+            kill_to_mm_freed: histogram(&KILL_BUCKETS),
+            freed_bytes: Counter::default(),
+            retries: Family::default(),
+            dropped: Family::default(),
+            dropped_seen: KernelCounters::default(),
+            undecodable_seen: 0,
+            hooks: Family::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "victims_killed",
+            "Victims the OOM killer chose",
+            metrics.killed.clone(),
+        );
+        r.register(
+            "victims",
+            "Victims whose story ended, by outcome",
+            metrics.victims.clone(),
+        );
+        r.register(
+            "cgroup_victims",
+            "Victims whose story ended, by memory cgroup, pod and outcome (capped; the rest as other)",
+            metrics.cgroup_victims.clone(),
+        );
+        r.register(
+            "reaper_attempts",
+            "Reaper attempts of finished victims, by result",
+            metrics.attempts.clone(),
+        );
+        r.register(
+            "reaper_skips",
+            "Skipped reaper attempts, by cause",
+            metrics.skips.clone(),
+        );
+        r.register(
+            "lock_contention_events",
+            "Reaper attempts that found the victim's mmap_lock contended",
+            metrics.lock_contention.clone(),
+        );
+        r.register(
+            "reaper_gave_up",
+            "Victims the reaper gave up on (oom_reaper: unable to reap)",
+            metrics.gave_up.clone(),
+        );
+        r.register(
+            "notifier_victims",
+            "Victims whose mm had mmu notifiers, by notifier owner",
+            metrics.notifier_victims.clone(),
+        );
+        r.register(
+            "process_mrelease_calls",
+            "process_mrelease(2) calls, by result",
+            metrics.mrelease.clone(),
+        );
+        r.register_with_unit(
+            "kill_to_wake",
+            "Kill to the reaper's wake-up",
+            Unit::Seconds,
+            metrics.kill_to_wake.clone(),
+        );
+        r.register_with_unit(
+            "kill_to_reaped",
+            "Kill to the end of the successful reap",
+            Unit::Seconds,
+            metrics.kill_to_reaped.clone(),
+        );
+        r.register_with_unit(
+            "reap_duration",
+            "Time spent in reap passes per victim",
+            Unit::Seconds,
+            metrics.reap_duration.clone(),
+        );
+        r.register_with_unit(
+            "kill_to_mm_freed",
+            "Kill to exit_mmap: the victim's memory gone",
+            Unit::Seconds,
+            metrics.kill_to_mm_freed.clone(),
+        );
+        r.register_with_unit(
+            "reaper_freed",
+            "Memory the reaper freed",
+            Unit::Bytes,
+            metrics.freed_bytes.clone(),
+        );
+        r.register(
+            "allocation_retries",
+            "Reclaim and compaction retries counted before OOMs",
+            metrics.retries.clone(),
+        );
+        r.register(
+            "dropped_events",
+            "Kernel events lost, by reason",
+            metrics.dropped.clone(),
+        );
+        r.register(
+            "hook_attached",
+            "1 if the kernel hook is attached in this mode",
+            metrics.hooks.clone(),
+        );
+        let build: Family<Version, Gauge> = Family::default();
+        build
+            .get_or_create(&Version {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        r.register("build_info", "oomreap's version", build);
+        (metrics, Arc::new(registry))
+    }
+
+    /// Records how each hook is attached.
+    pub fn set_hooks(&self, hooks: &[HookStatus]) {
+        for hook in hooks {
+            let mode = match hook.attach {
+                Some(oomreap_common::event::AttachKind::BtfTracePoint) => "btf_tracepoint",
+                Some(oomreap_common::event::AttachKind::TracePoint) => "tracepoint",
+                None => "none",
+            };
+            self.hooks
+                .get_or_create(&Hook {
+                    hook: hook.name.into(),
+                    mode: mode.into(),
+                })
+                .set(1);
+        }
+    }
+
+    /// Brings the dropped-event counters up to the kernel's totals.
+    pub fn set_dropped(&mut self, kernel: KernelCounters, undecodable: u64) {
+        let add = |family: &Family<Reason, Counter>, reason: &str, now: u64, seen: u64| {
+            if now > seen {
+                family
+                    .get_or_create(&Reason {
+                        reason: reason.into(),
+                    })
+                    .inc_by(now - seen);
+            }
+        };
+        add(
+            &self.dropped,
+            "ring_buffer_full",
+            kernel.ring_buffer_full,
+            self.dropped_seen.ring_buffer_full,
+        );
+        add(
+            &self.dropped,
+            "read_failed",
+            kernel.read_failed,
+            self.dropped_seen.read_failed,
+        );
+        add(
+            &self.dropped,
+            "undecodable",
+            undecodable,
+            self.undecodable_seen,
+        );
+        self.dropped_seen = kernel;
+        self.undecodable_seen = undecodable;
+    }
+
+    /// Folds one tracker change into the metrics. `names` resolves a victim's labels.
+    pub fn observe(
+        &self,
+        tracker: &Tracker,
+        change: &Change,
+        names: &mut dyn FnMut(&Victim) -> VictimNames,
+    ) {
+        match change {
+            Change::VictimMarked(id) => {
+                self.killed.inc();
+                let Some(v) = tracker.victim(*id) else { return };
+                if v.has_notifiers() {
+                    for owner in names(v).notifiers {
+                        self.notifier_victims
+                            .get_or_create(&Notifier { notifier: owner })
+                            .inc();
+                    }
+                }
+                let (reclaim, compaction) =
+                    v.retries_before
+                        .iter()
+                        .fold((0, 0), |(r, c), (counter, n)| match counter.what {
+                            RetryWhat::Reclaim => (r + n, c),
+                            RetryWhat::Compaction => (r, c + n),
+                        });
+                for (kind, n) in [("reclaim", reclaim), ("compaction", compaction)] {
+                    if n > 0 {
+                        self.retries
+                            .get_or_create(&Kind { kind: kind.into() })
+                            .inc_by(n);
+                    }
+                }
+            }
+            Change::Attempt { victim, index } => {
+                let Some(AttemptResult::Skipped { reason, .. }) = tracker
+                    .victim(*victim)
+                    .and_then(|v| v.attempts.get(*index))
+                    .map(|a| &a.result)
+                else {
+                    return;
+                };
+                self.skips
+                    .get_or_create(&Cause {
+                        cause: reason.name().into(),
+                    })
+                    .inc();
+                if *reason == SkipReason::LockContended {
+                    self.lock_contention.inc();
+                }
+            }
+            Change::MmFreed(id) => {
+                if let Some(ns) = tracker.victim(*id).and_then(Victim::kill_to_mm_freed_ns) {
+                    self.kill_to_mm_freed.observe(seconds(ns));
+                }
+            }
+            Change::Mrelease { call, .. } => {
+                let result = match call.ret {
+                    0 => "ok",
+                    r if r == -i64::from(libc::EAGAIN) => "eagain",
+                    r if r == -i64::from(libc::EINVAL) => "einval",
+                    r if r == -i64::from(libc::ESRCH) => "esrch",
+                    r if r == -i64::from(libc::EINTR) => "eintr",
+                    _ => "other",
+                };
+                self.mrelease
+                    .get_or_create(&ResultLabel {
+                        result: result.into(),
+                    })
+                    .inc();
+            }
+            Change::Finished(id) => {
+                let Some(v) = tracker.victim(*id) else { return };
+                self.finished(v, names(v));
+            }
+            Change::MarkedAgain(_) | Change::Woken(_) | Change::ScoreAdjusted(_) => {}
+        }
+    }
+
+    fn finished(&self, v: &Victim, names: VictimNames) {
+        let outcome = v.outcome.name().to_owned();
+        self.victims
+            .get_or_create(&Outcome {
+                outcome: outcome.clone(),
+            })
+            .inc();
+        let (cgroup, pod) = names.cgroup;
+        self.cgroup_victims
+            .get_or_create(&CgroupOutcome {
+                cgroup,
+                pod,
+                outcome,
+            })
+            .inc();
+        if v.outcome == crate::tracker::Outcome::GaveUp {
+            self.gave_up.inc();
+        }
+        for attempt in &v.attempts {
+            let result = match &attempt.result {
+                AttemptResult::Reaped {
+                    complete: Some(false),
+                    ..
+                } => "partial",
+                AttemptResult::Reaped { .. } => "reaped",
+                AttemptResult::Skipped { reason, .. } => reason.name(),
+                AttemptResult::InProgress => continue,
+            };
+            self.attempts
+                .get_or_create(&ResultLabel {
+                    result: result.into(),
+                })
+                .inc();
+        }
+        for (histogram, value) in [
+            (&self.kill_to_wake, v.kill_to_wake_ns()),
+            (&self.kill_to_reaped, v.kill_to_reaped_ns()),
+            (&self.reap_duration, v.reap_duration_ns()),
+        ] {
+            if let Some(ns) = value {
+                histogram.observe(seconds(ns));
+            }
+        }
+        if let Some(kib) = v.freed_by_reaper_kib() {
+            self.freed_bytes.inc_by(kib * 1024);
+        }
+    }
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use oomreap_common::event::EventKind;
+    use prometheus_client::encoding::prometheus_text::encode;
+
+    use super::*;
+    use crate::{
+        fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+        wire::{decode, encode as wire},
+    };
+
+    /// Feeds a recorded stream through a tracker into fresh metrics; returns the exposition.
+    fn exposition(records: &[Vec<u8>]) -> String {
+        let (metrics, registry) = Metrics::new();
+        let mut tracker = Tracker::default();
+        let mut names = |v: &Victim| VictimNames {
+            cgroup: (format!("/cg{}", v.pid), String::new()),
+            notifiers: vec!["kvm".into()],
+        };
+        for raw in records {
+            let event = decode(raw).unwrap();
+            let mut changes = tracker.tick(event.timestamp_ns());
+            changes.extend(tracker.apply(&event));
+            for change in &changes {
+                metrics.observe(&tracker, change, &mut names);
+            }
+        }
+        for change in tracker.finish_all() {
+            metrics.observe(&tracker, &change, &mut names);
+        }
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    fn stream() -> Vec<Vec<u8>> {
+        let quick = kill_at(500, 4242, "quick");
+        let mut records = vec![
+            wire(&quick),
+            wire(&exit_at(507, 4242, quick.victim_mm)),
+            wire(&kill_at(1_000, 7, "stuck")),
+            wire(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
+        ];
+        records.extend((0..10).map(|i| wire(&contended_skip_at(3_000 + i * 100, 7))));
+        records
+    }
+
+    #[track_caller]
+    fn assert_sample(text: &str, sample: &str) {
+        assert!(
+            text.lines().any(|l| l == sample),
+            "no {sample:?} in:\n{text}"
+        );
+    }
+
+    #[test]
+    fn outcomes_attempts_and_contention() {
+        let text = exposition(&stream());
+        assert_sample(&text, "oomreap_victims_killed_total 2");
+        assert_sample(&text, "oomreap_victims_total{outcome=\"gave_up\"} 1");
+        assert_sample(&text, "oomreap_victims_total{outcome=\"exited\"} 1");
+        assert_sample(
+            &text,
+            "oomreap_cgroup_victims_total{cgroup=\"/cg7\",pod=\"\",outcome=\"gave_up\"} 1",
+        );
+        assert_sample(
+            &text,
+            "oomreap_reaper_attempts_total{result=\"lock_contended\"} 10",
+        );
+        assert_sample(
+            &text,
+            "oomreap_reaper_skips_total{cause=\"lock_contended\"} 10",
+        );
+        assert_sample(&text, "oomreap_lock_contention_events_total 10");
+        assert_sample(&text, "oomreap_reaper_gave_up_total 1");
+        assert_sample(&text, "oomreap_kill_to_wake_seconds_count 1");
+        assert_sample(&text, "oomreap_kill_to_mm_freed_seconds_count 1");
+        // The recording's reaper woke exactly 2 s after the kill.
+        assert_sample(&text, "oomreap_kill_to_wake_seconds_bucket{le=\"1\"} 0");
+        assert_sample(&text, "oomreap_kill_to_wake_seconds_bucket{le=\"2\"} 1");
+        assert!(text.contains("oomreap_build_info{version=\""), "{text}");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type() {
+        let text = exposition(&stream());
+        for family in [
+            "victims_total",
+            "reaper_attempts_total",
+            "kill_to_reaped_seconds",
+            "lock_contention_events_total",
+        ] {
+            assert!(
+                text.contains(&format!("# HELP oomreap_{family} ")),
+                "no HELP for {family}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE oomreap_{family} ")),
+                "no TYPE for {family}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropped_counters_follow_the_kernel_totals() {
+        let (mut metrics, registry) = Metrics::new();
+        let kernel = |full| KernelCounters {
+            ring_buffer_full: full,
+            read_failed: 0,
+        };
+        metrics.set_dropped(kernel(3), 1);
+        metrics.set_dropped(kernel(5), 1);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert_sample(
+            &text,
+            "oomreap_dropped_events_total{reason=\"ring_buffer_full\"} 5",
+        );
+        assert_sample(
+            &text,
+            "oomreap_dropped_events_total{reason=\"undecodable\"} 1",
+        );
+    }
+
+    #[test]
+    fn hooks_show_their_mode() {
+        let (metrics, registry) = Metrics::new();
+        metrics.set_hooks(&[HookStatus {
+            name: "oom:mark_victim",
+            provides: "",
+            attach: Some(oomreap_common::event::AttachKind::BtfTracePoint),
+            note: None,
+        }]);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert_sample(
+            &text,
+            "oomreap_hook_attached{hook=\"oom:mark_victim\",mode=\"btf_tracepoint\"} 1",
+        );
+    }
+}

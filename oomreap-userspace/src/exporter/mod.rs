@@ -1,0 +1,152 @@
+//! `oomreap serve`: the Prometheus exporter for fleets.
+//!
+//! Two tasks share nothing but metric handles: the intake folds kernel events into the
+//! tracker and the tracker's changes into counters and histograms (atomics); the HTTP server
+//! encodes the registry on each scrape. A slow or silent client holds only its own connection.
+
+mod http;
+mod labels;
+mod metrics;
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+pub use http::is_loopback;
+use labels::CgroupLabels;
+pub use metrics::{Metrics, VictimNames};
+
+use crate::{
+    capture::{Capture, CaptureError},
+    display::monotonic_now_ns,
+    enrich::{Enricher, notifier_owner},
+    tracker::{SETTLE_NS, Tracker, Victim},
+};
+
+/// The default `--listen`: loopback only, so exposing metrics is an explicit choice.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9717";
+
+/// The default `--max-cgroups`.
+pub const DEFAULT_MAX_CGROUPS: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("failed to listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed")]
+    Http(#[source] std::io::Error),
+}
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Memory cgroups with labels of their own; the rest are `other`.
+    pub max_cgroups: usize,
+}
+
+/// Serves metrics until `shutdown` completes. `ready` gets the address actually bound (the
+/// port may have been 0).
+pub async fn serve(
+    mut capture: Capture,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (mut metrics, registry) = Metrics::new();
+    metrics.set_hooks(capture.hooks());
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(ServeError::Http)?;
+    let mut server =
+        tokio::spawn(async move { axum::serve(listener, http::router(registry)).await });
+    ready(bound);
+
+    let mut tracker = Tracker::default();
+    let mut names = Names::new(options.max_cgroups);
+    let mut undecodable = 0;
+    let mut settle = tokio::time::interval(Duration::from_nanos(SETTLE_NS / 4));
+    tokio::pin!(shutdown);
+    loop {
+        let changes = tokio::select! {
+            () = &mut shutdown => break,
+            result = &mut server => {
+                let error = match result {
+                    Ok(Ok(())) => std::io::Error::other("stopped"),
+                    Ok(Err(error)) => error,
+                    Err(join) => std::io::Error::other(join),
+                };
+                return Err(ServeError::Http(error));
+            }
+            batch = capture.next_batch() => {
+                let batch = batch?;
+                undecodable += batch.errors.len() as u64;
+                let mut changes = Vec::new();
+                for event in &batch.events {
+                    changes.extend(tracker.tick(event.timestamp_ns()));
+                    changes.extend(tracker.apply(event));
+                }
+                changes
+            }
+            _ = settle.tick() => tracker.tick(monotonic_now_ns()),
+        };
+        for change in &changes {
+            metrics.observe(&tracker, change, &mut |v| names.of(v, &metrics));
+        }
+        metrics.set_dropped(capture.counters()?, undecodable);
+    }
+    server.abort();
+    Ok(())
+}
+
+/// Resolves victims' labels: cgroup paths (capped) and notifier owners.
+struct Names {
+    enricher: Enricher,
+    labels: CgroupLabels,
+    cgroups: HashMap<u64, (String, String)>,
+}
+
+impl Names {
+    fn new(max_cgroups: usize) -> Self {
+        Self {
+            enricher: Enricher::live(),
+            labels: CgroupLabels::new(max_cgroups),
+            cgroups: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, v: &Victim, metrics: &Metrics) -> VictimNames {
+        let raw = match v.memcg_id {
+            Some(id) => self
+                .cgroups
+                .entry(id)
+                .or_insert_with(|| match self.enricher.cgroup(id) {
+                    Some(info) => (info.path.clone(), info.pod_uid.clone().unwrap_or_default()),
+                    None => (format!("id {id}"), String::new()),
+                })
+                .clone(),
+            None => ("unknown".into(), String::new()),
+        };
+        let at = v.finished_at_ns.or(v.killed_at_ns).unwrap_or_default();
+        let cgroup = self.labels.label(raw, at, &metrics.cgroup_victims);
+        let notifiers = v
+            .notifiers
+            .iter()
+            .flat_map(|n| n.callbacks.iter())
+            .map(|&a| {
+                self.enricher
+                    .symbol(a)
+                    .map_or_else(|_| "unknown".into(), |s| notifier_owner(&s))
+            })
+            .collect();
+        VictimNames { cgroup, notifiers }
+    }
+}

@@ -576,3 +576,127 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    use std::collections::BTreeSet;
+
+    use prometheus_client::encoding::prometheus_text::encode;
+
+    use super::*;
+
+    /// Every family with one series, so the exposition names them all.
+    fn every_name() -> BTreeSet<String> {
+        let (mut metrics, registry) = Metrics::new();
+        let labels = |s: &str| s.to_owned();
+        metrics
+            .victims
+            .get_or_create(&Outcome {
+                outcome: labels("x"),
+            })
+            .inc();
+        metrics
+            .cgroup_victims
+            .get_or_create(&CgroupOutcome {
+                cgroup: labels("x"),
+                pod: labels("x"),
+                outcome: labels("x"),
+            })
+            .inc();
+        metrics
+            .attempts
+            .get_or_create(&ResultLabel {
+                result: labels("x"),
+            })
+            .inc();
+        metrics
+            .skips
+            .get_or_create(&Cause { cause: labels("x") })
+            .inc();
+        metrics
+            .notifier_victims
+            .get_or_create(&Notifier {
+                notifier: labels("x"),
+            })
+            .inc();
+        metrics
+            .mrelease
+            .get_or_create(&ResultLabel {
+                result: labels("x"),
+            })
+            .inc();
+        metrics
+            .retries
+            .get_or_create(&Kind { kind: labels("x") })
+            .inc();
+        metrics.set_dropped(
+            KernelCounters {
+                ring_buffer_full: 1,
+                read_failed: 0,
+            },
+            0,
+        );
+        metrics
+            .hooks
+            .get_or_create(&Hook {
+                hook: labels("x"),
+                mode: labels("none"),
+            })
+            .set(1);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(String::from)
+            .collect()
+    }
+
+    /// `oomreap_…` names in a rules file or dashboard.
+    fn used_names(text: &str) -> BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("oomreap_"))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn the_deployment_uses_only_exported_metrics() {
+        let exported = every_name();
+        for (file, text) in [
+            (
+                "deploy/prometheus/rules.yml",
+                include_str!("../../../deploy/prometheus/rules.yml"),
+            ),
+            (
+                "deploy/kubernetes/prometheusrule.yaml",
+                include_str!("../../../deploy/kubernetes/prometheusrule.yaml"),
+            ),
+            (
+                "deploy/grafana/oomreap-dashboard.json",
+                include_str!("../../../deploy/grafana/oomreap-dashboard.json"),
+            ),
+        ] {
+            let used = used_names(text);
+            assert!(!used.is_empty(), "{file} uses no oomreap metric");
+            let unknown: Vec<&String> = used.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} uses metrics oomreap does not export: {unknown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_dashboard_is_valid_json_with_panels() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../deploy/grafana/oomreap-dashboard.json"
+        ))
+        .unwrap();
+        assert!(
+            dashboard["panels"]
+                .as_array()
+                .is_some_and(|p| p.len() >= 10)
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! `oomreap serve` for real: promtool lints its /metrics, a real Prometheus server scrapes it
+//! while a scenario runs, and concurrent scrapes (and silent clients) during a storm neither
+//! fail nor cost events. Needs root; the promtool and Prometheus tests skip without them.
+
+mod common;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{OOMREAP, OwnChild, TempDir, privileged};
+use serde_json::Value;
+
+/// `oomreap serve` on a free loopback port; stopped (by pid) on drop.
+struct Serve {
+    // Held for its Drop: serve is stopped when the test ends.
+    _child: OwnChild,
+    addr: SocketAddr,
+}
+
+impl Serve {
+    fn start() -> Self {
+        let mut child = OwnChild(
+            Command::new(OOMREAP)
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn oomreap serve"),
+        );
+        let mut stderr = std::io::BufReader::new(child.0.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            let n =
+                std::io::BufRead::read_line(&mut stderr, &mut line).expect("read serve's stderr");
+            assert!(n > 0, "serve exited before listening");
+            if let Some(rest) = line.trim().strip_prefix("oomreap: serving http://") {
+                break rest.trim_end_matches("/metrics").parse().expect("address");
+            }
+        };
+        // Keep draining stderr so serve never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Self {
+            _child: child,
+            addr,
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = get(self.addr, "/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+/// The value of a sample line `name value`, if present.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn inject(args: &[&str]) -> Value {
+    let out = Command::new(OOMREAP)
+        .arg("inject")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run inject");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report")
+}
+
+fn have(program: &str, test: &str) -> bool {
+    let found = Command::new(program).arg("--version").output().is_ok();
+    if !found {
+        eprintln!("skipped {test}: {program} is not installed (`cargo xtask setup` installs it)");
+    }
+    found
+}
+
+#[test]
+fn metrics_endpoints_and_promtool() {
+    let Some(_lock) = privileged("metrics_endpoints_and_promtool") else {
+        return;
+    };
+    let serve = Serve::start();
+    let report = inject(&["quick-exit"]);
+    let cgroup = report["cgroup"]["path"].as_str().expect("cgroup path");
+    let cgroup = cgroup.rsplit_once('/').map_or(cgroup, |(_, name)| name);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = serve.metrics();
+        if metrics.contains(&format!("cgroup=\"/{cgroup}\"")) || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        metrics.contains(&format!(
+            "oomreap_cgroup_victims_total{{cgroup=\"/{cgroup}\",pod=\"\",outcome=\"exited\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "oomreap_victims_killed_total") >= Some(1.0));
+    assert!(
+        metrics
+            .contains("oomreap_hook_attached{hook=\"oom:mark_victim\",mode=\"btf_tracepoint\"} 1")
+    );
+
+    let (status, open) = get(
+        serve.addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        open.trim_end().ends_with("# EOF"),
+        "OpenMetrics when asked: {open}"
+    );
+    assert_eq!(get(serve.addr, "/healthz", None), (200, "ok\n".into()));
+    let (status, index) = get(serve.addr, "/", None);
+    assert!(status == 200 && index.contains("/metrics") && index.contains("/healthz"));
+    assert_eq!(get(serve.addr, "/nope", None).0, 404);
+
+    if have(
+        "promtool",
+        "the promtool half of metrics_endpoints_and_promtool",
+    ) {
+        let mut promtool = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .output_with_stdin(metrics.as_bytes());
+        assert!(
+            promtool.status.success(),
+            "promtool check metrics: {}",
+            String::from_utf8_lossy(&promtool.stdout)
+        );
+        promtool = Command::new("promtool")
+            .args([
+                "check",
+                "rules",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../deploy/prometheus/rules.yml"
+                ),
+            ])
+            .output_with_stdin(&[]);
+        assert!(
+            promtool.status.success(),
+            "promtool check rules: {}",
+            String::from_utf8_lossy(&promtool.stdout)
+        );
+    }
+}
+
+/// Runs a command with `input` on stdin and collects its output.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        let mut child = self
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_a_scenario() {
+    let Some(_lock) = privileged("a_real_prometheus_scrapes_a_scenario") else {
+        return;
+    };
+    if !have("prometheus", "a_real_prometheus_scrapes_a_scenario") {
+        return;
+    }
+    let serve = Serve::start();
+    let dir = TempDir::new();
+    // A free loopback port for Prometheus's own API.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = dir.0.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: oomreap\n    static_configs:\n      - targets: ['{}']\n",
+            serve.addr
+        ),
+    )
+    .expect("write config");
+    let _prometheus = OwnChild(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let report = inject(&["stuck-victim"]);
+    let cgroup = report["cgroup"]["path"].as_str().expect("cgroup path");
+    let cgroup = cgroup.rsplit_once('/').map_or(cgroup, |(_, name)| name);
+    let query = format!("oomreap_cgroup_victims_total%7Bcgroup%3D%22%2F{cgroup}%22%7D");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(api, &format!("/api/v1/query?query={query}"), None);
+        let result: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let series = &result["data"]["result"];
+        if status == 200
+            && let Some(first) = series.as_array().and_then(|s| s.first())
+        {
+            assert_eq!(first["metric"]["outcome"], "reaped", "{result}");
+            assert_eq!(first["value"][1], "1", "{result}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw the victim: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_, body) = get(
+        api,
+        "/api/v1/query?query=oomreap_victims_killed_total",
+        None,
+    );
+    let killed: Value = serde_json::from_str(&body).expect("query result");
+    let killed: f64 = killed["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(killed >= 1.0, "{body}");
+}
+
+#[test]
+fn concurrent_scrapes_during_a_storm_lose_nothing() {
+    let Some(_lock) = privileged("concurrent_scrapes_during_a_storm_lose_nothing") else {
+        return;
+    };
+    let serve = Serve::start();
+    let addr = serve.addr;
+    // Clients that connect and say nothing must not starve anyone.
+    let idle: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(addr).expect("idle client"))
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrapers: Vec<_> = (0..8)
+        .map(|_| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut scrapes = 0u32;
+                // Bounded in count and time.
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while !done.load(std::sync::atomic::Ordering::Relaxed)
+                    && scrapes < 5_000
+                    && Instant::now() < deadline
+                {
+                    let (status, _) = get(addr, "/metrics", None);
+                    assert_eq!(status, 200, "scrape {scrapes} failed");
+                    scrapes += 1;
+                }
+                scrapes
+            })
+        })
+        .collect();
+    let report = inject(&["storm", "--count", "300"]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let scrapes: u32 = scrapers
+        .into_iter()
+        .map(|s| s.join().expect("scraper"))
+        .sum();
+    assert!(scrapes >= 8, "the scrapers ran: {scrapes}");
+    drop(idle);
+    let cgroup = report["cgroup"]["path"].as_str().expect("cgroup path");
+    let cgroup = cgroup.rsplit_once('/').map_or(cgroup, |(_, name)| name);
+    let kills = report["cgroup"]["oom_kills"].as_f64().expect("oom_kills");
+    let name =
+        format!("oomreap_cgroup_victims_total{{cgroup=\"/{cgroup}\",pod=\"\",outcome=\"exited\"}}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = serve.metrics();
+        if sample(&metrics, &name) == Some(kills) || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        sample(&metrics, &name),
+        Some(kills),
+        "every kill counted once:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("oomreap_dropped_events_total{"),
+        "events were dropped:\n{metrics}"
+    );
+}

@@ -23,6 +23,18 @@ pub fn run(mib: u64, wait_for_go: bool) -> std::io::Result<()> {
 
 /// Maps and touches `mib` MiB of anonymous memory, one write per page, and keeps it.
 pub fn touch(mib: u64) -> std::io::Result<()> {
+    let (base, len) = map_anonymous(mib)?;
+    for offset in (0..len).step_by(PAGE) {
+        // SAFETY: `offset < len`, inside the mapping just created; volatile so the write
+        // (which is the point: it faults the page in) is not optimised away.
+        unsafe { base.add(offset).write_volatile(1) };
+    }
+    Ok(())
+}
+
+/// A new private anonymous read-write mapping of `mib` MiB (not yet faulted in): its start
+/// and length in bytes. It is never unmapped: it lives as long as the process.
+pub fn map_anonymous(mib: u64) -> std::io::Result<(*mut u8, usize)> {
     let len = usize::try_from(mib << 20).map_err(std::io::Error::other)?;
     // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
     // result is checked against MAP_FAILED before use.
@@ -39,13 +51,7 @@ pub fn touch(mib: u64) -> std::io::Result<()> {
     if ptr == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error());
     }
-    let base = ptr.cast::<u8>();
-    for offset in (0..len).step_by(PAGE) {
-        // SAFETY: `offset < len`, inside the mapping just created; volatile so the write
-        // (which is the point: it faults the page in) is not optimised away.
-        unsafe { base.add(offset).write_volatile(1) };
-    }
-    Ok(())
+    Ok((ptr.cast::<u8>(), len))
 }
 
 /// Sets this thread's `comm` (what the kernel reports as the task name).

@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    io::{BufRead as _, BufReader},
     os::unix::process::{CommandExt as _, ExitStatusExt as _},
     process::{Command, Stdio},
     sync::mpsc,
@@ -13,7 +12,8 @@ use std::{
 };
 
 use common::{
-    CgroupVictim, OOMREAP, OwnChild, TempDir, TracefsMount, loaded_program_ids, privileged,
+    CgroupVictim, OOMREAP, OwnChild, TempDir, TracefsMount, lines_of, loaded_program_ids,
+    privileged,
 };
 use oomreap::{
     capture::{AttachPreference, Capture, CaptureOptions},
@@ -112,19 +112,6 @@ fn classic_tracepoint_captures_the_victim_with_its_memory() {
     );
     // The classic record has no tgid or mm.
     assert_eq!((event.victim.tgid, event.mm), (None, None));
-}
-
-/// Reads lines from a child's pipe on a thread, so the test can wait with a timeout.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {

@@ -6,28 +6,13 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead as _, BufReader},
     os::unix::process::CommandExt as _,
     process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use common::{OOMREAP, OwnChild, TracefsMount, privileged};
+use common::{OOMREAP, OwnChild, TracefsMount, lines_of, privileged};
 use serde_json::Value;
-
-/// Reads lines from a pipe on a thread.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// What one traced scenario produced.
 struct Traced {

@@ -53,21 +53,7 @@ fn kvm_vm_over(mib: u64) -> std::io::Result<(File, File)> {
     }
     // SAFETY: `vm` is a fresh descriptor that nothing else owns.
     let vm = unsafe { File::from_raw_fd(vm) };
-    let len = usize::try_from(mib << 20).map_err(std::io::Error::other)?;
-    // SAFETY: a fresh anonymous mapping; checked against MAP_FAILED.
-    let memory = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if memory == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
+    let (memory, len) = hog::map_anonymous(mib)?;
     let region = KvmMemoryRegion {
         slot: 0,
         flags: 0,

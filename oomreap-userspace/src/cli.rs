@@ -38,6 +38,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Serve Prometheus metrics about OOM victims and the reaper.
     Serve(ServeArgs),
+    /// Attach, run a command (e.g. a fault-injection test), detach, and judge what the reaper did.
+    Run(RunArgs),
     /// Drive the OOM reaper into one of its outcomes, inside a throwaway memory cgroup.
     Inject(InjectArgs),
     /// A process of an inject scenario (not for general use).
@@ -153,6 +155,105 @@ impl ServeArgs {
             listen: self.listen,
             max_cgroups: self.max_cgroups,
         })
+    }
+}
+
+/// What `--fail-on` accepts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOnArg {
+    /// A victim the reaper gave up on.
+    GaveUp,
+    /// An attempt that met a contended mmap_lock.
+    LockContention,
+    /// A victim whose mm had mmu notifiers.
+    Notifier,
+    /// A partial reap pass.
+    Partial,
+    /// Events lost between the kernel and oomreap.
+    DroppedEvents,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+
+    /// Only victims in this memory cgroup (a path in the memory hierarchy, or below its root).
+    #[arg(long, value_name = "PATH", conflicts_with = "descendants")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Only victims in the command's process tree.
+    #[arg(long)]
+    pub descendants: bool,
+
+    /// After the command, wait at most this many seconds for victims to reach an outcome.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub settle: f64,
+
+    /// Write the report as JSON (schema: docs/run-report.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write a JUnit XML file with one test case per expectation.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write the raw event stream, replayable with `trace --replay` and `top --replay`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Every victim must be reaped or free its memory otherwise.
+    #[arg(long)]
+    pub expect_reaped: bool,
+
+    /// Every victim's memory must be gone within N ms of its kill.
+    #[arg(long, value_name = "N")]
+    pub max_reap_ms: Option<u64>,
+
+    /// Fail if this happens (repeatable).
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub fail_on: Vec<FailOnArg>,
+
+    /// Exactly N victims.
+    #[arg(long, value_name = "N")]
+    pub expect_victims: Option<u64>,
+
+    /// At least N victims.
+    #[arg(long, value_name = "N")]
+    pub min_victims: Option<u64>,
+
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+impl RunArgs {
+    /// The expectations, in flag order.
+    pub fn expectations(&self) -> Vec<oomreap::session::Expectation> {
+        use oomreap::session::{Expectation, FailOn};
+        let mut list = Vec::new();
+        if self.expect_reaped {
+            list.push(Expectation::Reaped);
+        }
+        if let Some(ms) = self.max_reap_ms {
+            list.push(Expectation::MaxReapMs(ms));
+        }
+        for what in &self.fail_on {
+            list.push(Expectation::FailOn(match what {
+                FailOnArg::GaveUp => FailOn::GaveUp,
+                FailOnArg::LockContention => FailOn::LockContention,
+                FailOnArg::Notifier => FailOn::Notifier,
+                FailOnArg::Partial => FailOn::Partial,
+                FailOnArg::DroppedEvents => FailOn::DroppedEvents,
+            }));
+        }
+        if let Some(n) = self.expect_victims {
+            list.push(Expectation::Victims(n));
+        }
+        if let Some(n) = self.min_victims {
+            list.push(Expectation::MinVictims(n));
+        }
+        list
     }
 }
 
@@ -495,6 +596,61 @@ mod tests {
         );
         assert!(serve(&["--listen=[::1]:9000"]).options().is_ok());
         assert!(Cli::try_parse_from(["oomreap", "serve", "--listen", "localhost"]).is_err());
+    }
+
+    #[test]
+    fn run_flags() {
+        let cli = Cli::try_parse_from([
+            "oomreap",
+            "run",
+            "--expect-reaped",
+            "--fail-on",
+            "gave-up",
+            "--fail-on=partial",
+            "--max-reap-ms",
+            "5000",
+            "--json",
+            "r.json",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.command, ["sh", "-c", "exit 3"]);
+        use oomreap::session::{Expectation, FailOn};
+        assert_eq!(
+            args.expectations(),
+            [
+                Expectation::Reaped,
+                Expectation::MaxReapMs(5000),
+                Expectation::FailOn(FailOn::GaveUp),
+                Expectation::FailOn(FailOn::Partial)
+            ]
+        );
+        assert!(
+            Cli::try_parse_from(["oomreap", "run"]).is_err(),
+            "a command is required"
+        );
+        assert!(
+            Cli::try_parse_from([
+                "oomreap",
+                "run",
+                "--cgroup",
+                "a",
+                "--descendants",
+                "--",
+                "x"
+            ])
+            .is_err()
+        );
+        let err = Cli::try_parse_from(["oomreap", "run", "--fail-on", "oops", "--", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("oops") && err.contains("gave-up"), "{err}");
     }
 
     #[test]

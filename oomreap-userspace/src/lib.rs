@@ -14,6 +14,7 @@ pub mod hog;
 pub mod kernel;
 pub mod recording;
 pub mod scenario;
+pub mod session;
 pub mod trace;
 pub mod tracker;
 pub mod tui;

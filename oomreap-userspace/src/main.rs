@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use cli::{
-    Cli, Command, DoctorArgs, HelperRole, InjectArgs, RecordArgs, ServeArgs, TopArgs, TraceArgs,
+    Cli, Command, DoctorArgs, HelperRole, InjectArgs, RecordArgs, RunArgs, ServeArgs, TopArgs,
+    TraceArgs,
 };
 use oomreap::{
     capture::Capture,
@@ -49,12 +50,13 @@ fn main() -> ExitCode {
         _ => LogTarget::Stderr,
     };
     init_logging(cli.verbose, log_target);
+    let is_run = matches!(cli.command, Command::Run(_));
     match run(cli) {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("oomreap: error: {err:#}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(if is_run { EXIT_RUN_ERROR } else { EXIT_ERROR })
         }
     }
 }
@@ -66,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => run_record(&args),
         Command::Doctor(args) => run_doctor(&args),
         Command::Serve(args) => run_serve(&args),
+        Command::Run(args) => run_run(&args),
         Command::Inject(args) => run_inject(&args),
         Command::Helper(args) => run_helper(args.role),
         Command::Hog(args) => {
@@ -170,6 +173,101 @@ fn run_record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(exit_code(&summary))
     })
+}
+
+/// `oomreap run`'s exit status when an expectation failed; the command's own status is
+/// passed through otherwise. Errors of oomreap itself exit with [`EXIT_RUN_ERROR`].
+const EXIT_EXPECTATION_FAILED: u8 = 90;
+const EXIT_RUN_ERROR: u8 = 91;
+
+fn run_run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    use oomreap::session::{Scope, Session, SessionOptions};
+    let clock = WallClock::now();
+    let record = args
+        .record
+        .as_deref()
+        .map(|path| create_recording(path, &clock))
+        .transpose()?;
+    let scope = match &args.cgroup {
+        Some(path) => {
+            let absolute = if path.is_absolute() {
+                path.clone()
+            } else {
+                oomreap::cgroup::MemoryHierarchy::detect()?.root.join(path)
+            };
+            let id = std::os::unix::fs::MetadataExt::ino(
+                &std::fs::metadata(&absolute)
+                    .with_context(|| format!("no cgroup at {:?}", absolute.display()))?,
+            );
+            Scope::Cgroup { id, path: absolute }
+        }
+        None => Scope::All,
+    };
+    let command: Vec<String> = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let settle = std::time::Duration::from_secs_f64(args.settle.max(0.0));
+    let report = with_runtime(async {
+        let mut session = Session::start(SessionOptions {
+            capture: (&args.attach).into(),
+            scope,
+            record,
+        })?;
+        let mut child = tokio::process::Command::new(&args.command[0])
+            .args(&args.command[1..])
+            .spawn()
+            .with_context(|| format!("failed to run {:?}", command[0]))?;
+        if args.descendants
+            && let Some(root) = child.id()
+        {
+            session.set_scope(Scope::Descendants { root });
+        }
+        let status = session
+            .run_while(wait_forwarding_signals(&mut child))
+            .await??;
+        let exit_code = status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        });
+        session.settle(settle).await?;
+        Ok(session.finish(command.clone(), exit_code, &args.expectations())?)
+    })?;
+    eprint!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, format!("{:#}\n", report.json()))
+            .with_context(|| format!("failed to write {:?}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report.junit())
+            .with_context(|| format!("failed to write {:?}", path.display()))?;
+    }
+    Ok(if !report.passed() {
+        ExitCode::from(EXIT_EXPECTATION_FAILED)
+    } else {
+        ExitCode::from(u8::try_from(report.exit_code).unwrap_or(1))
+    })
+}
+
+/// Waits for the command; SIGINT and SIGTERM go to it rather than ending oomreap (which must
+/// detach and report), as `time` and `sudo` do.
+async fn wait_forwarding_signals(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    loop {
+        let forward = tokio::select! {
+            status = child.wait() => return status,
+            _ = interrupt.recv() => libc::SIGINT,
+            _ = terminate.recv() => libc::SIGTERM,
+        };
+        if let Some(pid) = child.id() {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(pid as libc::pid_t, forward) };
+        }
+    }
 }
 
 fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {

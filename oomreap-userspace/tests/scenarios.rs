@@ -162,7 +162,10 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
         "{o}"
     );
     let reaped = step(steps, "reaped")[0];
-    assert_eq!(reaped["rss_after"]["anon_kib"], 0, "{reaped}");
+    // The kernel's RSS counters are per-CPU and summed lazily: what is left reads as a few
+    // pages at most, out of 128 MiB.
+    let anon_after = reaped["rss_after"]["anon_kib"].as_u64().unwrap_or(u64::MAX);
+    assert!(anon_after < 1024, "{reaped}");
     let wake_after = o["kill_to_wake_ns"].as_u64().unwrap_or(0);
     assert!(wake_after >= 2_000_000_000, "the reaper's 2 s delay: {o}");
 }

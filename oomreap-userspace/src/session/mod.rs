@@ -1,0 +1,311 @@
+//! A tracing session around a command: the Rust API behind `oomreap run`, for test harnesses
+//! too.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use oomreap::session::{Expectation, Scope, Session, SessionOptions};
+//! let mut session = Session::start(SessionOptions::default())?;
+//! let status = session.run_while(tokio::process::Command::new("./my-oom-test").status()).await?;
+//! session.settle(std::time::Duration::from_secs(10)).await?;
+//! let report = session.finish(vec!["./my-oom-test".into()], status.code().unwrap_or(1), &[Expectation::Reaped])?;
+//! assert!(report.passed(), "{}", report.table());
+//! # Ok(()) }
+//! ```
+
+mod expect;
+mod report;
+
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+pub use expect::{Expectation, FailOn, Verdict, judge};
+pub use report::{REPORT_SCHEMA_VERSION, Report, VictimSummary};
+
+use crate::{
+    capture::{Capture, CaptureError, CaptureOptions},
+    display::monotonic_now_ns,
+    recording::RecordWriter,
+    tracker::{Change, SETTLE_NS, Tracker, VictimId},
+};
+
+/// Which victims a session reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every victim on the system.
+    #[default]
+    All,
+    /// Victims in the memory cgroup with this kernel id (the cgroup directory's inode).
+    Cgroup { id: u64, path: PathBuf },
+    /// Victims descended from this process (checked through /proc when the kill is seen).
+    Descendants { root: u32 },
+}
+
+impl Scope {
+    fn describe(&self) -> String {
+        match self {
+            Self::All => "all victims".into(),
+            Self::Cgroup { path, .. } => format!("cgroup {}", path.display()),
+            Self::Descendants { root } => format!("descendants of pid {root}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("failed to write the recording")]
+    Record(#[source] std::io::Error),
+}
+
+/// How to start a session.
+#[derive(Default)]
+pub struct SessionOptions {
+    pub capture: CaptureOptions,
+    pub scope: Scope,
+    /// Write the raw event stream here as well.
+    pub record: Option<RecordWriter<std::fs::File>>,
+}
+
+/// An attached capture folding events into a tracker until finished.
+pub struct Session {
+    capture: Capture,
+    tracker: Tracker,
+    scope: Scope,
+    in_scope: BTreeSet<VictimId>,
+    record: Option<RecordWriter<std::fs::File>>,
+    undecodable: u64,
+    started_ns: u64,
+}
+
+impl Session {
+    /// Attaches; must be called inside a tokio runtime.
+    pub fn start(options: SessionOptions) -> Result<Self, SessionError> {
+        Ok(Self {
+            capture: Capture::start(&options.capture)?,
+            tracker: Tracker::default(),
+            scope: options.scope,
+            in_scope: BTreeSet::new(),
+            record: options.record,
+            undecodable: 0,
+            started_ns: monotonic_now_ns(),
+        })
+    }
+
+    /// Narrows the scope once the command's pid is known.
+    pub fn set_scope(&mut self, scope: Scope) {
+        self.scope = scope;
+    }
+
+    /// Folds events while `work` runs; returns its output.
+    pub async fn run_while<T>(&mut self, work: impl Future<Output = T>) -> Result<T, SessionError> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                output = &mut work => return Ok(output),
+                batch = self.capture.next_batch() => self.fold(batch?)?,
+            }
+        }
+    }
+
+    /// Folds events until every victim in scope has a final outcome (and its memory was seen
+    /// freed, where exit_mmap is traced), or `max` passed.
+    pub async fn settle(&mut self, max: Duration) -> Result<(), SessionError> {
+        let deadline = tokio::time::Instant::now() + max;
+        let mut tick = tokio::time::interval(Duration::from_nanos(SETTLE_NS / 4));
+        while !self.settled() {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                batch = self.capture.next_batch() => self.fold(batch?)?,
+                _ = tick.tick() => {
+                    let changes = self.tracker.tick(monotonic_now_ns());
+                    self.scope_changes(&changes);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches and judges the expectations.
+    pub fn finish(
+        mut self,
+        command: Vec<String>,
+        exit_code: i32,
+        expectations: &[Expectation],
+    ) -> Result<Report, SessionError> {
+        if let Some(record) = self.record.as_mut() {
+            record.flush().map_err(SessionError::Record)?;
+        }
+        let kernel = self.capture.counters()?;
+        let dropped = kernel.ring_buffer_full + kernel.read_failed + self.undecodable;
+        let victims: Vec<VictimSummary> = self
+            .tracker
+            .victims()
+            .filter(|v| self.in_scope.contains(&v.id))
+            .map(VictimSummary::of)
+            .collect();
+        let verdicts = expectations
+            .iter()
+            .map(|e| judge(*e, &victims, dropped))
+            .collect();
+        Ok(Report {
+            command,
+            exit_code,
+            duration_ms: monotonic_now_ns().saturating_sub(self.started_ns) / 1_000_000,
+            scope: self.scope.describe(),
+            victims,
+            dropped,
+            verdicts,
+        })
+    }
+
+    fn settled(&self) -> bool {
+        self.tracker
+            .victims()
+            .filter(|v| self.in_scope.contains(&v.id))
+            .all(|v| v.outcome.is_final())
+    }
+
+    fn fold(&mut self, batch: crate::capture::Batch) -> Result<(), SessionError> {
+        if let Some(record) = self.record.as_mut() {
+            for raw in &batch.records {
+                record.write(raw).map_err(SessionError::Record)?;
+            }
+        }
+        self.undecodable += batch.errors.len() as u64;
+        for event in &batch.events {
+            let mut changes = self.tracker.tick(event.timestamp_ns());
+            changes.extend(self.tracker.apply(event));
+            self.scope_changes(&changes);
+        }
+        Ok(())
+    }
+
+    /// Decides, for each new victim, whether the scope covers it.
+    fn scope_changes(&mut self, changes: &[Change]) {
+        for change in changes {
+            let Change::VictimMarked(id) = change else {
+                continue;
+            };
+            let Some(v) = self.tracker.victim(*id) else {
+                continue;
+            };
+            let covered = match &self.scope {
+                Scope::All => true,
+                Scope::Cgroup { id: memcg, .. } => v.memcg_id == Some(*memcg),
+                Scope::Descendants { root } => {
+                    descends_from(v.tgid.unwrap_or(v.pid), *root)
+                        || v.trigger
+                            .as_ref()
+                            .is_some_and(|t| descends_from(t.tgid.unwrap_or(t.pid), *root))
+                }
+            };
+            if covered {
+                self.in_scope.insert(*id);
+            }
+        }
+    }
+}
+
+/// Returns true if and only if `pid`'s parent chain (read from /proc now) reaches `root`.
+fn descends_from(mut pid: u32, root: u32) -> bool {
+    for _ in 0..64 {
+        if pid == root {
+            return true;
+        }
+        let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+        else {
+            return false;
+        };
+        if parent <= 1 {
+            return false;
+        }
+        pid = parent;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn victim(outcome: &str, contended: usize) -> VictimSummary {
+        VictimSummary {
+            pid: Some(42),
+            tid: 42,
+            comm: Some("hog".into()),
+            memcg_id: None,
+            outcome: outcome.into(),
+            outcome_inferred: false,
+            attempts: contended,
+            failed_attempts: contended,
+            lock_contended_attempts: contended,
+            partial_reaps: 0,
+            notifiers: 0,
+            kill_to_wake_ns: None,
+            kill_to_reaped_ns: None,
+            reap_duration_ns: None,
+            kill_to_mm_freed_ns: Some(12_000_000),
+            reaper_freed_kib: None,
+        }
+    }
+
+    #[test]
+    fn verdicts_name_the_offending_victim() {
+        let gave_up = [victim("gave_up", 10)];
+        let verdict = judge(Expectation::FailOn(FailOn::GaveUp), &gave_up, 0);
+        assert_eq!(
+            verdict.failures,
+            ["victim pid 42 (hog): the reaper gave up"]
+        );
+        assert!(!judge(Expectation::Reaped, &gave_up, 0).passed());
+        assert!(!judge(Expectation::FailOn(FailOn::LockContention), &gave_up, 0).passed());
+        let exited = [victim("exited", 0)];
+        assert!(judge(Expectation::Reaped, &exited, 0).passed());
+        assert!(judge(Expectation::MaxReapMs(12), &exited, 0).passed());
+        assert!(!judge(Expectation::MaxReapMs(11), &exited, 0).passed());
+        assert!(judge(Expectation::Victims(1), &exited, 0).passed());
+        assert!(!judge(Expectation::MinVictims(2), &exited, 0).passed());
+        assert!(!judge(Expectation::FailOn(FailOn::DroppedEvents), &exited, 3).passed());
+    }
+
+    #[test]
+    fn junit_has_one_case_per_expectation() {
+        let report = Report {
+            command: vec!["a&b".into()],
+            exit_code: 0,
+            duration_ms: 1500,
+            scope: "all victims".into(),
+            victims: vec![victim("gave_up", 10)],
+            dropped: 0,
+            verdicts: vec![
+                judge(Expectation::Reaped, &[victim("gave_up", 10)], 0),
+                judge(Expectation::Victims(1), &[victim("gave_up", 10)], 0),
+            ],
+        };
+        let xml = report.junit();
+        assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+        assert!(
+            xml.contains("<failure message=\"victim pid 42 (hog): outcome gave_up\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("value=\"a&amp;b\""), "{xml}");
+        assert!(!report.passed());
+        assert_eq!(report.json()["passed"], false);
+    }
+
+    #[test]
+    fn this_process_descends_from_itself_and_not_from_a_stranger() {
+        let me = std::process::id();
+        assert!(descends_from(me, me));
+        assert!(!descends_from(me, u32::MAX));
+    }
+}

@@ -1,0 +1,219 @@
+//! What a `run` saw: the command, its victims, lost events and the verdicts; as JSON (schema
+//! in docs/run-report.schema.json) and as JUnit XML.
+use serde_json::{Value, json};
+
+use super::expect::Verdict;
+use crate::tracker::{AttemptResult, SkipReason, Victim};
+
+/// Version of the report's JSON schema.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// One victim, flattened for reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VictimSummary {
+    pub pid: Option<u32>,
+    pub tid: u32,
+    pub comm: Option<String>,
+    pub memcg_id: Option<u64>,
+    pub outcome: String,
+    pub outcome_inferred: bool,
+    pub attempts: usize,
+    pub failed_attempts: usize,
+    pub lock_contended_attempts: usize,
+    pub partial_reaps: usize,
+    pub notifiers: u32,
+    pub kill_to_wake_ns: Option<u64>,
+    pub kill_to_reaped_ns: Option<u64>,
+    pub reap_duration_ns: Option<u64>,
+    pub kill_to_mm_freed_ns: Option<u64>,
+    pub reaper_freed_kib: Option<u64>,
+}
+
+impl VictimSummary {
+    pub fn of(v: &Victim) -> Self {
+        let count =
+            |f: &dyn Fn(&AttemptResult) -> bool| v.attempts.iter().filter(|a| f(&a.result)).count();
+        Self {
+            pid: v.tgid,
+            tid: v.pid,
+            comm: v.comm.clone(),
+            memcg_id: v.memcg_id,
+            outcome: v.outcome.name().into(),
+            outcome_inferred: v.outcome_inferred,
+            attempts: v.attempts.len(),
+            failed_attempts: v.failed_attempts(),
+            lock_contended_attempts: count(&|r| {
+                matches!(
+                    r,
+                    AttemptResult::Skipped {
+                        reason: SkipReason::LockContended,
+                        ..
+                    }
+                )
+            }),
+            partial_reaps: count(&|r| {
+                matches!(
+                    r,
+                    AttemptResult::Reaped {
+                        complete: Some(false),
+                        ..
+                    }
+                )
+            }),
+            notifiers: v.notifiers.as_ref().map_or(0, |n| n.count),
+            kill_to_wake_ns: v.kill_to_wake_ns(),
+            kill_to_reaped_ns: v.kill_to_reaped_ns(),
+            reap_duration_ns: v.reap_duration_ns(),
+            kill_to_mm_freed_ns: v.kill_to_mm_freed_ns(),
+            reaper_freed_kib: v.freed_by_reaper_kib(),
+        }
+    }
+
+    /// `pid 123 (comm)`.
+    pub fn name(&self) -> String {
+        format!(
+            "pid {} ({})",
+            self.pid.unwrap_or(self.tid),
+            self.comm.as_deref().unwrap_or("?")
+        )
+    }
+
+    /// Milliseconds from the kill until the memory was gone: reaped, or freed by exit_mmap.
+    pub fn memory_gone_ms(&self) -> Option<u64> {
+        [self.kill_to_reaped_ns, self.kill_to_mm_freed_ns]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|ns| ns / 1_000_000)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "pid": self.pid, "tid": self.tid, "comm": self.comm, "memcg_id": self.memcg_id,
+            "outcome": self.outcome, "inferred": self.outcome_inferred,
+            "attempts": self.attempts, "failed_attempts": self.failed_attempts,
+            "lock_contended_attempts": self.lock_contended_attempts, "partial_reaps": self.partial_reaps,
+            "notifiers": self.notifiers,
+            "kill_to_wake_ns": self.kill_to_wake_ns, "kill_to_reaped_ns": self.kill_to_reaped_ns,
+            "reap_duration_ns": self.reap_duration_ns, "kill_to_mm_freed_ns": self.kill_to_mm_freed_ns,
+            "reaper_freed_kib": self.reaper_freed_kib,
+        })
+    }
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub command: Vec<String>,
+    /// The command's exit code, or 128 + signal.
+    pub exit_code: i32,
+    pub duration_ms: u64,
+    pub scope: String,
+    pub victims: Vec<VictimSummary>,
+    pub dropped: u64,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Report {
+    /// Returns true if and only if every expectation held.
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(Verdict::passed)
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "schema": REPORT_SCHEMA_VERSION,
+            "command": self.command,
+            "exit_code": self.exit_code,
+            "duration_ms": self.duration_ms,
+            "scope": self.scope,
+            "dropped_events": self.dropped,
+            "victims": self.victims.iter().map(VictimSummary::json).collect::<Vec<_>>(),
+            "expectations": self.verdicts.iter().map(|v| json!({
+                "name": v.expectation, "passed": v.passed(), "failures": v.failures,
+            })).collect::<Vec<_>>(),
+            "passed": self.passed(),
+        })
+    }
+
+    /// The summary table printed after the command.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "oomreap run: {} victims ({}), {} events lost, command exited {}\n",
+            self.victims.len(),
+            self.scope,
+            self.dropped,
+            self.exit_code
+        );
+        if !self.victims.is_empty() {
+            out.push_str(&format!(
+                "{:>7} {:<16} {:<13} {:>8} {:>7} {:>12} {:>12}\n",
+                "PID", "COMM", "OUTCOME", "ATTEMPTS", "FAILED", "KILL→REAPED", "KILL→FREED"
+            ));
+        }
+        let ms = |ns: Option<u64>| ns.map_or("-".to_owned(), crate::display::duration);
+        for v in &self.victims {
+            out.push_str(&format!(
+                "{:>7} {:<16} {:<13} {:>8} {:>7} {:>12} {:>12}\n",
+                v.pid.unwrap_or(v.tid),
+                v.comm.as_deref().unwrap_or("-"),
+                if v.outcome_inferred {
+                    format!("{}*", v.outcome)
+                } else {
+                    v.outcome.clone()
+                },
+                v.attempts,
+                v.failed_attempts,
+                ms(v.kill_to_reaped_ns),
+                ms(v.kill_to_mm_freed_ns)
+            ));
+        }
+        for verdict in &self.verdicts {
+            let state = if verdict.passed() { "ok" } else { "FAILED" };
+            out.push_str(&format!("{state:>6}  {}\n", verdict.expectation));
+            for failure in &verdict.failures {
+                out.push_str(&format!("        {failure}\n"));
+            }
+        }
+        out
+    }
+
+    /// JUnit XML: one test case per expectation.
+    pub fn junit(&self) -> String {
+        let failures = self.verdicts.iter().filter(|v| !v.passed()).count();
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{n}\" failures=\"{failures}\">\n  <testsuite name=\"oomreap run\" tests=\"{n}\" failures=\"{failures}\" time=\"{:.3}\">\n",
+            self.duration_ms as f64 / 1000.0,
+            n = self.verdicts.len(),
+        );
+        xml.push_str(&format!(
+            "    <properties><property name=\"command\" value=\"{}\"/></properties>\n",
+            escape(&self.command.join(" "))
+        ));
+        for verdict in &self.verdicts {
+            xml.push_str(&format!(
+                "    <testcase classname=\"oomreap\" name=\"{}\"",
+                escape(&verdict.expectation)
+            ));
+            if verdict.passed() {
+                xml.push_str("/>\n");
+            } else {
+                xml.push_str(&format!(
+                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                    escape(&verdict.failures[0]),
+                    escape(&verdict.failures.join("\n"))
+                ));
+            }
+        }
+        xml.push_str("  </testsuite>\n</testsuites>\n");
+        xml
+    }
+}
+
+/// XML text and attribute escaping.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

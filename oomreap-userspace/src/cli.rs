@@ -380,6 +380,16 @@ pub enum HelperRole {
         #[arg(long)]
         pid: u32,
     },
+    /// Benchmark load: mmap, fault and munmap 1 MiB, N times.
+    MmChurn {
+        #[arg(long)]
+        iterations: u64,
+    },
+    /// Benchmark load: run /bin/true N times.
+    ForkChurn {
+        #[arg(long)]
+        iterations: u64,
+    },
 }
 
 #[derive(Debug, Args)]

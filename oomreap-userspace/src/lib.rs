@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod exporter;
 pub mod hog;
 pub mod kernel;
+pub mod load;
 pub mod recording;
 pub mod scenario;
 pub mod session;

@@ -338,6 +338,8 @@ fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
         HelperRole::LockVictim { mib, stall } => roles::lock_victim(mib, &stall),
         HelperRole::JamRead { pid, address } => roles::jam_read(pid, address),
         HelperRole::JamWrite { pid } => roles::jam_write(pid),
+        HelperRole::MmChurn { iterations } => oomreap::load::mm_churn(iterations),
+        HelperRole::ForkChurn { iterations } => oomreap::load::fork_churn(iterations),
     }
     .context("helper failed")?;
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 //!
 //! Every task but `setup` runs `setup` first, so a fresh machine needs no other step.
 
+mod bench;
 mod command;
 mod setup;
 mod tasks;
@@ -26,6 +27,8 @@ enum Task {
     /// The whole suite: rustfmt, clippy (user space and kernel crate), unit and privileged
     /// integration tests.
     Test(tasks::TestArgs),
+    /// Performance figures, each side by side with its reference, against its goal.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +47,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => {
             setup::run()?;
             tasks::test(&workspace, &args)
+        }
+        Task::Bench(args) => {
+            setup::run()?;
+            bench::bench(&workspace, &args)
         }
     }
 }

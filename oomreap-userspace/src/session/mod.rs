@@ -5,7 +5,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use oomreap::session::{Expectation, Scope, Session, SessionOptions};
 //! let mut session = Session::start(SessionOptions::default())?;
-//! let status = session.run_while(tokio::process::Command::new("./my-oom-test").status()).await?;
+//! let status = session.run_while(tokio::process::Command::new("./my-oom-test").status()).await??;
 //! session.settle(std::time::Duration::from_secs(10)).await?;
 //! let report = session.finish(vec!["./my-oom-test".into()], status.code().unwrap_or(1), &[Expectation::Reaped])?;
 //! assert!(report.passed(), "{}", report.table());

@@ -1,0 +1,509 @@
+//! `cargo xtask bench`: every performance figure as a ratio or pair measured side by side in
+//! one run, repeated for min/median/max, with its goal; written to target/bench/results.md
+//! and results.json. No figure here is ever asserted by a test.
+//!
+//! The steps: build oomreap (release); start-up against bpftrace attaching the same OOM
+//! tracepoints; the kernel-side cost on the hooks' hot paths (mmap/fault churn and fork/exec
+//! churn, detached vs attached); decoder + tracker throughput and memory per victim; end-to-end
+//! latency from kernel timestamp to printed line during a storm; and the daemon at rest.
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::command::{cargo, run as run_cmd};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Repetitions of each side-by-side measurement.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds the daemon sits idle for the at-rest figure.
+    #[arg(long, default_value_t = 60)]
+    idle_seconds: u64,
+}
+
+/// One reported figure.
+struct Figure {
+    name: String,
+    value: String,
+    goal: String,
+    met: Option<bool>,
+}
+
+pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    run_cmd(cargo().current_dir(workspace).args([
+        "build",
+        "--release",
+        "--package",
+        "oomreap-userspace",
+    ]))?;
+    let oomreap = workspace.join("target/release/oomreap");
+    ensure_bpftrace()?;
+    let mut figures = Vec::new();
+    let mut raw = serde_json::Map::new();
+
+    eprintln!("bench: start-up, oomreap trace vs bpftrace");
+    let (ours, theirs) = startup(&oomreap, args.rounds)?;
+    let time_ratio = median(&ours.0) / median(&theirs.0);
+    let rss_ratio = median(&ours.1) / median(&theirs.1);
+    figures.push(Figure {
+        name: "start-up time, oomreap / bpftrace".into(),
+        value: format!(
+            "{:.3} ({} vs {})",
+            time_ratio,
+            spread_ms(&ours.0),
+            spread_ms(&theirs.0)
+        ),
+        goal: "≤ 0.10".into(),
+        met: Some(time_ratio <= 0.10),
+    });
+    figures.push(Figure {
+        name: "peak RSS at start-up, oomreap / bpftrace".into(),
+        value: format!(
+            "{:.3} ({} vs {})",
+            rss_ratio,
+            spread_mib(&ours.1),
+            spread_mib(&theirs.1)
+        ),
+        goal: "≤ 0.25".into(),
+        met: Some(rss_ratio <= 0.25),
+    });
+    raw.insert("startup".into(), json!({"oomreap_s": ours.0, "bpftrace_s": theirs.0, "oomreap_rss_kib": ours.1, "bpftrace_rss_kib": theirs.1}));
+
+    for (load, iterations) in [("mm-churn", 3_000u64), ("fork-churn", 1_000)] {
+        eprintln!("bench: kernel-side overhead on {load}, detached vs attached");
+        let (detached, attached) = overhead(&oomreap, load, iterations, args.rounds)?;
+        let ratio = median(&attached) / median(&detached);
+        figures.push(Figure {
+            name: format!("{load} ({iterations}×), attached / detached"),
+            value: format!(
+                "{:.3} ({} vs {})",
+                ratio,
+                spread_ms(&attached),
+                spread_ms(&detached)
+            ),
+            goal: "≤ 1.01".into(),
+            met: Some(ratio <= 1.01),
+        });
+        raw.insert(
+            load.into(),
+            json!({"detached_s": detached, "attached_s": attached}),
+        );
+    }
+
+    eprintln!("bench: decoder + tracker throughput");
+    let throughput = throughput(workspace)?;
+    let rate = throughput["events_per_second"]["median"]
+        .as_f64()
+        .unwrap_or(0.0);
+    figures.push(Figure {
+        name: "decoder + tracker, events/s on one core".into(),
+        value: format!(
+            "{:.2} M (min {:.2} M, max {:.2} M)",
+            rate / 1e6,
+            throughput["events_per_second"]["min"]
+                .as_f64()
+                .unwrap_or(0.0)
+                / 1e6,
+            throughput["events_per_second"]["max"]
+                .as_f64()
+                .unwrap_or(0.0)
+                / 1e6
+        ),
+        goal: "≥ 2 M".into(),
+        met: Some(rate >= 2e6),
+    });
+    figures.push(Figure {
+        name: "tracker RSS growth after 10,000 / 100,000 victims".into(),
+        value: format!(
+            "{} / {} MiB (capacity: 10,000 finished victims)",
+            throughput["rss_growth_kib"]["after_10k_victims"]
+                .as_u64()
+                .unwrap_or(0)
+                / 1024,
+            throughput["rss_growth_kib"]["after_100k_victims"]
+                .as_u64()
+                .unwrap_or(0)
+                / 1024
+        ),
+        goal: "bounded (evicted beyond 10,000)".into(),
+        met: None,
+    });
+    raw.insert("throughput".into(), throughput);
+
+    eprintln!("bench: end-to-end latency during a storm");
+    let latencies = latency(&oomreap)?;
+    let p99 = percentile(&latencies, 0.99);
+    figures.push(Figure {
+        name: "kernel event → trace line, during a 100-victim storm".into(),
+        value: format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            percentile(&latencies, 0.5),
+            p99,
+            percentile(&latencies, 1.0)
+        ),
+        goal: "p99 ≤ 100 ms".into(),
+        met: Some(p99 <= 100.0),
+    });
+    raw.insert("latency_ms".into(), json!(latencies));
+
+    eprintln!("bench: the daemon at rest for {} s", args.idle_seconds);
+    let (cpu, rss) = at_rest(&oomreap, args.idle_seconds)?;
+    figures.push(Figure {
+        name: format!("oomreap serve idle {} s: CPU, RSS", args.idle_seconds),
+        value: format!("{:.4} % CPU, {} MiB RSS", cpu * 100.0, rss / 1024),
+        goal: "< 0.1 % CPU".into(),
+        met: Some(cpu < 0.001),
+    });
+    raw.insert(
+        "at_rest".into(),
+        json!({"cpu_fraction": cpu, "rss_kib": rss}),
+    );
+
+    let table = markdown(&figures);
+    println!("{table}");
+    let out = workspace.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.md"), &table)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&Value::Object(raw))?,
+    )?;
+    eprintln!("bench: written to {}", out.display());
+    Ok(())
+}
+
+fn ensure_bpftrace() -> anyhow::Result<()> {
+    if which::which("bpftrace").is_ok() {
+        return Ok(());
+    }
+    eprintln!("bench: installing bpftrace, the peer it is compared with");
+    run_cmd(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "bpftrace",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("bpftrace is needed for the start-up comparison")
+}
+
+/// The OOM tracepoints both tools attach for the start-up comparison.
+const BPFTRACE_SCRIPT: &str = "BEGIN { printf(\"ready\\n\"); } \
+tracepoint:oom:mark_victim, tracepoint:oom:wake_reaper, tracepoint:oom:start_task_reaping, \
+tracepoint:oom:finish_task_reaping, tracepoint:oom:skip_task_reaping { @[probe] = count(); }";
+
+/// Seconds from spawn until ready, and peak RSS (KiB) then, per round.
+type Startups = (Vec<f64>, Vec<f64>);
+
+/// Start-ups of (oomreap, bpftrace).
+fn startup(oomreap: &Path, rounds: usize) -> anyhow::Result<(Startups, Startups)> {
+    let mut ours = (Vec::new(), Vec::new());
+    let mut theirs = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (t, rss) = time_to_ready(
+            Command::new(oomreap).args(["trace"]),
+            Stream::Stderr,
+            "oomreap: tracing",
+        )?;
+        ours.0.push(t);
+        ours.1.push(rss);
+        let (t, rss) = time_to_ready(
+            Command::new("bpftrace").args(["-e", BPFTRACE_SCRIPT]),
+            Stream::Stdout,
+            "ready",
+        )?;
+        theirs.0.push(t);
+        theirs.1.push(rss);
+    }
+    Ok((ours, theirs))
+}
+
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+fn time_to_ready(cmd: &mut Command, stream: Stream, marker: &str) -> anyhow::Result<(f64, f64)> {
+    let start = Instant::now();
+    let mut child = Guard(
+        match stream {
+            Stream::Stdout => cmd.stdout(Stdio::piped()).stderr(Stdio::null()),
+            Stream::Stderr => cmd.stdout(Stdio::null()).stderr(Stdio::piped()),
+        }
+        .spawn()
+        .with_context(|| format!("failed to start {cmd:?}"))?,
+    );
+    let pipe: Box<dyn std::io::Read + Send> = match stream {
+        Stream::Stdout => Box::new(child.0.stdout.take().context("stdout")?),
+        Stream::Stderr => Box::new(child.0.stderr.take().context("stderr")?),
+    };
+    for line in BufReader::new(pipe).lines() {
+        if line?.contains(marker) {
+            let elapsed = start.elapsed().as_secs_f64();
+            let rss = status_kib(child.0.id(), "VmHWM:").unwrap_or(0) as f64;
+            return Ok((elapsed, rss));
+        }
+    }
+    bail!("{cmd:?} ended before saying {marker:?}")
+}
+
+/// Runs `oomreap helper LOAD`, alternating detached and attached (`oomreap serve` running).
+fn overhead(
+    oomreap: &Path,
+    load: &str,
+    iterations: u64,
+    rounds: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let run_load = || -> anyhow::Result<f64> {
+        let start = Instant::now();
+        run_cmd(Command::new(oomreap).args([
+            "helper",
+            load,
+            "--iterations",
+            &iterations.to_string(),
+        ]))?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let (mut detached, mut attached) = (Vec::new(), Vec::new());
+    run_load()?; // warm caches
+    for _ in 0..rounds {
+        detached.push(run_load()?);
+        let serve = start_serve(oomreap)?;
+        attached.push(run_load()?);
+        drop(serve);
+    }
+    Ok((detached, attached))
+}
+
+fn start_serve(oomreap: &Path) -> anyhow::Result<Guard> {
+    let mut child = Guard(
+        Command::new(oomreap)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("failed to start oomreap serve")?,
+    );
+    let stderr = child.0.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(line) => {
+                if line?.contains("serving http://") {
+                    break;
+                }
+            }
+            None => bail!("oomreap serve exited before listening"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(child)
+}
+
+fn throughput(workspace: &Path) -> anyhow::Result<Value> {
+    let out = cargo()
+        .current_dir(workspace)
+        .args([
+            "bench",
+            "--quiet",
+            "--package",
+            "oomreap-userspace",
+            "--bench",
+            "throughput",
+        ])
+        .output()
+        .context("failed to run the throughput bench")?;
+    if !out.status.success() {
+        bail!(
+            "throughput bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .context("no JSON from the throughput bench")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// Milliseconds from each victim's kernel timestamp to its `kill` line reaching us.
+fn latency(oomreap: &Path) -> anyhow::Result<Vec<f64>> {
+    let mut trace = Guard(
+        Command::new(oomreap)
+            .args(["trace", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("failed to start oomreap trace")?,
+    );
+    let stderr = trace.0.stderr.take().context("stderr")?;
+    let mut errs = BufReader::new(stderr).lines();
+    for line in errs.by_ref() {
+        if line?.contains("oomreap: tracing") {
+            break;
+        }
+    }
+    std::thread::spawn(move || errs.for_each(drop));
+    let stdout = trace.0.stdout.take().context("stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let now = monotonic_ns();
+            let Ok(object) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if object["step"] == "kill"
+                && let Some(ts) = object["ts_ns"].as_u64()
+            {
+                latencies.push(now.saturating_sub(ts) as f64 / 1e6);
+            }
+        }
+        latencies
+    });
+    run_cmd(
+        Command::new(oomreap)
+            .args(["inject", "storm", "--count", "100"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(trace.0.id() as i32, libc::SIGINT) };
+    let _ = trace.0.wait();
+    let mut latencies = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("latency reader panicked"))?;
+    latencies.sort_by(f64::total_cmp);
+    if latencies.is_empty() {
+        bail!("no kill line seen during the storm");
+    }
+    Ok(latencies)
+}
+
+/// CPU fraction and RSS (KiB) of `oomreap serve` sitting idle.
+fn at_rest(oomreap: &Path, seconds: u64) -> anyhow::Result<(f64, u64)> {
+    let serve = start_serve(oomreap)?;
+    let pid = serve.0.id();
+    let before = cpu_ticks(pid).context("read CPU time")?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    let after = cpu_ticks(pid).context("read CPU time")?;
+    let rss = status_kib(pid, "VmRSS:").unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(((after - before) as f64 / hz / seconds as f64, rss))
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim()
+                .strip_suffix(" kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or(f64::NAN)
+}
+
+fn spread(values: &[f64], scale: f64, unit: &str) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (min, max) = (
+        sorted.first().copied().unwrap_or(0.0),
+        sorted.last().copied().unwrap_or(0.0),
+    );
+    format!(
+        "{:.1} {unit} [{:.1}–{:.1}]",
+        median(values) * scale,
+        min * scale,
+        max * scale
+    )
+}
+
+fn spread_ms(values: &[f64]) -> String {
+    spread(values, 1000.0, "ms")
+}
+
+fn spread_mib(values: &[f64]) -> String {
+    spread(values, 1.0 / 1024.0, "MiB")
+}
+
+fn markdown(figures: &[Figure]) -> String {
+    let mut table = String::from(
+        "| figure | measured (median [min–max]) | goal | met |\n| --- | --- | --- | --- |\n",
+    );
+    for f in figures {
+        let met = match f.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        table.push_str(&format!(
+            "| {} | {} | {} | {met} |\n",
+            f.name, f.value, f.goal
+        ));
+    }
+    table
+}
+
+/// A child killed (by pid) and reaped on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid; SIGINT lets oomreap detach cleanly.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

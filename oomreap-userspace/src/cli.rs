@@ -272,6 +272,11 @@ pub struct DoctorArgs {
     #[command(flatten)]
     pub attach: AttachArgs,
 
+    /// Instead of the kernel report: attach, count what oomreap's own kernel programs cost
+    /// for SECONDS (runs and run time, from BPF_ENABLE_STATS), and print it.
+    #[arg(long = "self", value_name = "SECONDS", num_args = 0..=1, default_missing_value = "5")]
+    pub self_seconds: Option<u64>,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

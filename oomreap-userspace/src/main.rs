@@ -292,6 +292,9 @@ fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_doctor(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+    if let Some(seconds) = args.self_seconds {
+        return run_doctor_self(args, seconds);
+    }
     let report = with_runtime(async { Ok(doctor::examine(&(&args.attach).into())) })?;
     if args.json {
         println!("{}", doctor::json(&report));
@@ -342,6 +345,60 @@ fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
         HelperRole::ForkChurn { iterations } => oomreap::load::fork_churn(iterations),
     }
     .context("helper failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `doctor --self`: what oomreap's own kernel programs cost over `seconds`.
+fn run_doctor_self(args: &DoctorArgs, seconds: u64) -> anyhow::Result<ExitCode> {
+    let stats = with_runtime(async {
+        let capture = Capture::start(&(&args.attach).into())?;
+        let _stats = oomreap::capture::enable_run_time_stats()?;
+        let before = capture.program_stats();
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        let after = capture.program_stats();
+        Ok(after
+            .into_iter()
+            .map(|a| {
+                let b = before.iter().find(|b| b.name == a.name);
+                let runs = a.run_count - b.map_or(0, |b| b.run_count);
+                let ns = a.run_time_ns - b.map_or(0, |b| b.run_time_ns);
+                (a.name, runs, ns)
+            })
+            .collect::<Vec<_>>())
+    })?;
+    if args.json {
+        let programs: Vec<_> = stats
+            .iter()
+            .map(|(name, runs, ns)| serde_json::json!({"program": name, "runs": runs, "run_time_ns": ns}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"seconds": seconds, "programs": programs})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("oomreap's kernel programs over {seconds} s:");
+    println!(
+        "{:<36} {:>10} {:>14} {:>10}",
+        "PROGRAM", "RUNS", "RUN TIME", "PER RUN"
+    );
+    let (mut total_runs, mut total_ns) = (0, 0);
+    for (name, runs, ns) in &stats {
+        total_runs += runs;
+        total_ns += ns;
+        let per = if *runs > 0 {
+            format!("{} ns", ns / runs)
+        } else {
+            "-".into()
+        };
+        println!("{name:<36} {runs:>10} {:>11} µs {per:>10}", ns / 1000);
+    }
+    println!(
+        "{:<36} {total_runs:>10} {:>11} µs  = {:.4} % of one CPU",
+        "total",
+        total_ns / 1000,
+        total_ns as f64 / (seconds.max(1) as f64 * 1e9) * 100.0
+    );
     Ok(ExitCode::SUCCESS)
 }
 

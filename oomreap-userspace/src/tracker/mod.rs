@@ -87,6 +87,9 @@ pub struct Tracker {
     capacity: usize,
     next_id: u64,
     totals: Totals,
+    /// No active victim can settle before this time: `tick` is free until then. A lower
+    /// bound (deadlines only move later), recomputed exactly when reached.
+    next_settle_ns: u64,
     retries_seen: BTreeMap<RetryCounter, u64>,
     retries_pending: BTreeMap<RetryCounter, u64>,
     score_changes: VecDeque<ScoreAdj>,
@@ -107,6 +110,7 @@ impl Tracker {
             capacity: capacity.max(1),
             next_id: 1,
             totals: Totals::default(),
+            next_settle_ns: u64::MAX,
             retries_seen: BTreeMap::new(),
             retries_pending: BTreeMap::new(),
             score_changes: VecDeque::new(),
@@ -135,6 +139,14 @@ impl Tracker {
             }
             Event::RetryCounts(e) => self.retry_counts(e),
         }
+        for change in &changes {
+            if let Change::VictimMarked(id) | Change::Woken(id) | Change::Attempt { victim: id, .. } =
+                change
+                && let Some(deadline) = self.victim(*id).and_then(settle_deadline)
+            {
+                self.next_settle_ns = self.next_settle_ns.min(deadline);
+            }
+        }
         changes
     }
 
@@ -143,12 +155,21 @@ impl Tracker {
     /// is CLOCK_MONOTONIC (event time).
     pub fn tick(&mut self, now_ns: u64) -> Vec<Change> {
         let mut changes = Vec::new();
+        if now_ns < self.next_settle_ns {
+            return changes;
+        }
         let ids: Vec<VictimId> = self.active.values().copied().collect();
         for id in ids {
             if let Some(decided) = self.settle(id, now_ns) {
                 self.finalize(id, decided, true, now_ns, &mut changes);
             }
         }
+        self.next_settle_ns = self
+            .active
+            .values()
+            .filter_map(|id| self.victim(*id).and_then(settle_deadline))
+            .min()
+            .unwrap_or(u64::MAX);
         changes.sort_by_key(|c| match c {
             Change::Finished(id) => *id,
             _ => VictimId(0),
@@ -565,6 +586,25 @@ impl Tracker {
             self.victims.remove(index);
             excess -= 1;
         }
+    }
+}
+
+/// The earliest time silence could settle an active victim (see `Tracker::settle`).
+fn settle_deadline(v: &Victim) -> Option<u64> {
+    match v.attempts.last() {
+        Some(last) => {
+            let at = match last.result {
+                AttemptResult::Reaped { finished_ns, .. } => finished_ns,
+                _ => last.started_ns,
+            };
+            Some(at.saturating_add(SETTLE_NS))
+        }
+        None => match v.woken_at_ns {
+            Some(woken) => Some(woken.saturating_add(SETTLE_NS)),
+            None => v
+                .killed_at_ns
+                .map(|k| k.saturating_add(REAPER_DELAY_NS + SETTLE_NS)),
+        },
     }
 }
 

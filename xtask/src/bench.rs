@@ -104,7 +104,7 @@ pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         .as_f64()
         .unwrap_or(0.0);
     figures.push(Figure {
-        name: "decoder + tracker, events/s on one core".into(),
+        name: "decoder + tracker (2 M events, 250,000 victims), events/s on one core".into(),
         value: format!(
             "{:.2} M (min {:.2} M, max {:.2} M)",
             rate / 1e6,
@@ -121,14 +121,14 @@ pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         met: Some(rate >= 2e6),
     });
     figures.push(Figure {
-        name: "tracker RSS growth after 10,000 / 100,000 victims".into(),
+        name: "tracker heap after 10,000 / 100,000 victims".into(),
         value: format!(
             "{} / {} MiB (capacity: 10,000 finished victims)",
-            throughput["rss_growth_kib"]["after_10k_victims"]
+            throughput["tracker_heap_kib"]["after_10k_victims"]
                 .as_u64()
                 .unwrap_or(0)
                 / 1024,
-            throughput["rss_growth_kib"]["after_100k_victims"]
+            throughput["tracker_heap_kib"]["after_100k_victims"]
                 .as_u64()
                 .unwrap_or(0)
                 / 1024

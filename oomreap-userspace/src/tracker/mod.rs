@@ -12,7 +12,10 @@
 
 mod victim;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
+};
 
 pub use victim::{Attempt, AttemptResult, MreleaseCall, Outcome, SkipReason, Victim, VictimId};
 
@@ -87,9 +90,10 @@ pub struct Tracker {
     capacity: usize,
     next_id: u64,
     totals: Totals,
-    /// No active victim can settle before this time: `tick` is free until then. A lower
-    /// bound (deadlines only move later), recomputed exactly when reached.
-    next_settle_ns: u64,
+    /// When active victims could next be settled by silence, earliest first. Entries go stale
+    /// as victims make progress (a deadline only moves later); `tick` re-checks each one it
+    /// pops, so a tick costs nothing until some deadline is really due.
+    deadlines: BinaryHeap<Reverse<(u64, VictimId)>>,
     retries_seen: BTreeMap<RetryCounter, u64>,
     retries_pending: BTreeMap<RetryCounter, u64>,
     score_changes: VecDeque<ScoreAdj>,
@@ -110,7 +114,7 @@ impl Tracker {
             capacity: capacity.max(1),
             next_id: 1,
             totals: Totals::default(),
-            next_settle_ns: u64::MAX,
+            deadlines: BinaryHeap::new(),
             retries_seen: BTreeMap::new(),
             retries_pending: BTreeMap::new(),
             score_changes: VecDeque::new(),
@@ -144,7 +148,7 @@ impl Tracker {
                 change
                 && let Some(deadline) = self.victim(*id).and_then(settle_deadline)
             {
-                self.next_settle_ns = self.next_settle_ns.min(deadline);
+                self.deadlines.push(Reverse((deadline, *id)));
             }
         }
         changes
@@ -155,21 +159,28 @@ impl Tracker {
     /// is CLOCK_MONOTONIC (event time).
     pub fn tick(&mut self, now_ns: u64) -> Vec<Change> {
         let mut changes = Vec::new();
-        if now_ns < self.next_settle_ns {
-            return changes;
-        }
-        let ids: Vec<VictimId> = self.active.values().copied().collect();
-        for id in ids {
-            if let Some(decided) = self.settle(id, now_ns) {
-                self.finalize(id, decided, true, now_ns, &mut changes);
+        while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
+            if deadline > now_ns {
+                break;
+            }
+            self.deadlines.pop();
+            if !self.victim(id).is_some_and(|v| !v.outcome.is_final()) {
+                continue;
+            }
+            match self.settle(id, now_ns) {
+                Some(decided) => self.finalize(id, decided, true, now_ns, &mut changes),
+                // Not quiet yet: it made progress since this entry was pushed.
+                None => {
+                    if let Some(next) = self
+                        .victim(id)
+                        .and_then(settle_deadline)
+                        .filter(|&d| d > now_ns)
+                    {
+                        self.deadlines.push(Reverse((next, id)));
+                    }
+                }
             }
         }
-        self.next_settle_ns = self
-            .active
-            .values()
-            .filter_map(|id| self.victim(*id).and_then(settle_deadline))
-            .min()
-            .unwrap_or(u64::MAX);
         changes.sort_by_key(|c| match c {
             Change::Finished(id) => *id,
             _ => VictimId(0),

@@ -164,7 +164,7 @@ impl Tracker {
                 break;
             }
             self.deadlines.pop();
-            if !self.victim(id).is_some_and(|v| !v.outcome.is_final()) {
+            if self.victim(id).is_none_or(|v| v.outcome.is_final()) {
                 continue;
             }
             match self.settle(id, now_ns) {

@@ -96,7 +96,8 @@ pub async fn serve(
                 }
                 changes
             }
-            _ = settle.tick() => tracker.tick(monotonic_now_ns()),
+            // Silence settles outcomes, but only while a victim is open: idle, nothing ticks.
+            _ = settle.tick(), if tracker.has_active() => tracker.tick(monotonic_now_ns()),
         };
         for change in &changes {
             metrics.observe(&tracker, change, &mut |v| names.of(v, &metrics));

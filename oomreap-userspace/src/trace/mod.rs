@@ -129,7 +129,7 @@ pub async fn run_live(
     tokio::pin!(shutdown);
     loop {
         // Outcomes settled by silence need a clock tick, but only while a victim is open.
-        let settle = tracker.victims().any(|v| !v.outcome.is_final());
+        let settle = tracker.has_active();
         let batch = tokio::select! {
             () = &mut shutdown => break,
             batch = capture.next_batch() => batch?,

@@ -200,6 +200,12 @@ impl Tracker {
         self.tick(last.saturating_add(REAPER_DELAY_NS + SETTLE_NS))
     }
 
+    /// Returns true if and only if some victim still awaits an outcome (only then can
+    /// [`Tracker::tick`] change anything).
+    pub fn has_active(&self) -> bool {
+        !self.active.is_empty()
+    }
+
     /// The victim with this id, unless it was evicted.
     pub fn victim(&self, id: VictimId) -> Option<&Victim> {
         let index = self.victims.binary_search_by_key(&id, |v| v.id).ok()?;

@@ -85,10 +85,7 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         Format::Text
     };
     if let Some(path) = &args.replay {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("failed to read recording {:?}", path.display()))?;
-        let recording = recording::parse(&bytes)
-            .with_context(|| format!("cannot replay {:?}", path.display()))?;
+        let recording = open_recording(path)?;
         let summary = trace::run_replay(
             &recording,
             format,
@@ -97,12 +94,7 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(exit_code(&summary));
     }
-    let clock = WallClock::now();
-    let record = args
-        .record
-        .as_deref()
-        .map(|path| create_recording(path, &clock))
-        .transpose()?;
+    let (clock, record) = new_recording(args.record.as_deref())?;
     with_runtime(async {
         let capture = Capture::start(&(&args.attach).into())?;
         let summary = trace::run_live(
@@ -122,10 +114,7 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
 fn run_top(args: &TopArgs) -> anyhow::Result<ExitCode> {
     use oomreap::tui::{self, App, Feed, SourceInfo};
     if let Some(path) = &args.replay {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("failed to read recording {:?}", path.display()))?;
-        let recording = recording::parse(&bytes)
-            .with_context(|| format!("cannot replay {:?}", path.display()))?;
+        let recording = open_recording(path)?;
         let (feed, bad) = tui::replay_feed(&recording, args.speed);
         let source = SourceInfo {
             replay: Some(path.display().to_string()),
@@ -182,12 +171,7 @@ const EXIT_RUN_ERROR: u8 = 91;
 
 fn run_run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     use oomreap::session::{Scope, Session, SessionOptions};
-    let clock = WallClock::now();
-    let record = args
-        .record
-        .as_deref()
-        .map(|path| create_recording(path, &clock))
-        .transpose()?;
+    let (_, record) = new_recording(args.record.as_deref())?;
     let scope = match &args.cgroup {
         Some(path) => {
             let absolute = if path.is_absolute() {
@@ -400,6 +384,25 @@ fn run_doctor_self(args: &DoctorArgs, seconds: u64) -> anyhow::Result<ExitCode> 
         total_ns as f64 / (seconds.max(1) as f64 * 1e9) * 100.0
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and parses a recording for replay.
+fn open_recording(path: &std::path::Path) -> anyhow::Result<recording::Recording> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("failed to read recording {:?}", path.display()))?;
+    recording::parse(&bytes).with_context(|| format!("cannot replay {:?}", path.display()))
+}
+
+/// The wall clock of a live run, and the recording it writes, if asked for (created with
+/// that clock, so a replay shows the same times).
+fn new_recording(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<(WallClock, Option<RecordWriter<std::fs::File>>)> {
+    let clock = WallClock::now();
+    let record = path
+        .map(|path| create_recording(path, &clock))
+        .transpose()?;
+    Ok((clock, record))
 }
 
 /// Creates a new recording file; never overwrites one (a recording may be all that is left of

@@ -14,10 +14,18 @@ use oomreap::{
 };
 use oomreap_common::event::EventKind;
 
-/// Victims in the stream, each with a kill, a wake, three contended attempts, a reap pass and
-/// an exit: 8 events.
+/// Victims in the stream (each with a kill, a wake, three contended attempts, a reap pass, an
+/// exit and a wake for an unknown pid: 8 events), unless OOMREAP_BENCH_VICTIMS says otherwise
+/// (profilers want a smaller run).
 const VICTIMS: u64 = 250_000;
 const ROUNDS: usize = 5;
+
+fn victims() -> u64 {
+    std::env::var("OOMREAP_BENCH_VICTIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(VICTIMS)
+}
 
 /// Counts live heap bytes, to measure what the tracker keeps.
 struct Counting;
@@ -43,8 +51,9 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 fn stream() -> Vec<Vec<u8>> {
-    let mut records = Vec::with_capacity(VICTIMS as usize * 8);
-    for i in 0..VICTIMS {
+    let count = victims();
+    let mut records = Vec::with_capacity(count as usize * 8);
+    for i in 0..count {
         // Victims overlap: a new kill every 2 ms, each lasting about 2.4 s.
         let t = i * 2;
         let pid = 1_000 + (i % 3_000) as u32;

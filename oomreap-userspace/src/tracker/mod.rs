@@ -208,8 +208,25 @@ impl Tracker {
 
     /// The victim with this id, unless it was evicted.
     pub fn victim(&self, id: VictimId) -> Option<&Victim> {
-        let index = self.victims.binary_search_by_key(&id, |v| v.id).ok()?;
-        self.victims.get(index)
+        self.victims.get(self.index_of(id)?)
+    }
+
+    /// Where victim `id` is in `victims`. Ids are consecutive except where eviction left
+    /// holes, so `id - first id` is nearly always the slot; otherwise binary-search the
+    /// deque's two contiguous halves (the lookup runs several times per event).
+    fn index_of(&self, id: VictimId) -> Option<usize> {
+        let first = self.victims.front()?.id.0;
+        let guess = usize::try_from(id.0.checked_sub(first)?).ok()?;
+        let (front, back) = self.victims.as_slices();
+        let at = |i: usize| front.get(i).or_else(|| back.get(i - front.len()));
+        if at(guess).is_some_and(|v| v.id == id) {
+            return Some(guess);
+        }
+        let search = |slice: &[Victim]| slice.binary_search_by_key(&id, |v| v.id).ok();
+        match front.last() {
+            Some(last) if last.id >= id => search(front),
+            _ => search(back).map(|i| i + front.len()),
+        }
     }
 
     /// Victims still remembered, oldest first.
@@ -588,7 +605,7 @@ impl Tracker {
     }
 
     fn victim_mut(&mut self, id: VictimId) -> Option<&mut Victim> {
-        let index = self.victims.binary_search_by_key(&id, |v| v.id).ok()?;
+        let index = self.index_of(id)?;
         self.victims.get_mut(index)
     }
 

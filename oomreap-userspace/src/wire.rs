@@ -162,7 +162,8 @@ pub struct SkipReaping {
     pub cause: SkipCause,
     pub mm: Option<u64>,
     pub mm_flags: Option<u64>,
-    pub lock: Option<LockSnapshot>,
+    /// Shared, not copied, with the tracker's attempt that keeps it.
+    pub lock: Option<std::sync::Arc<LockSnapshot>>,
 }
 
 /// `mmap_lock_acquire_returned` by the reaper or a process_mrelease caller.
@@ -353,7 +354,7 @@ fn decode_skip(raw: SkipReapingEvent) -> Result<Event, DecodeError> {
         cause,
         mm,
         mm_flags: mm.and(Some(raw.mm_flags)),
-        lock: lock_snapshot(&raw.lock),
+        lock: lock_snapshot(&raw.lock).map(std::sync::Arc::new),
     }))
 }
 
@@ -563,12 +564,12 @@ mod tests {
         let lock = skip.lock.unwrap();
         assert!(lock.writer_locked && lock.waiters_queued && !lock.handoff);
         assert_eq!(lock.readers, 0);
-        let owner = lock.owner.unwrap();
+        let owner = lock.owner.clone().unwrap();
         assert_eq!(
             (owner.pid, owner.comm.as_str(), owner.reader_hint),
             (50, "holder", false)
         );
-        let waiters = lock.waiters.unwrap();
+        let waiters = lock.waiters.clone().unwrap();
         assert_eq!(waiters.len(), 1);
         assert_eq!((waiters[0].pid, waiters[0].kind), (51, WaiterKind::Write));
         let Event::ExitMmap(exit) = decode(&encode(&exit_at(9, 7, 0xabc))).unwrap() else {
@@ -590,7 +591,7 @@ mod tests {
         };
         let lock = skip.lock.unwrap();
         assert_eq!((lock.readers, lock.writer_locked), (3, false));
-        assert!(lock.owner.unwrap().reader_hint);
+        assert!(lock.owner.as_ref().unwrap().reader_hint);
     }
 
     #[test]

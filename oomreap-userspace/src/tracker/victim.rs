@@ -103,7 +103,7 @@ pub enum AttemptResult {
         /// The reason was deduced from what followed rather than seen.
         inferred: bool,
         /// The mmap_lock's state, for a contended lock.
-        lock: Option<LockSnapshot>,
+        lock: Option<std::sync::Arc<LockSnapshot>>,
     },
     /// A reap pass ran from `start` to `finish`.
     Reaped {

@@ -90,11 +90,13 @@ fn main() {
     let mut victims_kept = 0;
     for _ in 0..ROUNDS {
         let mut tracker = Tracker::default();
+        let mut changes = Vec::new();
         let start = Instant::now();
         for record in &records {
             let event = decode(record).expect("synthetic records decode");
-            tracker.tick(event.timestamp_ns());
-            tracker.apply(&event);
+            changes.clear();
+            changes.extend(tracker.tick(event.timestamp_ns()));
+            tracker.apply_into(&event, &mut changes);
         }
         rates.push(records.len() as f64 / start.elapsed().as_secs_f64());
         victims_kept = tracker.victims().count();

@@ -92,7 +92,7 @@ pub async fn serve(
                 let mut changes = Vec::new();
                 for event in &batch.events {
                     changes.extend(tracker.tick(event.timestamp_ns()));
-                    changes.extend(tracker.apply(event));
+                    tracker.apply_into(event, &mut changes);
                 }
                 changes
             }

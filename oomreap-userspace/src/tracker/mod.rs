@@ -123,17 +123,25 @@ impl Tracker {
 
     /// Folds one event in.
     pub fn apply(&mut self, event: &Event) -> Vec<Change> {
-        self.totals.events += 1;
         let mut changes = Vec::new();
+        self.apply_into(event, &mut changes);
+        changes
+    }
+
+    /// As [`Tracker::apply`], appending the changes to `changes`: a busy intake reuses one
+    /// buffer instead of allocating per event.
+    pub fn apply_into(&mut self, event: &Event, changes: &mut Vec<Change>) {
+        let start = changes.len();
+        self.totals.events += 1;
         match event {
-            Event::MarkVictim(e) => self.mark_victim(e, &mut changes),
-            Event::WakeReaper(e) => self.wake(e, &mut changes),
-            Event::StartReaping(e) => self.start(e, &mut changes),
-            Event::FinishReaping(e) => self.finish(e, &mut changes),
-            Event::SkipReaping(e) => self.skip(e, &mut changes),
+            Event::MarkVictim(e) => self.mark_victim(e, changes),
+            Event::WakeReaper(e) => self.wake(e, changes),
+            Event::StartReaping(e) => self.start(e, changes),
+            Event::FinishReaping(e) => self.finish(e, changes),
+            Event::SkipReaping(e) => self.skip(e, changes),
             Event::LockAttempt(e) => self.lock_attempt(e),
-            Event::ExitMmap(e) => self.exit_mmap(e, &mut changes),
-            Event::Mrelease(e) => self.mrelease(e, &mut changes),
+            Event::ExitMmap(e) => self.exit_mmap(e, changes),
+            Event::Mrelease(e) => self.mrelease(e, changes),
             Event::ScoreAdj(e) => {
                 if self.score_changes.len() == SCORE_CHANGES_KEPT {
                     self.score_changes.pop_front();
@@ -143,7 +151,7 @@ impl Tracker {
             }
             Event::RetryCounts(e) => self.retry_counts(e),
         }
-        for change in &changes {
+        for change in &changes[start..] {
             if let Change::VictimMarked(id) | Change::Woken(id) | Change::Attempt { victim: id, .. } =
                 change
                 && let Some(deadline) = self.victim(*id).and_then(settle_deadline)
@@ -151,7 +159,6 @@ impl Tracker {
                 self.deadlines.push(Reverse((deadline, *id)));
             }
         }
-        changes
     }
 
     /// Settles what can only be decided by silence: a reap pass with no attempt after it was

@@ -115,6 +115,17 @@ pub enum WaiterKind {
     Unknown(u32),
 }
 
+impl WaiterKind {
+    /// `write`, `read`, or `type N` for a kind this oomreap does not know.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::Write => "write".into(),
+            Self::Read => "read".into(),
+            Self::Unknown(n) => format!("type {n}").into(),
+        }
+    }
+}
+
 /// A task queued on the victim's mmap_lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockWaiter {

@@ -7,7 +7,7 @@ use super::Context;
 use crate::{
     enrich::notifier_owner,
     tracker::{AttemptResult, Change, Tracker, Victim},
-    wire::{LockSnapshot, RetryWhat, Rss, Task, WaiterKind},
+    wire::{LockSnapshot, RetryWhat, Rss, Task},
 };
 
 /// Version of the JSON Lines schema, in every object's `schema` field.
@@ -207,12 +207,7 @@ fn lock_json(lock: &LockSnapshot, cx: &Context) -> Value {
     let waiters: Option<Vec<Value>> = lock.waiters.as_ref().map(|ws| {
         ws.iter()
             .map(|w| {
-                let kind = match w.kind {
-                    WaiterKind::Write => "write".to_owned(),
-                    WaiterKind::Read => "read".to_owned(),
-                    WaiterKind::Unknown(n) => format!("type {n}"),
-                };
-                json!({"pid": w.pid, "comm": w.comm, "kind": kind, "stack": stack(w.pid, cx)})
+                json!({"pid": w.pid, "comm": w.comm, "kind": w.kind.name(), "stack": stack(w.pid, cx)})
             })
             .collect()
     });

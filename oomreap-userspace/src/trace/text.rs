@@ -6,7 +6,7 @@ use crate::{
     display::{duration, kib},
     enrich::notifier_owner,
     tracker::{AttemptResult, Change, Outcome, SkipReason, Tracker, Victim},
-    wire::{LockSnapshot, Rss, Task, WaiterKind},
+    wire::{LockSnapshot, Rss, Task},
 };
 
 /// Column headings matching [`lines`].
@@ -299,14 +299,7 @@ pub fn lock_text(lock: &LockSnapshot) -> String {
     {
         let listed: Vec<String> = waiters
             .iter()
-            .map(|w| {
-                let kind = match w.kind {
-                    WaiterKind::Write => "write".to_owned(),
-                    WaiterKind::Read => "read".to_owned(),
-                    WaiterKind::Unknown(n) => format!("type {n}"),
-                };
-                format!("{} ({}, {kind})", w.pid, w.comm)
-            })
+            .map(|w| format!("{} ({}, {})", w.pid, w.comm, w.kind.name()))
             .collect();
         text.push_str(&format!("; waiters {}", listed.join(", ")));
         if lock.waiters_truncated {

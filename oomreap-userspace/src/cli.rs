@@ -282,41 +282,20 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
-/// The fault-injection scenarios.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ScenarioArg {
-    /// A victim exceeds its limit and exits at once.
-    QuickExit,
-    /// A victim thread is stuck in a FUSE read; the oom_reaper reaps it.
-    StuckVictim,
-    /// The victim's mmap_lock is jammed; every reaper attempt fails and it gives up.
-    LockContended,
-    /// Like stuck-victim, with a KVM mmu notifier on the victim's mm (needs /dev/kvm).
-    MmuNotifier,
-    /// A stuck victim's memory is released with process_mrelease(2).
-    Mrelease,
-    /// --count victims in a row.
-    Storm,
-}
-
-impl From<ScenarioArg> for Scenario {
-    fn from(arg: ScenarioArg) -> Self {
-        match arg {
-            ScenarioArg::QuickExit => Self::QuickExit,
-            ScenarioArg::StuckVictim => Self::StuckVictim,
-            ScenarioArg::LockContended => Self::LockContended,
-            ScenarioArg::MmuNotifier => Self::MmuNotifier,
-            ScenarioArg::Mrelease => Self::Mrelease,
-            ScenarioArg::Storm => Self::Storm,
-        }
-    }
+/// Parses a scenario name; the names and their help come from the scenarios themselves.
+fn scenario_parser() -> impl clap::builder::TypedValueParser<Value = Scenario> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(
+        Scenario::ALL.map(|s| PossibleValue::new(s.name()).help(s.description())),
+    )
+    .try_map(|name| Scenario::from_name(&name).ok_or_else(|| format!("no scenario {name:?}")))
 }
 
 #[derive(Debug, Args)]
 pub struct InjectArgs {
     /// The scenario to run.
-    #[arg(value_enum, required_unless_present = "list")]
-    pub scenario: Option<ScenarioArg>,
+    #[arg(value_parser = scenario_parser(), required_unless_present = "list")]
+    pub scenario: Option<Scenario>,
 
     /// Describe every scenario and what it needs, then exit.
     #[arg(long)]
@@ -540,7 +519,7 @@ mod tests {
         let Command::Inject(args) = cli.command else {
             panic!("expected inject")
         };
-        assert_eq!(args.scenario, Some(ScenarioArg::LockContended));
+        assert_eq!(args.scenario, Some(Scenario::LockContended));
         let options = InjectOptions::from(&args);
         assert_eq!((options.limit_mib, options.release_after), (64, Some(3)));
         assert!(Cli::try_parse_from(["oomreap", "inject", "--list"]).is_ok());

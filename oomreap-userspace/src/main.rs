@@ -306,7 +306,6 @@ fn run_inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     scenario::catch_signals();
-    let scenario = Scenario::from(scenario);
     let mut say = |line: &str| eprintln!("oomreap inject: {line}");
     let report = scenario::run(scenario, &args.into(), &mut say)
         .with_context(|| format!("scenario {} failed", scenario.name()))?;

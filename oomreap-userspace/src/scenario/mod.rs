@@ -60,6 +60,11 @@ impl Scenario {
         }
     }
 
+    /// The scenario called `name` (as [`Scenario::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// What it does and which outcome it produces.
     pub fn description(self) -> &'static str {
         match self {

@@ -30,6 +30,12 @@ pub enum EventKind {
     /// [`RetryCountsEvent`]: reclaim and compaction retries counted in the kernel, read by user
     /// space when a victim is marked (never sent by the kernel programs themselves).
     RetryCounts = 10,
+    /// [`ReapCallEvent`]: one call of `__oom_reap_task_mm`, by the oom_reaper or by
+    /// process_mrelease, seen by fentry/fexit or kprobe/kretprobe: exact start, end and result.
+    ReapCall = 11,
+    /// [`NotifierRefusedEvent`]: during a reap, `__mmu_notifier_invalidate_range_start`
+    /// failed: an mmu notifier refused the non-blocking invalidation, so a VMA was skipped.
+    NotifierRefused = 12,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -47,6 +53,8 @@ impl TryFrom<u32> for EventKind {
             8 => Self::Mrelease,
             9 => Self::ScoreAdjUpdate,
             10 => Self::RetryCounts,
+            11 => Self::ReapCall,
+            12 => Self::NotifierRefused,
             unknown => return Err(unknown),
         })
     }
@@ -60,6 +68,11 @@ pub enum AttachKind {
     BtfTracePoint = 1,
     /// Classic tracepoint: only what the tracepoint's record carries.
     TracePoint = 2,
+    /// fentry/fexit: a BPF trampoline on a kernel function, with its typed arguments and
+    /// return value.
+    Fentry = 3,
+    /// kprobe/kretprobe on a kernel function: arguments and return value from registers.
+    Kprobe = 4,
 }
 
 impl TryFrom<u32> for AttachKind {
@@ -69,6 +82,8 @@ impl TryFrom<u32> for AttachKind {
         match value {
             1 => Ok(Self::BtfTracePoint),
             2 => Ok(Self::TracePoint),
+            3 => Ok(Self::Fentry),
+            4 => Ok(Self::Kprobe),
             unknown => Err(unknown),
         }
     }
@@ -329,6 +344,55 @@ pub struct MreleaseEvent {
     pub victim_pid: u32,
 }
 
+/// One call of `__oom_reap_task_mm`: header time is its return.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ReapCallEvent {
+    pub header: EventHeader,
+    pub entered_ns: u64,
+    /// The mm reaped.
+    pub mm: u64,
+    pub caller_pid: u32,
+    pub caller_tgid: u32,
+    pub caller_comm: [u8; COMM_LEN],
+    /// The victim whose mm this is, if it is one (0 otherwise).
+    pub victim_pid: u32,
+    /// 1 if the function returned true: every VMA was reaped. 0: some VMA was skipped
+    /// because an mmu notifier refused, and the reaper will try again.
+    pub complete: u32,
+    /// 1 if the caller is the oom_reaper kthread, 0 for process_mrelease.
+    pub by_reaper: u32,
+    /// An [`AttachKind`]: `Fentry` or `Kprobe`.
+    pub attach: u32,
+    /// Notifier refusals seen during this call.
+    pub refusals: u32,
+    pub _pad: u32,
+}
+
+/// `__mmu_notifier_invalidate_range_start` failed inside a reap.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct NotifierRefusedEvent {
+    pub header: EventHeader,
+    pub mm: u64,
+    /// The range whose invalidation was refused (0 if unknown).
+    pub start: u64,
+    pub end: u64,
+    pub caller_pid: u32,
+    /// The victim whose mm this is, if it is one (0 otherwise).
+    pub victim_pid: u32,
+    /// The error returned (-EAGAIN).
+    pub ret: i32,
+    /// An [`AttachKind`]: `Fentry` or `Kprobe`.
+    pub attach: u32,
+    /// How many notifiers the mm has (counted up to 255); 0 with `notifiers` unread if the
+    /// kernel's layout is unknown.
+    pub notifier_count: u32,
+    pub _pad: u32,
+    /// `ops->invalidate_range_start` of the mm's first notifiers: one of them refused.
+    pub notifiers: [u64; MAX_NOTIFIERS],
+}
+
 /// `oom:oom_score_adj_update`: someone changed a task's `oom_score_adj`.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -408,6 +472,8 @@ const _: () = {
     assert!(size_of::<LockAttemptEvent>() == 48);
     assert!(size_of::<ExitMmapEvent>() == 56);
     assert!(size_of::<MreleaseEvent>() == 72);
+    assert!(size_of::<ReapCallEvent>() == 16 + 16 + 8 + 16 + 24);
+    assert!(size_of::<NotifierRefusedEvent>() == 16 + 24 + 24 + 8 * MAX_NOTIFIERS);
     assert!(size_of::<ScoreAdjEvent>() == 16 + 8 + 16 + 8 + 16);
     assert!(size_of::<RetryKey>() == 16);
     assert!(size_of::<RetryCountsEvent>() == 24 + 24 * MAX_RETRY_COUNTS);
@@ -438,6 +504,8 @@ pod!(
     LockAttemptEvent,
     ExitMmapEvent,
     MreleaseEvent,
+    ReapCallEvent,
+    NotifierRefusedEvent,
     ScoreAdjEvent,
     RetryKey,
     RetryCount,

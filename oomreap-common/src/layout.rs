@@ -78,6 +78,11 @@ pub struct KernelLayout {
     pub zoneref_zone: u32,
     pub zoneref_zone_idx: u32,
     pub zone_node: u32,
+    // struct mmu_notifier_range: the mm and address range of an invalidation
+    pub range_mm: u32,
+    pub range_start: u32,
+    pub range_end: u32,
+    pub _pad2: u32,
 
     /// Record offsets of classic tracepoints (from their tracefs `format` files).
     pub mark_victim_record: MarkVictimRecord,
@@ -202,6 +207,10 @@ impl KernelLayout {
         zoneref_zone: ABSENT,
         zoneref_zone_idx: ABSENT,
         zone_node: ABSENT,
+        range_mm: ABSENT,
+        range_start: ABSENT,
+        range_end: ABSENT,
+        _pad2: 0,
         mark_victim_record: MarkVictimRecord::UNSET,
         records: ClassicRecords::UNSET,
     };
@@ -210,7 +219,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 39 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 43 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

@@ -87,7 +87,25 @@ pub struct MreleaseCall {
     pub _pad: u32,
 }
 
+/// Hash: task `pid_tgid` → [`ReapInFlight`] while that task is inside `__oom_reap_task_mm`.
+pub const REAPS_IN_FLIGHT: &str = "REAPS_IN_FLIGHT";
+
+/// A `__oom_reap_task_mm` call in progress (fentry/kprobe modes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ReapInFlight {
+    pub entered_ns: u64,
+    pub mm: u64,
+    /// Notifier refusals seen so far in this call.
+    pub refusals: u32,
+    pub _pad: u32,
+    /// The `struct mmu_notifier_range *` of an invalidation in progress (kprobe mode keeps
+    /// the argument here for its kretprobe).
+    pub range: u64,
+}
+
 const _: () = {
+    assert!(core::mem::size_of::<ReapInFlight>() == 32);
     assert!(core::mem::size_of::<VictimEntry>() == 16);
     assert!(core::mem::size_of::<LastTrylock>() == 16);
     assert!(core::mem::size_of::<MreleaseCall>() == 24);
@@ -101,4 +119,6 @@ mod pod {
     unsafe impl aya::Pod for super::LastTrylock {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::MreleaseCall {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ReapInFlight {}
 }

@@ -20,7 +20,7 @@ mod lock;
 mod mark_victim;
 mod mm;
 mod mrelease;
-mod probe;
+mod reap_fn;
 mod reaper;
 mod retries;
 mod score_adj;

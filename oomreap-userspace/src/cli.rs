@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use oomreap::{
-    capture::{AttachPreference, CaptureOptions, KernelPaths},
+    capture::{AttachPreference, CaptureOptions, FunctionPreference, KernelPaths},
     kernel::btf::DEFAULT_BTF_PATH,
     scenario::{InjectOptions, Scenario},
 };
@@ -61,12 +61,30 @@ pub enum AttachArg {
     Classic,
 }
 
+/// How to hook the reaper's kernel functions, beyond the tracepoints.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FunctionsArg {
+    /// fentry/fexit where the kernel allows them, else kprobes, else none.
+    Auto,
+    /// fentry/fexit only.
+    Fentry,
+    /// kprobe/kretprobe only.
+    Kprobe,
+    /// None: tracepoints only.
+    Off,
+}
+
 /// How to attach to the kernel (shared by trace, record and doctor).
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// Kind of tracepoint to attach.
     #[arg(long, value_enum, default_value_t = AttachArg::Auto)]
     pub attach: AttachArg,
+
+    /// How to hook `__oom_reap_task_mm` and mmu notifier invalidations (exact reap results
+    /// and notifier refusals).
+    #[arg(long, value_enum, env = "OOMREAP_FUNCTIONS", default_value_t = FunctionsArg::Auto)]
+    pub functions: FunctionsArg,
 
     /// The running kernel's BTF.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_BTF_PATH)]
@@ -413,6 +431,12 @@ impl From<&AttachArgs> for CaptureOptions {
                 ..KernelPaths::default()
             },
             events_bytes: args.ring_buffer_kib * 1024,
+            functions: match args.functions {
+                FunctionsArg::Auto => FunctionPreference::Auto,
+                FunctionsArg::Fentry => FunctionPreference::Fentry,
+                FunctionsArg::Kprobe => FunctionPreference::Kprobe,
+                FunctionsArg::Off => FunctionPreference::Off,
+            },
         }
     }
 }

@@ -98,6 +98,28 @@ pub fn monotonic_now_ns() -> u64 {
     u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
 }
 
+/// A machine-readable name for an attach kind, as in JSON output and metric labels.
+pub fn attach_id(kind: oomreap_common::event::AttachKind) -> &'static str {
+    use oomreap_common::event::AttachKind;
+    match kind {
+        AttachKind::BtfTracePoint => "btf_tracepoint",
+        AttachKind::TracePoint => "tracepoint",
+        AttachKind::Fentry => "fentry",
+        AttachKind::Kprobe => "kprobe",
+    }
+}
+
+/// A name for people, as in `doctor` and `top`.
+pub fn attach_label(kind: oomreap_common::event::AttachKind) -> &'static str {
+    use oomreap_common::event::AttachKind;
+    match kind {
+        AttachKind::BtfTracePoint => "BTF tracepoint",
+        AttachKind::TracePoint => "classic tracepoint",
+        AttachKind::Fentry => "fentry/fexit",
+        AttachKind::Kprobe => "kprobe/kretprobe",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

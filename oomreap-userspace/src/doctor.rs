@@ -88,10 +88,7 @@ fn kernel_release() -> String {
 }
 
 fn attach_name(kind: AttachKind) -> &'static str {
-    match kind {
-        AttachKind::BtfTracePoint => "BTF tracepoint",
-        AttachKind::TracePoint => "classic tracepoint",
-    }
+    crate::display::attach_label(kind)
 }
 
 /// The report as aligned text.
@@ -180,7 +177,7 @@ pub fn json(report: &Report) -> Value {
             "name": h.name,
             "provides": h.provides,
             "attached": h.attach.is_some(),
-            "attach": h.attach.map(|k| match k { AttachKind::BtfTracePoint => "btf_tracepoint", AttachKind::TracePoint => "tracepoint" }),
+            "attach": h.attach.map(crate::display::attach_id),
             "note": h.note,
         })).collect::<Vec<_>>(),
         "attach_modes": report.attach_modes.iter().map(|m| json!({

@@ -6,8 +6,8 @@
 use oomreap_common::event::{
     AttachKind, COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent,
     LockAttemptEvent, LockState as RawLockState, MAX_WAITERS, MarkVictimEvent, MreleaseEvent,
-    ReaperEvent, RetryCountsEvent, RetryKind, ScoreAdjEvent, SkipCause, SkipReapingEvent,
-    finish_fields, lock_flags, mark_victim_fields as field,
+    NotifierRefusedEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent, RetryKind, ScoreAdjEvent,
+    SkipCause, SkipReapingEvent, finish_fields, lock_flags, mark_victim_fields as field,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +215,40 @@ pub struct Mrelease {
     pub victim_pid: Option<u32>,
 }
 
+/// One call of `__oom_reap_task_mm` (fentry/fexit or kprobe/kretprobe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReapCall {
+    /// When it returned.
+    pub timestamp_ns: u64,
+    pub entered_ns: u64,
+    pub mm: u64,
+    pub caller: Task,
+    /// The victim owning `mm`, when it is one.
+    pub victim_pid: Option<u32>,
+    /// Every VMA was reaped; false when an mmu notifier refused and a VMA was skipped.
+    pub complete: bool,
+    /// The oom_reaper called it; otherwise process_mrelease(2) did.
+    pub by_reaper: bool,
+    pub attach: AttachKind,
+    /// Notifier refusals during the call.
+    pub refusals: u32,
+}
+
+/// An mmu notifier refused a non-blocking invalidation during a reap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifierRefused {
+    pub timestamp_ns: u64,
+    pub mm: u64,
+    /// The refused range, `[start, end)`, when known.
+    pub range: Option<(u64, u64)>,
+    pub caller_pid: u32,
+    pub victim_pid: Option<u32>,
+    pub ret: i32,
+    pub attach: AttachKind,
+    /// The mm's notifiers, one of which refused.
+    pub notifiers: Notifiers,
+}
+
 /// `oom:oom_score_adj_update`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScoreAdj {
@@ -261,6 +295,8 @@ pub enum Event {
     Mrelease(Mrelease),
     ScoreAdj(ScoreAdj),
     RetryCounts(RetryCounts),
+    ReapCall(ReapCall),
+    NotifierRefused(NotifierRefused),
 }
 
 impl Event {
@@ -276,6 +312,8 @@ impl Event {
             Self::Mrelease(e) => e.timestamp_ns,
             Self::ScoreAdj(e) => e.timestamp_ns,
             Self::RetryCounts(e) => e.timestamp_ns,
+            Self::ReapCall(e) => e.timestamp_ns,
+            Self::NotifierRefused(e) => e.timestamp_ns,
         }
     }
 }
@@ -298,6 +336,8 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Mrelease => decode_mrelease(exact(kind, record)?),
         EventKind::ScoreAdjUpdate => decode_score_adj(exact(kind, record)?),
         EventKind::RetryCounts => decode_retry_counts(exact(kind, record)?)?,
+        EventKind::ReapCall => decode_reap_call(exact(kind, record)?)?,
+        EventKind::NotifierRefused => decode_notifier_refused(exact(kind, record)?)?,
     })
 }
 
@@ -432,6 +472,41 @@ fn decode_exit_mmap(raw: ExitMmapEvent) -> Event {
             comm: Some(comm(&raw.current_comm)),
         },
     })
+}
+
+fn decode_reap_call(raw: ReapCallEvent) -> Result<Event, DecodeError> {
+    Ok(Event::ReapCall(ReapCall {
+        timestamp_ns: raw.header.timestamp_ns,
+        entered_ns: raw.entered_ns,
+        mm: raw.mm,
+        caller: Task {
+            pid: raw.caller_pid,
+            tgid: Some(raw.caller_tgid),
+            comm: Some(comm(&raw.caller_comm)),
+        },
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+        complete: raw.complete != 0,
+        by_reaper: raw.by_reaper != 0,
+        attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
+        refusals: raw.refusals,
+    }))
+}
+
+fn decode_notifier_refused(raw: NotifierRefusedEvent) -> Result<Event, DecodeError> {
+    let listed = (raw.notifier_count as usize).min(raw.notifiers.len());
+    Ok(Event::NotifierRefused(NotifierRefused {
+        timestamp_ns: raw.header.timestamp_ns,
+        mm: raw.mm,
+        range: (raw.end != 0).then_some((raw.start, raw.end)),
+        caller_pid: raw.caller_pid,
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+        ret: raw.ret,
+        attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
+        notifiers: Notifiers {
+            count: raw.notifier_count,
+            callbacks: raw.notifiers[..listed].to_vec(),
+        },
+    }))
 }
 
 fn decode_mrelease(raw: MreleaseEvent) -> Event {
@@ -590,6 +665,60 @@ mod tests {
             (exit.mm, exit.victim_pid, exit.by.comm.as_deref()),
             (0xabc, 7, Some("hog"))
         );
+    }
+
+    #[test]
+    fn function_hook_records_round_trip() {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..10].copy_from_slice(b"oom_reaper");
+        let call = ReapCallEvent {
+            header: crate::fixtures::header_at(EventKind::ReapCall, 7),
+            entered_ns: 6_000_000,
+            mm: 0xabc,
+            caller_pid: 33,
+            caller_tgid: 33,
+            caller_comm: comm,
+            victim_pid: 9,
+            complete: 0,
+            by_reaper: 1,
+            attach: AttachKind::Kprobe as u32,
+            refusals: 2,
+            _pad: 0,
+        };
+        let Event::ReapCall(e) = decode(&encode(&call)).unwrap() else {
+            panic!("not a reap call")
+        };
+        assert_eq!(
+            (e.entered_ns, e.mm, e.victim_pid, e.complete, e.by_reaper),
+            (6_000_000, 0xabc, Some(9), false, true)
+        );
+        assert_eq!((e.attach, e.refusals), (AttachKind::Kprobe, 2));
+        assert_eq!(e.caller.comm.as_deref(), Some("oom_reaper"));
+        let bad = ReapCallEvent { attach: 77, ..call };
+        assert_eq!(decode(&encode(&bad)), Err(DecodeError::UnknownAttach(77)));
+
+        let refused = NotifierRefusedEvent {
+            header: crate::fixtures::header_at(EventKind::NotifierRefused, 7),
+            mm: 0xabc,
+            start: 0x1000,
+            end: 0x2000,
+            caller_pid: 33,
+            victim_pid: 0,
+            ret: -11,
+            attach: AttachKind::Fentry as u32,
+            // More than are listed: only the listed callbacks come out.
+            notifier_count: 6,
+            _pad: 0,
+            notifiers: [1, 2, 3, 4],
+        };
+        let Event::NotifierRefused(e) = decode(&encode(&refused)).unwrap() else {
+            panic!("not a refusal")
+        };
+        assert_eq!(
+            (e.range, e.victim_pid, e.ret),
+            (Some((0x1000, 0x2000)), None, -11)
+        );
+        assert_eq!((e.notifiers.count, e.notifiers.callbacks.len()), (6, 4));
     }
 
     #[test]

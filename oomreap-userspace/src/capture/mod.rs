@@ -7,6 +7,7 @@
 //! everything: aya closes the links, programs and maps with their fds.
 
 mod error;
+pub mod functions;
 mod hooks;
 mod plan;
 pub mod probe;
@@ -19,6 +20,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 pub use error::CaptureError;
+pub use functions::{FUNCTIONS, FunctionPreference};
 pub use hooks::{HOOKS, HookSpec};
 use oomreap_common::{
     event::{AttachKind, EventKind, MAX_RETRY_COUNTS, RetryCount, RetryCountsEvent, RetryKey},
@@ -43,6 +45,8 @@ pub struct CaptureOptions {
     pub paths: KernelPaths,
     /// Size of the event ring buffer: a power of two, a multiple of the page size.
     pub events_bytes: u32,
+    /// How to hook kernel functions (fentry, kprobe), beyond the tracepoints.
+    pub functions: FunctionPreference,
 }
 
 impl Default for CaptureOptions {
@@ -51,6 +55,7 @@ impl Default for CaptureOptions {
             attach: AttachPreference::Auto,
             paths: KernelPaths::default(),
             events_bytes: EVENTS_DEFAULT_BYTES,
+            functions: FunctionPreference::Auto,
         }
     }
 }
@@ -138,6 +143,21 @@ impl Capture {
                     spec.provides
                 );
             }
+            hooks.push(status);
+        }
+        let mut reap_hooked = false;
+        for spec in &FUNCTIONS {
+            let status = if spec.function == FUNCTIONS[0].function || reap_hooked {
+                functions::attach_function(&mut ebpf, spec, options.functions, aya_btf.as_ref())
+            } else {
+                HookStatus {
+                    name: spec.function,
+                    provides: spec.provides,
+                    attach: None,
+                    note: Some(format!("needs {} hooked", FUNCTIONS[0].function)),
+                }
+            };
+            reap_hooked |= spec.function == FUNCTIONS[0].function && status.attach.is_some();
             hooks.push(status);
         }
         let events = take_map(&mut ebpf, EVENTS, RingBuf::try_from)?;

@@ -1,18 +1,12 @@
-//! Tries the attach modes that only some kernels allow (fentry, kprobes) on the reaper's core
-//! function, so `doctor` can say which work here and why the others do not.
+//! Tries each function attach mode (fentry, kprobe) on its own, so `doctor` can say which
+//! work on this kernel and why the others do not, whatever mode the capture chose.
 use std::path::Path;
 
-use aya::{
-    Ebpf, EbpfLoader,
-    programs::{FEntry, KProbe},
-};
+use aya::EbpfLoader;
+use oomreap_common::event::AttachKind;
 
-use super::{CaptureError, EBPF_OBJECT, brief, program};
-use crate::display::error_chain;
-
-/// The function both probes attach to: it reaps a victim's memory, for the oom_reaper and
-/// for process_mrelease alike.
-pub const REAP_FUNCTION: &str = "__oom_reap_task_mm";
+use super::{CaptureError, EBPF_OBJECT, functions};
+use crate::display::{attach_id, error_chain};
 
 /// Whether one attach mode works on this kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,68 +17,20 @@ pub struct ModeProbe {
     pub result: Result<(), String>,
 }
 
-/// Loads and attaches each probe program, then detaches it at once.
+/// Loads and attaches each function's programs in each mode, on a fresh load of the object
+/// each time, and detaches them at once.
 pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
-    let mut ebpf = match EbpfLoader::new().load(EBPF_OBJECT) {
-        Ok(ebpf) => ebpf,
-        Err(err) => {
-            let reason = error_chain(&CaptureError::Load(err));
-            return ["fentry", "kprobe"]
-                .map(|mode| ModeProbe {
-                    name: format!("{mode} {REAP_FUNCTION}"),
-                    result: Err(reason.clone()),
-                })
-                .to_vec();
+    let btf = aya::Btf::parse_file(btf_path, aya::Endianness::default()).ok();
+    let mut probes = Vec::new();
+    for spec in &functions::FUNCTIONS {
+        for mode in [AttachKind::Fentry, AttachKind::Kprobe] {
+            let name = format!("{} {}", attach_id(mode), spec.function);
+            let result = match EbpfLoader::new().load(EBPF_OBJECT) {
+                Ok(mut ebpf) => functions::attach_mode(&mut ebpf, spec, mode, btf.as_ref()),
+                Err(err) => Err(error_chain(&CaptureError::Load(err))),
+            };
+            probes.push(ModeProbe { name, result });
         }
-    };
-    vec![
-        ModeProbe {
-            name: format!("fentry {REAP_FUNCTION}"),
-            result: fentry(&mut ebpf, btf_path).map_err(|e| brief(&error_chain(&e))),
-        },
-        ModeProbe {
-            name: format!("kprobe {REAP_FUNCTION}"),
-            result: kprobe(&mut ebpf).map_err(|e| brief(&error_chain(&e))),
-        },
-    ]
-}
-
-fn fentry(ebpf: &mut Ebpf, btf_path: &Path) -> Result<(), CaptureError> {
-    const NAME: &str = "oom_reap_task_mm_fentry";
-    let btf = aya::Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|source| {
-        CaptureError::AyaBtf {
-            path: btf_path.to_owned(),
-            source,
-        }
-    })?;
-    let program: &mut FEntry = program(ebpf, NAME)?;
-    program
-        .load(REAP_FUNCTION, &btf)
-        .map_err(|source| CaptureError::ProgramLoad {
-            program: NAME,
-            source,
-        })?;
-    program.attach().map_err(|source| CaptureError::Attach {
-        program: NAME,
-        hook: REAP_FUNCTION,
-        source,
-    })?;
-    Ok(())
-}
-
-fn kprobe(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
-    const NAME: &str = "oom_reap_task_mm_kprobe";
-    let program: &mut KProbe = program(ebpf, NAME)?;
-    program.load().map_err(|source| CaptureError::ProgramLoad {
-        program: NAME,
-        source,
-    })?;
-    program
-        .attach(REAP_FUNCTION, 0)
-        .map_err(|source| CaptureError::Attach {
-            program: NAME,
-            hook: REAP_FUNCTION,
-            source,
-        })?;
-    Ok(())
+    }
+    probes
 }

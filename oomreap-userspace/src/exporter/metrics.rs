@@ -15,6 +15,9 @@
 //! | `oomreap_reaper_gave_up_total` | counter | | victims the reaper gave up on ("unable to reap") |
 //! | `oomreap_notifier_victims_total` | counter | `notifier` | victims whose mm had mmu notifiers, by owner (`kvm`, …) |
 //! | `oomreap_process_mrelease_calls_total` | counter | `result` (`ok`, `eagain`, `einval`, `esrch`, `eintr`, `other`) | process_mrelease(2) calls |
+//! | `oomreap_reap_calls_total` | counter | `caller` (`oom_reaper`, `process_mrelease`), `result` (`complete`, `partial`) | `__oom_reap_task_mm` calls and their own result (fentry/kprobe modes only) |
+//! | `oomreap_reap_call_duration_seconds` | histogram | | duration of each `__oom_reap_task_mm` call (fentry/kprobe modes only) |
+//! | `oomreap_notifier_refusals_total` | counter | | mmu notifier refusals during reaps (fentry/kprobe modes only) |
 //! | `oomreap_kill_to_wake_seconds` | histogram | | kill to the reaper's wake-up |
 //! | `oomreap_kill_to_reaped_seconds` | histogram | | kill to the end of the successful reap |
 //! | `oomreap_reap_duration_seconds` | histogram | | time spent in reap passes per victim |
@@ -84,6 +87,12 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReapCallLabels {
+    caller: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Version {
     version: String,
 }
@@ -115,6 +124,9 @@ pub struct Metrics {
     gave_up: Counter,
     notifier_victims: Family<Notifier, Counter>,
     mrelease: Family<ResultLabel, Counter>,
+    reap_calls: Family<ReapCallLabels, Counter>,
+    reap_call_seconds: Histogram,
+    notifier_refusals: Counter,
     kill_to_wake: Histogram,
     kill_to_reaped: Histogram,
     reap_duration: Histogram,
@@ -142,6 +154,9 @@ impl Metrics {
             gave_up: Counter::default(),
             notifier_victims: Family::default(),
             mrelease: Family::default(),
+            reap_calls: Family::default(),
+            reap_call_seconds: histogram(&REAP_BUCKETS),
+            notifier_refusals: Counter::default(),
             kill_to_wake: histogram(&KILL_BUCKETS),
             kill_to_reaped: histogram(&KILL_BUCKETS),
             reap_duration: histogram(&REAP_BUCKETS),
@@ -198,6 +213,22 @@ impl Metrics {
             "process_mrelease_calls",
             "process_mrelease(2) calls, by result",
             metrics.mrelease.clone(),
+        );
+        r.register(
+            "reap_calls",
+            "__oom_reap_task_mm calls by caller and their own result (fentry/kprobe modes)",
+            metrics.reap_calls.clone(),
+        );
+        r.register_with_unit(
+            "reap_call_duration",
+            "Duration of each __oom_reap_task_mm call (fentry/kprobe modes)",
+            Unit::Seconds,
+            metrics.reap_call_seconds.clone(),
+        );
+        r.register(
+            "notifier_refusals",
+            "mmu notifier refusals of non-blocking invalidations during reaps",
+            metrics.notifier_refusals.clone(),
         );
         r.register_with_unit(
             "kill_to_wake",
@@ -257,11 +288,7 @@ impl Metrics {
     /// Records how each hook is attached.
     pub fn set_hooks(&self, hooks: &[HookStatus]) {
         for hook in hooks {
-            let mode = match hook.attach {
-                Some(oomreap_common::event::AttachKind::BtfTracePoint) => "btf_tracepoint",
-                Some(oomreap_common::event::AttachKind::TracePoint) => "tracepoint",
-                None => "none",
-            };
+            let mode = hook.attach.map_or("none", crate::display::attach_id);
             self.hooks
                 .get_or_create(&Hook {
                     hook: hook.name.into(),
@@ -377,6 +404,25 @@ impl Metrics {
             Change::Finished(id) => {
                 let Some(v) = tracker.victim(*id) else { return };
                 self.finished(v, names(v));
+            }
+            Change::ReapCall { call, .. } => {
+                self.reap_calls
+                    .get_or_create(&ReapCallLabels {
+                        caller: if call.by_reaper {
+                            "oom_reaper"
+                        } else {
+                            "process_mrelease"
+                        }
+                        .into(),
+                        result: if call.complete { "complete" } else { "partial" }.into(),
+                    })
+                    .inc();
+                if let Some(ns) = call.timestamp_ns.checked_sub(call.entered_ns) {
+                    self.reap_call_seconds.observe(seconds(ns));
+                }
+            }
+            Change::NotifierRefused { .. } => {
+                self.notifier_refusals.inc();
             }
             Change::MarkedAgain(_) | Change::Woken(_) | Change::ScoreAdjusted(_) => {}
         }

@@ -51,6 +51,9 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
         l.notifier_hlist = opt("mmu_notifier", "hlist");
         l.notifier_ops = opt("mmu_notifier", "ops");
         l.ops_invalidate_range_start = opt("mmu_notifier_ops", "invalidate_range_start");
+        l.range_mm = opt("mmu_notifier_range", "mm");
+        l.range_start = opt("mmu_notifier_range", "start");
+        l.range_end = opt("mmu_notifier_range", "end");
     }
     l.css_set_subsys = opt("css_set", "subsys");
     l.memory_subsys_index_bytes = optional(

@@ -1,6 +1,5 @@
 //! JSON Lines output: one object per lifecycle step. The schema is documented in
 //! docs/events.md; bump [`SCHEMA_VERSION`] on any incompatible change.
-use oomreap_common::event::AttachKind;
 use serde_json::{Value, json};
 
 use super::Context;
@@ -53,7 +52,8 @@ pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Va
                 AttemptResult::Reaped {
                     finished_ns,
                     rss_after,
-                    ..
+                    complete,
+                    complete_traced,
                 } => (
                     "reaped",
                     Some(*finished_ns),
@@ -62,6 +62,8 @@ pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Va
                         "attempt": n,
                         "duration_ns": finished_ns.saturating_sub(attempt.started_ns),
                         "rss_after": rss_after.as_ref().map(rss),
+                        // Known here only when traced (fentry/kprobe modes).
+                        "complete": complete.filter(|_| *complete_traced),
                     }),
                 ),
                 AttemptResult::Skipped {
@@ -98,6 +100,33 @@ pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Va
                 "caller": task(&call.caller),
                 "ret": call.ret,
                 "duration_ns": call.returned_ns.saturating_sub(call.entered_ns),
+            }),
+        ),
+        Change::ReapCall { victim, call } => (
+            "reap_fn",
+            Some(call.timestamp_ns),
+            victim.and_then(|id| tracker.victim(id)),
+            json!({
+                "caller": if call.by_reaper { "oom_reaper" } else { "process_mrelease" },
+                "task": task(&call.caller),
+                "complete": call.complete,
+                "refusals": call.refusals,
+                "duration_ns": call.timestamp_ns.saturating_sub(call.entered_ns),
+                "mm": format!("{:#x}", call.mm),
+                "attach": crate::display::attach_id(call.attach),
+            }),
+        ),
+        Change::NotifierRefused { victim, refusal } => (
+            "notifier_refused",
+            Some(refusal.timestamp_ns),
+            victim.and_then(|id| tracker.victim(id)),
+            json!({
+                "mm": format!("{:#x}", refusal.mm),
+                "range": refusal.range.map(|(s, e)| json!({"start": format!("{s:#x}"), "end": format!("{e:#x}")})),
+                "ret": refusal.ret,
+                "caller_tid": refusal.caller_pid,
+                "notifiers": notifiers_json(&refusal.notifiers, cx),
+                "attach": crate::display::attach_id(refusal.attach),
             }),
         ),
         Change::Finished(id) => {
@@ -139,21 +168,7 @@ fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
             "container_id": info.as_ref().and_then(|i| i.container_id.clone()),
         })
     });
-    let notifiers = v.notifiers.as_ref().map(|n| {
-        let callbacks: Vec<Value> = n
-            .callbacks
-            .iter()
-            .map(|&address| {
-                let symbol = cx.enricher.as_mut().and_then(|e| e.symbol(address).ok());
-                json!({
-                    "address": format!("{address:#x}"),
-                    "owner": symbol.as_deref().map(notifier_owner),
-                    "symbol": symbol,
-                })
-            })
-            .collect();
-        json!({"count": n.count, "callbacks": callbacks})
-    });
+    let notifiers = v.notifiers.as_ref().map(|n| notifiers_json(n, cx));
     let retries: Vec<Value> = v
         .retries_before
         .iter()
@@ -165,10 +180,7 @@ fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
         })
         .collect();
     json!({
-        "attach": v.attach.map(|a| match a {
-            AttachKind::BtfTracePoint => "btf_tracepoint",
-            AttachKind::TracePoint => "tracepoint",
-        }),
+        "attach": v.attach.map(crate::display::attach_id),
         "uid": v.uid,
         "oom_score_adj": v.oom_score_adj,
         "memory": v.memory_at_kill.map(|m| json!({
@@ -186,6 +198,22 @@ fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
     })
 }
 
+fn notifiers_json(n: &crate::wire::Notifiers, cx: &mut Context) -> Value {
+    let callbacks: Vec<Value> = n
+        .callbacks
+        .iter()
+        .map(|&address| {
+            let symbol = cx.enricher.as_mut().and_then(|e| e.symbol(address).ok());
+            json!({
+                "address": format!("{address:#x}"),
+                "owner": symbol.as_deref().map(notifier_owner),
+                "symbol": symbol,
+            })
+        })
+        .collect();
+    json!({"count": n.count, "callbacks": callbacks})
+}
+
 fn outcome_fields(v: &Victim) -> Value {
     json!({
         "outcome": v.outcome.name(),
@@ -200,6 +228,9 @@ fn outcome_fields(v: &Victim) -> Value {
         "kill_to_mm_freed_ns": v.kill_to_mm_freed_ns(),
         "reaper_freed_kib": v.freed_by_reaper_kib(),
         "mreleases": v.mreleases.len(),
+        "reap_calls": v.reap_calls.len(),
+        "reap_calls_partial": v.reap_calls.iter().filter(|c| !c.complete).count(),
+        "notifier_refusals": v.notifier_refusals.len(),
     })
 }
 

@@ -51,6 +51,42 @@ pub fn lines(tracker: &Tracker, change: &Change, cx: &mut Context) -> Vec<String
                 )],
             }
         }
+        Change::ReapCall { victim, call } => {
+            let who = if call.by_reaper {
+                "oom_reaper".to_owned()
+            } else {
+                format!("process_mrelease by {}", task(&call.caller))
+            };
+            let result = if call.complete {
+                "complete".to_owned()
+            } else {
+                format!("partial, {} notifier refusal(s)", call.refusals)
+            };
+            let took = duration(call.timestamp_ns.saturating_sub(call.entered_ns));
+            let detail = format!(
+                "__oom_reap_task_mm ({who}): {result} in {took} [{}]",
+                crate::display::attach_id(call.attach)
+            );
+            unattributed_or_row(tracker, *victim, cx, call.timestamp_ns, "reap_fn", &detail)
+        }
+        Change::NotifierRefused { victim, refusal } => {
+            let range = refusal.range.map_or_else(String::new, |(start, end)| {
+                format!(" [{start:#x}, {end:#x})")
+            });
+            let detail = format!(
+                "mmu notifier refused a non-blocking invalidation{range} (error {}); {}",
+                refusal.ret,
+                notifiers(&refusal.notifiers, cx)
+            );
+            unattributed_or_row(
+                tracker,
+                *victim,
+                cx,
+                refusal.timestamp_ns,
+                "notifier",
+                &detail,
+            )
+        }
         Change::Finished(id) => victim_line(tracker, *id, cx, "outcome", |v, _| summary(v)),
         Change::ScoreAdjusted(e) => vec![format!(
             "{:<12} {:>7} {:>7} {:<16} {:<9} oom_score_adj {} set by {}",
@@ -84,6 +120,27 @@ fn victim_line(
     .unwrap_or_default();
     let detail = detail(v, cx);
     vec![row(cx, at, v, step, &detail)]
+}
+
+/// The victim's row, or a row without one when the mm was no victim's.
+fn unattributed_or_row(
+    tracker: &Tracker,
+    victim: Option<crate::tracker::VictimId>,
+    cx: &Context,
+    at_ns: u64,
+    step: &str,
+    detail: &str,
+) -> Vec<String> {
+    match victim.and_then(|id| tracker.victim(id)) {
+        Some(v) => vec![row(cx, at_ns, v, step, detail)],
+        None => vec![format!(
+            "{:<12} {:>7} {:>7} {:<16} {step:<9} {detail} (not a victim's)",
+            cx.clock.time_of_day(at_ns),
+            "-",
+            "-",
+            "-",
+        )],
+    }
 }
 
 fn row(cx: &Context, at_ns: u64, v: &Victim, step: &str, detail: &str) -> String {
@@ -187,16 +244,23 @@ fn attempt_lines(
         AttemptResult::Reaped {
             finished_ns,
             rss_after,
-            ..
+            complete,
+            complete_traced,
         } => {
             let took = duration(finished_ns.saturating_sub(attempt.started_ns));
             let after = rss_after.map_or_else(|| "RSS after unknown".to_owned(), |r| rss(&r));
+            // Only the traced return value is known this early; inference comes later.
+            let result = match (complete, complete_traced) {
+                (Some(true), true) => " (complete)",
+                (Some(false), true) => " (partial: an mmu notifier refused)",
+                _ => "",
+            };
             vec![row(
                 cx,
                 *finished_ns,
                 v,
                 "reaped",
-                &format!("attempt {n}: pass took {took}; {after}"),
+                &format!("attempt {n}: pass took {took}{result}; {after}"),
             )]
         }
         AttemptResult::Skipped {

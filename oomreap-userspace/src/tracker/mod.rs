@@ -17,11 +17,13 @@ use std::{
     collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
 };
 
-pub use victim::{Attempt, AttemptResult, MreleaseCall, Outcome, SkipReason, Victim, VictimId};
+pub use victim::{
+    Attempt, AttemptResult, MreleaseCall, Outcome, REFUSALS_KEPT, SkipReason, Victim, VictimId,
+};
 
 use crate::wire::{
-    Event, ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, ReaperStep, RetryCounter,
-    RetryCounts, ScoreAdj, SkipReaping,
+    Event, ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, NotifierRefused, ReapCall,
+    ReaperStep, RetryCounter, RetryCounts, ScoreAdj, SkipReaping,
 };
 
 /// How many finished victims are kept by default before the oldest are forgotten.
@@ -58,6 +60,17 @@ pub enum Change {
         victim: Option<VictimId>,
         call: MreleaseCall,
     },
+    /// `__oom_reap_task_mm` returned (fentry/kprobe modes); `victim` when the mm was a
+    /// victim's.
+    ReapCall {
+        victim: Option<VictimId>,
+        call: ReapCall,
+    },
+    /// An mmu notifier refused an invalidation during a reap.
+    NotifierRefused {
+        victim: Option<VictimId>,
+        refusal: NotifierRefused,
+    },
     /// The victim's outcome became final.
     Finished(VictimId),
     /// A task's oom_score_adj changed.
@@ -79,6 +92,12 @@ pub struct Totals {
     /// Reaper lock attempts seen, and how many failed.
     pub reaper_trylocks: u64,
     pub reaper_trylocks_failed: u64,
+    /// `__oom_reap_task_mm` calls (fentry/kprobe modes) that reaped everything, and that
+    /// skipped a VMA.
+    pub reap_calls_complete: u64,
+    pub reap_calls_partial: u64,
+    /// mmu notifier refusals during reaps.
+    pub notifier_refusals: u64,
 }
 
 /// All victims seen, newest last, and what else the events told.
@@ -150,6 +169,8 @@ impl Tracker {
                 changes.push(Change::ScoreAdjusted(e.clone()));
             }
             Event::RetryCounts(e) => self.retry_counts(e),
+            Event::ReapCall(e) => self.reap_call(e, changes),
+            Event::NotifierRefused(e) => self.notifier_refused(e, changes),
         }
         for change in &changes[start..] {
             if let Change::VictimMarked(id) | Change::Woken(id) | Change::Attempt { victim: id, .. } =
@@ -312,10 +333,12 @@ impl Tracker {
     fn finish(&mut self, e: &FinishReaping, changes: &mut Vec<Change>) {
         let id = self.active_or_unseen(e.victim_pid);
         let Some(v) = self.victim_mut(id) else { return };
+        let traced = v.pending_reap.take();
         let result = AttemptResult::Reaped {
             finished_ns: e.timestamp_ns,
             rss_after: e.rss_after,
-            complete: None,
+            complete: traced,
+            complete_traced: traced.is_some(),
         };
         let missed_start = match v.attempts.last_mut() {
             Some(last) if last.result == AttemptResult::InProgress => {
@@ -463,7 +486,9 @@ impl Tracker {
         let id = e
             .victim_pid
             .and_then(|pid| self.active.get(&pid).copied())
-            .or_else(|| e.mm.and_then(|mm| self.active_by_mm(mm)));
+            .or_else(|| e.mm.and_then(|mm| self.active_by_mm(mm)))
+            // The call's own reap (fentry/kprobe modes) may have settled the victim already.
+            .or_else(|| e.mm.and_then(|mm| self.released_by(mm, e.caller.pid)));
         let Some(id) = id else {
             changes.push(Change::Mrelease { victim: None, call });
             return;
@@ -475,8 +500,92 @@ impl Tracker {
             call,
         });
         if e.ret == 0 {
+            // No-op when the call's reap already settled it.
             self.finalize(id, Outcome::Released, false, e.timestamp_ns, changes);
         }
+    }
+
+    fn reap_call(&mut self, e: &ReapCall, changes: &mut Vec<Change>) {
+        if e.complete {
+            self.totals.reap_calls_complete += 1;
+        } else {
+            self.totals.reap_calls_partial += 1;
+        }
+        let id = e
+            .victim_pid
+            .and_then(|pid| self.active.get(&pid).copied())
+            .or_else(|| self.active_by_mm(e.mm));
+        let Some(v) = id.and_then(|id| self.victim_mut(id)) else {
+            changes.push(Change::ReapCall {
+                victim: None,
+                call: e.clone(),
+            });
+            return;
+        };
+        v.reap_calls.push(e.clone());
+        if e.by_reaper {
+            // The call runs between start_task_reaping and finish_task_reaping: `finish`
+            // takes the result. A finish already seen (events out of order) takes it now.
+            match v.attempts.last_mut() {
+                Some(Attempt {
+                    result:
+                        AttemptResult::Reaped {
+                            complete,
+                            complete_traced,
+                            ..
+                        },
+                    ..
+                }) => {
+                    *complete = Some(e.complete);
+                    *complete_traced = true;
+                }
+                _ => v.pending_reap = Some(e.complete),
+            }
+        }
+        let id = v.id;
+        changes.push(Change::ReapCall {
+            victim: Some(id),
+            call: e.clone(),
+        });
+        // process_mrelease's reap freed everything: the victim was released, whether or not
+        // its syscall return is seen (that needs tracefs).
+        if !e.by_reaper && e.complete {
+            self.finalize(id, Outcome::Released, false, e.timestamp_ns, changes);
+        }
+    }
+
+    fn notifier_refused(&mut self, e: &NotifierRefused, changes: &mut Vec<Change>) {
+        self.totals.notifier_refusals += 1;
+        let id = e
+            .victim_pid
+            .and_then(|pid| self.active.get(&pid).copied())
+            .or_else(|| self.active_by_mm(e.mm));
+        if let Some(v) = id.and_then(|id| self.victim_mut(id))
+            && v.notifier_refusals.len() < REFUSALS_KEPT
+        {
+            v.notifier_refusals.push(e.clone());
+        }
+        changes.push(Change::NotifierRefused {
+            victim: id,
+            refusal: e.clone(),
+        });
+    }
+
+    /// A recent victim with this mm that a process_mrelease call by `caller_pid` released.
+    fn released_by(&self, mm: u64, caller_pid: u32) -> Option<VictimId> {
+        self.victims
+            .iter()
+            .rev()
+            .take(64)
+            .find(|v| {
+                v.mm == Some(mm)
+                    && v.outcome == Outcome::Released
+                    && v.mreleases.is_empty()
+                    && v.reap_calls
+                        .last()
+                        .is_some_and(|c| !c.by_reaper && c.caller.pid == caller_pid)
+            })
+            .map(|v| v.id)
     }
 
     fn retry_counts(&mut self, e: &RetryCounts) {
@@ -519,6 +628,19 @@ impl Tracker {
             return None;
         }
         match &mut last.result {
+            AttemptResult::Reaped {
+                complete: Some(false),
+                complete_traced: true,
+                ..
+            } => {
+                // The kernel said this pass was partial, yet it neither retried nor gave up
+                // (ten failures): something was missed.
+                Some(if failed_before_last + 1 >= MAX_REAP_ATTEMPTS {
+                    Outcome::GaveUp
+                } else {
+                    Outcome::Unknown
+                })
+            }
             AttemptResult::Reaped { complete, .. } => {
                 // The tenth pass of a victim whose every pass was partial: the kernel gave up.
                 if count == MAX_REAP_ATTEMPTS && failed_before_last == count - 1 {
@@ -649,10 +771,16 @@ fn settle_deadline(v: &Victim) -> Option<u64> {
     }
 }
 
-/// Another attempt after a reap pass means the pass was partial (an mmu notifier refused).
+/// Another attempt after a reap pass means the pass was partial (an mmu notifier refused),
+/// unless the kernel's own return value already said.
 fn mark_previous_reap_partial(v: &mut Victim) {
     if let Some(Attempt {
-        result: AttemptResult::Reaped { complete, .. },
+        result:
+            AttemptResult::Reaped {
+                complete,
+                complete_traced: false,
+                ..
+            },
         ..
     }) = v.attempts.last_mut()
     {

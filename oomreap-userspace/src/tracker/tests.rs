@@ -3,8 +3,9 @@ use oomreap_common::event::{AttachKind, SkipCause};
 
 use super::*;
 use crate::wire::{
-    ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, Notifiers, ReaperStep,
-    RetryCounter, RetryCounts, RetryWhat, Rss, SkipReaping, Task, VictimMemory,
+    ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, NotifierRefused, Notifiers,
+    ReapCall, ReaperStep, RetryCounter, RetryCounts, RetryWhat, Rss, SkipReaping, Task,
+    VictimMemory,
 };
 
 const MS: u64 = 1_000_000;
@@ -128,6 +129,55 @@ impl Stream {
             pidfd: 3,
             mm: Some(u64::from(pid) * MM_STRIDE),
             victim_pid: Some(pid),
+        }));
+        self
+    }
+    /// `__oom_reap_task_mm` returning at `ms`, as fexit or kretprobe reports it.
+    fn reap_call(mut self, ms: u64, pid: u32, complete: bool, by_reaper: bool) -> Self {
+        self.0.push(Event::ReapCall(ReapCall {
+            timestamp_ns: ms * MS,
+            entered_ns: (ms - 1) * MS,
+            mm: u64::from(pid) * MM_STRIDE,
+            caller: if by_reaper {
+                task(40, "oom_reaper")
+            } else {
+                task(900, "lmkd")
+            },
+            victim_pid: Some(pid),
+            complete,
+            by_reaper,
+            attach: AttachKind::Fentry,
+            refusals: u32::from(!complete),
+        }));
+        self
+    }
+    /// A reaper pass with its traced result, as the tracepoints and fexit report it.
+    fn traced_reap(mut self, ms: u64, pid: u32, complete: bool) -> Self {
+        self.0.push(Event::StartReaping(ReaperStep {
+            timestamp_ns: ms * MS,
+            victim_pid: pid,
+        }));
+        self = self.reap_call(ms + 4, pid, complete, true);
+        self.0.push(Event::FinishReaping(FinishReaping {
+            timestamp_ns: (ms + 5) * MS,
+            victim_pid: pid,
+            rss_after: None,
+        }));
+        self
+    }
+    fn refusal(mut self, ms: u64, pid: u32) -> Self {
+        self.0.push(Event::NotifierRefused(NotifierRefused {
+            timestamp_ns: ms * MS,
+            mm: u64::from(pid) * MM_STRIDE,
+            range: Some((0x7f00_0000_0000, 0x7f00_0010_0000)),
+            caller_pid: 40,
+            victim_pid: Some(pid),
+            ret: -11,
+            attach: AttachKind::Fentry,
+            notifiers: Notifiers {
+                count: 1,
+                callbacks: vec![0xffff_ffff_c0de_0000],
+            },
         }));
         self
     }
@@ -534,4 +584,116 @@ fn exit_mmap_after_the_outcome_still_counts() {
         .position(|c| *c == Change::MmFreed(v.id))
         .unwrap();
     assert!(finished < freed, "{changes:?}");
+}
+
+/// (complete, traced) of each reap pass.
+fn pass_results(v: &Victim) -> Vec<(Option<bool>, bool)> {
+    v.attempts
+        .iter()
+        .filter_map(|a| match a.result {
+            AttemptResult::Reaped {
+                complete,
+                complete_traced,
+                ..
+            } => Some((complete, complete_traced)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn traced_reap_results_are_exact() {
+    let (tracker, changes) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .traced_reap(2_000, 10, false)
+        .refusal(2_003, 10)
+        .traced_reap(2_100, 10, true)
+        .run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(pass_results(v), [(Some(false), true), (Some(true), true)]);
+    assert_eq!(outcome(v), (Outcome::Reaped, true));
+    assert_eq!(v.reap_calls.len(), 2);
+    assert_eq!(v.notifier_refusals.len(), 1);
+    let totals = tracker.totals();
+    assert_eq!(
+        (
+            totals.reap_calls_complete,
+            totals.reap_calls_partial,
+            totals.notifier_refusals
+        ),
+        (1, 1, 1)
+    );
+    assert!(changes.iter().any(|c| matches!(
+        c,
+        Change::NotifierRefused {
+            victim: Some(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn ten_traced_partial_passes_give_up() {
+    let mut stream = Stream::default().kill(0, 10).wake(2_000, 10);
+    for i in 0..10 {
+        stream = stream.traced_reap(2_000 + i * 100, 10, false);
+    }
+    let (tracker, _) = stream.run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(v.outcome, Outcome::GaveUp);
+    assert!(pass_results(v).iter().all(|r| *r == (Some(false), true)));
+}
+
+#[test]
+fn a_traced_partial_last_pass_is_not_called_reaped() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .traced_reap(2_000, 10, false)
+        .run(2_000);
+    assert_eq!(only_victim(&tracker).outcome, Outcome::Unknown);
+}
+
+#[test]
+fn process_mrelease_is_seen_through_its_reap_call() {
+    // Without syscall tracepoints the reap call alone settles it ...
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .reap_call(20, 10, true, false)
+        .run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::Released, false));
+    assert_eq!(v.reap_calls.len(), 1);
+    // ... and the syscall's return, when traced, joins the same victim.
+    let (tracker, changes) = Stream::default()
+        .kill(0, 10)
+        .reap_call(19, 10, true, false)
+        .mrelease(20, 10, 0)
+        .run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::Released, false));
+    assert_eq!(v.mreleases.len(), 1);
+    assert!(changes.iter().any(|c| matches!(
+        c,
+        Change::Mrelease {
+            victim: Some(_),
+            ..
+        }
+    )));
+    assert_eq!(tracker.totals().outcomes.get("released"), Some(&1));
+}
+
+#[test]
+fn a_partial_mrelease_reap_does_not_release() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .reap_call(19, 10, false, false)
+        .mrelease(20, 10, -11)
+        .wake(2_000, 10)
+        .traced_reap(2_000, 10, true)
+        .run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(v.outcome, Outcome::Reaped);
+    assert_eq!(v.reap_calls.len(), 2);
 }

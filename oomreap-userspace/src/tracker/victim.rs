@@ -1,7 +1,12 @@
 //! One OOM victim and its path through the reaper.
 use oomreap_common::event::{AttachKind, SkipCause};
 
-use crate::wire::{LockSnapshot, MarkVictim, Notifiers, Rss, Task, VictimMemory};
+use crate::wire::{
+    LockSnapshot, MarkVictim, NotifierRefused, Notifiers, ReapCall, Rss, Task, VictimMemory,
+};
+
+/// Most notifier refusals kept per victim (all are counted in the totals).
+pub const REFUSALS_KEPT: usize = 16;
 
 /// Identifies a victim within one tracker; pids are reused, ids never are.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,8 +115,11 @@ pub enum AttemptResult {
         finished_ns: u64,
         rss_after: Option<Rss>,
         /// Whether every VMA was reaped: `Some(false)` when another attempt followed (an mmu
-        /// notifier refused), `Some(true)` once nothing followed. Never traced: inferred.
+        /// notifier refused), `Some(true)` once nothing followed.
         complete: Option<bool>,
+        /// `complete` is `__oom_reap_task_mm`'s own return value (fentry or kprobe modes),
+        /// not deduced from what followed.
+        complete_traced: bool,
     },
 }
 
@@ -174,6 +182,13 @@ pub struct Victim {
     /// The task that dropped the mm's last user.
     pub mm_freed_by: Option<Task>,
     pub mreleases: Vec<MreleaseCall>,
+    /// Every `__oom_reap_task_mm` call on its mm, by the reaper or process_mrelease (only
+    /// with the fentry or kprobe attach modes).
+    pub reap_calls: Vec<ReapCall>,
+    /// The result of the reaper's call inside the attempt in progress.
+    pub(super) pending_reap: Option<bool>,
+    /// mmu notifier refusals during reaps of its mm (the first [`REFUSALS_KEPT`]).
+    pub notifier_refusals: Vec<NotifierRefused>,
     pub outcome: Outcome,
     /// The outcome was deduced, not traced.
     pub outcome_inferred: bool,
@@ -231,6 +246,9 @@ impl Victim {
             mm_freed_at_ns: None,
             mm_freed_by: None,
             mreleases: Vec::new(),
+            reap_calls: Vec::new(),
+            pending_reap: None,
+            notifier_refusals: Vec::new(),
             outcome: Outcome::Pending,
             outcome_inferred: false,
             finished_at_ns: None,

@@ -499,11 +499,9 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         lines.push(Line::from(""));
         lines.push(Line::from("hooks:").bold());
         for hook in &app.source.hooks {
-            let how = match hook.attach {
-                Some(oomreap_common::event::AttachKind::BtfTracePoint) => "BTF tracepoint",
-                Some(oomreap_common::event::AttachKind::TracePoint) => "classic tracepoint",
-                None => "not attached",
-            };
+            let how = hook
+                .attach
+                .map_or("not attached", crate::display::attach_label);
             lines.push(Line::from(format!("  {:<38}{how}", hook.name)));
         }
     }

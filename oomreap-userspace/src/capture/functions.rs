@@ -1,0 +1,229 @@
+//! Kernel-function hooks: fentry/fexit where the kernel allows BPF trampolines,
+//! kprobe/kretprobe where it does not, nothing (tracepoints only) where neither loads.
+//!
+//! Each function is tried in order of preference; a refused load or attach is undone (no
+//! half-attached pair stays behind) and the next mode is tried, so a kernel that refuses one
+//! mode never stops the tool. The choice and every refusal end up in the hook's note, which
+//! `doctor` prints.
+use aya::{
+    Ebpf,
+    programs::{FEntry, FExit, KProbe, ProgramError},
+};
+use oomreap_common::event::AttachKind;
+
+use super::{CaptureError, HookStatus, brief, program};
+use crate::display::error_chain;
+
+/// Which function attach mode the user asked for.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum FunctionPreference {
+    /// fentry/fexit where allowed, else kprobe/kretprobe, else none.
+    #[default]
+    Auto,
+    /// fentry/fexit only.
+    Fentry,
+    /// kprobe/kretprobe only.
+    Kprobe,
+    /// No function hooks: tracepoints only.
+    Off,
+}
+
+impl FunctionPreference {
+    /// The modes to try, best first.
+    fn modes(self) -> &'static [AttachKind] {
+        match self {
+            Self::Auto => &[AttachKind::Fentry, AttachKind::Kprobe],
+            Self::Fentry => &[AttachKind::Fentry],
+            Self::Kprobe => &[AttachKind::Kprobe],
+            Self::Off => &[],
+        }
+    }
+}
+
+/// What a program of a function hook is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Role {
+    Fentry,
+    Fexit,
+    Kprobe,
+    Kretprobe,
+}
+
+/// A kernel function and the programs for each mode.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub function: &'static str,
+    fentry: &'static [(&'static str, Role)],
+    kprobe: &'static [(&'static str, Role)],
+    pub provides: &'static str,
+}
+
+/// The functions oomreap hooks, in attach order: the notifier hook filters on the reap
+/// hook's in-flight map, so it only makes sense after it.
+pub const FUNCTIONS: [FunctionSpec; 2] = [
+    FunctionSpec {
+        function: "__oom_reap_task_mm",
+        fentry: &[
+            ("oom_reap_task_mm_fentry", Role::Fentry),
+            ("oom_reap_task_mm_fexit", Role::Fexit),
+        ],
+        kprobe: &[
+            ("oom_reap_task_mm_kprobe", Role::Kprobe),
+            ("oom_reap_task_mm_kretprobe", Role::Kretprobe),
+        ],
+        provides: "exact reap passes: start, duration, complete or partial, for the reaper \
+                   and process_mrelease",
+    },
+    FunctionSpec {
+        function: "__mmu_notifier_invalidate_range_start",
+        fentry: &[("invalidate_range_start_fexit", Role::Fexit)],
+        kprobe: &[
+            ("invalidate_range_start_kprobe", Role::Kprobe),
+            ("invalidate_range_start_kretprobe", Role::Kretprobe),
+        ],
+        provides: "the mmu notifiers that refused a reap's invalidation",
+    },
+];
+
+impl FunctionSpec {
+    fn programs(&self, mode: AttachKind) -> &'static [(&'static str, Role)] {
+        match mode {
+            AttachKind::Fentry => self.fentry,
+            _ => self.kprobe,
+        }
+    }
+}
+
+/// Attaches one function in the best mode `preference` allows. `btf` is needed for fentry.
+pub fn attach_function(
+    ebpf: &mut Ebpf,
+    spec: &FunctionSpec,
+    preference: FunctionPreference,
+    btf: Option<&aya::Btf>,
+) -> HookStatus {
+    let mut refusals = Vec::new();
+    for &mode in preference.modes() {
+        match attach_mode(ebpf, spec, mode, btf) {
+            Ok(()) => {
+                return HookStatus {
+                    name: spec.function,
+                    provides: spec.provides,
+                    attach: Some(mode),
+                    note: (!refusals.is_empty()).then(|| refusals.join("; ")),
+                };
+            }
+            Err(why) => {
+                log::info!(
+                    "{}: {} refused: {why}",
+                    spec.function,
+                    crate::display::attach_id(mode)
+                );
+                refusals.push(format!(
+                    "{} refused: {why}",
+                    crate::display::attach_id(mode)
+                ));
+            }
+        }
+    }
+    if refusals.is_empty() {
+        refusals.push("function hooks turned off (--functions off)".to_owned());
+    }
+    HookStatus {
+        name: spec.function,
+        provides: spec.provides,
+        attach: None,
+        note: Some(refusals.join("; ")),
+    }
+}
+
+/// Loads and attaches every program of one mode, or none: on failure those already loaded
+/// are unloaded again (which also detaches them).
+pub fn attach_mode(
+    ebpf: &mut Ebpf,
+    spec: &FunctionSpec,
+    mode: AttachKind,
+    btf: Option<&aya::Btf>,
+) -> Result<(), String> {
+    if forced_refusal(spec.function, mode) {
+        return Err("refused by OOMREAP_REFUSE (testing)".to_owned());
+    }
+    let programs = spec.programs(mode);
+    for (done, &(name, role)) in programs.iter().enumerate() {
+        if let Err(err) = load_and_attach(ebpf, spec.function, name, role, btf) {
+            for &(loaded, role) in &programs[..done] {
+                unload(ebpf, loaded, role);
+            }
+            unload(ebpf, name, role);
+            return Err(brief(&error_chain(&err)));
+        }
+    }
+    Ok(())
+}
+
+fn load_and_attach(
+    ebpf: &mut Ebpf,
+    function: &'static str,
+    name: &'static str,
+    role: Role,
+    btf: Option<&aya::Btf>,
+) -> Result<(), CaptureError> {
+    let load = |source: ProgramError| CaptureError::ProgramLoad {
+        program: name,
+        source,
+    };
+    let attach = |source: ProgramError| CaptureError::Attach {
+        program: name,
+        hook: function,
+        source,
+    };
+    let no_btf = || CaptureError::HookUnavailable {
+        hook: function,
+        reason: "fentry needs kernel BTF".into(),
+    };
+    match role {
+        Role::Fentry => {
+            let p: &mut FEntry = program(ebpf, name)?;
+            p.load(function, btf.ok_or_else(no_btf)?).map_err(load)?;
+            p.attach().map_err(attach)?;
+        }
+        Role::Fexit => {
+            let p: &mut FExit = program(ebpf, name)?;
+            p.load(function, btf.ok_or_else(no_btf)?).map_err(load)?;
+            p.attach().map_err(attach)?;
+        }
+        Role::Kprobe | Role::Kretprobe => {
+            let p: &mut KProbe = program(ebpf, name)?;
+            p.load().map_err(load)?;
+            p.attach(function, 0).map_err(attach)?;
+        }
+    }
+    Ok(())
+}
+
+/// Unloads a program if it was loaded; its links go with it.
+fn unload(ebpf: &mut Ebpf, name: &'static str, role: Role) {
+    let result = match role {
+        Role::Fentry => program::<FEntry>(ebpf, name).map(|p| p.unload()),
+        Role::Fexit => program::<FExit>(ebpf, name).map(|p| p.unload()),
+        Role::Kprobe | Role::Kretprobe => program::<KProbe>(ebpf, name).map(|p| p.unload()),
+    };
+    if let Ok(Err(err)) = result {
+        log::debug!("unloading {name}: {err}");
+    }
+}
+
+/// `OOMREAP_REFUSE=fentry,kprobe:__oom_reap_task_mm` pretends the kernel refused those
+/// modes (for one function, or all), so tests can force every fallback on a kernel that
+/// allows everything.
+fn forced_refusal(function: &str, mode: AttachKind) -> bool {
+    let Ok(list) = std::env::var("OOMREAP_REFUSE") else {
+        return false;
+    };
+    let mode = crate::display::attach_id(mode);
+    list.split(',')
+        .map(str::trim)
+        .any(|entry| match entry.split_once(':') {
+            Some((m, f)) => m == mode && f == function,
+            None => entry == mode,
+        })
+}

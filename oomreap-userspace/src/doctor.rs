@@ -128,6 +128,9 @@ pub fn text(report: &Report) -> String {
     for hook in &report.hooks {
         let state = match (hook.attach, &hook.note) {
             (Some(kind), None) => format!("attached ({})", attach_name(kind)),
+            (Some(kind @ (AttachKind::Fentry | AttachKind::Kprobe)), Some(note)) => {
+                format!("attached ({}; {note})", attach_name(kind))
+            }
             (Some(kind), Some(note)) => {
                 format!("attached ({}; BTF refused: {note})", attach_name(kind))
             }

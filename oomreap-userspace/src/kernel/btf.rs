@@ -60,8 +60,16 @@ impl KernelBtf {
     pub fn open(path: &Path) -> Result<Self, BtfError> {
         // Memory-mapped and parsed lazily: the kernel's BTF is megabytes, and oomreap looks up
         // a few dozen types (a full parse doubled start-up time and peak memory).
-        let btf =
-            Btf::from_file_with_backend(path, Backend::Mmap).map_err(|source| match source {
+        // Kernels before 6.16 refuse to mmap /sys/kernel/btf/vmlinux (ENODEV): read it then.
+        let btf = Btf::from_file_with_backend(path, Backend::Mmap)
+            .or_else(|err| match err {
+                btf_rs::Error::IO(_) if path.is_file() => {
+                    log::debug!("{}: mmap refused ({err}); reading it", path.display());
+                    Btf::from_file_with_backend(path, Backend::Cache)
+                }
+                other => Err(other),
+            })
+            .map_err(|source| match source {
                 btf_rs::Error::IO(io) => BtfError::Missing {
                     path: path.to_owned(),
                     source: io,

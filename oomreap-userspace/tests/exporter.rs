@@ -108,7 +108,10 @@ fn inject(args: &[&str]) -> Value {
 fn have(program: &str, test: &str) -> bool {
     let found = Command::new(program).arg("--version").output().is_ok();
     if !found {
-        eprintln!("skipped {test}: {program} is not installed (`cargo xtask setup` installs it)");
+        common::skip(
+            test,
+            &format!("{program} is not installed (`cargo xtask setup` installs it)"),
+        );
     }
     found
 }

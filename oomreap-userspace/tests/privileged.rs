@@ -21,6 +21,7 @@ use oomreap::{
     wire::{Event, MarkVictim},
 };
 use oomreap_common::event::AttachKind;
+use serde_json::Value;
 
 /// Starts a capture, OOM-kills a hog in a 64 MiB cgroup, and returns the hog's
 /// `mark_victim` event.
@@ -307,7 +308,10 @@ fn doctor_reports_every_hook_and_attach_mode() {
     assert_eq!(report["usable"], true);
     assert_eq!(report["capabilities"]["ok"], true);
     let hooks = report["hooks"].as_array().expect("hooks");
-    assert_eq!(hooks.len(), oomreap::capture::HOOKS.len());
+    assert_eq!(
+        hooks.len(),
+        oomreap::capture::HOOKS.len() + oomreap::capture::FUNCTIONS.len()
+    );
     for hook in hooks {
         // Attached, or not with a reason: never silent.
         assert!(
@@ -327,13 +331,47 @@ fn doctor_reports_every_hook_and_attach_mode() {
     let names: Vec<&str> = modes.iter().filter_map(|m| m["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["fentry __oom_reap_task_mm", "kprobe __oom_reap_task_mm"]
+        [
+            "fentry __oom_reap_task_mm",
+            "kprobe __oom_reap_task_mm",
+            "fentry __mmu_notifier_invalidate_range_start",
+            "kprobe __mmu_notifier_invalidate_range_start"
+        ]
     );
     for mode in modes {
         assert!(
             mode["allowed"] == true || mode["error"].as_str().is_some_and(|e| !e.is_empty()),
             "{mode}"
         );
+    }
+    // The capture chose the best mode the kernel allows, and says why it did not use a
+    // better one.
+    if common::forced_function_mode().is_none() {
+        let allowed = |name: &str| {
+            modes
+                .iter()
+                .any(|m| m["name"] == name && m["allowed"] == true)
+        };
+        let reap = hooks
+            .iter()
+            .find(|h| h["name"] == "__oom_reap_task_mm")
+            .expect("the reap function hook");
+        let best = if allowed("fentry __oom_reap_task_mm") {
+            Value::from("fentry")
+        } else if allowed("kprobe __oom_reap_task_mm") {
+            Value::from("kprobe")
+        } else {
+            Value::Null
+        };
+        assert_eq!(reap["attach"], best, "{reap}");
+        if best != "fentry" {
+            assert!(
+                reap["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("fentry refused")),
+                "{reap}"
+            );
+        }
     }
 
     // Without privileges: a report all the same, saying why nothing could be checked.
@@ -419,4 +457,63 @@ fn trace_without_btf_fails_or_falls_back() {
         .wait_timeout(Duration::from_secs(10))
         .expect("trace exits on SIGTERM");
     assert_eq!(status.code(), Some(0));
+}
+
+/// A refused fentry load falls back to kprobes, and a refused kprobe to tracepoints only: never
+/// an abort. `OOMREAP_REFUSE` makes the refusal happen on kernels that would allow the mode.
+#[test]
+fn refused_function_modes_fall_back_without_aborting() {
+    let Some(_lock) = privileged("refused_function_modes_fall_back_without_aborting") else {
+        return;
+    };
+    let doctor = |refuse: &str| -> Value {
+        let out = Command::new(OOMREAP)
+            .args(["doctor", "--json"])
+            .env("OOMREAP_REFUSE", refuse)
+            .env_remove("OOMREAP_FUNCTIONS")
+            .output()
+            .expect("doctor");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let reap_hook = |report: &Value| -> Value {
+        report["hooks"]
+            .as_array()
+            .and_then(|hooks| hooks.iter().find(|h| h["name"] == "__oom_reap_task_mm"))
+            .cloned()
+            .expect("the reap function hook")
+    };
+    let kprobe_allowed = doctor("")["attach_modes"]
+        .as_array()
+        .expect("attach modes")
+        .iter()
+        .any(|m| m["name"] == "kprobe __oom_reap_task_mm" && m["allowed"] == true);
+
+    let no_fentry = reap_hook(&doctor("fentry"));
+    let note = no_fentry["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("fentry refused: refused by OOMREAP_REFUSE"),
+        "{no_fentry}"
+    );
+    let expected = if kprobe_allowed {
+        "kprobe".into()
+    } else {
+        Value::Null
+    };
+    assert_eq!(no_fentry["attach"], expected, "{no_fentry}");
+
+    let neither = doctor("fentry,kprobe");
+    assert_eq!(neither["usable"], true, "tracepoints still work: {neither}");
+    let hook = reap_hook(&neither);
+    assert_eq!(hook["attach"], Value::Null, "{hook}");
+    let note = hook["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("fentry refused") && note.contains("kprobe refused"),
+        "{hook}"
+    );
 }

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{OOMREAP, OwnChild, TracefsMount, lines_of, privileged};
+use common::{OOMREAP, OwnChild, TracefsMount, forced_function_mode, lines_of, privileged, skip};
 use serde_json::Value;
 
 /// What one traced scenario produced.
@@ -42,6 +42,44 @@ impl Traced {
 
 fn step<'a>(steps: &'a [Value], name: &str) -> Vec<&'a Value> {
     steps.iter().filter(|s| s["step"] == name).collect()
+}
+
+/// Checks the `__oom_reap_task_mm` calls traced for a victim against `expected` (caller,
+/// complete) when fentry or kprobe is forced, and that none are traced when function hooks
+/// are off. In the default mode the kernel decides, so nothing is checked.
+fn check_reap_calls(steps: &[Value], expected: &[(&str, bool)]) {
+    let calls = step(steps, "reap_fn");
+    match forced_function_mode().as_deref() {
+        Some(mode @ ("fentry" | "kprobe")) => {
+            let seen: Vec<(&str, bool)> = calls
+                .iter()
+                .map(|c| {
+                    assert_eq!(c["attach"], mode, "{c}");
+                    (
+                        c["caller"].as_str().unwrap_or("?"),
+                        c["complete"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                seen, expected,
+                "exact reap results in {mode} mode: {calls:#?}"
+            );
+            // The reaper's passes carry the same exact result.
+            let reaped: Vec<bool> = step(steps, "reaped")
+                .iter()
+                .map(|r| r["complete"].as_bool().expect("a traced result"))
+                .collect();
+            let by_reaper: Vec<bool> = expected
+                .iter()
+                .filter(|(caller, _)| *caller == "oom_reaper")
+                .map(|(_, complete)| *complete)
+                .collect();
+            assert_eq!(reaped, by_reaper);
+        }
+        Some(_) => assert!(calls.is_empty(), "function hooks are off: {calls:#?}"),
+        None => {}
+    }
 }
 
 fn outcome(steps: &[Value]) -> &Value {
@@ -140,6 +178,7 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
     );
     assert_eq!(outcome(steps)["outcome"], "exited");
     assert!(step(steps, "wake").is_empty());
+    check_reap_calls(steps, &[]);
 }
 
 #[test]
@@ -168,6 +207,7 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
     assert!(anon_after < 1024, "{reaped}");
     let wake_after = o["kill_to_wake_ns"].as_u64().unwrap_or(0);
     assert!(wake_after >= 2_000_000_000, "the reaper's 2 s delay: {o}");
+    check_reap_calls(steps, &[("oom_reaper", true)]);
 }
 
 #[test]
@@ -208,6 +248,8 @@ fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
             "{lock}"
         );
     }
+    // The lock was never taken: nothing was reaped.
+    check_reap_calls(steps, &[]);
 }
 
 #[test]
@@ -230,6 +272,9 @@ fn a_jam_released_after_three_attempts_ends_the_reaper_loop() {
         .filter(|s| s["reason"] == "lock_contended")
         .count();
     assert_eq!(contended as u64, failed);
+    if o["outcome"] == "reaped" {
+        check_reap_calls(steps, &[("oom_reaper", true)]);
+    }
 }
 
 #[test]
@@ -238,7 +283,10 @@ fn a_kvm_victim_names_its_mmu_notifier() {
         return;
     };
     if !std::path::Path::new("/dev/kvm").exists() {
-        eprintln!("skipped a_kvm_victim_names_its_mmu_notifier: no /dev/kvm on this machine");
+        skip(
+            "a_kvm_victim_names_its_mmu_notifier",
+            "no /dev/kvm on this machine",
+        );
         return;
     }
     let traced = trace_scenario(&["mmu-notifier"]);
@@ -276,6 +324,7 @@ fn process_mrelease_is_seen_with_its_caller_and_result() {
     assert_eq!(&call[0]["caller"]["pid"], caller);
     assert_eq!((&call[0]["ret"], ret), (&Value::from(0), &Value::from(0)));
     assert_eq!(outcome(steps)["outcome"], "released");
+    check_reap_calls(steps, &[("process_mrelease", true)]);
 }
 
 #[test]

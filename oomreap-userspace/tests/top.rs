@@ -25,7 +25,10 @@ impl Tmux {
     /// Starts `bash` in a 100×30 window, or returns `None` (after saying why) without tmux.
     fn start(test: &str) -> Option<Self> {
         if which("tmux").is_none() {
-            eprintln!("skipped {test}: tmux is not installed (`cargo xtask setup` installs it)");
+            common::skip(
+                test,
+                "tmux is not installed (`cargo xtask setup` installs it)",
+            );
             return None;
         }
         let tmux = Self {

@@ -6,6 +6,7 @@ mod bench;
 mod command;
 mod setup;
 mod tasks;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,9 @@ enum Task {
     Test(tasks::TestArgs),
     /// Performance figures, each side by side with its reference, against its goal.
     Bench(bench::BenchArgs),
+    /// The integration tests inside Debian kernels (6.1, 6.12, 6.18, 7.x) under qemu, once
+    /// per function attach mode each kernel allows.
+    VmTest(vm::VmTestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +55,18 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => {
             setup::run()?;
             bench::bench(&workspace, &args)
+        }
+        Task::VmTest(args) => {
+            setup::run()?;
+            let totals = vm::vm_test(&workspace, &args)?;
+            println!(
+                "xtask vm-test: {} passed, {} failed, {} skipped",
+                totals.passed, totals.failed, totals.skipped
+            );
+            if totals.failed > 0 {
+                anyhow::bail!("{} failed in the kernel matrix", totals.failed);
+            }
+            Ok(())
         }
     }
 }

@@ -31,12 +31,12 @@ pub fn run() -> anyhow::Result<()> {
     ensure_rust_src(&sysroot)?;
     let (prefix, llvm_major) = ensure_llvm_prefix(&sysroot)?;
     ensure_bpf_linker(&prefix, &llvm_major)?;
-    ensure_debian_packages()
+    ensure_debian_packages(&DEBIAN_PACKAGES)
 }
 
-/// Installs the missing [`DEBIAN_PACKAGES`] with apt-get (as root, or through sudo).
-fn ensure_debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// Installs the missing `(program, package)` pairs with apt-get (as root, or through sudo).
+pub fn ensure_debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(program, _)| which::which(program).is_err())
         .map(|(_, package)| *package)

@@ -35,6 +35,21 @@ pub fn privileged(test: &str) -> Option<MutexGuard<'static, ()>> {
     Some(PRIVILEGED.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
+/// Says on stderr that `test` was skipped and why. Written directly: libtest hides
+/// `eprintln!` output of passing tests, and a skip must be seen.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+}
+
+/// The function attach mode forced for this run through `OOMREAP_FUNCTIONS` (as
+/// `cargo xtask vm-test` does for each mode a kernel allows): `fentry`, `kprobe`, `off`, or
+/// `None` for the default (the best the kernel allows).
+pub fn forced_function_mode() -> Option<String> {
+    std::env::var("OOMREAP_FUNCTIONS")
+        .ok()
+        .filter(|m| m != "auto")
+}
+
 /// A process of ours, killed (by pid) and reaped on drop if still running.
 pub struct OwnChild(pub Child);
 

@@ -1,0 +1,59 @@
+#!/bin/busybox sh
+# The kernel-matrix guest's init (PID 1): mount what oomreap needs, find which function attach
+# modes this kernel allows, run the test suites once per mode, report on the console in lines
+# starting with "OOMREAP-VM", power off. /vm/plan (written by `cargo xtask vm-test`) sets
+# MODE_SUITES (run once per mode in MODES), ONCE_SUITES (run once, in the default mode: the
+# best the kernel allows) and FILTER.
+/bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root RUST_BACKTRACE=1
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /tmp /root
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t bpf bpf /sys/fs/bpf
+# cgroup v2 only, as Debian 6.12+ kernels are: memory control for the tests' cgroups.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+ip link set lo up
+# FUSE is a module on 6.1 (built in later); the package's own module, unpacked by the host.
+[ -f /vm/fuse.ko ] && insmod /vm/fuse.ko
+
+say() { echo "OOMREAP-VM $*"; }
+. /vm/plan
+say kernel "$(uname -r)"
+
+oomreap doctor --json > /tmp/doctor.json 2>/tmp/doctor.err
+allowed=off
+for mode in fentry kprobe; do
+    if grep -q "\"name\":\"$mode __oom_reap_task_mm\",\"allowed\":true" /tmp/doctor.json; then
+        allowed="$allowed $mode"
+    else
+        say refused "$mode"
+    fi
+done
+say allowed $allowed
+
+run_suite() { # suite mode
+    name=$(basename "$1")
+    say begin suite=$name mode=$2
+    OOMREAP_FUNCTIONS=$2 "$1" --test-threads=1 $FILTER 2>&1
+    say end suite=$name mode=$2 rc=$?
+}
+
+for mode in $MODES; do
+    case " $allowed " in
+    *" $mode "*) ;;
+    *) say skip mode=$mode; continue ;;
+    esac
+    for suite in $MODE_SUITES; do run_suite "$suite" "$mode"; done
+done
+for suite in $ONCE_SUITES; do run_suite "$suite" auto; done
+say done
+sync
+poweroff -f

@@ -1,0 +1,362 @@
+//! Debian kernels for the matrix, fetched with `apt-get download` through a private apt
+//! configuration (its own sources list, package lists and cache under the xtask cache), so the
+//! machine's own apt sources and state are never changed.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::command::run as run_cmd;
+
+/// One kernel line of the matrix: the newest Debian package whose name is
+/// `{prefix}{version}{suffix}`, `version` being digits and dots.
+#[derive(Copy, Clone, Debug)]
+pub struct KernelLine {
+    /// Short name, as on the command line and in the results: `6.1`, `7.x`.
+    pub name: &'static str,
+    prefix: &'static str,
+    suffix: &'static str,
+}
+
+/// Every line the matrix knows, oldest first.
+pub const LINES: [KernelLine; 4] = [
+    // bookworm
+    KernelLine {
+        name: "6.1",
+        prefix: "linux-image-6.1.0-",
+        suffix: "-cloud-amd64-unsigned",
+    },
+    // bookworm-security
+    KernelLine {
+        name: "6.12",
+        prefix: "linux-image-6.12.",
+        suffix: "+deb12-cloud-amd64-unsigned",
+    },
+    // trixie-backports
+    KernelLine {
+        name: "6.18",
+        prefix: "linux-image-6.18.",
+        suffix: "+deb13-cloud-amd64",
+    },
+    // trixie-backports
+    KernelLine {
+        name: "7.x",
+        prefix: "linux-image-7.",
+        suffix: "+deb13-cloud-amd64",
+    },
+];
+
+/// A kernel ready to boot.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub line: &'static str,
+    /// The Debian package it came from.
+    pub package: String,
+    pub vmlinuz: PathBuf,
+    /// The package's own fuse.ko, where FUSE is a module (6.1).
+    pub fuse_module: Option<PathBuf>,
+}
+
+/// The private apt configuration and where packages are unpacked.
+pub struct KernelCache {
+    root: PathBuf,
+}
+
+/// Package lists older than this are refreshed.
+const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Debian's archive signing keys, as the debian-archive-keyring package installs them.
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+impl KernelCache {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// Resolves and unpacks the newest kernel of each line.
+    pub fn fetch(&self, lines: &[KernelLine]) -> anyhow::Result<Vec<Kernel>> {
+        self.configure()?;
+        self.refresh_lists()?;
+        let names = self.package_names()?;
+        lines
+            .iter()
+            .map(|line| {
+                let package = newest(line, &names).with_context(|| {
+                    format!(
+                        "no Debian package {}<version>{} in the private package lists",
+                        line.prefix, line.suffix
+                    )
+                })?;
+                self.unpack(line.name, &package)
+            })
+            .collect()
+    }
+
+    fn apt_dir(&self) -> PathBuf {
+        self.root.join("apt")
+    }
+
+    /// Options that point apt at the private configuration.
+    fn apt(&self, program: &str) -> Command {
+        let dir = self.apt_dir();
+        let mut cmd = Command::new(program);
+        for (key, value) in [
+            ("Dir::Etc::SourceList", dir.join("sources.list")),
+            ("Dir::Etc::SourceParts", dir.join("sources.list.d")),
+            ("Dir::Etc::Preferences", dir.join("preferences")),
+            ("Dir::Etc::PreferencesParts", dir.join("preferences.d")),
+            ("Dir::State::Lists", dir.join("lists")),
+            ("Dir::Cache", dir.join("cache")),
+        ] {
+            cmd.arg("-o").arg(format!("{key}={}", value.display()));
+        }
+        // Downloads land in folders of ours, which apt's unprivileged _apt user cannot write.
+        cmd.args(["-o", "APT::Sandbox::User=root", "-qq"]);
+        cmd
+    }
+
+    /// Writes the private sources list: the machine's own Debian mirror, with the suites the
+    /// matrix needs.
+    fn configure(&self) -> anyhow::Result<()> {
+        let dir = self.apt_dir();
+        for sub in [
+            "sources.list.d",
+            "preferences.d",
+            "lists/partial",
+            "cache/archives/partial",
+        ] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("failed to create {}", dir.join(sub).display()))?;
+        }
+        let (archive, security) = debian_mirrors()?;
+        let entry =
+            |uri: &str, suite: &str| format!("deb [signed-by={KEYRING}] {uri} {suite} main\n");
+        let sources = [
+            entry(&archive, "bookworm"),
+            entry(&security, "bookworm-security"),
+            entry(&archive, "trixie-backports"),
+        ]
+        .concat();
+        let path = dir.join("sources.list");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(sources.as_str()) {
+            std::fs::write(&path, sources)
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            // New sources: the lists are stale.
+            let _ = std::fs::remove_file(self.apt_dir().join("lists/updated"));
+        }
+        Ok(())
+    }
+
+    fn refresh_lists(&self) -> anyhow::Result<()> {
+        let stamp = self.apt_dir().join("lists/updated");
+        let fresh = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age < LISTS_MAX_AGE);
+        if fresh {
+            return Ok(());
+        }
+        eprintln!("xtask vm-test: updating the private package lists");
+        run_cmd(self.apt("apt-get").arg("update"))?;
+        std::fs::write(&stamp, b"").context("failed to stamp the package lists")
+    }
+
+    fn package_names(&self) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .apt("apt-cache")
+            .args(["pkgnames", "linux-image-"])
+            .output()
+            .context("failed to run apt-cache")?;
+        if !out.status.success() {
+            bail!(
+                "apt-cache pkgnames failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Downloads and unpacks `package` (and, where the image package holds no kernel, the
+    /// `linux-binary-*` package it depends on) once; later runs reuse the unpacked tree.
+    fn unpack(&self, line: &'static str, package: &str) -> anyhow::Result<Kernel> {
+        let tree = self.root.join("kernels").join(package);
+        let done = tree.join(".unpacked");
+        if !done.exists() {
+            let _ = std::fs::remove_dir_all(&tree);
+            std::fs::create_dir_all(&tree)?;
+            let deb = self.download(package)?;
+            extract(&deb, &tree)?;
+            if find_file(&tree, |n| n.starts_with("vmlinuz")).is_none() {
+                let binary = depends_on(&deb, "linux-binary-")?.with_context(|| {
+                    format!("{package} holds no vmlinuz and names no linux-binary package")
+                })?;
+                extract(&self.download(&binary)?, &tree)?;
+            }
+            std::fs::write(&done, b"")?;
+        }
+        let vmlinuz = find_file(&tree, |n| n.starts_with("vmlinuz"))
+            .with_context(|| format!("no vmlinuz in {}", tree.display()))?;
+        Ok(Kernel {
+            line,
+            package: package.to_owned(),
+            vmlinuz,
+            fuse_module: find_file(&tree, |n| n == "fuse.ko"),
+        })
+    }
+
+    fn download(&self, package: &str) -> anyhow::Result<PathBuf> {
+        let debs = self.root.join("debs");
+        std::fs::create_dir_all(&debs)?;
+        let existing = |debs: &Path| {
+            std::fs::read_dir(debs)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
+                    })
+                })
+        };
+        if let Some(deb) = existing(&debs) {
+            return Ok(deb);
+        }
+        eprintln!("xtask vm-test: downloading {package}");
+        run_cmd(
+            self.apt("apt-get")
+                .current_dir(&debs)
+                .args(["download", package]),
+        )?;
+        existing(&debs).with_context(|| format!("apt-get download {package} left no .deb"))
+    }
+}
+
+/// The machine's Debian archive and security mirrors, from its apt sources (deb822 `URIs:`
+/// lines or one-line `deb URI suite` entries).
+fn debian_mirrors() -> anyhow::Result<(String, String)> {
+    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for entry in dir.filter_map(Result::ok) {
+            let path = entry.path();
+            if path
+                .extension()
+                .is_some_and(|e| e == "sources" || e == "list")
+            {
+                texts.push(std::fs::read_to_string(path).unwrap_or_default());
+            }
+        }
+    }
+    let uris: Vec<String> = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|line| {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("URIs:") {
+                return Some(
+                    rest.split_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let mut words = line.split_whitespace().filter(|w| !w.starts_with('['));
+            (words.next() == Some("deb"))
+                .then(|| words.next().map(str::to_owned).into_iter().collect())
+        })
+        .flatten()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    let archive = uris
+        .iter()
+        .find(|u| u.ends_with("/debian"))
+        .cloned()
+        .context("no Debian archive (a URI ending in /debian) in the machine's apt sources")?;
+    let security = uris
+        .iter()
+        .find(|u| u.ends_with("/debian-security"))
+        .cloned()
+        .unwrap_or_else(|| format!("{archive}-security"));
+    Ok((archive, security))
+}
+
+/// The newest package of a line: versions compare as lists of numbers.
+fn newest(line: &KernelLine, names: &[String]) -> Option<String> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let version = name.strip_prefix(line.prefix)?.strip_suffix(line.suffix)?;
+            let parts: Option<Vec<u64>> = version.split('.').map(|p| p.parse().ok()).collect();
+            Some((parts?, name))
+        })
+        .max()
+        .map(|(_, name)| name.clone())
+}
+
+fn extract(deb: &Path, into: &Path) -> anyhow::Result<()> {
+    run_cmd(Command::new("dpkg-deb").arg("-x").arg(deb).arg(into))
+}
+
+/// The first package in `deb`'s Depends whose name starts with `prefix`.
+fn depends_on(deb: &Path, prefix: &str) -> anyhow::Result<Option<String>> {
+    let out = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb)
+        .arg("Depends")
+        .output()
+        .context("failed to run dpkg-deb")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split([',', '|'])
+        .map(|d| d.split_whitespace().next().unwrap_or_default())
+        .find(|name| name.starts_with(prefix))
+        .map(str::to_owned))
+}
+
+/// The first file under `dir` whose name satisfies `wanted`.
+fn find_file(dir: &Path, wanted: impl Fn(&str) -> bool + Copy) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let path = entry.path();
+        let file_type = entry.file_type().ok()?;
+        if file_type.is_dir() {
+            if let Some(found) = find_file(&path, wanted) {
+                return Some(found);
+            }
+        } else if file_type.is_file()
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(wanted)
+        {
+            return Some(path);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_version_wins_numerically() {
+        let names: Vec<String> = [
+            "linux-image-7.2.12+deb13-cloud-amd64",
+            "linux-image-7.10.1+deb13-cloud-amd64",
+            "linux-image-7.3.4+deb13-cloud-amd64",
+            "linux-image-7.3.4+deb13-cloud-amd64-dbg",
+            "linux-image-7.9.0+deb13-rt-amd64",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            newest(&LINES[3], &names).as_deref(),
+            Some("linux-image-7.10.1+deb13-cloud-amd64")
+        );
+        assert_eq!(newest(&LINES[0], &names), None);
+    }
+}

@@ -1,0 +1,366 @@
+//! `cargo xtask vm-test`: oomreap's integration tests inside real Debian kernels under qemu.
+//!
+//! For each kernel line (6.1, 6.12, 6.18, 7.x) the newest Debian cloud kernel is fetched into a
+//! private cache, booted under TCG (one vCPU: KVM cannot run guests on the machines this
+//! runs on) with an initramfs of static busybox, oomreap and its test binaries. The guest's
+//! init finds which function attach modes the kernel allows and runs the suites once per
+//! mode (`OOMREAP_FUNCTIONS=off|fentry|kprobe`), printing `OOMREAP-VM` lines on the serial
+//! console, which this reads, echoes and turns into a kernel × mode × suite table.
+mod initramfs;
+mod kernels;
+mod results;
+
+use std::{
+    collections::VecDeque,
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        Mutex, PoisonError,
+        mpsc::{self, RecvTimeoutError},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use initramfs::Archive;
+pub use results::Totals;
+
+use crate::command::cargo;
+
+/// The guest's init script.
+const INIT: &str = include_str!("init.sh");
+
+/// Function attach modes, as `OOMREAP_FUNCTIONS` takes them; `off` is tracepoints only.
+const MODES: [&str; 3] = ["off", "fentry", "kprobe"];
+
+#[derive(Debug, clap::Args)]
+pub struct VmTestArgs {
+    /// Kernel lines to boot: 6.1, 6.12, 6.18, 7.x (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub kernels: Vec<String>,
+    /// Function attach modes to run the suites in, each where the kernel allows it: off
+    /// (tracepoints only), fentry, kprobe.
+    #[arg(long, value_delimiter = ',', default_value = "off,fentry,kprobe")]
+    pub modes: Vec<String>,
+    /// Integration test binaries to run in each guest once per function attach mode.
+    #[arg(long, value_delimiter = ',', default_value = "scenarios")]
+    pub suites: Vec<String>,
+    /// Integration test binaries to run once per guest, in the default mode (the best the
+    /// kernel allows).
+    #[arg(long, value_delimiter = ',', default_value = "privileged,run")]
+    pub once_suites: Vec<String>,
+    /// Guests booted at once (each is one vCPU: one host core).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Only the tests whose names contain this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory_mib: u32,
+    /// Minutes after which a guest is stopped and counted as failed.
+    #[arg(long, default_value_t = 25)]
+    pub timeout_minutes: u64,
+}
+
+/// Programs the matrix needs, with the Debian packages that bring them.
+const PACKAGES: [(&str, &str); 4] = [
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("objcopy", "binutils"),
+    ("dpkg-deb", "dpkg"),
+];
+
+pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
+    for mode in &args.modes {
+        if !MODES.contains(&mode.as_str()) {
+            bail!("unknown attach mode {mode:?}; expected off, fentry or kprobe");
+        }
+    }
+    let lines: Vec<kernels::KernelLine> = if args.kernels.is_empty() {
+        kernels::LINES.to_vec()
+    } else {
+        args.kernels
+            .iter()
+            .map(|name| {
+                kernels::LINES
+                    .iter()
+                    .find(|l| l.name == name)
+                    .copied()
+                    .with_context(|| {
+                        format!("unknown kernel line {name:?}; expected 6.1, 6.12, 6.18 or 7.x")
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    crate::setup::ensure_debian_packages(&PACKAGES)?;
+    let busybox = which::which("busybox").context("busybox")?;
+    if !Command::new("ldd").arg(&busybox).output().is_ok_and(|o| {
+        // glibc's ldd says so on stderr, others on stdout.
+        [&o.stdout, &o.stderr]
+            .iter()
+            .any(|s| String::from_utf8_lossy(s).contains("not a dynamic executable"))
+    }) {
+        bail!(
+            "{} is not statically linked; install busybox-static",
+            busybox.display()
+        );
+    }
+    let cache = kernels::KernelCache::new(cache_dir()?);
+    let kernels = cache.fetch(&lines)?;
+
+    let out = workspace.join("target/vm");
+    std::fs::create_dir_all(&out)?;
+    eprintln!("xtask vm-test: building oomreap and its test binaries");
+    let all_suites: Vec<String> = args
+        .suites
+        .iter()
+        .chain(&args.once_suites)
+        .cloned()
+        .collect();
+    let (oomreap, binaries) = build_tests(workspace, &all_suites)?;
+    let common = common_archive(&busybox, &oomreap, &binaries, args)?;
+
+    // A small pool: each worker boots the next kernel until none is left.
+    let queue = Mutex::new(kernels.iter().collect::<VecDeque<_>>());
+    let runs = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..args.jobs.max(1))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    while let Some(kernel) = lock(&queue).pop_front() {
+                        let run = test_kernel(kernel, &common, &out, args)?;
+                        lock(&runs).push(run);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| bail!("a vm-test worker panicked"))
+        })
+    })?;
+    let mut runs = runs.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let order = |line: &str| kernels::LINES.iter().position(|l| l.name == line);
+    runs.sort_by_key(|r| order(&r.line));
+    let report = results::Report { runs };
+    let markdown = report.markdown();
+    std::fs::write(out.join("results.md"), &markdown)?;
+    std::fs::write(out.join("results.json"), report.json().to_string())?;
+    println!("{markdown}");
+    println!("(also in {})", out.join("results.md").display());
+    Ok(report.totals())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Boots one kernel with the common initramfs plus its own extras, and reads the results.
+fn test_kernel(
+    kernel: &kernels::Kernel,
+    common: &[u8],
+    out: &Path,
+    args: &VmTestArgs,
+) -> anyhow::Result<results::KernelRun> {
+    eprintln!(
+        "xtask vm-test: booting {} ({})",
+        kernel.line, kernel.package
+    );
+    let mut extras = Archive::default();
+    if let Some(fuse) = &kernel.fuse_module {
+        extras.host_file(fuse, "/vm/fuse.ko", false)?;
+    }
+    let initrd = out.join(format!("{}.initrd", kernel.line));
+    std::fs::write(&initrd, [common, &extras.finish()].concat())
+        .with_context(|| format!("failed to write {}", initrd.display()))?;
+    let log = out.join(format!("{}.log", kernel.line));
+    let started = Instant::now();
+    let console = boot(kernel, &initrd, &log, args)?;
+    let _ = std::fs::remove_file(&initrd);
+    Ok(results::parse(kernel, &console, started.elapsed()))
+}
+
+/// `$XDG_CACHE_HOME/oomreap/vm`, or `~/.cache/oomreap/vm`: kernels outlive the work tree.
+fn cache_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(base.join("oomreap/vm"))
+}
+
+/// Builds the test binaries (and the oomreap binary they run); returns their paths.
+fn build_tests(workspace: &Path, suites: &[String]) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace).args([
+        "test",
+        "--no-run",
+        "--message-format=json",
+        "-p",
+        "oomreap-userspace",
+    ]);
+    for suite in suites {
+        cmd.args(["--test", suite]);
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .context("failed to run cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the test binaries failed");
+    }
+    let mut oomreap = None;
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(name), Some(executable)) = (
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+        ) else {
+            continue;
+        };
+        let kinds = &message["target"]["kind"];
+        if name == "oomreap"
+            && kinds
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        {
+            oomreap = Some(PathBuf::from(executable));
+        } else if suites.iter().any(|s| s == name) {
+            binaries.push(PathBuf::from(executable));
+        }
+    }
+    let oomreap = oomreap.context("cargo built no oomreap binary")?;
+    if binaries.len() != suites.len() {
+        bail!("expected test binaries {suites:?}, cargo built {binaries:?}");
+    }
+    Ok((oomreap, binaries))
+}
+
+/// Everything every guest gets. oomreap sits at its host path: the tests run it from there
+/// (`CARGO_BIN_EXE_oomreap`).
+fn common_archive(
+    busybox: &Path,
+    oomreap: &Path,
+    suites: &[PathBuf],
+    args: &VmTestArgs,
+) -> anyhow::Result<Vec<u8>> {
+    let mut archive = Archive::default();
+    // Mount points and the places init writes to.
+    for dir in ["/proc", "/sys", "/dev", "/tmp", "/root", "/run"] {
+        archive.dir(dir);
+    }
+    archive.host_file(busybox, "/bin/busybox", false)?;
+    archive.file("/init", INIT.as_bytes(), 0o755);
+    archive.file(
+        "/etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        0o644,
+    );
+    archive.file("/etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644);
+    let oomreap_path = oomreap.to_string_lossy().into_owned();
+    archive.host_file(oomreap, &oomreap_path, true)?;
+    archive.libraries_of(oomreap)?;
+    archive.symlink("/usr/bin/oomreap", &oomreap_path);
+    let (mut mode_suites, mut once_suites) = (Vec::new(), Vec::new());
+    for suite in suites {
+        let name = suite
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("test binary name")?;
+        // cargo names them `<suite>-<hash>`; the guest reports the suite.
+        let short = name.rsplit_once('-').map_or(name, |(s, _)| s);
+        let guest = format!("/vm/tests/{short}");
+        archive.host_file(suite, &guest, true)?;
+        archive.libraries_of(suite)?;
+        if args.suites.iter().any(|s| s == short) {
+            mode_suites.push(guest);
+        } else {
+            once_suites.push(guest);
+        }
+    }
+    let plan = format!(
+        "MODE_SUITES='{}'\nONCE_SUITES='{}'\nMODES='{}'\nFILTER='{}'\n",
+        mode_suites.join(" "),
+        once_suites.join(" "),
+        args.modes.join(" "),
+        args.filter.as_deref().unwrap_or_default().replace('\'', "")
+    );
+    archive.file("/vm/plan", plan.as_bytes(), 0o644);
+    Ok(archive.finish())
+}
+
+/// Boots `kernel` and returns everything it printed on its console (also written to `log`),
+/// echoing the matrix's own lines and test verdicts as they come.
+fn boot(
+    kernel: &kernels::Kernel,
+    initrd: &Path,
+    log: &Path,
+    args: &VmTestArgs,
+) -> anyhow::Result<String> {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-smp", "1"])
+        .args(["-m", &args.memory_mib.to_string()])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        // panic=-1: a guest panic reboots, and -no-reboot turns that into an exit.
+        .args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
+        .args(["-nic", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("failed to start qemu-system-x86_64")?;
+    let stdout = child.stdout.take().context("qemu's stdout")?;
+    // The watchdog waits for the console to close, or kills qemu when time is up.
+    let (finished, closed) = mpsc::channel::<()>();
+    let watchdog = {
+        let pid = child.id() as libc::pid_t;
+        let timeout = Duration::from_secs(args.timeout_minutes * 60);
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = closed.recv_timeout(timeout) {
+                eprintln!("xtask vm-test: guest still running after {timeout:?}; stopping it");
+                // SAFETY: signals our own qemu child by pid; it is reaped only after this
+                // thread is joined, so the pid cannot have been reused.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        })
+    };
+    let mut file = std::fs::File::create(log)
+        .with_context(|| format!("failed to create {}", log.display()))?;
+    let mut console = String::new();
+    for line in BufReader::new(stdout).split(b'\n') {
+        let line = String::from_utf8_lossy(&line?)
+            .trim_end_matches('\r')
+            .to_owned();
+        writeln!(file, "{line}")?;
+        if results::worth_echoing(&line) {
+            eprintln!("  [{}] {line}", kernel.line);
+        }
+        console.push_str(&line);
+        console.push('\n');
+    }
+    drop(finished);
+    let _ = watchdog.join();
+    let status = child.wait()?;
+    if !status.success() {
+        eprintln!("xtask vm-test: qemu exited with {status}");
+    }
+    Ok(console)
+}

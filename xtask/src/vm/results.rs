@@ -1,0 +1,313 @@
+//! Reads a guest's console into results, and prints the kernel × mode × suite table.
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::kernels::Kernel;
+
+/// The guest init's report lines start with this.
+const MARK: &str = "OOMREAP-VM ";
+
+/// One suite run in one mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SuiteRun {
+    pub suite: String,
+    pub mode: String,
+    pub passed: u64,
+    pub failed: u64,
+    /// Tests that said `skipped <name>: <why>` (they count as passed in libtest's line).
+    pub skipped: u64,
+    /// The test binary's exit code; `None` if its end was never reported.
+    pub rc: Option<i32>,
+    /// Names of failed tests.
+    pub failures: Vec<String>,
+}
+
+impl SuiteRun {
+    pub fn ok(&self) -> bool {
+        self.rc == Some(0) && self.failed == 0 && self.passed > 0
+    }
+}
+
+/// One boot.
+#[derive(Clone, Debug)]
+pub struct KernelRun {
+    pub line: String,
+    pub package: String,
+    /// `uname -r` in the guest.
+    pub release: Option<String>,
+    /// Function attach modes the kernel allowed (`off` always).
+    pub allowed: Vec<String>,
+    pub suites: Vec<SuiteRun>,
+    /// The guest reported the end of its plan (it did not crash or time out).
+    pub completed: bool,
+    pub took: Duration,
+}
+
+/// Whether a console line is worth showing while the guest runs.
+pub fn worth_echoing(line: &str) -> bool {
+    line.starts_with(MARK)
+        || line.starts_with("test result:")
+        || is_skip(line)
+        || line.contains("FAILED")
+        || line.contains("panicked")
+        || line.contains("Kernel panic")
+}
+
+/// A test's own `skipped NAME: why` line; libtest may have printed `test NAME ... ` before
+/// it on the same line.
+fn is_skip(line: &str) -> bool {
+    let text = match line.split_once(" ... ") {
+        Some((head, rest)) if head.starts_with("test ") => rest,
+        _ => line,
+    };
+    text.strip_prefix("skipped ")
+        .is_some_and(|rest| rest.contains(": "))
+}
+
+/// Reads the console of one boot.
+pub fn parse(kernel: &Kernel, console: &str, took: Duration) -> KernelRun {
+    let mut run = KernelRun {
+        line: kernel.line.to_owned(),
+        package: kernel.package.clone(),
+        release: None,
+        allowed: Vec::new(),
+        suites: Vec::new(),
+        completed: false,
+        took,
+    };
+    let mut current: Option<SuiteRun> = None;
+    for line in console.lines() {
+        if let Some(report) = line.strip_prefix(MARK) {
+            let (what, rest) = report.split_once(' ').unwrap_or((report, ""));
+            let field = |name: &str| {
+                rest.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .map(str::to_owned)
+            };
+            match what {
+                "kernel" => run.release = Some(rest.trim().to_owned()),
+                "allowed" => run.allowed = rest.split_whitespace().map(str::to_owned).collect(),
+                "begin" => {
+                    current = Some(SuiteRun {
+                        suite: field("suite").unwrap_or_default(),
+                        mode: field("mode").unwrap_or_default(),
+                        ..SuiteRun::default()
+                    });
+                }
+                "end" => {
+                    if let Some(mut suite) = current.take() {
+                        suite.rc = field("rc").and_then(|rc| rc.parse().ok());
+                        run.suites.push(suite);
+                    }
+                }
+                "done" => run.completed = true,
+                _ => {}
+            }
+            continue;
+        }
+        let Some(suite) = current.as_mut() else {
+            continue;
+        };
+        if let Some(counts) = line.strip_prefix("test result: ") {
+            let number_before = |word: &str| {
+                counts
+                    .split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+            };
+            suite.passed = number_before("passed");
+            suite.failed = number_before("failed");
+        } else if is_skip(line) {
+            suite.skipped += 1;
+        } else if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            suite.failures.push(name.to_owned());
+        }
+    }
+    // A suite that began and never ended: the guest died inside it.
+    if let Some(suite) = current {
+        run.suites.push(suite);
+    }
+    run
+}
+
+/// Passed, failed and skipped tests over all boots, for `xtask test`'s closing line.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+/// Every boot of one matrix run.
+pub struct Report {
+    pub runs: Vec<KernelRun>,
+}
+
+impl Report {
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for run in &self.runs {
+            for suite in &run.suites {
+                totals.passed += suite.passed.saturating_sub(suite.skipped);
+                totals.skipped += suite.skipped;
+                // A suite that never finished counts as one failure at least.
+                totals.failed += if suite.ok() { 0 } else { suite.failed.max(1) };
+            }
+            if !run.completed || run.suites.is_empty() {
+                totals.failed += 1;
+            }
+        }
+        totals
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::from(
+            "| kernel | functions mode | suite | passed | failed | skipped | result |\n\
+             | --- | --- | --- | --- | --- | --- | --- |\n",
+        );
+        for run in &self.runs {
+            let kernel = run.release.clone().unwrap_or_else(|| run.package.clone());
+            if run.suites.is_empty() {
+                out.push_str(&format!(
+                    "| {kernel} | - | - | - | - | - | **no result** (guest did not finish; see target/vm/{}.log) |\n",
+                    run.line
+                ));
+            }
+            for suite in &run.suites {
+                let mode = match suite.mode.as_str() {
+                    "off" => "tracepoints only",
+                    "auto" => "auto (best allowed)",
+                    other => other,
+                };
+                let result = if suite.ok() {
+                    "pass".to_owned()
+                } else if suite.rc.is_none() {
+                    "**did not finish**".to_owned()
+                } else {
+                    format!("**fail** {}", suite.failures.join(", "))
+                };
+                out.push_str(&format!(
+                    "| {kernel} | {mode} | {} | {} | {} | {} | {result} |\n",
+                    suite.suite,
+                    suite.passed.saturating_sub(suite.skipped),
+                    suite.failed,
+                    suite.skipped
+                ));
+            }
+        }
+        out.push('\n');
+        for run in &self.runs {
+            let refused: Vec<&str> = ["fentry", "kprobe"]
+                .into_iter()
+                .filter(|m| !run.allowed.iter().any(|a| a == m))
+                .collect();
+            out.push_str(&format!(
+                "- {} ({}): booted and tested in {:.0} s; function modes allowed: {}{}\n",
+                run.release.as_deref().unwrap_or(&run.line),
+                run.package,
+                run.took.as_secs_f64(),
+                run.allowed.join(", "),
+                if refused.is_empty() {
+                    String::new()
+                } else {
+                    format!("; refused: {}", refused.join(", "))
+                }
+            ));
+        }
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        json!(
+            self.runs
+                .iter()
+                .map(|run| json!({
+                    "line": run.line,
+                    "package": run.package,
+                    "release": run.release,
+                    "allowed_modes": run.allowed,
+                    "completed": run.completed,
+                    "seconds": run.took.as_secs_f64(),
+                    "suites": run.suites.iter().map(|s| json!({
+                        "suite": s.suite, "mode": s.mode, "passed": s.passed, "failed": s.failed,
+                        "skipped": s.skipped, "rc": s.rc, "failures": s.failures, "ok": s.ok(),
+                    })).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    const CONSOLE: &str = "\
+[    0.000000] Linux version 6.1.0
+OOMREAP-VM kernel 6.1.0-56-cloud-amd64
+OOMREAP-VM allowed off fentry
+OOMREAP-VM begin suite=scenarios mode=off
+running 2 tests
+test a_kvm_victim ... skipped a_kvm_victim: no /dev/kvm
+ok
+test storm ... FAILED
+test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 9.10s
+OOMREAP-VM end suite=scenarios mode=off rc=101
+OOMREAP-VM begin suite=scenarios mode=fentry
+test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 9.10s
+OOMREAP-VM end suite=scenarios mode=fentry rc=0
+OOMREAP-VM begin suite=run mode=fentry
+running 3 tests
+";
+
+    fn kernel() -> Kernel {
+        Kernel {
+            line: "6.1",
+            package: "linux-image-6.1.0-56-cloud-amd64-unsigned".into(),
+            vmlinuz: PathBuf::new(),
+            fuse_module: None,
+        }
+    }
+
+    #[test]
+    fn a_console_becomes_suite_runs() {
+        let run = parse(&kernel(), CONSOLE, Duration::from_secs(60));
+        assert_eq!(run.release.as_deref(), Some("6.1.0-56-cloud-amd64"));
+        assert_eq!(run.allowed, ["off", "fentry"]);
+        assert!(!run.completed, "no done line");
+        assert_eq!(run.suites.len(), 3);
+        let first = &run.suites[0];
+        assert_eq!(
+            (first.passed, first.failed, first.skipped, first.rc),
+            (1, 1, 1, Some(101))
+        );
+        assert_eq!(first.failures, ["storm"]);
+        assert!(!first.ok());
+        assert!(run.suites[1].ok());
+        assert_eq!(run.suites[2].rc, None, "the guest died in it");
+        let totals = Report { runs: vec![run] }.totals();
+        // storm; the unfinished suite; the unfinished boot.
+        assert_eq!(
+            totals,
+            Totals {
+                passed: 2,
+                failed: 3,
+                skipped: 1
+            }
+        );
+    }
+}

@@ -112,6 +112,8 @@ pub mod mark_victim_fields {
     pub const MEMCG: u32 = 1 << 6;
     /// `notifier_count` and `notifiers` were read (the mm may still have none).
     pub const NOTIFIERS: u32 = 1 << 7;
+    /// `parent_tgid` was read.
+    pub const PARENT: u32 = 1 << 8;
 }
 
 /// Most notifier callbacks a [`MarkVictimEvent`] names.
@@ -158,7 +160,9 @@ pub struct MarkVictimEvent {
     /// How many mmu notifiers the victim's mm has (counted up to 255); valid with
     /// `fields::NOTIFIERS`.
     pub notifier_count: u32,
-    pub _pad: u32,
+    /// The victim's parent process (`real_parent->tgid`), so `run --descendants` can place a
+    /// victim that is gone by the time user space looks; valid with `fields::PARENT`.
+    pub parent_tgid: u32,
     /// Kernel addresses of the first notifiers' `ops->invalidate_range_start` (0 when unset).
     pub notifiers: [u64; MAX_NOTIFIERS],
 }

@@ -82,6 +82,10 @@ pub struct KernelLayout {
     pub range_mm: u32,
     pub range_start: u32,
     pub range_end: u32,
+    /// `task_struct::real_parent`.
+    pub task_real_parent: u32,
+    /// `rw_semaphore::first_waiter` (7.x), where older kernels have `wait_list`.
+    pub rwsem_first_waiter: u32,
     pub _pad2: u32,
 
     /// Record offsets of classic tracepoints (from their tracefs `format` files).
@@ -210,6 +214,8 @@ impl KernelLayout {
         range_mm: ABSENT,
         range_start: ABSENT,
         range_end: ABSENT,
+        task_real_parent: ABSENT,
+        rwsem_first_waiter: ABSENT,
         _pad2: 0,
         mark_victim_record: MarkVictimRecord::UNSET,
         records: ClassicRecords::UNSET,
@@ -219,7 +225,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 43 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 45 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

@@ -145,6 +145,10 @@ fn read_task(task: u64, event: &mut MarkVictimEvent) -> bool {
     event.victim_pid = pid;
     event.victim_tgid = tgid;
     event.fields |= field::TGID;
+    if let Some(parent) = task::parent_tgid(task) {
+        event.parent_tgid = parent;
+        event.fields |= field::PARENT;
+    }
     if task::comm(task, &mut event.victim_comm) {
         event.fields |= field::COMM;
     }

@@ -131,28 +131,45 @@ pub fn lock_state(mm: u64, state: &mut LockState) {
 /// Lists up to [`MAX_WAITERS`] tasks queued on the rwsem at `sem`.
 #[inline(always)]
 fn walk_waiters(l: &KernelLayout, sem: u64, state: &mut LockState) {
-    if l.rwsem_wait_list == ABSENT || l.waiter_task == ABSENT || l.list_head_next == ABSENT {
+    if l.waiter_task == ABSENT || l.list_head_next == ABSENT {
         return;
     }
-    let head = sem + u64::from(l.rwsem_wait_list);
-    let Some(mut node) = read::<u64>(head, l.list_head_next) else {
+    let list_offset = u64::from(if l.waiter_list == ABSENT {
+        0
+    } else {
+        l.waiter_list
+    });
+    // Until 7.x the waiters hang off `sem->wait_list`, a list head that ends the walk;
+    // since, `sem->first_waiter` points at the first waiter, whose list links the others in
+    // a ring that ends back at it.
+    let (mut node, end, end_is_head) = if l.rwsem_wait_list != ABSENT {
+        let head = sem + u64::from(l.rwsem_wait_list);
+        let Some(first) = read::<u64>(head, l.list_head_next) else {
+            return;
+        };
+        (first, head, true)
+    } else if l.rwsem_first_waiter != ABSENT {
+        let Some(first) = read::<u64>(sem, l.rwsem_first_waiter) else {
+            return;
+        };
+        if first == 0 {
+            state.flags |= lock_flags::WAITERS;
+            return;
+        }
+        (first + list_offset, first + list_offset, false)
+    } else {
         return;
     };
     state.flags |= lock_flags::WAITERS;
     for i in 0..=MAX_WAITERS {
-        if node == 0 || node == head {
+        if node == 0 || (node == end && (end_is_head || i > 0)) {
             return;
         }
         let Some(slot) = state.waiters.get_mut(i) else {
             state.waiters_truncated = 1;
             return;
         };
-        let waiter = node
-            - u64::from(if l.waiter_list == ABSENT {
-                0
-            } else {
-                l.waiter_list
-            });
+        let waiter = node - list_offset;
         let task = read::<u64>(waiter, l.waiter_task).unwrap_or(0);
         slot.pid = task::ids(task).map_or(0, |(pid, _)| pid);
         slot.waiter_type = read(waiter, l.waiter_type).unwrap_or(u32::MAX);

@@ -10,6 +10,17 @@ pub fn ids(task: u64) -> Option<(u32, u32)> {
     Some((read(task, l.task_pid)?, read(task, l.task_tgid)?))
 }
 
+/// The tgid of a task's parent process (`real_parent`).
+#[inline(always)]
+pub fn parent_tgid(task: u64) -> Option<u32> {
+    let l = layout();
+    if l.task_real_parent == oomreap_common::layout::ABSENT {
+        return None;
+    }
+    let parent = read::<u64>(task, l.task_real_parent)?;
+    read(parent, l.task_tgid)
+}
+
 /// A task's name into `comm`; false if unreadable.
 #[inline(always)]
 pub fn comm(task: u64, comm: &mut [u8; COMM_LEN]) -> bool {

@@ -25,6 +25,68 @@ pub struct Report {
     /// Why the capture could not start, if it could not.
     pub capture_error: Option<String>,
     pub attach_modes: Vec<probe::ModeProbe>,
+    /// What the front ends can add to the kernel's events, and what is shown without it.
+    pub context: Vec<ContextCheck>,
+}
+
+/// One source of context the front ends read besides the kernel programs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextCheck {
+    pub name: &'static str,
+    /// What works, or why it does not.
+    pub result: Result<String, String>,
+    /// What is shown instead when it does not work.
+    pub without: &'static str,
+}
+
+/// Checks kernel stacks, kernel symbols and memory cgroup paths.
+pub fn context_checks() -> Vec<ContextCheck> {
+    use crate::enrich::{Proc, ProcSource as _};
+    let stacks = Proc
+        .stack(std::process::id())
+        .map(|_| "/proc/PID/stack readable".to_owned())
+        .map_err(|e| format!("/proc/PID/stack: {e}"));
+    let symbols = Proc
+        .kallsyms()
+        .map_err(|e| format!("/proc/kallsyms: {e}"))
+        .and_then(|text| {
+            let hidden = text
+                .lines()
+                .take(10)
+                .all(|l| l.starts_with("0000000000000000"));
+            if hidden {
+                Err("/proc/kallsyms hides addresses (needs CAP_SYSLOG)".to_owned())
+            } else {
+                Ok("/proc/kallsyms readable".to_owned())
+            }
+        });
+    let cgroups = if crate::faults::cgroups_unresolved() {
+        Err(format!(
+            "cgroup ids left unresolved (unresolved=cgroups in {})",
+            crate::faults::VARIABLE
+        ))
+    } else {
+        crate::cgroup::MemoryHierarchy::detect()
+            .map(|h| format!("{} ({:?})", h.root.display(), h.version))
+            .map_err(|e| e.to_string())
+    };
+    vec![
+        ContextCheck {
+            name: "kernel stacks",
+            result: stacks,
+            without: "lock holders are listed without their kernel stacks",
+        },
+        ContextCheck {
+            name: "kernel symbols",
+            result: symbols,
+            without: "mmu notifiers are shown as addresses, not owners",
+        },
+        ContextCheck {
+            name: "cgroup paths",
+            result: cgroups,
+            without: "memory cgroups are shown as kernel ids, not paths or pods",
+        },
+    ]
 }
 
 impl Report {
@@ -78,6 +140,7 @@ pub fn examine(options: &CaptureOptions) -> Report {
         hooks,
         capture_error,
         attach_modes,
+        context: context_checks(),
     }
 }
 
@@ -158,6 +221,14 @@ pub fn text(report: &Report) -> String {
             out.push_str(&format!("  {:<width$}  {state}\n", mode.name));
         }
     }
+    out.push_str("context:\n");
+    for check in &report.context {
+        let state = match &check.result {
+            Ok(what) => what.clone(),
+            Err(why) => format!("unavailable: {why}; {}", check.without),
+        };
+        out.push_str(&format!("  {:<16}{state}\n", check.name));
+    }
     if let Some(err) = &report.capture_error {
         out.push_str(&format!("oomreap cannot trace here: {err}\n"));
     }
@@ -187,6 +258,12 @@ pub fn json(report: &Report) -> Value {
             "name": m.name,
             "allowed": m.result.is_ok(),
             "error": m.result.as_ref().err(),
+        })).collect::<Vec<_>>(),
+        "context": report.context.iter().map(|c| json!({
+            "name": c.name,
+            "ok": c.result.is_ok(),
+            "detail": match &c.result { Ok(d) | Err(d) => d },
+            "without": c.without,
         })).collect::<Vec<_>>(),
         "usable": report.usable(),
         "error": report.capture_error,

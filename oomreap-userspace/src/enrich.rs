@@ -13,6 +13,9 @@ use crate::cgroup::MemoryHierarchy;
 /// How many folders a cgroup id search visits at most, so a huge hierarchy cannot stall us.
 const MAX_CGROUP_DIRS: usize = 100_000;
 
+/// Resolved cgroup ids kept; the cache starts over beyond this.
+const MAX_CACHED_CGROUPS: usize = 4096;
+
 /// Reads from /proc; a seam so tests can inject failures.
 pub trait ProcSource {
     /// `/proc/PID/stack` of a task.
@@ -26,6 +29,12 @@ pub struct Proc;
 
 impl ProcSource for Proc {
     fn stack(&self, pid: u32) -> std::io::Result<String> {
+        if crate::faults::stacks_unreadable() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                crate::faults::refusal_message(),
+            ));
+        }
         std::fs::read_to_string(format!("/proc/{pid}/stack"))
     }
 
@@ -59,7 +68,12 @@ pub struct Enricher<P: ProcSource = Proc> {
 impl Enricher<Proc> {
     /// An enricher over the real /proc and this machine's memory cgroup hierarchy.
     pub fn live() -> Self {
-        Self::new(Proc, MemoryHierarchy::detect().ok())
+        let hierarchy = if crate::faults::cgroups_unresolved() {
+            None
+        } else {
+            MemoryHierarchy::detect().ok()
+        };
+        Self::new(Proc, hierarchy)
     }
 }
 
@@ -76,6 +90,11 @@ impl<P: ProcSource> Enricher<P> {
     /// The memory cgroup with kernel id `id` (its directory's inode number), if found.
     pub fn cgroup(&mut self, id: u64) -> Option<&CgroupInfo> {
         if !self.cgroups.contains_key(&id) {
+            // Cgroups come and go (a pod each): a long-running exporter must not remember
+            // every one it ever saw.
+            if self.cgroups.len() >= MAX_CACHED_CGROUPS {
+                self.cgroups.clear();
+            }
             let found = self
                 .hierarchy
                 .as_ref()

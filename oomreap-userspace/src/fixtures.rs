@@ -46,7 +46,7 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
             | field::NOTIFIERS,
         memcg_id: 4026,
         notifier_count: 0,
-        _pad: 0,
+        parent_tgid: 0,
         notifiers: [0; oomreap_common::event::MAX_NOTIFIERS],
     }
 }

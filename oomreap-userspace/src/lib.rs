@@ -10,6 +10,9 @@ pub mod display;
 pub mod doctor;
 pub mod enrich;
 pub mod exporter;
+pub mod faults;
+#[cfg(test)]
+mod fuzz;
 pub mod hog;
 pub mod kernel;
 pub mod load;

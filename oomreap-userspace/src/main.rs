@@ -18,6 +18,7 @@ use oomreap::{
     capture::Capture,
     display::WallClock,
     doctor,
+    kernel::privilege,
     recording::{self, RecordWriter},
     scenario::{self, Scenario},
     trace::{self, Format, TraceSummary},
@@ -127,6 +128,7 @@ fn run_top(args: &TopArgs) -> anyhow::Result<ExitCode> {
     }
     with_runtime(async {
         let capture = Capture::start(&(&args.attach).into())?;
+        drop_capabilities(privilege::after_attach::TOP);
         let source = SourceInfo {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
@@ -259,11 +261,17 @@ fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Scrapes are served on one worker while events are folded on the other.
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Workers only serve HTTP: they start without the capabilities the main thread needs
+        // to attach (capabilities are per thread).
+        .on_thread_start(|| {
+            let _ = privilege::keep_only(&[]);
+        })
         .enable_all()
         .build()
         .context("failed to start the async runtime")?
         .block_on(async {
             let capture = Capture::start(&(&args.attach).into())?;
+            drop_capabilities(privilege::after_attach::SERVE);
             oomreap::exporter::serve(
                 capture,
                 options,
@@ -427,6 +435,15 @@ fn exit_code(summary: &TraceSummary) -> ExitCode {
     }
 }
 
+/// Once attached, keeps only the capabilities in `keep`: a bug later cannot load programs
+/// or touch what root may. Failure is logged, not fatal: the capture already works.
+fn drop_capabilities(keep: &[u32]) {
+    match privilege::keep_only(keep) {
+        Ok(now) => log::debug!("capabilities after attach: {now:?}"),
+        Err(err) => log::warn!("could not drop capabilities after attach: {err}"),
+    }
+}
+
 fn with_runtime<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -435,22 +452,29 @@ fn with_runtime<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::R
         .block_on(future)
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM. If a handler cannot be installed the trace runs
-/// until the other signal (or SIGKILL) ends it.
-async fn shutdown_signal() {
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled: a signal that arrives after "tracing" is printed but
+/// before the loop starts must still stop us cleanly. If a handler cannot be installed, only
+/// the other signal (or SIGKILL) ends us.
+fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
     let mut terminate = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match terminate.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
+    async move {
+        tokio::select! {
+            () = received(interrupt.as_mut()) => {}
+            () = received(terminate.as_mut()) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+    }
+}
+
+/// Completes when `signal` arrives; never, without a handler.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

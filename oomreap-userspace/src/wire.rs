@@ -66,6 +66,8 @@ pub struct MarkVictim {
     /// Kernel id of its memory cgroup.
     pub memcg_id: Option<u64>,
     pub notifiers: Option<Notifiers>,
+    /// The victim's parent process.
+    pub parent_tgid: Option<u32>,
     /// The task that hit the OOM.
     pub trigger: Task,
 }
@@ -369,6 +371,7 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
         mm: has(field::MM).then_some(raw.victim_mm),
         memcg_id: has(field::MEMCG).then_some(raw.memcg_id),
         notifiers,
+        parent_tgid: has(field::PARENT).then_some(raw.parent_tgid),
         trigger: Task {
             pid: raw.trigger_pid,
             tgid: Some(raw.trigger_tgid),

@@ -5,89 +5,14 @@
 mod common;
 
 use std::{
-    io::{Read as _, Write as _},
+    io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{OOMREAP, OwnChild, TempDir, privileged};
+use common::{OOMREAP, OwnChild, Serve, TempDir, http_get as get, privileged, sample};
 use serde_json::Value;
-
-/// `oomreap serve` on a free loopback port; stopped (by pid) on drop.
-struct Serve {
-    // Held for its Drop: serve is stopped when the test ends.
-    _child: OwnChild,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    fn start() -> Self {
-        let mut child = OwnChild(
-            Command::new(OOMREAP)
-                .args(["serve", "--listen", "127.0.0.1:0"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn oomreap serve"),
-        );
-        let mut stderr = std::io::BufReader::new(child.0.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            let n =
-                std::io::BufRead::read_line(&mut stderr, &mut line).expect("read serve's stderr");
-            assert!(n > 0, "serve exited before listening");
-            if let Some(rest) = line.trim().strip_prefix("oomreap: serving http://") {
-                break rest.trim_end_matches("/metrics").parse().expect("address");
-            }
-        };
-        // Keep draining stderr so serve never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Self {
-            _child: child,
-            addr,
-        }
-    }
-
-    fn metrics(&self) -> String {
-        let (status, body) = get(self.addr, "/metrics", None);
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-}
-
-/// A minimal HTTP/1.1 GET: (status, body).
-fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
-}
-
-/// The value of a sample line `name value`, if present.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
 
 fn inject(args: &[&str]) -> Value {
     let out = Command::new(OOMREAP)

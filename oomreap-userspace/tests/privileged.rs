@@ -460,7 +460,7 @@ fn trace_without_btf_fails_or_falls_back() {
 }
 
 /// A refused fentry load falls back to kprobes, and a refused kprobe to tracepoints only: never
-/// an abort. `OOMREAP_REFUSE` makes the refusal happen on kernels that would allow the mode.
+/// an abort. `OOMREAP_FAULTS` makes the refusal happen on kernels that would allow the mode.
 #[test]
 fn refused_function_modes_fall_back_without_aborting() {
     let Some(_lock) = privileged("refused_function_modes_fall_back_without_aborting") else {
@@ -469,7 +469,7 @@ fn refused_function_modes_fall_back_without_aborting() {
     let doctor = |refuse: &str| -> Value {
         let out = Command::new(OOMREAP)
             .args(["doctor", "--json"])
-            .env("OOMREAP_REFUSE", refuse)
+            .env("OOMREAP_FAULTS", refuse)
             .env_remove("OOMREAP_FUNCTIONS")
             .output()
             .expect("doctor");
@@ -494,10 +494,10 @@ fn refused_function_modes_fall_back_without_aborting() {
         .iter()
         .any(|m| m["name"] == "kprobe __oom_reap_task_mm" && m["allowed"] == true);
 
-    let no_fentry = reap_hook(&doctor("fentry"));
+    let no_fentry = reap_hook(&doctor("refuse=fentry"));
     let note = no_fentry["note"].as_str().unwrap_or_default();
     assert!(
-        note.contains("fentry refused: refused by OOMREAP_REFUSE"),
+        note.contains("fentry refused: refused by OOMREAP_FAULTS"),
         "{no_fentry}"
     );
     let expected = if kprobe_allowed {
@@ -507,7 +507,7 @@ fn refused_function_modes_fall_back_without_aborting() {
     };
     assert_eq!(no_fentry["attach"], expected, "{no_fentry}");
 
-    let neither = doctor("fentry,kprobe");
+    let neither = doctor("refuse=fentry,refuse=kprobe");
     assert_eq!(neither["usable"], true, "tracepoints still work: {neither}");
     let hook = reap_hook(&neither);
     assert_eq!(hook["attach"], Value::Null, "{hook}");

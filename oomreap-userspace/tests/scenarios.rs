@@ -357,6 +357,54 @@ fn a_storm_of_200_victims_is_counted_exactly() {
     );
 }
 
+/// The kernel's own count of OOM kills (`oom_kill` in /proc/vmstat).
+fn vmstat_oom_kills() -> u64 {
+    std::fs::read_to_string("/proc/vmstat")
+        .expect("/proc/vmstat")
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        .expect("an oom_kill line")
+}
+
+#[test]
+#[ignore = "long: run by `cargo xtask test --long`"]
+fn a_storm_of_1000_victims_loses_none_and_counts_none_twice() {
+    let Some(_lock) = privileged("a_storm_of_1000_victims_loses_none_and_counts_none_twice") else {
+        return;
+    };
+    let before = vmstat_oom_kills();
+    // trace_scenario also checks the trace ended reporting no lost events.
+    // A small limit makes each victim quick to kill: about 50 a second.
+    let traced = trace_scenario(&["storm", "--count", "1000", "--limit", "16"]);
+    let kernel_kills = vmstat_oom_kills() - before;
+    let cgroup = &traced.report["cgroup"]["id"];
+    let cgroup_kills = traced.report["cgroup"]["oom_kills"]
+        .as_u64()
+        .expect("oom_kills");
+    assert_eq!(cgroup_kills, 1000, "{}", traced.report["cgroup"]);
+    // Other processes on the machine may be OOM-killed too; ours are all counted there.
+    assert!(
+        kernel_kills >= cgroup_kills,
+        "vmstat counted {kernel_kills}, the cgroup {cgroup_kills}"
+    );
+    let mut tracked = 0;
+    for (pid, steps) in &traced.steps {
+        let kills = step(steps, "kill")
+            .iter()
+            .filter(|k| &k["memcg"]["id"] == cgroup)
+            .count();
+        assert!(kills <= 1, "victim {pid} counted {kills} times");
+        tracked += kills as u64;
+        if kills == 1 {
+            assert!(
+                !step(steps, "outcome").is_empty(),
+                "victim {pid} has no outcome"
+            );
+        }
+    }
+    assert_eq!(tracked, cgroup_kills, "every kill the kernel counted, once");
+}
+
 /// SIGTERM mid-run: nothing the scenario created survives.
 #[test]
 fn an_interrupted_scenario_leaves_nothing_behind() {

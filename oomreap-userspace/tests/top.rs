@@ -217,3 +217,124 @@ fn top_live_shows_a_stuck_victim_go_from_killed_to_reaped() {
     tmux.keys(&["q"]);
     tmux.wait_for("EXIT=0");
 }
+
+/// Runs `oomreap top ARGS` (with `env`) in the pane, noting its pid in DIR/pid and the
+/// terminal's settings before and after it (DIR/before, DIR/after); the pane then prints
+/// `EXIT=<status>` and `DONE` (typed as `DO''NE`, so the command line itself never matches). Returns top's pid once it has drawn.
+fn top_in_pane(tmux: &Tmux, dir: &TempDir, args: &str, env: &str) -> u32 {
+    let d = dir.0.display();
+    tmux.keys(&[
+        &format!(
+            "stty -g > {d}/before; sh -c 'echo $$ > {d}/pid; exec env {env} {OOMREAP} top {args}'; \
+             echo EXIT=$?; stty -g > {d}/after; echo DO''NE"
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("No OOM victim yet");
+    std::fs::read_to_string(dir.0.join("pid"))
+        .expect("top's pid")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+fn same_terminal_settings(dir: &TempDir) {
+    let read = |name: &str| std::fs::read_to_string(dir.0.join(name)).expect(name);
+    assert_eq!(
+        read("before"),
+        read("after"),
+        "the terminal was not restored"
+    );
+}
+
+#[test]
+fn the_terminal_is_restored_after_sigterm_and_a_panic() {
+    let Some(_lock) = privileged("the_terminal_is_restored_after_sigterm_and_a_panic") else {
+        return;
+    };
+    let Some(tmux) = Tmux::start("restore") else {
+        return;
+    };
+    let dir = TempDir::new();
+    let pid = top_in_pane(&tmux, &dir, "", "");
+    // SAFETY: signalling the top we started, by pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let screen = tmux.wait_for("DONE");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    same_terminal_settings(&dir);
+
+    tmux.keys(&["clear", "Enter"]);
+    let dir = TempDir::new();
+    let d = dir.0.display();
+    tmux.keys(&[
+        &format!(
+            "stty -g > {d}/before; RUST_BACKTRACE=0 OOMREAP_FAULTS=panic=drawn {OOMREAP} top; echo EXIT=$?; \
+             stty -g > {d}/after; echo DO''NE"
+        ),
+        "Enter",
+    ]);
+    let screen = tmux.wait_for("DONE");
+    assert!(screen.contains("EXIT=101"), "{screen}");
+    assert!(screen.contains("asked for a panic once drawn"), "{screen}");
+    same_terminal_settings(&dir);
+}
+
+#[test]
+fn top_drops_its_capabilities_once_attached() {
+    let Some(_lock) = privileged("top_drops_its_capabilities_once_attached") else {
+        return;
+    };
+    let Some(tmux) = Tmux::start("caps") else {
+        return;
+    };
+    use oomreap::kernel::privilege::{CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYSLOG};
+    let dir = TempDir::new();
+    let pid = top_in_pane(&tmux, &dir, "", "");
+    let kept = (1u64 << CAP_SYSLOG) | (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE);
+    let threads: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("threads")
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .collect();
+    assert!(!threads.is_empty());
+    for caps in threads {
+        assert_eq!(caps & !kept, 0, "a thread of top kept {caps:#x}");
+    }
+    tmux.keys(&["q"]);
+    assert!(tmux.wait_for("DONE").contains("EXIT=0"));
+}
+
+#[test]
+fn a_small_ring_buffer_shows_drops_in_the_header() {
+    let Some(_lock) = privileged("a_small_ring_buffer_shows_drops_in_the_header") else {
+        return;
+    };
+    let Some(tmux) = Tmux::start("drops") else {
+        return;
+    };
+    let dir = TempDir::new();
+    top_in_pane(
+        &tmux,
+        &dir,
+        "--ring-buffer-kib 4",
+        "OOMREAP_FAULTS=slow=reader",
+    );
+    let storm = Command::new(OOMREAP)
+        .args(["inject", "storm", "--count", "60"])
+        .output()
+        .expect("run inject");
+    assert_eq!(storm.status.code(), Some(0));
+    tmux.wait_for_line("a non-zero dropped count", |line| {
+        line.split("dropped ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("DONE");
+}

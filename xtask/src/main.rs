@@ -30,6 +30,8 @@ enum Task {
     Test(tasks::TestArgs),
     /// Performance figures, each side by side with its reference, against its goal.
     Bench(bench::BenchArgs),
+    /// Fuzz the wire decoder, the recording parser and the tracker for a while.
+    Fuzz(tasks::FuzzArgs),
     /// The integration tests inside Debian kernels (6.1, 6.12, 6.18, 7.x) under qemu, once
     /// per function attach mode each kernel allows.
     VmTest(vm::VmTestArgs),
@@ -56,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             bench::bench(&workspace, &args)
         }
+        Task::Fuzz(args) => tasks::fuzz(&workspace, &args),
         Task::VmTest(args) => {
             setup::run()?;
             let totals = vm::vm_test(&workspace, &args)?;

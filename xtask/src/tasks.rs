@@ -34,6 +34,48 @@ pub struct TestArgs {
     /// the first failure: flaky privileged tests show up here.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Then run the kernel matrix too (`cargo xtask vm-test` with its defaults; about 25
+    /// minutes), adding its tests to the totals.
+    #[arg(long)]
+    vm: bool,
+    /// Also run the long tests (a 1,000-victim storm, serve's memory after 10,000 victims,
+    /// 30 s of fuzzing): libtest's ignored tests.
+    #[arg(long)]
+    long: bool,
+    /// Everything: --long and --vm.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Seconds of fuzzing in `--long` runs.
+const LONG_FUZZ_SECONDS: &str = "30";
+
+#[derive(Debug, Args)]
+pub struct FuzzArgs {
+    /// How long to fuzz.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Replay from this seed (hexadecimal, as a failure prints it).
+    #[arg(long)]
+    seed: Option<String>,
+}
+
+/// Runs the mutation fuzzer of the decoder, the recording parser and the tracker.
+pub fn fuzz(workspace: &Path, args: &FuzzArgs) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace)
+        .args(["test", "-p", "oomreap-userspace", "--lib", "--release"])
+        .args([
+            "fuzz::tests::fuzz_for_a_while",
+            "--",
+            "--ignored",
+            "--exact",
+        ])
+        .env("OOMREAP_FUZZ_SECONDS", args.seconds.to_string());
+    if let Some(seed) = &args.seed {
+        cmd.env("OOMREAP_FUZZ_SEED", seed);
+    }
+    run_cmd(&mut cmd)
 }
 
 pub fn build(workspace: &Path, args: &BuildArgs) -> anyhow::Result<()> {
@@ -113,17 +155,31 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
         ));
         let mut cmd = cargo();
         cmd.current_dir(workspace)
-            .args(["test", "--workspace", "--exclude", "oomreap-ebpf"]);
+            .args(["test", "--workspace", "--exclude", "oomreap-ebpf", "--"]);
         if let Some(filter) = &args.filter {
-            cmd.arg("--").arg(filter);
+            cmd.arg(filter);
+        }
+        if args.long || args.all {
+            cmd.arg("--include-ignored")
+                .env("OOMREAP_FUZZ_SECONDS", LONG_FUZZ_SECONDS);
         }
         as_root(&mut cmd);
         let result = run_counting_tests(&mut cmd, &mut totals);
-        println!(
-            "\nxtask test: {} passed, {} failed, {} skipped",
-            totals.passed, totals.failed, totals.ignored
-        );
+        totals.print();
         result?;
+    }
+    if args.vm || args.all {
+        step("the kernel matrix (cargo xtask vm-test)");
+        let mut vm_args = crate::vm::VmTestArgs::defaults();
+        vm_args.filter.clone_from(&args.filter);
+        let vm = crate::vm::vm_test(workspace, &vm_args)?;
+        totals.passed += vm.passed;
+        totals.failed += vm.failed;
+        totals.ignored += vm.skipped;
+        totals.print();
+        if vm.failed > 0 {
+            anyhow::bail!("{} failed in the kernel matrix", vm.failed);
+        }
     }
     Ok(())
 }
@@ -159,6 +215,14 @@ struct TestTotals {
 }
 
 impl TestTotals {
+    /// The closing line CI reads.
+    fn print(&self) {
+        println!(
+            "\nxtask test: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.ignored
+        );
+    }
+
     /// Adds a line like `test result: ok. 40 passed; 0 failed; 1 ignored; 0 measured; ...`.
     fn add(&mut self, line: &str) {
         let Some(rest) = line.strip_prefix("test result: ") else {

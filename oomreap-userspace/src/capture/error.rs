@@ -59,6 +59,8 @@ pub enum CaptureError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(transparent)]
+    Fault(#[from] crate::faults::UnknownFault),
     #[error("failed to wait for the event ring buffer")]
     RingBuffer(#[source] std::io::Error),
 }

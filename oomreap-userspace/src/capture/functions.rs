@@ -144,8 +144,8 @@ pub fn attach_mode(
     mode: AttachKind,
     btf: Option<&aya::Btf>,
 ) -> Result<(), String> {
-    if forced_refusal(spec.function, mode) {
-        return Err("refused by OOMREAP_REFUSE (testing)".to_owned());
+    if crate::faults::refused(crate::display::attach_id(mode), spec.function) {
+        return Err(crate::faults::refusal_message());
     }
     let programs = spec.programs(mode);
     for (done, &(name, role)) in programs.iter().enumerate() {
@@ -210,20 +210,4 @@ fn unload(ebpf: &mut Ebpf, name: &'static str, role: Role) {
     if let Ok(Err(err)) = result {
         log::debug!("unloading {name}: {err}");
     }
-}
-
-/// `OOMREAP_REFUSE=fentry,kprobe:__oom_reap_task_mm` pretends the kernel refused those
-/// modes (for one function, or all), so tests can force every fallback on a kernel that
-/// allows everything.
-fn forced_refusal(function: &str, mode: AttachKind) -> bool {
-    let Ok(list) = std::env::var("OOMREAP_REFUSE") else {
-        return false;
-    };
-    let mode = crate::display::attach_id(mode);
-    list.split(',')
-        .map(str::trim)
-        .any(|entry| match entry.split_once(':') {
-            Some((m, f)) => m == mode && f == function,
-            None => entry == mode,
-        })
 }

@@ -95,6 +95,8 @@ pub struct KernelCounters {
 /// Attached kernel programs and their event stream.
 pub struct Capture {
     events: AsyncFd<RingBuf<MapData>>,
+    /// Zero but in tests that make the reader slow on purpose (`crate::faults`).
+    reader_delay: std::time::Duration,
     counters: PerCpuArray<MapData, u64>,
     retries: Option<BpfHashMap<MapData, RetryKey, u64>>,
     hooks: Vec<HookStatus>,
@@ -106,6 +108,7 @@ pub struct Capture {
 impl Capture {
     /// Loads and attaches everything; must be called inside a tokio runtime.
     pub fn start(options: &CaptureOptions) -> Result<Self, CaptureError> {
+        crate::faults::validate()?;
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
         let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
@@ -164,8 +167,10 @@ impl Capture {
         let events = register_readable(events).map_err(CaptureError::RingBuffer)?;
         let counters = take_map(&mut ebpf, COUNTERS, PerCpuArray::try_from)?;
         let retries = take_map(&mut ebpf, RETRIES, BpfHashMap::try_from).ok();
+        crate::faults::after_attach();
         Ok(Self {
             events,
+            reader_delay: crate::faults::reader_delay(),
             counters,
             retries,
             hooks,
@@ -187,6 +192,9 @@ impl Capture {
             .readable_mut()
             .await
             .map_err(CaptureError::RingBuffer)?;
+        if !self.reader_delay.is_zero() {
+            tokio::time::sleep(self.reader_delay).await;
+        }
         let mut records = Vec::new();
         let ring = guard.get_inner_mut();
         while let Some(record) = ring.next() {
@@ -421,6 +429,12 @@ fn attach_btf(
     spec: &HookSpec,
     btf: &aya::Btf,
 ) -> Result<(), CaptureError> {
+    if crate::faults::refused("btf_tracepoint", spec.name) {
+        return Err(CaptureError::HookUnavailable {
+            hook: spec.name,
+            reason: crate::faults::refusal_message(),
+        });
+    }
     let program: &mut BtfTracePoint = program(ebpf, program_name)?;
     program
         .load(spec.event, btf)
@@ -437,6 +451,12 @@ fn attach_btf(
 }
 
 fn attach_classic(ebpf: &mut Ebpf, spec: &HookSpec) -> Result<(), CaptureError> {
+    if crate::faults::refused("tracepoint", spec.name) {
+        return Err(CaptureError::HookUnavailable {
+            hook: spec.name,
+            reason: crate::faults::refusal_message(),
+        });
+    }
     let program_name = spec.classic_program;
     let program: &mut TracePoint = program(ebpf, program_name)?;
     program.load().map_err(|source| CaptureError::ProgramLoad {

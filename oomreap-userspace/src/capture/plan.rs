@@ -94,6 +94,22 @@ pub fn plan(
     let mut hooks = Vec::new();
     let mut formats = Formats::default();
     for spec in specs {
+        if crate::faults::missing(spec.name) {
+            let reason = format!(
+                "the kernel has no tracepoint {} (missing={} in {})",
+                spec.name,
+                spec.name,
+                crate::faults::VARIABLE
+            );
+            if spec.required {
+                return Err(CaptureError::HookUnavailable {
+                    hook: spec.name,
+                    reason,
+                });
+            }
+            hooks.push((*spec, HookPlan::Unavailable(reason)));
+            continue;
+        }
         let classic = format(spec);
         let btf_args = match &btf {
             Ok(btf) if spec.btf_program.is_some() => btf

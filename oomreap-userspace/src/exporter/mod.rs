@@ -108,6 +108,9 @@ pub async fn serve(
     Ok(())
 }
 
+/// Cgroup names kept for label lookups; the cache starts over beyond this.
+const MAX_NAMED_CGROUPS: usize = 4096;
+
 /// Resolves victims' labels: cgroup paths (capped) and notifier owners.
 struct Names {
     enricher: Enricher,
@@ -125,6 +128,10 @@ impl Names {
     }
 
     fn of(&mut self, v: &Victim, metrics: &Metrics) -> VictimNames {
+        // Bounded like the enricher's cache: cgroups come and go.
+        if self.cgroups.len() >= MAX_NAMED_CGROUPS {
+            self.cgroups.clear();
+        }
         let raw = match v.memcg_id {
             Some(id) => self
                 .cgroups

@@ -26,6 +26,7 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     l.task_mm = opt("task_struct", "mm");
     l.task_signal = opt("task_struct", "signal");
     l.task_cgroups = opt("task_struct", "cgroups");
+    l.task_real_parent = opt("task_struct", "real_parent");
     l.signal_oom_score_adj = opt("signal_struct", "oom_score_adj");
     l.mm_total_vm = opt("mm_struct", "total_vm");
     l.mm_pgtables_bytes = opt("mm_struct", "pgtables_bytes");
@@ -41,6 +42,9 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     l.rwsem_count = opt("rw_semaphore", "count");
     l.rwsem_owner = opt("rw_semaphore", "owner");
     l.rwsem_wait_list = opt("rw_semaphore", "wait_list");
+    if l.rwsem_wait_list == ABSENT {
+        l.rwsem_first_waiter = opt("rw_semaphore", "first_waiter");
+    }
     l.waiter_list = opt("rwsem_waiter", "list");
     l.waiter_task = opt("rwsem_waiter", "task");
     l.waiter_type = opt("rwsem_waiter", "type");
@@ -250,7 +254,11 @@ mod tests {
             ("notifier_subscriptions", layout.mm_notifier_subscriptions),
             ("rwsem count", layout.rwsem_count),
             ("rwsem owner", layout.rwsem_owner),
-            ("rwsem wait_list", layout.rwsem_wait_list),
+            (
+                "rwsem wait_list or first_waiter",
+                layout.rwsem_wait_list.min(layout.rwsem_first_waiter),
+            ),
+            ("real_parent", layout.task_real_parent),
             ("rwsem_waiter task", layout.waiter_task),
             ("rwsem_waiter type", layout.waiter_type),
             ("mmu_notifier hlist", layout.notifier_hlist),

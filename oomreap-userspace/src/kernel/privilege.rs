@@ -1,9 +1,23 @@
 //! Checks that we may load and attach tracing programs, before trying to.
 
 /// Capability numbers from include/uapi/linux/capability.h.
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
+pub const CAP_SYS_PTRACE: u32 = 19;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_SYSLOG: u32 = 34;
+pub const CAP_PERFMON: u32 = 38;
+pub const CAP_BPF: u32 = 39;
+
+/// What a front end still needs once its programs are attached: reading the ring buffer
+/// and maps through fds it holds needs no capability at all.
+pub mod after_attach {
+    use super::*;
+
+    /// `serve` names mmu notifiers from /proc/kallsyms, whose addresses need CAP_SYSLOG.
+    pub const SERVE: &[u32] = &[CAP_SYSLOG];
+    /// `top` also reads lock holders' /proc/PID/stack, which needs CAP_SYS_ADMIN, and
+    /// CAP_SYS_PTRACE for other users' tasks.
+    pub const TOP: &[u32] = &[CAP_SYSLOG, CAP_SYS_ADMIN, CAP_SYS_PTRACE];
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
@@ -57,6 +71,51 @@ impl Capabilities {
             Err(PrivilegeError::Missing(missing.join(" and ")))
         }
     }
+}
+
+/// Keeps only the capabilities in `keep` (those we have), dropping every other one from the
+/// effective, permitted and inheritable sets of this process (all its threads must call
+/// this before they do privileged work; the runtime's workers do none).
+///
+/// Without CAP_SETPCAP nothing else changes; the bounding set is left alone, since this
+/// process never executes another program afterwards.
+pub fn keep_only(keep: &[u32]) -> Result<Capabilities, PrivilegeError> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Copy, Clone, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two halves.
+    const VERSION_3: u32 = 0x2008_0522;
+    let current = Capabilities::current()?;
+    let mask = keep
+        .iter()
+        .filter(|&&cap| current.has(cap))
+        .fold(0u64, |m, &cap| m | (1 << cap));
+    let half = |shift: u32| Data {
+        effective: (mask >> shift) as u32,
+        permitted: (mask >> shift) as u32,
+        inheritable: 0,
+    };
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [half(0), half(32)];
+    // SAFETY: capset reads the header and two data structs, both valid for the call. Lowering
+    // our own sets needs no privilege and cannot fail for a subset of the permitted set.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(PrivilegeError::Unreadable(std::io::Error::last_os_error()));
+    }
+    Capabilities::current()
 }
 
 #[cfg(test)]

@@ -192,8 +192,11 @@ impl Session {
             let covered = match &self.scope {
                 Scope::All => true,
                 Scope::Cgroup { id: memcg, .. } => v.memcg_id == Some(*memcg),
+                // The victim may be gone from /proc already (a quick exit reaped by its
+                // parent): its parent, from the kill itself, usually is not.
                 Scope::Descendants { root } => {
                     descends_from(v.tgid.unwrap_or(v.pid), *root)
+                        || v.parent_tgid.is_some_and(|p| descends_from(p, *root))
                         || v.trigger
                             .as_ref()
                             .is_some_and(|t| descends_from(t.tgid.unwrap_or(t.pid), *root))

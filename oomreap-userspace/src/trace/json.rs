@@ -194,6 +194,7 @@ fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
         "memcg": memcg,
         "notifiers": notifiers,
         "trigger": v.trigger.as_ref().map(task),
+        "parent_pid": v.parent_tgid,
         "retries_before": retries,
     })
 }

@@ -46,6 +46,7 @@ impl Stream {
                 count: 0,
                 callbacks: vec![],
             }),
+            parent_tgid: Some(1),
             trigger: task(pid, "hog"),
         }));
         self

@@ -166,6 +166,8 @@ pub struct Victim {
     pub mm: Option<u64>,
     pub memcg_id: Option<u64>,
     pub notifiers: Option<Notifiers>,
+    /// Its parent process at the kill, when the kernel told us.
+    pub parent_tgid: Option<u32>,
     /// The task that hit the OOM; `None` if the kill was not seen.
     pub trigger: Option<Task>,
     /// How the kill was observed, which bounds what is known.
@@ -214,6 +216,7 @@ impl Victim {
             mm: e.mm,
             memcg_id: e.memcg_id,
             notifiers: e.notifiers.clone(),
+            parent_tgid: e.parent_tgid,
             trigger: Some(e.trigger.clone()),
             attach: Some(e.attach),
             killed_at_ns: Some(e.timestamp_ns),
@@ -236,6 +239,7 @@ impl Victim {
             mm: None,
             memcg_id: None,
             notifiers: None,
+            parent_tgid: None,
             trigger: None,
             attach: None,
             killed_at_ns: None,

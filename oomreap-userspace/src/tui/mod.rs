@@ -101,6 +101,7 @@ pub async fn run(
         if app.dirty {
             terminal.draw(|frame| ui::draw(frame, &app))?;
             app.dirty = false;
+            crate::faults::after_draw();
         }
         let replay_due = match &feed {
             Feed::Replay { events, speed } => events.get(next_replay).map(|e| {

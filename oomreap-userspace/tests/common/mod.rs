@@ -5,7 +5,8 @@
 use std::{
     collections::BTreeSet,
     ffi::CString,
-    io::Write as _,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Mutex, MutexGuard, PoisonError},
@@ -206,4 +207,90 @@ pub fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::R
         }
     });
     rx
+}
+
+/// `oomreap serve` on a free loopback port; stopped (by pid) on drop.
+pub struct Serve {
+    // Held for its Drop: serve is stopped when the test ends.
+    _child: OwnChild,
+    pub addr: SocketAddr,
+}
+
+impl Serve {
+    pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    /// With more arguments and environment variables.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = OwnChild(
+            Command::new(OOMREAP)
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(args)
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn oomreap serve"),
+        );
+        let mut stderr = std::io::BufReader::new(child.0.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            let n =
+                std::io::BufRead::read_line(&mut stderr, &mut line).expect("read serve's stderr");
+            assert!(n > 0, "serve exited before listening");
+            if let Some(rest) = line.trim().strip_prefix("oomreap: serving http://") {
+                break rest.trim_end_matches("/metrics").parse().expect("address");
+            }
+        };
+        // Keep draining stderr so serve never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Self {
+            _child: child,
+            addr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self._child.pid()
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, body) = http_get(self.addr, "/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+/// The value of a sample line `name value`, if present.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

@@ -64,6 +64,18 @@ pub struct VmTestArgs {
     pub timeout_minutes: u64,
 }
 
+impl VmTestArgs {
+    /// The defaults, as `cargo xtask vm-test` alone has them.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: VmTestArgs,
+        }
+        <Wrapper as clap::Parser>::parse_from(["vm-test"]).args
+    }
+}
+
 /// Programs the matrix needs, with the Debian packages that bring them.
 const PACKAGES: [(&str, &str); 4] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
@@ -129,11 +141,14 @@ pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
         let workers: Vec<_> = (0..args.jobs.max(1))
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<()> {
-                    while let Some(kernel) = lock(&queue).pop_front() {
+                    loop {
+                        // Taken apart from the loop head, so the queue is not locked while
+                        // the guest runs.
+                        let next = lock(&queue).pop_front();
+                        let Some(kernel) = next else { return Ok(()) };
                         let run = test_kernel(kernel, &common, &out, args)?;
                         lock(&runs).push(run);
                     }
-                    Ok(())
                 })
             })
             .collect();

@@ -1,0 +1,122 @@
+//! Pretended failures, so tests can force every degraded mode on a kernel that has everything.
+//!
+//! `OOMREAP_FAULTS` is a comma-separated list of:
+//!
+//! | fault | effect |
+//! | --- | --- |
+//! | `refuse=MODE` or `refuse=MODE@TARGET` | loading or attaching in MODE (`fentry`, `kprobe`, `btf_tracepoint`, `tracepoint`) fails, for every hook or only TARGET (`__oom_reap_task_mm`, `oom:wake_reaper`, …) |
+//! | `missing=HOOK` | the tracepoint HOOK (`oom:wake_reaper`, …) does not exist |
+//! | `unreadable=stack` | `/proc/PID/stack` cannot be read |
+//! | `unresolved=cgroups` | memory cgroup ids cannot be turned into paths |
+//! | `panic=attached` | oomreap panics once its programs are attached |
+//! | `panic=drawn` | `top` panics once it has drawn the dashboard |
+//! | `slow=reader` | the ring buffer is read 2 s after each wake-up, so a small buffer (`--ring-buffer-kib 4`) overflows in a storm |
+//!
+//! Unset, nothing is pretended; an entry oomreap does not know is an error at start-up, so a
+//! typo cannot make a test pass for the wrong reason.
+
+/// The variable's name.
+pub const VARIABLE: &str = "OOMREAP_FAULTS";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{VARIABLE}: unknown fault {0:?}; expected refuse=MODE[@TARGET], missing=HOOK, \
+     unreadable=stack, unresolved=cgroups, panic=attached, panic=drawn or slow=reader"
+)]
+pub struct UnknownFault(pub String);
+
+/// The faults asked for, parsed.
+fn entries() -> Vec<(String, String)> {
+    std::env::var(VARIABLE)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.split_once('=') {
+            Some((what, value)) => (what.to_owned(), value.to_owned()),
+            None => (e.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Checks every entry is one oomreap knows.
+pub fn validate() -> Result<(), UnknownFault> {
+    for (what, value) in entries() {
+        let known = match what.as_str() {
+            "refuse" => {
+                let mode = value.split_once('@').map_or(value.as_str(), |(m, _)| m);
+                ["fentry", "kprobe", "btf_tracepoint", "tracepoint"].contains(&mode)
+            }
+            "missing" => !value.is_empty(),
+            "unreadable" => value == "stack",
+            "unresolved" => value == "cgroups",
+            "panic" => value == "attached" || value == "drawn",
+            "slow" => value == "reader",
+            _ => false,
+        };
+        if !known {
+            return Err(UnknownFault(format!("{what}={value}")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether loading `target` in `mode` (an attach id: `fentry`, `btf_tracepoint`, …) is to fail.
+pub fn refused(mode: &str, target: &str) -> bool {
+    entries().iter().any(|(what, value)| {
+        what == "refuse"
+            && match value.split_once('@') {
+                Some((m, t)) => m == mode && t == target,
+                None => value == mode,
+            }
+    })
+}
+
+/// Whether the tracepoint `hook` is to look absent.
+pub fn missing(hook: &str) -> bool {
+    entries()
+        .iter()
+        .any(|(what, value)| what == "missing" && value == hook)
+}
+
+fn has(what: &str, value: &str) -> bool {
+    entries().iter().any(|(w, v)| w == what && v == value)
+}
+
+/// Whether `/proc/PID/stack` is to look unreadable.
+pub fn stacks_unreadable() -> bool {
+    has("unreadable", "stack")
+}
+
+/// Whether memory cgroup ids are to stay unresolved.
+pub fn cgroups_unresolved() -> bool {
+    has("unresolved", "cgroups")
+}
+
+/// How long the ring buffer reader waits after each wake-up (zero unless `slow=reader`).
+pub fn reader_delay() -> std::time::Duration {
+    if has("slow", "reader") {
+        std::time::Duration::from_secs(2)
+    } else {
+        std::time::Duration::ZERO
+    }
+}
+
+/// Panics if asked to once attached (tests check that a panic leaves nothing behind).
+pub fn after_attach() {
+    if has("panic", "attached") {
+        panic!("{VARIABLE} asked for a panic once attached");
+    }
+}
+
+/// Panics if asked to once `top` has drawn (tests check the terminal is restored).
+pub fn after_draw() {
+    if has("panic", "drawn") {
+        panic!("{VARIABLE} asked for a panic once drawn");
+    }
+}
+
+/// The error a refused mode reports.
+pub fn refusal_message() -> String {
+    format!("refused by {VARIABLE} (testing)")
+}

@@ -1,0 +1,585 @@
+//! Tests that try to break oomreap: every way of stopping it, two instances at once, a ring
+//! buffer too small for a storm, each degraded mode forced on, capabilities after attach,
+//! bad input. Needs root (but the bad-input tests); see docs/reliability.md.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    os::unix::process::{CommandExt as _, ExitStatusExt as _},
+    process::{Command, Stdio},
+    sync::mpsc::Receiver,
+    time::{Duration, Instant},
+};
+
+use common::{
+    CgroupVictim, OOMREAP, OwnChild, Serve, TempDir, TracefsMount, lines_of, privileged, sample,
+};
+use serde_json::Value;
+
+/// `oomreap ARGS` with `env`, its stdout and stderr read line by line; waits until it says
+/// it is tracing.
+fn start(args: &[&str], env: &[(&str, &str)]) -> (OwnChild, Receiver<String>, Receiver<String>) {
+    let mut child = OwnChild(
+        Command::new(OOMREAP)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oomreap"),
+    );
+    let stdout = lines_of(child.0.stdout.take().expect("stdout"));
+    let stderr = lines_of(child.0.stderr.take().expect("stderr"));
+    loop {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(30))
+            .expect("oomreap announces itself");
+        if line.contains("oomreap: tracing") {
+            break;
+        }
+    }
+    (child, stdout, stderr)
+}
+
+/// The BPF programs, maps and links a process holds fds of, from /proc/PID/fdinfo.
+fn bpf_objects_of(pid: u32) -> BTreeSet<(&'static str, u32)> {
+    let mut objects = BTreeSet::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return objects;
+    };
+    for fd in fds.filter_map(Result::ok) {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let (kind, key) = match target.to_string_lossy().as_ref() {
+            "anon_inode:bpf-prog" => ("prog", "prog_id:"),
+            "anon_inode:bpf-map" => ("map", "map_id:"),
+            "anon_inode:bpf_link" => ("link", "link_id:"),
+            _ => continue,
+        };
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        if let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        {
+            objects.insert((kind, id));
+        }
+    }
+    objects
+}
+
+/// Every BPF program, map and link loaded on this machine.
+fn loaded_bpf_objects() -> BTreeSet<(&'static str, u32)> {
+    let programs = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| ("prog", p.id()));
+    let maps = aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .map(|m| ("map", m.id()));
+    let links = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .map(|l| ("link", l.id()));
+    programs.chain(maps).chain(links).collect()
+}
+
+/// Waits until none of `objects` is loaded (the kernel frees them shortly after their last
+/// fd closes); fails naming those left.
+#[track_caller]
+fn assert_released(objects: &BTreeSet<(&'static str, u32)>, how: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = loaded_bpf_objects()
+            .intersection(objects)
+            .copied()
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {how}, BPF objects of ours are still loaded: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_way_of_stopping_leaves_no_bpf_object_behind() {
+    let Some(_lock) = privileged("every_way_of_stopping_leaves_no_bpf_object_behind") else {
+        return;
+    };
+    for (signal, name) in [
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGKILL, "SIGKILL"),
+    ] {
+        let (mut trace, _stdout, _stderr) = start(&["trace"], &[]);
+        let ours = bpf_objects_of(trace.pid());
+        for kind in ["prog", "map", "link"] {
+            assert!(
+                ours.iter().any(|(k, _)| *k == kind),
+                "no {kind} among {ours:?}"
+            );
+        }
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(trace.pid() as i32, signal) };
+        let status = trace
+            .wait_timeout(Duration::from_secs(10))
+            .expect("oomreap stops");
+        if signal == libc::SIGKILL {
+            assert_eq!(status.signal(), Some(libc::SIGKILL));
+        } else {
+            assert_eq!(status.code(), Some(0), "{name}: {status:?}");
+        }
+        assert_released(&ours, name);
+    }
+
+    // A panic once attached: unwinding (or, failing that, exit) releases everything.
+    let before = loaded_bpf_objects();
+    let out = Command::new(OOMREAP)
+        .arg("trace")
+        .env("OOMREAP_FAULTS", "panic=attached")
+        .output()
+        .expect("run oomreap");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(101), "{stderr}");
+    assert!(
+        stderr.contains("asked for a panic once attached"),
+        "{stderr}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let new: Vec<_> = loaded_bpf_objects().difference(&before).copied().collect();
+        if new.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after a panic, new BPF objects are still loaded: {new:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_instances_trace_the_same_victim_and_write_nothing_unasked() {
+    let Some(_lock) = privileged("two_instances_trace_the_same_victim_and_write_nothing_unasked")
+    else {
+        return;
+    };
+    let (cwd, home) = (TempDir::new(), TempDir::new());
+    let start_in_cwd = || {
+        let mut child = OwnChild(
+            Command::new(OOMREAP)
+                .args(["trace", "--json"])
+                .current_dir(&cwd.0)
+                .env("HOME", &home.0)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn oomreap trace"),
+        );
+        let stdout = lines_of(child.0.stdout.take().expect("stdout"));
+        let stderr = lines_of(child.0.stderr.take().expect("stderr"));
+        while !stderr
+            .recv_timeout(Duration::from_secs(30))
+            .expect("trace announces itself")
+            .contains("oomreap: tracing")
+        {}
+        (child, stdout)
+    };
+    let (mut first, first_out) = start_in_cwd();
+    let (mut second, second_out) = start_in_cwd();
+    let mut victim = CgroupVictim::start(64, 256);
+    victim.expect_oom_kill();
+    let pid = u64::from(victim.child.pid());
+    for (name, out) in [("first", &first_out), ("second", &second_out)] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = out
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("the {name} instance never showed victim {pid}"));
+            let object: Value = serde_json::from_str(&line).expect("JSON");
+            if object["step"] == "kill" && object["victim"]["tid"] == pid {
+                break;
+            }
+        }
+    }
+    for trace in [&mut first, &mut second] {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(trace.pid() as i32, libc::SIGINT) };
+        let status = trace.wait_timeout(Duration::from_secs(10)).expect("stops");
+        assert_eq!(status.code(), Some(0));
+    }
+    for dir in [&cwd, &home] {
+        let written: Vec<_> = std::fs::read_dir(&dir.0)
+            .expect("list")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        assert!(written.is_empty(), "files nobody asked for: {written:?}");
+    }
+}
+
+/// A 4 KiB ring buffer read 2 s after each wake-up (`slow=reader`) overflows in a storm.
+const SMALL_RING: [&str; 2] = ["--ring-buffer-kib", "4"];
+const SLOW_READER: (&str, &str) = ("OOMREAP_FAULTS", "slow=reader");
+
+/// `oomreap inject storm`; `limit_mib` small makes victims quick to kill.
+fn storm(count: u32, limit_mib: u32) {
+    let out = Command::new(OOMREAP)
+        .args(["inject", "storm", "--count", &count.to_string()])
+        .args(["--limit", &limit_mib.to_string()])
+        .output()
+        .expect("run inject");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_small_ring_buffer_loses_events_and_every_front_end_says_so() {
+    let Some(_lock) = privileged("a_small_ring_buffer_loses_events_and_every_front_end_says_so")
+    else {
+        return;
+    };
+    // trace: counted, reported on stderr, exit status 1.
+    let mut args = vec!["trace"];
+    args.extend(SMALL_RING);
+    let (mut trace, _stdout, stderr) = start(&args, &[SLOW_READER]);
+    storm(60, 128);
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(trace.pid() as i32, libc::SIGINT) };
+    let status = trace.wait_timeout(Duration::from_secs(20)).expect("stops");
+    let said: Vec<String> = stderr.try_iter().collect();
+    assert_eq!(status.code(), Some(1), "{said:?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("events lost: the ring buffer was full")),
+        "{said:?}"
+    );
+
+    // serve: the dropped-events counter.
+    let serve = Serve::start_with(&SMALL_RING, &[SLOW_READER]);
+    storm(60, 128);
+    let name = "oomreap_dropped_events_total{reason=\"ring_buffer_full\"}";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dropped = loop {
+        let dropped = sample(&serve.metrics(), name).unwrap_or(0.0);
+        if dropped > 0.0 || Instant::now() > deadline {
+            break dropped;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(dropped > 0.0, "{name} stayed 0");
+    drop(serve);
+
+    // run: the report counts them, and `--fail-on dropped-events` fails.
+    let report = TempDir::new();
+    let path = report.0.join("report.json");
+    let out = Command::new(OOMREAP)
+        .arg("run")
+        .args(SMALL_RING)
+        .args(["--fail-on", "dropped-events", "--json"])
+        .arg(&path)
+        .args(["--", OOMREAP, "inject", "storm", "--count", "60"])
+        .env(SLOW_READER.0, SLOW_READER.1)
+        .output()
+        .expect("run oomreap run");
+    let text = std::fs::read_to_string(&path).expect("the report");
+    let report: Value = serde_json::from_str(&text).expect("report JSON");
+    assert!(
+        report["dropped_events"].as_u64() > Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(90), "the expectation failed");
+}
+
+fn doctor(args: &[&str], faults: &str) -> Value {
+    let out = Command::new(OOMREAP)
+        .arg("doctor")
+        .args(args)
+        .arg("--json")
+        .env("OOMREAP_FAULTS", faults)
+        .env_remove("OOMREAP_FUNCTIONS")
+        .output()
+        .expect("run doctor");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "doctor with {faults:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("doctor JSON")
+}
+
+fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["hooks"]
+        .as_array()
+        .and_then(|hooks| hooks.iter().find(|h| h["name"] == name))
+        .unwrap_or_else(|| panic!("no hook {name} in {report}"))
+}
+
+fn context<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["context"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no context check {name} in {report}"))
+}
+
+#[test]
+fn each_degraded_mode_keeps_tracing_and_has_a_doctor_line() {
+    let Some(_lock) = privileged("each_degraded_mode_keeps_tracing_and_has_a_doctor_line") else {
+        return;
+    };
+    let _tracefs = TracefsMount::ensure();
+
+    // A missing tracepoint: that hook only.
+    let report = doctor(&[], "missing=oom:wake_reaper");
+    let wake = hook(&report, "oom:wake_reaper");
+    assert_eq!(wake["attached"], false, "{wake}");
+    assert!(
+        wake["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("no tracepoint oom:wake_reaper")),
+        "{wake}"
+    );
+    assert_eq!(report["usable"], true);
+
+    // A refused BTF program load: the classic tracepoint instead.
+    let report = doctor(&[], "refuse=btf_tracepoint@oom:wake_reaper");
+    let wake = hook(&report, "oom:wake_reaper");
+    assert_eq!(
+        (&wake["attached"], &wake["attach"]),
+        (&Value::from(true), &Value::from("tracepoint")),
+        "{wake}"
+    );
+    assert!(
+        wake["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("refused by OOMREAP_FAULTS")),
+        "{wake}"
+    );
+
+    // No BTF: classic tracepoints everywhere, and doctor says why.
+    let report = doctor(&["--btf", "/nonexistent/vmlinux"], "");
+    assert!(report["btf"]["error"].is_string(), "{}", report["btf"]);
+    assert_eq!(hook(&report, "oom:mark_victim")["attach"], "tracepoint");
+    assert_eq!(report["usable"], true);
+
+    // Unreadable stacks and unknown cgroup ids: context lines.
+    let report = doctor(&[], "unreadable=stack,unresolved=cgroups");
+    for name in ["kernel stacks", "cgroup paths"] {
+        let check = context(&report, name);
+        assert_eq!(check["ok"], false, "{check}");
+        assert!(check["without"].is_string(), "{check}");
+    }
+
+    // ... and tracing goes on without them: the victim's memory cgroup shows as its id.
+    let (mut trace, stdout, _stderr) = start(
+        &["trace"],
+        &[("OOMREAP_FAULTS", "unreadable=stack,unresolved=cgroups")],
+    );
+    let mut victim = CgroupVictim::start(64, 256);
+    victim.expect_oom_kill();
+    let pid = victim.child.pid().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let kill = loop {
+        let line = stdout
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a kill line for the victim");
+        if line.contains(" kill ") && line.split_whitespace().nth(2) == Some(pid.as_str()) {
+            break line;
+        }
+    };
+    assert!(kill.contains("memcg id "), "{kill}");
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(trace.pid() as i32, libc::SIGINT) };
+    trace.wait_timeout(Duration::from_secs(10)).expect("stops");
+
+    // Without the one hook it cannot do without, oomreap stops with one line naming it.
+    let out = Command::new(OOMREAP)
+        .arg("trace")
+        .env("OOMREAP_FAULTS", "missing=oom:mark_victim")
+        .output()
+        .expect("run trace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("oom:mark_victim"), "{stderr}");
+}
+
+/// CapEff of every thread of `pid`.
+fn thread_capabilities(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("threads")
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .collect()
+}
+
+#[test]
+fn serve_drops_its_capabilities_once_attached() {
+    let Some(_lock) = privileged("serve_drops_its_capabilities_once_attached") else {
+        return;
+    };
+    use oomreap::kernel::privilege::{CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYSLOG};
+    let serve = Serve::start();
+    // Still serving after the drop, and still folding events.
+    let mut victim = CgroupVictim::start(64, 256);
+    victim.expect_oom_kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sample(&serve.metrics(), "oomreap_victims_killed_total").unwrap_or(0.0) < 1.0 {
+        assert!(Instant::now() < deadline, "serve stopped counting victims");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let threads = thread_capabilities(serve.pid());
+    assert!(threads.len() >= 2, "{threads:?}");
+    for caps in &threads {
+        assert_eq!(
+            caps & !(1 << CAP_SYSLOG),
+            0,
+            "a thread kept more than CAP_SYSLOG: {caps:#x}"
+        );
+    }
+    let all = threads.iter().fold(0, |a, c| a | c);
+    for cap in [CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN] {
+        assert_eq!(all & (1 << cap), 0, "capability {cap} kept");
+    }
+}
+
+/// Bad input needs no privileges: each is refused with a message naming the problem.
+#[test]
+fn bad_arguments_and_replay_files_are_named() {
+    // As nobody where we can be: none of this needs privileges.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(OOMREAP);
+        cmd.args(args);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().expect("run oomreap");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (args, named) in [
+        (&["trace", "--ring-buffer-kib", "3"][..], "power of two"),
+        (&["trace", "--attach", "sideways"][..], "sideways"),
+        (&["trace", "--functions", "uprobe"][..], "uprobe"),
+        (&["serve", "--listen", "0.0.0.0:9717"][..], "not loopback"),
+        (
+            &["top", "--replay", "/nonexistent/recording"][..],
+            "/nonexistent/recording",
+        ),
+    ] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+
+    let dir = TempDir::new();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.0.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path.to_string_lossy().into_owned()
+    };
+    let mut newer = oomreap::recording::MAGIC.to_vec();
+    newer.extend_from_slice(&99u32.to_le_bytes());
+    newer.extend_from_slice(&[0; 16]);
+    let mut truncated = oomreap::recording::MAGIC.to_vec();
+    truncated.extend_from_slice(&1u32.to_le_bytes());
+    for (path, named) in [
+        (write("newer", &newer), "format version 99"),
+        (write("truncated", &truncated), "truncated"),
+        (
+            write("garbage", b"not a recording at all"),
+            "not an oomreap recording",
+        ),
+    ] {
+        let (code, stderr) = run(&["trace", "--replay", &path]);
+        assert_eq!(code, Some(2), "{path}: {stderr}");
+        assert!(stderr.contains(named), "{path}: {stderr}");
+    }
+
+    let (code, stderr) = {
+        let out = Command::new(OOMREAP)
+            .arg("trace")
+            .env("OOMREAP_FAULTS", "refuse=teleport")
+            .output()
+            .expect("run oomreap");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("OOMREAP_FAULTS: unknown fault"), "{stderr}");
+}
+
+/// The documented bound on `serve`'s memory after 10,000 victims (docs/reliability.md).
+const SERVE_RSS_BOUND_KIB: u64 = 64 * 1024;
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {field} for {pid}"))
+}
+
+#[test]
+#[ignore = "long: run by `cargo xtask test --long`"]
+fn serve_stays_small_after_10000_victims() {
+    let Some(_lock) = privileged("serve_stays_small_after_10000_victims") else {
+        return;
+    };
+    let serve = Serve::start();
+    let before = status_kib(serve.pid(), "VmRSS:");
+    storm(10_000, 16);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let killed = loop {
+        let killed = sample(&serve.metrics(), "oomreap_victims_killed_total").unwrap_or(0.0);
+        if killed >= 10_000.0 || Instant::now() > deadline {
+            break killed;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(killed >= 10_000.0, "serve counted {killed} victims");
+    let (rss, peak) = (
+        status_kib(serve.pid(), "VmRSS:"),
+        status_kib(serve.pid(), "VmHWM:"),
+    );
+    // Written directly: libtest hides a passing test's output, and the figures must show.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "serve after 10,000 victims: RSS {rss} KiB (peak {peak} KiB; {before} KiB at start)"
+    );
+    assert!(
+        peak < SERVE_RSS_BOUND_KIB,
+        "serve's peak RSS {peak} KiB exceeds the documented {SERVE_RSS_BOUND_KIB} KiB"
+    );
+}

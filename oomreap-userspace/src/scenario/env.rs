@@ -166,6 +166,9 @@ impl Helper {
             status = self.child.try_wait().ok().flatten();
             status.is_some()
         })?;
+        // Its pipes go with it: a storm of thousands of helpers must not run out of fds.
+        self.child.stdin = None;
+        self.stdout = None;
         status.ok_or(ScenarioError::HelperFailed {
             role,
             why: "vanished".into(),

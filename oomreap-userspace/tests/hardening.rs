@@ -13,7 +13,8 @@ use std::{
 };
 
 use common::{
-    CgroupVictim, OOMREAP, OwnChild, Serve, TempDir, TracefsMount, lines_of, privileged, sample,
+    CgroupVictim, OOMREAP, OwnChild, Serve, TempDir, TracefsMount, doctor_json as doctor, hook,
+    lines_of, privileged, sample, thread_capabilities,
 };
 use serde_json::Value;
 
@@ -304,31 +305,6 @@ fn a_small_ring_buffer_loses_events_and_every_front_end_says_so() {
     assert_eq!(out.status.code(), Some(90), "the expectation failed");
 }
 
-fn doctor(args: &[&str], faults: &str) -> Value {
-    let out = Command::new(OOMREAP)
-        .arg("doctor")
-        .args(args)
-        .arg("--json")
-        .env("OOMREAP_FAULTS", faults)
-        .env_remove("OOMREAP_FUNCTIONS")
-        .output()
-        .expect("run doctor");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "doctor with {faults:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("doctor JSON")
-}
-
-fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["hooks"]
-        .as_array()
-        .and_then(|hooks| hooks.iter().find(|h| h["name"] == name))
-        .unwrap_or_else(|| panic!("no hook {name} in {report}"))
-}
-
 fn context<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["context"]
         .as_array()
@@ -415,19 +391,6 @@ fn each_degraded_mode_keeps_tracing_and_has_a_doctor_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("oom:mark_victim"), "{stderr}");
-}
-
-/// CapEff of every thread of `pid`.
-fn thread_capabilities(pid: u32) -> Vec<u64> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("threads")
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .filter_map(|status| {
-            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(hex.trim(), 16).ok()
-        })
-        .collect()
 }
 
 #[test]

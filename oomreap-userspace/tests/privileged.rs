@@ -466,28 +466,8 @@ fn refused_function_modes_fall_back_without_aborting() {
     let Some(_lock) = privileged("refused_function_modes_fall_back_without_aborting") else {
         return;
     };
-    let doctor = |refuse: &str| -> Value {
-        let out = Command::new(OOMREAP)
-            .args(["doctor", "--json"])
-            .env("OOMREAP_FAULTS", refuse)
-            .env_remove("OOMREAP_FUNCTIONS")
-            .output()
-            .expect("doctor");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    };
-    let reap_hook = |report: &Value| -> Value {
-        report["hooks"]
-            .as_array()
-            .and_then(|hooks| hooks.iter().find(|h| h["name"] == "__oom_reap_task_mm"))
-            .cloned()
-            .expect("the reap function hook")
-    };
+    let doctor = |faults: &str| common::doctor_json(&[], faults);
+    let reap_hook = |report: &Value| common::hook(report, "__oom_reap_task_mm").clone();
     let kprobe_allowed = doctor("")["attach_modes"]
         .as_array()
         .expect("attach modes")

@@ -291,15 +291,7 @@ fn top_drops_its_capabilities_once_attached() {
     let dir = TempDir::new();
     let pid = top_in_pane(&tmux, &dir, "", "");
     let kept = (1u64 << CAP_SYSLOG) | (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE);
-    let threads: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("threads")
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .filter_map(|s| {
-            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(hex.trim(), 16).ok()
-        })
-        .collect();
+    let threads = common::thread_capabilities(pid);
     assert!(!threads.is_empty());
     for caps in threads {
         assert_eq!(caps & !kept, 0, "a thread of top kept {caps:#x}");

@@ -14,6 +14,7 @@ use std::{
 };
 
 use oomreap::cgroup::MemoryCgroup;
+use serde_json::Value;
 
 /// Privileged tests share one kernel and one oom_reaper thread: they run one at a time.
 static PRIVILEGED: Mutex<()> = Mutex::new(());
@@ -293,4 +294,44 @@ pub fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `oomreap doctor ARGS --json` with `OOMREAP_FAULTS=faults` and the default function mode.
+pub fn doctor_json(args: &[&str], faults: &str) -> Value {
+    let out = Command::new(OOMREAP)
+        .arg("doctor")
+        .args(args)
+        .arg("--json")
+        .env("OOMREAP_FAULTS", faults)
+        .env_remove("OOMREAP_FUNCTIONS")
+        .output()
+        .expect("run doctor");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "doctor with {faults:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("doctor JSON")
+}
+
+/// The hook `name` of a doctor report.
+pub fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["hooks"]
+        .as_array()
+        .and_then(|hooks| hooks.iter().find(|h| h["name"] == name))
+        .unwrap_or_else(|| panic!("no hook {name} in {report}"))
+}
+
+/// CapEff of every thread of `pid`.
+pub fn thread_capabilities(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("threads")
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .collect()
 }

@@ -14,7 +14,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /tmp /root
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp
+# /tmp stays the initramfs's own (already in memory): a checkout under /tmp has its binaries
+# there, at the paths the tests were built with.
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t bpf bpf /sys/fs/bpf
 # cgroup v2 only, as Debian 6.12+ kernels are: memory control for the tests' cgroups.

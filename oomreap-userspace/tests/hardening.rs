@@ -18,14 +18,16 @@ use common::{
 };
 use serde_json::Value;
 
-/// `oomreap ARGS` with `env`, its stdout and stderr read line by line; waits until it says
-/// it is tracing.
+/// `oomreap ARGS` with `env`, as [`start_command`] starts it.
 fn start(args: &[&str], env: &[(&str, &str)]) -> (OwnChild, Receiver<String>, Receiver<String>) {
+    start_command(Command::new(OOMREAP).args(args).envs(env.iter().copied()))
+}
+
+/// Starts `cmd` (an oomreap command) with its stdout and stderr read line by line; waits
+/// until it says it is tracing.
+fn start_command(cmd: &mut Command) -> (OwnChild, Receiver<String>, Receiver<String>) {
     let mut child = OwnChild(
-        Command::new(OOMREAP)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn oomreap"),
@@ -88,16 +90,16 @@ fn loaded_bpf_objects() -> BTreeSet<(&'static str, u32)> {
     programs.chain(maps).chain(links).collect()
 }
 
-/// Waits until none of `objects` is loaded (the kernel frees them shortly after their last
-/// fd closes); fails naming those left.
+/// Waits until `left` (given what is loaded now) is empty: the kernel frees objects shortly
+/// after their last fd closes. Fails naming those left after 10 s.
 #[track_caller]
-fn assert_released(objects: &BTreeSet<(&'static str, u32)>, how: &str) {
+fn assert_gone(
+    how: &str,
+    left: impl Fn(&BTreeSet<(&'static str, u32)>) -> Vec<(&'static str, u32)>,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let left: Vec<_> = loaded_bpf_objects()
-            .intersection(objects)
-            .copied()
-            .collect();
+        let left = left(&loaded_bpf_objects());
         if left.is_empty() {
             return;
         }
@@ -137,7 +139,7 @@ fn every_way_of_stopping_leaves_no_bpf_object_behind() {
         } else {
             assert_eq!(status.code(), Some(0), "{name}: {status:?}");
         }
-        assert_released(&ours, name);
+        assert_gone(name, |loaded| loaded.intersection(&ours).copied().collect());
     }
 
     // A panic once attached: unwinding (or, failing that, exit) releases everything.
@@ -153,18 +155,9 @@ fn every_way_of_stopping_leaves_no_bpf_object_behind() {
         stderr.contains("asked for a panic once attached"),
         "{stderr}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let new: Vec<_> = loaded_bpf_objects().difference(&before).copied().collect();
-        if new.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after a panic, new BPF objects are still loaded: {new:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_gone("a panic", |loaded| {
+        loaded.difference(&before).copied().collect()
+    });
 }
 
 #[test]
@@ -175,27 +168,15 @@ fn two_instances_trace_the_same_victim_and_write_nothing_unasked() {
     };
     let (cwd, home) = (TempDir::new(), TempDir::new());
     let start_in_cwd = || {
-        let mut child = OwnChild(
+        start_command(
             Command::new(OOMREAP)
                 .args(["trace", "--json"])
                 .current_dir(&cwd.0)
-                .env("HOME", &home.0)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn oomreap trace"),
-        );
-        let stdout = lines_of(child.0.stdout.take().expect("stdout"));
-        let stderr = lines_of(child.0.stderr.take().expect("stderr"));
-        while !stderr
-            .recv_timeout(Duration::from_secs(30))
-            .expect("trace announces itself")
-            .contains("oomreap: tracing")
-        {}
-        (child, stdout)
+                .env("HOME", &home.0),
+        )
     };
-    let (mut first, first_out) = start_in_cwd();
-    let (mut second, second_out) = start_in_cwd();
+    let (mut first, first_out, _first_err) = start_in_cwd();
+    let (mut second, second_out, _second_err) = start_in_cwd();
     let mut victim = CgroupVictim::start(64, 256);
     victim.expect_oom_kill();
     let pid = u64::from(victim.child.pid());

@@ -7,42 +7,20 @@ mod common;
 use std::{
     collections::BTreeSet,
     os::unix::process::{CommandExt as _, ExitStatusExt as _},
-    process::{Command, Stdio},
+    process::Command,
     sync::mpsc::Receiver,
     time::{Duration, Instant},
 };
 
 use common::{
     CgroupVictim, OOMREAP, OwnChild, Serve, TempDir, TracefsMount, doctor_json as doctor, hook,
-    lines_of, privileged, sample, thread_capabilities,
+    privileged, sample, start_command, thread_capabilities,
 };
 use serde_json::Value;
 
 /// `oomreap ARGS` with `env`, as [`start_command`] starts it.
 fn start(args: &[&str], env: &[(&str, &str)]) -> (OwnChild, Receiver<String>, Receiver<String>) {
     start_command(Command::new(OOMREAP).args(args).envs(env.iter().copied()))
-}
-
-/// Starts `cmd` (an oomreap command) with its stdout and stderr read line by line; waits
-/// until it says it is tracing.
-fn start_command(cmd: &mut Command) -> (OwnChild, Receiver<String>, Receiver<String>) {
-    let mut child = OwnChild(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn oomreap"),
-    );
-    let stdout = lines_of(child.0.stdout.take().expect("stdout"));
-    let stderr = lines_of(child.0.stderr.take().expect("stderr"));
-    loop {
-        let line = stderr
-            .recv_timeout(Duration::from_secs(30))
-            .expect("oomreap announces itself");
-        if line.contains("oomreap: tracing") {
-            break;
-        }
-    }
-    (child, stdout, stderr)
 }
 
 /// The BPF programs, maps and links a process holds fds of, from /proc/PID/fdinfo.

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{OOMREAP, OwnChild, TracefsMount, forced_function_mode, lines_of, privileged, skip};
+use common::{
+    OOMREAP, OwnChild, TracefsMount, forced_function_mode, lines_of, privileged, skip,
+    start_command,
+};
 use serde_json::Value;
 
 /// What one traced scenario produced.
@@ -93,24 +96,8 @@ fn outcome(steps: &[Value]) -> &Value {
 /// has an outcome and its memory was freed, and stops the trace, which must report no loss.
 fn trace_scenario(args: &[&str]) -> Traced {
     let _tracefs = TracefsMount::ensure();
-    let mut trace = OwnChild(
-        Command::new(OOMREAP)
-            .args(["trace", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn oomreap trace"),
-    );
-    let stdout = lines_of(trace.0.stdout.take().expect("stdout"));
-    let stderr = lines_of(trace.0.stderr.take().expect("stderr"));
-    loop {
-        let line = stderr
-            .recv_timeout(Duration::from_secs(30))
-            .expect("trace announces itself");
-        if line.contains("oomreap: tracing") {
-            break;
-        }
-    }
+    let (mut trace, stdout, stderr) =
+        start_command(Command::new(OOMREAP).args(["trace", "--json"]));
     let inject = Command::new(OOMREAP)
         .arg("inject")
         .args(args)

@@ -335,3 +335,31 @@ pub fn thread_capabilities(pid: u32) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Starts `cmd` (an oomreap command) with its stdout and stderr read line by line; waits
+/// until it says it is tracing.
+pub fn start_command(
+    cmd: &mut Command,
+) -> (
+    OwnChild,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = OwnChild(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oomreap"),
+    );
+    let stdout = lines_of(child.0.stdout.take().expect("stdout"));
+    let stderr = lines_of(child.0.stderr.take().expect("stderr"));
+    loop {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(30))
+            .expect("oomreap announces itself");
+        if line.contains("oomreap: tracing") {
+            break;
+        }
+    }
+    (child, stdout, stderr)
+}

@@ -14,7 +14,7 @@ use oomreap::{
 #[derive(Debug, Parser)]
 #[command(
     name = "oomreap",
-    version,
+    version = oomreap::LONG_VERSION,
     override_usage = "sudo oomreap [OPTIONS] <COMMAND>"
 )]
 pub struct Cli {
@@ -48,6 +48,28 @@ pub enum Command {
     /// Touch memory until killed (a test victim; not for general use).
     #[command(hide = true)]
     Hog(HogArgs),
+    /// Write man pages or shell completions into a folder (for packagers).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: GenerateWhat,
+    /// The folder to write into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// What `oomreap generate` writes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenerateWhat {
+    /// A man page per subcommand (`oomreap.1`, `oomreap-top.1`, …).
+    Man,
+    /// bash, zsh and fish completions (`oomreap.bash`, `_oomreap`, `oomreap.fish`).
+    Completions,
 }
 
 /// Which kind of tracepoint to attach.

@@ -26,3 +26,17 @@ pub mod wire;
 
 #[doc(hidden)]
 pub mod fixtures;
+
+/// The git revision this binary was built from: 12 hex digits, or `unknown` when built
+/// outside a git checkout (set by build.rs).
+pub const REVISION: &str = env!("OOMREAP_REVISION");
+
+/// `oomreap --version`: version, revision and build date (UTC, or `SOURCE_DATE_EPOCH`'s).
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("OOMREAP_REVISION"),
+    ", built ",
+    env!("OOMREAP_BUILD_DATE"),
+    ")"
+);

@@ -5,6 +5,7 @@
 //! flags, missing privileges or kernel features, I/O failure).
 
 mod cli;
+mod generate;
 
 use std::process::ExitCode;
 
@@ -74,6 +75,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Helper(args) => run_helper(args.role),
         Command::Hog(args) => {
             oomreap::hog::run(args.mib, args.wait_for_go).context("hog failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(args) => {
+            generate::run(args.what, &args.dir)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,11 +1,13 @@
-//! `cargo xtask setup`: installs what building the kernel programs needs, if missing.
+//! `cargo xtask setup`: installs what building oomreap needs, if missing, and nothing else.
 //!
 //! The steps, each skipped when already done, so a complete machine passes in about a second:
 //! 1. the nightly toolchain's rust-src component (for `-Z build-std=core`);
 //! 2. a persistent LLVM prefix whose `lib/` links to the nightly toolchain's own libLLVM, so
 //!    bpf-linker uses exactly the LLVM that rustc emits bitcode for;
-//! 3. bpf-linker, built against that prefix (its runpath points at it);
-//! 4. the Debian packages the tests use (tmux, prometheus).
+//! 3. bpf-linker, built against that prefix (its runpath points at it).
+//!
+//! What only the tests use lives in `test_tools`: building or running oomreap never installs a
+//! test tool, and no tool is ever left running or enabled as a service.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -17,21 +19,12 @@ use crate::command::{nightly_cargo, output, run as run_cmd};
 
 const NIGHTLY: &str = "nightly";
 
-/// Debian packages the test suite uses, each with the program that shows it is installed.
-const DEBIAN_PACKAGES: [(&str, &str); 2] = [
-    // `oomreap top` is tested in a real terminal: tmux runs it and reads its screen.
-    ("tmux", "tmux"),
-    // The exporter's tests lint /metrics and the alert rules with promtool, and scrape it with
-    // a real Prometheus server.
-    ("promtool", "prometheus"),
-];
-
+/// Installs what `cargo build` of oomreap needs: the eBPF toolchain.
 pub fn run() -> anyhow::Result<()> {
     let sysroot = nightly_sysroot()?;
     ensure_rust_src(&sysroot)?;
     let (prefix, llvm_major) = ensure_llvm_prefix(&sysroot)?;
-    ensure_bpf_linker(&prefix, &llvm_major)?;
-    ensure_debian_packages(&DEBIAN_PACKAGES)
+    ensure_bpf_linker(&prefix, &llvm_major)
 }
 
 /// Installs the missing `(program, package)` pairs with apt-get (as root, or through sudo).

@@ -25,7 +25,7 @@
 //! | `oomreap_reaper_freed_bytes_total` | counter | | memory the reaper freed |
 //! | `oomreap_allocation_retries_total` | counter | `kind` (`reclaim`, `compaction`) | retries counted before OOMs |
 //! | `oomreap_dropped_events_total` | counter | `reason` (`ring_buffer_full`, `read_failed`, `undecodable`) | events lost |
-//! | `oomreap_build_info` | gauge | `version` | always 1 |
+//! | `oomreap_build_info` | gauge | `version`, `revision` (git commit) | always 1 |
 //! | `oomreap_hook_attached` | gauge | `hook`, `mode` | 1 if the hook is attached in that mode |
 use std::sync::Arc;
 
@@ -95,6 +95,7 @@ struct ReapCallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Version {
     version: String,
+    revision: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -279,6 +280,7 @@ impl Metrics {
         build
             .get_or_create(&Version {
                 version: env!("CARGO_PKG_VERSION").into(),
+                revision: crate::REVISION.into(),
             })
             .set(1);
         r.register("build_info", "oomreap's version", build);
@@ -561,7 +563,12 @@ mod tests {
         // The recording's reaper woke exactly 2 s after the kill.
         assert_sample(&text, "oomreap_kill_to_wake_seconds_bucket{le=\"1\"} 0");
         assert_sample(&text, "oomreap_kill_to_wake_seconds_bucket{le=\"2\"} 1");
-        assert!(text.contains("oomreap_build_info{version=\""), "{text}");
+        let build = format!(
+            "oomreap_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            crate::REVISION
+        );
+        assert!(text.lines().any(|l| l == build), "{build} in\n{text}");
     }
 
     #[test]

@@ -10,9 +10,15 @@ use std::{
 use crate::hog;
 
 /// `ioctl` numbers from include/uapi/linux/kvm.h: `_IO(KVMIO, 0x01)` and
-/// `_IOW(KVMIO, 0x46, struct kvm_userspace_memory_region)`.
-const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
-const KVM_SET_USER_MEMORY_REGION: libc::c_ulong = 0x4020_AE46;
+/// `_IOW(KVMIO, 0x46, struct kvm_userspace_memory_region)`. `ioctl`'s request type is
+/// `c_ulong` in glibc and `c_int` in musl: `Ioctl` is whichever this build links against.
+const KVM_CREATE_VM: Ioctl = 0xAE01;
+const KVM_SET_USER_MEMORY_REGION: Ioctl = 0x4020_AE46;
+
+#[cfg(target_env = "musl")]
+type Ioctl = libc::c_int;
+#[cfg(not(target_env = "musl"))]
+type Ioctl = libc::c_ulong;
 
 /// `struct kvm_userspace_memory_region`.
 #[repr(C)]

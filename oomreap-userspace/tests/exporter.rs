@@ -11,35 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{OOMREAP, OwnChild, Serve, TempDir, http_get as get, privileged, sample};
+use common::{OwnChild, Serve, TempDir, have, http_get as get, inject, privileged, sample};
 use serde_json::Value;
-
-fn inject(args: &[&str]) -> Value {
-    let out = Command::new(OOMREAP)
-        .arg("inject")
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run inject");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("report")
-}
-
-fn have(program: &str, test: &str) -> bool {
-    let found = Command::new(program).arg("--version").output().is_ok();
-    if !found {
-        common::skip(
-            test,
-            &format!("{program} is not installed (`cargo xtask setup` installs it)"),
-        );
-    }
-    found
-}
 
 #[test]
 fn metrics_endpoints_and_promtool() {

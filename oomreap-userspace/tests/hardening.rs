@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    collections::BTreeSet,
     os::unix::process::{CommandExt as _, ExitStatusExt as _},
     process::Command,
     sync::mpsc::Receiver,
@@ -13,80 +12,15 @@ use std::{
 };
 
 use common::{
-    CgroupVictim, OOMREAP, OwnChild, Serve, TempDir, TracefsMount, doctor_json as doctor, hook,
-    privileged, sample, start_command, thread_capabilities,
+    CgroupVictim, OOMREAP, OwnChild, Serve, TempDir, TracefsMount, assert_gone, bpf_objects_of,
+    doctor_json as doctor, hook, loaded_bpf_objects, privileged, sample, start_command,
+    thread_capabilities,
 };
 use serde_json::Value;
 
 /// `oomreap ARGS` with `env`, as [`start_command`] starts it.
 fn start(args: &[&str], env: &[(&str, &str)]) -> (OwnChild, Receiver<String>, Receiver<String>) {
     start_command(Command::new(OOMREAP).args(args).envs(env.iter().copied()))
-}
-
-/// The BPF programs, maps and links a process holds fds of, from /proc/PID/fdinfo.
-fn bpf_objects_of(pid: u32) -> BTreeSet<(&'static str, u32)> {
-    let mut objects = BTreeSet::new();
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return objects;
-    };
-    for fd in fds.filter_map(Result::ok) {
-        let Ok(target) = std::fs::read_link(fd.path()) else {
-            continue;
-        };
-        let (kind, key) = match target.to_string_lossy().as_ref() {
-            "anon_inode:bpf-prog" => ("prog", "prog_id:"),
-            "anon_inode:bpf-map" => ("map", "map_id:"),
-            "anon_inode:bpf_link" => ("link", "link_id:"),
-            _ => continue,
-        };
-        let info = std::fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            fd.file_name().to_string_lossy()
-        ))
-        .unwrap_or_default();
-        if let Some(id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
-        {
-            objects.insert((kind, id));
-        }
-    }
-    objects
-}
-
-/// Every BPF program, map and link loaded on this machine.
-fn loaded_bpf_objects() -> BTreeSet<(&'static str, u32)> {
-    let programs = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|p| ("prog", p.id()));
-    let maps = aya::maps::loaded_maps()
-        .filter_map(Result::ok)
-        .map(|m| ("map", m.id()));
-    let links = aya::programs::loaded_links()
-        .filter_map(Result::ok)
-        .map(|l| ("link", l.id()));
-    programs.chain(maps).chain(links).collect()
-}
-
-/// Waits until `left` (given what is loaded now) is empty: the kernel frees objects shortly
-/// after their last fd closes. Fails naming those left after 10 s.
-#[track_caller]
-fn assert_gone(
-    how: &str,
-    left: impl Fn(&BTreeSet<(&'static str, u32)>) -> Vec<(&'static str, u32)>,
-) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = left(&loaded_bpf_objects());
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after {how}, BPF objects of ours are still loaded: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

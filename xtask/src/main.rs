@@ -1,9 +1,11 @@
 //! oomreap's developer tasks, run as `cargo xtask <task>` (alias in .cargo/config.toml).
 //!
-//! Every task but `setup` runs `setup` first, so a fresh machine needs no other step.
+//! Every task but `setup` and `fuzz` runs `setup` first, so a fresh machine needs no other
+//! step. `setup` installs only what building needs; `test` adds the tools only tests use.
 
 mod bench;
 mod command;
+mod dist;
 mod setup;
 mod tasks;
 mod vm;
@@ -28,6 +30,9 @@ enum Task {
     /// The whole suite: rustfmt, clippy (user space and kernel crate), unit and privileged
     /// integration tests.
     Test(tasks::TestArgs),
+    /// What users install, into target/dist/: the static binary, completions, man pages, a
+    /// .deb with a systemd unit, the container image (an OCI archive) and SHA256SUMS.
+    Dist(dist::DistArgs),
     /// Performance figures, each side by side with its reference, against its goal.
     Bench(bench::BenchArgs),
     /// Fuzz the wire decoder, the recording parser and the tracker for a while.
@@ -53,6 +58,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => {
             setup::run()?;
             tasks::test(&workspace, &args)
+        }
+        Task::Dist(args) => {
+            setup::run()?;
+            dist::dist(&workspace, &args).map(drop)
         }
         Task::Bench(args) => {
             setup::run()?;

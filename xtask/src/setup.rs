@@ -27,7 +27,89 @@ pub fn run() -> anyhow::Result<()> {
     ensure_bpf_linker(&prefix, &llvm_major)
 }
 
+/// Debian packages only the tests use, each with the program that shows it is installed.
+const TEST_PACKAGES: [(&str, &str); 3] = [
+    // `oomreap top` is tested in a real terminal: tmux runs it and reads its screen.
+    ("tmux", "tmux"),
+    // The image is run as the DaemonSet runs it, by a real container runtime.
+    ("podman", "podman"),
+    // podman's runtime here: crun refuses hosts with hybrid cgroups.
+    ("runc", "runc"),
+];
+
+/// Installs what only the tests use and returns a folder to put first on PATH, which holds
+/// `prometheus` and `promtool`. Those two are taken out of Debian's package rather than
+/// installed with it: the package enables and starts a Prometheus server on 0.0.0.0:9090.
+pub fn test_tools() -> anyhow::Result<PathBuf> {
+    ensure_debian_packages(&TEST_PACKAGES)?;
+    let bin = tools_dir()?.join("bin");
+    if ["prometheus", "promtool"]
+        .iter()
+        .all(|p| output(Command::new(bin.join(p)).arg("--version")).is_some())
+    {
+        return Ok(bin);
+    }
+    eprintln!("xtask setup: unpacking prometheus and promtool from Debian's package");
+    let unpacked = tools_dir()?.join("prometheus");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    std::fs::create_dir_all(&unpacked)?;
+    let download = |dir: &Path| {
+        Command::new("apt-get")
+            .args(["download", "-qq", "prometheus"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !download(&unpacked) {
+        // An old or missing package list: refresh it once.
+        run_cmd(&mut apt(&["update", "-qq"]))?;
+        if !download(&unpacked) {
+            bail!("apt-get download prometheus failed; the Prometheus tests need it");
+        }
+    }
+    let deb = std::fs::read_dir(&unpacked)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    std::fs::create_dir_all(&bin)?;
+    for program in ["prometheus", "promtool"] {
+        let link = bin.join(program);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(unpacked.join("usr/bin").join(program), &link)?;
+        if output(Command::new(&link).arg("--version")).is_none() {
+            bail!("{} from Debian's package does not run", link.display());
+        }
+    }
+    Ok(bin)
+}
+
+/// Where unpacked test tools live, outside any checkout so clones share them.
+fn tools_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(base.join("oomreap/tools"))
+}
+
+/// apt-get as root, or through sudo, never asking questions.
+fn apt(args: &[&str]) -> Command {
+    let mut cmd = if crate::command::is_root() {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
 /// Installs the missing `(program, package)` pairs with apt-get (as root, or through sudo).
+/// No service is left running or enabled: a policy-rc.d forbids starting any during the
+/// install, and whatever the packages enabled is disabled again.
 pub fn ensure_debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
@@ -44,22 +126,52 @@ pub fn ensure_debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let apt = |args: &[&str]| {
-        let mut cmd = if crate::command::is_root() {
-            Command::new("apt-get")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
-            sudo
-        };
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
-    };
     eprintln!("xtask setup: installing {}", missing.join(" "));
     run_cmd(&mut apt(&["update", "-qq"]))?;
+    let enabled_before = enabled_units();
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    // Ours only if there was none: 101 tells invoke-rc.d that no service may start.
+    let own_policy = !policy.exists()
+        && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok()
+        && std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .is_ok();
     let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
     install.args(&missing);
-    run_cmd(&mut install)
+    let installed = run_cmd(&mut install);
+    if own_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    for link in enabled_units().difference(&enabled_before) {
+        eprintln!(
+            "xtask setup: disabling what the install enabled: {}",
+            link.display()
+        );
+        std::fs::remove_file(link)?;
+    }
+    installed
+}
+
+/// The links that enable systemd units (`/etc/systemd/system/*.wants/*` and the like).
+fn enabled_units() -> std::collections::BTreeSet<PathBuf> {
+    let mut links = std::collections::BTreeSet::new();
+    let Ok(dirs) = std::fs::read_dir("/etc/systemd/system") else {
+        return links;
+    };
+    for dir in dirs.filter_map(Result::ok).map(|e| e.path()) {
+        if !dir.is_dir() || dir.is_symlink() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                links.insert(entry.path());
+            }
+        }
+    }
+    links
 }
 
 /// The nightly toolchain's sysroot; installs the toolchain when rustup lacks it.

@@ -47,6 +47,9 @@ pub struct TestArgs {
     all: bool,
 }
 
+/// Tells the packaging tests where `cargo xtask dist` left what they install.
+const DIST_ENV: &str = "OOMREAP_DIST_DIR";
+
 /// Seconds of fuzzing in `--long` runs.
 const LONG_FUZZ_SECONDS: &str = "30";
 
@@ -147,6 +150,14 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
             ]),
     )?;
 
+    step("test tools (tmux, podman, runc; prometheus and promtool unpacked, not installed)");
+    let tools = crate::setup::test_tools()?;
+    step("dist: the static binary, .deb and image the packaging tests install");
+    let dist = crate::dist::dist(workspace, &crate::dist::DistArgs {})?;
+    let path = std::env::join_paths(std::iter::once(tools).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+
     let mut totals = TestTotals::default();
     for round in 1..=args.repeat {
         step(&format!(
@@ -155,6 +166,8 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
         ));
         let mut cmd = cargo();
         cmd.current_dir(workspace)
+            .env("PATH", &path)
+            .env(DIST_ENV, &dist)
             .args(["test", "--workspace", "--exclude", "oomreap-ebpf", "--"]);
         if let Some(filter) = &args.filter {
             cmd.arg(filter);

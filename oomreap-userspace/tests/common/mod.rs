@@ -2,6 +2,8 @@
 //! throwaway memory cgroups, and a tracefs mount when one is needed.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod daemonset;
+
 use std::{
     collections::BTreeSet,
     ffi::CString,
@@ -362,4 +364,99 @@ pub fn start_command(
         }
     }
     (child, stdout, stderr)
+}
+
+/// The BPF programs, maps and links a process holds fds of, from /proc/PID/fdinfo.
+pub fn bpf_objects_of(pid: u32) -> BTreeSet<(&'static str, u32)> {
+    let mut objects = BTreeSet::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return objects;
+    };
+    for fd in fds.filter_map(Result::ok) {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let (kind, key) = match target.to_string_lossy().as_ref() {
+            "anon_inode:bpf-prog" => ("prog", "prog_id:"),
+            "anon_inode:bpf-map" => ("map", "map_id:"),
+            "anon_inode:bpf_link" => ("link", "link_id:"),
+            _ => continue,
+        };
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        if let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        {
+            objects.insert((kind, id));
+        }
+    }
+    objects
+}
+
+/// Every BPF program, map and link loaded on this machine.
+pub fn loaded_bpf_objects() -> BTreeSet<(&'static str, u32)> {
+    let programs = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| ("prog", p.id()));
+    let maps = aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .map(|m| ("map", m.id()));
+    let links = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .map(|l| ("link", l.id()));
+    programs.chain(maps).chain(links).collect()
+}
+
+/// Waits until `left` (given what is loaded now) is empty: the kernel frees objects shortly
+/// after their last fd closes. Fails naming those left after 10 s.
+#[track_caller]
+pub fn assert_gone(
+    how: &str,
+    left: impl Fn(&BTreeSet<(&'static str, u32)>) -> Vec<(&'static str, u32)>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = left(&loaded_bpf_objects());
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {how}, BPF objects of ours are still loaded: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `oomreap inject ARGS --json`, which must succeed; its report.
+pub fn inject(args: &[&str]) -> Value {
+    let out = Command::new(OOMREAP)
+        .arg("inject")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run inject");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report")
+}
+
+/// Whether `program` runs; if not, says that `test` was skipped.
+pub fn have(program: &str, test: &str) -> bool {
+    let found = Command::new(program).arg("--version").output().is_ok();
+    if !found {
+        skip(
+            test,
+            &format!("{program} is not installed (`cargo xtask setup` installs it)"),
+        );
+    }
+    found
 }

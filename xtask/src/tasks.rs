@@ -150,6 +150,9 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
             ]),
     )?;
 
+    step("cargo xtask run installs nothing beyond the build's toolchain");
+    run_installs_no_package(workspace)?;
+
     step("test tools (tmux, podman, runc; prometheus and promtool unpacked, not installed)");
     let tools = crate::setup::test_tools()?;
     step("dist: the static binary, .deb and image the packaging tests install");
@@ -194,6 +197,38 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
             anyhow::bail!("{} failed in the kernel matrix", vm.failed);
         }
     }
+    Ok(())
+}
+
+/// `cargo xtask run -- --version` (the path `cargo xtask run -- top` takes) must leave the
+/// Debian package list as it was: running oomreap never installs, let alone starts, a server.
+fn run_installs_no_package(workspace: &Path) -> anyhow::Result<()> {
+    let packages = || {
+        crate::command::output(Command::new("dpkg-query").args([
+            "-W",
+            "-f",
+            "${Package} ${Version} ${db:Status-Abbrev}\n",
+        ]))
+    };
+    let before = packages();
+    run_cmd(
+        cargo()
+            .current_dir(workspace)
+            .args(["xtask", "run", "--", "--version"]),
+    )?;
+    let after = packages();
+    if before != after {
+        let before: std::collections::BTreeSet<&str> =
+            before.as_deref().unwrap_or_default().lines().collect();
+        let changed: Vec<&str> = after
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !before.contains(l))
+            .collect();
+        anyhow::bail!("cargo xtask run changed Debian packages: {changed:?}");
+    }
+    println!("xtask test: cargo xtask run -- --version installed no Debian package");
     Ok(())
 }
 

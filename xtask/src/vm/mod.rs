@@ -129,9 +129,21 @@ pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
         .suites
         .iter()
         .chain(&args.once_suites)
+        .chain([&STATIC_SUITE.to_owned()])
         .cloned()
         .collect();
-    let (oomreap, binaries) = build_tests(workspace, &all_suites)?;
+    let (oomreap, mut binaries) = build_tests(workspace, &all_suites)?;
+    // The static binary users download must trace on the oldest kernel too: the packaging
+    // suite's trace test runs it there (and only there: the others run the dynamic one).
+    let packaging = binaries
+        .iter()
+        .position(|b| suite_name(b) == Some(STATIC_SUITE))
+        .map(|i| binaries.remove(i))
+        .context("no packaging test binary")?;
+    let static_check = StaticCheck {
+        binary: crate::dist::build_static(workspace)?,
+        suite: packaging,
+    };
     let common = common_archive(&busybox, &oomreap, &binaries, args)?;
 
     // A small pool: each worker boots the next kernel until none is left.
@@ -146,7 +158,9 @@ pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
                         // the guest runs.
                         let next = lock(&queue).pop_front();
                         let Some(kernel) = next else { return Ok(()) };
-                        let run = test_kernel(kernel, &common, &out, args)?;
+                        let oldest = kernel.line == kernels::LINES[0].name;
+                        let check = oldest.then_some(&static_check);
+                        let run = test_kernel(kernel, &common, check, &out, args)?;
                         lock(&runs).push(run);
                     }
                 })
@@ -173,10 +187,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The test suite that runs the static binary, and its test that does.
+const STATIC_SUITE: &str = "packaging";
+const STATIC_TEST: &str = "static_binary_traces_a_kill";
+
+/// The static `oomreap` and the packaging test binary that traces a kill with it.
+struct StaticCheck {
+    binary: PathBuf,
+    suite: PathBuf,
+}
+
+/// `packaging` for `.../packaging-0123abcd`: cargo names test binaries `<suite>-<hash>`.
+fn suite_name(binary: &Path) -> Option<&str> {
+    let name = binary.file_name()?.to_str()?;
+    Some(name.rsplit_once('-').map_or(name, |(s, _)| s))
+}
+
 /// Boots one kernel with the common initramfs plus its own extras, and reads the results.
 fn test_kernel(
     kernel: &kernels::Kernel,
     common: &[u8],
+    static_check: Option<&StaticCheck>,
     out: &Path,
     args: &VmTestArgs,
 ) -> anyhow::Result<results::KernelRun> {
@@ -187,6 +218,14 @@ fn test_kernel(
     let mut extras = Archive::default();
     if let Some(fuse) = &kernel.fuse_module {
         extras.host_file(fuse, "/vm/fuse.ko", false)?;
+    }
+    if let Some(check) = static_check {
+        // init.sh runs STATIC_TEST from /vm/static/<suite> with OOMREAP_DIST_DIR=/vm/static.
+        // Exactly the bytes users get: already stripped.
+        extras.host_file(&check.binary, "/vm/static/oomreap", false)?;
+        extras.host_file(&check.suite, &format!("/vm/static/{STATIC_SUITE}"), true)?;
+        extras.libraries_of(&check.suite)?;
+        extras.file("/vm/static/test", STATIC_TEST.as_bytes(), 0o644);
     }
     let initrd = out.join(format!("{}.initrd", kernel.line));
     std::fs::write(&initrd, [common, &extras.finish()].concat())
@@ -284,12 +323,8 @@ fn common_archive(
     archive.symlink("/usr/bin/oomreap", &oomreap_path);
     let (mut mode_suites, mut once_suites) = (Vec::new(), Vec::new());
     for suite in suites {
-        let name = suite
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("test binary name")?;
-        // cargo names them `<suite>-<hash>`; the guest reports the suite.
-        let short = name.rsplit_once('-').map_or(name, |(s, _)| s);
+        // The guest reports the suite, not cargo's hashed name.
+        let short = suite_name(suite).context("test binary name")?;
         let guest = format!("/vm/tests/{short}");
         archive.host_file(suite, &guest, true)?;
         archive.libraries_of(suite)?;

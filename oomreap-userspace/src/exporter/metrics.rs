@@ -26,7 +26,7 @@
 //! | `oomreap_allocation_retries_total` | counter | `kind` (`reclaim`, `compaction`) | retries counted before OOMs |
 //! | `oomreap_dropped_events_total` | counter | `reason` (`ring_buffer_full`, `read_failed`, `undecodable`) | events lost |
 //! | `oomreap_build_info` | gauge | `version`, `revision` (git commit) | always 1 |
-//! | `oomreap_hook_attached` | gauge | `hook`, `mode` | 1 if the hook is attached in that mode |
+//! | `oomreap_hook_attached` | gauge | `hook`, `kind` (`tracepoint`, `function`), `mode` (`btf_tracepoint`, `tracepoint`, `fentry`, `kprobe`, `none`) | 1 if the hook is attached in that mode |
 use std::sync::Arc;
 
 use prometheus_client::{
@@ -46,6 +46,19 @@ use crate::{
 const KILL_BUCKETS: [f64; 12] = [
     0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 2.1, 2.25, 2.5, 3.0, 5.0, 10.0,
 ];
+/// `oomreap_reaper_attempts_total{result}`: a reap pass, complete or partial, or a skip cause.
+const ATTEMPT_RESULTS: [&str; 5] = [
+    "reaped",
+    "partial",
+    "lock_contended",
+    "mmf_oom_skip",
+    "unknown",
+];
+/// `oomreap_process_mrelease_calls_total{result}`.
+const MRELEASE_RESULTS: [&str; 6] = ["ok", "eagain", "einval", "esrch", "eintr", "other"];
+/// `oomreap_dropped_events_total{reason}`.
+const DROP_REASONS: [&str; 3] = ["ring_buffer_full", "read_failed", "undecodable"];
+
 /// Bucket bounds (seconds) for reap passes.
 const REAP_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
 
@@ -101,6 +114,9 @@ struct Version {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Hook {
     hook: String,
+    /// `tracepoint` (the base every kernel since 5.8 offers) or `function` (fentry/kprobe
+    /// extras many kernels refuse): alerts ask only about tracepoints.
+    kind: String,
     mode: String,
 }
 
@@ -284,6 +300,7 @@ impl Metrics {
             })
             .set(1);
         r.register("build_info", "oomreap's version", build);
+        metrics.zero_known_series();
         (metrics, Arc::new(registry))
     }
 
@@ -291,12 +308,60 @@ impl Metrics {
     pub fn set_hooks(&self, hooks: &[HookStatus]) {
         for hook in hooks {
             let mode = hook.attach.map_or("none", crate::display::attach_id);
+            // Tracepoints are named `category:event`, kernel functions by their symbol.
+            let kind = if hook.name.contains(':') {
+                "tracepoint"
+            } else {
+                "function"
+            };
             self.hooks
                 .get_or_create(&Hook {
                     hook: hook.name.into(),
+                    kind: kind.into(),
                     mode: mode.into(),
                 })
                 .set(1);
+        }
+    }
+
+    /// Creates every series whose label values are known in advance, at 0: a series that
+    /// first appears at 1 is invisible to `increase()` and `rate()`.
+    fn zero_known_series(&self) {
+        for outcome in crate::tracker::Outcome::ALL.iter().filter(|o| o.is_final()) {
+            drop(self.victims.get_or_create(&Outcome {
+                outcome: outcome.name().into(),
+            }));
+        }
+        for reason in SkipReason::ALL {
+            drop(self.skips.get_or_create(&Cause {
+                cause: reason.name().into(),
+            }));
+        }
+        for result in ATTEMPT_RESULTS {
+            drop(self.attempts.get_or_create(&ResultLabel {
+                result: result.into(),
+            }));
+        }
+        for result in MRELEASE_RESULTS {
+            drop(self.mrelease.get_or_create(&ResultLabel {
+                result: result.into(),
+            }));
+        }
+        for caller in ["oom_reaper", "process_mrelease"] {
+            for result in ["complete", "partial"] {
+                drop(self.reap_calls.get_or_create(&ReapCallLabels {
+                    caller: caller.into(),
+                    result: result.into(),
+                }));
+            }
+        }
+        for kind in ["reclaim", "compaction"] {
+            drop(self.retries.get_or_create(&Kind { kind: kind.into() }));
+        }
+        for reason in DROP_REASONS {
+            drop(self.dropped.get_or_create(&Reason {
+                reason: reason.into(),
+            }));
         }
     }
 
@@ -625,7 +690,7 @@ mod tests {
         encode(&mut text, &registry).unwrap();
         assert_sample(
             &text,
-            "oomreap_hook_attached{hook=\"oom:mark_victim\",mode=\"btf_tracepoint\"} 1",
+            "oomreap_hook_attached{hook=\"oom:mark_victim\",kind=\"tracepoint\",mode=\"btf_tracepoint\"} 1",
         );
     }
 }
@@ -693,6 +758,7 @@ mod deploy_tests {
             .hooks
             .get_or_create(&Hook {
                 hook: labels("x"),
+                kind: labels("function"),
                 mode: labels("none"),
             })
             .set(1);

@@ -88,6 +88,8 @@ impl From<SkipCause> for SkipReason {
 }
 
 impl SkipReason {
+    pub const ALL: [Self; 3] = [Self::LockContended, Self::AlreadySkipped, Self::Unknown];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::LockContended => "lock_contended",

@@ -22,10 +22,8 @@ impl DaemonSet {
             "/../deploy/kubernetes/daemonset.yaml"
         );
         let text = std::fs::read_to_string(path).expect("read the DaemonSet");
-        let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("the manifest is YAML");
-        let daemonset = docs
-            .iter()
-            .map(to_json)
+        let daemonset = super::yaml_documents(&text)
+            .into_iter()
             .find(|d| d["kind"] == "DaemonSet")
             .expect("a DaemonSet in the manifest");
         let pod = daemonset["spec"]["template"]["spec"].clone();
@@ -133,22 +131,5 @@ fn cap_name(cap: &Value) -> String {
     match cap.as_str().expect("a capability name") {
         "ALL" => "all".into(),
         name => format!("CAP_{name}"),
-    }
-}
-
-fn to_json(yaml: &yaml_rust2::Yaml) -> Value {
-    use yaml_rust2::Yaml;
-    match yaml {
-        Yaml::Real(r) => r.parse::<f64>().map_or(Value::Null, Value::from),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::String(s) => Value::from(s.as_str()),
-        Yaml::Boolean(b) => Value::from(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(map) => Value::Object(
-            map.iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), to_json(v))))
-                .collect(),
-        ),
-        _ => Value::Null,
     }
 }

@@ -460,3 +460,29 @@ pub fn have(program: &str, test: &str) -> bool {
     }
     found
 }
+
+/// The documents of a YAML text, as JSON values (keys that are not strings are dropped).
+pub fn yaml_documents(text: &str) -> Vec<Value> {
+    yaml_rust2::YamlLoader::load_from_str(text)
+        .expect("valid YAML")
+        .iter()
+        .map(to_json)
+        .collect()
+}
+
+fn to_json(yaml: &yaml_rust2::Yaml) -> Value {
+    use yaml_rust2::Yaml;
+    match yaml {
+        Yaml::Real(r) => r.parse::<f64>().map_or(Value::Null, Value::from),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::from(s.as_str()),
+        Yaml::Boolean(b) => Value::from(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Hash(map) => Value::Object(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), to_json(v))))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}

@@ -133,3 +133,139 @@ fn every_alert_is_tested_both_firing_and_quiet() {
         );
     }
 }
+
+/// The Kubernetes minor versions the manifests are validated against: the two newest that
+/// kubernetes-validate knows.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.36.0", "1.37.0"];
+
+/// kubernetes-validate (PyPI) in a venv of the tests' own, created on first use.
+fn kubernetes_validate(test: &str) -> Option<std::path::PathBuf> {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubernetes-validate-venv");
+    let program = venv.join("bin/kubernetes-validate");
+    if program.exists() {
+        return Some(program);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "kubernetes-validate"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made {
+        return Some(program);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    // CI has PyPI: there a failed install is a failure, not a skip.
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "could not install kubernetes-validate from PyPI into {}",
+        venv.display()
+    );
+    common::skip(
+        test,
+        "python3 -m venv or pip install kubernetes-validate failed",
+    );
+    None
+}
+
+#[test]
+fn manifests_validate_strictly_against_two_kubernetes_versions() {
+    const TEST: &str = "manifests_validate_strictly_against_two_kubernetes_versions";
+    let Some(validate) = kubernetes_validate(TEST) else {
+        return;
+    };
+    let dir = Path::new(DEPLOY).join("kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("list deploy/kubernetes")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for version in KUBERNETES_VERSIONS {
+        let out = Command::new(&validate)
+            .args(["--strict", "-k", version])
+            .args(&files)
+            .output()
+            .expect("run kubernetes-validate");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "Kubernetes {version}:\n{said}");
+        for line in said.lines().filter(|l| !l.starts_with("INFO ")) {
+            // The Prometheus Operator's kinds are CRDs, outside Kubernetes' own schemas: they
+            // are checked against the DaemonSet below.
+            assert!(
+                line.contains("Couldn't find schema for kind")
+                    && line.contains("monitoring.coreos.com/v1"),
+                "Kubernetes {version}: {line}"
+            );
+        }
+        assert!(
+            said.contains(&format!(
+                "passed for resource daemonset/oomreap against version {}",
+                &version[..4]
+            )),
+            "{said}"
+        );
+    }
+}
+
+#[test]
+fn monitors_select_the_daemonsets_pods_and_port() {
+    let docs: Vec<Value> = [
+        "kubernetes/daemonset.yaml",
+        "kubernetes/podmonitor.yaml",
+        "kubernetes/servicemonitor.yaml",
+    ]
+    .iter()
+    .flat_map(|f| yaml_documents(&read(f)))
+    .collect();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let pod = &kind("DaemonSet")["spec"]["template"];
+    let pod_labels = pod["metadata"]["labels"].as_object().expect("pod labels");
+    let port_names: Vec<&Value> = pod["spec"]["containers"][0]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    let selects_pods = |selector: &Value| {
+        selector["matchLabels"]
+            .as_object()
+            .is_some_and(|m| m.iter().all(|(k, v)| pod_labels.get(k) == Some(v)))
+    };
+    let podmonitor = kind("PodMonitor");
+    assert!(selects_pods(&podmonitor["spec"]["selector"]));
+    for endpoint in podmonitor["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .expect("endpoints")
+    {
+        assert!(port_names.contains(&&endpoint["port"]), "{endpoint}");
+    }
+    let service = kind("Service");
+    assert!(selects_pods(
+        &serde_json::json!({ "matchLabels": service["spec"]["selector"] })
+    ));
+    let servicemonitor = kind("ServiceMonitor");
+    let service_labels = service["metadata"]["labels"]
+        .as_object()
+        .expect("service labels");
+    assert!(
+        servicemonitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .is_some_and(|m| m.iter().all(|(k, v)| service_labels.get(k) == Some(v)))
+    );
+    for monitor in [podmonitor, servicemonitor] {
+        assert!(
+            monitor["metadata"]["labels"]["release"].is_string(),
+            "{monitor}"
+        );
+    }
+}

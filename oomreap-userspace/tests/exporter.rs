@@ -33,7 +33,7 @@ fn metrics_endpoints_and_promtool() {
     };
     assert!(
         metrics.contains(&format!(
-            "oomreap_cgroup_victims_total{{cgroup=\"/{cgroup}\",pod=\"\",outcome=\"exited\"}} 1"
+            "oomreap_cgroup_victims_total{{cgroup=\"/{cgroup}\",namespace=\"\",pod=\"\",container=\"\",pod_uid=\"\",outcome=\"exited\"}} 1"
         )),
         "{metrics}"
     );
@@ -227,8 +227,9 @@ fn concurrent_scrapes_during_a_storm_lose_nothing() {
     let cgroup = report["cgroup"]["path"].as_str().expect("cgroup path");
     let cgroup = cgroup.rsplit_once('/').map_or(cgroup, |(_, name)| name);
     let kills = report["cgroup"]["oom_kills"].as_f64().expect("oom_kills");
-    let name =
-        format!("oomreap_cgroup_victims_total{{cgroup=\"/{cgroup}\",pod=\"\",outcome=\"exited\"}}");
+    let name = format!(
+        "oomreap_cgroup_victims_total{{cgroup=\"/{cgroup}\",namespace=\"\",pod=\"\",container=\"\",pod_uid=\"\",outcome=\"exited\"}}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let metrics = serve.metrics();
@@ -250,4 +251,116 @@ fn concurrent_scrapes_during_a_storm_lose_nothing() {
             "events were dropped:\n{metrics}"
         );
     }
+}
+
+/// Folders of a cgroup path shaped as kubelet makes them (`.../pod<uid>/<container id>`),
+/// below one of our cgroups; removed innermost first on drop.
+struct PodCgroups(Vec<std::path::PathBuf>);
+
+impl PodCgroups {
+    fn new(
+        parent: &std::path::Path,
+        version: oomreap::cgroup::CgroupVersion,
+        names: &[&str],
+    ) -> Self {
+        let mut made = Self(Vec::new());
+        let mut at = parent.to_owned();
+        for name in names {
+            if version == oomreap::cgroup::CgroupVersion::V2 {
+                // cgroup v2: a child gets memory control only if its parent hands it down.
+                std::fs::write(at.join("cgroup.subtree_control"), "+memory")
+                    .expect("subtree_control");
+            }
+            at = at.join(name);
+            std::fs::create_dir(&at).expect("create a pod-shaped cgroup");
+            made.0.push(at.clone());
+        }
+        made
+    }
+
+    fn leaf(&self) -> &std::path::Path {
+        self.0.last().expect("a leaf")
+    }
+}
+
+impl Drop for PodCgroups {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            for _ in 0..250 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pod_victim_is_named_by_namespace_pod_and_container() {
+    const TEST: &str = "a_pod_victim_is_named_by_namespace_pod_and_container";
+    let Some(_lock) = privileged(TEST) else {
+        return;
+    };
+    const UID: &str = "5e1f0c2a-7b3d-4e9f-8a6b-1c2d3e4f5a6b";
+    const CONTAINER_ID: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+    // kubelet's log folders as a node has them, in a folder of ours.
+    let kubelet = TempDir::new();
+    std::fs::create_dir_all(kubelet.0.join(format!("pods/shop_cart-7d9f_{UID}/cart")))
+        .expect("pod log folder");
+    std::fs::create_dir_all(kubelet.0.join("containers")).expect("containers folder");
+    std::fs::write(
+        kubelet
+            .0
+            .join(format!("containers/cart-7d9f_shop_cart-{CONTAINER_ID}.log")),
+        "",
+    )
+    .expect("container link");
+    let pod_logs = kubelet.0.to_string_lossy().into_owned();
+    let serve = Serve::start_with(&[], &[("OOMREAP_POD_LOGS", &pod_logs)]);
+
+    // The limit is on our outer cgroup; the victim runs in the container's, below the pod's.
+    let outer =
+        oomreap::cgroup::MemoryCgroup::create("oomreap-test-pod", 32 << 20).expect("cgroup");
+    let pod = PodCgroups::new(
+        outer.path(),
+        outer.version(),
+        &[&format!("pod{UID}"), CONTAINER_ID],
+    );
+    let mut hog = OwnChild(
+        Command::new(common::OOMREAP)
+            .args(["hog", "--wait-for-go", "--mib", "256"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn hog"),
+    );
+    std::fs::write(pod.leaf().join("cgroup.procs"), hog.pid().to_string()).expect("move the hog");
+    hog.0
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"g")
+        .expect("go");
+    hog.wait_timeout(Duration::from_secs(30))
+        .expect("the hog is OOM-killed");
+
+    let name = |outcome: &str| {
+        format!(
+            "oomreap_cgroup_victims_total{{cgroup=\"/{}/pod{UID}/{CONTAINER_ID}\",namespace=\"shop\",pod=\"cart-7d9f\",container=\"cart\",pod_uid=\"{UID}\",outcome=\"{outcome}\"}}",
+            outer.path().file_name().expect("name").to_string_lossy()
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = serve.metrics();
+        if sample(&metrics, &name("exited")) == Some(1.0) || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sample(&metrics, &name("exited")), Some(1.0), "{metrics}");
+    // Created at 0 with the kill, so the cgroup's first give-up would be an increase.
+    assert_eq!(sample(&metrics, &name("gave_up")), Some(0.0), "{metrics}");
+    drop(hog);
+    drop(pod);
 }

@@ -423,11 +423,12 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
     let image = Image::load(&archive);
     let netns = Netns::new();
     let container = Container(format!("oomreap-test-{}", std::process::id()));
+    let stand_in = TempDir::new();
     let mut cmd = podman();
     cmd.args(["run", "-d", "--name", &container.0])
         .arg(format!("--network=ns:{}", netns.path()))
         .args(podman_ulimits())
-        .args(spec.podman_flags())
+        .args(spec.podman_flags(&stand_in.0))
         .arg(&image.0)
         .args(&spec.args);
     let id = stdout(&mut cmd);

@@ -4,9 +4,42 @@
 use prometheus_client::metrics::{counter::Counter, family::Family};
 
 use super::metrics::CgroupOutcome;
+use crate::enrich::CgroupInfo;
 
 /// The label of cgroups beyond the cap.
 pub const OTHER: &str = "other";
+
+/// The labels that name a victim's memory cgroup: its path, and in Kubernetes its namespace,
+/// pod, container and pod uid (empty elsewhere, which Prometheus reads as absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CgroupIdentity {
+    pub cgroup: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub pod_uid: String,
+}
+
+impl CgroupIdentity {
+    /// A cgroup known only by its path.
+    pub fn path(cgroup: impl Into<String>) -> Self {
+        Self {
+            cgroup: cgroup.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn of(info: &CgroupInfo) -> Self {
+        let pod = info.pod.as_ref();
+        Self {
+            cgroup: info.path.clone(),
+            namespace: pod.map(|p| p.namespace.clone()).unwrap_or_default(),
+            pod: pod.map(|p| p.pod.clone()).unwrap_or_default(),
+            container: pod.and_then(|p| p.container.clone()).unwrap_or_default(),
+            pod_uid: info.pod_uid.clone().unwrap_or_default(),
+        }
+    }
+}
 
 /// An admitted cgroup that has been quiet this long may give its slot to a new one (its
 /// series are then removed).
@@ -15,8 +48,8 @@ const IDLE_NS: u64 = 10 * 60 * 1_000_000_000;
 /// Which cgroups have labels of their own.
 pub struct CgroupLabels {
     cap: usize,
-    /// `(cgroup, pod)` labels and when each was last active (CLOCK_MONOTONIC ns).
-    admitted: Vec<((String, String), u64)>,
+    /// Labels and when each was last active (CLOCK_MONOTONIC ns).
+    admitted: Vec<(CgroupIdentity, u64)>,
 }
 
 impl CgroupLabels {
@@ -27,15 +60,15 @@ impl CgroupLabels {
         }
     }
 
-    /// The labels to use for a victim in `(cgroup, pod)` at `now_ns`: its own if admitted or
-    /// a slot is free (or can be freed from an idle cgroup, whose series leave `family`),
+    /// The labels to use for a victim in this cgroup at `now_ns`: its own if admitted or a
+    /// slot is free (or can be freed from an idle cgroup, whose series leave `family`),
     /// `other` otherwise.
     pub fn label(
         &mut self,
-        labels: (String, String),
+        labels: CgroupIdentity,
         now_ns: u64,
         family: &Family<CgroupOutcome, Counter>,
-    ) -> (String, String) {
+    ) -> CgroupIdentity {
         if let Some(entry) = self.admitted.iter_mut().find(|(l, _)| *l == labels) {
             entry.1 = now_ns;
             return labels;
@@ -53,18 +86,14 @@ impl CgroupLabels {
             .map(|(index, _)| index);
         match idlest {
             Some(index) => {
-                let ((cgroup, pod), _) =
+                let (idle, _) =
                     std::mem::replace(&mut self.admitted[index], (labels.clone(), now_ns));
                 for outcome in crate::tracker::Outcome::ALL {
-                    family.remove(&CgroupOutcome {
-                        cgroup: cgroup.clone(),
-                        pod: pod.clone(),
-                        outcome: outcome.name().into(),
-                    });
+                    family.remove(&CgroupOutcome::new(&idle, outcome.name()));
                 }
                 labels
             }
-            None => (OTHER.into(), String::new()),
+            None => CgroupIdentity::path(OTHER),
         }
     }
 }
@@ -73,8 +102,8 @@ impl CgroupLabels {
 mod tests {
     use super::*;
 
-    fn cg(name: &str) -> (String, String) {
-        (name.into(), String::new())
+    fn cg(name: &str) -> CgroupIdentity {
+        CgroupIdentity::path(name)
     }
 
     #[test]
@@ -83,15 +112,11 @@ mod tests {
         let mut labels = CgroupLabels::new(2);
         assert_eq!(labels.label(cg("/a"), 0, &family), cg("/a"));
         assert_eq!(labels.label(cg("/b"), 1, &family), cg("/b"));
-        assert_eq!(labels.label(cg("/c"), 2, &family).0, OTHER);
+        assert_eq!(labels.label(cg("/c"), 2, &family).cgroup, OTHER);
         // /a stays active; /b goes quiet and gives its slot away after IDLE_NS.
         labels.label(cg("/a"), IDLE_NS, &family);
         family
-            .get_or_create(&CgroupOutcome {
-                cgroup: "/b".into(),
-                pod: String::new(),
-                outcome: "reaped".into(),
-            })
+            .get_or_create(&CgroupOutcome::new(&cg("/b"), "reaped"))
             .inc();
         assert_eq!(labels.label(cg("/c"), IDLE_NS + 5, &family), cg("/c"));
         let mut text = String::new();

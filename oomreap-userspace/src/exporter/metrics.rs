@@ -8,7 +8,7 @@
 //! | --- | --- | --- | --- |
 //! | `oomreap_victims_killed_total` | counter | | victims the OOM killer chose |
 //! | `oomreap_victims_total` | counter | `outcome` | victims whose story ended, by outcome (`exited`, `reaped`, `already_gone`, `gave_up`, `released`, `unknown`) |
-//! | `oomreap_cgroup_victims_total` | counter | `cgroup`, `pod`, `outcome` | the same per memory cgroup (and Kubernetes pod), capped: see `--max-cgroups` |
+//! | `oomreap_cgroup_victims_total` | counter | `cgroup`, `namespace`, `pod`, `container`, `pod_uid`, `outcome` | the same per memory cgroup, capped (see `--max-cgroups`): its path, and for a Kubernetes pod's cgroup the pod's namespace and name, the container's name and the pod's uid (empty, so absent in Prometheus, elsewhere). Every outcome's series is created at 0 at the cgroup's first kill |
 //! | `oomreap_reaper_attempts_total` | counter | `result` (`reaped`, `partial`, `lock_contended`, `mmf_oom_skip`, `unknown`) | reaper attempts of finished victims |
 //! | `oomreap_reaper_skips_total` | counter | `cause` | skipped attempts as they happen |
 //! | `oomreap_lock_contention_events_total` | counter | | attempts that met a contended mmap_lock |
@@ -35,6 +35,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use super::labels::CgroupIdentity;
 use crate::{
     capture::{HookStatus, KernelCounters},
     tracker::{AttemptResult, Change, SkipReason, Tracker, Victim},
@@ -69,9 +70,25 @@ struct Outcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CgroupOutcome {
-    pub cgroup: String,
-    pub pod: String,
-    pub outcome: String,
+    cgroup: String,
+    namespace: String,
+    pod: String,
+    container: String,
+    pod_uid: String,
+    outcome: String,
+}
+
+impl CgroupOutcome {
+    pub fn new(cgroup: &CgroupIdentity, outcome: &str) -> Self {
+        Self {
+            cgroup: cgroup.cgroup.clone(),
+            namespace: cgroup.namespace.clone(),
+            pod: cgroup.pod.clone(),
+            container: cgroup.container.clone(),
+            pod_uid: cgroup.pod_uid.clone(),
+            outcome: outcome.into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,8 +140,8 @@ struct Hook {
 /// Names the caller resolved for a victim (the tracker has only ids and addresses).
 #[derive(Clone, Debug, Default)]
 pub struct VictimNames {
-    /// `(cgroup, pod)` labels, already capped.
-    pub cgroup: (String, String),
+    /// Its cgroup's labels, already capped.
+    pub cgroup: CgroupIdentity,
     /// Owners of its mmu notifiers (`kvm`, …).
     pub notifiers: Vec<String>,
 }
@@ -409,8 +426,17 @@ impl Metrics {
             Change::VictimMarked(id) => {
                 self.killed.inc();
                 let Some(v) = tracker.victim(*id) else { return };
+                let names = names(v);
+                // The cgroup's series exist at 0 from the kill on, so the outcome that follows
+                // is an increase even for the cgroup's first victim.
+                for outcome in crate::tracker::Outcome::ALL.iter().filter(|o| o.is_final()) {
+                    drop(
+                        self.cgroup_victims
+                            .get_or_create(&CgroupOutcome::new(&names.cgroup, outcome.name())),
+                    );
+                }
                 if v.has_notifiers() {
-                    for owner in names(v).notifiers {
+                    for owner in names.notifiers {
                         self.notifier_victims
                             .get_or_create(&Notifier { notifier: owner })
                             .inc();
@@ -502,13 +528,8 @@ impl Metrics {
                 outcome: outcome.clone(),
             })
             .inc();
-        let (cgroup, pod) = names.cgroup;
         self.cgroup_victims
-            .get_or_create(&CgroupOutcome {
-                cgroup,
-                pod,
-                outcome,
-            })
+            .get_or_create(&CgroupOutcome::new(&names.cgroup, &outcome))
             .inc();
         if v.outcome == crate::tracker::Outcome::GaveUp {
             self.gave_up.inc();
@@ -564,7 +585,7 @@ mod tests {
         let (metrics, registry) = Metrics::new();
         let mut tracker = Tracker::default();
         let mut names = |v: &Victim| VictimNames {
-            cgroup: (format!("/cg{}", v.pid), String::new()),
+            cgroup: CgroupIdentity::path(format!("/cg{}", v.pid)),
             notifiers: vec!["kvm".into()],
         };
         for raw in records {
@@ -611,7 +632,7 @@ mod tests {
         assert_sample(&text, "oomreap_victims_total{outcome=\"exited\"} 1");
         assert_sample(
             &text,
-            "oomreap_cgroup_victims_total{cgroup=\"/cg7\",pod=\"\",outcome=\"gave_up\"} 1",
+            "oomreap_cgroup_victims_total{cgroup=\"/cg7\",namespace=\"\",pod=\"\",container=\"\",pod_uid=\"\",outcome=\"gave_up\"} 1",
         );
         assert_sample(
             &text,
@@ -715,11 +736,7 @@ mod deploy_tests {
             .inc();
         metrics
             .cgroup_victims
-            .get_or_create(&CgroupOutcome {
-                cgroup: labels("x"),
-                pod: labels("x"),
-                outcome: labels("x"),
-            })
+            .get_or_create(&CgroupOutcome::new(&CgroupIdentity::path(labels("x")), "x"))
             .inc();
         metrics
             .attempts
@@ -807,15 +824,63 @@ mod deploy_tests {
     }
 
     #[test]
-    fn the_dashboard_is_valid_json_with_panels() {
+    fn every_family_is_on_the_dashboard_and_every_query_filters_by_instance() {
         let dashboard: serde_json::Value = serde_json::from_str(include_str!(
             "../../../deploy/grafana/oomreap-dashboard.json"
         ))
         .unwrap();
-        assert!(
-            dashboard["panels"]
-                .as_array()
-                .is_some_and(|p| p.len() >= 10)
-        );
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let exprs: Vec<&str> = panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        let used: BTreeSet<String> = exprs.iter().flat_map(|e| used_names(e)).collect();
+        // A family's samples: `x_total`, or a histogram's `x_bucket`, `x_sum`, `x_count`.
+        let families: BTreeSet<String> = every_name()
+            .into_iter()
+            .map(|n| {
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| n.strip_suffix(s).map(str::to_owned))
+                    .unwrap_or(n)
+            })
+            .collect();
+        for family in &families {
+            assert!(
+                used.iter().any(|u| u.starts_with(family.as_str())),
+                "no dashboard panel shows {family}"
+            );
+        }
+        for expr in &exprs {
+            assert!(
+                expr.contains("instance=~\"$instance\""),
+                "not filtered by $instance: {expr}"
+            );
+        }
+        let variables: Vec<&str> = dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        for variable in ["datasource", "node", "instance"] {
+            assert!(variables.contains(&variable), "no ${variable} variable");
+        }
+        // Top-N lists are tables of one instant query over the range, not time series.
+        for panel in panels {
+            let targets = panel["targets"].as_array().expect("targets");
+            if targets
+                .iter()
+                .any(|t| t["expr"].as_str().is_some_and(|e| e.contains("topk")))
+            {
+                assert_eq!(panel["type"], "table", "{}", panel["title"]);
+                assert!(
+                    targets.iter().all(|t| t["instant"] == true),
+                    "{}",
+                    panel["title"]
+                );
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ mod metrics;
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 pub use http::is_loopback;
-use labels::CgroupLabels;
+use labels::{CgroupIdentity, CgroupLabels};
 pub use metrics::{Metrics, VictimNames};
 
 use crate::{
@@ -115,7 +115,7 @@ const MAX_NAMED_CGROUPS: usize = 4096;
 struct Names {
     enricher: Enricher,
     labels: CgroupLabels,
-    cgroups: HashMap<u64, (String, String)>,
+    cgroups: HashMap<u64, CgroupIdentity>,
 }
 
 impl Names {
@@ -137,11 +137,11 @@ impl Names {
                 .cgroups
                 .entry(id)
                 .or_insert_with(|| match self.enricher.cgroup(id) {
-                    Some(info) => (info.path.clone(), info.pod_uid.clone().unwrap_or_default()),
-                    None => (format!("id {id}"), String::new()),
+                    Some(info) => CgroupIdentity::of(info),
+                    None => CgroupIdentity::path(format!("id {id}")),
                 })
                 .clone(),
-            None => ("unknown".into(), String::new()),
+            None => CgroupIdentity::path("unknown"),
         };
         let at = v.finished_at_ns.or(v.killed_at_ns).unwrap_or_default();
         let cgroup = self.labels.label(raw, at, &metrics.cgroup_victims);

@@ -161,9 +161,13 @@ fn victim_id(v: &Victim) -> Value {
 fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
     let memcg = v.memcg_id.map(|id| {
         let info = cx.enricher.as_mut().and_then(|e| e.cgroup(id)).cloned();
+        let pod = info.as_ref().and_then(|i| i.pod.as_ref());
         json!({
             "id": id,
             "path": info.as_ref().map(|i| i.path.clone()),
+            "namespace": pod.map(|p| p.namespace.clone()),
+            "pod": pod.map(|p| p.pod.clone()),
+            "container": pod.and_then(|p| p.container.clone()),
             "pod_uid": info.as_ref().and_then(|i| i.pod_uid.clone()),
             "container_id": info.as_ref().and_then(|i| i.container_id.clone()),
         })

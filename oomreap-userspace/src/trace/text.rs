@@ -177,8 +177,10 @@ fn kill_detail(v: &Victim, cx: &mut Context) -> String {
         parts.push(match cx.enricher.as_mut().and_then(|e| e.cgroup(id)) {
             Some(info) => {
                 let mut text = format!("memcg {}", info.path);
-                if let Some(pod) = &info.pod_uid {
-                    text.push_str(&format!(" pod {pod}"));
+                if info.pod_uid.is_some() {
+                    // `pod <uid>`, or `pod namespace/pod/container` when kubelet knows it.
+                    let name = info.display_name();
+                    text.push_str(&format!(" pod {}", name.trim_start_matches("pod ")));
                 }
                 text
             }

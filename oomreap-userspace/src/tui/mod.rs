@@ -195,11 +195,7 @@ fn enrich(app: &mut App, enricher: Option<&mut Enricher>, changes: &[Change]) {
                     && !app.cgroup_names.contains_key(&memcg)
                     && let Some(info) = enricher.cgroup(memcg)
                 {
-                    let name = match &info.pod_uid {
-                        Some(pod) => format!("pod {pod}"),
-                        None => info.path.clone(),
-                    };
-                    app.cgroup_names.insert(memcg, name);
+                    app.cgroup_names.insert(memcg, info.display_name());
                 }
             }
             Change::Attempt { victim, index } => {

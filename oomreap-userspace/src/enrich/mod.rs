@@ -2,11 +2,15 @@
 //! cgroup ids become paths (and Kubernetes pods), notifier callbacks become symbols, lock
 //! holders get their kernel stacks. Front ends use it; the tracker never does, so it stays
 //! pure. Every lookup may fail (the task exited, no root, no kallsyms) and says so.
+mod pods;
+
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
+
+pub use pods::{PodDirectory, PodIdentity};
 
 use crate::cgroup::MemoryHierarchy;
 
@@ -52,6 +56,23 @@ pub struct CgroupInfo {
     pub pod_uid: Option<String>,
     /// Container id, when the path has one.
     pub container_id: Option<String>,
+    /// Namespace, pod and container names, when kubelet's log folders know the pod.
+    pub pod: Option<PodIdentity>,
+}
+
+impl CgroupInfo {
+    /// How people see it: `namespace/pod/container` for a known pod, else the pod's uid, else
+    /// the path.
+    pub fn display_name(&self) -> String {
+        match (&self.pod, &self.pod_uid) {
+            (Some(p), _) => match &p.container {
+                Some(container) => format!("{}/{}/{container}", p.namespace, p.pod),
+                None => format!("{}/{}", p.namespace, p.pod),
+            },
+            (None, Some(uid)) => format!("pod {uid}"),
+            (None, None) => self.path.clone(),
+        }
+    }
 }
 
 /// A kernel stack, or why there is none.
@@ -61,6 +82,7 @@ pub type Stack = Result<Vec<String>, String>;
 pub struct Enricher<P: ProcSource = Proc> {
     proc: P,
     hierarchy: Option<MemoryHierarchy>,
+    pods: PodDirectory,
     cgroups: HashMap<u64, Option<CgroupInfo>>,
     symbols: Option<Result<HashMap<u64, String>, String>>,
 }
@@ -82,6 +104,7 @@ impl<P: ProcSource> Enricher<P> {
         Self {
             proc,
             hierarchy,
+            pods: PodDirectory::from_env(),
             cgroups: HashMap::new(),
             symbols: None,
         }
@@ -95,11 +118,19 @@ impl<P: ProcSource> Enricher<P> {
             if self.cgroups.len() >= MAX_CACHED_CGROUPS {
                 self.cgroups.clear();
             }
+            let pods = &mut self.pods;
             let found = self
                 .hierarchy
                 .as_ref()
                 .and_then(|h| find_cgroup(&h.root, id))
-                .map(|path| cgroup_info(&path));
+                .map(|path| {
+                    let mut info = cgroup_info(&path);
+                    info.pod = info
+                        .pod_uid
+                        .as_deref()
+                        .and_then(|uid| pods.lookup(uid, info.container_id.as_deref()));
+                    info
+                });
             self.cgroups.insert(id, found);
         }
         self.cgroups.get(&id).and_then(Option::as_ref)
@@ -227,6 +258,7 @@ pub fn cgroup_info(relative: &Path) -> CgroupInfo {
         path,
         pod_uid,
         container_id,
+        pod: None,
     }
 }
 

@@ -180,10 +180,17 @@ pub struct ServeArgs {
     /// counted as "other".
     #[arg(long, value_name = "N", default_value_t = oomreap::exporter::DEFAULT_MAX_CGROUPS)]
     pub max_cgroups: usize,
+
+    /// TLS and basic auth, in the Prometheus exporter-toolkit's web configuration format
+    /// (tls_server_config: cert_file, key_file, client_ca_file, client_auth_type, min_version;
+    /// basic_auth_users: user: bcrypt hash).
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    /// Checks the combination of flags: a non-loopback address needs --allow-remote.
+    /// Checks the combination of flags (a non-loopback address needs --allow-remote) and
+    /// reads --web-config.
     pub fn options(&self) -> Result<oomreap::exporter::ServeOptions, String> {
         if !oomreap::exporter::is_loopback(&self.listen) && !self.allow_remote {
             return Err(format!(
@@ -191,9 +198,27 @@ impl ServeArgs {
                 self.listen
             ));
         }
+        let (tls, auth) = match &self.web_config {
+            Some(path) => {
+                let config =
+                    oomreap::exporter::WebConfig::load(path).map_err(|e| format!("{e:#}"))?;
+                let tls = config.rustls(path).map_err(|e| e.to_string())?;
+                let auth = oomreap::exporter::BasicAuth::new(config.users).map(std::sync::Arc::new);
+                (tls, auth)
+            }
+            None => (None, None),
+        };
+        if !oomreap::exporter::is_loopback(&self.listen) && tls.is_none() {
+            log::warn!(
+                "serving metrics on {} in clear text; --web-config adds TLS and basic auth",
+                self.listen
+            );
+        }
         Ok(oomreap::exporter::ServeOptions {
             listen: self.listen,
             max_cgroups: self.max_cgroups,
+            tls,
+            auth,
         })
     }
 }

@@ -277,10 +277,11 @@ fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .block_on(async {
             let capture = Capture::start(&(&args.attach).into())?;
             drop_capabilities(privilege::after_attach::SERVE);
+            let scheme = options.scheme();
             oomreap::exporter::serve(
                 capture,
                 options,
-                |addr| eprintln!("oomreap: serving http://{addr}/metrics"),
+                |addr| eprintln!("oomreap: serving {scheme}://{addr}/metrics"),
                 shutdown_signal(),
             )
             .await?;

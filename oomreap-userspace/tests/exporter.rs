@@ -153,7 +153,8 @@ fn a_real_prometheus_scrapes_a_scenario() {
     let report = inject(&["stuck-victim"]);
     let cgroup = report["cgroup"]["path"].as_str().expect("cgroup path");
     let cgroup = cgroup.rsplit_once('/').map_or(cgroup, |(_, name)| name);
-    let query = format!("oomreap_cgroup_victims_total%7Bcgroup%3D%22%2F{cgroup}%22%7D");
+    // Every outcome's series exists from the kill on, at 0: the victim's is the one above.
+    let query = format!("oomreap_cgroup_victims_total%7Bcgroup%3D%22%2F{cgroup}%22%7D%20%3E%200");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = get(api, &format!("/api/v1/query?query={query}"), None);
@@ -363,4 +364,311 @@ fn a_pod_victim_is_named_by_namespace_pod_and_container() {
     assert_eq!(sample(&metrics, &name("gave_up")), Some(0.0), "{metrics}");
     drop(hog);
     drop(pod);
+}
+
+/// Runs openssl in `dir`; panics with its output if it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate it signed for 127.0.0.1, and an unrelated CA, in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, subject) in [
+        ("ca", "/CN=oomreap test CA"),
+        ("other-ca", "/CN=somebody else"),
+    ] {
+        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+        let mut args = vec![
+            "req", "-x509", "-days", "1", "-subj", subject, "-keyout", &key, "-out", &crt,
+        ];
+        args.extend(ec);
+        openssl(dir, &args);
+    }
+    let mut args = vec![
+        "req",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    args.extend(ec);
+    openssl(dir, &args);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+#[test]
+fn prometheus_scrapes_over_tls_with_basic_auth_and_the_wrong_ones_are_refused() {
+    const TEST: &str = "prometheus_scrapes_over_tls_with_basic_auth_and_the_wrong_ones_are_refused";
+    let Some(_lock) = privileged(TEST) else {
+        return;
+    };
+    if !have("prometheus", TEST) || !have("openssl", TEST) {
+        return;
+    }
+    let dir = TempDir::new();
+    make_certificates(&dir.0);
+    let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
+    // Relative file names: the exporter-toolkit reads them next to the config file.
+    std::fs::write(
+        dir.0.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .expect("write web.yml");
+    let web = dir.0.join("web.yml").to_string_lossy().into_owned();
+    let serve = Serve::start_with(&["--web-config", &web], &[]);
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let ca = dir.0.join("ca.crt");
+    let other = dir.0.join("other-ca.crt");
+    let job = |name: &str, ca: &std::path::Path, auth: bool| {
+        let auth = if auth {
+            "    basic_auth: {username: prometheus, password: s3cret}\n"
+        } else {
+            ""
+        };
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n{auth}    static_configs:\n      - targets: ['{}']\n",
+            ca.display(),
+            serve.addr
+        )
+    };
+    std::fs::write(
+        dir.0.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
+            job("trusted", &ca, true),
+            job("no_credentials", &ca, false),
+            job("wrong_ca", &other, true),
+        ),
+    )
+    .expect("write prometheus.yml");
+    let _prometheus = OwnChild(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.0.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    // Each job's target once scraped: (health, lastError).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let targets = loop {
+        let body = TcpStream::connect(api)
+            .ok()
+            .map(|_| get(api, "/api/v1/targets", None).1)
+            .unwrap_or_default();
+        let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let scraped: std::collections::BTreeMap<String, (String, String)> =
+            parsed["data"]["activeTargets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["health"] != "unknown")
+                .map(|t| {
+                    (
+                        t["labels"]["job"].as_str().unwrap_or_default().to_owned(),
+                        (
+                            t["health"].as_str().unwrap_or_default().to_owned(),
+                            t["lastError"].as_str().unwrap_or_default().to_owned(),
+                        ),
+                    )
+                })
+                .collect();
+        if scraped.len() == 3 || Instant::now() > deadline {
+            break scraped;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(targets.len(), 3, "not every job scraped: {targets:?}");
+    assert_eq!(
+        targets["trusted"],
+        ("up".to_owned(), String::new()),
+        "{targets:?}"
+    );
+    let (health, error) = &targets["no_credentials"];
+    assert!(health == "down" && error.contains("401"), "{targets:?}");
+    let (health, error) = &targets["wrong_ca"];
+    assert!(
+        health == "down" && error.contains("certificate"),
+        "{targets:?}"
+    );
+
+    // What came over TLS is oomreap's own exposition.
+    let (_, body) = get(
+        api,
+        "/api/v1/query?query=oomreap_build_info%7Bjob%3D%22trusted%22%7D",
+        None,
+    );
+    let result: Value = serde_json::from_str(&body).expect("query result");
+    assert_eq!(result["data"]["result"][0]["value"][1], "1", "{body}");
+    // Liveness stays open to probes; the metrics do not, even over plain TCP.
+    let plain = TcpStream::connect(serve.addr).and_then(|mut s| {
+        use std::io::Read as _;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        Ok(buf)
+    });
+    assert!(
+        !String::from_utf8_lossy(&plain.unwrap_or_default()).contains("oomreap_build_info"),
+        "metrics served in clear text"
+    );
+}
+
+#[test]
+fn prometheus_with_the_shipped_rules_alerts_on_a_victim_the_reaper_gave_up_on() {
+    const TEST: &str = "prometheus_with_the_shipped_rules_alerts_on_a_victim_the_reaper_gave_up_on";
+    let Some(_lock) = privileged(TEST) else {
+        return;
+    };
+    if !have("prometheus", TEST) {
+        return;
+    }
+    let serve = Serve::start();
+    let dir = TempDir::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/rules.yml"
+    );
+    std::fs::write(
+        dir.0.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - '{rules}'\nscrape_configs:\n  - job_name: oomreap\n    static_configs:\n      - targets: ['{}']\n",
+            serve.addr
+        ),
+    )
+    .expect("write config");
+    let _prometheus = OwnChild(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.0.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    // Prometheus has scraped oomreap once before the kill: the series it creates at the kill
+    // are then new, as on a node's first victim.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(api).is_err()
+        || !get(api, "/api/v1/query?query=up%7Bjob%3D%22oomreap%22%7D", None)
+            .1
+            .contains("\"1\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped oomreap"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let report = inject(&["lock-contended"]);
+    let cgroup = report["cgroup"]["path"].as_str().expect("cgroup path");
+    let cgroup = format!(
+        "/{}",
+        cgroup.rsplit_once('/').map_or(cgroup, |(_, name)| name)
+    );
+    let victim = report["victims"][0]["pid"].as_u64().expect("victim pid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let (_, body) = get(api, "/api/v1/alerts", None);
+        let alerts: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let ours = alerts["data"]["alerts"].as_array().and_then(|a| {
+            a.iter()
+                .find(|a| {
+                    a["labels"]["alertname"] == "OomreapVictimNotReaped"
+                        && a["labels"]["cgroup"] == cgroup.as_str()
+                })
+                .cloned()
+        });
+        if let Some(alert) = ours {
+            break alert;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no OomreapVictimNotReaped for victim {victim} in {cgroup}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        ["pending", "firing"].contains(&alert["state"].as_str().unwrap_or("")),
+        "{alert}"
+    );
+    assert_eq!(alert["labels"]["outcome"], "gave_up", "{alert}");
+    assert_eq!(alert["labels"]["severity"], "warning", "{alert}");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&cgroup)),
+        "{alert}"
+    );
+    assert!(
+        alert["annotations"]["runbook_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("#oomreapvictimnotreaped"))
+    );
 }

@@ -508,7 +508,8 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
     let cgroup = cgroup
         .rsplit_once('/')
         .map_or(cgroup.clone(), |(_, n)| n.to_owned());
-    let query = format!("oomreap_cgroup_victims_total%7Bcgroup%3D%22%2F{cgroup}%22%7D");
+    // Every outcome's series exists from the kill on, at 0: the victim's is the one above.
+    let query = format!("oomreap_cgroup_victims_total%7Bcgroup%3D%22%2F{cgroup}%22%7D%20%3E%200");
     let seen = netns.enter(move || {
         let api = format!("127.0.0.1:{prometheus_port}")
             .parse()

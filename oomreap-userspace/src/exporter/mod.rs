@@ -7,12 +7,14 @@
 mod http;
 mod labels;
 mod metrics;
+mod web_config;
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 pub use http::is_loopback;
 use labels::{CgroupIdentity, CgroupLabels};
 pub use metrics::{Metrics, VictimNames};
+pub use web_config::{BasicAuth, WebConfig, WebConfigError};
 
 use crate::{
     capture::{Capture, CaptureError},
@@ -42,11 +44,34 @@ pub enum ServeError {
 }
 
 /// How to serve.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Memory cgroups with labels of their own; the rest are `other`.
     pub max_cgroups: usize,
+    /// HTTPS instead of HTTP (`--web-config`'s tls_server_config).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Users who may read the metrics (`--web-config`'s basic_auth_users).
+    pub auth: Option<Arc<BasicAuth>>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    // Without the certificates and password hashes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("listen", &self.listen)
+            .field("max_cgroups", &self.max_cgroups)
+            .field("tls", &self.tls.is_some())
+            .field("auth", &self.auth.is_some())
+            .finish()
+    }
+}
+
+impl ServeOptions {
+    /// `http` or `https`, as the address is announced.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 /// Serves metrics until `shutdown` completes. `ready` gets the address actually bound (the
@@ -66,8 +91,11 @@ pub async fn serve(
             source,
         })?;
     let bound = listener.local_addr().map_err(ServeError::Http)?;
-    let mut server =
-        tokio::spawn(async move { axum::serve(listener, http::router(registry)).await });
+    let router = http::router(registry, options.auth.clone());
+    let mut server = match options.tls.clone() {
+        Some(tls) => tokio::spawn(http::serve_tls(listener, tls, router)),
+        None => tokio::spawn(async move { axum::serve(listener, router).await }),
+    };
     ready(bound);
 
     let mut tracker = Tracker::default();

@@ -243,7 +243,11 @@ impl Serve {
             let n =
                 std::io::BufRead::read_line(&mut stderr, &mut line).expect("read serve's stderr");
             assert!(n > 0, "serve exited before listening");
-            if let Some(rest) = line.trim().strip_prefix("oomreap: serving http://") {
+            let announced = line.trim().strip_prefix("oomreap: serving ");
+            if let Some(rest) = announced.and_then(|a| {
+                a.strip_prefix("http://")
+                    .or_else(|| a.strip_prefix("https://"))
+            }) {
                 break rest.trim_end_matches("/metrics").parse().expect("address");
             }
         };

@@ -98,17 +98,25 @@ pub fn build_static(workspace: &Path) -> anyhow::Result<PathBuf> {
         eprintln!("xtask dist: adding the {STATIC_TARGET} target");
         run_cmd(Command::new("rustup").args(["target", "add", STATIC_TARGET]))?;
     }
-    run_cmd(cargo().current_dir(workspace).args([
-        "build",
-        "--profile",
-        PROFILE,
-        "--target",
-        STATIC_TARGET,
-        "--package",
-        "oomreap-userspace",
-        "--bin",
-        "oomreap",
-    ]))?;
+    // ring (TLS for `serve --web-config`) has C and assembly parts: musl's gcc wrapper
+    // compiles them against musl.
+    crate::setup::ensure_debian_packages(&[("musl-gcc", "musl-tools")])?;
+    run_cmd(
+        cargo()
+            .current_dir(workspace)
+            .env("CC_x86_64_unknown_linux_musl", "musl-gcc")
+            .args([
+                "build",
+                "--profile",
+                PROFILE,
+                "--target",
+                STATIC_TARGET,
+                "--package",
+                "oomreap-userspace",
+                "--bin",
+                "oomreap",
+            ]),
+    )?;
     Ok(workspace.join(format!("target/{STATIC_TARGET}/{PROFILE}/oomreap")))
 }
 

@@ -65,6 +65,15 @@ fn a_quick_exit_passes_expect_reaped_with_a_valid_json_report() {
     assert_eq!(report["passed"], true);
     assert_eq!(report["victims"][0]["outcome"], "exited");
     assert_eq!(report["victims"][0]["comm"], "oomreap-hog");
+    // Resolved at the kill: the scenario removed its cgroup before the report was written.
+    let memcg = &report["victims"][0]["memcg"];
+    assert!(
+        memcg["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/oomreap-quick-exit-")),
+        "{memcg}"
+    );
+    assert_eq!(memcg["pod"], Value::Null, "no pod outside Kubernetes: {memcg}");
     assert!(
         report["scope"]
             .as_str()

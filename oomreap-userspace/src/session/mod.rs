@@ -15,7 +15,11 @@
 mod expect;
 mod report;
 
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    time::Duration,
+};
 
 pub use expect::{Expectation, FailOn, Verdict, judge};
 pub use report::{REPORT_SCHEMA_VERSION, Report, VictimSummary};
@@ -23,6 +27,7 @@ pub use report::{REPORT_SCHEMA_VERSION, Report, VictimSummary};
 use crate::{
     capture::{Capture, CaptureError, CaptureOptions},
     display::monotonic_now_ns,
+    enrich::{CgroupInfo, Enricher},
     recording::RecordWriter,
     tracker::{Change, SETTLE_NS, Tracker, VictimId},
 };
@@ -72,6 +77,10 @@ pub struct Session {
     tracker: Tracker,
     scope: Scope,
     in_scope: BTreeSet<VictimId>,
+    /// Victims' memory cgroups (and pods), resolved at the kill: a test's cgroup is often
+    /// gone by the time the report is written.
+    enricher: Enricher,
+    cgroups: BTreeMap<u64, CgroupInfo>,
     record: Option<RecordWriter<std::fs::File>>,
     undecodable: u64,
     started_ns: u64,
@@ -85,6 +94,8 @@ impl Session {
             tracker: Tracker::default(),
             scope: options.scope,
             in_scope: BTreeSet::new(),
+            enricher: Enricher::live(),
+            cgroups: BTreeMap::new(),
             record: options.record,
             undecodable: 0,
             started_ns: monotonic_now_ns(),
@@ -141,7 +152,11 @@ impl Session {
             .tracker
             .victims()
             .filter(|v| self.in_scope.contains(&v.id))
-            .map(VictimSummary::of)
+            .map(|v| {
+                let mut summary = VictimSummary::of(v);
+                summary.memcg = v.memcg_id.and_then(|id| self.cgroups.get(&id).cloned());
+                summary
+            })
             .collect();
         let verdicts = expectations
             .iter()
@@ -204,6 +219,12 @@ impl Session {
             };
             if covered {
                 self.in_scope.insert(*id);
+                if let Some(memcg) = v.memcg_id
+                    && !self.cgroups.contains_key(&memcg)
+                    && let Some(info) = self.enricher.cgroup(memcg)
+                {
+                    self.cgroups.insert(memcg, info.clone());
+                }
             }
         }
     }
@@ -246,6 +267,7 @@ mod tests {
             tid: 42,
             comm: Some("hog".into()),
             memcg_id: None,
+            memcg: None,
             outcome: outcome.into(),
             outcome_inferred: false,
             attempts: contended,

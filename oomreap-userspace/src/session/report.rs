@@ -3,7 +3,10 @@
 use serde_json::{Value, json};
 
 use super::expect::Verdict;
-use crate::tracker::{AttemptResult, SkipReason, Victim};
+use crate::{
+    enrich::CgroupInfo,
+    tracker::{AttemptResult, SkipReason, Victim},
+};
 
 /// Version of the report's JSON schema.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -15,6 +18,8 @@ pub struct VictimSummary {
     pub tid: u32,
     pub comm: Option<String>,
     pub memcg_id: Option<u64>,
+    /// Its memory cgroup's path and Kubernetes names, as resolved at the kill.
+    pub memcg: Option<CgroupInfo>,
     pub outcome: String,
     pub outcome_inferred: bool,
     pub attempts: usize,
@@ -38,6 +43,7 @@ impl VictimSummary {
             tid: v.pid,
             comm: v.comm.clone(),
             memcg_id: v.memcg_id,
+            memcg: None,
             outcome: v.outcome.name().into(),
             outcome_inferred: v.outcome_inferred,
             attempts: v.attempts.len(),
@@ -88,8 +94,19 @@ impl VictimSummary {
     }
 
     fn json(&self) -> Value {
+        let memcg = self.memcg.as_ref().map(|m| {
+            let pod = m.pod.as_ref();
+            json!({
+                "path": m.path,
+                "namespace": pod.map(|p| &p.namespace),
+                "pod": pod.map(|p| &p.pod),
+                "container": pod.and_then(|p| p.container.as_ref()),
+                "pod_uid": m.pod_uid,
+            })
+        });
         json!({
             "pid": self.pid, "tid": self.tid, "comm": self.comm, "memcg_id": self.memcg_id,
+            "memcg": memcg,
             "outcome": self.outcome, "inferred": self.outcome_inferred,
             "attempts": self.attempts, "failed_attempts": self.failed_attempts,
             "lock_contended_attempts": self.lock_contended_attempts, "partial_reaps": self.partial_reaps,

@@ -13,6 +13,8 @@ pub mod exporter;
 pub mod faults;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod golden_tests;
 pub mod hog;
 pub mod kernel;
 pub mod load;

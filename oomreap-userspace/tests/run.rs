@@ -73,7 +73,11 @@ fn a_quick_exit_passes_expect_reaped_with_a_valid_json_report() {
             .is_some_and(|p| p.starts_with("/oomreap-quick-exit-")),
         "{memcg}"
     );
-    assert_eq!(memcg["pod"], Value::Null, "no pod outside Kubernetes: {memcg}");
+    assert_eq!(
+        memcg["pod"],
+        Value::Null,
+        "no pod outside Kubernetes: {memcg}"
+    );
     assert!(
         report["scope"]
             .as_str()

@@ -171,6 +171,8 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
         cmd.current_dir(workspace)
             .env("PATH", &path)
             .env(DIST_ENV, &dist)
+            // The golden outputs hold wall times in UTC.
+            .env("TZ", "UTC")
             .args(["test", "--workspace", "--exclude", "oomreap-ebpf", "--"]);
         if let Some(filter) = &args.filter {
             cmd.arg(filter);

@@ -12,7 +12,8 @@ mod web_config;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 pub use http::is_loopback;
-use labels::{CgroupIdentity, CgroupLabels};
+pub use labels::CgroupIdentity;
+use labels::CgroupLabels;
 pub use metrics::{Metrics, VictimNames};
 pub use web_config::{BasicAuth, WebConfig, WebConfigError};
 

@@ -6,12 +6,14 @@ mod common;
 
 use std::{
     io::Write as _,
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::TcpStream,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{OwnChild, Serve, TempDir, have, http_get as get, inject, privileged, sample};
+use common::{
+    OwnChild, Prometheus, Serve, TempDir, have, http_get as get, inject, privileged, sample,
+};
 use serde_json::Value;
 
 #[test]
@@ -122,34 +124,14 @@ fn a_real_prometheus_scrapes_a_scenario() {
     }
     let serve = Serve::start();
     let dir = TempDir::new();
-    // A free loopback port for Prometheus's own API.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let config = dir.0.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let prometheus = Prometheus::start(
+        &dir.0,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: oomreap\n    static_configs:\n      - targets: ['{}']\n",
             serve.addr
         ),
-    )
-    .expect("write config");
-    let _prometheus = OwnChild(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus"),
     );
-    let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let api = prometheus.api;
     let report = inject(&["stuck-victim"]);
     let cgroup = report["cgroup"]["path"].as_str().expect("cgroup path");
     let cgroup = cgroup.rsplit_once('/').map_or(cgroup, |(_, name)| name);
@@ -457,10 +439,6 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_wrong_ones_are_refused() 
     let web = dir.0.join("web.yml").to_string_lossy().into_owned();
     let serve = Serve::start_with(&["--web-config", &web], &[]);
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let ca = dir.0.join("ca.crt");
     let other = dir.0.join("other-ca.crt");
     let job = |name: &str, ca: &std::path::Path, auth: bool| {
@@ -475,33 +453,16 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_wrong_ones_are_refused() 
             serve.addr
         )
     };
-    std::fs::write(
-        dir.0.join("prometheus.yml"),
-        format!(
+    let prometheus = Prometheus::start(
+        &dir.0,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
             job("trusted", &ca, true),
             job("no_credentials", &ca, false),
             job("wrong_ca", &other, true),
         ),
-    )
-    .expect("write prometheus.yml");
-    let _prometheus = OwnChild(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus"),
     );
-    let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let api = prometheus.api;
     // Each job's target once scraped: (health, lastError).
     let deadline = Instant::now() + Duration::from_secs(45);
     let targets = loop {
@@ -579,39 +540,18 @@ fn prometheus_with_the_shipped_rules_alerts_on_a_victim_the_reaper_gave_up_on() 
     }
     let serve = Serve::start();
     let dir = TempDir::new();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let rules = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../deploy/prometheus/rules.yml"
     );
-    std::fs::write(
-        dir.0.join("prometheus.yml"),
-        format!(
+    let prometheus = Prometheus::start(
+        &dir.0,
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - '{rules}'\nscrape_configs:\n  - job_name: oomreap\n    static_configs:\n      - targets: ['{}']\n",
             serve.addr
         ),
-    )
-    .expect("write config");
-    let _prometheus = OwnChild(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus"),
     );
-    let api: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let api = prometheus.api;
     // Prometheus has scraped oomreap once before the kill: the series it creates at the kill
     // are then new, as on a node's first victim.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -126,17 +126,13 @@ const SLOW_READER: (&str, &str) = ("OOMREAP_FAULTS", "slow=reader");
 
 /// `oomreap inject storm`; `limit_mib` small makes victims quick to kill.
 fn storm(count: u32, limit_mib: u32) {
-    let out = Command::new(OOMREAP)
-        .args(["inject", "storm", "--count", &count.to_string()])
-        .args(["--limit", &limit_mib.to_string()])
-        .output()
-        .expect("run inject");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::inject(&[
+        "storm",
+        "--count",
+        &count.to_string(),
+        "--limit",
+        &limit_mib.to_string(),
+    ]);
 }
 
 #[test]

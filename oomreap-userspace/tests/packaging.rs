@@ -7,7 +7,6 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
@@ -29,6 +28,16 @@ fn dist(test: &str) -> Option<PathBuf> {
         );
     }
     dir
+}
+
+/// The one file in `dist` whose name ends with `suffix`.
+fn dist_file(dist: &Path, suffix: &str) -> PathBuf {
+    std::fs::read_dir(dist)
+        .expect("list dist")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no *{suffix} in {}", dist.display()))
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -166,12 +175,7 @@ fn deb_installs_a_working_oomreap_and_purges_without_a_trace() {
         );
         return;
     }
-    let deb = std::fs::read_dir(&dist)
-        .expect("list dist")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("a .deb in dist");
+    let deb = dist_file(&dist, ".deb");
     let guard = Installed;
     run(Command::new("dpkg").arg("-i").arg(&deb));
 
@@ -414,12 +418,7 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
     }
     let _tracefs = TracefsMount::ensure();
     let spec = common::daemonset::DaemonSet::read();
-    let archive = std::fs::read_dir(&dist)
-        .expect("list dist")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(".oci.tar"))
-        .expect("an OCI archive in dist");
+    let archive = dist_file(&dist, ".oci.tar");
     let image = Image::load(&archive);
     let netns = Netns::new();
     let container = Container(format!("oomreap-test-{}", std::process::id()));
@@ -471,34 +470,14 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
 
     // A real Prometheus in the same namespace scrapes the container while a victim dies.
     let dir = TempDir::new();
-    let prometheus_port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    std::fs::write(
-        dir.0.join("prometheus.yml"),
-        format!(
+    let prometheus = common::Prometheus::start_in(
+        &dir.0,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: oomreap\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
         ),
-    )
-    .expect("write config");
-    let _prometheus = OwnChild(
-        Command::new("ip")
-            .args(["netns", "exec", &netns.0, "prometheus"])
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus"),
+        Some(&netns.0),
     );
+    let prometheus_api = prometheus.api;
     let report = common::inject(&["stuck-victim"]);
     let victim_pid = report["victims"][0]["pid"].as_u64().expect("victim pid");
     let cgroup = report["cgroup"]["path"]
@@ -511,9 +490,7 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
     // Every outcome's series exists from the kill on, at 0: the victim's is the one above.
     let query = format!("oomreap_cgroup_victims_total%7Bcgroup%3D%22%2F{cgroup}%22%7D%20%3E%200");
     let seen = netns.enter(move || {
-        let api = format!("127.0.0.1:{prometheus_port}")
-            .parse()
-            .expect("address");
+        let api = prometheus_api;
         let deadline = Instant::now() + Duration::from_secs(45);
         loop {
             let body = std::net::TcpStream::connect_timeout(&api, Duration::from_secs(1))
@@ -560,12 +537,7 @@ fn the_containerfile_builds_the_image_dist_wrote() {
     if !have_podman(TEST) {
         return;
     }
-    let archive = std::fs::read_dir(&dist)
-        .expect("list dist")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(".oci.tar"))
-        .expect("an OCI archive in dist");
+    let archive = dist_file(&dist, ".oci.tar");
     let offline = Image::load(&archive);
     let containerfile =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/container/Containerfile");

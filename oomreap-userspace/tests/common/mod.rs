@@ -490,3 +490,47 @@ fn to_json(yaml: &yaml_rust2::Yaml) -> Value {
         _ => Value::Null,
     }
 }
+
+/// A real Prometheus server of the test's own: `config` (YAML) in `dir`, its API on a free
+/// loopback port, stopped (by pid) on drop.
+pub struct Prometheus {
+    // Held for its Drop.
+    _child: OwnChild,
+    pub api: SocketAddr,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_in(dir, config, None)
+    }
+
+    /// As [`Prometheus::start`], inside network namespace `netns` (by name) if given.
+    pub fn start_in(dir: &Path, config: &str, netns: Option<&str>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).expect("write prometheus.yml");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, "prometheus"]);
+                cmd
+            }
+            None => Command::new("prometheus"),
+        };
+        cmd.arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Self {
+            _child: OwnChild(cmd.spawn().expect("spawn prometheus")),
+            api: format!("127.0.0.1:{port}").parse().expect("address"),
+        }
+    }
+}

@@ -392,6 +392,45 @@ impl Drop for Container {
     }
 }
 
+/// The cgroups podman makes for its containers (`libpod_parent` in every hierarchy, with
+/// `conmon` below it) when they were not there before: removed, innermost first, on drop,
+/// once empty. They are left as found if they already existed.
+struct PodmanCgroups(Vec<PathBuf>);
+
+impl PodmanCgroups {
+    fn track() -> Self {
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("libpod_parent"));
+        // A cgroup v2 root is a hierarchy itself.
+        let mut new: Vec<PathBuf> = hierarchies
+            .chain([PathBuf::from("/sys/fs/cgroup/libpod_parent")])
+            .filter(|p| !p.exists())
+            .collect();
+        new.sort();
+        new.dedup();
+        Self(new)
+    }
+}
+
+impl Drop for PodmanCgroups {
+    fn drop(&mut self) {
+        for parent in &self.0 {
+            let children = std::fs::read_dir(parent)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path());
+            for dir in children.chain([parent.clone()]) {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
 fn have_podman(test: &str) -> bool {
     let found = Command::new("podman").arg("--version").output().is_ok();
     if !found {
@@ -417,6 +456,7 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
         return;
     }
     let _tracefs = TracefsMount::ensure();
+    let _podman_cgroups = PodmanCgroups::track();
     let spec = common::daemonset::DaemonSet::read();
     let archive = dist_file(&dist, ".oci.tar");
     let image = Image::load(&archive);
@@ -537,6 +577,7 @@ fn the_containerfile_builds_the_image_dist_wrote() {
     if !have_podman(TEST) {
         return;
     }
+    let _podman_cgroups = PodmanCgroups::track();
     let archive = dist_file(&dist, ".oci.tar");
     let offline = Image::load(&archive);
     let containerfile =

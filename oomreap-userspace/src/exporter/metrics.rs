@@ -47,14 +47,6 @@ use crate::{
 const KILL_BUCKETS: [f64; 12] = [
     0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 2.1, 2.25, 2.5, 3.0, 5.0, 10.0,
 ];
-/// `oomreap_reaper_attempts_total{result}`: a reap pass, complete or partial, or a skip cause.
-const ATTEMPT_RESULTS: [&str; 5] = [
-    "reaped",
-    "partial",
-    "lock_contended",
-    "mmf_oom_skip",
-    "unknown",
-];
 /// `oomreap_process_mrelease_calls_total{result}`.
 const MRELEASE_RESULTS: [&str; 6] = ["ok", "eagain", "einval", "esrch", "eintr", "other"];
 /// `oomreap_dropped_events_total{reason}`.
@@ -354,7 +346,9 @@ impl Metrics {
                 cause: reason.name().into(),
             }));
         }
-        for result in ATTEMPT_RESULTS {
+        // A reap pass, complete or partial, or a skip cause: as `finished` names them.
+        let skips = SkipReason::ALL.map(SkipReason::name);
+        for result in ["reaped", "partial"].into_iter().chain(skips) {
             drop(self.attempts.get_or_create(&ResultLabel {
                 result: result.into(),
             }));

@@ -8,7 +8,7 @@ use std::{
 };
 
 use oomreap::{
-    fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     tracker::Tracker,
     wire::{decode, encode},
 };

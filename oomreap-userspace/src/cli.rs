@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use oomreap::{
     capture::{AttachPreference, CaptureOptions, FunctionPreference, KernelPaths},
     kernel::btf::DEFAULT_BTF_PATH,
-    scenario::{InjectOptions, Scenario},
+    lab::scenario::{InjectOptions, Scenario},
 };
 
 /// See what the Linux kernel's OOM reaper does, and why it fails.

@@ -60,10 +60,10 @@ pub fn context_checks() -> Vec<ContextCheck> {
                 Ok("/proc/kallsyms readable".to_owned())
             }
         });
-    let cgroups = if crate::faults::cgroups_unresolved() {
+    let cgroups = if crate::lab::faults::cgroups_unresolved() {
         Err(format!(
             "cgroup ids left unresolved (unresolved=cgroups in {})",
-            crate::faults::VARIABLE
+            crate::lab::faults::VARIABLE
         ))
     } else {
         crate::cgroup::MemoryHierarchy::detect()

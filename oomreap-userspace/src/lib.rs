@@ -1,8 +1,10 @@
 //! oomreap: see what the Linux kernel's OOM reaper does, and why it fails.
 //!
-//! The pipeline is kernel programs → [`capture`] (ring buffer) → [`wire`] (decoder) →
-//! [`tracker`] (pure victim lifecycles) → front ends such as [`trace`]. The tracker never
-//! touches the kernel, so it is tested with recorded event streams.
+//! The pipeline is kernel programs → [`capture`] (ring buffer) → [`intake`] ([`wire`]
+//! decoder, [`tracker`], annotations, losses, [`recording`]) → front ends ([`trace`], [`tui`],
+//! [`exporter`], [`session`]) that read the intake and word what they show with
+//! [`wording`]. The tracker never touches the kernel, so it is tested with recorded event
+//! streams. docs/architecture.md draws it; [`lab`] holds what tests and `inject` use.
 
 pub mod capture;
 pub mod cgroup;
@@ -10,24 +12,16 @@ pub mod display;
 pub mod doctor;
 pub mod enrich;
 pub mod exporter;
-pub mod faults;
-#[cfg(test)]
-mod fuzz;
-#[cfg(test)]
-mod golden_tests;
-pub mod hog;
+pub mod intake;
 pub mod kernel;
-pub mod load;
+pub mod lab;
 pub mod recording;
-pub mod scenario;
 pub mod session;
 pub mod trace;
 pub mod tracker;
 pub mod tui;
 pub mod wire;
-
-#[doc(hidden)]
-pub mod fixtures;
+pub mod wording;
 
 /// The git revision this binary was built from: 12 hex digits, or `unknown` when built
 /// outside a git checkout (set by build.rs).

@@ -16,12 +16,13 @@ use cli::{
     TraceArgs,
 };
 use oomreap::{
-    capture::Capture,
+    capture::{Capture, CaptureOptions},
     display::WallClock,
     doctor,
+    intake::{Intake, IntakeOptions},
     kernel::privilege,
+    lab::scenario::{self, Scenario},
     recording::{self, RecordWriter},
-    scenario::{self, Scenario},
     trace::{self, Format, TraceSummary},
 };
 
@@ -74,7 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inject(args) => run_inject(&args),
         Command::Helper(args) => run_helper(args.role),
         Command::Hog(args) => {
-            oomreap::hog::run(args.mib, args.wait_for_go).context("hog failed")?;
+            oomreap::lab::hog::run(args.mib, args.wait_for_go).context("hog failed")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate(args) => {
@@ -100,14 +101,12 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(exit_code(&summary));
     }
-    let (clock, record) = new_recording(args.record.as_deref())?;
+    let record = args.record.as_deref();
     with_runtime(async {
-        let capture = Capture::start(&(&args.attach).into())?;
-        let summary = trace::run_live(
-            capture,
+        let intake = live_intake(&(&args.attach).into(), record, true)?;
+        let summary = trace::run(
+            intake,
             format,
-            clock,
-            record,
             shutdown_signal(),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr(),
@@ -118,45 +117,30 @@ fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_top(args: &TopArgs) -> anyhow::Result<ExitCode> {
-    use oomreap::tui::{self, App, Feed, SourceInfo};
+    use oomreap::tui::{self, App};
     if let Some(path) = &args.replay {
         let recording = open_recording(path)?;
-        let (feed, bad) = tui::replay_feed(&recording, args.speed);
-        let source = SourceInfo {
-            replay: Some(path.display().to_string()),
-            ..SourceInfo::default()
-        };
-        let mut app = App::new(tui::replay_clock(&recording), source);
-        app.dropped = bad;
-        with_runtime(async { Ok(tui::run(feed, app, shutdown_signal()).await?) })?;
+        let intake = Intake::replay(recording, Some(args.speed));
+        let app = App::new(intake, Some(path.display().to_string()));
+        with_runtime(async { Ok(tui::run(app, shutdown_signal()).await?) })?;
         return Ok(ExitCode::SUCCESS);
     }
     with_runtime(async {
-        let capture = Capture::start(&(&args.attach).into())?;
+        let intake = live_intake(&(&args.attach).into(), None, true)?;
         drop_capabilities(privilege::after_attach::TOP);
-        let source = SourceInfo {
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default(),
-            hooks: capture.hooks().to_vec(),
-            replay: None,
-        };
-        let app = App::new(WallClock::now(), source);
-        tui::run(Feed::Live(Box::new(capture)), app, shutdown_signal()).await?;
+        tui::run(App::new(intake, None), shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
+/// `oomreap record`: the live intake writing the raw stream and its annotations, with
+/// nothing shown but losses.
 fn run_record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
-    let clock = WallClock::now();
-    let record = create_recording(&args.file, &clock)?;
     with_runtime(async {
-        let capture = Capture::start(&(&args.attach).into())?;
-        let summary = trace::run_live(
-            capture,
+        let intake = live_intake(&(&args.attach).into(), Some(&args.file), true)?;
+        let summary = trace::run(
+            intake,
             Format::Text,
-            clock,
-            Some(record),
             shutdown_signal(),
             &mut std::io::sink(),
             &mut std::io::stderr(),
@@ -171,14 +155,32 @@ fn run_record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Attaches and starts a live intake, recording to `record` if given; `stacks` reads lock
+/// holders' kernel stacks.
+fn live_intake(
+    options: &CaptureOptions,
+    record: Option<&std::path::Path>,
+    stacks: bool,
+) -> anyhow::Result<Intake> {
+    let clock = WallClock::now();
+    let record = record
+        .map(|path| create_recording(path, &clock))
+        .transpose()?;
+    let capture = Capture::start(options)?;
+    Ok(Intake::live(
+        capture,
+        clock,
+        IntakeOptions { record, stacks },
+    )?)
+}
+
 /// `oomreap run`'s exit status when an expectation failed; the command's own status is
 /// passed through otherwise. Errors of oomreap itself exit with [`EXIT_RUN_ERROR`].
 const EXIT_EXPECTATION_FAILED: u8 = 90;
 const EXIT_RUN_ERROR: u8 = 91;
 
 fn run_run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    use oomreap::session::{Scope, Session, SessionOptions};
-    let (_, record) = new_recording(args.record.as_deref())?;
+    use oomreap::session::{Scope, Session};
     let scope = match &args.cgroup {
         Some(path) => {
             let absolute = if path.is_absolute() {
@@ -201,11 +203,10 @@ fn run_run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let settle = std::time::Duration::from_secs_f64(args.settle.max(0.0));
     let report = with_runtime(async {
-        let mut session = Session::start(SessionOptions {
-            capture: (&args.attach).into(),
-            scope,
-            record,
-        })?;
+        // Stacks only for the recording: the report does not show them.
+        let record = args.record.as_deref();
+        let intake = live_intake(&(&args.attach).into(), record, record.is_some())?;
+        let mut session = Session::start(intake, scope);
         let mut child = tokio::process::Command::new(&args.command[0])
             .args(&args.command[1..])
             .spawn()
@@ -275,11 +276,11 @@ fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("failed to start the async runtime")?
         .block_on(async {
-            let capture = Capture::start(&(&args.attach).into())?;
+            let intake = live_intake(&(&args.attach).into(), None, false)?;
             drop_capabilities(privilege::after_attach::SERVE);
             let scheme = options.scheme();
             oomreap::exporter::serve(
-                capture,
+                intake,
                 options,
                 |addr| eprintln!("oomreap: serving {scheme}://{addr}/metrics"),
                 shutdown_signal(),
@@ -332,14 +333,14 @@ fn run_inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
-    use oomreap::scenario::roles;
+    use oomreap::lab::scenario::roles;
     match role {
         HelperRole::StuckVictim { mib, stall, kvm } => roles::stuck_victim(mib, &stall, kvm),
         HelperRole::LockVictim { mib, stall } => roles::lock_victim(mib, &stall),
         HelperRole::JamRead { pid, address } => roles::jam_read(pid, address),
         HelperRole::JamWrite { pid } => roles::jam_write(pid),
-        HelperRole::MmChurn { iterations } => oomreap::load::mm_churn(iterations),
-        HelperRole::ForkChurn { iterations } => oomreap::load::fork_churn(iterations),
+        HelperRole::MmChurn { iterations } => oomreap::lab::load::mm_churn(iterations),
+        HelperRole::ForkChurn { iterations } => oomreap::lab::load::fork_churn(iterations),
     }
     .context("helper failed")?;
     Ok(ExitCode::SUCCESS)
@@ -404,18 +405,6 @@ fn open_recording(path: &std::path::Path) -> anyhow::Result<recording::Recording
     let bytes = std::fs::read(path)
         .with_context(|| format!("failed to read recording {:?}", path.display()))?;
     recording::parse(&bytes).with_context(|| format!("cannot replay {:?}", path.display()))
-}
-
-/// The wall clock of a live run, and the recording it writes, if asked for (created with
-/// that clock, so a replay shows the same times).
-fn new_recording(
-    path: Option<&std::path::Path>,
-) -> anyhow::Result<(WallClock, Option<RecordWriter<std::fs::File>>)> {
-    let clock = WallClock::now();
-    let record = path
-        .map(|path| create_recording(path, &clock))
-        .transpose()?;
-    Ok((clock, record))
 }
 
 /// Creates a new recording file; never overwrites one (a recording may be all that is left of

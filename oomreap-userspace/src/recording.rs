@@ -1,23 +1,31 @@
 //! Recording files: the raw event stream, replayable without root.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! | bytes | content |
 //! | --- | --- |
 //! | 8 | magic `OOMREAP\0` |
 //! | 4 | format version, u32 little-endian |
 //! | 16 | CLOCK_REALTIME − CLOCK_MONOTONIC at the start, i128 little-endian ns, so replayed event times show as wall-clock times |
-//! | … | records: a u32 little-endian length, then that many bytes of one wire record (`oomreap_common::event`) |
+//! | … | records: a u32 little-endian length word, then that many bytes |
 //!
-//! Records are written as the kernel sent them, plus the synthetic retry snapshots capture
-//! inserts, in native byte order (a recording replays on a machine of the same endianness).
+//! A length word with its top bit clear frames one wire record (`oomreap_common::event`), as
+//! the kernel sent it or as capture synthesised it (retry snapshots), in native byte order (a
+//! recording replays on a machine of the same endianness). With the top bit set, the other 31
+//! bits frame a context record: one JSON object holding what only the recording machine knew
+//! when it was first seen (cgroup paths and pods, kernel symbols, lock holders' stacks, the
+//! kernel release and hooks; see `intake::annotations`). It follows the wire record that made
+//! it known. Version 1 files, which have no context records, are read too.
 use std::io::Write;
 
 /// The first bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"OOMREAP\0";
 
 /// The format this oomreap writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Set in a length word that frames a context record.
+const CONTEXT_FLAG: u32 = 1 << 31;
 
 const HEADER_LEN: usize = 8 + 4 + 16;
 
@@ -66,11 +74,23 @@ impl<W: Write> RecordWriter<W> {
         Ok(Self { out })
     }
 
-    /// Appends one record.
+    /// Appends one wire record.
     pub fn write(&mut self, record: &[u8]) -> std::io::Result<()> {
-        let len = u32::try_from(record.len()).map_err(std::io::Error::other)?;
-        self.out.write_all(&len.to_le_bytes())?;
-        self.out.write_all(record)
+        self.frame(record, 0)
+    }
+
+    /// Appends one context record (a JSON object).
+    pub fn write_context(&mut self, object: &serde_json::Value) -> std::io::Result<()> {
+        self.frame(object.to_string().as_bytes(), CONTEXT_FLAG)
+    }
+
+    fn frame(&mut self, bytes: &[u8], flag: u32) -> std::io::Result<()> {
+        let len = u32::try_from(bytes.len())
+            .ok()
+            .filter(|&len| len as usize <= MAX_RECORD_LEN)
+            .ok_or_else(|| std::io::Error::other("record too long for a recording"))?;
+        self.out.write_all(&(len | flag).to_le_bytes())?;
+        self.out.write_all(bytes)
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
@@ -78,12 +98,30 @@ impl<W: Write> RecordWriter<W> {
     }
 }
 
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A wire record, for the decoder.
+    Wire,
+    /// A context record: a JSON object.
+    Context,
+}
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Where its length word starts in the file.
+    pub offset: usize,
+    pub kind: RecordKind,
+    pub bytes: Vec<u8>,
+}
+
 /// A recording read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recording {
     pub wall_offset_ns: i128,
-    /// Each record with its byte offset in the file.
-    pub records: Vec<(usize, Vec<u8>)>,
+    /// The records in file order.
+    pub records: Vec<Record>,
     /// What stopped reading early, if anything: every record before it is in `records`.
     pub error: Option<RecordingError>,
 }
@@ -124,7 +162,17 @@ pub fn parse(bytes: &[u8]) -> Result<Recording, RecordingError> {
             });
             break;
         };
-        let len = u32::from_le_bytes(len_bytes.try_into().unwrap_or_default()) as usize;
+        let word = u32::from_le_bytes(len_bytes.try_into().unwrap_or_default());
+        let kind = if version >= 2 && word & CONTEXT_FLAG != 0 {
+            RecordKind::Context
+        } else {
+            RecordKind::Wire
+        };
+        let len = (if kind == RecordKind::Context {
+            word & !CONTEXT_FLAG
+        } else {
+            word
+        }) as usize;
         if len > MAX_RECORD_LEN {
             error = Some(RecordingError::OversizedRecord { index, offset, len });
             break;
@@ -138,7 +186,11 @@ pub fn parse(bytes: &[u8]) -> Result<Recording, RecordingError> {
             });
             break;
         };
-        records.push((offset, record.to_vec()));
+        records.push(Record {
+            offset,
+            kind,
+            bytes: record.to_vec(),
+        });
         offset += 4 + len;
     }
     Ok(Recording {
@@ -165,9 +217,10 @@ mod tests {
         let bytes = recording(&[b"abc", b"", b"defg"]);
         let parsed = parse(&bytes).unwrap();
         assert_eq!(parsed.wall_offset_ns, -42);
-        let records: Vec<&[u8]> = parsed.records.iter().map(|(_, r)| r.as_slice()).collect();
+        let records: Vec<&[u8]> = parsed.records.iter().map(|r| r.bytes.as_slice()).collect();
         assert_eq!(records, [&b"abc"[..], b"", b"defg"]);
-        assert_eq!(parsed.records[0].0, HEADER_LEN);
+        assert_eq!(parsed.records[0].offset, HEADER_LEN);
+        assert!(parsed.records.iter().all(|r| r.kind == RecordKind::Wire));
         assert_eq!(parsed.error, None);
     }
 
@@ -220,16 +273,43 @@ mod tests {
     #[test]
     fn a_newer_version_is_named() {
         let mut bytes = recording(&[]);
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
         let err = parse(&bytes).unwrap_err();
         assert_eq!(
             err,
             RecordingError::NewerVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         );
         assert!(err.to_string().contains("newer oomreap"), "{err}");
+    }
+
+    #[test]
+    fn context_records_are_told_apart_from_wire_records() {
+        let mut writer = RecordWriter::new(Vec::new(), 0).unwrap();
+        writer.write(b"wire").unwrap();
+        writer
+            .write_context(&serde_json::json!({"kernel": "6.18"}))
+            .unwrap();
+        let parsed = parse(&writer.out).unwrap();
+        let kinds: Vec<RecordKind> = parsed.records.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [RecordKind::Wire, RecordKind::Context]);
+        assert_eq!(parsed.records[1].bytes, br#"{"kernel":"6.18"}"#);
+    }
+
+    #[test]
+    fn a_version_1_file_has_only_wire_records() {
+        // Version 1 had no flag bit: a length word is a length, however large.
+        let mut bytes = recording(&[b"abc"]);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&(CONTEXT_FLAG | 3).to_le_bytes());
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!(parsed.records.len(), 1);
+        assert!(matches!(
+            parsed.error,
+            Some(RecordingError::OversizedRecord { index: 1, .. })
+        ));
     }
 
     #[test]

@@ -620,7 +620,7 @@ pub fn encode<T: aya::Pod>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::mark_victim_raw;
+    use crate::lab::fixtures::mark_victim_raw;
 
     #[test]
     fn mark_victim_round_trips() {
@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn every_reaper_record_round_trips() {
-        use crate::fixtures::{contended_skip_at, exit_at, reaper_at};
+        use crate::lab::fixtures::{contended_skip_at, exit_at, reaper_at};
         assert_eq!(
             decode(&encode(&reaper_at(EventKind::WakeReaper, 5, 7))).unwrap(),
             Event::WakeReaper(ReaperStep {
@@ -675,7 +675,7 @@ mod tests {
         let mut comm = [0u8; COMM_LEN];
         comm[..10].copy_from_slice(b"oom_reaper");
         let call = ReapCallEvent {
-            header: crate::fixtures::header_at(EventKind::ReapCall, 7),
+            header: crate::lab::fixtures::header_at(EventKind::ReapCall, 7),
             entered_ns: 6_000_000,
             mm: 0xabc,
             caller_pid: 33,
@@ -701,7 +701,7 @@ mod tests {
         assert_eq!(decode(&encode(&bad)), Err(DecodeError::UnknownAttach(77)));
 
         let refused = NotifierRefusedEvent {
-            header: crate::fixtures::header_at(EventKind::NotifierRefused, 7),
+            header: crate::lab::fixtures::header_at(EventKind::NotifierRefused, 7),
             mm: 0xabc,
             start: 0x1000,
             end: 0x2000,
@@ -726,7 +726,7 @@ mod tests {
 
     #[test]
     fn reader_count_and_reader_hint() {
-        let mut raw = crate::fixtures::contended_skip_at(5, 7);
+        let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
         raw.lock.count = (3 << 8) | 0b10;
         raw.lock.owner_raw |= 1;
         let Event::SkipReaping(skip) = decode(&encode(&raw)).unwrap() else {
@@ -739,7 +739,7 @@ mod tests {
 
     #[test]
     fn an_unknown_skip_cause_is_an_error() {
-        let mut raw = crate::fixtures::contended_skip_at(5, 7);
+        let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
         raw.cause = 9;
         assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownSkipCause(9)));
     }
@@ -748,7 +748,7 @@ mod tests {
     fn a_retry_snapshot_with_a_bad_length_is_an_error() {
         use oomreap_common::event::{MAX_RETRY_COUNTS, RetryCount, RetryKey};
         let raw = RetryCountsEvent {
-            header: crate::fixtures::header_at(EventKind::RetryCounts, 1),
+            header: crate::lab::fixtures::header_at(EventKind::RetryCounts, 1),
             len: MAX_RETRY_COUNTS as u32 + 1,
             _pad: 0,
             counts: [RetryCount {

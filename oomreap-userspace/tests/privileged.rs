@@ -17,8 +17,8 @@ use common::{
 };
 use oomreap::{
     capture::{AttachPreference, Capture, CaptureOptions},
-    hog::HOG_COMM,
-    wire::{Event, MarkVictim},
+    lab::hog::HOG_COMM,
+    wire::{Event, MarkVictim, decode},
 };
 use oomreap_common::event::AttachKind;
 use serde_json::Value;
@@ -36,13 +36,9 @@ async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32, u64) 
     let cgroup_id = victim.cgroup.id().expect("cgroup id");
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let batch = capture.next_batch().await.expect("read events");
-            assert!(
-                batch.errors.is_empty(),
-                "undecodable records: {:?}",
-                batch.errors
-            );
-            for event in batch.events {
+            let records = capture.next_records().await.expect("read events");
+            for record in records {
+                let event = decode(&record).expect("every record decodes");
                 if let Event::MarkVictim(e) = event
                     && e.victim.pid == pid
                 {

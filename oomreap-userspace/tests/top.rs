@@ -10,7 +10,7 @@ use std::{
 
 use common::{OOMREAP, TempDir, privileged};
 use oomreap::{
-    fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     recording::RecordWriter,
     wire::encode,
 };

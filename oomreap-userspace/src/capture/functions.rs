@@ -144,8 +144,8 @@ pub fn attach_mode(
     mode: AttachKind,
     btf: Option<&aya::Btf>,
 ) -> Result<(), String> {
-    if crate::faults::refused(crate::display::attach_id(mode), spec.function) {
-        return Err(crate::faults::refusal_message());
+    if crate::lab::faults::refused(crate::display::attach_id(mode), spec.function) {
+        return Err(crate::lab::faults::refusal_message());
     }
     let programs = spec.programs(mode);
     for (done, &(name, role)) in programs.iter().enumerate() {

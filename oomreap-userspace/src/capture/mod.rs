@@ -32,7 +32,7 @@ use tokio::{io::unix::AsyncFd, task::JoinHandle};
 use crate::{
     display::{error_chain, monotonic_now_ns},
     kernel::privilege::Capabilities,
-    wire::{DecodeError, Event, decode, encode},
+    wire::encode,
 };
 
 /// The kernel programs, compiled by build.rs from the oomreap-ebpf crate.
@@ -73,16 +73,6 @@ pub struct HookStatus {
     pub note: Option<String>,
 }
 
-/// What one wake-up of the ring buffer brought.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Raw records, in order, for `record` (including synthetic retry snapshots).
-    pub records: Vec<Vec<u8>>,
-    pub events: Vec<Event>,
-    /// Records that did not decode: counted and reported, never silently skipped.
-    pub errors: Vec<DecodeError>,
-}
-
 /// Counters the kernel programs keep about themselves.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
@@ -95,7 +85,7 @@ pub struct KernelCounters {
 /// Attached kernel programs and their event stream.
 pub struct Capture {
     events: AsyncFd<RingBuf<MapData>>,
-    /// Zero but in tests that make the reader slow on purpose (`crate::faults`).
+    /// Zero but in tests that make the reader slow on purpose (`crate::lab::faults`).
     reader_delay: std::time::Duration,
     counters: PerCpuArray<MapData, u64>,
     retries: Option<BpfHashMap<MapData, RetryKey, u64>>,
@@ -108,7 +98,7 @@ pub struct Capture {
 impl Capture {
     /// Loads and attaches everything; must be called inside a tokio runtime.
     pub fn start(options: &CaptureOptions) -> Result<Self, CaptureError> {
-        crate::faults::validate()?;
+        crate::lab::faults::validate()?;
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
         let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
@@ -167,10 +157,10 @@ impl Capture {
         let events = register_readable(events).map_err(CaptureError::RingBuffer)?;
         let counters = take_map(&mut ebpf, COUNTERS, PerCpuArray::try_from)?;
         let retries = take_map(&mut ebpf, RETRIES, BpfHashMap::try_from).ok();
-        crate::faults::after_attach();
+        crate::lab::faults::after_attach();
         Ok(Self {
             events,
-            reader_delay: crate::faults::reader_delay(),
+            reader_delay: crate::lab::faults::reader_delay(),
             counters,
             retries,
             hooks,
@@ -184,9 +174,10 @@ impl Capture {
         &self.hooks
     }
 
-    /// Waits until the kernel sends something, then returns all that is queued. Before each
-    /// victim, a snapshot of the retry counters is inserted, so a recording replays with them.
-    pub async fn next_batch(&mut self) -> Result<Batch, CaptureError> {
+    /// Waits until the kernel sends something, then returns every raw record queued, for the
+    /// decoder. Before each victim, a snapshot of the retry counters is inserted, so a
+    /// recording replays with them.
+    pub async fn next_records(&mut self) -> Result<Vec<Vec<u8>>, CaptureError> {
         let mut guard = self
             .events
             .readable_mut()
@@ -195,24 +186,24 @@ impl Capture {
         if !self.reader_delay.is_zero() {
             tokio::time::sleep(self.reader_delay).await;
         }
-        let mut records = Vec::new();
+        let mut raw = Vec::new();
         let ring = guard.get_inner_mut();
         while let Some(record) = ring.next() {
-            records.push(record.to_vec());
+            raw.push(record.to_vec());
         }
         // Tokio keeps readiness that arrived after the guard was taken, so no wake-up is lost.
         guard.clear_ready();
         drop(guard);
-        let mut batch = Batch::default();
-        for record in records {
+        let mut records = Vec::with_capacity(raw.len());
+        for record in raw {
             if record.get(..4) == Some(&(EventKind::MarkVictim as u32).to_ne_bytes())
                 && let Some(snapshot) = self.retry_snapshot()
             {
-                batch.push(snapshot);
+                records.push(snapshot);
             }
-            batch.push(record);
+            records.push(record);
         }
-        Ok(batch)
+        Ok(records)
     }
 
     /// Current totals of the kernel programs' own counters, summed over CPUs.
@@ -326,22 +317,22 @@ fn prog_info(fd: std::os::fd::RawFd) -> Option<aya_obj::generated::bpf_prog_info
     (rc == 0).then_some(info)
 }
 
-impl Batch {
-    fn push(&mut self, record: Vec<u8>) {
-        match decode(&record) {
-            Ok(event) => self.events.push(event),
-            Err(err) => self.errors.push(err),
-        }
-        self.records.push(record);
-    }
-}
-
 impl Drop for Capture {
     fn drop(&mut self) {
         if let Some(logger) = self.logger.take() {
             logger.abort();
         }
     }
+}
+
+/// The static name and what it provides of a hook or hooked function called `name`, as a
+/// recording names it.
+pub fn known_hook(name: &str) -> Option<(&'static str, &'static str)> {
+    HOOKS
+        .iter()
+        .map(|h| (h.name, h.provides))
+        .chain(FUNCTIONS.iter().map(|f| (f.function, f.provides)))
+        .find(|(known, _)| *known == name)
 }
 
 /// Attaches one hook as planned; a refused BTF tracepoint falls back to the classic one.
@@ -429,10 +420,10 @@ fn attach_btf(
     spec: &HookSpec,
     btf: &aya::Btf,
 ) -> Result<(), CaptureError> {
-    if crate::faults::refused("btf_tracepoint", spec.name) {
+    if crate::lab::faults::refused("btf_tracepoint", spec.name) {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
-            reason: crate::faults::refusal_message(),
+            reason: crate::lab::faults::refusal_message(),
         });
     }
     let program: &mut BtfTracePoint = program(ebpf, program_name)?;
@@ -451,10 +442,10 @@ fn attach_btf(
 }
 
 fn attach_classic(ebpf: &mut Ebpf, spec: &HookSpec) -> Result<(), CaptureError> {
-    if crate::faults::refused("tracepoint", spec.name) {
+    if crate::lab::faults::refused("tracepoint", spec.name) {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
-            reason: crate::faults::refusal_message(),
+            reason: crate::lab::faults::refusal_message(),
         });
     }
     let program_name = spec.classic_program;

@@ -94,12 +94,12 @@ pub fn plan(
     let mut hooks = Vec::new();
     let mut formats = Formats::default();
     for spec in specs {
-        if crate::faults::missing(spec.name) {
+        if crate::lab::faults::missing(spec.name) {
             let reason = format!(
                 "the kernel has no tracepoint {} (missing={} in {})",
                 spec.name,
                 spec.name,
-                crate::faults::VARIABLE
+                crate::lab::faults::VARIABLE
             );
             if spec.required {
                 return Err(CaptureError::HookUnavailable {

@@ -37,9 +37,8 @@ use prometheus_client::{
 
 use super::labels::CgroupIdentity;
 use crate::{
-    capture::{HookStatus, KernelCounters},
+    intake::{HookStatus, KernelCounters},
     tracker::{AttemptResult, Change, SkipReason, Tracker, Victim},
-    wire::RetryWhat,
 };
 
 /// Bucket bounds (seconds) for the kill→… histograms: the reaper waits 2 s, then retries
@@ -436,13 +435,7 @@ impl Metrics {
                             .inc();
                     }
                 }
-                let (reclaim, compaction) =
-                    v.retries_before
-                        .iter()
-                        .fold((0, 0), |(r, c), (counter, n)| match counter.what {
-                            RetryWhat::Reclaim => (r + n, c),
-                            RetryWhat::Compaction => (r, c + n),
-                        });
+                let (reclaim, compaction) = v.retries_by_kind();
                 for (kind, n) in [("reclaim", reclaim), ("compaction", compaction)] {
                     if n > 0 {
                         self.retries
@@ -474,14 +467,7 @@ impl Metrics {
                 }
             }
             Change::Mrelease { call, .. } => {
-                let result = match call.ret {
-                    0 => "ok",
-                    r if r == -i64::from(libc::EAGAIN) => "eagain",
-                    r if r == -i64::from(libc::EINVAL) => "einval",
-                    r if r == -i64::from(libc::ESRCH) => "esrch",
-                    r if r == -i64::from(libc::EINTR) => "eintr",
-                    _ => "other",
-                };
+                let result = crate::wording::mrelease_label(call.ret);
                 self.mrelease
                     .get_or_create(&ResultLabel {
                         result: result.into(),
@@ -570,7 +556,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+        lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
         wire::{decode, encode as wire},
     };
 

@@ -9,7 +9,7 @@ mod labels;
 mod metrics;
 mod web_config;
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 pub use http::is_loopback;
 pub use labels::CgroupIdentity;
@@ -18,10 +18,9 @@ pub use metrics::{Metrics, VictimNames};
 pub use web_config::{BasicAuth, WebConfig, WebConfigError};
 
 use crate::{
-    capture::{Capture, CaptureError},
-    display::monotonic_now_ns,
-    enrich::{Enricher, notifier_owner},
-    tracker::{SETTLE_NS, Tracker, Victim},
+    enrich::notifier_owner,
+    intake::{Annotations, Intake, IntakeError},
+    tracker::Victim,
 };
 
 /// The default `--listen`: loopback only, so exposing metrics is an explicit choice.
@@ -33,7 +32,7 @@ pub const DEFAULT_MAX_CGROUPS: usize = 50;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Capture(#[from] CaptureError),
+    Intake(#[from] IntakeError),
     #[error("failed to listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -78,13 +77,13 @@ impl ServeOptions {
 /// Serves metrics until `shutdown` completes. `ready` gets the address actually bound (the
 /// port may have been 0).
 pub async fn serve(
-    mut capture: Capture,
+    mut intake: Intake,
     options: ServeOptions,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (mut metrics, registry) = Metrics::new();
-    metrics.set_hooks(capture.hooks());
+    metrics.set_hooks(&intake.annotations().hooks);
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -99,13 +98,10 @@ pub async fn serve(
     };
     ready(bound);
 
-    let mut tracker = Tracker::default();
-    let mut names = Names::new(options.max_cgroups);
-    let mut undecodable = 0;
-    let mut settle = tokio::time::interval(Duration::from_nanos(SETTLE_NS / 4));
+    let mut names = Names::new(options.max_cgroups, &metrics);
     tokio::pin!(shutdown);
     loop {
-        let changes = tokio::select! {
+        let step = tokio::select! {
             () = &mut shutdown => break,
             result = &mut server => {
                 let error = match result {
@@ -115,73 +111,58 @@ pub async fn serve(
                 };
                 return Err(ServeError::Http(error));
             }
-            batch = capture.next_batch() => {
-                let batch = batch?;
-                undecodable += batch.errors.len() as u64;
-                let mut changes = Vec::new();
-                for event in &batch.events {
-                    changes.extend(tracker.tick(event.timestamp_ns()));
-                    tracker.apply_into(event, &mut changes);
-                }
-                changes
-            }
-            // Silence settles outcomes, but only while a victim is open: idle, nothing ticks.
-            _ = settle.tick(), if tracker.has_active() => tracker.tick(monotonic_now_ns()),
+            step = intake.next() => step?,
         };
-        for change in &changes {
-            metrics.observe(&tracker, change, &mut |v| names.of(v, &metrics));
+        // Only a replay ends, and serve is always live.
+        let Some(step) = step else { break };
+        for change in &step.changes {
+            metrics.observe(intake.tracker(), change, &mut |v| {
+                names.of(v, intake.annotations())
+            });
         }
-        metrics.set_dropped(capture.counters()?, undecodable);
+        let losses = intake.losses();
+        metrics.set_dropped(losses.kernel, losses.undecodable);
     }
     server.abort();
     Ok(())
 }
 
-/// Cgroup names kept for label lookups; the cache starts over beyond this.
-const MAX_NAMED_CGROUPS: usize = 4096;
-
-/// Resolves victims' labels: cgroup paths (capped) and notifier owners.
+/// Resolves victims' labels: cgroup identities (capped) and notifier owners.
 struct Names {
-    enricher: Enricher,
     labels: CgroupLabels,
-    cgroups: HashMap<u64, CgroupIdentity>,
+    /// The family whose series an evicted cgroup label leaves.
+    cgroup_victims: prometheus_client::metrics::family::Family<
+        metrics::CgroupOutcome,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 impl Names {
-    fn new(max_cgroups: usize) -> Self {
+    fn new(max_cgroups: usize, metrics: &Metrics) -> Self {
         Self {
-            enricher: Enricher::live(),
             labels: CgroupLabels::new(max_cgroups),
-            cgroups: HashMap::new(),
+            cgroup_victims: metrics.cgroup_victims.clone(),
         }
     }
 
-    fn of(&mut self, v: &Victim, metrics: &Metrics) -> VictimNames {
-        // Bounded like the enricher's cache: cgroups come and go.
-        if self.cgroups.len() >= MAX_NAMED_CGROUPS {
-            self.cgroups.clear();
-        }
+    fn of(&mut self, v: &Victim, annotations: &Annotations) -> VictimNames {
         let raw = match v.memcg_id {
-            Some(id) => self
-                .cgroups
-                .entry(id)
-                .or_insert_with(|| match self.enricher.cgroup(id) {
-                    Some(info) => CgroupIdentity::of(info),
-                    None => CgroupIdentity::path(format!("id {id}")),
-                })
-                .clone(),
+            Some(id) => match annotations.cgroup(id) {
+                Some(info) => CgroupIdentity::of(info),
+                None => CgroupIdentity::path(format!("id {id}")),
+            },
             None => CgroupIdentity::path("unknown"),
         };
         let at = v.finished_at_ns.or(v.killed_at_ns).unwrap_or_default();
-        let cgroup = self.labels.label(raw, at, &metrics.cgroup_victims);
+        let cgroup = self.labels.label(raw, at, &self.cgroup_victims);
         let notifiers = v
             .notifiers
             .iter()
             .flat_map(|n| n.callbacks.iter())
             .map(|&a| {
-                self.enricher
+                annotations
                     .symbol(a)
-                    .map_or_else(|_| "unknown".into(), |s| notifier_owner(&s))
+                    .map_or_else(|| "unknown".into(), notifier_owner)
             })
             .collect();
         VictimNames { cgroup, notifiers }

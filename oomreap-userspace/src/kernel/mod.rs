@@ -6,3 +6,10 @@ pub mod layout;
 pub mod privilege;
 pub mod reaper;
 pub mod tracefs;
+
+/// The running kernel's release (`uname -r`), if /proc says.
+pub fn release() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}

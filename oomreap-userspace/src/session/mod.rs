@@ -3,8 +3,11 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use oomreap::session::{Expectation, Scope, Session, SessionOptions};
-//! let mut session = Session::start(SessionOptions::default())?;
+//! use oomreap::{capture::{Capture, CaptureOptions}, display::WallClock, intake::{Intake, IntakeOptions}};
+//! use oomreap::session::{Expectation, Scope, Session};
+//! let capture = Capture::start(&CaptureOptions::default())?;
+//! let intake = Intake::live(capture, WallClock::now(), IntakeOptions::default())?;
+//! let mut session = Session::start(intake, Scope::All);
 //! let status = session.run_while(tokio::process::Command::new("./my-oom-test").status()).await??;
 //! session.settle(std::time::Duration::from_secs(10)).await?;
 //! let report = session.finish(vec!["./my-oom-test".into()], status.code().unwrap_or(1), &[Expectation::Reaped])?;
@@ -15,21 +18,15 @@
 mod expect;
 mod report;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 pub use expect::{Expectation, FailOn, Verdict, judge};
 pub use report::{REPORT_SCHEMA_VERSION, Report, VictimSummary};
 
 use crate::{
-    capture::{Capture, CaptureError, CaptureOptions},
     display::monotonic_now_ns,
-    enrich::{CgroupInfo, Enricher},
-    recording::RecordWriter,
-    tracker::{Change, SETTLE_NS, Tracker, VictimId},
+    intake::{Intake, IntakeError},
+    tracker::{Change, VictimId},
 };
 
 /// Which victims a session reports.
@@ -57,49 +54,28 @@ impl Scope {
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
-    Capture(#[from] CaptureError),
-    #[error("failed to write the recording")]
-    Record(#[source] std::io::Error),
+    Intake(#[from] IntakeError),
 }
 
-/// How to start a session.
-#[derive(Default)]
-pub struct SessionOptions {
-    pub capture: CaptureOptions,
-    pub scope: Scope,
-    /// Write the raw event stream here as well.
-    pub record: Option<RecordWriter<std::fs::File>>,
-}
-
-/// An attached capture folding events into a tracker until finished.
+/// An intake folding events until finished, judging the victims in scope. Their memory
+/// cgroups (and pods) are the intake's annotations, resolved at the kill: a test's cgroup is
+/// often gone by the time the report is written.
 pub struct Session {
-    capture: Capture,
-    tracker: Tracker,
+    intake: Intake,
     scope: Scope,
     in_scope: BTreeSet<VictimId>,
-    /// Victims' memory cgroups (and pods), resolved at the kill: a test's cgroup is often
-    /// gone by the time the report is written.
-    enricher: Enricher,
-    cgroups: BTreeMap<u64, CgroupInfo>,
-    record: Option<RecordWriter<std::fs::File>>,
-    undecodable: u64,
     started_ns: u64,
 }
 
 impl Session {
-    /// Attaches; must be called inside a tokio runtime.
-    pub fn start(options: SessionOptions) -> Result<Self, SessionError> {
-        Ok(Self {
-            capture: Capture::start(&options.capture)?,
-            tracker: Tracker::default(),
-            scope: options.scope,
+    /// A session over a live intake.
+    pub fn start(intake: Intake, scope: Scope) -> Self {
+        Self {
+            intake,
+            scope,
             in_scope: BTreeSet::new(),
-            enricher: Enricher::live(),
-            cgroups: BTreeMap::new(),
-            record: options.record,
-            undecodable: 0,
             started_ns: monotonic_now_ns(),
-        })
+        }
     }
 
     /// Narrows the scope once the command's pid is known.
@@ -113,7 +89,7 @@ impl Session {
         loop {
             tokio::select! {
                 output = &mut work => return Ok(output),
-                batch = self.capture.next_batch() => self.fold(batch?)?,
+                step = self.intake.next() => self.fold(step?),
             }
         }
     }
@@ -122,15 +98,10 @@ impl Session {
     /// freed, where exit_mmap is traced), or `max` passed.
     pub async fn settle(&mut self, max: Duration) -> Result<(), SessionError> {
         let deadline = tokio::time::Instant::now() + max;
-        let mut tick = tokio::time::interval(Duration::from_nanos(SETTLE_NS / 4));
         while !self.settled() {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,
-                batch = self.capture.next_batch() => self.fold(batch?)?,
-                _ = tick.tick() => {
-                    let changes = self.tracker.tick(monotonic_now_ns());
-                    self.scope_changes(&changes);
-                }
+                step = self.intake.next() => self.fold(step?),
             }
         }
         Ok(())
@@ -143,18 +114,17 @@ impl Session {
         exit_code: i32,
         expectations: &[Expectation],
     ) -> Result<Report, SessionError> {
-        if let Some(record) = self.record.as_mut() {
-            record.flush().map_err(SessionError::Record)?;
-        }
-        let kernel = self.capture.counters()?;
-        let dropped = kernel.ring_buffer_full + kernel.read_failed + self.undecodable;
+        self.intake.refresh_counters();
+        let dropped = self.intake.losses().dropped();
+        let annotations = self.intake.annotations();
         let victims: Vec<VictimSummary> = self
-            .tracker
+            .intake
+            .tracker()
             .victims()
             .filter(|v| self.in_scope.contains(&v.id))
             .map(|v| {
                 let mut summary = VictimSummary::of(v);
-                summary.memcg = v.memcg_id.and_then(|id| self.cgroups.get(&id).cloned());
+                summary.memcg = v.memcg_id.and_then(|id| annotations.cgroup(id).cloned());
                 summary
             })
             .collect();
@@ -174,25 +144,17 @@ impl Session {
     }
 
     fn settled(&self) -> bool {
-        self.tracker
+        self.intake
+            .tracker()
             .victims()
             .filter(|v| self.in_scope.contains(&v.id))
             .all(|v| v.outcome.is_final())
     }
 
-    fn fold(&mut self, batch: crate::capture::Batch) -> Result<(), SessionError> {
-        if let Some(record) = self.record.as_mut() {
-            for raw in &batch.records {
-                record.write(raw).map_err(SessionError::Record)?;
-            }
+    fn fold(&mut self, step: Option<crate::intake::Step>) {
+        if let Some(step) = step {
+            self.scope_changes(&step.changes);
         }
-        self.undecodable += batch.errors.len() as u64;
-        for event in &batch.events {
-            let mut changes = self.tracker.tick(event.timestamp_ns());
-            changes.extend(self.tracker.apply(event));
-            self.scope_changes(&changes);
-        }
-        Ok(())
     }
 
     /// Decides, for each new victim, whether the scope covers it.
@@ -201,7 +163,7 @@ impl Session {
             let Change::VictimMarked(id) = change else {
                 continue;
             };
-            let Some(v) = self.tracker.victim(*id) else {
+            let Some(v) = self.intake.tracker().victim(*id) else {
                 continue;
             };
             let covered = match &self.scope {
@@ -219,12 +181,6 @@ impl Session {
             };
             if covered {
                 self.in_scope.insert(*id);
-                if let Some(memcg) = v.memcg_id
-                    && !self.cgroups.contains_key(&memcg)
-                    && let Some(info) = self.enricher.cgroup(memcg)
-                {
-                    self.cgroups.insert(memcg, info.clone());
-                }
             }
         }
     }

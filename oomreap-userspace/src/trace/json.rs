@@ -2,10 +2,10 @@
 //! docs/events.md; bump [`SCHEMA_VERSION`] on any incompatible change.
 use serde_json::{Value, json};
 
-use super::Context;
 use crate::{
     enrich::notifier_owner,
-    tracker::{AttemptResult, Change, Tracker, Victim},
+    intake::{Annotations, Intake},
+    tracker::{AttemptResult, Change, Victim, VictimId},
     wire::{LockSnapshot, RetryWhat, Rss, Task},
 };
 
@@ -13,7 +13,8 @@ use crate::{
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The object for one change, or `None` when the victim was already evicted.
-pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Value> {
+pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
+    let tracker = cx.tracker();
     let (step, at_ns, victim, mut fields) = match change {
         Change::VictimMarked(id) => {
             let v = tracker.victim(*id)?;
@@ -78,7 +79,7 @@ pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Va
                         "attempt": n,
                         "reason": reason.name(),
                         "inferred": inferred,
-                        "lock": lock.as_ref().map(|l| lock_json(l, cx)),
+                        "lock": lock.as_ref().map(|l| lock_json(l, cx.annotations(), *victim, *index)),
                     }),
                 ),
             }
@@ -125,7 +126,7 @@ pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Va
                 "range": refusal.range.map(|(s, e)| json!({"start": format!("{s:#x}"), "end": format!("{e:#x}")})),
                 "ret": refusal.ret,
                 "caller_tid": refusal.caller_pid,
-                "notifiers": notifiers_json(&refusal.notifiers, cx),
+                "notifiers": notifiers_json(&refusal.notifiers, cx.annotations()),
                 "attach": crate::display::attach_id(refusal.attach),
             }),
         ),
@@ -144,7 +145,7 @@ pub fn object(tracker: &Tracker, change: &Change, cx: &mut Context) -> Option<Va
     let mut object = json!({
         "schema": SCHEMA_VERSION,
         "step": step,
-        "time": cx.clock.local(at_ns).to_rfc3339(),
+        "time": cx.clock().local(at_ns).to_rfc3339(),
         "ts_ns": at_ns,
         "victim": victim.map(victim_id),
     });
@@ -158,9 +159,9 @@ fn victim_id(v: &Victim) -> Value {
     json!({"id": v.id.0, "pid": v.tgid, "tid": v.pid, "comm": v.comm})
 }
 
-fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
+fn kill_fields(v: &Victim, cx: &Intake) -> Value {
     let memcg = v.memcg_id.map(|id| {
-        let info = cx.enricher.as_mut().and_then(|e| e.cgroup(id)).cloned();
+        let info = cx.annotations().cgroup(id);
         let pod = info.as_ref().and_then(|i| i.pod.as_ref());
         json!({
             "id": id,
@@ -172,7 +173,10 @@ fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
             "container_id": info.as_ref().and_then(|i| i.container_id.clone()),
         })
     });
-    let notifiers = v.notifiers.as_ref().map(|n| notifiers_json(n, cx));
+    let notifiers = v
+        .notifiers
+        .as_ref()
+        .map(|n| notifiers_json(n, cx.annotations()));
     let retries: Vec<Value> = v
         .retries_before
         .iter()
@@ -203,15 +207,15 @@ fn kill_fields(v: &Victim, cx: &mut Context) -> Value {
     })
 }
 
-fn notifiers_json(n: &crate::wire::Notifiers, cx: &mut Context) -> Value {
+fn notifiers_json(n: &crate::wire::Notifiers, annotations: &Annotations) -> Value {
     let callbacks: Vec<Value> = n
         .callbacks
         .iter()
         .map(|&address| {
-            let symbol = cx.enricher.as_mut().and_then(|e| e.symbol(address).ok());
+            let symbol = annotations.symbol(address);
             json!({
                 "address": format!("{address:#x}"),
-                "owner": symbol.as_deref().map(notifier_owner),
+                "owner": symbol.map(notifier_owner),
                 "symbol": symbol,
             })
         })
@@ -239,11 +243,17 @@ fn outcome_fields(v: &Victim) -> Value {
     })
 }
 
-fn lock_json(lock: &LockSnapshot, cx: &Context) -> Value {
+fn lock_json(
+    lock: &LockSnapshot,
+    annotations: &Annotations,
+    victim: VictimId,
+    index: usize,
+) -> Value {
+    let stack_of = |pid| stack(pid, annotations, victim, index);
     let waiters: Option<Vec<Value>> = lock.waiters.as_ref().map(|ws| {
         ws.iter()
             .map(|w| {
-                json!({"pid": w.pid, "comm": w.comm, "kind": w.kind.name(), "stack": stack(w.pid, cx)})
+                json!({"pid": w.pid, "comm": w.comm, "kind": w.kind.name(), "stack": stack_of(w.pid)})
             })
             .collect()
     });
@@ -256,21 +266,24 @@ fn lock_json(lock: &LockSnapshot, cx: &Context) -> Value {
         "owner_raw": format!("{:#x}", lock.owner_raw),
         "owner": lock.owner.as_ref().map(|o| json!({
             "pid": o.pid, "tgid": o.tgid, "comm": o.comm, "reader_hint": o.reader_hint,
-            "stack": stack(o.pid, cx),
+            "stack": stack_of(o.pid),
         })),
         "waiters": waiters,
         "waiters_truncated": lock.waiters_truncated,
     })
 }
 
-/// `{"frames": [...]}` or `{"error": "..."}`; `null` when stacks are not read (replays).
-fn stack(pid: u32, cx: &Context) -> Value {
-    match cx
-        .enricher
-        .as_ref()
-        .filter(|_| cx.stacks)
-        .map(|e| e.stack(pid))
-    {
+/// `{"frames": [...]}` or `{"error": "..."}` as read when these holders first held the lock
+/// (at this attempt or an earlier one of the run); `null` when stacks were not read.
+fn stack(pid: u32, annotations: &Annotations, victim: VictimId, index: usize) -> Value {
+    let read = (0..=index).rev().find_map(|i| {
+        annotations
+            .stacks(victim, i)?
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, s)| s)
+    });
+    match read {
         Some(Ok(frames)) => json!({"frames": frames}),
         Some(Err(error)) => json!({"error": error}),
         None => Value::Null,

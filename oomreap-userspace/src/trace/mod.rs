@@ -1,31 +1,26 @@
 //! `oomreap trace`: a line per lifecycle step as it happens (text or JSON Lines), live or from
 //! a recording.
 //!
-//! Like every front end it only reads the tracker: events go capture → decoder → tracker, and
-//! lines are printed for the changes the tracker reports.
+//! Like every front end it only reads the intake: lines are printed for the changes the
+//! tracker reports, worded by [`crate::wording`], with the intake's annotations.
 
 pub mod json;
 pub mod text;
 
-use std::{io::Write, time::Duration};
+use std::io::Write;
 
 use crate::{
-    capture::{Capture, CaptureError, HookStatus, KernelCounters},
-    display::{WallClock, monotonic_now_ns},
-    enrich::Enricher,
-    recording::{RecordWriter, Recording, RecordingError},
-    tracker::{Change, SETTLE_NS, Tracker},
-    wire::{DecodeError, decode},
+    intake::{HookStatus, Intake, IntakeError, Losses},
+    recording::Recording,
+    tracker::Change,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     #[error(transparent)]
-    Capture(#[from] CaptureError),
+    Intake(#[from] IntakeError),
     #[error("failed to write output")]
     Output(#[from] std::io::Error),
-    #[error(transparent)]
-    Recording(#[from] RecordingError),
 }
 
 /// How lines look.
@@ -37,192 +32,101 @@ pub enum Format {
     Json,
 }
 
-/// What the line printers need besides the tracker.
-pub struct Context {
-    pub clock: WallClock,
-    /// Live runs resolve cgroups, symbols and stacks; replays cannot.
-    pub enricher: Option<Enricher>,
-    /// Read lock holders' stacks (live only: the tasks are gone in a replay).
-    pub stacks: bool,
-}
-
 /// What a finished trace saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceSummary {
     pub victims: u64,
-    pub undecodable_records: u64,
-    pub kernel: KernelCounters,
-    /// Why a replay stopped early, if it did.
-    pub recording_error: Option<RecordingError>,
+    pub losses: Losses,
 }
 
 impl TraceSummary {
     /// Returns true if and only if any event was lost or unreadable.
     pub fn lost_events(&self) -> bool {
-        self.undecodable_records > 0
-            || self.kernel.ring_buffer_full > 0
-            || self.kernel.read_failed > 0
-            || self.recording_error.is_some()
+        self.losses.any()
     }
 }
 
-/// Prints changes in one format.
-struct Printer<'a, W: Write> {
+/// Prints one step's changes in `format`.
+fn print(
+    intake: &Intake,
+    changes: &[Change],
     format: Format,
-    cx: Context,
-    out: &'a mut W,
-}
-
-impl<W: Write> Printer<'_, W> {
-    fn header(&mut self) -> std::io::Result<()> {
-        if self.format == Format::Text {
-            writeln!(self.out, "{}", text::header())?;
-        }
-        Ok(())
-    }
-
-    fn print(&mut self, tracker: &Tracker, changes: &[Change]) -> std::io::Result<()> {
-        for change in changes {
-            match self.format {
-                Format::Text => {
-                    for line in text::lines(tracker, change, &mut self.cx) {
-                        writeln!(self.out, "{line}")?;
-                    }
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    for change in changes {
+        match format {
+            Format::Text => {
+                for line in text::lines(intake, change) {
+                    writeln!(out, "{line}")?;
                 }
-                Format::Json => {
-                    if let Some(object) = json::object(tracker, change, &mut self.cx) {
-                        writeln!(self.out, "{object}")?;
-                    }
+            }
+            Format::Json => {
+                if let Some(object) = json::object(intake, change) {
+                    writeln!(out, "{object}")?;
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
-/// Traces live until `shutdown` completes, optionally recording the raw stream, then reports
-/// losses on `err`. `clock` must be the one the recording's header was written with, so a
-/// replay shows the same times.
-pub async fn run_live(
-    mut capture: Capture,
+/// Prints a line per change until the intake ends (a replay) or `shutdown` completes, then
+/// reports losses on `err`.
+pub async fn run(
+    mut intake: Intake,
     format: Format,
-    clock: WallClock,
-    mut record: Option<RecordWriter<std::fs::File>>,
     shutdown: impl Future<Output = ()>,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<TraceSummary, TraceError> {
-    let mut tracker = Tracker::default();
-    let mut summary = TraceSummary::default();
-    announce(capture.hooks(), err)?;
-    let mut printer = Printer {
-        format,
-        cx: Context {
-            clock,
-            enricher: Some(Enricher::live()),
-            stacks: true,
-        },
-        out,
-    };
-    printer.header()?;
-    printer.out.flush()?;
+    if !intake.is_replay() {
+        announce(&intake.annotations().hooks, err)?;
+    }
+    if format == Format::Text {
+        writeln!(out, "{}", text::header())?;
+    }
+    out.flush()?;
     tokio::pin!(shutdown);
     loop {
-        // Outcomes settled by silence need a clock tick, but only while a victim is open.
-        let settle = tracker.has_active();
-        let batch = tokio::select! {
+        let step = tokio::select! {
             () = &mut shutdown => break,
-            batch = capture.next_batch() => batch?,
-            () = tokio::time::sleep(Duration::from_nanos(SETTLE_NS / 4)), if settle => {
-                let changes = tracker.tick(monotonic_now_ns());
-                printer.print(&tracker, &changes)?;
-                printer.out.flush()?;
-                continue;
-            }
+            step = intake.next() => step?,
         };
-        if let Some(writer) = record.as_mut() {
-            for raw in &batch.records {
-                writer.write(raw)?;
-            }
-            writer.flush()?;
+        let Some(step) = step else { break };
+        for warning in &step.warnings {
+            writeln!(err, "oomreap: warning: {warning}")?;
         }
-        for record_error in &batch.errors {
-            summary.undecodable_records += 1;
-            writeln!(
-                err,
-                "oomreap: warning: skipped a kernel record: {record_error}"
-            )?;
-        }
-        for event in &batch.events {
-            let changes = tracker.tick(event.timestamp_ns());
-            printer.print(&tracker, &changes)?;
-            let changes = tracker.apply(event);
-            printer.print(&tracker, &changes)?;
-        }
-        printer.out.flush()?;
+        print(&intake, &step.changes, format, out)?;
+        out.flush()?;
     }
-    summary.victims = tracker.totals().victims;
-    summary.kernel = capture.counters()?;
-    drop(capture);
-    report_losses(&summary, err)?;
+    intake.refresh_counters();
+    let summary = TraceSummary {
+        victims: intake.tracker().totals().victims,
+        losses: intake.losses().clone(),
+    };
+    drop(intake);
+    report_losses(&summary.losses, err)?;
     Ok(summary)
 }
 
-/// Replays a recording through the tracker, as `run_live` would have printed it. Records up
-/// to a damaged one are replayed; the damage is then reported.
+/// Replays a recording at once, as `run` would have printed it live. Records up to a
+/// damaged one are replayed; the damage is then reported.
 pub fn run_replay(
     recording: &Recording,
     format: Format,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<TraceSummary, TraceError> {
-    let mut tracker = Tracker::default();
-    let mut summary = TraceSummary::default();
-    let mut printer = Printer {
-        format,
-        cx: Context {
-            clock: WallClock::with_offset_ns(recording.wall_offset_ns),
-            enricher: None,
-            stacks: false,
-        },
-        out,
-    };
-    printer.header()?;
-    for (index, (offset, raw)) in recording.records.iter().enumerate() {
-        let event = match decode(raw) {
-            Ok(event) => event,
-            Err(error) => {
-                summary.undecodable_records += 1;
-                writeln!(
-                    err,
-                    "oomreap: warning: {}",
-                    bad_record(index, *offset, &error)
-                )?;
-                continue;
-            }
-        };
-        let changes = tracker.tick(event.timestamp_ns());
-        printer.print(&tracker, &changes)?;
-        let changes = tracker.apply(&event);
-        printer.print(&tracker, &changes)?;
-    }
-    let changes = tracker.finish_all();
-    printer.print(&tracker, &changes)?;
-    printer.out.flush()?;
-    summary.victims = tracker.totals().victims;
-    if let Some(error) = &recording.error {
-        writeln!(
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?
+        .block_on(run(
+            Intake::replay(recording.clone(), None),
+            format,
+            std::future::pending(),
+            out,
             err,
-            "oomreap: error: recording damaged: {error}; everything before it was replayed"
-        )?;
-        summary.recording_error = Some(error.clone());
-    }
-    report_losses(&summary, err)?;
-    Ok(summary)
-}
-
-fn bad_record(index: usize, offset: usize, error: &DecodeError) -> String {
-    format!("record {index} at byte offset {offset} skipped: {error}")
+        ))
 }
 
 /// Says what is attached, and what is not, on stderr.
@@ -260,8 +164,14 @@ fn announce(hooks: &[HookStatus], err: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn report_losses(summary: &TraceSummary, err: &mut impl Write) -> std::io::Result<()> {
-    let k = summary.kernel;
+fn report_losses(losses: &Losses, err: &mut impl Write) -> std::io::Result<()> {
+    if let Some(error) = &losses.recording_error {
+        writeln!(
+            err,
+            "oomreap: error: recording damaged: {error}; everything before it was replayed"
+        )?;
+    }
+    let k = losses.kernel;
     if k.ring_buffer_full > 0 {
         writeln!(
             err,
@@ -276,11 +186,11 @@ fn report_losses(summary: &TraceSummary, err: &mut impl Write) -> std::io::Resul
             k.read_failed
         )?;
     }
-    if summary.undecodable_records > 0 {
+    if losses.undecodable > 0 {
         writeln!(
             err,
             "oomreap: {} kernel records could not be decoded",
-            summary.undecodable_records
+            losses.undecodable
         )?;
     }
     Ok(())

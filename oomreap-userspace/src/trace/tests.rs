@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::{
-    fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     recording::{RecordWriter, parse},
     wire::encode,
 };
@@ -146,5 +146,5 @@ fn an_undecodable_record_is_named_and_skipped() {
     let expected =
         format!("record 1 at byte offset {offset} skipped: record has unknown event kind");
     assert!(err.contains(&expected), "{err}");
-    assert_eq!(summary.undecodable_records, 1);
+    assert_eq!(summary.losses.undecodable, 1);
 }

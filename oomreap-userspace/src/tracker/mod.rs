@@ -228,6 +228,14 @@ impl Tracker {
         self.tick(last.saturating_add(REAPER_DELAY_NS + SETTLE_NS))
     }
 
+    /// The earliest time at which [`Tracker::tick`] may settle something, if any: ticking
+    /// before it does nothing. (It may be a stale entry, after which the next comes.)
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline)
+    }
+
     /// Returns true if and only if some victim still awaits an outcome (only then can
     /// [`Tracker::tick`] change anything).
     pub fn has_active(&self) -> bool {

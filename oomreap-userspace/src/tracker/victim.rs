@@ -334,6 +334,16 @@ impl Victim {
         })
     }
 
+    /// Reclaim and compaction retries counted before this victim's OOM.
+    pub fn retries_by_kind(&self) -> (u64, u64) {
+        self.retries_before
+            .iter()
+            .fold((0, 0), |(r, c), (counter, n)| match counter.what {
+                crate::wire::RetryWhat::Reclaim => (r + n, c),
+                crate::wire::RetryWhat::Compaction => (r, c + n),
+            })
+    }
+
     /// Returns true if and only if the mm has mmu notifiers, which can make reaps partial.
     pub fn has_notifiers(&self) -> bool {
         self.notifiers.as_ref().is_some_and(|n| n.count > 0)

@@ -1,14 +1,12 @@
-//! The dashboard's state: the tracker it reads, what the user selected, sorted and filtered,
-//! and the few things the tracker does not know (rates, drops, stacks read live). Methods are
-//! named for what the user intends; rendering reads `&App` only.
-use std::collections::{HashMap, VecDeque};
+//! The dashboard's state: the intake it reads (tracker, annotations, losses), what the user
+//! selected, sorted and filtered, and the rates the tracker does not keep. Methods are named
+//! for what the user intends; rendering reads `&App` only.
+use std::collections::VecDeque;
 
 use crate::{
-    capture::HookStatus,
-    display::WallClock,
-    enrich::Stack,
+    intake::{Intake, IntakeError, Step},
     tracker::{Change, Outcome, Tracker, Victim, VictimId},
-    wire::Event,
+    wording::cgroup_name,
 };
 
 /// Seconds of history in the kills-per-second sparkline.
@@ -60,20 +58,11 @@ pub enum Mode {
     Help,
 }
 
-/// Where the events come from, for the header.
-#[derive(Clone, Debug, Default)]
-pub struct SourceInfo {
-    pub kernel: String,
-    pub hooks: Vec<HookStatus>,
-    /// The recording's file name when replaying.
-    pub replay: Option<String>,
-}
-
 /// The dashboard's state.
 pub struct App {
-    pub tracker: Tracker,
-    pub clock: WallClock,
-    pub source: SourceInfo,
+    pub intake: Intake,
+    /// The recording's file name when replaying.
+    pub replay: Option<String>,
     /// CLOCK_MONOTONIC ns when the dashboard started (or the recording's first event).
     pub started_ns: Option<u64>,
     /// The latest time seen: now for a live run, the replay position otherwise.
@@ -82,91 +71,72 @@ pub struct App {
     events_per_second: VecDeque<(u64, u64)>,
     /// Kills per second, newest last, one bucket per second of `now_ns`.
     kills: VecDeque<(u64, u64)>,
-    /// Events lost: the kernel's counters plus records that did not decode.
-    pub dropped: u64,
     pub mode: Mode,
     pub sort: SortKey,
     pub filter: String,
     /// Index into [`App::rows`].
     pub selected: usize,
     pub paused: bool,
-    /// Events that arrived while paused, applied on resume: pausing freezes the view, it
-    /// never loses events.
-    held: Vec<Event>,
     /// Finished victims up to this id are hidden (`c`).
     cleared_up_to: Option<VictimId>,
-    /// Memory cgroup paths, resolved live when a victim appears.
-    pub cgroup_names: HashMap<u64, String>,
-    /// mmu notifier callbacks by kernel address: `owner (symbol)`, resolved live.
-    pub notifier_names: HashMap<u64, String>,
-    /// Kernel stacks of lock holders, read live when a contended attempt arrived.
-    pub stacks: HashMap<(VictimId, usize), Vec<(u32, Stack)>>,
     /// Set when something visible changed since the last draw.
     pub dirty: bool,
 }
 
 impl App {
-    pub fn new(clock: WallClock, source: SourceInfo) -> Self {
+    pub fn new(intake: Intake, replay: Option<String>) -> Self {
         Self {
-            tracker: Tracker::default(),
-            clock,
-            source,
+            intake,
+            replay,
             started_ns: None,
             now_ns: 0,
             events_per_second: VecDeque::new(),
             kills: VecDeque::new(),
-            dropped: 0,
             mode: Mode::Table,
             sort: SortKey::Newest,
             filter: String::new(),
             selected: 0,
             paused: false,
-            held: Vec::new(),
             cleared_up_to: None,
-            cgroup_names: HashMap::new(),
-            notifier_names: HashMap::new(),
-            stacks: HashMap::new(),
             dirty: true,
         }
     }
 
-    /// Folds events in (or holds them while paused); returns the tracker's changes.
-    pub fn ingest(&mut self, events: Vec<Event>) -> Vec<Change> {
-        if self.paused {
-            self.held.extend(events);
-            return Vec::new();
-        }
-        let mut changes = Vec::new();
-        for event in events {
-            let at = event.timestamp_ns();
+    pub fn tracker(&self) -> &Tracker {
+        self.intake.tracker()
+    }
+
+    /// Events lost: the kernel's counters plus records that did not decode.
+    pub fn dropped(&self) -> u64 {
+        self.intake.losses().dropped()
+    }
+
+    /// Takes in what the intake brought: rates, the clock, the selection.
+    pub fn take(&mut self, step: &Step) {
+        for &at in &step.event_times {
             self.advance(at);
             bump(&mut self.events_per_second, at / 1_000_000_000);
-            changes.extend(self.tracker.tick(at));
-            let applied = self.tracker.apply(&event);
-            for change in &applied {
-                if let Change::VictimMarked(_) = change {
-                    bump(&mut self.kills, at / 1_000_000_000);
-                }
-            }
-            changes.extend(applied);
         }
-        if !changes.is_empty() {
+        for change in &step.changes {
+            if let Change::VictimMarked(id) = change
+                && let Some(at) = self.tracker().victim(*id).and_then(|v| v.killed_at_ns)
+            {
+                bump(&mut self.kills, at / 1_000_000_000);
+            }
+        }
+        if !step.changes.is_empty() {
             self.dirty = true;
         }
         self.clamp_selection();
-        changes
     }
 
-    /// Moves the clock to `now_ns` and settles what silence decides.
-    pub fn tick(&mut self, now_ns: u64) -> Vec<Change> {
+    /// Moves the clock to `now_ns` (the header's uptime and rates move every second).
+    pub fn tick(&mut self, now_ns: u64) {
         if self.paused {
-            return Vec::new();
+            return;
         }
         self.advance(now_ns);
-        let changes = self.tracker.tick(now_ns);
-        // The header's uptime and rates move every second.
         self.dirty = true;
-        changes
     }
 
     fn advance(&mut self, now_ns: u64) {
@@ -201,7 +171,7 @@ impl App {
     pub fn rows(&self) -> Vec<&Victim> {
         let needle = self.filter.to_lowercase();
         let mut rows: Vec<&Victim> = self
-            .tracker
+            .tracker()
             .victims()
             .filter(|v| !(v.outcome.is_final() && self.cleared_up_to.is_some_and(|c| v.id <= c)))
             .filter(|v| needle.is_empty() || self.matches(v, &needle))
@@ -235,11 +205,7 @@ impl App {
     /// The cgroup column's text for a victim.
     pub fn cgroup_of(&self, v: &Victim) -> String {
         match v.memcg_id {
-            Some(id) => self
-                .cgroup_names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| format!("id {id}")),
+            Some(id) => cgroup_name(self.intake.annotations(), id),
             None => "-".into(),
         }
     }
@@ -260,12 +226,12 @@ impl App {
 
     /// Counts by state, for the header.
     pub fn counts(&self) -> Counts {
-        let totals = self.tracker.totals();
+        let totals = self.tracker().totals();
         let outcome = |name: &str| totals.outcomes.get(name).copied().unwrap_or(0);
         Counts {
             total: totals.victims,
             reaping: self
-                .tracker
+                .tracker()
                 .victims()
                 .filter(|v| !v.outcome.is_final())
                 .count() as u64,
@@ -349,25 +315,22 @@ impl App {
     }
 
     /// Pauses or resumes; resuming applies the events that arrived meanwhile.
-    pub fn toggle_pause(&mut self) -> Vec<Change> {
+    pub fn toggle_pause(&mut self) -> Result<(), IntakeError> {
         self.paused = !self.paused;
         self.dirty = true;
         if self.paused {
-            return Vec::new();
+            self.intake.pause();
+        } else {
+            let step = self.intake.resume()?;
+            self.take(&step);
         }
-        let held = std::mem::take(&mut self.held);
-        self.ingest(held)
-    }
-
-    /// Events waiting for the pause to end.
-    pub fn held_events(&self) -> usize {
-        self.held.len()
+        Ok(())
     }
 
     /// Hides the victims that have finished.
     pub fn clear_finished(&mut self) {
         self.cleared_up_to = self
-            .tracker
+            .tracker()
             .victims()
             .filter(|v| v.outcome.is_final())
             .map(|v| v.id)

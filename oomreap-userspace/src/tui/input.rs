@@ -2,7 +2,6 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::app::{App, Mode};
-use crate::tracker::Change;
 
 /// Rows a PgUp/PgDn moves.
 const PAGE: usize = 10;
@@ -12,8 +11,8 @@ const PAGE: usize = 10;
 pub enum Outcome {
     Continue,
     Quit,
-    /// Resuming from pause applied held events; the loop enriches and shows them.
-    Changes(Vec<Change>),
+    /// `p`: the loop pauses or resumes the intake.
+    TogglePause,
 }
 
 pub fn handle(app: &mut App, key: KeyEvent) -> Outcome {
@@ -51,7 +50,7 @@ pub fn handle(app: &mut App, key: KeyEvent) -> Outcome {
             KeyCode::Esc => app.back(),
             KeyCode::Char('/') => app.start_filter(),
             KeyCode::Char('s') => app.cycle_sort(),
-            KeyCode::Char('p') => return Outcome::Changes(app.toggle_pause()),
+            KeyCode::Char('p') => return Outcome::TogglePause,
             KeyCode::Char('c') => app.clear_finished(),
             KeyCode::Char('?') => app.toggle_help(),
             _ => {}

@@ -4,14 +4,14 @@ use ratatui::{Terminal, backend::TestBackend};
 
 use super::{app::App, ui};
 use crate::{
-    display::WallClock,
-    fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
-    tui::SourceInfo,
-    wire::{Event, decode, encode},
+    intake::Intake,
+    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    recording::{RecordWriter, parse},
+    wire::encode,
 };
 
 /// A stuck victim (pid 7) that the reaper gave up on, and one (4242) that exited at once.
-fn stream() -> Vec<Event> {
+fn stream() -> Vec<Vec<u8>> {
     let quick = kill_at(500, 4242, "quick");
     let mut raw = vec![
         encode(&quick),
@@ -20,18 +20,27 @@ fn stream() -> Vec<Event> {
         encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
     ];
     raw.extend((0..10).map(|i| encode(&contended_skip_at(3_000 + i * 100, 7))));
-    raw.iter().map(|r| decode(r).unwrap()).collect()
+    raw
 }
 
-fn app_with(events: Vec<Event>) -> App {
-    let mut app = App::new(
-        WallClock::with_offset_ns(0),
-        SourceInfo {
-            kernel: "6.18.0-test".into(),
-            ..SourceInfo::default()
-        },
-    );
-    app.ingest(events);
+/// A replaying intake over `records`, with wall clock = monotonic clock.
+fn intake(records: &[Vec<u8>]) -> Intake {
+    let mut bytes = Vec::new();
+    let mut writer = RecordWriter::new(&mut bytes, 0).unwrap();
+    for record in records {
+        writer.write(record).unwrap();
+    }
+    let mut intake = Intake::replay(parse(&bytes).unwrap(), None);
+    intake.annotations_mut().kernel = Some("6.18.0-test".into());
+    intake
+}
+
+/// The dashboard after every record, as it is before the replay's end settles anything.
+fn app_with(records: Vec<Vec<u8>>) -> App {
+    let mut app = App::new(intake(&records), None);
+    while let Some(step) = app.intake.next_now() {
+        app.take(&step);
+    }
     app
 }
 
@@ -187,15 +196,19 @@ fn help_lists_every_key() {
 
 #[test]
 fn pausing_holds_events_and_resuming_applies_them() {
-    let mut events = stream();
-    let later = events.split_off(2);
-    let mut app = app_with(events);
-    app.toggle_pause();
-    app.ingest(later);
+    let mut app = App::new(intake(&stream()), None);
+    for _ in 0..2 {
+        let step = app.intake.next_now().unwrap();
+        app.take(&step);
+    }
+    app.toggle_pause().unwrap();
+    while let Some(step) = app.intake.next_now() {
+        app.take(&step);
+    }
     let screen = render(&app, 80, 24);
     assert_shows(&screen, "PAUSED (12 held)");
     assert!(!contains(&screen, "stuck"));
-    app.toggle_pause();
+    app.toggle_pause().unwrap();
     assert_shows(&render(&app, 80, 24), "stuck");
 }
 

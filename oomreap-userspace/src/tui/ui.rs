@@ -14,8 +14,8 @@ use ratatui::{
 use super::app::{App, Mode};
 use crate::{
     display::{duration, kib},
-    trace::text::{lock_text, summary},
-    tracker::{AttemptResult, Outcome, SkipReason, Victim},
+    tracker::{AttemptResult, Outcome, Victim},
+    wording::{lock_text, notifier_name, skip_cause_brief, summary},
 };
 
 /// Rows a terminal needs before the charts get a panel of their own.
@@ -83,9 +83,16 @@ pub fn draw(frame: &mut Frame, app: &App) {
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let uptime = app.started_ns.map_or(0, |s| app.now_ns.saturating_sub(s)) / 1_000_000_000;
-    let source = match &app.source.replay {
+    let source = match &app.replay {
         Some(file) => format!("replay {file}"),
-        None => format!("kernel {}", app.source.kernel),
+        None => format!(
+            "kernel {}",
+            app.intake
+                .annotations()
+                .kernel
+                .as_deref()
+                .unwrap_or_default()
+        ),
     };
     let first = Line::from(vec![
         Span::styled("oomreap top", Style::new().add_modifier(Modifier::BOLD)),
@@ -98,7 +105,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         )),
         Span::styled(
             if app.paused {
-                format!("  PAUSED ({} held)", app.held_events())
+                format!("  PAUSED ({} held)", app.intake.held_events())
             } else {
                 String::new()
             },
@@ -107,8 +114,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     ]);
     let c = app.counts();
     let drops = Span::styled(
-        format!("dropped {}", app.dropped),
-        if app.dropped > 0 {
+        format!("dropped {}", app.dropped()),
+        if app.dropped() > 0 {
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
         } else {
             Style::new()
@@ -121,24 +128,18 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         )),
         drops,
     ]);
-    let attached = app
-        .source
-        .hooks
-        .iter()
-        .filter(|h| h.attach.is_some())
-        .count();
-    let classic = app
-        .source
-        .hooks
+    let hooks = &app.intake.annotations().hooks;
+    let attached = hooks.iter().filter(|h| h.attach.is_some()).count();
+    let classic = hooks
         .iter()
         .filter(|h| h.attach == Some(oomreap_common::event::AttachKind::TracePoint))
         .count();
-    let third = if app.source.hooks.is_empty() {
+    let third = if hooks.is_empty() {
         Line::from("hooks: recorded stream")
     } else {
         Line::from(format!(
             "hooks {attached}/{} attached ({} BTF, {classic} classic); `oomreap doctor` says why any is missing",
-            app.source.hooks.len(),
+            hooks.len(),
             attached - classic
         ))
     };
@@ -178,7 +179,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     );
     let block = Block::new().borders(Borders::TOP).title(title);
     if rows.is_empty() {
-        let text = if app.tracker.totals().victims == 0 {
+        let text = if app.tracker().totals().victims == 0 {
             vec![
                 Line::from(""),
                 Line::from("No OOM victim yet.").bold(),
@@ -218,7 +219,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
                 kib(m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib)
             });
             let time = v.killed_at_ns.map_or("-".into(), |t| {
-                app.clock.local(t).format("%H:%M:%S").to_string()
+                app.intake.clock().local(t).format("%H:%M:%S").to_string()
             });
             let marks = format!(
                 "{}{}",
@@ -291,12 +292,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
         let names: Vec<String> = n
             .callbacks
             .iter()
-            .map(|a| {
-                app.notifier_names
-                    .get(a)
-                    .cloned()
-                    .unwrap_or_else(|| format!("{a:#x}"))
-            })
+            .map(|&a| notifier_name(app.intake.annotations(), a))
             .collect();
         let names = if names.is_empty() {
             String::new()
@@ -343,11 +339,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
                 inferred,
                 lock,
             } => {
-                let why = match reason {
-                    SkipReason::LockContended => "skip: mmap_lock contended",
-                    SkipReason::AlreadySkipped => "skip: MMF_OOM_SKIP set",
-                    SkipReason::Unknown => "skip: cause unknown",
-                };
+                let why = format!("skip: {}", skip_cause_brief(*reason));
                 let lock = lock
                     .as_ref()
                     .map_or(String::new(), |l| format!("; {}", lock_text(l)));
@@ -359,7 +351,13 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
             at(a.started_ns),
             i + 1
         )));
-        for (pid, stack) in app.stacks.get(&(v.id, i)).into_iter().flatten() {
+        for (pid, stack) in app
+            .intake
+            .annotations()
+            .stacks(v.id, i)
+            .into_iter()
+            .flatten()
+        {
             match stack {
                 Ok(frames) => lines.push(
                     Line::from(format!("      {pid}: {}", frames.join(" ← "))).fg(Color::DarkGray),
@@ -423,7 +421,7 @@ fn bar_chart<'a>(title: &'a str, data: &[(&'a str, u64)]) -> BarChart<'a> {
 
 fn draw_charts(frame: &mut Frame, area: Rect, app: &App) {
     let [left, middle, right, rates] = Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area);
-    let victims: Vec<&Victim> = app.tracker.victims().collect();
+    let victims: Vec<&Victim> = app.tracker().victims().collect();
     let reaped = histogram(
         victims.iter().filter_map(|v| v.kill_to_reaped_ns()),
         &[
@@ -444,7 +442,7 @@ fn draw_charts(frame: &mut Frame, area: Rect, app: &App) {
         ],
     );
     frame.render_widget(bar_chart("reap duration", &durations), middle);
-    let skips = &app.tracker.totals().skips;
+    let skips = &app.tracker().totals().skips;
     let causes = [
         ("lock", skips.get("lock_contended").copied().unwrap_or(0)),
         ("skip", skips.get("mmf_oom_skip").copied().unwrap_or(0)),
@@ -454,14 +452,10 @@ fn draw_charts(frame: &mut Frame, area: Rect, app: &App) {
     let history = app.kill_history();
     let width = rates.width.saturating_sub(2) as usize;
     let recent = &history[history.len().saturating_sub(width)..];
-    let retries: (u64, u64) =
-        victims
-            .iter()
-            .flat_map(|v| &v.retries_before)
-            .fold((0, 0), |(r, c), (counter, n)| match counter.what {
-                crate::wire::RetryWhat::Reclaim => (r + n, c),
-                crate::wire::RetryWhat::Compaction => (r, c + n),
-            });
+    let retries = victims
+        .iter()
+        .map(|v| v.retries_by_kind())
+        .fold((0, 0), |(r, c), (vr, vc)| (r + vr, c + vc));
     let [spark, text] = Layout::vertical([Constraint::Min(3), Constraint::Length(2)]).areas(rates);
     frame.render_widget(
         Sparkline::default()
@@ -495,10 +489,11 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|(key, what)| Line::from(format!("{key:<11}{what}")))
         .collect();
-    if !app.source.hooks.is_empty() {
+    let hooks = &app.intake.annotations().hooks;
+    if !hooks.is_empty() {
         lines.push(Line::from(""));
         lines.push(Line::from("hooks:").bold());
-        for hook in &app.source.hooks {
+        for hook in hooks {
             let how = hook
                 .attach
                 .map_or("not attached", crate::display::attach_label);

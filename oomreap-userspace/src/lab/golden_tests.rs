@@ -12,12 +12,12 @@ use ratatui::{Terminal, backend::TestBackend};
 
 use crate::{
     exporter::{Metrics, VictimNames},
-    fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    intake::Intake,
+    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     recording::{RecordWriter, Recording, parse},
     trace::{Format, run_replay},
-    tracker::Tracker,
-    tui::{SourceInfo, app::App, replay_clock, replay_feed},
-    wire::{decode, encode},
+    tui::app::App,
+    wire::encode,
 };
 
 fn golden_dir() -> PathBuf {
@@ -45,7 +45,7 @@ fn synthetic() -> Vec<u8> {
         encode(&reaper_at(EventKind::WakeReaper, 7_000, 99)),
         encode(&reaper_at(EventKind::StartReaping, 7_001, 99)),
         encode(&oomreap_common::event::FinishReapingEvent {
-            header: crate::fixtures::header_at(EventKind::FinishReaping, 7_003),
+            header: crate::lab::fixtures::header_at(EventKind::FinishReaping, 7_003),
             victim_pid: 99,
             current_pid: 33,
             anon_rss_kib: 0,
@@ -79,19 +79,13 @@ fn trace(recording: &Recording, format: Format) -> String {
 
 /// top after the whole recording: the list, then the first victim's detail pane.
 fn top(recording: &Recording) -> String {
-    let mut app = App::new(
-        replay_clock(recording),
-        SourceInfo {
-            kernel: "golden".into(),
-            ..SourceInfo::default()
-        },
-    );
-    let (crate::tui::Feed::Replay { events, .. }, _) = replay_feed(recording, 1.0) else {
-        unreachable!("a replay feed")
-    };
-    let last = events.last().map_or(0, |e| e.timestamp_ns());
-    app.ingest(events);
-    // Long enough for every victim to settle.
+    let mut intake = Intake::replay(recording.clone(), None);
+    intake.annotations_mut().kernel = Some("golden".into());
+    let step = intake.play_to_end();
+    let mut app = App::new(intake, None);
+    app.take(&step);
+    // The clock a minute on, as a dashboard left open shows it.
+    let last = step.event_times.last().copied().unwrap_or_default();
     app.tick(last + 60_000_000_000);
     let mut screens = render(&app, 120, 40);
     app.first();
@@ -120,22 +114,16 @@ fn render(app: &App, width: u16, height: u16) -> String {
 /// `oomreap_build_info`, whose revision changes with every commit.
 fn metrics(recording: &Recording) -> String {
     let (metrics, registry) = Metrics::new();
-    let mut tracker = Tracker::default();
+    let mut intake = Intake::replay(recording.clone(), None);
+    let step = intake.play_to_end();
     let mut names = |v: &crate::tracker::Victim| VictimNames {
         cgroup: crate::exporter::CgroupIdentity::path(
             v.memcg_id.map_or("unknown".into(), |id| format!("id {id}")),
         ),
         notifiers: Vec::new(),
     };
-    let mut changes = Vec::new();
-    for (_, raw) in &recording.records {
-        let Ok(event) = decode(raw) else { continue };
-        changes.extend(tracker.tick(event.timestamp_ns()));
-        tracker.apply_into(&event, &mut changes);
-    }
-    changes.extend(tracker.finish_all());
-    for change in &changes {
-        metrics.observe(&tracker, change, &mut names);
+    for change in &step.changes {
+        metrics.observe(intake.tracker(), change, &mut names);
     }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -17,7 +17,7 @@ use oomreap_common::event::{
     SkipReapingEvent,
 };
 
-use crate::{fixtures, recording, tracker::Tracker, wire};
+use crate::{lab::fixtures, recording, tracker::Tracker, wire};
 
 /// xorshift64*: small, seedable, good enough to pick mutations.
 struct Rng(u64);
@@ -132,17 +132,17 @@ fn check_recording(bytes: &[u8]) {
         return;
     };
     let mut end = 28;
-    for (offset, record) in &parsed.records {
-        assert_eq!(*offset, end, "records are contiguous");
-        end = offset + 4 + record.len();
+    for record in &parsed.records {
+        assert_eq!(record.offset, end, "records are contiguous");
+        end = record.offset + 4 + record.bytes.len();
         assert!(end <= bytes.len(), "a record inside the file");
     }
     if parsed.error.is_none() {
         assert_eq!(end, bytes.len(), "without an error every byte was read");
     }
     let mut tracker = Tracker::default();
-    for (_, record) in &parsed.records {
-        check_record(&mut tracker, record);
+    for record in &parsed.records {
+        check_record(&mut tracker, &record.bytes);
     }
     let _ = tracker.finish_all();
 }

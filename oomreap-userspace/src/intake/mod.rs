@@ -1,0 +1,494 @@
+//! The intake: the one path from a source of events to the tracker's changes, under every
+//! front end.
+//!
+//! A source (a live [`Capture`], or a [`Recording`] played at a speed or at once) gives raw
+//! records; the intake writes them to the recording being made, if any, decodes them, ticks
+//! the tracker only when one of its deadlines is due, applies each event, resolves what the
+//! changes name by number ([`Annotations`]; live only, and written to the recording when
+//! first seen) and hands the changes over as a [`Step`]. Losses — ring buffer overruns,
+//! failed kernel reads, records that do not decode, a damaged recording — are counted here
+//! and nowhere else. trace, top, serve and run read the tracker, the annotations and the
+//! losses through it, and never see the capture.
+pub mod annotations;
+
+use std::{collections::VecDeque, time::Duration};
+
+pub use annotations::{Annotations, HolderStacks};
+
+pub use crate::capture::{HookStatus, KernelCounters};
+use crate::{
+    capture::{Capture, CaptureError},
+    display::{WallClock, monotonic_now_ns},
+    enrich::Enricher,
+    recording::{RecordKind, RecordWriter, Recording, RecordingError},
+    tracker::{Change, Tracker},
+    wire::{DecodeError, Event, decode},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("failed to write the recording")]
+    Record(#[source] std::io::Error),
+}
+
+/// Where events come from.
+pub enum Source {
+    /// The kernel, through an attached capture.
+    Live(Box<Capture>),
+    /// A recording, played at `speed` times its own pace, or at once with `None`.
+    Replay {
+        recording: Recording,
+        speed: Option<f64>,
+    },
+}
+
+/// What a live intake does besides folding events.
+#[derive(Default)]
+pub struct IntakeOptions {
+    /// Write the raw stream and the annotations here.
+    pub record: Option<RecordWriter<std::fs::File>>,
+    /// Read lock holders' kernel stacks when a contended attempt names new ones.
+    pub stacks: bool,
+}
+
+/// What one call of [`Intake::next`] brought.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// The tracker's changes, in order.
+    pub changes: Vec<Change>,
+    /// The times of the events applied (CLOCK_MONOTONIC ns), for rates.
+    pub event_times: Vec<u64>,
+    /// Records skipped, each with why (already counted in [`Losses`]).
+    pub warnings: Vec<String>,
+}
+
+/// Everything lost on the way, counted once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// The kernel programs' own counters (live).
+    pub kernel: KernelCounters,
+    /// Records that did not decode, or context records that did not parse.
+    pub undecodable: u64,
+    /// Why a replay stopped early, if it did.
+    pub recording_error: Option<RecordingError>,
+}
+
+impl Losses {
+    /// Events lost, as one number (a damaged recording counts as one).
+    pub fn dropped(&self) -> u64 {
+        self.kernel.ring_buffer_full
+            + self.kernel.read_failed
+            + self.undecodable
+            + u64::from(self.recording_error.is_some())
+    }
+
+    /// Returns true if and only if anything was lost or unreadable.
+    pub fn any(&self) -> bool {
+        self.dropped() > 0
+    }
+}
+
+/// A recording being played.
+struct Replay {
+    recording: Recording,
+    speed: Option<f64>,
+    next: usize,
+    /// When, and from which event time, paced playback started.
+    started: Option<(tokio::time::Instant, u64)>,
+    /// Set once the end was reached and every victim settled.
+    finished: bool,
+}
+
+enum Input {
+    Live(Box<Capture>),
+    Replay(Replay),
+}
+
+/// Events in, changes out; see the module's documentation.
+pub struct Intake {
+    input: Input,
+    tracker: Tracker,
+    annotations: Annotations,
+    /// Resolves numbers live; `None` for a replay, whose annotations are recorded.
+    enricher: Option<Enricher>,
+    stacks: bool,
+    record: Option<RecordWriter<std::fs::File>>,
+    losses: Losses,
+    clock: WallClock,
+    /// Decoded events held while paused, applied on resume.
+    held: Option<VecDeque<Event>>,
+}
+
+impl Intake {
+    /// An intake over an attached capture; `clock` must be the one `options.record` (if
+    /// any) was created with, so a replay shows the same times.
+    pub fn live(
+        capture: Capture,
+        clock: WallClock,
+        options: IntakeOptions,
+    ) -> Result<Self, IntakeError> {
+        let mut annotations = Annotations::default();
+        annotations.kernel = crate::kernel::release();
+        annotations.hooks = capture.hooks().to_vec();
+        let mut intake = Self {
+            input: Input::Live(Box::new(capture)),
+            tracker: Tracker::default(),
+            enricher: Some(Enricher::live()),
+            stacks: options.stacks,
+            record: options.record,
+            losses: Losses::default(),
+            clock,
+            held: None,
+            annotations,
+        };
+        let source = intake.annotations.source_record();
+        intake.write_context(&source)?;
+        Ok(intake)
+    }
+
+    /// An intake playing a recording.
+    pub fn replay(recording: Recording, speed: Option<f64>) -> Self {
+        let losses = Losses {
+            recording_error: recording.error.clone(),
+            ..Losses::default()
+        };
+        Self {
+            clock: WallClock::with_offset_ns(recording.wall_offset_ns),
+            input: Input::Replay(Replay {
+                recording,
+                speed: speed.filter(|s| *s > 0.0),
+                next: 0,
+                started: None,
+                finished: false,
+            }),
+            tracker: Tracker::default(),
+            annotations: Annotations::default(),
+            enricher: None,
+            stacks: false,
+            record: None,
+            losses,
+            held: None,
+        }
+    }
+
+    /// An intake over `source`.
+    pub fn new(
+        source: Source,
+        clock: WallClock,
+        options: IntakeOptions,
+    ) -> Result<Self, IntakeError> {
+        match source {
+            Source::Live(capture) => Self::live(*capture, clock, options),
+            Source::Replay { recording, speed } => Ok(Self::replay(recording, speed)),
+        }
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn annotations(&self) -> &Annotations {
+        &self.annotations
+    }
+
+    pub fn losses(&self) -> &Losses {
+        &self.losses
+    }
+
+    /// The wall clock event times are shown in.
+    pub fn clock(&self) -> &WallClock {
+        &self.clock
+    }
+
+    /// Returns true if and only if events come from a recording.
+    pub fn is_replay(&self) -> bool {
+        matches!(self.input, Input::Replay(_))
+    }
+
+    /// Waits for the next step. `None` when a replay has ended (after a last step that
+    /// settles every victim); a live intake never ends by itself.
+    pub async fn next(&mut self) -> Result<Option<Step>, IntakeError> {
+        let mut step = Step::default();
+        match &mut self.input {
+            Input::Live(capture) => {
+                let due = self.tracker.next_deadline().filter(|_| self.held.is_none());
+                tokio::select! {
+                    records = capture.next_records() => {
+                        let records = records?;
+                        self.losses.kernel = capture.counters()?;
+                        for raw in records {
+                            self.take_wire(raw, None, &mut step)?;
+                        }
+                    }
+                    () = sleep_until_monotonic(due), if due.is_some() => {
+                        let changes = self.tracker.tick(monotonic_now_ns());
+                        step.changes = changes;
+                    }
+                }
+            }
+            Input::Replay(replay) => {
+                if replay.next == replay.recording.records.len() {
+                    if replay.finished {
+                        return Ok(None);
+                    }
+                    replay.finished = true;
+                    if self.held.is_none() {
+                        step.changes = self.tracker.finish_all();
+                    }
+                    return Ok(Some(step));
+                }
+                if let Some(at) = replay.due_at() {
+                    tokio::time::sleep_until(at).await;
+                }
+                self.replay_one(&mut step);
+            }
+        }
+        Ok(Some(step))
+    }
+
+    /// Plays the rest of a replay at once, settling every victim at its end, as one step
+    /// (for tests and tools that want the end state; a live intake gives an empty step).
+    pub fn play_to_end(&mut self) -> Step {
+        let mut step = Step::default();
+        while let Some(next) = self.next_now() {
+            step.changes.extend(next.changes);
+            step.event_times.extend(next.event_times);
+            step.warnings.extend(next.warnings);
+        }
+        if let Input::Replay(replay) = &mut self.input
+            && !replay.finished
+        {
+            replay.finished = true;
+            if self.held.is_none() {
+                step.changes.extend(self.tracker.finish_all());
+            }
+        }
+        step
+    }
+
+    /// The next step of a replay at once, unpaced, without settling at its end; `None` once
+    /// every record was played, and always for a live intake.
+    pub fn next_now(&mut self) -> Option<Step> {
+        let Input::Replay(replay) = &self.input else {
+            return None;
+        };
+        if replay.next == replay.recording.records.len() {
+            return None;
+        }
+        let mut step = Step::default();
+        self.replay_one(&mut step);
+        Some(step)
+    }
+
+    /// The annotations, to set up a test's view.
+    #[cfg(test)]
+    pub(crate) fn annotations_mut(&mut self) -> &mut Annotations {
+        &mut self.annotations
+    }
+
+    /// Holds decoded events instead of applying them (top's pause); the source is still
+    /// read and recorded, so nothing is lost.
+    pub fn pause(&mut self) {
+        self.held.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Applies what was held during a pause.
+    pub fn resume(&mut self) -> Result<Step, IntakeError> {
+        let mut step = Step::default();
+        for event in self.held.take().unwrap_or_default() {
+            self.apply(event, &mut step)?;
+        }
+        let ended = matches!(&self.input, Input::Replay(r) if r.finished);
+        if ended {
+            step.changes.extend(self.tracker.finish_all());
+        }
+        Ok(step)
+    }
+
+    /// Events waiting for the pause to end.
+    pub fn held_events(&self) -> usize {
+        self.held.as_ref().map_or(0, VecDeque::len)
+    }
+
+    /// The kernel's counters, refreshed now (live); a top-level view polls this.
+    pub fn refresh_counters(&mut self) {
+        if let Input::Live(capture) = &self.input
+            && let Ok(counters) = capture.counters()
+        {
+            self.losses.kernel = counters;
+        }
+    }
+
+    /// Plays the next wire record and the context records that follow it (they annotate
+    /// its changes, so they must be known before the changes are shown).
+    fn replay_one(&mut self, step: &mut Step) {
+        let Input::Replay(replay) = &mut self.input else {
+            return;
+        };
+        let mut wire = None;
+        while let Some(record) = replay.recording.records.get(replay.next) {
+            match record.kind {
+                RecordKind::Context => {
+                    match serde_json::from_slice(&record.bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|value| self.annotations.apply_record(&value))
+                    {
+                        Ok(()) => {}
+                        Err(why) => {
+                            self.losses.undecodable += 1;
+                            step.warnings.push(format!(
+                                "context record {} at byte offset {} skipped: {why}",
+                                replay.next, record.offset
+                            ));
+                        }
+                    }
+                }
+                RecordKind::Wire if wire.is_some() => break,
+                RecordKind::Wire => wire = Some((replay.next, record.offset, record.bytes.clone())),
+            }
+            replay.next += 1;
+        }
+        if let Some((index, offset, bytes)) = wire {
+            // Replays write nothing, so this cannot fail.
+            let _ = self.take_wire(bytes, Some((index, offset)), step);
+        }
+    }
+
+    /// Records, decodes and applies (or holds) one wire record. `at` locates a replayed one.
+    fn take_wire(
+        &mut self,
+        raw: Vec<u8>,
+        at: Option<(usize, usize)>,
+        step: &mut Step,
+    ) -> Result<(), IntakeError> {
+        if let Some(record) = self.record.as_mut() {
+            record.write(&raw).map_err(IntakeError::Record)?;
+        }
+        match decode(&raw) {
+            Ok(event) => match self.held.as_mut() {
+                Some(held) => held.push_back(event),
+                None => self.apply(event, step)?,
+            },
+            Err(error) => {
+                self.losses.undecodable += 1;
+                step.warnings.push(skipped(at, &error));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Event, step: &mut Step) -> Result<(), IntakeError> {
+        let at = event.timestamp_ns();
+        if self.tracker.next_deadline().is_some_and(|due| due <= at) {
+            step.changes.extend(self.tracker.tick(at));
+        }
+        let start = step.changes.len();
+        self.tracker.apply_into(&event, &mut step.changes);
+        step.event_times.push(at);
+        self.annotate(start, step)
+    }
+
+    /// Resolves, live, what the changes from `start` on name by number and nobody resolved
+    /// yet, and records it.
+    fn annotate(&mut self, start: usize, step: &Step) -> Result<(), IntakeError> {
+        let Some(enricher) = self.enricher.as_mut() else {
+            return Ok(());
+        };
+        let mut records = Vec::new();
+        for change in &step.changes[start..] {
+            match change {
+                Change::VictimMarked(id) => {
+                    let Some(v) = self.tracker.victim(*id) else {
+                        continue;
+                    };
+                    if let Some(memcg) = v.memcg_id
+                        && !self.annotations.knows_cgroup(memcg)
+                        && let Some(info) = enricher.cgroup(memcg).cloned()
+                    {
+                        records.push(self.annotations.add_cgroup(memcg, info));
+                    }
+                    for &address in v.notifiers.iter().flat_map(|n| n.callbacks.iter()) {
+                        if !self.annotations.knows_symbol(address)
+                            && let Ok(symbol) = enricher.symbol(address)
+                        {
+                            records.push(self.annotations.add_symbol(address, symbol));
+                        }
+                    }
+                }
+                Change::NotifierRefused { refusal, .. } => {
+                    for &address in &refusal.notifiers.callbacks {
+                        if !self.annotations.knows_symbol(address)
+                            && let Ok(symbol) = enricher.symbol(address)
+                        {
+                            records.push(self.annotations.add_symbol(address, symbol));
+                        }
+                    }
+                }
+                Change::Attempt { victim, index } if self.stacks => {
+                    let Some(v) = self.tracker.victim(*victim) else {
+                        continue;
+                    };
+                    if let Some(pids) = crate::wording::new_lock_holders(v, *index) {
+                        let stacks = pids.iter().map(|&pid| (pid, enricher.stack(pid))).collect();
+                        records.push(self.annotations.add_stacks(*victim, *index, stacks));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for record in &records {
+            self.write_context(record)?;
+        }
+        Ok(())
+    }
+
+    fn write_context(&mut self, record: &serde_json::Value) -> Result<(), IntakeError> {
+        if let Some(writer) = self.record.as_mut() {
+            writer.write_context(record).map_err(IntakeError::Record)?;
+            writer.flush().map_err(IntakeError::Record)?;
+        }
+        Ok(())
+    }
+}
+
+impl Replay {
+    /// When the next record is due, for paced playback: event i plays at
+    /// start + (t_i − t_0) / speed.
+    fn due_at(&mut self) -> Option<tokio::time::Instant> {
+        let speed = self.speed?;
+        let at = self.recording.records[self.next..]
+            .iter()
+            .find(|r| r.kind == RecordKind::Wire)
+            .and_then(|r| decode(&r.bytes).ok())?
+            .timestamp_ns();
+        let (start, first) = *self
+            .started
+            .get_or_insert_with(|| (tokio::time::Instant::now(), at));
+        let offset = at.saturating_sub(first);
+        Some(start + Duration::from_nanos((offset as f64 / speed) as u64))
+    }
+}
+
+/// A skipped record's warning; `at` is (index, byte offset) in a recording.
+fn skipped(at: Option<(usize, usize)>, error: &DecodeError) -> String {
+    match at {
+        Some((index, offset)) => format!("record {index} at byte offset {offset} skipped: {error}"),
+        None => format!("skipped a kernel record: {error}"),
+    }
+}
+
+/// Sleeps until CLOCK_MONOTONIC reaches `at` ns (at once if it has); never without one.
+async fn sleep_until_monotonic(at: Option<u64>) {
+    match at {
+        Some(at) => {
+            let wait = Duration::from_nanos(at.saturating_sub(monotonic_now_ns()));
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,14 @@
+//! The lab: what oomreap brings to make OOMs happen and to test itself, apart from the
+//! product. `oomreap inject` runs its scenarios; the hidden `hog` and `helper` subcommands
+//! are its processes. Nothing on the path from kernel events to a front end imports it, but
+//! for the fault switches ([`faults`]) that tests turn on through `OOMREAP_FAULTS`.
+pub mod faults;
+#[doc(hidden)]
+pub mod fixtures;
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod golden_tests;
+pub mod hog;
+pub mod load;
+pub mod scenario;

@@ -1,0 +1,213 @@
+//! How oomreap words what it saw, for every front end alike: skip causes, the lock text,
+//! which lock holders' stacks are worth showing, process_mrelease's return values,
+//! notifier and cgroup names, tasks and outcome summaries. trace, top and serve import this,
+//! never each other.
+use crate::{
+    display::{duration, kib},
+    enrich::notifier_owner,
+    intake::Annotations,
+    tracker::{AttemptResult, Outcome, SkipReason, Victim},
+    wire::{LockSnapshot, Task},
+};
+
+/// A skip cause in full, as trace says it.
+pub fn skip_cause(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::LockContended => "mmap_lock contended",
+        SkipReason::AlreadySkipped => "MMF_OOM_SKIP already set (memory already being freed)",
+        SkipReason::Unknown => "cause unknown",
+    }
+}
+
+/// A skip cause in brief, for a timeline line.
+pub fn skip_cause_brief(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::LockContended => "mmap_lock contended",
+        SkipReason::AlreadySkipped => "MMF_OOM_SKIP set",
+        SkipReason::Unknown => "cause unknown",
+    }
+}
+
+/// The owner (if a task is named) and the waiters.
+pub fn lock_pids(lock: &LockSnapshot) -> Vec<u32> {
+    let mut pids: Vec<u32> = lock.owner.iter().map(|o| o.pid).collect();
+    pids.extend(
+        lock.waiters
+            .iter()
+            .flatten()
+            .map(|w| w.pid)
+            .filter(|&p| p != 0),
+    );
+    pids.dedup();
+    pids
+}
+
+/// The lock holders of attempt `index` when they are worth a stack: it was skipped on a
+/// contended lock whose holders differ from the previous attempt's (the same jam repeats
+/// for every attempt).
+pub fn new_lock_holders(v: &Victim, index: usize) -> Option<Vec<u32>> {
+    let holders = |i: usize| match v.attempts.get(i).map(|a| &a.result) {
+        Some(AttemptResult::Skipped {
+            lock: Some(lock), ..
+        }) => Some(lock_pids(lock)),
+        _ => None,
+    };
+    let now = holders(index)?;
+    let before = index.checked_sub(1).and_then(holders);
+    (before.as_ref() != Some(&now)).then_some(now)
+}
+
+/// `writer-locked, 2 readers, waiters queued; owner 12 (x, reader hint); waiters 13 (y, write)`.
+pub fn lock_text(lock: &LockSnapshot) -> String {
+    let mut state = Vec::new();
+    if lock.writer_locked {
+        state.push("writer-locked".to_owned());
+    }
+    if lock.readers > 0 {
+        state.push(format!("{} readers", lock.readers));
+    }
+    if lock.waiters_queued {
+        state.push("waiters queued".to_owned());
+    }
+    if lock.handoff {
+        state.push("handoff".to_owned());
+    }
+    let mut text = if state.is_empty() {
+        "lock free now".to_owned()
+    } else {
+        state.join(", ")
+    };
+    if let Some(owner) = &lock.owner {
+        let role = if owner.reader_hint {
+            "reader hint"
+        } else {
+            "writer"
+        };
+        text.push_str(&format!("; owner {} ({}, {role})", owner.pid, owner.comm));
+    }
+    if let Some(waiters) = &lock.waiters
+        && !waiters.is_empty()
+    {
+        let listed: Vec<String> = waiters
+            .iter()
+            .map(|w| format!("{} ({}, {})", w.pid, w.comm, w.kind.name()))
+            .collect();
+        text.push_str(&format!("; waiters {}", listed.join(", ")));
+        if lock.waiters_truncated {
+            text.push_str(", …");
+        }
+    }
+    text
+}
+
+/// process_mrelease's return values: (value, metric label, text).
+const MRELEASE_RESULTS: [(i32, &str, &str); 5] = [
+    (0, "ok", "ok"),
+    (libc::EAGAIN, "eagain", "-EAGAIN (partial)"),
+    (libc::EINVAL, "einval", "-EINVAL (not dying)"),
+    (libc::ESRCH, "esrch", "-ESRCH (gone)"),
+    (libc::EINTR, "eintr", "-EINTR"),
+];
+
+fn mrelease_entry(ret: i64) -> Option<&'static (i32, &'static str, &'static str)> {
+    MRELEASE_RESULTS
+        .iter()
+        .find(|(errno, _, _)| -i64::from(*errno) == ret)
+}
+
+/// A process_mrelease return value as a metric label: `ok`, `eagain`, … or `other`.
+pub fn mrelease_label(ret: i64) -> &'static str {
+    mrelease_entry(ret).map_or("other", |(_, label, _)| label)
+}
+
+/// A process_mrelease return value for people: `ok`, `-EAGAIN (partial)`, … or the number.
+pub fn mrelease_result(ret: i64) -> String {
+    mrelease_entry(ret).map_or_else(|| ret.to_string(), |(_, _, text)| (*text).to_owned())
+}
+
+/// `owner (symbol [module])` for a notifier callback, or its address when unresolved.
+pub fn notifier_name(annotations: &Annotations, address: u64) -> String {
+    match annotations.symbol(address) {
+        Some(symbol) => format!("{} ({symbol})", notifier_owner(symbol)),
+        None => format!("{address:#x}"),
+    }
+}
+
+/// The victim's memory cgroup as people know it (pod or path), or `id N` when unresolved.
+pub fn cgroup_name(annotations: &Annotations, id: u64) -> String {
+    annotations
+        .cgroup(id)
+        .map_or_else(|| format!("id {id}"), |info| info.display_name())
+}
+
+/// `tgid (comm)`.
+pub fn task(t: &Task) -> String {
+    format!(
+        "{} ({})",
+        t.tgid.unwrap_or(t.pid),
+        t.comm.as_deref().unwrap_or("-")
+    )
+}
+
+/// The outcome in words.
+pub fn outcome(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Pending => "pending",
+        Outcome::Reaping => "reaping",
+        Outcome::ExitedBeforeWake => "exited before the reaper woke",
+        Outcome::Reaped => "reaped",
+        Outcome::AlreadyGone => "already gone when the reaper tried (MMF_OOM_SKIP)",
+        Outcome::GaveUp => "reaper gave up (oom_reaper: unable to reap)",
+        Outcome::Released => "released by process_mrelease",
+        Outcome::Unknown => "no outcome seen",
+    }
+}
+
+/// A victim's summary: outcome, attempts, timings and what the reaper freed.
+pub fn summary(v: &Victim) -> String {
+    let what = outcome(v.outcome);
+    let mut parts = vec![if v.outcome_inferred {
+        format!("{what} (inferred)")
+    } else {
+        what.to_owned()
+    }];
+    if !v.attempts.is_empty() {
+        parts.push(format!(
+            "{} attempts, {} failed",
+            v.attempts.len(),
+            v.failed_attempts()
+        ));
+    }
+    let timings = [
+        ("kill→wake", v.kill_to_wake_ns()),
+        ("kill→reaped", v.kill_to_reaped_ns()),
+        ("reap", v.reap_duration_ns()),
+        ("kill→freed", v.kill_to_mm_freed_ns()),
+    ];
+    let timings: Vec<String> = timings
+        .iter()
+        .filter_map(|(name, ns)| ns.map(|ns| format!("{name} {}", duration(ns))))
+        .collect();
+    if !timings.is_empty() {
+        parts.push(timings.join(" "));
+    }
+    if let Some(freed) = v.freed_by_reaper_kib() {
+        parts.push(format!("reaper freed {}", kib(freed)));
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mrelease_results_have_a_label_and_a_text() {
+        let eagain = -i64::from(libc::EAGAIN);
+        assert_eq!(mrelease_label(eagain), "eagain");
+        assert_eq!(mrelease_result(eagain), "-EAGAIN (partial)");
+        assert_eq!(mrelease_label(0), "ok");
+        assert_eq!(mrelease_label(-99), "other");
+        assert_eq!(mrelease_result(-99), "-99");
+    }
+}

@@ -95,9 +95,17 @@ fn outcome(steps: &[Value]) -> &Value {
 /// Runs `oomreap inject ARGS --json` under `oomreap trace --json`, waits until every victim
 /// has an outcome and its memory was freed, and stops the trace, which must report no loss.
 fn trace_scenario(args: &[&str]) -> Traced {
+    trace_scenario_with(&[], args)
+}
+
+/// As [`trace_scenario`], with more flags for `oomreap trace`.
+fn trace_scenario_with(trace_args: &[&str], args: &[&str]) -> Traced {
     let _tracefs = TracefsMount::ensure();
-    let (mut trace, stdout, stderr) =
-        start_command(Command::new(OOMREAP).args(["trace", "--json"]));
+    let (mut trace, stdout, stderr) = start_command(
+        Command::new(OOMREAP)
+            .args(["trace", "--json"])
+            .args(trace_args),
+    );
     let inject = Command::new(OOMREAP)
         .arg("inject")
         .args(args)
@@ -237,6 +245,73 @@ fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
     }
     // The lock was never taken: nothing was reaped.
     check_reap_calls(steps, &[]);
+}
+
+/// The steps of victim `tid` in a replay of `recording` as JSON.
+fn replayed_steps(recording: &std::path::Path, tid: u64) -> Vec<Value> {
+    let replay = Command::new(OOMREAP)
+        .args(["trace", "--json", "--replay"])
+        .arg(recording)
+        .output()
+        .expect("run oomreap trace --replay");
+    assert_eq!(
+        replay.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("replay JSON"))
+        .filter(|o| o["victim"]["tid"].as_u64() == Some(tid))
+        .collect()
+}
+
+#[test]
+fn a_replay_elsewhere_shows_what_the_live_trace_showed() {
+    let Some(_lock) = privileged("a_replay_elsewhere_shows_what_the_live_trace_showed") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("oomreap-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a folder for the recording");
+    let file = dir.join("lock.rec");
+    let traced = trace_scenario_with(&["--record", file.to_str().unwrap()], &["lock-contended"]);
+    let live = traced.victim();
+    let cgroup = traced.report["cgroup"]["path"].as_str().unwrap_or_default();
+    assert!(
+        !cgroup.is_empty() && !std::path::Path::new(cgroup).exists(),
+        "the scenario's cgroup {cgroup:?} is gone before the replay"
+    );
+    let tid = traced.report["victims"][0]["pid"].as_u64().unwrap();
+    let replayed = replayed_steps(&file, tid);
+    std::fs::remove_dir_all(&dir).expect("remove the recording");
+    // What the recording machine knew, shown again: the cgroup's path and the lock
+    // holders' kernel stacks.
+    let kill = step(live, "kill")[0];
+    assert!(kill["memcg"]["path"].is_string(), "{kill}");
+    let stacked = step(live, "skip")[0];
+    assert!(
+        stacked["lock"]["owner"]["stack"]["frames"].is_array(),
+        "{stacked}"
+    );
+    // Every step alike, but the outcome's time: live, silence settled it on a timer; a
+    // replay settles it at the recording's end.
+    let without_time = |steps: &[Value]| -> Vec<Value> {
+        steps
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if s["step"] == "outcome" {
+                    for key in ["time", "ts_ns"] {
+                        s.as_object_mut().unwrap().remove(key);
+                    }
+                }
+                s
+            })
+            .collect()
+    };
+    let replayed_refs: Vec<Value> = without_time(&replayed);
+    assert_eq!(replayed_refs, without_time(live));
 }
 
 #[test]

@@ -238,7 +238,7 @@ pub fn text(report: &Report) -> String {
 /// The report as one JSON object (schema in docs/events.md, "doctor").
 pub fn json(report: &Report) -> Value {
     json!({
-        "schema": crate::trace::json::SCHEMA_VERSION,
+        "schema": crate::wording::SCHEMA_VERSION,
         "kernel": report.kernel,
         "btf": match &report.btf {
             Ok((path, size)) => json!({"path": path, "bytes": size}),

@@ -10,6 +10,10 @@ use crate::{
     wire::{LockSnapshot, Task},
 };
 
+/// Version of the JSON schema of trace's lines (docs/events.md), in every object's `schema`
+/// field, and of the other JSON oomreap writes in the same words (inject, doctor).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// A skip cause in full, as trace says it.
 pub fn skip_cause(reason: SkipReason) -> &'static str {
     match reason {

@@ -25,11 +25,15 @@ pub const VARIABLE: &str = "OOMREAP_FAULTS";
 )]
 pub struct UnknownFault(pub String);
 
-/// The faults asked for, parsed.
-fn entries() -> Vec<(String, String)> {
-    std::env::var(VARIABLE)
-        .unwrap_or_default()
-        .split(',')
+/// The faults asked for, parsed once: checks run on hot paths (every stack read, every
+/// draw), and the variable does not change while oomreap runs.
+fn entries() -> &'static [(String, String)] {
+    static ENTRIES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    ENTRIES.get_or_init(|| parse(&std::env::var(VARIABLE).unwrap_or_default()))
+}
+
+fn parse(text: &str) -> Vec<(String, String)> {
+    text.split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(|e| match e.split_once('=') {
@@ -42,9 +46,10 @@ fn entries() -> Vec<(String, String)> {
 /// Checks every entry is one oomreap knows.
 pub fn validate() -> Result<(), UnknownFault> {
     for (what, value) in entries() {
-        let known = match what.as_str() {
+        let (what, value) = (what.as_str(), value.as_str());
+        let known = match what {
             "refuse" => {
-                let mode = value.split_once('@').map_or(value.as_str(), |(m, _)| m);
+                let mode = value.split_once('@').map_or(value, |(m, _)| m);
                 ["fentry", "kprobe", "btf_tracepoint", "tracepoint"].contains(&mode)
             }
             "missing" => !value.is_empty(),

@@ -2,6 +2,8 @@
 //! product. `oomreap inject` runs its scenarios; the hidden `hog` and `helper` subcommands
 //! are its processes. Nothing on the path from kernel events to a front end imports it, but
 //! for the fault switches ([`faults`]) that tests turn on through `OOMREAP_FAULTS`.
+#[cfg(test)]
+mod architecture_tests;
 pub mod faults;
 #[doc(hidden)]
 pub mod fixtures;

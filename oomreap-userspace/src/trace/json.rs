@@ -2,15 +2,13 @@
 //! docs/events.md; bump [`SCHEMA_VERSION`] on any incompatible change.
 use serde_json::{Value, json};
 
+pub use crate::wording::SCHEMA_VERSION;
 use crate::{
     enrich::notifier_owner,
     intake::{Annotations, Intake},
     tracker::{AttemptResult, Change, Victim, VictimId},
     wire::{LockSnapshot, RetryWhat, Rss, Task},
 };
-
-/// Version of the JSON Lines schema, in every object's `schema` field.
-pub const SCHEMA_VERSION: u32 = 1;
 
 /// The object for one change, or `None` when the victim was already evicted.
 pub fn object(cx: &Intake, change: &Change) -> Option<Value> {

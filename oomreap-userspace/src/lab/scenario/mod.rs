@@ -200,7 +200,7 @@ impl Report {
                 .collect()
         };
         json!({
-            "schema": crate::trace::json::SCHEMA_VERSION,
+            "schema": crate::wording::SCHEMA_VERSION,
             "scenario": self.scenario,
             "cgroup": {
                 "path": self.cgroup_path,

@@ -26,8 +26,16 @@ use oomreap::{
     trace::{self, Format, TraceSummary},
 };
 
+// Every exit status, in one table (the command's own status passes through `run`).
+/// The command ran, but events were lost or a recording was damaged; for `doctor`, oomreap
+/// cannot trace here.
 const EXIT_LOST_EVENTS: u8 = 1;
+/// Bad flags, missing privileges or kernel features, I/O failure.
 const EXIT_ERROR: u8 = 2;
+/// `run`: an expectation failed.
+const EXIT_EXPECTATION_FAILED: u8 = 90;
+/// `run`: oomreap itself failed (kept apart from any status the command could return).
+const EXIT_RUN_ERROR: u8 = 91;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -173,11 +181,6 @@ fn live_intake(
         IntakeOptions { record, stacks },
     )?)
 }
-
-/// `oomreap run`'s exit status when an expectation failed; the command's own status is
-/// passed through otherwise. Errors of oomreap itself exit with [`EXIT_RUN_ERROR`].
-const EXIT_EXPECTATION_FAILED: u8 = 90;
-const EXIT_RUN_ERROR: u8 = 91;
 
 fn run_run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     use oomreap::session::{Scope, Session};
@@ -348,55 +351,13 @@ fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
 
 /// `doctor --self`: what oomreap's own kernel programs cost over `seconds`.
 fn run_doctor_self(args: &DoctorArgs, seconds: u64) -> anyhow::Result<ExitCode> {
-    let stats = with_runtime(async {
-        let capture = Capture::start(&(&args.attach).into())?;
-        let _stats = oomreap::capture::enable_run_time_stats()?;
-        let before = capture.program_stats();
-        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-        let after = capture.program_stats();
-        Ok(after
-            .into_iter()
-            .map(|a| {
-                let b = before.iter().find(|b| b.name == a.name);
-                let runs = a.run_count - b.map_or(0, |b| b.run_count);
-                let ns = a.run_time_ns - b.map_or(0, |b| b.run_time_ns);
-                (a.name, runs, ns)
-            })
-            .collect::<Vec<_>>())
-    })?;
+    let cost =
+        with_runtime(async { Ok(doctor::measure_self(&(&args.attach).into(), seconds).await?) })?;
     if args.json {
-        let programs: Vec<_> = stats
-            .iter()
-            .map(|(name, runs, ns)| serde_json::json!({"program": name, "runs": runs, "run_time_ns": ns}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"seconds": seconds, "programs": programs})
-        );
-        return Ok(ExitCode::SUCCESS);
+        println!("{}", cost.json());
+    } else {
+        print!("{}", cost.text());
     }
-    println!("oomreap's kernel programs over {seconds} s:");
-    println!(
-        "{:<36} {:>10} {:>14} {:>10}",
-        "PROGRAM", "RUNS", "RUN TIME", "PER RUN"
-    );
-    let (mut total_runs, mut total_ns) = (0, 0);
-    for (name, runs, ns) in &stats {
-        total_runs += runs;
-        total_ns += ns;
-        let per = if *runs > 0 {
-            format!("{} ns", ns / runs)
-        } else {
-            "-".into()
-        };
-        println!("{name:<36} {runs:>10} {:>11} µs {per:>10}", ns / 1000);
-    }
-    println!(
-        "{:<36} {total_runs:>10} {:>11} µs  = {:.4} % of one CPU",
-        "total",
-        total_ns / 1000,
-        total_ns as f64 / (seconds.max(1) as f64 * 1e9) * 100.0
-    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,7 +1,10 @@
 //! `oomreap doctor`: what this kernel offers oomreap, hook by hook, and why anything is
 //! missing.
+mod cost;
+
 use std::path::PathBuf;
 
+pub use cost::{ProgramCost, SelfCost, measure as measure_self};
 use oomreap_common::event::AttachKind;
 use serde_json::{Value, json};
 

@@ -83,10 +83,10 @@ pub struct Totals {
     pub events: u64,
     pub victims: u64,
     /// Final outcomes, by outcome.
-    pub outcomes: BTreeMap<&'static str, u64>,
+    pub outcomes: BTreeMap<Outcome, u64>,
     pub attempts: u64,
     /// Skipped attempts by cause.
-    pub skips: BTreeMap<&'static str, u64>,
+    pub skips: BTreeMap<SkipReason, u64>,
     /// process_mrelease calls by return value.
     pub mreleases: BTreeMap<i64, u64>,
     /// Reaper lock attempts seen, and how many failed.
@@ -417,7 +417,7 @@ impl Tracker {
         let index = v.attempts.len() - 1;
         let failed = v.failed_attempts();
         self.totals.attempts += 1;
-        *self.totals.skips.entry(reason.name()).or_default() += 1;
+        *self.totals.skips.entry(reason).or_default() += 1;
         changes.push(Change::Attempt { victim: id, index });
         if reason == SkipReason::AlreadySkipped {
             self.finalize(id, Outcome::AlreadyGone, inferred, e.timestamp_ns, changes);
@@ -700,7 +700,7 @@ impl Tracker {
         if self.active.get(&pid) == Some(&id) {
             self.active.remove(&pid);
         }
-        *self.totals.outcomes.entry(outcome.name()).or_default() += 1;
+        *self.totals.outcomes.entry(outcome).or_default() += 1;
         changes.push(Change::Finished(id));
         self.evict();
     }

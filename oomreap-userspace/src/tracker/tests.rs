@@ -299,8 +299,11 @@ fn ten_contended_attempts_give_up() {
     assert_eq!(v.failed_attempts(), 10);
     assert!(v.lock_contended());
     assert_eq!(changes.last(), Some(&Change::Finished(v.id)));
-    assert_eq!(tracker.totals().skips.get("lock_contended"), Some(&10));
-    assert_eq!(tracker.totals().outcomes.get("gave_up"), Some(&1));
+    assert_eq!(
+        tracker.totals().skips.get(&SkipReason::LockContended),
+        Some(&10)
+    );
+    assert_eq!(tracker.totals().outcomes.get(&Outcome::GaveUp), Some(&1));
 }
 
 #[test]
@@ -682,7 +685,7 @@ fn process_mrelease_is_seen_through_its_reap_call() {
             ..
         }
     )));
-    assert_eq!(tracker.totals().outcomes.get("released"), Some(&1));
+    assert_eq!(tracker.totals().outcomes.get(&Outcome::Released), Some(&1));
 }
 
 #[test]

@@ -13,7 +13,7 @@ pub const REFUSALS_KEPT: usize = 16;
 pub struct VictimId(pub u64);
 
 /// Where a victim's story ended, or stands.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
     /// Killed; the reaper's 2 s timer has not fired yet.
     Pending,
@@ -67,7 +67,7 @@ impl Outcome {
 }
 
 /// The cause of a skipped attempt.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
     /// `mmap_read_trylock` failed.
     LockContended,

@@ -227,7 +227,7 @@ impl App {
     /// Counts by state, for the header.
     pub fn counts(&self) -> Counts {
         let totals = self.tracker().totals();
-        let outcome = |name: &str| totals.outcomes.get(name).copied().unwrap_or(0);
+        let outcome = |o: Outcome| totals.outcomes.get(&o).copied().unwrap_or(0);
         Counts {
             total: totals.victims,
             reaping: self
@@ -235,12 +235,12 @@ impl App {
                 .victims()
                 .filter(|v| !v.outcome.is_final())
                 .count() as u64,
-            reaped: outcome(Outcome::Reaped.name()),
-            gave_up: outcome(Outcome::GaveUp.name()),
-            exited: outcome(Outcome::ExitedBeforeWake.name()),
-            other: outcome(Outcome::AlreadyGone.name())
-                + outcome(Outcome::Released.name())
-                + outcome(Outcome::Unknown.name()),
+            reaped: outcome(Outcome::Reaped),
+            gave_up: outcome(Outcome::GaveUp),
+            exited: outcome(Outcome::ExitedBeforeWake),
+            other: outcome(Outcome::AlreadyGone)
+                + outcome(Outcome::Released)
+                + outcome(Outcome::Unknown),
         }
     }
 

@@ -14,7 +14,7 @@ use ratatui::{
 use super::app::{App, Mode};
 use crate::{
     display::{duration, kib},
-    tracker::{AttemptResult, Outcome, Victim},
+    tracker::{AttemptResult, Outcome, SkipReason, Victim},
     wording::{lock_text, notifier_name, skip_cause_brief, summary},
 };
 
@@ -444,10 +444,11 @@ fn draw_charts(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(bar_chart("reap duration", &durations), middle);
     let skips = &app.tracker().totals().skips;
     let causes = [
-        ("lock", skips.get("lock_contended").copied().unwrap_or(0)),
-        ("skip", skips.get("mmf_oom_skip").copied().unwrap_or(0)),
-        ("?", skips.get("unknown").copied().unwrap_or(0)),
-    ];
+        ("lock", SkipReason::LockContended),
+        ("skip", SkipReason::AlreadySkipped),
+        ("?", SkipReason::Unknown),
+    ]
+    .map(|(label, reason)| (label, skips.get(&reason).copied().unwrap_or(0)));
     frame.render_widget(bar_chart("skip causes", &causes), right);
     let history = app.kill_history();
     let width = rates.width.saturating_sub(2) as usize;

@@ -434,10 +434,7 @@ impl Tracker {
         if !e.success {
             self.totals.reaper_trylocks_failed += 1;
         }
-        let id = e
-            .victim_pid
-            .and_then(|pid| self.active.get(&pid).copied())
-            .or_else(|| self.active_by_mm(e.mm));
+        let id = self.active_by(e.victim_pid, Some(e.mm));
         if let Some(v) = id.and_then(|id| self.victim_mut(id)) {
             v.pending_trylock = Some((e.timestamp_ns, e.success));
         }
@@ -447,10 +444,7 @@ impl Tracker {
         // The reaper often settles a victim before its memory is finally freed (a stuck
         // thread keeps the mm alive), so finished victims are matched too.
         let Some(id) = self
-            .active
-            .get(&e.victim_pid)
-            .copied()
-            .or_else(|| self.active_by_mm(e.mm))
+            .active_by(Some(e.victim_pid), Some(e.mm))
             .or_else(|| self.finished_awaiting_exit(e.mm))
         else {
             return;
@@ -491,10 +485,8 @@ impl Tracker {
             ret: e.ret,
             caller: e.caller.clone(),
         };
-        let id = e
-            .victim_pid
-            .and_then(|pid| self.active.get(&pid).copied())
-            .or_else(|| e.mm.and_then(|mm| self.active_by_mm(mm)))
+        let id = self
+            .active_by(e.victim_pid, e.mm)
             // The call's own reap (fentry/kprobe modes) may have settled the victim already.
             .or_else(|| e.mm.and_then(|mm| self.released_by(mm, e.caller.pid)));
         let Some(id) = id else {
@@ -519,10 +511,7 @@ impl Tracker {
         } else {
             self.totals.reap_calls_partial += 1;
         }
-        let id = e
-            .victim_pid
-            .and_then(|pid| self.active.get(&pid).copied())
-            .or_else(|| self.active_by_mm(e.mm));
+        let id = self.active_by(e.victim_pid, Some(e.mm));
         let Some(v) = id.and_then(|id| self.victim_mut(id)) else {
             changes.push(Change::ReapCall {
                 victim: None,
@@ -564,10 +553,7 @@ impl Tracker {
 
     fn notifier_refused(&mut self, e: &NotifierRefused, changes: &mut Vec<Change>) {
         self.totals.notifier_refusals += 1;
-        let id = e
-            .victim_pid
-            .and_then(|pid| self.active.get(&pid).copied())
-            .or_else(|| self.active_by_mm(e.mm));
+        let id = self.active_by(e.victim_pid, Some(e.mm));
         if let Some(v) = id.and_then(|id| self.victim_mut(id))
             && v.notifier_refusals.len() < REFUSALS_KEPT
         {
@@ -732,6 +718,12 @@ impl Tracker {
         let id = self.new_id();
         self.insert(Victim::unseen(id, pid));
         id
+    }
+
+    /// The active victim a step names: by its pid, else by its mm (the one victim lookup).
+    fn active_by(&self, pid: Option<u32>, mm: Option<u64>) -> Option<VictimId> {
+        pid.and_then(|pid| self.active.get(&pid).copied())
+            .or_else(|| mm.and_then(|mm| self.active_by_mm(mm)))
     }
 
     fn active_by_mm(&self, mm: u64) -> Option<VictimId> {

@@ -39,9 +39,6 @@ pub const REAPER_DELAY_NS: u64 = 2_000_000_000;
 /// HZ/10 retry interval.
 pub const SETTLE_NS: u64 = 1_000_000_000;
 
-/// How many recent oom_score_adj changes are kept.
-const SCORE_CHANGES_KEPT: usize = 256;
-
 /// What an event changed, for front ends that react to changes rather than redraw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -115,7 +112,6 @@ pub struct Tracker {
     deadlines: BinaryHeap<Reverse<(u64, VictimId)>>,
     retries_seen: BTreeMap<RetryCounter, u64>,
     retries_pending: BTreeMap<RetryCounter, u64>,
-    score_changes: VecDeque<ScoreAdj>,
 }
 
 impl Default for Tracker {
@@ -136,7 +132,6 @@ impl Tracker {
             deadlines: BinaryHeap::new(),
             retries_seen: BTreeMap::new(),
             retries_pending: BTreeMap::new(),
-            score_changes: VecDeque::new(),
         }
     }
 
@@ -161,13 +156,7 @@ impl Tracker {
             Event::LockAttempt(e) => self.lock_attempt(e),
             Event::ExitMmap(e) => self.exit_mmap(e, changes),
             Event::Mrelease(e) => self.mrelease(e, changes),
-            Event::ScoreAdj(e) => {
-                if self.score_changes.len() == SCORE_CHANGES_KEPT {
-                    self.score_changes.pop_front();
-                }
-                self.score_changes.push_back(e.clone());
-                changes.push(Change::ScoreAdjusted(e.clone()));
-            }
+            Event::ScoreAdj(e) => changes.push(Change::ScoreAdjusted(e.clone())),
             Event::RetryCounts(e) => self.retry_counts(e),
             Event::ReapCall(e) => self.reap_call(e, changes),
             Event::NotifierRefused(e) => self.notifier_refused(e, changes),
@@ -272,11 +261,6 @@ impl Tracker {
 
     pub fn totals(&self) -> &Totals {
         &self.totals
-    }
-
-    /// Recent oom_score_adj changes, oldest first.
-    pub fn score_changes(&self) -> impl Iterator<Item = &ScoreAdj> {
-        self.score_changes.iter()
     }
 
     fn mark_victim(&mut self, e: &MarkVictim, changes: &mut Vec<Change>) {

@@ -119,6 +119,10 @@ pub struct Intake {
     clock: WallClock,
     /// Decoded events held while paused, applied on resume.
     held: Option<VecDeque<Event>>,
+    /// Raw records the capture gave that are not yet taken, one a step.
+    unread: VecDeque<Vec<u8>>,
+    /// An event recorded and decoded, whose step comes after the tick step before it.
+    due: Option<Event>,
 }
 
 impl Intake {
@@ -141,6 +145,8 @@ impl Intake {
             losses: Losses::default(),
             clock,
             held: None,
+            unread: VecDeque::new(),
+            due: None,
             annotations,
         };
         let source = intake.annotations.source_record();
@@ -170,6 +176,8 @@ impl Intake {
             record: None,
             losses,
             held: None,
+            unread: VecDeque::new(),
+            due: None,
         }
     }
 
@@ -209,23 +217,33 @@ impl Intake {
 
     /// Waits for the next step. `None` when a replay has ended (after a last step that
     /// settles every victim); a live intake never ends by itself.
+    ///
+    /// A step holds what one event changed, or what one tick settled, never more: a front end
+    /// that words a change from the tracker's state right away sees the state that change
+    /// left (a pass's start still in progress, before its finish in the same batch).
     pub async fn next(&mut self) -> Result<Option<Step>, IntakeError> {
         let mut step = Step::default();
+        if let Some(event) = self.due.take() {
+            self.apply(event, &mut step)?;
+            return Ok(Some(step));
+        }
         match &mut self.input {
             Input::Live(capture) => {
-                let due = self.tracker.next_deadline().filter(|_| self.held.is_none());
-                tokio::select! {
-                    records = capture.next_records() => {
-                        let records = records?;
-                        self.losses.kernel = capture.counters()?;
-                        for raw in records {
-                            self.take_wire(raw, None, &mut step)?;
+                if self.unread.is_empty() {
+                    let due = self.tracker.next_deadline().filter(|_| self.held.is_none());
+                    tokio::select! {
+                        records = capture.next_records() => {
+                            self.unread.extend(records?);
+                            self.losses.kernel = capture.counters()?;
+                        }
+                        () = sleep_until_monotonic(due), if due.is_some() => {
+                            step.changes = self.tracker.tick(monotonic_now_ns());
+                            return Ok(Some(step));
                         }
                     }
-                    () = sleep_until_monotonic(due), if due.is_some() => {
-                        let changes = self.tracker.tick(monotonic_now_ns());
-                        step.changes = changes;
-                    }
+                }
+                if let Some(raw) = self.unread.pop_front() {
+                    self.take_wire(raw, None, &mut step)?;
                 }
             }
             Input::Replay(replay) => {
@@ -271,13 +289,18 @@ impl Intake {
     /// The next step of a replay at once, unpaced, without settling at its end; `None` once
     /// every record was played, and always for a live intake.
     pub fn next_now(&mut self) -> Option<Step> {
+        let mut step = Step::default();
+        if let Some(event) = self.due.take() {
+            // Replays write nothing, so this cannot fail.
+            let _ = self.apply(event, &mut step);
+            return Some(step);
+        }
         let Input::Replay(replay) = &self.input else {
             return None;
         };
         if replay.next == replay.recording.records.len() {
             return None;
         }
-        let mut step = Step::default();
         self.replay_one(&mut step);
         Some(step)
     }
@@ -298,6 +321,7 @@ impl Intake {
     pub fn resume(&mut self) -> Result<Step, IntakeError> {
         let mut step = Step::default();
         for event in self.held.take().unwrap_or_default() {
+            step.changes.extend(self.tick_due(event.timestamp_ns()));
             self.apply(event, &mut step)?;
         }
         let ended = matches!(&self.input, Input::Replay(r) if r.finished);
@@ -369,7 +393,16 @@ impl Intake {
         match decode(&raw) {
             Ok(event) => match self.held.as_mut() {
                 Some(held) => held.push_back(event),
-                None => self.apply(event, step)?,
+                None => {
+                    // What silence settled before this event is a step of its own.
+                    let settled = self.tick_due(event.timestamp_ns());
+                    if settled.is_empty() {
+                        self.apply(event, step)?;
+                    } else {
+                        step.changes = settled;
+                        self.due = Some(event);
+                    }
+                }
             },
             Err(error) => {
                 self.losses.undecodable += 1;
@@ -379,11 +412,18 @@ impl Intake {
         Ok(())
     }
 
+    /// Ticks the tracker to `at` if a deadline is due by then.
+    fn tick_due(&mut self, at: u64) -> Vec<Change> {
+        if self.tracker.next_deadline().is_some_and(|due| due <= at) {
+            self.tracker.tick(at)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Applies one event (after any tick it needed) and annotates its changes.
     fn apply(&mut self, event: Event, step: &mut Step) -> Result<(), IntakeError> {
         let at = event.timestamp_ns();
-        if self.tracker.next_deadline().is_some_and(|due| due <= at) {
-            step.changes.extend(self.tracker.tick(at));
-        }
         let start = step.changes.len();
         self.tracker.apply_into(&event, &mut step.changes);
         step.event_times.push(at);

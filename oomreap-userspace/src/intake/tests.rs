@@ -95,3 +95,34 @@ fn paced_replays_keep_the_recorded_gaps() {
         assert!(took >= Duration::from_millis(20), "{took:?}");
     });
 }
+
+#[test]
+fn what_silence_settled_comes_a_step_before_the_event_that_revealed_it() {
+    let mut bytes = Vec::new();
+    let mut writer = RecordWriter::new(&mut bytes, 0).unwrap();
+    let kill = kill_at(1_000, 4242, "quick");
+    writer.write(&encode(&kill)).unwrap();
+    // The memory is freed long after the reaper's timer would have found the victim gone.
+    writer
+        .write(&encode(&crate::lab::fixtures::exit_at(
+            9_000,
+            4242,
+            kill.victim_mm,
+        )))
+        .unwrap();
+    let mut intake = Intake::replay(parse(&bytes).unwrap(), None);
+    let kill_step = intake.next_now().unwrap();
+    assert!(matches!(kill_step.changes[..], [Change::VictimMarked(_)]));
+    let settled = intake.next_now().unwrap();
+    assert!(
+        matches!(settled.changes[..], [Change::Finished(_)]) && settled.event_times.is_empty(),
+        "{settled:?}"
+    );
+    // The outcome was worded before the exit was applied.
+    let victim = intake.tracker().victims().next().unwrap();
+    assert_eq!(victim.mm_freed_at_ns, None);
+    let exit = intake.next_now().unwrap();
+    assert!(matches!(exit.changes[..], [Change::MmFreed(_)]), "{exit:?}");
+    assert_eq!(exit.event_times, [9_000_000_000]);
+    assert!(intake.next_now().is_none());
+}

@@ -33,17 +33,6 @@ pub enum IntakeError {
     Record(#[source] std::io::Error),
 }
 
-/// Where events come from.
-pub enum Source {
-    /// The kernel, through an attached capture.
-    Live(Box<Capture>),
-    /// A recording, played at `speed` times its own pace, or at once with `None`.
-    Replay {
-        recording: Recording,
-        speed: Option<f64>,
-    },
-}
-
 /// What a live intake does besides folding events.
 #[derive(Default)]
 pub struct IntakeOptions {
@@ -181,18 +170,6 @@ impl Intake {
         }
     }
 
-    /// An intake over `source`.
-    pub fn new(
-        source: Source,
-        clock: WallClock,
-        options: IntakeOptions,
-    ) -> Result<Self, IntakeError> {
-        match source {
-            Source::Live(capture) => Self::live(*capture, clock, options),
-            Source::Replay { recording, speed } => Ok(Self::replay(recording, speed)),
-        }
-    }
-
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
@@ -251,10 +228,7 @@ impl Intake {
                     if replay.finished {
                         return Ok(None);
                     }
-                    replay.finished = true;
-                    if self.held.is_none() {
-                        step.changes = self.tracker.finish_all();
-                    }
+                    step.changes = self.end_replay();
                     return Ok(Some(step));
                 }
                 if let Some(at) = replay.due_at() {
@@ -275,15 +249,22 @@ impl Intake {
             step.event_times.extend(next.event_times);
             step.warnings.extend(next.warnings);
         }
-        if let Input::Replay(replay) = &mut self.input
-            && !replay.finished
-        {
-            replay.finished = true;
-            if self.held.is_none() {
-                step.changes.extend(self.tracker.finish_all());
-            }
+        if matches!(&self.input, Input::Replay(r) if !r.finished) {
+            step.changes.extend(self.end_replay());
         }
         step
+    }
+
+    /// Marks a replay ended and settles every victim, as a long silence would; while paused,
+    /// `resume` settles them after the held events.
+    fn end_replay(&mut self) -> Vec<Change> {
+        if let Input::Replay(replay) = &mut self.input {
+            replay.finished = true;
+        }
+        if self.held.is_some() {
+            return Vec::new();
+        }
+        self.tracker.finish_all()
     }
 
     /// The next step of a replay at once, unpaced, without settling at its end; `None` once
@@ -329,6 +310,11 @@ impl Intake {
             step.changes.extend(self.tracker.finish_all());
         }
         Ok(step)
+    }
+
+    /// Returns true if and only if events are held (top's pause).
+    pub fn is_paused(&self) -> bool {
+        self.held.is_some()
     }
 
     /// Events waiting for the pause to end.
@@ -421,7 +407,7 @@ impl Intake {
         }
     }
 
-    /// Applies one event (after any tick it needed) and annotates its changes.
+    /// Applies one event (any tick it needed came first) and annotates its changes.
     fn apply(&mut self, event: Event, step: &mut Step) -> Result<(), IntakeError> {
         let at = event.timestamp_ns();
         let start = step.changes.len();
@@ -449,22 +435,12 @@ impl Intake {
                     {
                         records.push(self.annotations.add_cgroup(memcg, info));
                     }
-                    for &address in v.notifiers.iter().flat_map(|n| n.callbacks.iter()) {
-                        if !self.annotations.knows_symbol(address)
-                            && let Ok(symbol) = enricher.symbol(address)
-                        {
-                            records.push(self.annotations.add_symbol(address, symbol));
-                        }
-                    }
+                    let callbacks = v.notifiers.iter().flat_map(|n| n.callbacks.iter());
+                    resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
                 }
                 Change::NotifierRefused { refusal, .. } => {
-                    for &address in &refusal.notifiers.callbacks {
-                        if !self.annotations.knows_symbol(address)
-                            && let Ok(symbol) = enricher.symbol(address)
-                        {
-                            records.push(self.annotations.add_symbol(address, symbol));
-                        }
-                    }
+                    let callbacks = refusal.notifiers.callbacks.iter();
+                    resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
                 }
                 Change::Attempt { victim, index } if self.stacks => {
                     let Some(v) = self.tracker.victim(*victim) else {
@@ -508,6 +484,23 @@ impl Replay {
             .get_or_insert_with(|| (tokio::time::Instant::now(), at));
         let offset = at.saturating_sub(first);
         Some(start + Duration::from_nanos((offset as f64 / speed) as u64))
+    }
+}
+
+/// Resolves the notifier callbacks at `addresses` not resolved yet, adding each symbol's
+/// context record to `records` (an unresolvable one is shown by its address).
+fn resolve_symbols<'a>(
+    enricher: &mut Enricher,
+    annotations: &mut Annotations,
+    addresses: impl Iterator<Item = &'a u64>,
+    records: &mut Vec<serde_json::Value>,
+) {
+    for &address in addresses {
+        if !annotations.knows_symbol(address)
+            && let Ok(symbol) = enricher.symbol(address)
+        {
+            records.push(annotations.add_symbol(address, symbol));
+        }
     }
 }
 

@@ -76,7 +76,6 @@ pub struct App {
     pub filter: String,
     /// Index into [`App::rows`].
     pub selected: usize,
-    pub paused: bool,
     /// Finished victims up to this id are hidden (`c`).
     cleared_up_to: Option<VictimId>,
     /// Set when something visible changed since the last draw.
@@ -96,7 +95,6 @@ impl App {
             sort: SortKey::Newest,
             filter: String::new(),
             selected: 0,
-            paused: false,
             cleared_up_to: None,
             dirty: true,
         }
@@ -104,6 +102,11 @@ impl App {
 
     pub fn tracker(&self) -> &Tracker {
         self.intake.tracker()
+    }
+
+    /// Returns true if and only if the view is frozen (`p`).
+    pub fn paused(&self) -> bool {
+        self.intake.is_paused()
     }
 
     /// Events lost: the kernel's counters plus records that did not decode.
@@ -132,7 +135,7 @@ impl App {
 
     /// Moves the clock to `now_ns` (the header's uptime and rates move every second).
     pub fn tick(&mut self, now_ns: u64) {
-        if self.paused {
+        if self.paused() {
             return;
         }
         self.advance(now_ns);
@@ -316,9 +319,8 @@ impl App {
 
     /// Pauses or resumes; resuming applies the events that arrived meanwhile.
     pub fn toggle_pause(&mut self) -> Result<(), IntakeError> {
-        self.paused = !self.paused;
         self.dirty = true;
-        if self.paused {
+        if !self.paused() {
             self.intake.pause();
         } else {
             let step = self.intake.resume()?;

@@ -104,7 +104,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             app.events_rate()
         )),
         Span::styled(
-            if app.paused {
+            if app.paused() {
                 format!("  PAUSED ({} held)", app.intake.held_events())
             } else {
                 String::new()

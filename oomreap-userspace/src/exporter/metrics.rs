@@ -551,14 +551,10 @@ fn seconds(ns: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use oomreap_common::event::EventKind;
     use prometheus_client::encoding::prometheus_text::encode;
 
     use super::*;
-    use crate::{
-        lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
-        wire::{decode, encode as wire},
-    };
+    use crate::{lab::fixtures::quick_and_jammed, wire::decode};
 
     /// Feeds a recorded stream through a tracker into fresh metrics; returns the exposition.
     fn exposition(records: &[Vec<u8>]) -> String {
@@ -584,18 +580,6 @@ mod tests {
         text
     }
 
-    fn stream() -> Vec<Vec<u8>> {
-        let quick = kill_at(500, 4242, "quick");
-        let mut records = vec![
-            wire(&quick),
-            wire(&exit_at(507, 4242, quick.victim_mm)),
-            wire(&kill_at(1_000, 7, "stuck")),
-            wire(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
-        ];
-        records.extend((0..10).map(|i| wire(&contended_skip_at(3_000 + i * 100, 7))));
-        records
-    }
-
     #[track_caller]
     fn assert_sample(text: &str, sample: &str) {
         assert!(
@@ -606,7 +590,7 @@ mod tests {
 
     #[test]
     fn outcomes_attempts_and_contention() {
-        let text = exposition(&stream());
+        let text = exposition(&quick_and_jammed());
         assert_sample(&text, "oomreap_victims_killed_total 2");
         assert_sample(&text, "oomreap_victims_total{outcome=\"gave_up\"} 1");
         assert_sample(&text, "oomreap_victims_total{outcome=\"exited\"} 1");
@@ -639,7 +623,7 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_type() {
-        let text = exposition(&stream());
+        let text = exposition(&quick_and_jammed());
         for family in [
             "victims_total",
             "reaper_attempts_total",

@@ -127,3 +127,19 @@ pub fn exit_at(ms: u64, pid: u32, mm: u64) -> oomreap_common::event::ExitMmapEve
         current_comm: comm_bytes("hog"),
     }
 }
+
+/// Victim 4242 exits at once (killed at 500 ms, its memory freed 7 ms later); victim 7 is
+/// killed at 1 s, woken at 3 s and jammed for ten contended attempts, until the reaper gives
+/// up. The wire records the dashboard, metrics and golden tests start from.
+pub fn quick_and_jammed() -> Vec<Vec<u8>> {
+    use crate::wire::encode;
+    let quick = kill_at(500, 4242, "quick");
+    let mut records = vec![
+        encode(&quick),
+        encode(&exit_at(507, 4242, quick.victim_mm)),
+        encode(&kill_at(1_000, 7, "stuck")),
+        encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
+    ];
+    records.extend((0..10).map(|i| encode(&contended_skip_at(3_000 + i * 100, 7))));
+    records
+}

@@ -13,7 +13,7 @@ use ratatui::{Terminal, backend::TestBackend};
 use crate::{
     exporter::{Metrics, VictimNames},
     intake::Intake,
-    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    lab::fixtures::{exit_at, kill_at, quick_and_jammed, reaper_at},
     recording::{RecordWriter, Recording, parse},
     trace::{Format, run_replay},
     tui::app::App,
@@ -31,14 +31,7 @@ fn blessing() -> bool {
 /// A quick exit, a victim the reaper gave up on after ten contended attempts, and one it
 /// reaped, all made by the fixture builders: the golden input that needs no kernel.
 fn synthetic() -> Vec<u8> {
-    let quick = kill_at(500, 4242, "quick");
-    let mut records = vec![
-        encode(&quick),
-        encode(&exit_at(507, 4242, quick.victim_mm)),
-        encode(&kill_at(1_000, 7, "stuck")),
-        encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
-    ];
-    records.extend((0..10).map(|i| encode(&contended_skip_at(3_000 + i * 100, 7))));
+    let mut records = quick_and_jammed();
     let reaped = kill_at(5_000, 99, "reaped");
     records.extend([
         encode(&reaped),

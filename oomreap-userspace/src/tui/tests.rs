@@ -1,26 +1,16 @@
 //! Rendering tests: recorded streams drawn into ratatui's test backend at several sizes.
-use oomreap_common::event::EventKind;
 use ratatui::{Terminal, backend::TestBackend};
 
 use super::{app::App, ui};
 use crate::{
     intake::Intake,
-    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    lab::fixtures::quick_and_jammed,
     recording::{RecordWriter, parse},
-    wire::encode,
 };
 
 /// A stuck victim (pid 7) that the reaper gave up on, and one (4242) that exited at once.
 fn stream() -> Vec<Vec<u8>> {
-    let quick = kill_at(500, 4242, "quick");
-    let mut raw = vec![
-        encode(&quick),
-        encode(&exit_at(507, 4242, quick.victim_mm)),
-        encode(&kill_at(1_000, 7, "stuck")),
-        encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
-    ];
-    raw.extend((0..10).map(|i| encode(&contended_skip_at(3_000 + i * 100, 7))));
-    raw
+    quick_and_jammed()
 }
 
 /// A replaying intake over `records`, with wall clock = monotonic clock.

@@ -212,7 +212,7 @@ pub struct FinishReapingEvent {
 /// Why an attempt emitted `oom:skip_task_reaping`. Both causes share the one tracepoint; the
 /// kernel programs tell them apart by the reaper's trylock just before.
 #[repr(u32)]
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipCause {
     /// `mmap_read_trylock` failed: someone holds or waits for the victim's mmap_lock.
     LockContended = 1,
@@ -221,6 +221,20 @@ pub enum SkipCause {
     AlreadySkipped = 2,
     /// No trylock record was seen for this mm (e.g. classic tracepoints without BTF).
     Unknown = 3,
+}
+
+impl SkipCause {
+    /// Every cause, in the order totals and metrics list them.
+    pub const ALL: [Self; 3] = [Self::LockContended, Self::AlreadySkipped, Self::Unknown];
+
+    /// The name used in JSON, metric labels and totals.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::LockContended => "lock_contended",
+            Self::AlreadySkipped => "mmf_oom_skip",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 impl TryFrom<u32> for SkipCause {
@@ -412,7 +426,7 @@ pub struct ScoreAdjEvent {
 
 /// Which retry a [`RetryKey`] counts.
 #[repr(u32)]
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RetryKind {
     /// `oom:reclaim_retry_zone`.
     Reclaim = 1,

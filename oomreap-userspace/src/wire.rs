@@ -3,11 +3,14 @@
 //! The record layouts are defined once in `oomreap_common::event`; this module checks each
 //! record's length against them before reading, and turns the raw "which fields are valid"
 //! bits into `Option`s so nothing downstream can mistake "unknown" for zero.
+/// The wire's enums are the types every layer above uses: one skip cause, one retry kind and
+/// one attach kind from the kernel to every front end.
+pub use oomreap_common::event::{AttachKind, RetryKind, SkipCause};
 use oomreap_common::event::{
-    AttachKind, COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent,
-    LockAttemptEvent, LockState as RawLockState, MAX_WAITERS, MarkVictimEvent, MreleaseEvent,
-    NotifierRefusedEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent, RetryKind, ScoreAdjEvent,
-    SkipCause, SkipReapingEvent, finish_fields, lock_flags, mark_victim_fields as field,
+    COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
+    LockState as RawLockState, MAX_WAITERS, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent,
+    ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields,
+    lock_flags, mark_victim_fields as field,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +29,8 @@ pub enum DecodeError {
     UnknownAttach(u32),
     #[error("skip_task_reaping record has unknown cause {0}")]
     UnknownSkipCause(u32),
+    #[error("retry_counts record has unknown retry kind {0}")]
+    UnknownRetryKind(u32),
     #[error("invalid {kind:?} record: {len} entries")]
     BadLength { kind: EventKind, len: usize },
 }
@@ -260,17 +265,10 @@ pub struct ScoreAdj {
     pub changer: Task,
 }
 
-/// What a retry counter counts.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RetryWhat {
-    Reclaim,
-    Compaction,
-}
-
 /// One retry counter: cumulative since the capture started.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RetryCounter {
-    pub what: RetryWhat,
+    pub what: RetryKind,
     /// NUMA node, when known.
     pub node: Option<u32>,
     pub zone: Option<u32>,
@@ -554,16 +552,7 @@ fn decode_retry_counts(raw: RetryCountsEvent) -> Result<Event, DecodeError> {
     let counts = listed
         .iter()
         .map(|c| {
-            let what = match RetryKind::try_from(c.key.kind) {
-                Ok(RetryKind::Reclaim) => RetryWhat::Reclaim,
-                Ok(RetryKind::Compaction) => RetryWhat::Compaction,
-                Err(_) => {
-                    return Err(DecodeError::BadLength {
-                        kind: EventKind::RetryCounts,
-                        len,
-                    });
-                }
-            };
+            let what = RetryKind::try_from(c.key.kind).map_err(DecodeError::UnknownRetryKind)?;
             let known = |v: i32| u32::try_from(v).ok();
             Ok((
                 RetryCounter {
@@ -744,27 +733,38 @@ mod tests {
         assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownSkipCause(9)));
     }
 
-    #[test]
-    fn a_retry_snapshot_with_a_bad_length_is_an_error() {
+    fn retry_snapshot(len: u32, kind: u32) -> RetryCountsEvent {
         use oomreap_common::event::{MAX_RETRY_COUNTS, RetryCount, RetryKey};
-        let raw = RetryCountsEvent {
+        RetryCountsEvent {
             header: crate::lab::fixtures::header_at(EventKind::RetryCounts, 1),
-            len: MAX_RETRY_COUNTS as u32 + 1,
+            len,
             _pad: 0,
             counts: [RetryCount {
                 key: RetryKey {
-                    kind: 1,
+                    kind,
                     node: 0,
                     zone: 0,
                     order: 0,
                 },
                 count: 1,
             }; MAX_RETRY_COUNTS],
-        };
+        }
+    }
+
+    #[test]
+    fn a_retry_snapshot_with_a_bad_length_is_an_error() {
+        let len = oomreap_common::event::MAX_RETRY_COUNTS as u32 + 1;
         assert!(matches!(
-            decode(&encode(&raw)),
+            decode(&encode(&retry_snapshot(len, 1))),
             Err(DecodeError::BadLength { .. })
         ));
+    }
+
+    #[test]
+    fn an_unknown_retry_kind_is_named_as_such() {
+        let err = decode(&encode(&retry_snapshot(1, 7))).unwrap_err();
+        assert_eq!(err, DecodeError::UnknownRetryKind(7));
+        assert!(err.to_string().contains("unknown retry kind 7"));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::{
     display::{duration, kib},
     enrich::notifier_owner,
     intake::Annotations,
-    tracker::{AttemptResult, Outcome, SkipReason, Victim},
-    wire::{LockSnapshot, Task},
+    tracker::{AttemptResult, Outcome, Victim},
+    wire::{LockSnapshot, SkipCause, Task},
 };
 
 /// Version of the JSON schema of trace's lines (docs/events.md), in every object's `schema`
@@ -15,20 +15,20 @@ use crate::{
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A skip cause in full, as trace says it.
-pub fn skip_cause(reason: SkipReason) -> &'static str {
+pub fn skip_cause(reason: SkipCause) -> &'static str {
     match reason {
-        SkipReason::LockContended => "mmap_lock contended",
-        SkipReason::AlreadySkipped => "MMF_OOM_SKIP already set (memory already being freed)",
-        SkipReason::Unknown => "cause unknown",
+        SkipCause::LockContended => "mmap_lock contended",
+        SkipCause::AlreadySkipped => "MMF_OOM_SKIP already set (memory already being freed)",
+        SkipCause::Unknown => "cause unknown",
     }
 }
 
 /// A skip cause in brief, for a timeline line.
-pub fn skip_cause_brief(reason: SkipReason) -> &'static str {
+pub fn skip_cause_brief(reason: SkipCause) -> &'static str {
     match reason {
-        SkipReason::LockContended => "mmap_lock contended",
-        SkipReason::AlreadySkipped => "MMF_OOM_SKIP set",
-        SkipReason::Unknown => "cause unknown",
+        SkipCause::LockContended => "mmap_lock contended",
+        SkipCause::AlreadySkipped => "MMF_OOM_SKIP set",
+        SkipCause::Unknown => "cause unknown",
     }
 }
 

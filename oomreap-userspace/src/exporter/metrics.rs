@@ -38,7 +38,8 @@ use prometheus_client::{
 use super::labels::CgroupIdentity;
 use crate::{
     intake::{HookStatus, KernelCounters},
-    tracker::{AttemptResult, Change, SkipReason, Tracker, Victim},
+    tracker::{AttemptResult, Change, Tracker, Victim},
+    wire::SkipCause,
 };
 
 /// Bucket bounds (seconds) for the kill→… histograms: the reaper waits 2 s, then retries
@@ -340,13 +341,13 @@ impl Metrics {
                 outcome: outcome.name().into(),
             }));
         }
-        for reason in SkipReason::ALL {
+        for reason in SkipCause::ALL {
             drop(self.skips.get_or_create(&Cause {
                 cause: reason.name().into(),
             }));
         }
         // A reap pass, complete or partial, or a skip cause: as `finished` names them.
-        let skips = SkipReason::ALL.map(SkipReason::name);
+        let skips = SkipCause::ALL.map(SkipCause::name);
         for result in ["reaped", "partial"].into_iter().chain(skips) {
             drop(self.attempts.get_or_create(&ResultLabel {
                 result: result.into(),
@@ -457,7 +458,7 @@ impl Metrics {
                         cause: reason.name().into(),
                     })
                     .inc();
-                if *reason == SkipReason::LockContended {
+                if *reason == SkipCause::LockContended {
                     self.lock_contention.inc();
                 }
             }
@@ -668,7 +669,7 @@ mod tests {
         metrics.set_hooks(&[HookStatus {
             name: "oom:mark_victim",
             provides: "",
-            attach: Some(oomreap_common::event::AttachKind::BtfTracePoint),
+            attach: Some(crate::wire::AttachKind::BtfTracePoint),
             note: None,
         }]);
         let mut text = String::new();

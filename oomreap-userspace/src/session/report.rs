@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use super::expect::Verdict;
 use crate::{
     enrich::CgroupInfo,
-    tracker::{AttemptResult, SkipReason, Victim},
+    tracker::{AttemptResult, Victim},
+    wire::SkipCause,
 };
 
 /// Version of the report's JSON schema.
@@ -52,7 +53,7 @@ impl VictimSummary {
                 matches!(
                     r,
                     AttemptResult::Skipped {
-                        reason: SkipReason::LockContended,
+                        reason: SkipCause::LockContended,
                         ..
                     }
                 )

@@ -7,7 +7,7 @@ use crate::{
     enrich::notifier_owner,
     intake::{Annotations, Intake},
     tracker::{AttemptResult, Change, Victim, VictimId},
-    wire::{LockSnapshot, RetryWhat, Rss, Task},
+    wire::{LockSnapshot, RetryKind, Rss, Task},
 };
 
 /// The object for one change, or `None` when the victim was already evicted.
@@ -180,7 +180,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         .iter()
         .map(|(c, count)| {
             json!({
-                "what": match c.what { RetryWhat::Reclaim => "reclaim", RetryWhat::Compaction => "compaction" },
+                "what": match c.what { RetryKind::Reclaim => "reclaim", RetryKind::Compaction => "compaction" },
                 "node": c.node, "zone": c.zone, "order": c.order, "count": count,
             })
         })

@@ -143,7 +143,7 @@ fn announce(hooks: &[HookStatus], err: &mut impl Write) -> std::io::Result<()> {
         .collect();
     let classic = hooks
         .iter()
-        .any(|h| h.attach == Some(oomreap_common::event::AttachKind::TracePoint));
+        .any(|h| h.attach == Some(crate::wire::AttachKind::TracePoint));
     let kind = if classic {
         " (some as classic tracepoints: reduced detail)"
     } else {

@@ -1,11 +1,9 @@
 //! Human-readable lines: one per lifecycle step, one summary per victim.
-use oomreap_common::event::AttachKind;
-
 use crate::{
     display::{duration, kib},
     intake::Intake,
     tracker::{AttemptResult, Change, Victim, VictimId},
-    wire::Rss,
+    wire::{AttachKind, Rss},
     wording::{lock_text, mrelease_result, notifier_name, skip_cause, summary, task},
 };
 

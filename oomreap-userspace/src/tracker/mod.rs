@@ -17,13 +17,11 @@ use std::{
     collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
 };
 
-pub use victim::{
-    Attempt, AttemptResult, MreleaseCall, Outcome, REFUSALS_KEPT, SkipReason, Victim, VictimId,
-};
+pub use victim::{Attempt, AttemptResult, MreleaseCall, Outcome, REFUSALS_KEPT, Victim, VictimId};
 
 use crate::wire::{
     Event, ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, NotifierRefused, ReapCall,
-    ReaperStep, RetryCounter, RetryCounts, ScoreAdj, SkipReaping,
+    ReaperStep, RetryCounter, RetryCounts, ScoreAdj, SkipCause, SkipReaping,
 };
 
 /// How many finished victims are kept by default before the oldest are forgotten.
@@ -83,7 +81,7 @@ pub struct Totals {
     pub outcomes: BTreeMap<Outcome, u64>,
     pub attempts: u64,
     /// Skipped attempts by cause.
-    pub skips: BTreeMap<SkipReason, u64>,
+    pub skips: BTreeMap<SkipCause, u64>,
     /// process_mrelease calls by return value.
     pub mreleases: BTreeMap<i64, u64>,
     /// Reaper lock attempts seen, and how many failed.
@@ -357,16 +355,16 @@ impl Tracker {
         let id = self.active_or_unseen(e.victim_pid);
         let Some(v) = self.victim_mut(id) else { return };
         mark_previous_reap_partial(v);
-        let mut reason = SkipReason::from(e.cause);
+        let mut reason = e.cause;
         let mut inferred = false;
         // Without a cause from the kernel, the reaper's own trylock result decides.
-        if reason == SkipReason::Unknown
+        if reason == SkipCause::Unknown
             && let Some((_, success)) = v.pending_trylock
         {
             reason = if success {
-                SkipReason::AlreadySkipped
+                SkipCause::AlreadySkipped
             } else {
-                SkipReason::LockContended
+                SkipCause::LockContended
             };
             inferred = true;
         }
@@ -375,14 +373,14 @@ impl Tracker {
         if let Some(Attempt {
             result:
                 AttemptResult::Skipped {
-                    reason: previous @ SkipReason::Unknown,
+                    reason: previous @ SkipCause::Unknown,
                     inferred: previous_inferred,
                     ..
                 },
             ..
         }) = v.attempts.last_mut()
         {
-            *previous = SkipReason::LockContended;
+            *previous = SkipCause::LockContended;
             *previous_inferred = true;
         }
         v.pending_trylock = None;
@@ -403,7 +401,7 @@ impl Tracker {
         self.totals.attempts += 1;
         *self.totals.skips.entry(reason).or_default() += 1;
         changes.push(Change::Attempt { victim: id, index });
-        if reason == SkipReason::AlreadySkipped {
+        if reason == SkipCause::AlreadySkipped {
             self.finalize(id, Outcome::AlreadyGone, inferred, e.timestamp_ns, changes);
         } else if failed >= MAX_REAP_ATTEMPTS {
             self.finalize(id, Outcome::GaveUp, true, e.timestamp_ns, changes);
@@ -629,12 +627,12 @@ impl Tracker {
                 Some(Outcome::Reaped)
             }
             AttemptResult::Skipped {
-                reason: reason @ SkipReason::Unknown,
+                reason: reason @ SkipCause::Unknown,
                 inferred,
                 ..
             } => {
                 // An unexplained last skip with attempts to spare: MMF_OOM_SKIP ended the loop.
-                *reason = SkipReason::AlreadySkipped;
+                *reason = SkipCause::AlreadySkipped;
                 *inferred = true;
                 Some(Outcome::AlreadyGone)
             }

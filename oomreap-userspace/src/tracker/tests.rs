@@ -4,7 +4,7 @@ use oomreap_common::event::{AttachKind, SkipCause};
 use super::*;
 use crate::wire::{
     ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, NotifierRefused, Notifiers,
-    ReapCall, ReaperStep, RetryCounter, RetryCounts, RetryWhat, Rss, SkipReaping, Task,
+    ReapCall, ReaperStep, RetryCounter, RetryCounts, RetryKind, Rss, SkipReaping, Task,
     VictimMemory,
 };
 
@@ -187,7 +187,7 @@ impl Stream {
             timestamp_ns: ms * MS,
             counts: vec![(
                 RetryCounter {
-                    what: RetryWhat::Reclaim,
+                    what: RetryKind::Reclaim,
                     node: Some(0),
                     zone: Some(1),
                     order: 0,
@@ -300,7 +300,7 @@ fn ten_contended_attempts_give_up() {
     assert!(v.lock_contended());
     assert_eq!(changes.last(), Some(&Change::Finished(v.id)));
     assert_eq!(
-        tracker.totals().skips.get(&SkipReason::LockContended),
+        tracker.totals().skips.get(&SkipCause::LockContended),
         Some(&10)
     );
     assert_eq!(tracker.totals().outcomes.get(&Outcome::GaveUp), Some(&1));
@@ -378,7 +378,7 @@ fn unknown_causes_are_inferred_from_the_pattern() {
         .skip(2_100, 10, SkipCause::Unknown)
         .run(2_000);
     let v = only_victim(&tracker);
-    let reasons: Vec<(SkipReason, bool)> = v
+    let reasons: Vec<(SkipCause, bool)> = v
         .attempts
         .iter()
         .map(|a| match a.result {
@@ -391,8 +391,8 @@ fn unknown_causes_are_inferred_from_the_pattern() {
     assert_eq!(
         reasons,
         [
-            (SkipReason::LockContended, true),
-            (SkipReason::AlreadySkipped, true)
+            (SkipCause::LockContended, true),
+            (SkipCause::AlreadySkipped, true)
         ]
     );
     assert_eq!(outcome(v), (Outcome::AlreadyGone, true));
@@ -410,7 +410,7 @@ fn a_trylock_record_explains_an_unknown_skip() {
     assert!(matches!(
         v.attempts[0].result,
         AttemptResult::Skipped {
-            reason: SkipReason::LockContended,
+            reason: SkipCause::LockContended,
             inferred: true,
             ..
         }

@@ -1,8 +1,7 @@
 //! One OOM victim and its path through the reaper.
-use oomreap_common::event::{AttachKind, SkipCause};
-
 use crate::wire::{
-    LockSnapshot, MarkVictim, NotifierRefused, Notifiers, ReapCall, Rss, Task, VictimMemory,
+    AttachKind, LockSnapshot, MarkVictim, NotifierRefused, Notifiers, ReapCall, RetryKind, Rss,
+    SkipCause, Task, VictimMemory,
 };
 
 /// Most notifier refusals kept per victim (all are counted in the totals).
@@ -66,39 +65,6 @@ impl Outcome {
     }
 }
 
-/// The cause of a skipped attempt.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SkipReason {
-    /// `mmap_read_trylock` failed.
-    LockContended,
-    /// `MMF_OOM_SKIP` was set.
-    AlreadySkipped,
-    /// Not known (yet).
-    Unknown,
-}
-
-impl From<SkipCause> for SkipReason {
-    fn from(cause: SkipCause) -> Self {
-        match cause {
-            SkipCause::LockContended => Self::LockContended,
-            SkipCause::AlreadySkipped => Self::AlreadySkipped,
-            SkipCause::Unknown => Self::Unknown,
-        }
-    }
-}
-
-impl SkipReason {
-    pub const ALL: [Self; 3] = [Self::LockContended, Self::AlreadySkipped, Self::Unknown];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::LockContended => "lock_contended",
-            Self::AlreadySkipped => "mmf_oom_skip",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
 /// What one reaper attempt did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttemptResult {
@@ -106,7 +72,7 @@ pub enum AttemptResult {
     InProgress,
     /// `skip_task_reaping`.
     Skipped {
-        reason: SkipReason,
+        reason: SkipCause,
         /// The reason was deduced from what followed rather than seen.
         inferred: bool,
         /// The mmap_lock's state, for a contended lock.
@@ -136,7 +102,7 @@ impl Attempt {
     /// Returns true if and only if the attempt failed and the kernel will retry.
     pub fn failed(&self) -> bool {
         match &self.result {
-            AttemptResult::Skipped { reason, .. } => *reason == SkipReason::LockContended,
+            AttemptResult::Skipped { reason, .. } => *reason == SkipCause::LockContended,
             AttemptResult::Reaped { complete, .. } => *complete == Some(false),
             AttemptResult::InProgress => false,
         }
@@ -327,7 +293,7 @@ impl Victim {
             matches!(
                 a.result,
                 AttemptResult::Skipped {
-                    reason: SkipReason::LockContended,
+                    reason: SkipCause::LockContended,
                     ..
                 }
             )
@@ -339,8 +305,8 @@ impl Victim {
         self.retries_before
             .iter()
             .fold((0, 0), |(r, c), (counter, n)| match counter.what {
-                crate::wire::RetryWhat::Reclaim => (r + n, c),
-                crate::wire::RetryWhat::Compaction => (r, c + n),
+                RetryKind::Reclaim => (r + n, c),
+                RetryKind::Compaction => (r, c + n),
             })
     }
 

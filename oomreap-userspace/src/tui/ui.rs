@@ -14,7 +14,8 @@ use ratatui::{
 use super::app::{App, Mode};
 use crate::{
     display::{duration, kib},
-    tracker::{AttemptResult, Outcome, SkipReason, Victim},
+    tracker::{AttemptResult, Outcome, Victim},
+    wire::SkipCause,
     wording::{lock_text, notifier_name, skip_cause_brief, summary},
 };
 
@@ -132,7 +133,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let attached = hooks.iter().filter(|h| h.attach.is_some()).count();
     let classic = hooks
         .iter()
-        .filter(|h| h.attach == Some(oomreap_common::event::AttachKind::TracePoint))
+        .filter(|h| h.attach == Some(crate::wire::AttachKind::TracePoint))
         .count();
     let third = if hooks.is_empty() {
         Line::from("hooks: recorded stream")
@@ -444,9 +445,9 @@ fn draw_charts(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(bar_chart("reap duration", &durations), middle);
     let skips = &app.tracker().totals().skips;
     let causes = [
-        ("lock", SkipReason::LockContended),
-        ("skip", SkipReason::AlreadySkipped),
-        ("?", SkipReason::Unknown),
+        ("lock", SkipCause::LockContended),
+        ("skip", SkipCause::AlreadySkipped),
+        ("?", SkipCause::Unknown),
     ]
     .map(|(label, reason)| (label, skips.get(&reason).copied().unwrap_or(0)));
     frame.render_widget(bar_chart("skip causes", &causes), right);

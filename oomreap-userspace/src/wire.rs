@@ -114,6 +114,11 @@ pub struct FinishReaping {
 /// the reaper must leave it alone. A `#define`, so not in BTF.
 pub const MMF_OOM_SKIP_BIT: u32 = 21;
 
+/// Whether `mm->flags` has `MMF_OOM_SKIP`.
+pub fn has_mmf_oom_skip(mm_flags: u64) -> bool {
+    mm_flags & (1 << MMF_OOM_SKIP_BIT) != 0
+}
+
 /// Whether a waiter wants the lock for reading or writing (`enum rwsem_waiter_type`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum WaiterKind {
@@ -179,6 +184,7 @@ pub struct SkipReaping {
     pub victim_pid: u32,
     pub cause: SkipCause,
     pub mm: Option<u64>,
+    /// `mm->flags` as the tracepoint fired: proves (or disproves) `MMF_OOM_SKIP`.
     pub mm_flags: Option<u64>,
     /// Shared, not copied, with the tracker's attempt that keeps it.
     pub lock: Option<std::sync::Arc<LockSnapshot>>,
@@ -405,7 +411,8 @@ fn decode_skip(raw: SkipReapingEvent) -> Result<Event, DecodeError> {
         victim_pid: raw.victim_pid,
         cause,
         mm,
-        mm_flags: mm.and(Some(raw.mm_flags)),
+        // A live mm always has its coredump-filter bits set, so 0 means "not read".
+        mm_flags: mm.and((raw.mm_flags != 0).then_some(raw.mm_flags)),
         lock: lock_snapshot(&raw.lock).map(std::sync::Arc::new),
     }))
 }

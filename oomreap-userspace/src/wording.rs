@@ -7,7 +7,7 @@ use crate::{
     enrich::notifier_owner,
     intake::Annotations,
     tracker::{AttemptResult, Outcome, Victim},
-    wire::{LockSnapshot, SkipCause, Task},
+    wire::{LockSnapshot, SkipCause, Task, has_mmf_oom_skip},
 };
 
 /// Version of the JSON schema of trace's lines (docs/events.md), in every object's `schema`
@@ -30,6 +30,16 @@ pub fn skip_cause_brief(reason: SkipCause) -> &'static str {
         SkipCause::AlreadySkipped => "MMF_OOM_SKIP set",
         SkipCause::Unknown => "cause unknown",
     }
+}
+
+/// `mm->flags` at a skip, with the bit that decides it named.
+pub fn mm_flags_text(mm_flags: u64) -> String {
+    let state = if has_mmf_oom_skip(mm_flags) {
+        "set"
+    } else {
+        "clear"
+    };
+    format!("mm flags {mm_flags:#x}: MMF_OOM_SKIP {state}")
 }
 
 /// The owner (if a task is named) and the waiters.

@@ -226,6 +226,8 @@ fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
             (skip["reason"].as_str(), skip["inferred"].as_bool()),
             (Some("lock_contended"), Some(false))
         );
+        // Read from the mm as the tracepoint fired: a contended skip is not MMF_OOM_SKIP's.
+        assert_eq!(skip["mmf_oom_skip"], false, "{skip}");
         let lock = &skip["lock"];
         assert_eq!(
             lock["owner"]["pid"], reader,

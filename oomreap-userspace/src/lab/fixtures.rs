@@ -98,7 +98,8 @@ pub fn contended_skip_at(ms: u64, pid: u32) -> oomreap_common::event::SkipReapin
         cause: SkipCause::LockContended as u32,
         _pad: 0,
         mm: u64::from(pid) << 12,
-        mm_flags: 0,
+        // Dumpable, default coredump filter, no MMF_OOM_SKIP: what a contended skip reads.
+        mm_flags: 0xcd,
         lock: LockState {
             // Writer-locked with waiters queued.
             count: 0b11,

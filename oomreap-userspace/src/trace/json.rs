@@ -7,7 +7,7 @@ use crate::{
     enrich::notifier_owner,
     intake::{Annotations, Intake},
     tracker::{AttemptResult, Change, Victim, VictimId},
-    wire::{LockSnapshot, RetryKind, Rss, Task},
+    wire::{LockSnapshot, RetryKind, Rss, Task, has_mmf_oom_skip},
 };
 
 /// The object for one change, or `None` when the victim was already evicted.
@@ -69,6 +69,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                     reason,
                     inferred,
                     lock,
+                    mm_flags,
                 } => (
                     "skip",
                     Some(attempt.started_ns),
@@ -77,6 +78,8 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                         "attempt": n,
                         "reason": reason.name(),
                         "inferred": inferred,
+                        "mm_flags": mm_flags,
+                        "mmf_oom_skip": mm_flags.map(has_mmf_oom_skip),
                         "lock": lock.as_ref().map(|l| lock_json(l, cx.annotations(), *victim, *index)),
                     }),
                 ),

@@ -4,7 +4,9 @@ use crate::{
     intake::Intake,
     tracker::{AttemptResult, Change, Victim, VictimId},
     wire::{AttachKind, Rss},
-    wording::{lock_text, mrelease_result, notifier_name, skip_cause, summary, task},
+    wording::{
+        lock_text, mm_flags_text, mrelease_result, notifier_name, skip_cause, summary, task,
+    },
 };
 
 /// Column headings matching [`lines`].
@@ -247,6 +249,7 @@ fn attempt_lines(cx: &Intake, id: VictimId, index: usize) -> Vec<String> {
             reason,
             inferred,
             lock,
+            mm_flags,
         } => {
             let why = skip_cause(*reason);
             let mut detail = format!("attempt {n}: {why}");
@@ -256,6 +259,9 @@ fn attempt_lines(cx: &Intake, id: VictimId, index: usize) -> Vec<String> {
             let mut lines = Vec::new();
             if let Some(lock) = lock {
                 detail.push_str(&format!("; {}", lock_text(lock)));
+            }
+            if let Some(flags) = mm_flags {
+                detail.push_str(&format!("; {}", mm_flags_text(*flags)));
             }
             lines.push(row(cx, attempt.started_ns, v, "skip", &detail));
             // Stacks once per set of holders: the same jam repeats for every attempt.

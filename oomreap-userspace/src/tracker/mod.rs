@@ -21,7 +21,7 @@ pub use victim::{Attempt, AttemptResult, MreleaseCall, Outcome, REFUSALS_KEPT, V
 
 use crate::wire::{
     Event, ExitMmap, FinishReaping, LockAttempt, MarkVictim, Mrelease, NotifierRefused, ReapCall,
-    ReaperStep, RetryCounter, RetryCounts, ScoreAdj, SkipCause, SkipReaping,
+    ReaperStep, RetryCounter, RetryCounts, ScoreAdj, SkipCause, SkipReaping, has_mmf_oom_skip,
 };
 
 /// How many finished victims are kept by default before the oldest are forgotten.
@@ -357,16 +357,19 @@ impl Tracker {
         mark_previous_reap_partial(v);
         let mut reason = e.cause;
         let mut inferred = false;
-        // Without a cause from the kernel, the reaper's own trylock result decides.
-        if reason == SkipCause::Unknown
-            && let Some((_, success)) = v.pending_trylock
-        {
-            reason = if success {
-                SkipCause::AlreadySkipped
-            } else {
-                SkipCause::LockContended
-            };
-            inferred = true;
+        // Without a cause from the kernel, the reaper's own trylock result decides; failing
+        // that, the mm's flags: the kernel skips either for MMF_OOM_SKIP or for the lock.
+        if reason == SkipCause::Unknown {
+            let skip_flag = e.mm_flags.map(has_mmf_oom_skip);
+            let locked = v.pending_trylock.map(|(_, locked)| locked);
+            if let Some(already_skipped) = locked.or(skip_flag) {
+                reason = if already_skipped {
+                    SkipCause::AlreadySkipped
+                } else {
+                    SkipCause::LockContended
+                };
+                inferred = true;
+            }
         }
         // An unexplained skip after which the reaper tried again was a contended lock:
         // the other cause ends the loop.
@@ -394,6 +397,7 @@ impl Tracker {
                 reason,
                 inferred,
                 lock: e.lock.clone(),
+                mm_flags: e.mm_flags,
             },
         });
         let index = v.attempts.len() - 1;

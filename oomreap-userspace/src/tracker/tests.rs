@@ -94,13 +94,16 @@ impl Stream {
         }));
         self
     }
-    fn skip(mut self, ms: u64, pid: u32, cause: SkipCause) -> Self {
+    fn skip(self, ms: u64, pid: u32, cause: SkipCause) -> Self {
+        self.skip_with_flags(ms, pid, cause, None)
+    }
+    fn skip_with_flags(mut self, ms: u64, pid: u32, cause: SkipCause, flags: Option<u64>) -> Self {
         self.0.push(Event::SkipReaping(SkipReaping {
             timestamp_ns: ms * MS,
             victim_pid: pid,
             cause,
             mm: Some(u64::from(pid) * MM_STRIDE),
-            mm_flags: None,
+            mm_flags: flags,
             lock: None,
         }));
         self
@@ -393,6 +396,41 @@ fn unknown_causes_are_inferred_from_the_pattern() {
         [
             (SkipCause::LockContended, true),
             (SkipCause::AlreadySkipped, true)
+        ]
+    );
+    assert_eq!(outcome(v), (Outcome::AlreadyGone, true));
+}
+
+#[test]
+fn the_mm_flags_explain_an_unknown_skip() {
+    // Dumpable and the default coredump filter, with and without MMF_OOM_SKIP (bit 21).
+    let plain = 0xcd;
+    let skipping = plain | 1 << crate::wire::MMF_OOM_SKIP_BIT;
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .skip_with_flags(2_000, 10, SkipCause::Unknown, Some(plain))
+        .skip_with_flags(2_100, 10, SkipCause::Unknown, Some(skipping))
+        .run(0);
+    let v = only_victim(&tracker);
+    let seen: Vec<_> = v
+        .attempts
+        .iter()
+        .map(|a| match a.result {
+            AttemptResult::Skipped {
+                reason,
+                inferred,
+                mm_flags,
+                ..
+            } => (reason, inferred, mm_flags),
+            _ => panic!("{a:?}"),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (SkipCause::LockContended, true, Some(plain)),
+            (SkipCause::AlreadySkipped, true, Some(skipping))
         ]
     );
     assert_eq!(outcome(v), (Outcome::AlreadyGone, true));

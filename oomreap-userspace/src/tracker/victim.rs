@@ -77,6 +77,8 @@ pub enum AttemptResult {
         inferred: bool,
         /// The mmap_lock's state, for a contended lock.
         lock: Option<std::sync::Arc<LockSnapshot>>,
+        /// `mm->flags` at the skip, when the kernel could read them.
+        mm_flags: Option<u64>,
     },
     /// A reap pass ran from `start` to `finish`.
     Reaped {

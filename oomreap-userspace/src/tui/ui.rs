@@ -339,6 +339,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
                 reason,
                 inferred,
                 lock,
+                ..
             } => {
                 let why = format!("skip: {}", skip_cause_brief(*reason));
                 let lock = lock

@@ -95,8 +95,9 @@ impl TryFrom<u32> for AttachKind {
 pub struct EventHeader {
     /// An [`EventKind`] value.
     pub kind: u32,
-    /// CPU that emitted the event.
-    pub cpu: u32,
+    /// Zero. Held the emitting CPU until nothing read it; kept so the layout, and recordings
+    /// made before, stay as they were.
+    pub _reserved: u32,
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, nanoseconds.
     pub timestamp_ns: u64,
 }

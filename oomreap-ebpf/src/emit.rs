@@ -1,6 +1,6 @@
 //! The ring buffer to user space, and the counters of what could not be sent.
 use aya_ebpf::{
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
@@ -31,9 +31,8 @@ pub fn count(counter: Counter) {
 pub fn header(kind: EventKind) -> EventHeader {
     EventHeader {
         kind: kind as u32,
-        // SAFETY: both helpers take no arguments and cannot fail.
-        cpu: unsafe { bpf_get_smp_processor_id() },
-        // SAFETY: as above.
+        _reserved: 0,
+        // SAFETY: the helper takes no arguments and cannot fail.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
     }
 }

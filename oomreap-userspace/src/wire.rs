@@ -60,7 +60,6 @@ pub struct VictimMemory {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarkVictim {
     pub timestamp_ns: u64,
-    pub cpu: u32,
     pub attach: AttachKind,
     pub victim: Task,
     pub uid: Option<u32>,
@@ -356,7 +355,6 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
     });
     Ok(Event::MarkVictim(MarkVictim {
         timestamp_ns: raw.header.timestamp_ns,
-        cpu: raw.header.cpu,
         attach,
         victim: Task {
             pid: raw.victim_pid,

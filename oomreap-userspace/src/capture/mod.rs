@@ -246,7 +246,7 @@ impl Capture {
         let mut event = RetryCountsEvent {
             header: oomreap_common::event::EventHeader {
                 kind: EventKind::RetryCounts as u32,
-                cpu: 0,
+                _reserved: 0,
                 timestamp_ns: monotonic_now_ns(),
             },
             len: 0,

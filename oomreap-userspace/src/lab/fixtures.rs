@@ -18,7 +18,7 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
     MarkVictimEvent {
         header: EventHeader {
             kind: EventKind::MarkVictim as u32,
-            cpu: 1,
+            _reserved: 0,
             timestamp_ns: 1_000_000_000,
         },
         victim_pid: pid,
@@ -55,7 +55,7 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
 pub fn header_at(kind: EventKind, ms: u64) -> EventHeader {
     EventHeader {
         kind: kind as u32,
-        cpu: 0,
+        _reserved: 0,
         timestamp_ns: ms * 1_000_000,
     }
 }

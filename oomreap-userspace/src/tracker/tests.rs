@@ -28,7 +28,6 @@ impl Stream {
     fn kill(mut self, ms: u64, pid: u32) -> Self {
         self.0.push(Event::MarkVictim(MarkVictim {
             timestamp_ns: ms * MS,
-            cpu: 0,
             attach: AttachKind::BtfTracePoint,
             victim: task(pid, "hog"),
             uid: Some(0),

@@ -12,7 +12,7 @@ mod hooks;
 mod plan;
 pub mod probe;
 
-use std::os::fd::{AsFd as _, AsRawFd};
+use std::os::fd::AsRawFd;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -229,12 +229,11 @@ impl Capture {
         self._ebpf
             .programs()
             .filter_map(|(name, program)| {
-                let fd = program.fd().ok()?;
-                let info = prog_info(fd.as_fd().as_raw_fd())?;
+                let info = program.info().ok()?;
                 Some(ProgramStats {
                     name: name.to_owned(),
-                    run_count: info.run_cnt,
-                    run_time_ns: info.run_time_ns,
+                    run_count: info.run_count(),
+                    run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
                 })
             })
             .collect()
@@ -286,35 +285,6 @@ pub struct ProgramStats {
 pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd, CaptureError> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .map_err(|err| CaptureError::RingBuffer(std::io::Error::other(err.to_string())))
-}
-
-/// `bpf(BPF_OBJ_GET_INFO_BY_FD)` on a program fd.
-fn prog_info(fd: std::os::fd::RawFd) -> Option<aya_obj::generated::bpf_prog_info> {
-    /// The `info` member of `union bpf_attr` (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
-    // SAFETY: bpf_prog_info is a plain C struct of integers: all zeros is valid.
-    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
-    let attr = InfoAttr {
-        bpf_fd: u32::try_from(fd).ok()?,
-        info_len: size_of::<aya_obj::generated::bpf_prog_info>() as u32,
-        info: (&raw mut info) as u64,
-    };
-    // SAFETY: the kernel writes at most `info_len` bytes to `info`, which is that large, and
-    // reads `attr`, which lives across the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_int,
-            &attr,
-            size_of::<InfoAttr>(),
-        )
-    };
-    (rc == 0).then_some(info)
 }
 
 impl Drop for Capture {

@@ -1,0 +1,139 @@
+//! What silence decides: the kernel traces neither the give-up nor whether a pass was
+//! complete, so an active victim is settled when nothing more can come, and marked inferred.
+use super::{
+    Attempt, AttemptResult, Change, MAX_REAP_ATTEMPTS, Outcome, REAPER_DELAY_NS, SETTLE_NS,
+    Tracker, Victim, VictimId,
+};
+use crate::wire::SkipCause;
+
+impl Tracker {
+    /// What silence until `now_ns` decides for an active victim, if anything.
+    pub(super) fn settle(&mut self, id: VictimId, now_ns: u64) -> Option<Outcome> {
+        let v = self.victim_mut(id)?;
+        let quiet_since = |t: u64| now_ns.saturating_sub(t) >= SETTLE_NS;
+        if v.attempts.is_empty() {
+            // Never woken: the reaper's timer found the victim gone (it traces nothing then).
+            let (since, wait, outcome) = match v.woken_at_ns {
+                Some(woken) => (woken, SETTLE_NS, Outcome::Unknown),
+                None => (
+                    v.killed_at_ns?,
+                    REAPER_DELAY_NS + SETTLE_NS,
+                    Outcome::ExitedBeforeWake,
+                ),
+            };
+            return (now_ns.saturating_sub(since) >= wait).then_some(outcome);
+        }
+        let count = v.attempts.len();
+        let failed_before_last = v.attempts[..count - 1]
+            .iter()
+            .filter(|a| a.failed())
+            .count();
+        let last = v.attempts.last_mut()?;
+        let last_at = match &last.result {
+            AttemptResult::Reaped { finished_ns, .. } => *finished_ns,
+            _ => last.started_ns,
+        };
+        if !quiet_since(last_at) {
+            return None;
+        }
+        match &mut last.result {
+            AttemptResult::Reaped {
+                complete: Some(false),
+                complete_traced: true,
+                ..
+            } => {
+                // The kernel said this pass was partial, yet it neither retried nor gave up
+                // (ten failures): something was missed.
+                Some(if failed_before_last + 1 >= MAX_REAP_ATTEMPTS {
+                    Outcome::GaveUp
+                } else {
+                    Outcome::Unknown
+                })
+            }
+            AttemptResult::Reaped { complete, .. } => {
+                // The tenth pass of a victim whose every pass was partial: the kernel gave up.
+                if count == MAX_REAP_ATTEMPTS && failed_before_last == count - 1 {
+                    *complete = Some(false);
+                    return Some(Outcome::GaveUp);
+                }
+                *complete = Some(true);
+                Some(Outcome::Reaped)
+            }
+            AttemptResult::Skipped {
+                reason: reason @ SkipCause::Unknown,
+                inferred,
+                ..
+            } => {
+                // An unexplained last skip with attempts to spare: MMF_OOM_SKIP ended the loop.
+                *reason = SkipCause::AlreadySkipped;
+                *inferred = true;
+                Some(Outcome::AlreadyGone)
+            }
+            AttemptResult::Skipped { .. } | AttemptResult::InProgress => Some(Outcome::Unknown),
+        }
+    }
+
+    /// Makes `outcome` final for victim `id` and moves it out of the active set.
+    pub(super) fn finalize(
+        &mut self,
+        id: VictimId,
+        outcome: Outcome,
+        inferred: bool,
+        at_ns: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(v) = self.victim_mut(id) else { return };
+        if v.outcome.is_final() {
+            return;
+        }
+        if outcome == Outcome::Reaped
+            && let Some(Attempt {
+                result: AttemptResult::Reaped { complete, .. },
+                ..
+            }) = v.attempts.last_mut()
+        {
+            complete.get_or_insert(true);
+        }
+        v.outcome = outcome;
+        v.outcome_inferred = inferred;
+        v.finished_at_ns = Some(at_ns);
+        let pid = v.pid;
+        if self.active.get(&pid) == Some(&id) {
+            self.active.remove(&pid);
+        }
+        *self.totals.outcomes.entry(outcome).or_default() += 1;
+        changes.push(Change::Finished(id));
+        self.evict();
+    }
+}
+
+/// The earliest time silence could settle an active victim (see `Tracker::settle`).
+pub(super) fn settle_deadline(v: &Victim) -> Option<u64> {
+    match v.attempts.last() {
+        Some(last) => {
+            let at = match last.result {
+                AttemptResult::Reaped { finished_ns, .. } => finished_ns,
+                _ => last.started_ns,
+            };
+            Some(at.saturating_add(SETTLE_NS))
+        }
+        None => match v.woken_at_ns {
+            Some(woken) => Some(woken.saturating_add(SETTLE_NS)),
+            None => v
+                .killed_at_ns
+                .map(|k| k.saturating_add(REAPER_DELAY_NS + SETTLE_NS)),
+        },
+    }
+}
+
+/// Returns true if and only if the last attempt was a reap pass (so exit_mmap after it means
+/// the reap stood).
+pub(super) fn settled_reap(v: &Victim) -> bool {
+    matches!(
+        v.attempts.last(),
+        Some(Attempt {
+            result: AttemptResult::Reaped { .. },
+            ..
+        })
+    )
+}

@@ -1,0 +1,319 @@
+//! Checks each record against its layout and reads it into an [`Event`].
+use oomreap_common::event::{
+    COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
+    LockState as RawLockState, MAX_WAITERS, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent,
+    ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields,
+    lock_flags, mark_victim_fields as field,
+};
+
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {got} bytes is shorter than the {expected}-byte event header")]
+    Truncated { got: usize, expected: usize },
+    #[error("record has unknown event kind {0}; is this oomreap older than its kernel programs?")]
+    UnknownKind(u32),
+    #[error("invalid {kind:?} record size: expected {expected} bytes, got {got}")]
+    SizeMismatch {
+        kind: EventKind,
+        expected: usize,
+        got: usize,
+    },
+    #[error("record has unknown attach kind {0}")]
+    UnknownAttach(u32),
+    #[error("skip_task_reaping record has unknown cause {0}")]
+    UnknownSkipCause(u32),
+    #[error("retry_counts record has unknown retry kind {0}")]
+    UnknownRetryKind(u32),
+    #[error("invalid {kind:?} record: {len} entries")]
+    BadLength { kind: EventKind, len: usize },
+}
+
+/// Decodes one ring buffer record.
+pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    let header: EventHeader = read(record).ok_or(DecodeError::Truncated {
+        got: record.len(),
+        expected: size_of::<EventHeader>(),
+    })?;
+    let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
+    Ok(match kind {
+        EventKind::MarkVictim => decode_mark_victim(exact(kind, record)?)?,
+        EventKind::WakeReaper => Event::WakeReaper(reaper_step(exact(kind, record)?)),
+        EventKind::StartReaping => Event::StartReaping(reaper_step(exact(kind, record)?)),
+        EventKind::FinishReaping => decode_finish(exact(kind, record)?),
+        EventKind::SkipReaping => decode_skip(exact(kind, record)?)?,
+        EventKind::LockAttempt => decode_lock_attempt(exact(kind, record)?),
+        EventKind::ExitMmap => decode_exit_mmap(exact(kind, record)?),
+        EventKind::Mrelease => decode_mrelease(exact(kind, record)?),
+        EventKind::ScoreAdjUpdate => decode_score_adj(exact(kind, record)?),
+        EventKind::RetryCounts => decode_retry_counts(exact(kind, record)?)?,
+        EventKind::ReapCall => decode_reap_call(exact(kind, record)?)?,
+        EventKind::NotifierRefused => decode_notifier_refused(exact(kind, record)?)?,
+    })
+}
+
+fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
+    let has = |bit: u32| raw.fields & bit != 0;
+    let attach = AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?;
+    let notifiers = has(field::NOTIFIERS).then(|| Notifiers {
+        count: raw.notifier_count,
+        callbacks: raw.notifiers.iter().copied().filter(|&a| a != 0).collect(),
+    });
+    Ok(Event::MarkVictim(MarkVictim {
+        timestamp_ns: raw.header.timestamp_ns,
+        attach,
+        victim: Task {
+            pid: raw.victim_pid,
+            tgid: has(field::TGID).then_some(raw.victim_tgid),
+            comm: has(field::COMM).then(|| comm(&raw.victim_comm)),
+        },
+        uid: has(field::UID).then_some(raw.uid),
+        oom_score_adj: has(field::OOM_SCORE_ADJ).then_some(raw.oom_score_adj),
+        memory: has(field::MEMORY).then_some(VictimMemory {
+            total_vm_kib: raw.total_vm_kib,
+            anon_rss_kib: raw.anon_rss_kib,
+            file_rss_kib: raw.file_rss_kib,
+            shmem_rss_kib: raw.shmem_rss_kib,
+            pgtables_kib: raw.pgtables_kib,
+        }),
+        mm: has(field::MM).then_some(raw.victim_mm),
+        memcg_id: has(field::MEMCG).then_some(raw.memcg_id),
+        notifiers,
+        parent_tgid: has(field::PARENT).then_some(raw.parent_tgid),
+        trigger: Task {
+            pid: raw.trigger_pid,
+            tgid: Some(raw.trigger_tgid),
+            comm: Some(comm(&raw.trigger_comm)),
+        },
+    }))
+}
+
+fn reaper_step(raw: ReaperEvent) -> ReaperStep {
+    ReaperStep {
+        timestamp_ns: raw.header.timestamp_ns,
+        victim_pid: raw.victim_pid,
+    }
+}
+
+fn decode_finish(raw: FinishReapingEvent) -> Event {
+    Event::FinishReaping(FinishReaping {
+        timestamp_ns: raw.header.timestamp_ns,
+        victim_pid: raw.victim_pid,
+        rss_after: (raw.fields & finish_fields::RSS != 0).then_some(Rss {
+            anon_kib: raw.anon_rss_kib,
+            file_kib: raw.file_rss_kib,
+            shmem_kib: raw.shmem_rss_kib,
+        }),
+    })
+}
+
+fn decode_skip(raw: SkipReapingEvent) -> Result<Event, DecodeError> {
+    let cause = SkipCause::try_from(raw.cause).map_err(DecodeError::UnknownSkipCause)?;
+    let mm = (raw.mm != 0).then_some(raw.mm);
+    Ok(Event::SkipReaping(SkipReaping {
+        timestamp_ns: raw.header.timestamp_ns,
+        victim_pid: raw.victim_pid,
+        cause,
+        mm,
+        // A live mm always has its coredump-filter bits set, so 0 means "not read".
+        mm_flags: mm.and((raw.mm_flags != 0).then_some(raw.mm_flags)),
+        lock: lock_snapshot(&raw.lock).map(std::sync::Arc::new),
+    }))
+}
+
+fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
+    if raw.flags & lock_flags::READ == 0 {
+        return None;
+    }
+    let count = raw.count;
+    let owner = (raw.flags & lock_flags::OWNER_TASK != 0).then(|| LockOwner {
+        pid: raw.owner_pid,
+        tgid: raw.owner_tgid,
+        comm: comm(&raw.owner_comm),
+        reader_hint: raw.owner_raw & 1 != 0,
+    });
+    let listed = (raw.waiter_count as usize).min(MAX_WAITERS);
+    let waiters = (raw.flags & lock_flags::WAITERS != 0).then(|| {
+        raw.waiters[..listed]
+            .iter()
+            .map(|w| LockWaiter {
+                pid: w.pid,
+                comm: comm(&w.comm),
+                kind: match w.waiter_type {
+                    0 => WaiterKind::Write,
+                    1 => WaiterKind::Read,
+                    other => WaiterKind::Unknown(other),
+                },
+            })
+            .collect()
+    });
+    Some(LockSnapshot {
+        count_raw: count,
+        owner_raw: raw.owner_raw,
+        writer_locked: count & 1 != 0,
+        waiters_queued: count & 2 != 0,
+        handoff: count & 4 != 0,
+        readers: (count >> 8) & ((1 << 55) - 1),
+        owner,
+        waiters,
+        waiters_truncated: raw.waiters_truncated != 0,
+    })
+}
+
+fn decode_lock_attempt(raw: LockAttemptEvent) -> Event {
+    Event::LockAttempt(LockAttempt {
+        timestamp_ns: raw.header.timestamp_ns,
+        mm: raw.mm,
+        caller_pid: raw.caller_pid,
+        caller_tgid: raw.caller_tgid,
+        write: raw.write != 0,
+        success: raw.success != 0,
+        by_reaper: raw.by_reaper != 0,
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+    })
+}
+
+fn decode_exit_mmap(raw: ExitMmapEvent) -> Event {
+    Event::ExitMmap(ExitMmap {
+        timestamp_ns: raw.header.timestamp_ns,
+        mm: raw.mm,
+        victim_pid: raw.victim_pid,
+        by: Task {
+            pid: raw.current_pid,
+            tgid: Some(raw.current_tgid),
+            comm: Some(comm(&raw.current_comm)),
+        },
+    })
+}
+
+fn decode_reap_call(raw: ReapCallEvent) -> Result<Event, DecodeError> {
+    Ok(Event::ReapCall(ReapCall {
+        timestamp_ns: raw.header.timestamp_ns,
+        entered_ns: raw.entered_ns,
+        mm: raw.mm,
+        caller: Task {
+            pid: raw.caller_pid,
+            tgid: Some(raw.caller_tgid),
+            comm: Some(comm(&raw.caller_comm)),
+        },
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+        complete: raw.complete != 0,
+        by_reaper: raw.by_reaper != 0,
+        attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
+        refusals: raw.refusals,
+    }))
+}
+
+fn decode_notifier_refused(raw: NotifierRefusedEvent) -> Result<Event, DecodeError> {
+    let listed = (raw.notifier_count as usize).min(raw.notifiers.len());
+    Ok(Event::NotifierRefused(NotifierRefused {
+        timestamp_ns: raw.header.timestamp_ns,
+        mm: raw.mm,
+        range: (raw.end != 0).then_some((raw.start, raw.end)),
+        caller_pid: raw.caller_pid,
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+        ret: raw.ret,
+        attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
+        notifiers: Notifiers {
+            count: raw.notifier_count,
+            callbacks: raw.notifiers[..listed].to_vec(),
+        },
+    }))
+}
+
+fn decode_mrelease(raw: MreleaseEvent) -> Event {
+    Event::Mrelease(Mrelease {
+        timestamp_ns: raw.header.timestamp_ns,
+        entered_ns: raw.entered_ns,
+        ret: raw.ret,
+        caller: Task {
+            pid: raw.caller_pid,
+            tgid: Some(raw.caller_tgid),
+            comm: Some(comm(&raw.caller_comm)),
+        },
+        pidfd: raw.pidfd,
+        mm: (raw.mm != 0).then_some(raw.mm),
+        victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+    })
+}
+
+fn decode_score_adj(raw: ScoreAdjEvent) -> Event {
+    Event::ScoreAdj(ScoreAdj {
+        timestamp_ns: raw.header.timestamp_ns,
+        task: Task {
+            pid: raw.pid,
+            tgid: None,
+            comm: Some(comm(&raw.comm)),
+        },
+        oom_score_adj: raw.oom_score_adj,
+        changer: Task {
+            pid: raw.changer_pid,
+            tgid: Some(raw.changer_tgid),
+            comm: Some(comm(&raw.changer_comm)),
+        },
+    })
+}
+
+fn decode_retry_counts(raw: RetryCountsEvent) -> Result<Event, DecodeError> {
+    let len = raw.len as usize;
+    let listed = raw.counts.get(..len).ok_or(DecodeError::BadLength {
+        kind: EventKind::RetryCounts,
+        len,
+    })?;
+    let counts = listed
+        .iter()
+        .map(|c| {
+            let what = RetryKind::try_from(c.key.kind).map_err(DecodeError::UnknownRetryKind)?;
+            let known = |v: i32| u32::try_from(v).ok();
+            Ok((
+                RetryCounter {
+                    what,
+                    node: known(c.key.node),
+                    zone: known(c.key.zone),
+                    order: c.key.order,
+                },
+                c.count,
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Event::RetryCounts(RetryCounts {
+        timestamp_ns: raw.header.timestamp_ns,
+        counts,
+    }))
+}
+
+/// A task name up to its first NUL, with invalid UTF-8 replaced.
+fn comm(raw: &[u8; COMM_LEN]) -> String {
+    let len = raw.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    String::from_utf8_lossy(&raw[..len]).into_owned()
+}
+
+/// Reads a `T` from a record of exactly `size_of::<T>()` bytes.
+fn exact<T: aya::Pod>(kind: EventKind, record: &[u8]) -> Result<T, DecodeError> {
+    let mismatch = DecodeError::SizeMismatch {
+        kind,
+        expected: size_of::<T>(),
+        got: record.len(),
+    };
+    if record.len() != size_of::<T>() {
+        return Err(mismatch);
+    }
+    read(record).ok_or(mismatch)
+}
+
+/// Reads a `T` from the start of `bytes`, or `None` when there are too few.
+fn read<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length was checked above, `read_unaligned` has no alignment requirement and
+    // `T: Pod` makes every bit pattern a valid `T`.
+    Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+/// Encodes a wire struct as the bytes the kernel would send; for recorded streams and tests.
+pub fn encode<T: aya::Pod>(value: &T) -> Vec<u8> {
+    // SAFETY: `T: Pod` has no padding, so all `size_of::<T>()` bytes are initialised.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+}

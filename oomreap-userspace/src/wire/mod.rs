@@ -1,0 +1,304 @@
+//! Decodes the records the kernel programs write into typed [`Event`]s.
+//!
+//! The record layouts are defined once in `oomreap_common::event`; this module checks each
+//! record's length against them before reading, and turns the raw "which fields are valid"
+//! bits into `Option`s so nothing downstream can mistake "unknown" for zero. The typed events
+//! are here; `decode.rs` reads records into them.
+
+/// The wire's enums are the types every layer above uses: one skip cause, one retry kind and
+/// one attach kind from the kernel to every front end.
+pub use oomreap_common::event::{AttachKind, RetryKind, SkipCause};
+
+/// A task, as the kernel names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    /// Kernel `pid`: a thread id.
+    pub pid: u32,
+    /// Kernel `tgid`: the process id, when known.
+    pub tgid: Option<u32>,
+    /// `comm`, when known.
+    pub comm: Option<String>,
+}
+
+/// Memory of the victim at the moment it was chosen, in KiB.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct VictimMemory {
+    pub total_vm_kib: u64,
+    pub anon_rss_kib: u64,
+    pub file_rss_kib: u64,
+    pub shmem_rss_kib: u64,
+    pub pgtables_kib: u64,
+}
+
+/// `oom:mark_victim`, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkVictim {
+    pub timestamp_ns: u64,
+    pub attach: AttachKind,
+    pub victim: Task,
+    pub uid: Option<u32>,
+    pub oom_score_adj: Option<i32>,
+    pub memory: Option<VictimMemory>,
+    /// Kernel address of the victim's `mm_struct`.
+    pub mm: Option<u64>,
+    /// Kernel id of its memory cgroup.
+    pub memcg_id: Option<u64>,
+    pub notifiers: Option<Notifiers>,
+    /// The victim's parent process.
+    pub parent_tgid: Option<u32>,
+    /// The task that hit the OOM.
+    pub trigger: Task,
+}
+
+/// The mmu notifiers registered on a victim's mm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notifiers {
+    /// How many there are.
+    pub count: u32,
+    /// Kernel addresses of the first ones' `invalidate_range_start` callbacks.
+    pub callbacks: Vec<u64>,
+}
+
+/// `oom:wake_reaper` or `oom:start_task_reaping`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaperStep {
+    pub timestamp_ns: u64,
+    pub victim_pid: u32,
+}
+
+/// Resident memory in KiB.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Rss {
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
+}
+
+/// `oom:finish_task_reaping`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishReaping {
+    pub timestamp_ns: u64,
+    pub victim_pid: u32,
+    /// The mm's RSS after this reap pass.
+    pub rss_after: Option<Rss>,
+}
+
+/// `MMF_OOM_SKIP` in `mm->flags` (include/linux/mm_types.h): the mm is being torn down and
+/// the reaper must leave it alone. A `#define`, so not in BTF.
+pub const MMF_OOM_SKIP_BIT: u32 = 21;
+
+/// Whether `mm->flags` has `MMF_OOM_SKIP`.
+pub fn has_mmf_oom_skip(mm_flags: u64) -> bool {
+    mm_flags & (1 << MMF_OOM_SKIP_BIT) != 0
+}
+
+/// Whether a waiter wants the lock for reading or writing (`enum rwsem_waiter_type`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WaiterKind {
+    Write,
+    Read,
+    Unknown(u32),
+}
+
+impl WaiterKind {
+    /// `write`, `read`, or `type N` for a kind this oomreap does not know.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::Write => "write".into(),
+            Self::Read => "read".into(),
+            Self::Unknown(n) => format!("type {n}").into(),
+        }
+    }
+}
+
+/// A task queued on the victim's mmap_lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockWaiter {
+    pub pid: u32,
+    pub comm: String,
+    pub kind: WaiterKind,
+}
+
+/// The task the rwsem's `owner` field names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockOwner {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    /// The lock is held for reading, and this is one reader (the last to take it): a hint,
+    /// since readers do not clear the field when they leave.
+    pub reader_hint: bool,
+}
+
+/// A snapshot of the victim's `mm->mmap_lock` when the reaper's trylock failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockSnapshot {
+    pub count_raw: u64,
+    pub owner_raw: u64,
+    /// `count` bit 0.
+    pub writer_locked: bool,
+    /// `count` bit 1: someone is queued (typically a writer behind readers).
+    pub waiters_queued: bool,
+    /// `count` bit 2.
+    pub handoff: bool,
+    /// `count` bits 8..62.
+    pub readers: u64,
+    pub owner: Option<LockOwner>,
+    /// The queue, when it could be walked.
+    pub waiters: Option<Vec<LockWaiter>>,
+    /// The queue had more waiters than were listed.
+    pub waiters_truncated: bool,
+}
+
+/// `oom:skip_task_reaping`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkipReaping {
+    pub timestamp_ns: u64,
+    pub victim_pid: u32,
+    pub cause: SkipCause,
+    pub mm: Option<u64>,
+    /// `mm->flags` as the tracepoint fired: proves (or disproves) `MMF_OOM_SKIP`.
+    pub mm_flags: Option<u64>,
+    /// Shared, not copied, with the tracker's attempt that keeps it.
+    pub lock: Option<std::sync::Arc<LockSnapshot>>,
+}
+
+/// `mmap_lock_acquire_returned` by the reaper or a process_mrelease caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockAttempt {
+    pub timestamp_ns: u64,
+    pub mm: u64,
+    pub caller_pid: u32,
+    pub caller_tgid: u32,
+    pub write: bool,
+    pub success: bool,
+    pub by_reaper: bool,
+    /// The victim owning `mm`, when it is one.
+    pub victim_pid: Option<u32>,
+}
+
+/// `mmap:exit_mmap` of a victim's mm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitMmap {
+    pub timestamp_ns: u64,
+    pub mm: u64,
+    pub victim_pid: u32,
+    /// The task that dropped the mm's last user.
+    pub by: Task,
+}
+
+/// One process_mrelease(2) call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mrelease {
+    /// When it returned.
+    pub timestamp_ns: u64,
+    pub entered_ns: u64,
+    pub ret: i64,
+    pub caller: Task,
+    pub pidfd: i32,
+    pub mm: Option<u64>,
+    /// The victim whose mm it released, when it is one.
+    pub victim_pid: Option<u32>,
+}
+
+/// One call of `__oom_reap_task_mm` (fentry/fexit or kprobe/kretprobe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReapCall {
+    /// When it returned.
+    pub timestamp_ns: u64,
+    pub entered_ns: u64,
+    pub mm: u64,
+    pub caller: Task,
+    /// The victim owning `mm`, when it is one.
+    pub victim_pid: Option<u32>,
+    /// Every VMA was reaped; false when an mmu notifier refused and a VMA was skipped.
+    pub complete: bool,
+    /// The oom_reaper called it; otherwise process_mrelease(2) did.
+    pub by_reaper: bool,
+    pub attach: AttachKind,
+    /// Notifier refusals during the call.
+    pub refusals: u32,
+}
+
+/// An mmu notifier refused a non-blocking invalidation during a reap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifierRefused {
+    pub timestamp_ns: u64,
+    pub mm: u64,
+    /// The refused range, `[start, end)`, when known.
+    pub range: Option<(u64, u64)>,
+    pub caller_pid: u32,
+    pub victim_pid: Option<u32>,
+    pub ret: i32,
+    pub attach: AttachKind,
+    /// The mm's notifiers, one of which refused.
+    pub notifiers: Notifiers,
+}
+
+/// `oom:oom_score_adj_update`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreAdj {
+    pub timestamp_ns: u64,
+    pub task: Task,
+    pub oom_score_adj: i32,
+    pub changer: Task,
+}
+
+/// One retry counter: cumulative since the capture started.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RetryCounter {
+    pub what: RetryKind,
+    /// NUMA node, when known.
+    pub node: Option<u32>,
+    pub zone: Option<u32>,
+    pub order: i32,
+}
+
+/// Snapshot of the in-kernel retry counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryCounts {
+    pub timestamp_ns: u64,
+    pub counts: Vec<(RetryCounter, u64)>,
+}
+
+/// Every event the kernel programs send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    MarkVictim(MarkVictim),
+    WakeReaper(ReaperStep),
+    StartReaping(ReaperStep),
+    FinishReaping(FinishReaping),
+    SkipReaping(SkipReaping),
+    LockAttempt(LockAttempt),
+    ExitMmap(ExitMmap),
+    Mrelease(Mrelease),
+    ScoreAdj(ScoreAdj),
+    RetryCounts(RetryCounts),
+    ReapCall(ReapCall),
+    NotifierRefused(NotifierRefused),
+}
+
+impl Event {
+    /// When the kernel emitted it: CLOCK_MONOTONIC nanoseconds.
+    pub fn timestamp_ns(&self) -> u64 {
+        match self {
+            Self::MarkVictim(e) => e.timestamp_ns,
+            Self::WakeReaper(e) | Self::StartReaping(e) => e.timestamp_ns,
+            Self::FinishReaping(e) => e.timestamp_ns,
+            Self::SkipReaping(e) => e.timestamp_ns,
+            Self::LockAttempt(e) => e.timestamp_ns,
+            Self::ExitMmap(e) => e.timestamp_ns,
+            Self::Mrelease(e) => e.timestamp_ns,
+            Self::ScoreAdj(e) => e.timestamp_ns,
+            Self::RetryCounts(e) => e.timestamp_ns,
+            Self::ReapCall(e) => e.timestamp_ns,
+            Self::NotifierRefused(e) => e.timestamp_ns,
+        }
+    }
+}
+
+mod decode;
+pub use decode::{DecodeError, decode, encode};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+use oomreap_common::event::{
+    COMM_LEN, EventKind, MarkVictimEvent, NotifierRefusedEvent, ReapCallEvent, RetryCountsEvent,
+};
+
+use super::*;
+use crate::lab::fixtures::mark_victim_raw;
+
+#[test]
+fn mark_victim_round_trips() {
+    let raw = mark_victim_raw(4242, "hog", 300 * 1024);
+    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    assert_eq!(e.victim.pid, 4242);
+    assert_eq!(e.victim.tgid, Some(4242));
+    assert_eq!(e.victim.comm.as_deref(), Some("hog"));
+    assert_eq!(e.memory.unwrap().anon_rss_kib, 300 * 1024);
+    assert_eq!(e.attach, AttachKind::BtfTracePoint);
+    assert_eq!(e.trigger.comm.as_deref(), Some("hog"));
+}
+
+#[test]
+fn every_reaper_record_round_trips() {
+    use crate::lab::fixtures::{contended_skip_at, exit_at, reaper_at};
+    assert_eq!(
+        decode(&encode(&reaper_at(EventKind::WakeReaper, 5, 7))).unwrap(),
+        Event::WakeReaper(ReaperStep {
+            timestamp_ns: 5_000_000,
+            victim_pid: 7
+        })
+    );
+    let Event::SkipReaping(skip) = decode(&encode(&contended_skip_at(5, 7))).unwrap() else {
+        panic!("not a skip")
+    };
+    assert_eq!(skip.cause, SkipCause::LockContended);
+    let lock = skip.lock.unwrap();
+    assert!(lock.writer_locked && lock.waiters_queued && !lock.handoff);
+    assert_eq!(lock.readers, 0);
+    let owner = lock.owner.clone().unwrap();
+    assert_eq!(
+        (owner.pid, owner.comm.as_str(), owner.reader_hint),
+        (50, "holder", false)
+    );
+    let waiters = lock.waiters.clone().unwrap();
+    assert_eq!(waiters.len(), 1);
+    assert_eq!((waiters[0].pid, waiters[0].kind), (51, WaiterKind::Write));
+    let Event::ExitMmap(exit) = decode(&encode(&exit_at(9, 7, 0xabc))).unwrap() else {
+        panic!("not an exit_mmap")
+    };
+    assert_eq!(
+        (exit.mm, exit.victim_pid, exit.by.comm.as_deref()),
+        (0xabc, 7, Some("hog"))
+    );
+}
+
+#[test]
+fn function_hook_records_round_trip() {
+    let mut comm = [0u8; COMM_LEN];
+    comm[..10].copy_from_slice(b"oom_reaper");
+    let call = ReapCallEvent {
+        header: crate::lab::fixtures::header_at(EventKind::ReapCall, 7),
+        entered_ns: 6_000_000,
+        mm: 0xabc,
+        caller_pid: 33,
+        caller_tgid: 33,
+        caller_comm: comm,
+        victim_pid: 9,
+        complete: 0,
+        by_reaper: 1,
+        attach: AttachKind::Kprobe as u32,
+        refusals: 2,
+        _pad: 0,
+    };
+    let Event::ReapCall(e) = decode(&encode(&call)).unwrap() else {
+        panic!("not a reap call")
+    };
+    assert_eq!(
+        (e.entered_ns, e.mm, e.victim_pid, e.complete, e.by_reaper),
+        (6_000_000, 0xabc, Some(9), false, true)
+    );
+    assert_eq!((e.attach, e.refusals), (AttachKind::Kprobe, 2));
+    assert_eq!(e.caller.comm.as_deref(), Some("oom_reaper"));
+    let bad = ReapCallEvent { attach: 77, ..call };
+    assert_eq!(decode(&encode(&bad)), Err(DecodeError::UnknownAttach(77)));
+
+    let refused = NotifierRefusedEvent {
+        header: crate::lab::fixtures::header_at(EventKind::NotifierRefused, 7),
+        mm: 0xabc,
+        start: 0x1000,
+        end: 0x2000,
+        caller_pid: 33,
+        victim_pid: 0,
+        ret: -11,
+        attach: AttachKind::Fentry as u32,
+        // More than are listed: only the listed callbacks come out.
+        notifier_count: 6,
+        _pad: 0,
+        notifiers: [1, 2, 3, 4],
+    };
+    let Event::NotifierRefused(e) = decode(&encode(&refused)).unwrap() else {
+        panic!("not a refusal")
+    };
+    assert_eq!(
+        (e.range, e.victim_pid, e.ret),
+        (Some((0x1000, 0x2000)), None, -11)
+    );
+    assert_eq!((e.notifiers.count, e.notifiers.callbacks.len()), (6, 4));
+}
+
+#[test]
+fn reader_count_and_reader_hint() {
+    let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
+    raw.lock.count = (3 << 8) | 0b10;
+    raw.lock.owner_raw |= 1;
+    let Event::SkipReaping(skip) = decode(&encode(&raw)).unwrap() else {
+        panic!("not a skip")
+    };
+    let lock = skip.lock.unwrap();
+    assert_eq!((lock.readers, lock.writer_locked), (3, false));
+    assert!(lock.owner.as_ref().unwrap().reader_hint);
+}
+
+#[test]
+fn an_unknown_skip_cause_is_an_error() {
+    let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
+    raw.cause = 9;
+    assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownSkipCause(9)));
+}
+
+fn retry_snapshot(len: u32, kind: u32) -> RetryCountsEvent {
+    use oomreap_common::event::{MAX_RETRY_COUNTS, RetryCount, RetryKey};
+    RetryCountsEvent {
+        header: crate::lab::fixtures::header_at(EventKind::RetryCounts, 1),
+        len,
+        _pad: 0,
+        counts: [RetryCount {
+            key: RetryKey {
+                kind,
+                node: 0,
+                zone: 0,
+                order: 0,
+            },
+            count: 1,
+        }; MAX_RETRY_COUNTS],
+    }
+}
+
+#[test]
+fn a_retry_snapshot_with_a_bad_length_is_an_error() {
+    let len = oomreap_common::event::MAX_RETRY_COUNTS as u32 + 1;
+    assert!(matches!(
+        decode(&encode(&retry_snapshot(len, 1))),
+        Err(DecodeError::BadLength { .. })
+    ));
+}
+
+#[test]
+fn an_unknown_retry_kind_is_named_as_such() {
+    let err = decode(&encode(&retry_snapshot(1, 7))).unwrap_err();
+    assert_eq!(err, DecodeError::UnknownRetryKind(7));
+    assert!(err.to_string().contains("unknown retry kind 7"));
+}
+
+#[test]
+fn fields_without_their_bit_decode_as_unknown() {
+    let mut raw = mark_victim_raw(7, "x", 1);
+    raw.fields = 0;
+    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    assert_eq!((e.victim.tgid, e.victim.comm, e.uid), (None, None, None));
+    assert_eq!((e.memory, e.oom_score_adj, e.mm), (None, None, None));
+}
+
+#[test]
+fn a_full_width_comm_has_no_nul() {
+    let raw = mark_victim_raw(7, "exactly16chars!!", 1);
+    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    assert_eq!(e.victim.comm.as_deref(), Some("exactly16chars!!"));
+}
+
+#[test]
+fn truncated_header() {
+    let err = decode(&[1, 0, 0]).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::Truncated {
+            got: 3,
+            expected: 16
+        }
+    );
+    assert!(err.to_string().contains("3 bytes"), "{err}");
+}
+
+#[test]
+fn truncated_body_reports_both_sizes() {
+    let bytes = encode(&mark_victim_raw(1, "x", 1));
+    let err = decode(&bytes[..bytes.len() - 1]).unwrap_err();
+    let expected = format!("expected {} bytes, got {}", bytes.len(), bytes.len() - 1);
+    assert!(err.to_string().contains(&expected), "{err}");
+}
+
+#[test]
+fn trailing_garbage_is_a_size_mismatch() {
+    let mut bytes = encode(&mark_victim_raw(1, "x", 1));
+    bytes.push(0);
+    let got = bytes.len();
+    assert!(
+        matches!(decode(&bytes), Err(DecodeError::SizeMismatch { got: g, .. }) if g == got),
+        "{:?}",
+        decode(&bytes)
+    );
+}
+
+#[test]
+fn unknown_kind() {
+    let mut raw = mark_victim_raw(1, "x", 1);
+    raw.header.kind = 99;
+    assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownKind(99)));
+}
+
+#[test]
+fn all_zero_record_is_not_an_event() {
+    assert_eq!(
+        decode(&[0; size_of::<MarkVictimEvent>()]),
+        Err(DecodeError::UnknownKind(0))
+    );
+}
+
+#[test]
+fn unknown_attach_kind() {
+    let mut raw = mark_victim_raw(1, "x", 1);
+    raw.attach = 0;
+    assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownAttach(0)));
+}

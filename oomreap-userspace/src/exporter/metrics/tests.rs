@@ -1,0 +1,127 @@
+use prometheus_client::encoding::prometheus_text::encode;
+
+use super::*;
+use crate::{lab::fixtures::quick_and_jammed, wire::decode};
+
+/// Feeds a recorded stream through a tracker into fresh metrics; returns the exposition.
+fn exposition(records: &[Vec<u8>]) -> String {
+    let (metrics, registry) = Metrics::new();
+    let mut tracker = Tracker::default();
+    let mut names = |v: &Victim| VictimNames {
+        cgroup: CgroupIdentity::path(format!("/cg{}", v.pid)),
+        notifiers: vec!["kvm".into()],
+    };
+    for raw in records {
+        let event = decode(raw).unwrap();
+        let mut changes = tracker.tick(event.timestamp_ns());
+        changes.extend(tracker.apply(&event));
+        for change in &changes {
+            metrics.observe(&tracker, change, &mut names);
+        }
+    }
+    for change in tracker.finish_all() {
+        metrics.observe(&tracker, &change, &mut names);
+    }
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    text
+}
+
+#[track_caller]
+fn assert_sample(text: &str, sample: &str) {
+    assert!(
+        text.lines().any(|l| l == sample),
+        "no {sample:?} in:\n{text}"
+    );
+}
+
+#[test]
+fn outcomes_attempts_and_contention() {
+    let text = exposition(&quick_and_jammed());
+    assert_sample(&text, "oomreap_victims_killed_total 2");
+    assert_sample(&text, "oomreap_victims_total{outcome=\"gave_up\"} 1");
+    assert_sample(&text, "oomreap_victims_total{outcome=\"exited\"} 1");
+    assert_sample(
+        &text,
+        "oomreap_cgroup_victims_total{cgroup=\"/cg7\",namespace=\"\",pod=\"\",container=\"\",pod_uid=\"\",outcome=\"gave_up\"} 1",
+    );
+    assert_sample(
+        &text,
+        "oomreap_reaper_attempts_total{result=\"lock_contended\"} 10",
+    );
+    assert_sample(
+        &text,
+        "oomreap_reaper_skips_total{cause=\"lock_contended\"} 10",
+    );
+    assert_sample(&text, "oomreap_lock_contention_events_total 10");
+    assert_sample(&text, "oomreap_reaper_gave_up_total 1");
+    assert_sample(&text, "oomreap_kill_to_wake_seconds_count 1");
+    assert_sample(&text, "oomreap_kill_to_mm_freed_seconds_count 1");
+    // The recording's reaper woke exactly 2 s after the kill.
+    assert_sample(&text, "oomreap_kill_to_wake_seconds_bucket{le=\"1\"} 0");
+    assert_sample(&text, "oomreap_kill_to_wake_seconds_bucket{le=\"2\"} 1");
+    let build = format!(
+        "oomreap_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::REVISION
+    );
+    assert!(text.lines().any(|l| l == build), "{build} in\n{text}");
+}
+
+#[test]
+fn every_family_has_help_and_type() {
+    let text = exposition(&quick_and_jammed());
+    for family in [
+        "victims_total",
+        "reaper_attempts_total",
+        "kill_to_reaped_seconds",
+        "lock_contention_events_total",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP oomreap_{family} ")),
+            "no HELP for {family}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE oomreap_{family} ")),
+            "no TYPE for {family}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn dropped_counters_follow_the_kernel_totals() {
+    let (mut metrics, registry) = Metrics::new();
+    let kernel = |full| KernelCounters {
+        ring_buffer_full: full,
+        read_failed: 0,
+    };
+    metrics.set_dropped(kernel(3), 1);
+    metrics.set_dropped(kernel(5), 1);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    assert_sample(
+        &text,
+        "oomreap_dropped_events_total{reason=\"ring_buffer_full\"} 5",
+    );
+    assert_sample(
+        &text,
+        "oomreap_dropped_events_total{reason=\"undecodable\"} 1",
+    );
+}
+
+#[test]
+fn hooks_show_their_mode() {
+    let (metrics, registry) = Metrics::new();
+    metrics.set_hooks(&[HookStatus {
+        name: "oom:mark_victim",
+        provides: "",
+        attach: Some(crate::wire::AttachKind::BtfTracePoint),
+        note: None,
+    }]);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    assert_sample(
+        &text,
+        "oomreap_hook_attached{hook=\"oom:mark_victim\",kind=\"tracepoint\",mode=\"btf_tracepoint\"} 1",
+    );
+}

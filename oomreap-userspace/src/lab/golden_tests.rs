@@ -3,6 +3,11 @@
 //! committed output beside it. A change of output is then a visible diff in review, and a
 //! refactor that should change nothing is proven to change nothing.
 //!
+//! `synthetic.rec` is made here from the fixtures. `live-KERNEL-SCENARIO.rec` were made by
+//! `oomreap record` during `oomreap inject SCENARIO` on that kernel (tracefs mounted), so they
+//! hold what a real kernel sends and the context only the recording machine knew: cgroup
+//! paths, lock holders' stacks, notifier symbols.
+//!
 //! `OOMREAP_BLESS=1 cargo test -p oomreap-userspace --lib golden` rewrites the outputs (and the
 //! synthetic recording): do it only for a change that means to change them, in its own commit.
 use std::path::{Path, PathBuf};

@@ -129,6 +129,21 @@ pub fn exit_at(ms: u64, pid: u32, mm: u64) -> oomreap_common::event::ExitMmapEve
     }
 }
 
+/// A process_mrelease(2) by `lmkd` (pid 900) returning `ret` at `ms` on victim `pid`'s mm.
+pub fn mrelease_at(ms: u64, pid: u32, mm: u64, ret: i64) -> oomreap_common::event::MreleaseEvent {
+    oomreap_common::event::MreleaseEvent {
+        header: header_at(EventKind::Mrelease, ms),
+        entered_ns: (ms - 1) * 1_000_000,
+        ret,
+        mm,
+        caller_pid: 900,
+        caller_tgid: 900,
+        caller_comm: comm_bytes("lmkd"),
+        pidfd: 3,
+        victim_pid: pid,
+    }
+}
+
 /// Victim 4242 exits at once (killed at 500 ms, its memory freed 7 ms later); victim 7 is
 /// killed at 1 s, woken at 3 s and jammed for ten contended attempts, until the reaper gives
 /// up. The wire records the dashboard, metrics and golden tests start from.

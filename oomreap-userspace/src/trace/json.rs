@@ -146,9 +146,13 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
     let mut object = json!({
         "schema": SCHEMA_VERSION,
         "step": step,
-        "time": cx.clock().local(at_ns).to_rfc3339(),
+        // Always nine fractional digits, so times sort and align as text.
+        "time": cx.clock().local(at_ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
         "ts_ns": at_ns,
         "victim": victim.map(victim_id),
+        // A reaper pass or process_mrelease call that came after the victim's outcome: the
+        // kernel's timer still fires after process_mrelease released it.
+        "after_outcome": victim.map(|v| v.after_outcome(at_ns)),
     });
     if let (Some(map), Some(extra)) = (object.as_object_mut(), fields.as_object_mut()) {
         map.append(extra);

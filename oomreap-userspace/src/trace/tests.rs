@@ -99,8 +99,12 @@ fn quick_exit_in_json() {
     let expected = chrono::DateTime::from_timestamp(1, 0)
         .unwrap()
         .with_timezone(&chrono::Local)
-        .to_rfc3339();
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
     assert_eq!(objects[0]["time"], expected);
+    assert!(
+        expected.contains(":01.000000000"),
+        "nine digits: {expected}"
+    );
 }
 
 #[test]

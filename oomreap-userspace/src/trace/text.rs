@@ -134,8 +134,13 @@ fn unattributed_or_row(
 }
 
 fn row(cx: &Intake, at_ns: u64, v: &Victim, step: &str, detail: &str) -> String {
+    let late = if v.after_outcome(at_ns) {
+        " (after its outcome)"
+    } else {
+        ""
+    };
     format!(
-        "{:<12} {:>7} {:>7} {:<16} {:<9} {detail}",
+        "{:<12} {:>7} {:>7} {:<16} {:<9} {detail}{late}",
         cx.clock().time_of_day(at_ns),
         v.tgid.map_or_else(|| "-".to_owned(), |t| t.to_string()),
         v.pid,

@@ -28,6 +28,15 @@ use crate::wire::{
     Event, MarkVictim, NotifierRefused, ReapCall, RetryCounter, RetryCounts, ScoreAdj, SkipCause,
 };
 
+/// How long after a victim's kill the kernel may still act on it: the reaper's timer (2 s),
+/// its ten attempts 100 ms apart, and slack for a loaded machine. A reaper pass or a
+/// process_mrelease call that comes after the victim's outcome but within this window is the
+/// same victim's, not a new one (process_mrelease does not stop the reaper's timer).
+pub const LATE_WINDOW_NS: u64 = 10_000_000_000;
+
+/// Finished victims searched, newest first, for a late step's owner.
+const LATE_SCAN: usize = 64;
+
 /// How many finished victims are kept by default before the oldest are forgotten.
 pub const DEFAULT_VICTIM_CAPACITY: usize = 10_000;
 
@@ -331,9 +340,14 @@ impl Tracker {
     }
 
     /// The active victim with this pid, or a new one first seen now.
-    fn active_or_unseen(&mut self, pid: u32) -> VictimId {
+    /// The victim a reaper step for thread `pid` at `at_ns` belongs to: the active one, else
+    /// a recent one whose outcome came first, else a new one whose kill oomreap did not see.
+    fn reaper_target(&mut self, pid: u32, at_ns: u64) -> VictimId {
         if let Some(id) = self.active.get(&pid) {
             return *id;
+        }
+        if let Some(id) = self.recent_by(Some(pid), None, at_ns) {
+            return id;
         }
         let id = self.new_id();
         self.insert(Victim::unseen(id, pid));
@@ -344,6 +358,24 @@ impl Tracker {
     fn active_by(&self, pid: Option<u32>, mm: Option<u64>) -> Option<VictimId> {
         pid.and_then(|pid| self.active.get(&pid).copied())
             .or_else(|| mm.and_then(|mm| self.active_by_mm(mm)))
+    }
+
+    /// A finished victim, newest first, with this thread or process id or this mm, killed
+    /// (or, if its kill was not seen, settled) at most [`LATE_WINDOW_NS`] before `at_ns`.
+    fn recent_by(&self, pid: Option<u32>, mm: Option<u64>, at_ns: u64) -> Option<VictimId> {
+        self.victims
+            .iter()
+            .rev()
+            .filter(|v| v.outcome.is_final())
+            .take(LATE_SCAN)
+            .find(|v| {
+                let anchor = v.killed_at_ns.or(v.finished_at_ns);
+                let recent = anchor.is_some_and(|t| at_ns.saturating_sub(t) <= LATE_WINDOW_NS);
+                let same_task = pid.is_some_and(|p| v.pid == p || v.tgid == Some(p));
+                let same_mm = mm.is_some() && v.mm == mm;
+                recent && (same_task || same_mm)
+            })
+            .map(|v| v.id)
     }
 
     fn active_by_mm(&self, mm: u64) -> Option<VictimId> {

@@ -7,19 +7,19 @@ use crate::wire::{
 
 impl Tracker {
     pub(super) fn wake(&mut self, e: &ReaperStep, changes: &mut Vec<Change>) {
-        let id = self.active_or_unseen(e.victim_pid);
+        let id = self.reaper_target(e.victim_pid, e.timestamp_ns);
         let Some(v) = self.victim_mut(id) else { return };
         v.woken_at_ns = Some(e.timestamp_ns);
-        v.outcome = Outcome::Reaping;
+        v.reaping();
         changes.push(Change::Woken(id));
     }
 
     pub(super) fn start(&mut self, e: &ReaperStep, changes: &mut Vec<Change>) {
-        let id = self.active_or_unseen(e.victim_pid);
+        let id = self.reaper_target(e.victim_pid, e.timestamp_ns);
         let Some(v) = self.victim_mut(id) else { return };
         mark_previous_reap_partial(v);
         v.pending_trylock = None;
-        v.outcome = Outcome::Reaping;
+        v.reaping();
         v.attempts.push(Attempt {
             started_ns: e.timestamp_ns,
             result: AttemptResult::InProgress,
@@ -30,7 +30,7 @@ impl Tracker {
     }
 
     pub(super) fn finish(&mut self, e: &FinishReaping, changes: &mut Vec<Change>) {
-        let id = self.active_or_unseen(e.victim_pid);
+        let id = self.reaper_target(e.victim_pid, e.timestamp_ns);
         let Some(v) = self.victim_mut(id) else { return };
         let traced = v.pending_reap.take();
         let result = AttemptResult::Reaped {
@@ -61,7 +61,7 @@ impl Tracker {
     }
 
     pub(super) fn skip(&mut self, e: &SkipReaping, changes: &mut Vec<Change>) {
-        let id = self.active_or_unseen(e.victim_pid);
+        let id = self.reaper_target(e.victim_pid, e.timestamp_ns);
         let Some(v) = self.victim_mut(id) else { return };
         mark_previous_reap_partial(v);
         let mut reason = e.cause;
@@ -99,7 +99,7 @@ impl Tracker {
         if v.mm.is_none() {
             v.mm = e.mm;
         }
-        v.outcome = Outcome::Reaping;
+        v.reaping();
         v.attempts.push(Attempt {
             started_ns: e.timestamp_ns,
             result: AttemptResult::Skipped {

@@ -55,7 +55,9 @@ impl Tracker {
         let id = self
             .active_by(e.victim_pid, e.mm)
             // The call's own reap (fentry/kprobe modes) may have settled the victim already.
-            .or_else(|| e.mm.and_then(|mm| self.released_by(mm, e.caller.pid)));
+            .or_else(|| e.mm.and_then(|mm| self.released_by(mm, e.caller.pid)))
+            // A later call on a victim whose story already ended is still that victim's.
+            .or_else(|| self.recent_by(e.victim_pid, e.mm, e.timestamp_ns));
         let Some(id) = id else {
             changes.push(Change::Mrelease { victim: None, call });
             return;
@@ -78,7 +80,9 @@ impl Tracker {
         } else {
             self.totals.reap_calls_partial += 1;
         }
-        let id = self.active_by(e.victim_pid, Some(e.mm));
+        let id = self
+            .active_by(e.victim_pid, Some(e.mm))
+            .or_else(|| self.recent_by(e.victim_pid, Some(e.mm), e.timestamp_ns));
         let Some(v) = id.and_then(|id| self.victim_mut(id)) else {
             changes.push(Change::ReapCall {
                 victim: None,
@@ -120,7 +124,9 @@ impl Tracker {
 
     pub(super) fn notifier_refused(&mut self, e: &NotifierRefused, changes: &mut Vec<Change>) {
         self.totals.notifier_refusals += 1;
-        let id = self.active_by(e.victim_pid, Some(e.mm));
+        let id = self
+            .active_by(e.victim_pid, Some(e.mm))
+            .or_else(|| self.recent_by(e.victim_pid, Some(e.mm), e.timestamp_ns));
         if let Some(v) = id.and_then(|id| self.victim_mut(id))
             && v.notifier_refusals.len() < REFUSALS_KEPT
         {

@@ -86,12 +86,22 @@ impl Tracker {
         if v.outcome.is_final() {
             return;
         }
+        let mut inferred = inferred;
         if outcome == Outcome::Reaped
             && let Some(Attempt {
-                result: AttemptResult::Reaped { complete, .. },
+                result:
+                    AttemptResult::Reaped {
+                        complete,
+                        complete_traced,
+                        ..
+                    },
                 ..
             }) = v.attempts.last_mut()
         {
+            // The pass's own result, when traced, makes the outcome a fact, not a deduction.
+            if *complete_traced && *complete == Some(true) {
+                inferred = false;
+            }
             complete.get_or_insert(true);
         }
         v.outcome = outcome;

@@ -653,7 +653,8 @@ fn traced_reap_results_are_exact() {
         .run(2_000);
     let v = only_victim(&tracker);
     assert_eq!(pass_results(v), [(Some(false), true), (Some(true), true)]);
-    assert_eq!(outcome(v), (Outcome::Reaped, true));
+    // The last pass said itself it was complete: the outcome is a fact.
+    assert_eq!(outcome(v), (Outcome::Reaped, false));
     assert_eq!(v.reap_calls.len(), 2);
     assert_eq!(v.notifier_refusals.len(), 1);
     let totals = tracker.totals();
@@ -737,4 +738,101 @@ fn a_partial_mrelease_reap_does_not_release() {
     let v = only_victim(&tracker);
     assert_eq!(v.outcome, Outcome::Reaped);
     assert_eq!(v.reap_calls.len(), 2);
+}
+
+/// One kill, one victim, one outcome: whatever came late joined it.
+fn counted_once(tracker: &Tracker) -> &Victim {
+    let v = only_victim(tracker);
+    assert_eq!(tracker.totals().victims, 1);
+    assert_eq!(tracker.totals().outcomes.values().sum::<u64>(), 1);
+    v
+}
+
+#[test]
+fn process_mrelease_before_the_wake_keeps_the_reapers_late_pass_on_its_victim() {
+    // process_mrelease does not stop the reaper's timer: 2 s after the kill it still wakes
+    // and reaps the same task, which the victim, stuck, has not yet left.
+    let (tracker, changes) = Stream::default()
+        .kill(0, 10)
+        .mrelease(500, 10, 0)
+        .wake(2_000, 10)
+        .reap(2_000, 10, 0)
+        .run(2_000);
+    let v = counted_once(&tracker);
+    assert_eq!(outcome(v), (Outcome::Released, false));
+    assert_eq!(v.woken_at_ns, Some(2_000 * MS));
+    assert_eq!(v.attempts.len(), 1);
+    assert!(v.after_outcome(v.attempts[0].started_ns));
+    assert!(
+        changes
+            .iter()
+            .filter(|c| matches!(c, Change::Finished(_)))
+            .count()
+            == 1
+    );
+}
+
+#[test]
+fn process_mrelease_between_the_reapers_attempts_ends_the_story_once() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .contended(2_000, 10, 2)
+        .mrelease(2_150, 10, 0)
+        .skip(2_200, 10, SkipCause::AlreadySkipped)
+        .run(2_000);
+    let v = counted_once(&tracker);
+    assert_eq!(outcome(v), (Outcome::Released, false));
+    assert_eq!(v.attempts.len(), 3);
+    assert_eq!(v.mreleases.len(), 1);
+}
+
+#[test]
+fn process_mrelease_after_the_reaper_finished_joins_the_reaped_victim() {
+    let (tracker, changes) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .reap(2_000, 10, 0)
+        .exit(2_500, 10)
+        .mrelease(4_000, 10, 0)
+        .run(0);
+    let v = counted_once(&tracker);
+    assert_eq!(v.outcome, Outcome::Reaped);
+    assert_eq!(v.mreleases.len(), 1);
+    assert!(v.after_outcome(v.mreleases[0].returned_ns));
+    assert!(changes.iter().any(|c| matches!(
+        c,
+        Change::Mrelease {
+            victim: Some(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn process_mrelease_twice_is_two_calls_on_one_victim() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .mrelease(500, 10, 0)
+        .mrelease(600, 10, -22)
+        .run(5_000);
+    let v = counted_once(&tracker);
+    assert_eq!(outcome(v), (Outcome::Released, false));
+    let rets: Vec<i64> = v.mreleases.iter().map(|c| c.ret).collect();
+    assert_eq!(rets, [0, -22]);
+}
+
+#[test]
+fn a_reaper_step_past_the_window_is_a_victim_whose_kill_was_not_seen() {
+    // The same pid, long after its victim's story ended: a reused pid, not a late pass.
+    let late = LATE_WINDOW_NS / MS + 1_000;
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .exit(12, 10)
+        .wake(late, 10)
+        .reap(late, 10, 0)
+        .run(2_000);
+    let victims: Vec<&Victim> = tracker.victims().collect();
+    assert_eq!(victims.len(), 2);
+    assert!(victims[1].killed_at_ns.is_none() && victims[1].attempts.len() == 1);
 }

@@ -197,6 +197,19 @@ impl Victim {
     }
 
     /// A victim first seen at a reaper step (its kill happened before oomreap attached).
+    /// The reaper is at work on it, unless its story already ended (a late pass leaves the
+    /// outcome as it was).
+    pub(super) fn reaping(&mut self) {
+        if !self.outcome.is_final() {
+            self.outcome = Outcome::Reaping;
+        }
+    }
+
+    /// Returns true if and only if something at `at_ns` came after the victim's outcome.
+    pub fn after_outcome(&self, at_ns: u64) -> bool {
+        self.finished_at_ns.is_some_and(|f| at_ns > f)
+    }
+
     pub(super) fn unseen(id: VictimId, pid: u32) -> Self {
         Self {
             id,

@@ -450,11 +450,24 @@ impl Metrics {
                 }
             }
             Change::Attempt { victim, index } => {
-                let Some(AttemptResult::Skipped { reason, .. }) = tracker
+                let Some((v, attempt)) = tracker
                     .victim(*victim)
-                    .and_then(|v| v.attempts.get(*index))
-                    .map(|a| &a.result)
+                    .and_then(|v| Some((v, v.attempts.get(*index)?)))
                 else {
+                    return;
+                };
+                // Attempts are counted when their victim finishes; one after that (the
+                // reaper's timer outlives process_mrelease) is counted as it ends.
+                if v.after_outcome(attempt.started_ns)
+                    && let Some(result) = attempt_result(&attempt.result)
+                {
+                    self.attempts
+                        .get_or_create(&ResultLabel {
+                            result: result.into(),
+                        })
+                        .inc();
+                }
+                let AttemptResult::Skipped { reason, .. } = &attempt.result else {
                     return;
                 };
                 self.skips
@@ -520,14 +533,8 @@ impl Metrics {
             self.gave_up.inc();
         }
         for attempt in &v.attempts {
-            let result = match &attempt.result {
-                AttemptResult::Reaped {
-                    complete: Some(false),
-                    ..
-                } => "partial",
-                AttemptResult::Reaped { .. } => "reaped",
-                AttemptResult::Skipped { reason, .. } => reason.name(),
-                AttemptResult::InProgress => continue,
+            let Some(result) = attempt_result(&attempt.result) else {
+                continue;
             };
             self.attempts
                 .get_or_create(&ResultLabel {
@@ -547,6 +554,19 @@ impl Metrics {
         if let Some(kib) = v.freed_by_reaper_kib() {
             self.freed_bytes.inc_by(kib * 1024);
         }
+    }
+}
+
+/// The `result` label of an ended attempt.
+fn attempt_result(result: &AttemptResult) -> Option<&'static str> {
+    match result {
+        AttemptResult::Reaped {
+            complete: Some(false),
+            ..
+        } => Some("partial"),
+        AttemptResult::Reaped { .. } => Some("reaped"),
+        AttemptResult::Skipped { reason, .. } => Some(reason.name()),
+        AttemptResult::InProgress => None,
     }
 }
 

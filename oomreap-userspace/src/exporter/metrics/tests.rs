@@ -36,6 +36,36 @@ fn assert_sample(text: &str, sample: &str) {
 }
 
 #[test]
+fn a_reap_after_process_mrelease_counts_no_second_victim() {
+    use oomreap_common::event::EventKind;
+
+    use crate::lab::fixtures::{kill_at, mrelease_at, reaper_at};
+    let kill = kill_at(1_000, 7, "stuck");
+    let text = exposition(&[
+        crate::wire::encode(&kill),
+        crate::wire::encode(&mrelease_at(1_500, 7, kill.victim_mm, 0)),
+        crate::wire::encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
+        crate::wire::encode(&reaper_at(EventKind::StartReaping, 3_000, 7)),
+        crate::wire::encode(&oomreap_common::event::FinishReapingEvent {
+            header: crate::lab::fixtures::header_at(EventKind::FinishReaping, 3_010),
+            victim_pid: 7,
+            current_pid: 33,
+            anon_rss_kib: 0,
+            file_rss_kib: 0,
+            shmem_rss_kib: 0,
+            fields: 0,
+            _pad: 0,
+        }),
+    ]);
+    assert_sample(&text, "oomreap_victims_killed_total 1");
+    assert_sample(&text, "oomreap_victims_total{outcome=\"released\"} 1");
+    assert_sample(&text, "oomreap_victims_total{outcome=\"reaped\"} 0");
+    assert_sample(&text, "oomreap_victims_total{outcome=\"unknown\"} 0");
+    // The late pass is counted, once.
+    assert_sample(&text, "oomreap_reaper_attempts_total{result=\"reaped\"} 1");
+}
+
+#[test]
 fn outcomes_attempts_and_contention() {
     let text = exposition(&quick_and_jammed());
     assert_sample(&text, "oomreap_victims_killed_total 2");

@@ -392,6 +392,35 @@ fn process_mrelease_is_seen_with_its_caller_and_result() {
 }
 
 #[test]
+fn the_reapers_pass_after_process_mrelease_is_the_same_victims() {
+    let Some(_lock) = privileged("the_reapers_pass_after_process_mrelease_is_the_same_victims")
+    else {
+        return;
+    };
+    let traced = trace_scenario(&["mrelease-stuck"]);
+    let steps = traced.victim();
+    assert_eq!(traced.report["cgroup"]["oom_kills"], 1, "{}", traced.report);
+    // One kill, one victim, one outcome: every step of the thread names the same victim.
+    let ids: std::collections::BTreeSet<Option<u64>> =
+        steps.iter().map(|s| s["victim"]["id"].as_u64()).collect();
+    assert_eq!(ids.len(), 1, "{steps:#?}");
+    assert_eq!(step(steps, "kill").len(), 1);
+    assert_eq!(step(steps, "outcome").len(), 1, "{steps:#?}");
+    assert_eq!(outcome(steps)["outcome"], "released");
+    assert_eq!(step(steps, "mrelease")[0]["after_outcome"], false);
+    // The reaper's timer outlived the release: its wake and pass come after the outcome.
+    let late: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["after_outcome"] == true)
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert!(
+        late.contains(&"wake") && (late.contains(&"reaped") || late.contains(&"skip")),
+        "late steps {late:?} in {steps:#?}"
+    );
+}
+
+#[test]
 fn a_storm_of_200_victims_is_counted_exactly() {
     let Some(_lock) = privileged("a_storm_of_200_victims_is_counted_exactly") else {
         return;

@@ -36,16 +36,18 @@ pub enum Scenario {
     LockContended,
     MmuNotifier,
     Mrelease,
+    MreleaseStuck,
     Storm,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::QuickExit,
         Self::StuckVictim,
         Self::LockContended,
         Self::MmuNotifier,
         Self::Mrelease,
+        Self::MreleaseStuck,
         Self::Storm,
     ];
 
@@ -56,6 +58,7 @@ impl Scenario {
             Self::LockContended => "lock-contended",
             Self::MmuNotifier => "mmu-notifier",
             Self::Mrelease => "mrelease",
+            Self::MreleaseStuck => "mrelease-stuck",
             Self::Storm => "storm",
         }
     }
@@ -89,6 +92,11 @@ impl Scenario {
                 "a stuck victim is OOM-killed and oomreap releases its memory with \
                  process_mrelease(2) before the reaper wakes"
             }
+            Self::MreleaseStuck => {
+                "like mrelease, but the victim stays stuck past the reaper's timer: \
+                 process_mrelease does not stop it, so the reaper still wakes and reaps the \
+                 released victim (one kill, one victim)"
+            }
             Self::Storm => "--count N victims in a row (default 10), each exiting at once",
         }
     }
@@ -97,7 +105,9 @@ impl Scenario {
     pub fn needs(self) -> &'static str {
         match self {
             Self::QuickExit | Self::Storm => "nothing more",
-            Self::StuckVictim | Self::LockContended | Self::Mrelease => "/dev/fuse",
+            Self::StuckVictim | Self::LockContended | Self::Mrelease | Self::MreleaseStuck => {
+                "/dev/fuse"
+            }
             Self::MmuNotifier => "/dev/fuse and /dev/kvm",
         }
     }
@@ -383,7 +393,8 @@ pub fn run(
         Scenario::Storm => storm(scene, options, say),
         Scenario::StuckVictim => stuck(scene, options, false, say),
         Scenario::MmuNotifier => stuck(scene, options, true, say),
-        Scenario::Mrelease => mrelease(scene, options, say),
+        Scenario::Mrelease => mrelease(scene, options, false, say),
+        Scenario::MreleaseStuck => mrelease(scene, options, true, say),
         Scenario::LockContended => lock_contended(scene, options, say),
     }
 }
@@ -481,19 +492,26 @@ fn stuck(
     say: &mut dyn FnMut(&str),
 ) -> Result<Report, ScenarioError> {
     let victim = stuck_victim(&mut scene, options, kvm, say)?;
-    // The reaper's timer fires 2 s after the kill; leave it time for its attempts.
-    let reaper_window = Duration::from_nanos(REAPER_DELAY_NS)
-        + REAPER_RETRY * MAX_REAP_ATTEMPTS as u32
-        + Duration::from_millis(500);
-    say(&format!("waiting {reaper_window:?} for the oom_reaper"));
-    sleep(reaper_window)?;
+    wait_for_the_reaper(say)?;
     release_and_reap(&mut scene, victim, say)?;
     scene.finish(&[victim])
 }
 
+/// The reaper's timer fires 2 s after the kill; this leaves it time for all its attempts.
+fn wait_for_the_reaper(say: &mut dyn FnMut(&str)) -> Result<(), ScenarioError> {
+    let reaper_window = Duration::from_nanos(REAPER_DELAY_NS)
+        + REAPER_RETRY * MAX_REAP_ATTEMPTS as u32
+        + Duration::from_millis(500);
+    say(&format!("waiting {reaper_window:?} for the oom_reaper"));
+    sleep(reaper_window)
+}
+
+/// process_mrelease on a stuck victim right after the kill; `then_stuck` keeps it stuck past
+/// the reaper's timer.
 fn mrelease(
     mut scene: Scene,
     options: &InjectOptions,
+    then_stuck: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Report, ScenarioError> {
     let victim = stuck_victim(&mut scene, options, false, say)?;
@@ -504,6 +522,9 @@ fn mrelease(
         std::process::id()
     ));
     scene.report.mrelease = Some((std::process::id(), ret));
+    if then_stuck {
+        wait_for_the_reaper(say)?;
+    }
     release_and_reap(&mut scene, victim, say)?;
     scene.finish(&[victim])
 }

@@ -15,11 +15,12 @@ pub use http::is_loopback;
 pub use labels::CgroupIdentity;
 use labels::CgroupLabels;
 pub use metrics::{Metrics, VictimNames};
+use prometheus_client::registry::Registry;
 pub use web_config::{BasicAuth, WebConfig, WebConfigError};
 
 use crate::{
     enrich::notifier_owner,
-    intake::{Annotations, Intake, IntakeError},
+    intake::{Annotations, Intake, IntakeError, Step},
     tracker::Victim,
 };
 
@@ -82,8 +83,7 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (mut metrics, registry) = Metrics::new();
-    metrics.set_hooks(&intake.annotations().hooks);
+    let (mut feed, registry) = MetricsFeed::new(options.max_cgroups, &intake);
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -98,7 +98,6 @@ pub async fn serve(
     };
     ready(bound);
 
-    let mut names = Names::new(options.max_cgroups, &metrics);
     tokio::pin!(shutdown);
     loop {
         let step = tokio::select! {
@@ -115,16 +114,37 @@ pub async fn serve(
         };
         // Only a replay ends, and serve is always live.
         let Some(step) = step else { break };
-        for change in &step.changes {
-            metrics.observe(intake.tracker(), change, &mut |v| {
-                names.of(v, intake.annotations())
-            });
-        }
-        let losses = intake.losses();
-        metrics.set_dropped(losses.kernel, losses.undecodable);
+        feed.take(&intake, &step);
     }
     server.abort();
     Ok(())
+}
+
+/// What serve does with each step of the intake: the metrics it feeds and the names it gives.
+pub struct MetricsFeed {
+    metrics: Metrics,
+    names: Names,
+}
+
+impl MetricsFeed {
+    /// New metrics, their registry, and the intake's hooks set on them.
+    pub fn new(max_cgroups: usize, intake: &Intake) -> (Self, Arc<Registry>) {
+        let (metrics, registry) = Metrics::new();
+        metrics.set_hooks(&intake.annotations().hooks);
+        let names = Names::new(max_cgroups, &metrics);
+        (Self { metrics, names }, registry)
+    }
+
+    /// Observes one step's changes, as the tracker stands right after it, and the losses.
+    pub fn take(&mut self, intake: &Intake, step: &Step) {
+        for change in &step.changes {
+            self.metrics.observe(intake.tracker(), change, &mut |v| {
+                self.names.of(v, intake.annotations())
+            });
+        }
+        let losses = intake.losses();
+        self.metrics.set_dropped(losses.kernel, losses.undecodable);
+    }
 }
 
 /// Resolves victims' labels: cgroup identities (capped) and notifier owners.

@@ -16,7 +16,7 @@ use oomreap_common::event::EventKind;
 use ratatui::{Terminal, backend::TestBackend};
 
 use crate::{
-    exporter::{Metrics, VictimNames},
+    exporter::MetricsFeed,
     intake::Intake,
     lab::fixtures::{exit_at, kill_at, quick_and_jammed, reaper_at},
     recording::{RecordWriter, Recording, parse},
@@ -111,17 +111,11 @@ fn render(app: &App, width: u16, height: u16) -> String {
 /// serve's exposition after the recording, cgroups named by id (no machine to ask), without
 /// `oomreap_build_info`, whose revision changes with every commit.
 fn metrics(recording: &Recording) -> String {
-    let (metrics, registry) = Metrics::new();
+    // Step by step, as serve feeds them: each change read as the tracker stood right after it.
     let mut intake = Intake::replay(recording.clone(), None);
-    let step = intake.play_to_end();
-    let mut names = |v: &crate::tracker::Victim| VictimNames {
-        cgroup: crate::exporter::CgroupIdentity::path(
-            v.memcg_id.map_or("unknown".into(), |id| format!("id {id}")),
-        ),
-        notifiers: Vec::new(),
-    };
-    for change in &step.changes {
-        metrics.observe(intake.tracker(), change, &mut names);
+    let (mut feed, registry) = MetricsFeed::new(crate::exporter::DEFAULT_MAX_CGROUPS, &intake);
+    while let Some(step) = intake.next_now() {
+        feed.take(&intake, &step);
     }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -185,6 +185,26 @@ fn help_lists_every_key() {
 }
 
 #[test]
+fn help_shows_each_hook_and_how_it_is_attached() {
+    use crate::{intake::HookStatus, wire::AttachKind};
+    let mut app = app_with(stream());
+    let hook = |name, attach| HookStatus {
+        name,
+        provides: "",
+        attach,
+        note: None,
+    };
+    app.intake.annotations_mut().hooks = vec![
+        hook("oom:mark_victim", Some(AttachKind::BtfTracePoint)),
+        hook("__oom_reap_task_mm", None),
+    ];
+    app.toggle_help();
+    let screen = render(&app, 80, 40);
+    assert_line(&screen, &["oom:mark_victim", "BTF tracepoint"]);
+    assert_line(&screen, &["__oom_reap_task_mm", "not attached"]);
+}
+
+#[test]
 fn pausing_holds_events_and_resuming_applies_them() {
     let mut app = App::new(intake(&stream()), None);
     for _ in 0..2 {

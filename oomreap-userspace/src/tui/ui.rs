@@ -511,10 +511,6 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         width,
         height,
     };
-    let lines: Vec<Line> = HELP
-        .iter()
-        .map(|(key, what)| Line::from(format!("{key:<11}{what}")))
-        .collect();
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" keys (? or Esc to close) ")),

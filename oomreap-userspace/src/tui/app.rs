@@ -76,6 +76,10 @@ pub struct App {
     pub filter: String,
     /// Index into [`App::rows`].
     pub selected: usize,
+    /// Lines the detail pane is scrolled down by (a long timeline with stacks overflows).
+    pub detail_scroll: u16,
+    /// The furthest the detail pane could scroll when last drawn, so scrolling stops there.
+    pub detail_scroll_max: std::cell::Cell<u16>,
     /// Finished victims up to this id are hidden (`c`).
     cleared_up_to: Option<VictimId>,
     /// Set when something visible changed since the last draw.
@@ -95,6 +99,8 @@ impl App {
             sort: SortKey::Newest,
             filter: String::new(),
             selected: 0,
+            detail_scroll: 0,
+            detail_scroll_max: std::cell::Cell::new(u16::MAX),
             cleared_up_to: None,
             dirty: true,
         }
@@ -276,6 +282,7 @@ impl App {
     pub fn open_detail(&mut self) {
         if self.selected_victim().is_some() {
             self.mode = Mode::Detail;
+            self.detail_scroll = 0;
             self.dirty = true;
         }
     }
@@ -356,6 +363,16 @@ impl App {
             return;
         }
         self.selected = self.selected.saturating_add_signed(delta).min(len - 1);
+        self.detail_scroll = 0;
+        self.dirty = true;
+    }
+
+    /// Scrolls the detail pane by `delta` lines (the drawing clamps it to the timeline).
+    pub fn scroll_detail(&mut self, delta: i32) {
+        self.detail_scroll = self
+            .detail_scroll
+            .saturating_add_signed(delta as i16)
+            .min(self.detail_scroll_max.get());
         self.dirty = true;
     }
 

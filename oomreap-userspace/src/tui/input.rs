@@ -38,6 +38,15 @@ pub fn handle(app: &mut App, key: KeyEvent) -> Outcome {
             KeyCode::Char('?') | KeyCode::Esc => app.toggle_help(),
             _ => {}
         },
+        // In the timeline, the page keys scroll it; the arrows still pick the victim.
+        Mode::Detail if matches!(key.code, KeyCode::PageUp | KeyCode::PageDown) => {
+            let page = PAGE as i32;
+            app.scroll_detail(if key.code == KeyCode::PageUp {
+                -page
+            } else {
+                page
+            });
+        }
         Mode::Table | Mode::Detail => match key.code {
             KeyCode::Char('q') => return Outcome::Quit,
             KeyCode::Up | KeyCode::Char('k') => app.previous(),

@@ -125,14 +125,34 @@ fn the_detail_pane_tells_the_whole_path() {
     let screen = render(&app, 160, 60);
     assert_shows(&screen, "victim detail");
     assert_line(&screen, &["+2.000s", "reaper woke"]);
+    // Ten identical skips on the same holders are one line.
     assert_shows(
         &screen,
-        "attempt 1: skip: mmap_lock contended; writer-locked, waiters queued; owner 50 (holder, writer)",
+        "attempts 1–10 (×10): skip: mmap_lock contended; writer-locked, waiters queued; owner 50 (holder, writer)",
     );
-    assert_shows(&screen, "attempt 10:");
+    assert!(!contains(&screen, "attempt 2:"), "{screen:#?}");
     assert_shows(&screen, "outcome: reaper gave up");
     app.back();
     assert_shows(&render(&app, 160, 60), "TIME");
+}
+
+#[test]
+fn the_detail_pane_scrolls_to_the_end_of_a_long_timeline() {
+    let mut app = app_with(stream());
+    app.open_detail();
+    // Too short for the whole timeline: the outcome is below the fold until scrolled.
+    assert!(
+        !contains(&render(&app, 80, 12), "outcome: reaper gave up"),
+        "{:#?}",
+        render(&app, 80, 12)
+    );
+    app.scroll_detail(100);
+    let screen = render(&app, 80, 12);
+    assert_shows(&screen, "outcome: reaper gave up");
+    // Never past the last line.
+    assert!(!contains(&screen, "at kill:"), "{screen:#?}");
+    app.scroll_detail(-100);
+    assert_shows(&render(&app, 80, 12), "at kill:");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use ratatui::{
 use super::app::{App, Mode};
 use crate::{
     display::{duration, kib},
-    tracker::{AttemptResult, Outcome, Victim},
+    tracker::{Attempt, AttemptResult, Outcome, Victim},
     wire::SkipCause,
     wording::{lock_text, notifier_name, skip_cause_brief, summary},
 };
@@ -29,7 +29,10 @@ pub const KEYS: &str = "↑↓ move  Enter detail  / filter  s sort  p pause  c 
 /// Every key, for the help overlay.
 pub const HELP: &[(&str, &str)] = &[
     ("↑ ↓", "select the previous / next victim"),
-    ("PgUp PgDn", "move a page"),
+    (
+        "PgUp PgDn",
+        "move a page; in a victim's timeline, scroll it",
+    ),
     ("Home End", "first / last victim"),
     ("Enter", "open the selected victim's timeline"),
     (
@@ -319,39 +322,20 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(w) = v.woken_at_ns {
         lines.push(Line::from(format!("{}reaper woke", at(w))));
     }
-    for (i, a) in v.attempts.iter().enumerate() {
-        let text = match &a.result {
-            AttemptResult::InProgress => "reaping…".to_owned(),
-            AttemptResult::Reaped {
-                finished_ns,
-                complete,
-                ..
-            } => format!(
-                "reap pass, {}{}",
-                duration(finished_ns.saturating_sub(a.started_ns)),
-                if *complete == Some(false) {
-                    " (partial)"
-                } else {
-                    ""
-                }
-            ),
-            AttemptResult::Skipped {
-                reason,
-                inferred,
-                lock,
-                ..
-            } => {
-                let why = format!("skip: {}", skip_cause_brief(*reason));
-                let lock = lock
-                    .as_ref()
-                    .map_or(String::new(), |l| format!("; {}", lock_text(l)));
-                format!("{why}{}{lock}", if *inferred { " (inferred)" } else { "" })
-            }
+    // Identical consecutive attempts (ten skips on the same holders) fold into one line.
+    let texts: Vec<String> = v.attempts.iter().map(attempt_text).collect();
+    let mut i = 0;
+    while i < texts.len() {
+        let run = texts[i..].iter().take_while(|t| **t == texts[i]).count();
+        let which = if run == 1 {
+            format!("attempt {}", i + 1)
+        } else {
+            format!("attempts {}–{} (×{run})", i + 1, i + run)
         };
         lines.push(Line::from(format!(
-            "{}attempt {}: {text}",
-            at(a.started_ns),
-            i + 1
+            "{}{which}: {}",
+            at(v.attempts[i].started_ns),
+            texts[i]
         )));
         for (pid, stack) in app
             .intake
@@ -360,15 +344,13 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
             .into_iter()
             .flatten()
         {
-            match stack {
-                Ok(frames) => lines.push(
-                    Line::from(format!("      {pid}: {}", frames.join(" ← "))).fg(Color::DarkGray),
-                ),
-                Err(why) => {
-                    lines.push(Line::from(format!("      {pid}: {why}")).fg(Color::DarkGray))
-                }
-            }
+            let text = match stack {
+                Ok(frames) => format!("      {pid}: {}", frames.join(" ← ")),
+                Err(why) => format!("      {pid}: {why}"),
+            };
+            lines.push(Line::from(text).fg(Color::DarkGray));
         }
+        i += run;
     }
     for call in &v.mreleases {
         lines.push(Line::from(format!(
@@ -384,13 +366,54 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(Line::from(format!("outcome: {}", summary(v))).bold());
     let block = Block::new()
         .borders(Borders::TOP)
-        .title(" victim detail (Esc to close) ");
+        .title(" victim detail (PgUp/PgDn scroll, Esc to close) ");
+    // Rows once wrapped (word wrapping may add a few): the scroll stops when the last one is
+    // at the bottom of the pane (below its one-row border).
+    let width = usize::from(area.width.max(1));
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let visible = usize::from(area.height.saturating_sub(1));
+    let furthest = u16::try_from(rows.saturating_sub(visible)).unwrap_or(u16::MAX);
+    app.detail_scroll_max.set(furthest);
+    let scroll = app.detail_scroll.min(furthest);
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)
-            .wrap(Wrap { trim: false }),
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0)),
         area,
     );
+}
+
+/// One attempt as the timeline says it, without its time or number.
+fn attempt_text(a: &Attempt) -> String {
+    match &a.result {
+        AttemptResult::InProgress => "reaping…".to_owned(),
+        AttemptResult::Reaped {
+            finished_ns,
+            complete,
+            ..
+        } => format!(
+            "reap pass, {}{}",
+            duration(finished_ns.saturating_sub(a.started_ns)),
+            if *complete == Some(false) {
+                " (partial)"
+            } else {
+                ""
+            }
+        ),
+        AttemptResult::Skipped {
+            reason,
+            inferred,
+            lock,
+            ..
+        } => {
+            let why = format!("skip: {}", skip_cause_brief(*reason));
+            let lock = lock
+                .as_ref()
+                .map_or(String::new(), |l| format!("; {}", lock_text(l)));
+            format!("{why}{}{lock}", if *inferred { " (inferred)" } else { "" })
+        }
+    }
 }
 
 /// Histogram buckets: `(label, upper bound in ns)`; the last bound is open.

@@ -240,7 +240,7 @@ fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
         );
         let waiters = lock["waiters"].as_array().expect("waiters listed");
         assert_eq!(
-            (&waiters[0]["pid"], &waiters[0]["kind"]),
+            (&waiters[0]["tid"], &waiters[0]["kind"]),
             (&Value::from(writer), &Value::from("write")),
             "{lock}"
         );

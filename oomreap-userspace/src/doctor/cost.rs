@@ -49,7 +49,11 @@ impl SelfCost {
             .iter()
             .map(|p| json!({"program": p.program, "runs": p.runs, "run_time_ns": p.run_time_ns}))
             .collect();
-        json!({"seconds": self.seconds, "programs": programs})
+        json!({
+            "schema": crate::wording::SCHEMA_VERSION,
+            "seconds": self.seconds,
+            "programs": programs,
+        })
     }
 
     pub fn text(&self) -> String {

@@ -4,6 +4,8 @@
 //! for the fault switches ([`faults`]) that tests turn on through `OOMREAP_FAULTS`.
 #[cfg(test)]
 mod architecture_tests;
+#[cfg(test)]
+mod docs_tests;
 pub mod faults;
 #[doc(hidden)]
 pub mod fixtures;

@@ -258,7 +258,8 @@ fn lock_json(
     let waiters: Option<Vec<Value>> = lock.waiters.as_ref().map(|ws| {
         ws.iter()
             .map(|w| {
-                json!({"pid": w.pid, "comm": w.comm, "kind": w.kind.name(), "stack": stack_of(w.pid)})
+                // The queue names threads only: `tid`, as everywhere a thread is meant.
+                json!({"tid": w.pid, "comm": w.comm, "kind": w.kind.name(), "stack": stack_of(w.pid)})
             })
             .collect()
     });
@@ -270,7 +271,7 @@ fn lock_json(
         "count_raw": format!("{:#x}", lock.count_raw),
         "owner_raw": format!("{:#x}", lock.owner_raw),
         "owner": lock.owner.as_ref().map(|o| json!({
-            "pid": o.pid, "tgid": o.tgid, "comm": o.comm, "reader_hint": o.reader_hint,
+            "pid": o.tgid, "tid": o.pid, "comm": o.comm, "reader_hint": o.reader_hint,
             "stack": stack_of(o.pid),
         })),
         "waiters": waiters,
@@ -300,5 +301,5 @@ fn rss(r: &Rss) -> Value {
 }
 
 fn task(t: &Task) -> Value {
-    json!({"pid": t.tgid.unwrap_or(t.pid), "tid": t.pid, "comm": t.comm})
+    json!({"pid": t.tgid, "tid": t.pid, "comm": t.comm})
 }

@@ -361,6 +361,35 @@ pub struct MreleaseEvent {
     pub pidfd: i32,
     /// The victim whose mm it released, when that mm belongs to one (0 otherwise).
     pub victim_pid: u32,
+    /// Bits from [`mrelease_fields`]: which of the fields below hold real values.
+    pub fields: u32,
+    /// The target: the mm's owner task (`mm->owner`), read as the call took its lock.
+    pub target_pid: u32,
+    pub target_tgid: u32,
+    pub target_comm: [u8; COMM_LEN],
+    pub _pad: u32,
+    /// The target's memory cgroup (as [`MarkVictimEvent::memcg_id`]).
+    pub target_memcg_id: u64,
+    /// The mm's RSS as the call took its lock, and as it returned.
+    pub rss_before_anon_kib: u64,
+    pub rss_before_file_kib: u64,
+    pub rss_before_shmem_kib: u64,
+    pub rss_after_anon_kib: u64,
+    pub rss_after_file_kib: u64,
+    pub rss_after_shmem_kib: u64,
+}
+
+/// Size of a [`MreleaseEvent`] before it named its target: such records (in older
+/// recordings) decode with every target field unknown.
+pub const MRELEASE_EVENT_V1_SIZE: usize = 72;
+
+/// Bits of [`MreleaseEvent::fields`].
+pub mod mrelease_fields {
+    /// `target_pid`, `target_tgid` and `target_comm`.
+    pub const TARGET: u32 = 1 << 0;
+    pub const MEMCG: u32 = 1 << 1;
+    pub const RSS_BEFORE: u32 = 1 << 2;
+    pub const RSS_AFTER: u32 = 1 << 3;
 }
 
 /// One call of `__oom_reap_task_mm`: header time is its return.
@@ -490,7 +519,7 @@ const _: () = {
     assert!(size_of::<SkipReapingEvent>() == 48 + size_of::<LockState>());
     assert!(size_of::<LockAttemptEvent>() == 48);
     assert!(size_of::<ExitMmapEvent>() == 56);
-    assert!(size_of::<MreleaseEvent>() == 72);
+    assert!(size_of::<MreleaseEvent>() == MRELEASE_EVENT_V1_SIZE + 4 + 8 + 16 + 4 + 8 + 48);
     assert!(size_of::<ReapCallEvent>() == 16 + 16 + 8 + 16 + 24);
     assert!(size_of::<NotifierRefusedEvent>() == 16 + 24 + 24 + 8 * MAX_NOTIFIERS);
     assert!(size_of::<ScoreAdjEvent>() == 16 + 8 + 16 + 8 + 16);

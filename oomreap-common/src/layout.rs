@@ -47,6 +47,8 @@ pub struct KernelLayout {
     pub mm_flags: u32,
     pub mm_mmap_lock: u32,
     pub mm_notifier_subscriptions: u32,
+    /// `mm->owner` (CONFIG_MEMCG): names process_mrelease's target from the mm it locks.
+    pub mm_owner: u32,
     /// Size of one `struct percpu_counter` in `mm_struct::rss_stat[]`.
     pub percpu_counter_size: u32,
     /// Offset of `count` (an `s64`) in `struct percpu_counter`.
@@ -189,6 +191,7 @@ impl KernelLayout {
         mm_flags: ABSENT,
         mm_mmap_lock: ABSENT,
         mm_notifier_subscriptions: ABSENT,
+        mm_owner: ABSENT,
         percpu_counter_size: ABSENT,
         percpu_counter_count: ABSENT,
         rwsem_count: ABSENT,
@@ -225,7 +228,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 45 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 46 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

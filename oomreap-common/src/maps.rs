@@ -84,7 +84,15 @@ pub struct MreleaseCall {
     /// The mm its mmap_lock attempt named (0 until seen).
     pub mm: u64,
     pub pidfd: i32,
-    pub _pad: u32,
+    /// `event::mrelease_fields` read when the lock was taken.
+    pub fields: u32,
+    pub target_pid: u32,
+    pub target_tgid: u32,
+    pub target_comm: [u8; crate::event::COMM_LEN],
+    pub target_memcg_id: u64,
+    pub rss_before_anon_kib: u64,
+    pub rss_before_file_kib: u64,
+    pub rss_before_shmem_kib: u64,
 }
 
 /// Hash: task `pid_tgid` → [`ReapInFlight`] while that task is inside `__oom_reap_task_mm`.
@@ -108,7 +116,7 @@ const _: () = {
     assert!(core::mem::size_of::<ReapInFlight>() == 32);
     assert!(core::mem::size_of::<VictimEntry>() == 16);
     assert!(core::mem::size_of::<LastTrylock>() == 16);
-    assert!(core::mem::size_of::<MreleaseCall>() == 24);
+    assert!(core::mem::size_of::<MreleaseCall>() == 80);
 };
 
 #[cfg(feature = "user")]

@@ -8,14 +8,14 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use oomreap_common::{
-    event::{EventKind, MreleaseEvent},
+    event::{COMM_LEN, EventKind, MreleaseEvent, mrelease_fields},
     maps::MreleaseCall,
 };
 
 use crate::{
     emit::{self, Record},
-    kernel::{current_comm, layout},
-    tracepoint_field, victims,
+    kernel::{current_comm, layout, read},
+    mm, task, tracepoint_field, victims,
 };
 
 /// Concurrent process_mrelease calls tracked at most.
@@ -35,7 +35,14 @@ pub fn sys_enter_process_mrelease(ctx: TracePointContext) -> u32 {
         entered_ns: unsafe { bpf_ktime_get_ns() },
         mm: 0,
         pidfd: pidfd as i32,
-        _pad: 0,
+        fields: 0,
+        target_pid: 0,
+        target_tgid: 0,
+        target_comm: [0; COMM_LEN],
+        target_memcg_id: 0,
+        rss_before_anon_kib: 0,
+        rss_before_file_kib: 0,
+        rss_before_shmem_kib: 0,
     };
     if MRELEASE_CALLS.insert(pid_tgid(), call, 0).is_ok() {
         active_add(1);
@@ -65,6 +72,24 @@ pub fn sys_exit_process_mrelease(ctx: TracePointContext) -> u32 {
     event.caller_comm = current_comm();
     event.pidfd = call.pidfd;
     event.victim_pid = victims::by_mm(call.mm).map_or(0, |v| v.pid);
+    event.fields = call.fields;
+    event.target_pid = call.target_pid;
+    event.target_tgid = call.target_tgid;
+    event.target_comm = call.target_comm;
+    event.target_memcg_id = call.target_memcg_id;
+    event.rss_before_anon_kib = call.rss_before_anon_kib;
+    event.rss_before_file_kib = call.rss_before_file_kib;
+    event.rss_before_shmem_kib = call.rss_before_shmem_kib;
+    // The call has dropped its reference by now, but the dying target still holds the mm
+    // unless it has exited meanwhile (then exit_mmap says so, and the counters read 0).
+    if call.mm != 0
+        && let Some(after) = mm::rss(call.mm)
+    {
+        event.rss_after_anon_kib = after.anon_kib;
+        event.rss_after_file_kib = after.file_kib;
+        event.rss_after_shmem_kib = after.shmem_kib;
+        event.fields |= mrelease_fields::RSS_AFTER;
+    }
     record.submit();
     0
 }
@@ -81,10 +106,41 @@ pub fn note_lock(mm: u64) -> bool {
         Some(call) => {
             // SAFETY: pointer from the map lookup, valid during this program run; only this
             // task writes its own entry.
-            unsafe { (*call).mm = mm };
+            let call = unsafe { &mut *call };
+            if call.mm != mm {
+                call.mm = mm;
+                note_target(call, mm);
+            }
             true
         }
         None => false,
+    }
+}
+
+/// Names the call's target from the mm it locks (its owner task, as lmkd's victim need not be
+/// an OOM victim), and the mm's RSS before the reap.
+#[inline(always)]
+fn note_target(call: &mut MreleaseCall, mm: u64) {
+    call.fields = 0;
+    if let Some(before) = mm::rss(mm) {
+        call.rss_before_anon_kib = before.anon_kib;
+        call.rss_before_file_kib = before.file_kib;
+        call.rss_before_shmem_kib = before.shmem_kib;
+        call.fields |= mrelease_fields::RSS_BEFORE;
+    }
+    let Some(owner) = read::<u64>(mm, layout().mm_owner).filter(|&t| t != 0) else {
+        return;
+    };
+    if let Some((pid, tgid)) = task::ids(owner)
+        && task::comm(owner, &mut call.target_comm)
+    {
+        call.target_pid = pid;
+        call.target_tgid = tgid;
+        call.fields |= mrelease_fields::TARGET;
+    }
+    if let Some(id) = task::memcg_id(owner) {
+        call.target_memcg_id = id;
+        call.fields |= mrelease_fields::MEMCG;
     }
 }
 

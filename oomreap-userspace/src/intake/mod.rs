@@ -429,14 +429,16 @@ impl Intake {
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
                     };
-                    if let Some(memcg) = v.memcg_id
-                        && !self.annotations.knows_cgroup(memcg)
-                        && let Some(info) = enricher.cgroup(memcg).cloned()
-                    {
-                        records.push(self.annotations.add_cgroup(memcg, info));
+                    if let Some(memcg) = v.memcg_id {
+                        resolve_cgroup(enricher, &mut self.annotations, memcg, &mut records);
                     }
                     let callbacks = v.notifiers.iter().flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
+                }
+                Change::Mrelease { call, .. } => {
+                    if let Some(memcg) = call.target.memcg_id {
+                        resolve_cgroup(enricher, &mut self.annotations, memcg, &mut records);
+                    }
                 }
                 Change::NotifierRefused { refusal, .. } => {
                     let callbacks = refusal.notifiers.callbacks.iter();
@@ -484,6 +486,20 @@ impl Replay {
             .get_or_insert_with(|| (tokio::time::Instant::now(), at));
         let offset = at.saturating_sub(first);
         Some(start + Duration::from_nanos((offset as f64 / speed) as u64))
+    }
+}
+
+/// Resolves a memory cgroup's path (and pod) the first time it is named, and records it.
+fn resolve_cgroup(
+    enricher: &mut Enricher,
+    annotations: &mut Annotations,
+    memcg: u64,
+    records: &mut Vec<serde_json::Value>,
+) {
+    if !annotations.knows_cgroup(memcg)
+        && let Some(info) = enricher.cgroup(memcg).cloned()
+    {
+        records.push(annotations.add_cgroup(memcg, info));
     }
 }
 

@@ -34,6 +34,7 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     l.mm_mmap_lock = opt("mm_struct", "mmap_lock");
     // Without CONFIG_MMU_NOTIFIER the member does not exist, and no notifier can refuse.
     l.mm_notifier_subscriptions = opt("mm_struct", "notifier_subscriptions");
+    l.mm_owner = opt("mm_struct", "owner");
     if let Some((base, stride, count)) = optional_rss(rss_counters(btf)) {
         l.mm_rss_stat = base;
         l.percpu_counter_size = stride;
@@ -252,6 +253,7 @@ mod tests {
             ("flags", layout.mm_flags),
             ("mmap_lock", layout.mm_mmap_lock),
             ("notifier_subscriptions", layout.mm_notifier_subscriptions),
+            ("owner", layout.mm_owner),
             ("rwsem count", layout.rwsem_count),
             ("rwsem owner", layout.rwsem_owner),
             (

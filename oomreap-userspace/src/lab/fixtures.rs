@@ -141,6 +141,18 @@ pub fn mrelease_at(ms: u64, pid: u32, mm: u64, ret: i64) -> oomreap_common::even
         caller_comm: comm_bytes("lmkd"),
         pidfd: 3,
         victim_pid: pid,
+        fields: 0,
+        target_pid: 0,
+        target_tgid: 0,
+        target_comm: [0; COMM_LEN],
+        _pad: 0,
+        target_memcg_id: 0,
+        rss_before_anon_kib: 0,
+        rss_before_file_kib: 0,
+        rss_before_shmem_kib: 0,
+        rss_after_anon_kib: 0,
+        rss_after_file_kib: 0,
+        rss_after_shmem_kib: 0,
     }
 }
 

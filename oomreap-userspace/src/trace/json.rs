@@ -102,6 +102,12 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                 "caller": task(&call.caller),
                 "ret": call.ret,
                 "duration_ns": call.returned_ns.saturating_sub(call.entered_ns),
+                "target": call.target.task.as_ref().map(task),
+                "target_memcg": call.target.memcg_id.map(|id| memcg(id, cx.annotations())),
+                "oom_victim": victim.is_some(),
+                "rss_before": call.target.rss_before.as_ref().map(rss),
+                "rss_after": call.target.rss_after.as_ref().map(rss),
+                "freed_kib": call.target.freed_kib(),
             }),
         ),
         Change::ReapCall { victim, call } => (
@@ -164,20 +170,23 @@ fn victim_id(v: &Victim) -> Value {
     json!({"id": v.id.0, "pid": v.tgid, "tid": v.pid, "comm": v.comm})
 }
 
+/// A memory cgroup: its id, path and, for a Kubernetes pod's, the pod's names.
+fn memcg(id: u64, annotations: &Annotations) -> Value {
+    let info = annotations.cgroup(id);
+    let pod = info.as_ref().and_then(|i| i.pod.as_ref());
+    json!({
+        "id": id,
+        "path": info.as_ref().map(|i| i.path.clone()),
+        "namespace": pod.map(|p| p.namespace.clone()),
+        "pod": pod.map(|p| p.pod.clone()),
+        "container": pod.and_then(|p| p.container.clone()),
+        "pod_uid": info.as_ref().and_then(|i| i.pod_uid.clone()),
+        "container_id": info.as_ref().and_then(|i| i.container_id.clone()),
+    })
+}
+
 fn kill_fields(v: &Victim, cx: &Intake) -> Value {
-    let memcg = v.memcg_id.map(|id| {
-        let info = cx.annotations().cgroup(id);
-        let pod = info.as_ref().and_then(|i| i.pod.as_ref());
-        json!({
-            "id": id,
-            "path": info.as_ref().map(|i| i.path.clone()),
-            "namespace": pod.map(|p| p.namespace.clone()),
-            "pod": pod.map(|p| p.pod.clone()),
-            "container": pod.and_then(|p| p.container.clone()),
-            "pod_uid": info.as_ref().and_then(|i| i.pod_uid.clone()),
-            "container_id": info.as_ref().and_then(|i| i.container_id.clone()),
-        })
-    });
+    let memcg = v.memcg_id.map(|id| memcg(id, cx.annotations()));
     let notifiers = v
         .notifiers
         .as_ref()

@@ -5,7 +5,8 @@ use crate::{
     tracker::{AttemptResult, Change, Victim, VictimId},
     wire::{AttachKind, Rss},
     wording::{
-        lock_text, mm_flags_text, mrelease_result, notifier_name, skip_cause, summary, task,
+        cgroup_name, lock_text, mm_flags_text, mrelease_result, notifier_name, skip_cause, summary,
+        task,
     },
 };
 
@@ -34,20 +35,32 @@ pub fn lines(cx: &Intake, change: &Change) -> Vec<String> {
         Change::Mrelease { victim, call } => {
             let result = mrelease_result(call.ret);
             let took = duration(call.returned_ns.saturating_sub(call.entered_ns));
-            let detail = format!(
+            let target = &call.target;
+            let mut detail = format!(
                 "process_mrelease by {}: {result} in {took}",
                 task(&call.caller)
             );
+            if let Some(freed) = target.freed_kib() {
+                detail.push_str(&format!("; freed {}", kib(freed)));
+            }
             match victim.and_then(|id| tracker.victim(id)) {
                 Some(v) => vec![row(cx, call.returned_ns, v, "mrelease", &detail)],
-                None => vec![format!(
-                    "{:<12} {:>7} {:>7} {:<16} {:<9} {detail} (not a victim's)",
-                    cx.clock().time_of_day(call.returned_ns),
-                    "-",
-                    "-",
-                    "-",
-                    "mrelease"
-                )],
+                None => {
+                    // Not an OOM victim (lmkd, earlyoom and others kill on their own).
+                    let t = target.task.as_ref();
+                    let memcg = target
+                        .memcg_id
+                        .map(|id| format!(" memcg {}", cgroup_name(cx.annotations(), id)))
+                        .unwrap_or_default();
+                    vec![format!(
+                        "{:<12} {:>7} {:>7} {:<16} {:<9} {detail}; not an OOM victim{memcg}",
+                        cx.clock().time_of_day(call.returned_ns),
+                        t.and_then(|t| t.tgid).map_or("-".into(), |p| p.to_string()),
+                        t.map_or("-".into(), |t| t.pid.to_string()),
+                        t.and_then(|t| t.comm.as_deref()).unwrap_or("-"),
+                        "mrelease"
+                    )]
+                }
             }
         }
         Change::ReapCall { victim, call } => {

@@ -51,13 +51,15 @@ impl Tracker {
             returned_ns: e.timestamp_ns,
             ret: e.ret,
             caller: e.caller.clone(),
+            target: e.target.clone(),
         };
+        let target_pid = e.target.task.as_ref().and_then(|t| t.tgid);
         let id = self
             .active_by(e.victim_pid, e.mm)
             // The call's own reap (fentry/kprobe modes) may have settled the victim already.
             .or_else(|| e.mm.and_then(|mm| self.released_by(mm, e.caller.pid)))
             // A later call on a victim whose story already ended is still that victim's.
-            .or_else(|| self.recent_by(e.victim_pid, e.mm, e.timestamp_ns));
+            .or_else(|| self.recent_by(e.victim_pid.or(target_pid), e.mm, e.timestamp_ns));
         let Some(id) = id else {
             changes.push(Change::Mrelease { victim: None, call });
             return;

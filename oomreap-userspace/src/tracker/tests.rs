@@ -132,6 +132,7 @@ impl Stream {
             pidfd: 3,
             mm: Some(u64::from(pid) * MM_STRIDE),
             victim_pid: Some(pid),
+            target: crate::wire::MreleaseTarget::default(),
         }));
         self
     }

@@ -1,7 +1,7 @@
 //! One OOM victim and its path through the reaper.
 use crate::wire::{
-    AttachKind, LockSnapshot, MarkVictim, NotifierRefused, Notifiers, ReapCall, RetryKind, Rss,
-    SkipCause, Task, VictimMemory,
+    AttachKind, LockSnapshot, MarkVictim, MreleaseTarget, NotifierRefused, Notifiers, ReapCall,
+    RetryKind, Rss, SkipCause, Task, VictimMemory,
 };
 
 /// Most notifier refusals kept per victim (all are counted in the totals).
@@ -118,6 +118,8 @@ pub struct MreleaseCall {
     pub returned_ns: u64,
     pub ret: i64,
     pub caller: Task,
+    /// Whose memory it released, and how much.
+    pub target: MreleaseTarget,
 }
 
 /// A task the OOM killer chose, and what became of it.

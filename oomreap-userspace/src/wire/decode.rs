@@ -1,9 +1,9 @@
 //! Checks each record against its layout and reads it into an [`Event`].
 use oomreap_common::event::{
     COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
-    LockState as RawLockState, MAX_WAITERS, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent,
-    ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields,
-    lock_flags, mark_victim_fields as field,
+    LockState as RawLockState, MAX_WAITERS, MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent,
+    NotifierRefusedEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent,
+    SkipReapingEvent, finish_fields, lock_flags, mark_victim_fields as field, mrelease_fields,
 };
 
 use super::*;
@@ -45,7 +45,9 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         EventKind::SkipReaping => decode_skip(exact(kind, record)?)?,
         EventKind::LockAttempt => decode_lock_attempt(exact(kind, record)?),
         EventKind::ExitMmap => decode_exit_mmap(exact(kind, record)?),
-        EventKind::Mrelease => decode_mrelease(exact(kind, record)?),
+        EventKind::Mrelease => {
+            decode_mrelease(exact_or_older(kind, record, MRELEASE_EVENT_V1_SIZE)?)
+        }
         EventKind::ScoreAdjUpdate => decode_score_adj(exact(kind, record)?),
         EventKind::RetryCounts => decode_retry_counts(exact(kind, record)?)?,
         EventKind::ReapCall => decode_reap_call(exact(kind, record)?)?,
@@ -223,6 +225,34 @@ fn decode_notifier_refused(raw: NotifierRefusedEvent) -> Result<Event, DecodeErr
 }
 
 fn decode_mrelease(raw: MreleaseEvent) -> Event {
+    let has = |bit| raw.fields & bit != 0;
+    let rss = |has_it: bool, anon_kib, file_kib, shmem_kib| {
+        has_it.then_some(Rss {
+            anon_kib,
+            file_kib,
+            shmem_kib,
+        })
+    };
+    let target = MreleaseTarget {
+        task: has(mrelease_fields::TARGET).then(|| Task {
+            pid: raw.target_pid,
+            tgid: Some(raw.target_tgid),
+            comm: Some(comm(&raw.target_comm)),
+        }),
+        memcg_id: has(mrelease_fields::MEMCG).then_some(raw.target_memcg_id),
+        rss_before: rss(
+            has(mrelease_fields::RSS_BEFORE),
+            raw.rss_before_anon_kib,
+            raw.rss_before_file_kib,
+            raw.rss_before_shmem_kib,
+        ),
+        rss_after: rss(
+            has(mrelease_fields::RSS_AFTER),
+            raw.rss_after_anon_kib,
+            raw.rss_after_file_kib,
+            raw.rss_after_shmem_kib,
+        ),
+    };
     Event::Mrelease(Mrelease {
         timestamp_ns: raw.header.timestamp_ns,
         entered_ns: raw.entered_ns,
@@ -235,6 +265,7 @@ fn decode_mrelease(raw: MreleaseEvent) -> Event {
         pidfd: raw.pidfd,
         mm: (raw.mm != 0).then_some(raw.mm),
         victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
+        target,
     })
 }
 
@@ -300,6 +331,21 @@ fn exact<T: aya::Pod>(kind: EventKind, record: &[u8]) -> Result<T, DecodeError> 
         return Err(mismatch);
     }
     read(record).ok_or(mismatch)
+}
+
+/// As [`exact`], but a record of an older, shorter layout (`older` bytes: the same fields, fewer
+/// of them) reads with the newer fields zero, which their `fields` bits then mark unknown.
+fn exact_or_older<T: aya::Pod>(
+    kind: EventKind,
+    record: &[u8],
+    older: usize,
+) -> Result<T, DecodeError> {
+    if record.len() == older && older < size_of::<T>() {
+        let mut padded = record.to_vec();
+        padded.resize(size_of::<T>(), 0);
+        return exact(kind, &padded);
+    }
+    exact(kind, record)
 }
 
 /// Reads a `T` from the start of `bytes`, or `None` when there are too few.

@@ -74,6 +74,12 @@ pub struct Rss {
     pub shmem_kib: u64,
 }
 
+impl Rss {
+    pub fn total_kib(&self) -> u64 {
+        self.anon_kib + self.file_kib + self.shmem_kib
+    }
+}
+
 /// `oom:finish_task_reaping`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinishReaping {
@@ -199,6 +205,28 @@ pub struct Mrelease {
     pub mm: Option<u64>,
     /// The victim whose mm it released, when it is one.
     pub victim_pid: Option<u32>,
+    /// Whose memory it released, OOM victim or not (from the mm it locked).
+    pub target: MreleaseTarget,
+}
+
+/// The process a process_mrelease(2) call released, read from the mm as the call locked it;
+/// all unknown when it took no lock (a target not dying, or gone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MreleaseTarget {
+    /// The mm's owner task.
+    pub task: Option<Task>,
+    pub memcg_id: Option<u64>,
+    pub rss_before: Option<Rss>,
+    /// As the call returned.
+    pub rss_after: Option<Rss>,
+}
+
+impl MreleaseTarget {
+    /// KiB the call freed (anonymous, file and shmem RSS before minus after).
+    pub fn freed_kib(&self) -> Option<u64> {
+        let (before, after) = (self.rss_before?, self.rss_after?);
+        Some(before.total_kib().saturating_sub(after.total_kib()))
+    }
 }
 
 /// One call of `__oom_reap_task_mm` (fentry/fexit or kprobe/kretprobe).

@@ -36,8 +36,15 @@ fn every_name() -> BTreeSet<String> {
         .inc();
     metrics
         .mrelease
-        .get_or_create(&ResultLabel {
+        .get_or_create(&MreleaseLabels {
             result: labels("x"),
+            target: labels("x"),
+        })
+        .inc();
+    metrics
+        .mrelease_freed
+        .get_or_create(&Target {
+            target: labels("x"),
         })
         .inc();
     metrics

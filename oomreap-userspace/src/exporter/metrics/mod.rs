@@ -14,7 +14,8 @@
 //! | `oomreap_lock_contention_events_total` | counter | | attempts that met a contended mmap_lock |
 //! | `oomreap_reaper_gave_up_total` | counter | | victims the reaper gave up on ("unable to reap") |
 //! | `oomreap_notifier_victims_total` | counter | `notifier` | victims whose mm had mmu notifiers, by owner (`kvm`, …) |
-//! | `oomreap_process_mrelease_calls_total` | counter | `result` (`ok`, `eagain`, `einval`, `esrch`, `eintr`, `other`) | process_mrelease(2) calls |
+//! | `oomreap_process_mrelease_calls_total` | counter | `result` (`ok`, `eagain`, `einval`, `esrch`, `eintr`, `other`), `target` (`oom_victim`, `other`: a process a userspace killer chose) | process_mrelease(2) calls |
+//! | `oomreap_process_mrelease_freed_bytes_total` | counter | `target` | memory process_mrelease(2) freed (the target's RSS as the call locked it minus as it returned) |
 //! | `oomreap_reap_calls_total` | counter | `caller` (`oom_reaper`, `process_mrelease`), `result` (`complete`, `partial`) | `__oom_reap_task_mm` calls and their own result (fentry/kprobe modes only) |
 //! | `oomreap_reap_call_duration_seconds` | histogram | | duration of each `__oom_reap_task_mm` call (fentry/kprobe modes only) |
 //! | `oomreap_notifier_refusals_total` | counter | | mmu notifier refusals during reaps (fentry/kprobe modes only) |
@@ -93,6 +94,20 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MreleaseLabels {
+    result: String,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Target {
+    target: String,
+}
+
+/// `target` of the process_mrelease families.
+const MRELEASE_TARGETS: [&str; 2] = ["oom_victim", "other"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Cause {
     cause: String,
 }
@@ -153,7 +168,8 @@ pub struct Metrics {
     lock_contention: Counter,
     gave_up: Counter,
     notifier_victims: Family<Notifier, Counter>,
-    mrelease: Family<ResultLabel, Counter>,
+    mrelease: Family<MreleaseLabels, Counter>,
+    mrelease_freed: Family<Target, Counter>,
     reap_calls: Family<ReapCallLabels, Counter>,
     reap_call_seconds: Histogram,
     notifier_refusals: Counter,
@@ -184,6 +200,7 @@ impl Metrics {
             gave_up: Counter::default(),
             notifier_victims: Family::default(),
             mrelease: Family::default(),
+            mrelease_freed: Family::default(),
             reap_calls: Family::default(),
             reap_call_seconds: histogram(&REAP_BUCKETS),
             notifier_refusals: Counter::default(),
@@ -241,8 +258,14 @@ impl Metrics {
         );
         r.register(
             "process_mrelease_calls",
-            "process_mrelease(2) calls, by result",
+            "process_mrelease(2) calls, by result and by whether the target was an OOM victim",
             metrics.mrelease.clone(),
+        );
+        r.register_with_unit(
+            "process_mrelease_freed",
+            "Memory process_mrelease(2) freed, by whether the target was an OOM victim",
+            Unit::Bytes,
+            metrics.mrelease_freed.clone(),
         );
         r.register(
             "reap_calls",
@@ -357,9 +380,15 @@ impl Metrics {
                 result: result.into(),
             }));
         }
-        for result in MRELEASE_RESULTS {
-            drop(self.mrelease.get_or_create(&ResultLabel {
-                result: result.into(),
+        for target in MRELEASE_TARGETS {
+            for result in MRELEASE_RESULTS {
+                drop(self.mrelease.get_or_create(&MreleaseLabels {
+                    result: result.into(),
+                    target: target.into(),
+                }));
+            }
+            drop(self.mrelease_freed.get_or_create(&Target {
+                target: target.into(),
             }));
         }
         for caller in ["oom_reaper", "process_mrelease"] {
@@ -484,13 +513,21 @@ impl Metrics {
                     self.kill_to_mm_freed.observe(seconds(ns));
                 }
             }
-            Change::Mrelease { call, .. } => {
-                let result = crate::wording::mrelease_label(call.ret);
+            Change::Mrelease { victim, call } => {
+                let target = MRELEASE_TARGETS[usize::from(victim.is_none())];
                 self.mrelease
-                    .get_or_create(&ResultLabel {
-                        result: result.into(),
+                    .get_or_create(&MreleaseLabels {
+                        result: crate::wording::mrelease_label(call.ret).into(),
+                        target: target.into(),
                     })
                     .inc();
+                if let Some(kib) = call.target.freed_kib() {
+                    self.mrelease_freed
+                        .get_or_create(&Target {
+                            target: target.into(),
+                        })
+                        .inc_by(kib * 1024);
+                }
             }
             Change::Finished(id) => {
                 let Some(v) = tracker.victim(*id) else { return };

@@ -338,7 +338,12 @@ fn run_inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
 fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
     use oomreap::lab::scenario::roles;
     match role {
-        HelperRole::StuckVictim { mib, stall, kvm } => roles::stuck_victim(mib, &stall, kvm),
+        HelperRole::StuckVictim {
+            mib,
+            stall,
+            kvm,
+            hold,
+        } => roles::stuck_victim(mib, &stall, kvm, hold),
         HelperRole::LockVictim { mib, stall } => roles::lock_victim(mib, &stall),
         HelperRole::JamRead { pid, address } => roles::jam_read(pid, address),
         HelperRole::JamWrite { pid } => roles::jam_write(pid),

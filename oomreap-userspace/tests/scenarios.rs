@@ -21,7 +21,8 @@ use serde_json::Value;
 struct Traced {
     /// The inject report.
     report: Value,
-    /// Trace objects per victim tid, in order.
+    /// Trace objects per victim tid (or, for a process_mrelease on a process the OOM killer
+    /// did not choose, per target tid), in order.
     steps: BTreeMap<u64, Vec<Value>>,
 }
 
@@ -126,11 +127,14 @@ fn trace_scenario_with(trace_args: &[&str], args: &[&str]) -> Traced {
         .filter_map(|v| v["pid"].as_u64())
         .collect();
     let mut steps: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+    // An OOM victim's story ends with its outcome and exit_mmap; a userspace killer's target
+    // has neither, only the process_mrelease call on it.
     let complete = |steps: &BTreeMap<u64, Vec<Value>>| {
         victims.iter().all(|pid| {
-            steps
-                .get(pid)
-                .is_some_and(|s| !step(s, "outcome").is_empty() && !step(s, "exit_mmap").is_empty())
+            steps.get(pid).is_some_and(|s| {
+                let ended = !step(s, "outcome").is_empty() && !step(s, "exit_mmap").is_empty();
+                ended || step(s, "mrelease").iter().any(|m| m["oom_victim"] == false)
+            })
         })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -140,7 +144,10 @@ fn trace_scenario_with(trace_args: &[&str], args: &[&str]) -> Traced {
             panic!("victims without outcome or exit_mmap after 30 s: {steps:#?}");
         };
         let object: Value = serde_json::from_str(&line).expect("trace JSON");
-        if let Some(tid) = object["victim"]["tid"].as_u64() {
+        if let Some(tid) = object["victim"]["tid"]
+            .as_u64()
+            .or_else(|| object["target"]["tid"].as_u64())
+        {
             steps.entry(tid).or_default().push(object);
         }
     }
@@ -417,6 +424,42 @@ fn the_reapers_pass_after_process_mrelease_is_the_same_victims() {
     assert!(
         late.contains(&"wake") && (late.contains(&"reaped") || late.contains(&"skip")),
         "late steps {late:?} in {steps:#?}"
+    );
+}
+
+#[test]
+fn a_userspace_killers_process_mrelease_names_its_target_and_the_memory_freed() {
+    let Some(_lock) =
+        privileged("a_userspace_killers_process_mrelease_names_its_target_and_the_memory_freed")
+    else {
+        return;
+    };
+    let traced = trace_scenario(&["userspace-kill"]);
+    assert_eq!(traced.report["cgroup"]["oom_kills"], 0, "{}", traced.report);
+    let steps = traced.victim();
+    assert!(step(steps, "kill").is_empty(), "no OOM kill: {steps:#?}");
+    let calls = step(steps, "mrelease");
+    assert_eq!(calls.len(), 1, "{steps:#?}");
+    let call = calls[0];
+    let target = traced.report["victims"][0]["pid"].clone();
+    assert_eq!(
+        (&call["target"]["pid"], &call["target"]["tid"]),
+        (&target, &target),
+        "{call}"
+    );
+    assert_eq!(&call["caller"]["pid"], &traced.report["mrelease"]["caller"]);
+    assert_eq!(
+        (&call["ret"], &call["oom_victim"]),
+        (&Value::from(0), &Value::from(false))
+    );
+    assert!(call["victim"].is_null(), "{call}");
+    assert_eq!(call["target_memcg"]["id"], traced.report["cgroup"]["id"]);
+    // The target touched half the cgroup's 128 MiB: nearly all of it was freed.
+    let freed = call["freed_kib"].as_u64().expect("freed_kib");
+    assert!((60 * 1024..=80 * 1024).contains(&freed), "{call}");
+    assert!(
+        call["rss_after"]["anon_kib"].as_u64() < Some(1024),
+        "{call}"
     );
 }
 

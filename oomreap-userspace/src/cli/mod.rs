@@ -409,6 +409,9 @@ pub enum HelperRole {
         stall: PathBuf,
         #[arg(long)]
         kvm: bool,
+        /// Once the memory fits, print `ready` and wait to be killed (userspace-kill).
+        #[arg(long)]
+        hold: bool,
     },
     /// The victim of lock-contended.
     LockVictim {

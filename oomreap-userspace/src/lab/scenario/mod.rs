@@ -37,17 +37,19 @@ pub enum Scenario {
     MmuNotifier,
     Mrelease,
     MreleaseStuck,
+    UserspaceKill,
     Storm,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::QuickExit,
         Self::StuckVictim,
         Self::LockContended,
         Self::MmuNotifier,
         Self::Mrelease,
         Self::MreleaseStuck,
+        Self::UserspaceKill,
         Self::Storm,
     ];
 
@@ -59,6 +61,7 @@ impl Scenario {
             Self::MmuNotifier => "mmu-notifier",
             Self::Mrelease => "mrelease",
             Self::MreleaseStuck => "mrelease-stuck",
+            Self::UserspaceKill => "userspace-kill",
             Self::Storm => "storm",
         }
     }
@@ -97,6 +100,10 @@ impl Scenario {
                  process_mrelease does not stop it, so the reaper still wakes and reaps the \
                  released victim (one kill, one victim)"
             }
+            Self::UserspaceKill => {
+                "as a userspace OOM killer (Android's lmkd, earlyoom) does: SIGKILL to a \
+                 process that fits its limit, then process_mrelease(2) on it, with no OOM kill"
+            }
             Self::Storm => "--count N victims in a row (default 10), each exiting at once",
         }
     }
@@ -105,9 +112,11 @@ impl Scenario {
     pub fn needs(self) -> &'static str {
         match self {
             Self::QuickExit | Self::Storm => "nothing more",
-            Self::StuckVictim | Self::LockContended | Self::Mrelease | Self::MreleaseStuck => {
-                "/dev/fuse"
-            }
+            Self::StuckVictim
+            | Self::LockContended
+            | Self::Mrelease
+            | Self::MreleaseStuck
+            | Self::UserspaceKill => "/dev/fuse",
             Self::MmuNotifier => "/dev/fuse and /dev/kvm",
         }
     }
@@ -395,6 +404,7 @@ pub fn run(
         Scenario::MmuNotifier => stuck(scene, options, true, say),
         Scenario::Mrelease => mrelease(scene, options, false, say),
         Scenario::MreleaseStuck => mrelease(scene, options, true, say),
+        Scenario::UserspaceKill => userspace_kill(scene, options, say),
         Scenario::LockContended => lock_contended(scene, options, say),
     }
 }
@@ -527,6 +537,57 @@ fn mrelease(
     }
     release_and_reap(&mut scene, victim, say)?;
     scene.finish(&[victim])
+}
+
+/// SIGKILL, then process_mrelease, on a process of half the limit whose reading thread is
+/// stuck in the FUSE file, so it stays dying with its memory until the file is answered.
+fn userspace_kill(
+    mut scene: Scene,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let args = [
+        "helper".to_owned(),
+        "stuck-victim".to_owned(),
+        "--mib".to_owned(),
+        (options.limit_mib / 2).to_string(),
+        "--stall".to_owned(),
+        scene.stall_file(true),
+        "--hold".to_owned(),
+    ];
+    let target = scene.spawn("target", &args, true)?;
+    let pid = scene.helper(target).pid();
+    let fuse = scene.fuse.as_ref().ok_or(ScenarioError::HelperFailed {
+        role: "target",
+        why: "no FUSE mount".into(),
+    })?;
+    fuse.wait_for_read(STEP_TIMEOUT)
+        .ok_or_else(|| ScenarioError::Timeout {
+            what: "the target's read to reach the FUSE file".into(),
+            after: STEP_TIMEOUT,
+        })?;
+    scene.helper(target).go()?;
+    let ready = scene.helper(target).read_line()?;
+    if ready != "ready" {
+        return Err(ScenarioError::HelperFailed {
+            role: "target",
+            why: format!("said {ready:?}, not ready"),
+        });
+    }
+    say(&format!(
+        "target pid {pid} holds {} MiB; one thread stuck in a FUSE read",
+        options.limit_mib / 2
+    ));
+    // SAFETY: signalling our own child, by pid.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let ret = process_mrelease(pid)?;
+    say(&format!(
+        "SIGKILL, then process_mrelease(pid {pid}) by pid {} returned {ret}",
+        std::process::id()
+    ));
+    scene.report.mrelease = Some((std::process::id(), ret));
+    release_and_reap(&mut scene, target, say)?;
+    scene.finish(&[target])
 }
 
 fn lock_contended(

@@ -33,8 +33,9 @@ struct KvmMemoryRegion {
 /// A victim that cannot exit while its memory is reaped: one thread blocks reading `stall`
 /// (a stalling FUSE file), the main thread waits for the go byte, then touches `mib` MiB until
 /// the OOM killer strikes. With `kvm`, the mm first gets a KVM mmu notifier, and the memory is
-/// a KVM memslot.
-pub fn stuck_victim(mib: u64, stall: &Path, kvm: bool) -> std::io::Result<()> {
+/// a KVM memslot. With `hold`, the memory must fit: it then prints `ready` and waits to be
+/// killed (by a userspace killer rather than the OOM killer).
+pub fn stuck_victim(mib: u64, stall: &Path, kvm: bool, hold: bool) -> std::io::Result<()> {
     let _vm = kvm.then(|| kvm_vm_over(mib)).transpose()?;
     let file = File::open(stall)?;
     std::thread::spawn(move || {
@@ -44,7 +45,15 @@ pub fn stuck_victim(mib: u64, stall: &Path, kvm: bool) -> std::io::Result<()> {
     });
     let mut go = [0u8; 1];
     std::io::stdin().read_exact(&mut go)?;
-    hog::run(mib, false)
+    hog::run(mib, false)?;
+    if hold {
+        println!("ready");
+        std::io::stdout().flush()?;
+        loop {
+            std::thread::park();
+        }
+    }
+    Ok(())
 }
 
 /// Creates a KVM VM (which registers an mmu notifier on our mm) whose memslot 0 is `mib` MiB

@@ -115,6 +115,12 @@ pub mod mark_victim_fields {
     pub const NOTIFIERS: u32 = 1 << 7;
     /// `parent_tgid` was read.
     pub const PARENT: u32 = 1 << 8;
+    /// The trigger's memory cgroups were walked up for one at its limit.
+    pub const DOMAIN_WALKED: u32 = 1 << 9;
+    /// One was: `domain_memcg_id`, `domain_usage_kib` and `domain_limit_kib` are its.
+    pub const DOMAIN: u32 = 1 << 10;
+    /// `swap_kib` was read.
+    pub const SWAP: u32 = 1 << 11;
 }
 
 /// Most notifier callbacks a [`MarkVictimEvent`] names.
@@ -166,14 +172,26 @@ pub struct MarkVictimEvent {
     pub parent_tgid: u32,
     /// Kernel addresses of the first notifiers' `ops->invalidate_range_start` (0 when unset).
     pub notifiers: [u64; MAX_NOTIFIERS],
+    /// The OOM domain, derived from the trigger: the lowest of its memory cgroups at its
+    /// limit (`fields::DOMAIN`), or none of them (`fields::DOMAIN_WALKED` alone: the machine).
+    pub domain_memcg_id: u64,
+    pub domain_usage_kib: u64,
+    pub domain_limit_kib: u64,
+    /// The victim's swapped-out memory (`MM_SWAPENTS`), for its badness; with `fields::MEMORY`.
+    pub swap_kib: u64,
 }
+
+/// Size of a [`MarkVictimEvent`] before it carried the OOM domain: such records (in older
+/// recordings) decode with the domain unknown.
+pub const MARK_VICTIM_EVENT_V1_SIZE: usize = 176;
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 16);
     assert!(
-        core::mem::size_of::<MarkVictimEvent>()
+        MARK_VICTIM_EVENT_V1_SIZE
             == 16 + 16 + 6 * 8 + 8 + 2 * COMM_LEN + 8 + 16 + 8 * MAX_NOTIFIERS
     );
+    assert!(core::mem::size_of::<MarkVictimEvent>() == MARK_VICTIM_EVENT_V1_SIZE + 4 * 8);
     assert!(core::mem::align_of::<MarkVictimEvent>() <= 8);
 };
 

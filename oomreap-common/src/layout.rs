@@ -73,6 +73,13 @@ pub struct KernelLayout {
     pub css_cgroup: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
+    /// For the OOM domain: `mem_cgroup.css`, `cgroup_subsys_state.parent`, `mem_cgroup.memory`
+    /// (a `page_counter`) and its `usage` and `max`.
+    pub memcg_css: u32,
+    pub css_parent: u32,
+    pub memcg_memory: u32,
+    pub page_counter_usage: u32,
+    pub page_counter_max: u32,
     // list links: list_head::next, hlist_node::next (hlist_head::first is the head's only field)
     pub list_head_next: u32,
     pub hlist_node_next: u32,
@@ -209,6 +216,11 @@ impl KernelLayout {
         css_cgroup: ABSENT,
         cgroup_kn: ABSENT,
         kernfs_node_id: ABSENT,
+        memcg_css: ABSENT,
+        css_parent: ABSENT,
+        memcg_memory: ABSENT,
+        page_counter_usage: ABSENT,
+        page_counter_max: ABSENT,
         list_head_next: ABSENT,
         hlist_node_next: ABSENT,
         zoneref_zone: ABSENT,
@@ -228,7 +240,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 46 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 51 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

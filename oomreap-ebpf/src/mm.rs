@@ -12,6 +12,7 @@ use crate::{
 /// Indices of `mm_struct::rss_stat[]` (enum in include/linux/mm_types_task.h).
 const MM_FILEPAGES: u32 = 0;
 const MM_ANONPAGES: u32 = 1;
+const MM_SWAPENTS: u32 = 2;
 const MM_SHMEMPAGES: u32 = 3;
 
 /// Most notifiers counted; the verifier needs a bound, and no real mm has more.
@@ -41,6 +42,13 @@ pub fn rss(mm: u64) -> Option<Rss> {
         file_kib: pages(MM_FILEPAGES)?,
         shmem_kib: pages(MM_SHMEMPAGES)?,
     })
+}
+
+/// The mm's swapped-out pages (`MM_SWAPENTS`), in KiB: part of the OOM killer's badness.
+#[inline(always)]
+pub fn swap_kib(mm: u64) -> Option<u64> {
+    let l = layout();
+    read::<i64>(mm, rss_counter(l, MM_SWAPENTS)).map(|p| (p.max(0) as u64) << l.page_to_kib_shift)
 }
 
 /// Offset in `mm_struct` of `rss_stat[index]`'s value, or [`ABSENT`].

@@ -151,6 +151,24 @@ impl MemoryCgroup {
         &self.path
     }
 
+    /// Creates `name` inside this cgroup with no limit of its own, so its tasks are held by
+    /// this one's. Drop it before this one.
+    pub fn child(&self, name: &str) -> Result<Self, CgroupError> {
+        if self.version == CgroupVersion::V2 {
+            // v2 hands the memory controller down only when asked to.
+            self.write("cgroup.subtree_control", "+memory")?;
+        }
+        let path = self.path.join(name);
+        std::fs::create_dir(&path).map_err(|source| CgroupError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            version: self.version,
+        })
+    }
+
     pub fn version(&self) -> CgroupVersion {
         self.version
     }
@@ -172,22 +190,9 @@ impl MemoryCgroup {
         self.write("cgroup.procs", &pid.to_string())
     }
 
-    /// How many times the OOM killer killed a task of this cgroup.
+    /// How many times the OOM killer killed a task of this cgroup or of one inside it.
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
-        let file = match self.version {
-            CgroupVersion::V1 => "memory.oom_control",
-            CgroupVersion::V2 => "memory.events",
-        };
-        let path = self.path.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|source| CgroupError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0))
+        oom_kills_below(&self.path, self.version)
     }
 
     fn write(&self, file: &str, value: &str) -> Result<(), CgroupError> {
@@ -198,6 +203,36 @@ impl MemoryCgroup {
             source,
         })
     }
+}
+
+/// The OOM kills counted at `dir` and below. v2's `memory.events` already counts the
+/// subtree; v1's `memory.oom_control` counts the kills of its own tasks only (the kernel
+/// charges a kill to the victim's own cgroup), so its children's are added.
+fn oom_kills_below(dir: &Path, version: CgroupVersion) -> Result<u64, CgroupError> {
+    let file = match version {
+        CgroupVersion::V1 => "memory.oom_control",
+        CgroupVersion::V2 => "memory.events",
+    };
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|source| CgroupError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let own = text
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if version == CgroupVersion::V2 {
+        return Ok(own);
+    }
+    let mut total = own;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            total += oom_kills_below(&entry.path(), version)?;
+        }
+    }
+    Ok(total)
 }
 
 impl Drop for MemoryCgroup {

@@ -7,7 +7,7 @@ use crate::{
     enrich::notifier_owner,
     intake::Annotations,
     tracker::{AttemptResult, Outcome, Victim},
-    wire::{LockSnapshot, SkipCause, Task, has_mmf_oom_skip},
+    wire::{LockSnapshot, OomDomain, SkipCause, Task, has_mmf_oom_skip},
 };
 
 /// Version of the JSON schema of trace's lines (docs/events.md), in every object's `schema`
@@ -152,6 +152,21 @@ pub fn cgroup_name(annotations: &Annotations, id: u64) -> String {
     annotations
         .cgroup(id)
         .map_or_else(|| format!("id {id}"), |info| info.display_name())
+}
+
+/// Which limit a kill was for: `OOM domain memcg /pod (limit 128.0M, usage 127.9M)`, or the
+/// machine's; `inferred` unless the OOM killer itself said.
+pub fn oom_domain_text(domain: &OomDomain, annotations: &Annotations) -> String {
+    let how = if domain.exact { "" } else { ", inferred" };
+    match &domain.memcg {
+        Some(m) => format!(
+            "OOM domain memcg {} at limit {} (usage {}{how})",
+            cgroup_name(annotations, m.id),
+            kib(m.limit_kib),
+            kib(m.usage_kib)
+        ),
+        None => format!("OOM domain global (no cgroup of the trigger at its limit{how})"),
+    }
 }
 
 /// `tgid (comm)`.

@@ -181,6 +181,38 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
     assert_eq!(outcome(steps)["outcome"], "exited");
     assert!(step(steps, "wake").is_empty());
     check_reap_calls(steps, &[]);
+    // Its own cgroup's limit was hit: the domain is that cgroup.
+    let domain = &kill["oom_domain"];
+    assert_eq!(domain["constraint"], "memcg", "{kill}");
+    assert_eq!(domain["memcg"]["id"], traced.report["cgroup"]["id"]);
+    assert_eq!(domain["limit_kib"], 128 * 1024);
+}
+
+#[test]
+fn a_limit_on_the_parent_cgroup_is_the_oom_domain() {
+    let Some(_lock) = privileged("a_limit_on_the_parent_cgroup_is_the_oom_domain") else {
+        return;
+    };
+    let traced = trace_scenario(&["parent-limit"]);
+    let report = &traced.report;
+    assert_eq!(report["cgroup"]["oom_kills"], 1, "{report}");
+    let steps = traced.victim();
+    let kills = step(steps, "kill");
+    assert_eq!(kills.len(), 1, "{steps:#?}");
+    let kill = kills[0];
+    // The victim's cgroup is the child; the limit that was hit is its parent's.
+    assert_eq!(kill["memcg"]["id"], report["victim_cgroup"]["id"], "{kill}");
+    let domain = &kill["oom_domain"];
+    assert_eq!(
+        (&domain["constraint"], &domain["memcg"]["id"]),
+        (&Value::from("memcg"), &report["cgroup"]["id"]),
+        "{kill}"
+    );
+    assert_ne!(domain["memcg"]["id"], kill["memcg"]["id"]);
+    assert_eq!(domain["limit_kib"], 128 * 1024);
+    let usage = domain["usage_kib"].as_u64().expect("usage_kib");
+    assert!(usage + 64 * 4 >= 128 * 1024, "at its limit: {kill}");
+    assert!(domain["badness_points"].as_i64() > Some(0), "{kill}");
 }
 
 #[test]

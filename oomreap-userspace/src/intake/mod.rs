@@ -429,7 +429,8 @@ impl Intake {
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
                     };
-                    if let Some(memcg) = v.memcg_id {
+                    let domain = v.oom_domain.as_ref().and_then(|d| d.memcg).map(|m| m.id);
+                    for memcg in v.memcg_id.into_iter().chain(domain) {
                         resolve_cgroup(enricher, &mut self.annotations, memcg, &mut records);
                     }
                     let callbacks = v.notifiers.iter().flat_map(|n| n.callbacks.iter());

@@ -68,6 +68,11 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     l.css_cgroup = opt("cgroup_subsys_state", "cgroup");
     l.cgroup_kn = opt("cgroup", "kn");
     l.kernfs_node_id = opt("kernfs_node", "id");
+    l.memcg_css = opt("mem_cgroup", "css");
+    l.css_parent = opt("cgroup_subsys_state", "parent");
+    l.memcg_memory = opt("mem_cgroup", "memory");
+    l.page_counter_usage = opt("page_counter", "usage");
+    l.page_counter_max = opt("page_counter", "max");
     l.zoneref_zone = opt("zoneref", "zone");
     l.zoneref_zone_idx = opt("zoneref", "zone_idx");
     // Only NUMA kernels have zone::node; elsewhere the node is reported as -1.
@@ -267,6 +272,8 @@ mod tests {
             ("invalidate_range_start", layout.ops_invalidate_range_start),
             ("memory_cgrp_id", layout.memory_subsys_index_bytes),
             ("kernfs_node id", layout.kernfs_node_id),
+            ("mem_cgroup memory", layout.memcg_memory),
+            ("page_counter max", layout.page_counter_max),
             ("zoneref zone_idx", layout.zoneref_zone_idx),
         ] {
             assert_ne!(offset, ABSENT, "{name} not resolved");

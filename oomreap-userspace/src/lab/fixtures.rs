@@ -43,11 +43,19 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
             | field::OOM_SCORE_ADJ
             | field::MM
             | field::MEMCG
-            | field::NOTIFIERS,
+            | field::NOTIFIERS
+            | field::DOMAIN_WALKED
+            | field::DOMAIN
+            | field::SWAP,
         memcg_id: 4026,
         notifier_count: 0,
         parent_tgid: 0,
         notifiers: [0; oomreap_common::event::MAX_NOTIFIERS],
+        // Its own cgroup's 128 MiB limit was hit.
+        domain_memcg_id: 4026,
+        domain_usage_kib: 131_000,
+        domain_limit_kib: 131_072,
+        swap_kib: 0,
     }
 }
 

@@ -103,7 +103,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                 "ret": call.ret,
                 "duration_ns": call.returned_ns.saturating_sub(call.entered_ns),
                 "target": call.target.task.as_ref().map(task),
-                "target_memcg": call.target.memcg_id.map(|id| memcg(id, cx.annotations())),
+                "target_memcg": call.target.memcg_id.map(|id| memcg_json(id, cx.annotations())),
                 "oom_victim": victim.is_some(),
                 "rss_before": call.target.rss_before.as_ref().map(rss),
                 "rss_after": call.target.rss_after.as_ref().map(rss),
@@ -171,7 +171,7 @@ fn victim_id(v: &Victim) -> Value {
 }
 
 /// A memory cgroup: its id, path and, for a Kubernetes pod's, the pod's names.
-fn memcg(id: u64, annotations: &Annotations) -> Value {
+fn memcg_json(id: u64, annotations: &Annotations) -> Value {
     let info = annotations.cgroup(id);
     let pod = info.as_ref().and_then(|i| i.pod.as_ref());
     json!({
@@ -186,7 +186,7 @@ fn memcg(id: u64, annotations: &Annotations) -> Value {
 }
 
 fn kill_fields(v: &Victim, cx: &Intake) -> Value {
-    let memcg = v.memcg_id.map(|id| memcg(id, cx.annotations()));
+    let memcg = v.memcg_id.map(|id| memcg_json(id, cx.annotations()));
     let notifiers = v
         .notifiers
         .as_ref()
@@ -211,6 +211,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
             "file_rss_kib": m.file_rss_kib,
             "shmem_rss_kib": m.shmem_rss_kib,
             "pgtables_kib": m.pgtables_kib,
+            "swap_kib": v.swap_kib,
         })),
         "mm": v.mm.map(|mm| format!("{mm:#x}")),
         "memcg": memcg,
@@ -218,6 +219,18 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "trigger": v.trigger.as_ref().map(task),
         "parent_pid": v.parent_tgid,
         "retries_before": retries,
+        "oom_domain": v.oom_domain.as_ref().map(|d| {
+            let badness = v.badness();
+            json!({
+                "constraint": d.constraint(),
+                "memcg": d.memcg.map(|m| memcg_json(m.id, cx.annotations())),
+                "limit_kib": d.memcg.map(|m| m.limit_kib),
+                "usage_kib": d.memcg.map(|m| m.usage_kib),
+                "inferred": !d.exact,
+                "badness_points": badness.map(|(points, _)| points),
+                "total_pages": badness.map(|(_, pages)| pages),
+            })
+        }),
     })
 }
 

@@ -5,8 +5,8 @@ use crate::{
     tracker::{AttemptResult, Change, Victim, VictimId},
     wire::{AttachKind, Rss},
     wording::{
-        cgroup_name, lock_text, mm_flags_text, mrelease_result, notifier_name, skip_cause, summary,
-        task,
+        cgroup_name, lock_text, mm_flags_text, mrelease_result, notifier_name, oom_domain_text,
+        skip_cause, summary, task,
     },
 };
 
@@ -197,6 +197,9 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
     }
     if let Some(n) = &v.notifiers {
         parts.push(notifiers(n, cx));
+    }
+    if let Some(domain) = &v.oom_domain {
+        parts.push(oom_domain_text(domain, cx.annotations()));
     }
     if v.attach == Some(AttachKind::TracePoint) {
         parts.push("(classic tracepoint)".into());

@@ -47,6 +47,8 @@ impl Stream {
             }),
             parent_tgid: Some(1),
             trigger: task(pid, "hog"),
+            domain: None,
+            swap_kib: None,
         }));
         self
     }

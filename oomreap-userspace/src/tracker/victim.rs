@@ -1,7 +1,7 @@
 //! One OOM victim and its path through the reaper.
 use crate::wire::{
-    AttachKind, LockSnapshot, MarkVictim, MreleaseTarget, NotifierRefused, Notifiers, ReapCall,
-    RetryKind, Rss, SkipCause, Task, VictimMemory,
+    AttachKind, LockSnapshot, MarkVictim, MreleaseTarget, NotifierRefused, Notifiers, OomDomain,
+    ReapCall, RetryKind, Rss, SkipCause, Task, VictimMemory,
 };
 
 /// Most notifier refusals kept per victim (all are counted in the totals).
@@ -138,6 +138,10 @@ pub struct Victim {
     pub mm: Option<u64>,
     pub memcg_id: Option<u64>,
     pub notifiers: Option<Notifiers>,
+    /// Which limit the kill was for: a memory cgroup's, or the machine's.
+    pub oom_domain: Option<OomDomain>,
+    /// Its swapped-out memory at the kill.
+    pub swap_kib: Option<u64>,
     /// Its parent process at the kill, when the kernel told us.
     pub parent_tgid: Option<u32>,
     /// The task that hit the OOM; `None` if the kill was not seen.
@@ -188,6 +192,8 @@ impl Victim {
             mm: e.mm,
             memcg_id: e.memcg_id,
             notifiers: e.notifiers.clone(),
+            oom_domain: e.domain.clone(),
+            swap_kib: e.swap_kib,
             parent_tgid: e.parent_tgid,
             trigger: Some(e.trigger.clone()),
             attach: Some(e.attach),
@@ -198,7 +204,6 @@ impl Victim {
         }
     }
 
-    /// A victim first seen at a reaper step (its kill happened before oomreap attached).
     /// The reaper is at work on it, unless its story already ended (a late pass leaves the
     /// outcome as it was).
     pub(super) fn reaping(&mut self) {
@@ -212,6 +217,7 @@ impl Victim {
         self.finished_at_ns.is_some_and(|f| at_ns > f)
     }
 
+    /// A victim first seen at a reaper step (its kill happened before oomreap attached).
     pub(super) fn unseen(id: VictimId, pid: u32) -> Self {
         Self {
             id,
@@ -224,6 +230,8 @@ impl Victim {
             mm: None,
             memcg_id: None,
             notifiers: None,
+            oom_domain: None,
+            swap_kib: None,
             parent_tgid: None,
             trigger: None,
             attach: None,
@@ -325,6 +333,23 @@ impl Victim {
                 RetryKind::Reclaim => (r + n, c),
                 RetryKind::Compaction => (r, c + n),
             })
+    }
+
+    /// The victim's badness as `oom_badness` computes it — RSS, swap and page tables in pages,
+    /// plus `oom_score_adj` thousandths of the pages the OOM killer considered — and those
+    /// pages: `(points, total_pages)`. Known only for a cgroup's OOM, whose pages considered
+    /// are its limit (a swap limit, if any, is not added): derived, so inferred.
+    pub fn badness(&self) -> Option<(i64, u64)> {
+        const PAGE_KIB: u64 = 4;
+        let memory = self.memory_at_kill?;
+        let total_pages = self.oom_domain.as_ref()?.memcg?.limit_kib / PAGE_KIB;
+        let own_kib = memory.anon_rss_kib
+            + memory.file_rss_kib
+            + memory.shmem_rss_kib
+            + self.swap_kib.unwrap_or(0)
+            + memory.pgtables_kib;
+        let adj = i64::from(self.oom_score_adj?) * (total_pages / 1000) as i64;
+        Some(((own_kib / PAGE_KIB) as i64 + adj, total_pages))
     }
 
     /// Returns true if and only if the mm has mmu notifiers, which can make reaps partial.

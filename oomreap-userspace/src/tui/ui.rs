@@ -16,7 +16,7 @@ use crate::{
     display::{duration, kib},
     tracker::{Attempt, AttemptResult, Outcome, Victim},
     wire::SkipCause,
-    wording::{lock_text, notifier_name, skip_cause_brief, summary},
+    wording::{lock_text, notifier_name, oom_domain_text, skip_cause_brief, summary},
 };
 
 /// Rows a terminal needs before the charts get a panel of their own.
@@ -290,6 +290,12 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
                 t.tgid.unwrap_or(t.pid),
                 t.comm.as_deref().unwrap_or("-")
             ))
+        )));
+    }
+    if let Some(domain) = &v.oom_domain {
+        lines.push(Line::from(oom_domain_text(
+            domain,
+            app.intake.annotations(),
         )));
     }
     if let Some(n) = &v.notifiers {

@@ -1,9 +1,10 @@
 //! Checks each record against its layout and reads it into an [`Event`].
 use oomreap_common::event::{
     COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
-    LockState as RawLockState, MAX_WAITERS, MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent,
-    NotifierRefusedEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent,
-    SkipReapingEvent, finish_fields, lock_flags, mark_victim_fields as field, mrelease_fields,
+    LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MAX_WAITERS, MRELEASE_EVENT_V1_SIZE,
+    MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent, ReapCallEvent, ReaperEvent,
+    RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
+    mark_victim_fields as field, mrelease_fields,
 };
 
 use super::*;
@@ -38,7 +39,9 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     })?;
     let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
     Ok(match kind {
-        EventKind::MarkVictim => decode_mark_victim(exact(kind, record)?)?,
+        EventKind::MarkVictim => {
+            decode_mark_victim(exact_or_older(kind, record, MARK_VICTIM_EVENT_V1_SIZE)?)?
+        }
         EventKind::WakeReaper => Event::WakeReaper(reaper_step(exact(kind, record)?)),
         EventKind::StartReaping => Event::StartReaping(reaper_step(exact(kind, record)?)),
         EventKind::FinishReaping => decode_finish(exact(kind, record)?),
@@ -88,6 +91,15 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
             tgid: Some(raw.trigger_tgid),
             comm: Some(comm(&raw.trigger_comm)),
         },
+        domain: has(field::DOMAIN_WALKED).then(|| OomDomain {
+            memcg: has(field::DOMAIN).then_some(MemcgAtLimit {
+                id: raw.domain_memcg_id,
+                usage_kib: raw.domain_usage_kib,
+                limit_kib: raw.domain_limit_kib,
+            }),
+            exact: false,
+        }),
+        swap_kib: has(field::SWAP).then_some(raw.swap_kib),
     }))
 }
 

@@ -48,6 +48,39 @@ pub struct MarkVictim {
     pub parent_tgid: Option<u32>,
     /// The task that hit the OOM.
     pub trigger: Task,
+    /// Which limit was hit.
+    pub domain: Option<OomDomain>,
+    /// The victim's swapped-out memory.
+    pub swap_kib: Option<u64>,
+}
+
+/// Where the OOM happened: the memory cgroup whose limit was hit, or the whole machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OomDomain {
+    /// `None`: no cgroup of the trigger was at its limit, so the machine's memory (or, which
+    /// the trigger alone cannot tell apart, a cpuset or mempolicy) ran out.
+    pub memcg: Option<MemcgAtLimit>,
+    /// Read from the OOM killer itself rather than derived from the trigger's cgroups.
+    pub exact: bool,
+}
+
+/// A memory cgroup at its limit, as the kill saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemcgAtLimit {
+    pub id: u64,
+    pub usage_kib: u64,
+    pub limit_kib: u64,
+}
+
+impl OomDomain {
+    /// The OOM killer's constraint as far as the domain shows it: `memcg` or `global`.
+    pub fn constraint(&self) -> &'static str {
+        if self.memcg.is_some() {
+            "memcg"
+        } else {
+            "global"
+        }
+    }
 }
 
 /// The mmu notifiers registered on a victim's mm.

@@ -38,11 +38,12 @@ pub enum Scenario {
     Mrelease,
     MreleaseStuck,
     UserspaceKill,
+    ParentLimit,
     Storm,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::QuickExit,
         Self::StuckVictim,
         Self::LockContended,
@@ -50,6 +51,7 @@ impl Scenario {
         Self::Mrelease,
         Self::MreleaseStuck,
         Self::UserspaceKill,
+        Self::ParentLimit,
         Self::Storm,
     ];
 
@@ -62,6 +64,7 @@ impl Scenario {
             Self::Mrelease => "mrelease",
             Self::MreleaseStuck => "mrelease-stuck",
             Self::UserspaceKill => "userspace-kill",
+            Self::ParentLimit => "parent-limit",
             Self::Storm => "storm",
         }
     }
@@ -104,6 +107,10 @@ impl Scenario {
                 "as a userspace OOM killer (Android's lmkd, earlyoom) does: SIGKILL to a \
                  process that fits its limit, then process_mrelease(2) on it, with no OOM kill"
             }
+            Self::ParentLimit => {
+                "the limit is on a parent cgroup (a pod), the victim in a child with none (a \
+                 container): the OOM domain is the parent, not the victim's cgroup; it exits"
+            }
             Self::Storm => "--count N victims in a row (default 10), each exiting at once",
         }
     }
@@ -111,7 +118,7 @@ impl Scenario {
     /// What it needs besides root and a memory cgroup controller.
     pub fn needs(self) -> &'static str {
         match self {
-            Self::QuickExit | Self::Storm => "nothing more",
+            Self::QuickExit | Self::Storm | Self::ParentLimit => "nothing more",
             Self::StuckVictim
             | Self::LockContended
             | Self::Mrelease
@@ -122,7 +129,7 @@ impl Scenario {
     }
 
     fn uses_fuse(self) -> bool {
-        !matches!(self, Self::QuickExit | Self::Storm)
+        !matches!(self, Self::QuickExit | Self::Storm | Self::ParentLimit)
     }
 }
 
@@ -209,6 +216,8 @@ pub struct Report {
     pub oom_kills: u64,
     /// process_mrelease: the caller's pid and the return value.
     pub mrelease: Option<(u32, i64)>,
+    /// parent-limit: the victim's own cgroup (path, id), inside the limited one.
+    pub victim_cgroup: Option<(PathBuf, u64)>,
 }
 
 impl Report {
@@ -231,6 +240,7 @@ impl Report {
             "victims": processes(&self.victims),
             "helpers": processes(&self.helpers),
             "mrelease": self.mrelease.map(|(caller, ret)| json!({"caller": caller, "ret": ret})),
+            "victim_cgroup": self.victim_cgroup.as_ref().map(|(path, id)| json!({"path": path, "id": id})),
         })
     }
 
@@ -264,6 +274,8 @@ impl Report {
 struct Scene {
     fuse: Option<StallMount>,
     helpers: Vec<Helper>,
+    /// A cgroup inside `cgroup` with no limit of its own (parent-limit); dropped first.
+    child: Option<MemoryCgroup>,
     cgroup: MemoryCgroup,
     report: Report,
 }
@@ -298,10 +310,12 @@ impl Scene {
             helpers: Vec::new(),
             oom_kills: 0,
             mrelease: None,
+            victim_cgroup: None,
         };
         Ok(Self {
             fuse: None,
             helpers: Vec::new(),
+            child: None,
             cgroup,
             report,
         })
@@ -405,6 +419,7 @@ pub fn run(
         Scenario::Mrelease => mrelease(scene, options, false, say),
         Scenario::MreleaseStuck => mrelease(scene, options, true, say),
         Scenario::UserspaceKill => userspace_kill(scene, options, say),
+        Scenario::ParentLimit => parent_limit(scene, options, say),
         Scenario::LockContended => lock_contended(scene, options, say),
     }
 }
@@ -429,6 +444,30 @@ fn quick_exit(
         scene.helper(victim).pid(),
         options.limit_mib * 2
     ));
+    scene.helper(victim).go()?;
+    let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
+    say(&format!("victim {}", describe(status)));
+    scene.finish(&[victim])
+}
+
+/// A quick exit whose cgroup has no limit, inside the scenario's limited cgroup.
+fn parent_limit(
+    mut scene: Scene,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let child = scene.cgroup.child("container")?;
+    let victim = scene.spawn("victim", &hog_args(options.limit_mib * 2), false)?;
+    let pid = scene.helper(victim).pid();
+    child.add_process(pid)?;
+    scene.report.victim_cgroup = Some((child.path().to_owned(), child.id()?));
+    say(&format!(
+        "victim pid {pid} in {} (no limit), inside the {} MiB limit of {}",
+        child.path().display(),
+        options.limit_mib,
+        scene.cgroup.path().display()
+    ));
+    scene.child = Some(child);
     scene.helper(victim).go()?;
     let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
     say(&format!("victim {}", describe(status)));

@@ -236,6 +236,9 @@ mod tests {
             reap_duration_ns: None,
             kill_to_mm_freed_ns: Some(12_000_000),
             reaper_freed_kib: None,
+            oom_domain: None,
+            attempts_after_outcome: 0,
+            mreleases: Vec::new(),
         }
     }
 

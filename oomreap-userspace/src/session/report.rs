@@ -6,7 +6,7 @@ use super::expect::Verdict;
 use crate::{
     enrich::CgroupInfo,
     tracker::{AttemptResult, Victim},
-    wire::SkipCause,
+    wire::{OomDomain, SkipCause},
 };
 
 /// Version of the report's JSON schema.
@@ -33,6 +33,12 @@ pub struct VictimSummary {
     pub reap_duration_ns: Option<u64>,
     pub kill_to_mm_freed_ns: Option<u64>,
     pub reaper_freed_kib: Option<u64>,
+    /// Which limit the kill was for.
+    pub oom_domain: Option<OomDomain>,
+    /// Reaper attempts after the outcome (the timer outlives process_mrelease).
+    pub attempts_after_outcome: usize,
+    /// Its process_mrelease calls: (return value, KiB freed).
+    pub mreleases: Vec<(i64, Option<u64>)>,
 }
 
 impl VictimSummary {
@@ -73,6 +79,17 @@ impl VictimSummary {
             reap_duration_ns: v.reap_duration_ns(),
             kill_to_mm_freed_ns: v.kill_to_mm_freed_ns(),
             reaper_freed_kib: v.freed_by_reaper_kib(),
+            oom_domain: v.oom_domain.clone(),
+            attempts_after_outcome: v
+                .attempts
+                .iter()
+                .filter(|a| v.after_outcome(a.started_ns))
+                .count(),
+            mreleases: v
+                .mreleases
+                .iter()
+                .map(|c| (c.ret, c.target.freed_kib()))
+                .collect(),
         }
     }
 
@@ -115,6 +132,15 @@ impl VictimSummary {
             "kill_to_wake_ns": self.kill_to_wake_ns, "kill_to_reaped_ns": self.kill_to_reaped_ns,
             "reap_duration_ns": self.reap_duration_ns, "kill_to_mm_freed_ns": self.kill_to_mm_freed_ns,
             "reaper_freed_kib": self.reaper_freed_kib,
+            "oom_domain": self.oom_domain.as_ref().map(|d| json!({
+                "constraint": d.constraint(),
+                "memcg_id": d.memcg.map(|m| m.id),
+                "limit_kib": d.memcg.map(|m| m.limit_kib),
+                "usage_kib": d.memcg.map(|m| m.usage_kib),
+                "inferred": !d.exact,
+            })),
+            "attempts_after_outcome": self.attempts_after_outcome,
+            "mreleases": self.mreleases.iter().map(|(ret, freed)| json!({"ret": ret, "freed_kib": freed})).collect::<Vec<_>>(),
         })
     }
 }

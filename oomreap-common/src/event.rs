@@ -121,6 +121,9 @@ pub mod mark_victim_fields {
     pub const DOMAIN: u32 = 1 << 10;
     /// `swap_kib` was read.
     pub const SWAP: u32 = 1 << 11;
+    /// The domain, `constraint`, `chosen_points` and `total_pages` are the OOM killer's own
+    /// (a hook on `oom_kill_process`), not derived.
+    pub const EXACT: u32 = 1 << 12;
 }
 
 /// Most notifier callbacks a [`MarkVictimEvent`] names.
@@ -177,8 +180,14 @@ pub struct MarkVictimEvent {
     pub domain_memcg_id: u64,
     pub domain_usage_kib: u64,
     pub domain_limit_kib: u64,
-    /// The victim's swapped-out memory (`MM_SWAPENTS`), for its badness; with `fields::MEMORY`.
+    /// The victim's swapped-out memory (`MM_SWAPENTS`), for its badness; with `fields::SWAP`.
     pub swap_kib: u64,
+    /// From the OOM killer's own `oom_control` (`fields::EXACT`): an `enum oom_constraint`
+    /// value, the victim's badness points and the pages it was measured against.
+    pub constraint: u32,
+    pub _pad: u32,
+    pub chosen_points: i64,
+    pub total_pages: u64,
 }
 
 /// Size of a [`MarkVictimEvent`] before it carried the OOM domain: such records (in older
@@ -191,7 +200,7 @@ const _: () = {
         MARK_VICTIM_EVENT_V1_SIZE
             == 16 + 16 + 6 * 8 + 8 + 2 * COMM_LEN + 8 + 16 + 8 * MAX_NOTIFIERS
     );
-    assert!(core::mem::size_of::<MarkVictimEvent>() == MARK_VICTIM_EVENT_V1_SIZE + 4 * 8);
+    assert!(core::mem::size_of::<MarkVictimEvent>() == MARK_VICTIM_EVENT_V1_SIZE + 7 * 8);
     assert!(core::mem::align_of::<MarkVictimEvent>() <= 8);
 };
 

@@ -80,6 +80,13 @@ pub struct KernelLayout {
     pub memcg_memory: u32,
     pub page_counter_usage: u32,
     pub page_counter_max: u32,
+    /// `struct oom_control`, read at `oom_kill_process` (function hooks): the OOM killer's
+    /// own record of the domain, constraint, victim and its points.
+    pub oc_memcg: u32,
+    pub oc_totalpages: u32,
+    pub oc_chosen: u32,
+    pub oc_chosen_points: u32,
+    pub oc_constraint: u32,
     // list links: list_head::next, hlist_node::next (hlist_head::first is the head's only field)
     pub list_head_next: u32,
     pub hlist_node_next: u32,
@@ -221,6 +228,11 @@ impl KernelLayout {
         memcg_memory: ABSENT,
         page_counter_usage: ABSENT,
         page_counter_max: ABSENT,
+        oc_memcg: ABSENT,
+        oc_totalpages: ABSENT,
+        oc_chosen: ABSENT,
+        oc_chosen_points: ABSENT,
+        oc_constraint: ABSENT,
         list_head_next: ABSENT,
         hlist_node_next: ABSENT,
         zoneref_zone: ABSENT,
@@ -240,7 +252,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 51 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 56 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

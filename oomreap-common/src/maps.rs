@@ -76,6 +76,23 @@ pub struct LastTrylock {
     pub _pad: u32,
 }
 
+/// What `oom_kill_process` knew about a kill, until `mark_victim` sends it (keyed by the
+/// chosen process's tgid).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct OomContext {
+    /// The cgroup whose limit was hit (0: none, the machine or a cpuset/mempolicy).
+    pub domain_memcg_id: u64,
+    pub domain_usage_kib: u64,
+    pub domain_limit_kib: u64,
+    pub chosen_points: i64,
+    pub total_pages: u64,
+    pub constraint: u32,
+    pub _pad: u32,
+    /// When `oom_kill_process` ran: a record older than a kill takes is stale.
+    pub noted_ns: u64,
+}
+
 /// A process_mrelease call in progress.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

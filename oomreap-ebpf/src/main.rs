@@ -13,6 +13,7 @@
     reason = "atomic_xadd is the only atomic add for BPF"
 )]
 
+mod domain;
 mod emit;
 mod exit_mmap;
 mod kernel;
@@ -20,6 +21,7 @@ mod lock;
 mod mark_victim;
 mod mm;
 mod mrelease;
+mod oom_kill;
 mod reap_fn;
 mod reaper;
 mod retries;

@@ -12,13 +12,14 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, warn};
 use oomreap_common::{
     event::{AttachKind, COMM_LEN, EventKind, MarkVictimEvent, mark_victim_fields as field},
-    layout::{ABSENT, MarkVictimArgs, MarkVictimRecord},
+    layout::{MarkVictimArgs, MarkVictimRecord},
     maps::Counter,
 };
 
 use crate::{
+    domain,
     emit::{self, Record},
-    kernel::{add, current_comm, current_ids, layout, read},
+    kernel::{current_comm, current_ids, layout},
     mm, task, tracepoint_field, victims,
 };
 
@@ -68,6 +69,12 @@ fn try_mark_victim_btf(ctx: &BtfTracePointContext) -> Result<(), ()> {
         warn!(ctx, "mark_victim: kernel layout not set by user space");
         return Err(());
     }
+    let tgid = if event.fields & field::TGID != 0 {
+        event.victim_tgid
+    } else {
+        event.victim_pid
+    };
+    domain_of(tgid, event);
     victims::remember(event.victim_pid, event.victim_tgid, event.victim_mm);
     debug!(
         ctx,
@@ -115,6 +122,8 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
         event.pgtables_kib = pgtables;
         event.fields |= field::MEMORY;
     }
+    // The classic record has no tgid: the pid is the process's for a single-threaded one.
+    domain_of(event.victim_pid, event);
     victims::remember(event.victim_pid, 0, 0);
     debug!(
         ctx,
@@ -124,7 +133,7 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
     Ok(())
 }
 
-/// Fills the header, the trigger (the current task) and the OOM domain.
+/// Fills the header and the trigger (the current task).
 #[inline(always)]
 fn start(event: &mut MarkVictimEvent, attach: AttachKind) {
     event.header = emit::header(EventKind::MarkVictim);
@@ -133,83 +142,14 @@ fn start(event: &mut MarkVictimEvent, attach: AttachKind) {
     event.trigger_tgid = tgid;
     event.trigger_comm = current_comm();
     event.attach = attach as u32;
-    // SAFETY: takes no arguments; returns the current task's address.
-    let current = unsafe { bpf_get_current_task() };
-    oom_domain(current, event);
 }
 
-/// Memory cgroup levels walked up from the trigger's.
-const MAX_MEMCG_DEPTH: u32 = 16;
-
-/// Pages a memory cgroup may be under its limit and still be the one that hit it: a charge
-/// fails when `usage + batch > max`, and the batch is up to `MEMCG_CHARGE_BATCH` (64) pages.
-const AT_LIMIT_PAGES: u64 = 64;
-
-/// The OOM domain as the kernel's charge saw it: walking up from the trigger's memory cgroup,
-/// the first whose usage is at its limit (a charge fails at the lowest such level); none
-/// means the machine's memory ran out. Derived, not read from the OOM killer: user space
-/// marks it inferred.
+/// The OOM domain, once the victim is known (exact when `oom_kill_process` recorded it).
 #[inline(always)]
-fn oom_domain(trigger: u64, event: &mut MarkVictimEvent) {
-    let l = layout();
-    let needed = [
-        l.task_cgroups,
-        l.css_set_subsys,
-        l.memory_subsys_index_bytes,
-        l.memcg_css,
-        l.css_parent,
-        l.memcg_memory,
-        l.page_counter_usage,
-        l.page_counter_max,
-    ];
-    if needed.contains(&ABSENT) {
-        return;
-    }
-    let Some(css_set) = read::<u64>(trigger, l.task_cgroups) else {
-        return;
-    };
-    let Some(mut css) = read::<u64>(css_set, add(l.css_set_subsys, l.memory_subsys_index_bytes))
-    else {
-        return;
-    };
-    let usage_at = add(l.memcg_memory, l.page_counter_usage);
-    let max_at = add(l.memcg_memory, l.page_counter_max);
-    for _ in 0..MAX_MEMCG_DEPTH {
-        if css == 0 {
-            break;
-        }
-        let memcg = css.wrapping_sub(u64::from(l.memcg_css));
-        let (Some(usage), Some(max)) = (read::<u64>(memcg, usage_at), read::<u64>(memcg, max_at))
-        else {
-            return;
-        };
-        if usage.saturating_add(AT_LIMIT_PAGES) >= max {
-            let Some(id) = css_id(css) else { return };
-            let shift = l.page_to_kib_shift;
-            event.domain_memcg_id = id;
-            event.domain_usage_kib = usage << shift;
-            event.domain_limit_kib = max << shift;
-            event.fields |= field::DOMAIN_WALKED | field::DOMAIN;
-            return;
-        }
-        let Some(parent) = read::<u64>(css, l.css_parent) else {
-            return;
-        };
-        css = parent;
-    }
-    // The root's counter has no limit: reaching it means no cgroup limit was hit.
-    if css == 0 {
-        event.fields |= field::DOMAIN_WALKED;
-    }
-}
-
-/// The id of a memory cgroup's css: `css->cgroup->kn->id`, as [`task::memcg_id`] reads.
-#[inline(always)]
-fn css_id(css: u64) -> Option<u64> {
-    let l = layout();
-    let cgroup = read::<u64>(css, l.css_cgroup)?;
-    let kn = read::<u64>(cgroup, l.cgroup_kn)?;
-    read(kn, l.kernfs_node_id)
+fn domain_of(victim_tgid: u32, event: &mut MarkVictimEvent) {
+    // SAFETY: takes no arguments; returns the current task's address (the trigger).
+    let trigger = unsafe { bpf_get_current_task() };
+    domain::fill(trigger, victim_tgid, event);
 }
 
 /// Fills what `task_struct`, its `mm_struct` and `signal_struct` tell about the victim.

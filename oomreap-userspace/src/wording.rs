@@ -157,7 +157,11 @@ pub fn cgroup_name(annotations: &Annotations, id: u64) -> String {
 /// Which limit a kill was for: `OOM domain memcg /pod (limit 128.0M, usage 127.9M)`, or the
 /// machine's; `inferred` unless the OOM killer itself said.
 pub fn oom_domain_text(domain: &OomDomain, annotations: &Annotations) -> String {
-    let how = if domain.exact { "" } else { ", inferred" };
+    let how = if domain.exact.is_some() {
+        ""
+    } else {
+        ", inferred"
+    };
     match &domain.memcg {
         Some(m) => format!(
             "OOM domain memcg {} at limit {} (usage {}{how})",

@@ -56,11 +56,13 @@ pub struct FunctionSpec {
     fentry: &'static [(&'static str, Role)],
     kprobe: &'static [(&'static str, Role)],
     pub provides: &'static str,
+    /// Its programs filter on the reap hook's in-flight map: useless without that hook.
+    pub needs_reap_hook: bool,
 }
 
 /// The functions oomreap hooks, in attach order: the notifier hook filters on the reap
 /// hook's in-flight map, so it only makes sense after it.
-pub const FUNCTIONS: [FunctionSpec; 2] = [
+pub const FUNCTIONS: [FunctionSpec; 3] = [
     FunctionSpec {
         function: "__oom_reap_task_mm",
         fentry: &[
@@ -73,6 +75,7 @@ pub const FUNCTIONS: [FunctionSpec; 2] = [
         ],
         provides: "exact reap passes: start, duration, complete or partial, for the reaper \
                    and process_mrelease",
+        needs_reap_hook: false,
     },
     FunctionSpec {
         function: "__mmu_notifier_invalidate_range_start",
@@ -82,6 +85,15 @@ pub const FUNCTIONS: [FunctionSpec; 2] = [
             ("invalidate_range_start_kretprobe", Role::Kretprobe),
         ],
         provides: "the mmu notifiers that refused a reap's invalidation",
+        needs_reap_hook: true,
+    },
+    FunctionSpec {
+        function: "oom_kill_process",
+        fentry: &[("oom_kill_process_fentry", Role::Fentry)],
+        kprobe: &[("oom_kill_process_kprobe", Role::Kprobe)],
+        provides: "the OOM killer's own record of a kill: its domain, constraint, and the \
+                   victim's badness points (without it they are derived and inferred)",
+        needs_reap_hook: false,
     },
 ];
 

@@ -140,7 +140,7 @@ impl Capture {
         }
         let mut reap_hooked = false;
         for spec in &FUNCTIONS {
-            let status = if spec.function == FUNCTIONS[0].function || reap_hooked {
+            let status = if !spec.needs_reap_hook || reap_hooked {
                 functions::attach_function(&mut ebpf, spec, options.functions, aya_btf.as_ref())
             } else {
                 HookStatus {

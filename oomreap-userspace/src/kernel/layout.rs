@@ -73,6 +73,11 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     l.memcg_memory = opt("mem_cgroup", "memory");
     l.page_counter_usage = opt("page_counter", "usage");
     l.page_counter_max = opt("page_counter", "max");
+    l.oc_memcg = opt("oom_control", "memcg");
+    l.oc_totalpages = opt("oom_control", "totalpages");
+    l.oc_chosen = opt("oom_control", "chosen");
+    l.oc_chosen_points = opt("oom_control", "chosen_points");
+    l.oc_constraint = opt("oom_control", "constraint");
     l.zoneref_zone = opt("zoneref", "zone");
     l.zoneref_zone_idx = opt("zoneref", "zone_idx");
     // Only NUMA kernels have zone::node; elsewhere the node is reported as -1.

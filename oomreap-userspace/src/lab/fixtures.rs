@@ -56,6 +56,10 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
         domain_usage_kib: 131_000,
         domain_limit_kib: 131_072,
         swap_kib: 0,
+        constraint: 0,
+        _pad: 0,
+        chosen_points: 0,
+        total_pages: 0,
     }
 }
 

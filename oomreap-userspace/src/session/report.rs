@@ -137,7 +137,7 @@ impl VictimSummary {
                 "memcg_id": d.memcg.map(|m| m.id),
                 "limit_kib": d.memcg.map(|m| m.limit_kib),
                 "usage_kib": d.memcg.map(|m| m.usage_kib),
-                "inferred": !d.exact,
+                "inferred": d.exact.is_none(),
             })),
             "attempts_after_outcome": self.attempts_after_outcome,
             "mreleases": self.mreleases.iter().map(|(ret, freed)| json!({"ret": ret, "freed_kib": freed})).collect::<Vec<_>>(),

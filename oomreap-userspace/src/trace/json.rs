@@ -226,7 +226,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
                 "memcg": d.memcg.map(|m| memcg_json(m.id, cx.annotations())),
                 "limit_kib": d.memcg.map(|m| m.limit_kib),
                 "usage_kib": d.memcg.map(|m| m.usage_kib),
-                "inferred": !d.exact,
+                "inferred": d.exact.is_none(),
                 "badness_points": badness.map(|(points, _)| points),
                 "total_pages": badness.map(|(_, pages)| pages),
             })

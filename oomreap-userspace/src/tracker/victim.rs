@@ -337,10 +337,14 @@ impl Victim {
 
     /// The victim's badness as `oom_badness` computes it — RSS, swap and page tables in pages,
     /// plus `oom_score_adj` thousandths of the pages the OOM killer considered — and those
-    /// pages: `(points, total_pages)`. Known only for a cgroup's OOM, whose pages considered
-    /// are its limit (a swap limit, if any, is not added): derived, so inferred.
+    /// pages: `(points, total_pages)`. The OOM killer's own where it was read; else derived,
+    /// so inferred, and only for a cgroup's OOM, whose pages considered are its limit (a swap
+    /// limit, if any, is not added).
     pub fn badness(&self) -> Option<(i64, u64)> {
         const PAGE_KIB: u64 = 4;
+        if let Some(record) = self.oom_domain.as_ref().and_then(|d| d.exact) {
+            return Some((record.points, record.total_pages));
+        }
         let memory = self.memory_at_kill?;
         let total_pages = self.oom_domain.as_ref()?.memcg?.limit_kib / PAGE_KIB;
         let own_kib = memory.anon_rss_kib

@@ -97,7 +97,11 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
                 usage_kib: raw.domain_usage_kib,
                 limit_kib: raw.domain_limit_kib,
             }),
-            exact: false,
+            exact: has(field::EXACT).then_some(OomKillerRecord {
+                constraint: raw.constraint,
+                points: raw.chosen_points,
+                total_pages: raw.total_pages,
+            }),
         }),
         swap_kib: has(field::SWAP).then_some(raw.swap_kib),
     }))

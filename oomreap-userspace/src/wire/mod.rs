@@ -60,8 +60,18 @@ pub struct OomDomain {
     /// `None`: no cgroup of the trigger was at its limit, so the machine's memory (or, which
     /// the trigger alone cannot tell apart, a cpuset or mempolicy) ran out.
     pub memcg: Option<MemcgAtLimit>,
-    /// Read from the OOM killer itself rather than derived from the trigger's cgroups.
-    pub exact: bool,
+    /// Read from the OOM killer itself rather than derived from the trigger's cgroups: then
+    /// its constraint and the victim's badness are known too.
+    pub exact: Option<OomKillerRecord>,
+}
+
+/// What the OOM killer's `oom_control` said of a kill (function hooks only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomKillerRecord {
+    /// `enum oom_constraint`: 0 none (global), 1 cpuset, 2 mempolicy, 3 memcg.
+    pub constraint: u32,
+    pub points: i64,
+    pub total_pages: u64,
 }
 
 /// A memory cgroup at its limit, as the kill saw it.
@@ -73,12 +83,16 @@ pub struct MemcgAtLimit {
 }
 
 impl OomDomain {
-    /// The OOM killer's constraint as far as the domain shows it: `memcg` or `global`.
+    /// The OOM killer's constraint: its own when read (`global`, `cpuset`, `mempolicy`,
+    /// `memcg`), else as far as the domain shows it (`memcg` or `global`).
     pub fn constraint(&self) -> &'static str {
-        if self.memcg.is_some() {
-            "memcg"
-        } else {
-            "global"
+        match self.exact.map(|r| r.constraint) {
+            Some(1) => "cpuset",
+            Some(2) => "mempolicy",
+            Some(3) => "memcg",
+            Some(_) => "global",
+            None if self.memcg.is_some() => "memcg",
+            None => "global",
         }
     }
 }

@@ -235,3 +235,38 @@ fn unknown_attach_kind() {
     raw.attach = 0;
     assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownAttach(0)));
 }
+
+#[test]
+fn the_oom_killers_own_record_is_exact_and_a_derived_domain_is_not() {
+    use oomreap_common::event::mark_victim_fields as field;
+    let derived = mark_victim_raw(7, "x", 1);
+    let Event::MarkVictim(e) = decode(&encode(&derived)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    let domain = e.domain.expect("walked");
+    assert_eq!((domain.exact, domain.constraint()), (None, "memcg"));
+    let mut exact = mark_victim_raw(7, "x", 1);
+    exact.fields |= field::EXACT;
+    (exact.constraint, exact.chosen_points, exact.total_pages) = (3, 1234, 32768);
+    let Event::MarkVictim(e) = decode(&encode(&exact)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    let domain = e.domain.expect("read");
+    assert_eq!(domain.constraint(), "memcg");
+    let record = domain.exact.expect("exact");
+    assert_eq!((record.points, record.total_pages), (1234, 32768));
+}
+
+#[test]
+fn a_kill_recorded_before_the_domain_existed_decodes_without_one() {
+    use oomreap_common::event::mark_victim_fields as field;
+    // A record of the older layout: shorter, and none of the newer bits set.
+    let mut raw = mark_victim_raw(7, "x", 1);
+    raw.fields &= !(field::DOMAIN_WALKED | field::DOMAIN | field::SWAP | field::EXACT);
+    let bytes = encode(&raw);
+    let older = &bytes[..oomreap_common::event::MARK_VICTIM_EVENT_V1_SIZE];
+    let Event::MarkVictim(e) = decode(older).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    assert_eq!((e.victim.pid, e.domain, e.swap_kib), (7, None, None));
+}

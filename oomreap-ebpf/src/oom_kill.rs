@@ -1,0 +1,82 @@
+//! `oom_kill_process(oc, message)`: the OOM killer's own record of a kill, read where a
+//! function hook is allowed (fentry, else kprobe) and handed to the `mark_victim` program
+//! that follows it in the same kill, keyed by the chosen process.
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{fentry, kprobe, map},
+    maps::HashMap,
+    programs::{FEntryContext, ProbeContext},
+};
+use oomreap_common::maps::OomContext;
+
+use crate::{
+    domain,
+    kernel::{layout, read},
+    task,
+};
+
+/// Kills between `oom_kill_process` and `mark_victim`: one at a time per OOM domain, and the
+/// OOM killer holds `oom_lock` across both.
+const MAX_PENDING: u32 = 64;
+
+#[map]
+static OOM_CONTEXTS: HashMap<u32, OomContext> = HashMap::with_max_entries(MAX_PENDING, 0);
+
+#[fentry(function = "oom_kill_process")]
+pub fn oom_kill_process_fentry(ctx: FEntryContext) -> i32 {
+    note(ctx.arg::<u64>(0));
+    0
+}
+
+#[kprobe]
+pub fn oom_kill_process_kprobe(ctx: ProbeContext) -> u32 {
+    note(ctx.arg::<u64>(0).unwrap_or(0));
+    0
+}
+
+#[inline(always)]
+fn note(oc: u64) {
+    let l = layout();
+    // `chosen` is -1 when the OOM killer aborted.
+    let Some(chosen) = read::<u64>(oc, l.oc_chosen).filter(|&t| t != 0 && t != u64::MAX) else {
+        return;
+    };
+    let Some((_, tgid)) = task::ids(chosen) else {
+        return;
+    };
+    let mut context = OomContext {
+        domain_memcg_id: 0,
+        domain_usage_kib: 0,
+        domain_limit_kib: 0,
+        chosen_points: read::<i64>(oc, l.oc_chosen_points).unwrap_or(0),
+        total_pages: read::<u64>(oc, l.oc_totalpages).unwrap_or(0),
+        constraint: read::<u32>(oc, l.oc_constraint).unwrap_or(0),
+        _pad: 0,
+        // SAFETY: takes no arguments, cannot fail.
+        noted_ns: unsafe { bpf_ktime_get_ns() },
+    };
+    if let Some((id, usage_kib, limit_kib)) = read::<u64>(oc, l.oc_memcg)
+        .filter(|&m| m != 0)
+        .and_then(domain::state)
+    {
+        context.domain_memcg_id = id;
+        context.domain_usage_kib = usage_kib;
+        context.domain_limit_kib = limit_kib;
+    }
+    let _ = OOM_CONTEXTS.insert(tgid, context, 0);
+}
+
+/// `mark_victim` follows `oom_kill_process` within microseconds; a record older than this
+/// belongs to a kill whose `mark_victim` never came (a reused pid must not inherit it).
+const STALE_NS: u64 = 1_000_000_000;
+
+/// What `oom_kill_process` recorded for the process `tgid`, once.
+#[inline(always)]
+pub fn take(tgid: u32) -> Option<OomContext> {
+    // SAFETY: the value is copied out before the entry is removed.
+    let context = unsafe { OOM_CONTEXTS.get(tgid) }.copied()?;
+    let _ = OOM_CONTEXTS.remove(tgid);
+    // SAFETY: takes no arguments, cannot fail.
+    let now = unsafe { bpf_ktime_get_ns() };
+    (now.saturating_sub(context.noted_ns) < STALE_NS).then_some(context)
+}

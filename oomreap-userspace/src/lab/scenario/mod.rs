@@ -493,6 +493,36 @@ fn storm(
     scene.finish(&victims)
 }
 
+/// Starts the stuck-victim helper as `role` (it will touch `mib` MiB once told to go) and
+/// waits until its reading thread is stuck in the FUSE file.
+fn spawn_stuck(
+    scene: &mut Scene,
+    role: &'static str,
+    mib: u64,
+    extra: &[&str],
+) -> Result<usize, ScenarioError> {
+    let mut args = vec![
+        "helper".to_owned(),
+        "stuck-victim".to_owned(),
+        "--mib".to_owned(),
+        mib.to_string(),
+        "--stall".to_owned(),
+        scene.stall_file(true),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let helper = scene.spawn(role, &args, true)?;
+    let fuse = scene.fuse.as_ref().ok_or(ScenarioError::HelperFailed {
+        role,
+        why: "no FUSE mount".into(),
+    })?;
+    fuse.wait_for_read(STEP_TIMEOUT)
+        .ok_or_else(|| ScenarioError::Timeout {
+            what: format!("the {role}'s read to reach the FUSE file"),
+            after: STEP_TIMEOUT,
+        })?;
+    Ok(helper)
+}
+
 /// Starts a victim whose reading thread is stuck in the FUSE file, then lets it hog memory.
 /// Returns its helper index once the OOM killer has struck.
 fn stuck_victim(
@@ -501,28 +531,13 @@ fn stuck_victim(
     kvm: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<usize, ScenarioError> {
-    let mut args = vec![
-        "helper".to_owned(),
-        "stuck-victim".to_owned(),
-        "--mib".to_owned(),
-        (options.limit_mib * 2).to_string(),
-        "--stall".to_owned(),
-        scene.stall_file(true),
-    ];
-    if kvm {
-        args.push("--kvm".into());
-    }
-    let victim = scene.spawn("victim", &args, true)?;
+    let victim = spawn_stuck(
+        scene,
+        "victim",
+        options.limit_mib * 2,
+        if kvm { &["--kvm"] } else { &[] },
+    )?;
     let pid = scene.helper(victim).pid();
-    let fuse = scene.fuse.as_ref().ok_or(ScenarioError::HelperFailed {
-        role: "victim",
-        why: "no FUSE mount".into(),
-    })?;
-    fuse.wait_for_read(STEP_TIMEOUT)
-        .ok_or_else(|| ScenarioError::Timeout {
-            what: "the victim's read to reach the FUSE file".into(),
-            after: STEP_TIMEOUT,
-        })?;
     say(&format!(
         "victim pid {pid}: one thread stuck in a FUSE read{}",
         if kvm { ", memory in a KVM memslot" } else { "" }
@@ -585,26 +600,8 @@ fn userspace_kill(
     options: &InjectOptions,
     say: &mut dyn FnMut(&str),
 ) -> Result<Report, ScenarioError> {
-    let args = [
-        "helper".to_owned(),
-        "stuck-victim".to_owned(),
-        "--mib".to_owned(),
-        (options.limit_mib / 2).to_string(),
-        "--stall".to_owned(),
-        scene.stall_file(true),
-        "--hold".to_owned(),
-    ];
-    let target = scene.spawn("target", &args, true)?;
+    let target = spawn_stuck(&mut scene, "target", options.limit_mib / 2, &["--hold"])?;
     let pid = scene.helper(target).pid();
-    let fuse = scene.fuse.as_ref().ok_or(ScenarioError::HelperFailed {
-        role: "target",
-        why: "no FUSE mount".into(),
-    })?;
-    fuse.wait_for_read(STEP_TIMEOUT)
-        .ok_or_else(|| ScenarioError::Timeout {
-            what: "the target's read to reach the FUSE file".into(),
-            after: STEP_TIMEOUT,
-        })?;
     scene.helper(target).go()?;
     let ready = scene.helper(target).read_line()?;
     if ready != "ready" {

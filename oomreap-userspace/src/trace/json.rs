@@ -254,6 +254,9 @@ fn outcome_fields(v: &Victim) -> Value {
     json!({
         "outcome": v.outcome.name(),
         "inferred": v.outcome_inferred,
+        // False for a victim first met at a reaper step: its kill came before oomreap
+        // attached (or its record was lost, which `dropped` events would show).
+        "kill_seen": v.killed_at_ns.is_some(),
         "attempts": v.attempts.len(),
         "failed_attempts": v.failed_attempts(),
         "lock_contended": v.lock_contended(),

@@ -303,7 +303,7 @@ fn attempt_lines(cx: &Intake, id: VictimId, index: usize) -> Vec<String> {
 fn since_kill(v: &Victim, at: Option<u64>) -> String {
     match (at, v.killed_at_ns) {
         (Some(at), Some(killed)) => format!("+{} after kill", duration(at.saturating_sub(killed))),
-        _ => "(kill not seen)".to_owned(),
+        _ => "(kill not seen: before oomreap attached)".to_owned(),
     }
 }
 

@@ -209,6 +209,12 @@ fn a_limit_on_the_parent_cgroup_is_the_oom_domain() {
         "{kill}"
     );
     assert_ne!(domain["memcg"]["id"], kill["memcg"]["id"]);
+    // And by path: the victim's is the domain's with the child's name after it.
+    let (victim_path, domain_path) = (
+        kill["memcg"]["path"].as_str().expect("victim cgroup path"),
+        domain["memcg"]["path"].as_str().expect("domain path"),
+    );
+    assert_eq!(victim_path, format!("{domain_path}/container"), "{kill}");
     assert_eq!(domain["limit_kib"], 128 * 1024);
     let usage = domain["usage_kib"].as_u64().expect("usage_kib");
     assert!(usage + 64 * 4 >= 128 * 1024, "at its limit: {kill}");

@@ -331,7 +331,9 @@ fn doctor_reports_every_hook_and_attach_mode() {
             "fentry __oom_reap_task_mm",
             "kprobe __oom_reap_task_mm",
             "fentry __mmu_notifier_invalidate_range_start",
-            "kprobe __mmu_notifier_invalidate_range_start"
+            "kprobe __mmu_notifier_invalidate_range_start",
+            "fentry oom_kill_process",
+            "kprobe oom_kill_process"
         ]
     );
     for mode in modes {

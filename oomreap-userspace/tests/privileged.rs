@@ -79,8 +79,11 @@ fn btf_tracepoint_captures_the_victim_with_its_memory() {
         "anon RSS {} KiB is implausibly small for a hog in a 64 MiB cgroup",
         memory.anon_rss_kib
     );
+    // The limit bounds what was charged to the cgroup; what the hog touched before it was
+    // moved in (its runtime's heap and stack, about 1 MiB) stays charged where it was, yet
+    // counts in its RSS: seen here as 1024 to 1152 KiB over, so allow 4 MiB.
     assert!(
-        memory.anon_rss_kib <= 64 * 1024 + 1024,
+        memory.anon_rss_kib <= 64 * 1024 + 4 * 1024,
         "anon RSS {} KiB exceeds the limit",
         memory.anon_rss_kib
     );

@@ -209,12 +209,14 @@ fn a_limit_on_the_parent_cgroup_is_the_oom_domain() {
         "{kill}"
     );
     assert_ne!(domain["memcg"]["id"], kill["memcg"]["id"]);
-    // And by path: the victim's is the domain's with the child's name after it.
-    let (victim_path, domain_path) = (
-        kill["memcg"]["path"].as_str().expect("victim cgroup path"),
-        domain["memcg"]["path"].as_str().expect("domain path"),
-    );
-    assert_eq!(victim_path, format!("{domain_path}/container"), "{kill}");
+    // And by path, where trace resolved them: a quick exit's cgroups may be gone before a
+    // slow machine's trace reads the kill (seen in the TCG guests), and then only ids remain.
+    if let (Some(victim_path), Some(domain_path)) = (
+        kill["memcg"]["path"].as_str(),
+        domain["memcg"]["path"].as_str(),
+    ) {
+        assert_eq!(victim_path, format!("{domain_path}/container"), "{kill}");
+    }
     assert_eq!(domain["limit_kib"], 128 * 1024);
     let usage = domain["usage_kib"].as_u64().expect("usage_kib");
     assert!(usage + 64 * 4 >= 128 * 1024, "at its limit: {kill}");

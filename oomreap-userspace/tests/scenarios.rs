@@ -466,7 +466,11 @@ fn the_reapers_pass_after_process_mrelease_is_the_same_victims() {
     assert_eq!(step(steps, "kill").len(), 1);
     assert_eq!(step(steps, "outcome").len(), 1, "{steps:#?}");
     assert_eq!(outcome(steps)["outcome"], "released");
-    assert_eq!(step(steps, "mrelease")[0]["after_outcome"], false);
+    // With function hooks the call's own reap settles it before the syscall returns, so the
+    // `mrelease` step itself may follow the outcome; without, the return settles it.
+    if forced_function_mode().as_deref() == Some("off") {
+        assert_eq!(step(steps, "mrelease")[0]["after_outcome"], false);
+    }
     // The reaper's timer outlived the release: its wake and pass come after the outcome.
     let late: Vec<&str> = steps
         .iter()

@@ -50,8 +50,9 @@ impl Traced {
 fn in_a_function_row(test: &str, why: &str) -> bool {
     match forced_function_mode().as_deref() {
         Some(mode @ ("fentry" | "kprobe")) => {
-            eprintln!(
-                "skipped {test} in {mode} mode: {why}; this kernel's tracepoints-only row runs it"
+            common::skip(
+                test,
+                &format!("in {mode} mode, {why}; this kernel's tracepoints-only row runs it"),
             );
             true
         }

@@ -91,11 +91,7 @@ pub fn state(memcg: u64) -> Option<(u64, u64, u64)> {
     }
     let usage = read::<u64>(memcg, add(l.memcg_memory, l.page_counter_usage))?;
     let max = read::<u64>(memcg, add(l.memcg_memory, l.page_counter_max))?;
-    // `css->cgroup->kn->id`, as `task::memcg_id` reads it.
-    let css = memcg.wrapping_add(u64::from(l.memcg_css));
-    let cgroup = read::<u64>(css, l.css_cgroup)?;
-    let kn = read::<u64>(cgroup, l.cgroup_kn)?;
-    let id = read::<u64>(kn, l.kernfs_node_id)?;
+    let id = crate::task::css_id(memcg.wrapping_add(u64::from(l.memcg_css)))?;
     let shift = l.page_to_kib_shift;
     // PAGE_COUNTER_MAX in KiB would overflow: saturate instead.
     Some((

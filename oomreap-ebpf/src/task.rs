@@ -48,7 +48,13 @@ pub fn memcg_id(task: u64) -> Option<u64> {
     let l = layout();
     let css_set = read::<u64>(task, l.task_cgroups)?;
     let subsys = crate::kernel::add(l.css_set_subsys, l.memory_subsys_index_bytes);
-    let css = read::<u64>(css_set, subsys)?;
+    css_id(read::<u64>(css_set, subsys)?)
+}
+
+/// The id of a cgroup subsystem state's cgroup: `css->cgroup->kn->id`.
+#[inline(always)]
+pub fn css_id(css: u64) -> Option<u64> {
+    let l = layout();
     let cgroup = read::<u64>(css, l.css_cgroup)?;
     let kn = read::<u64>(cgroup, l.cgroup_kn)?;
     read(kn, l.kernfs_node_id)

@@ -173,7 +173,8 @@ pub struct MarkVictimEvent {
     /// The victim's parent process (`real_parent->tgid`), so `run --descendants` can place a
     /// victim that is gone by the time user space looks; valid with `fields::PARENT`.
     pub parent_tgid: u32,
-    /// Kernel addresses of the first notifiers' `ops->invalidate_range_start` (0 when unset).
+    /// Kernel addresses of the first notifiers' callbacks (0 when unset): classic ones'
+    /// `ops->invalidate_range_start`, then interval ones' `ops->invalidate`.
     pub notifiers: [u64; MAX_NOTIFIERS],
     /// The OOM domain, derived from the trigger: the lowest of its memory cgroups at its
     /// limit (`fields::DOMAIN`), or none of them (`fields::DOMAIN_WALKED` alone: the machine).
@@ -185,7 +186,10 @@ pub struct MarkVictimEvent {
     /// From the OOM killer's own `oom_control` (`fields::EXACT`): an `enum oom_constraint`
     /// value, the victim's badness points and the pages it was measured against.
     pub constraint: u32,
-    pub _pad: u32,
+    /// How many of `notifier_count` are interval notifiers (RDMA ODP, HMM mirrors, GPU
+    /// userptr): the last ones listed in `notifiers`, after the classic ones. Zero in records
+    /// from before oomreap walked them.
+    pub interval_notifiers: u32,
     pub chosen_points: i64,
     pub total_pages: u64,
 }
@@ -463,8 +467,11 @@ pub struct NotifierRefusedEvent {
     /// How many notifiers the mm has (counted up to 255); 0 with `notifiers` unread if the
     /// kernel's layout is unknown.
     pub notifier_count: u32,
-    pub _pad: u32,
-    /// `ops->invalidate_range_start` of the mm's first notifiers: one of them refused.
+    /// How many of them are interval notifiers, listed after the classic ones (as in
+    /// [`MarkVictimEvent::interval_notifiers`]).
+    pub interval_notifiers: u32,
+    /// The mm's first notifiers' callbacks (`ops->invalidate_range_start` of classic ones,
+    /// `ops->invalidate` of interval ones): one of them refused.
     pub notifiers: [u64; MAX_NOTIFIERS],
 }
 

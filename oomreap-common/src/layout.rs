@@ -102,6 +102,19 @@ pub struct KernelLayout {
     pub task_real_parent: u32,
     /// `rw_semaphore::first_waiter` (7.x), where older kernels have `wait_list`.
     pub rwsem_first_waiter: u32,
+    /// Interval notifiers (RDMA ODP, HMM mirrors, GPU userptr): `subscriptions->itree`, an
+    /// `rb_root_cached` whose first word is the root and whose `rb_leftmost` starts the walk.
+    pub subscriptions_itree: u32,
+    pub rb_cached_leftmost: u32,
+    /// `rb_node`'s parent pointer (low two bits: the colour) and children.
+    pub rb_parent_color: u32,
+    pub rb_right: u32,
+    pub rb_left: u32,
+    /// Where a `mmu_interval_notifier`'s `rb_node` is (`interval_tree.rb`), its `ops`, and
+    /// `ops->invalidate`, the callback that refuses a non-blocking range.
+    pub interval_notifier_rb: u32,
+    pub interval_notifier_ops: u32,
+    pub interval_ops_invalidate: u32,
     pub _pad2: u32,
 
     /// Record offsets of classic tracepoints (from their tracefs `format` files).
@@ -243,6 +256,14 @@ impl KernelLayout {
         range_end: ABSENT,
         task_real_parent: ABSENT,
         rwsem_first_waiter: ABSENT,
+        subscriptions_itree: ABSENT,
+        rb_cached_leftmost: ABSENT,
+        rb_parent_color: ABSENT,
+        rb_right: ABSENT,
+        rb_left: ABSENT,
+        interval_notifier_rb: ABSENT,
+        interval_notifier_ops: ABSENT,
+        interval_ops_invalidate: ABSENT,
         _pad2: 0,
         mark_victim_record: MarkVictimRecord::UNSET,
         records: ClassicRecords::UNSET,
@@ -252,7 +273,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 56 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 64 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

@@ -196,7 +196,8 @@ fn read_task(task: u64, event: &mut MarkVictimEvent) -> bool {
         event.fields |= field::SWAP;
     }
     if let Some(count) = mm::notifiers(mm, &mut event.notifiers) {
-        event.notifier_count = count;
+        event.notifier_count = count.total;
+        event.interval_notifiers = count.interval;
         event.fields |= field::NOTIFIERS;
     }
     true

@@ -78,10 +78,19 @@ pub fn flags(mm: u64) -> Option<u64> {
     read(mm, layout().mm_flags)
 }
 
-/// Counts the mm's mmu notifiers and names the first ones by their
-/// `ops->invalidate_range_start` callback. `None` if the notifier fields are unknown.
+/// The mm's mmu notifiers: how many, and how many of them are interval notifiers.
+pub struct NotifierCount {
+    pub total: u32,
+    pub interval: u32,
+}
+
+/// Counts the mm's mmu notifiers and names the first ones by their callback: classic ones
+/// (KVM's kind, on `subscriptions->list`) by `ops->invalidate_range_start`, then interval
+/// ones (RDMA ODP, HMM mirrors, GPU userptr, on `subscriptions->itree`) by
+/// `ops->invalidate`. Interval notifiers are the ones that refuse the reaper, and the
+/// classic walk never meets them. `None` if the notifier fields are unknown.
 #[inline(always)]
-pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<u32> {
+pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<NotifierCount> {
     let l = layout();
     if l.mm_notifier_subscriptions == ABSENT || l.hlist_node_next == ABSENT {
         return None;
@@ -89,7 +98,10 @@ pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<u32> {
     let subscriptions = read::<u64>(mm, l.mm_notifier_subscriptions).unwrap_or(0);
     if subscriptions == 0 {
         // No subscriptions: no notifier can refuse the reaper.
-        return Some(0);
+        return Some(NotifierCount {
+            total: 0,
+            interval: 0,
+        });
     }
     // hlist_head's only field is `first`.
     let mut node = read::<u64>(subscriptions, l.subscriptions_list)?;
@@ -106,8 +118,79 @@ pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<u32> {
         count += 1;
         node = read(node, l.hlist_node_next).unwrap_or(0);
     }
-    Some(count)
+    let interval = interval_notifiers(l, subscriptions, count, callbacks);
+    Some(NotifierCount {
+        total: count + interval,
+        interval,
+    })
 }
+
+/// Most steps up or down the interval tree between two notifiers: an rb-tree of at most
+/// [`MAX_NOTIFIERS_COUNTED`] nodes is at most 2·log2(17) < 10 deep.
+const MAX_RB_DEPTH: u32 = 10;
+
+/// Walks `subscriptions->itree` in order (leftmost, then each successor), naming notifiers
+/// into `callbacks` after the `classic` ones already there; returns how many it counted.
+#[inline(always)]
+fn interval_notifiers(
+    l: &KernelLayout,
+    subscriptions: u64,
+    classic: u32,
+    callbacks: &mut [u64; MAX_NOTIFIERS],
+) -> u32 {
+    if l.interval_ops_invalidate == ABSENT {
+        return 0;
+    }
+    let tree = subscriptions + u64::from(l.subscriptions_itree);
+    let mut node = read::<u64>(tree, l.rb_cached_leftmost).unwrap_or(0);
+    let mut count = 0;
+    for _ in 0..MAX_NOTIFIERS_COUNTED {
+        if node == 0 || classic + count >= MAX_NOTIFIERS_COUNTED {
+            break;
+        }
+        let notifier = node - u64::from(l.interval_notifier_rb);
+        if let Some(slot) = callbacks.get_mut((classic + count) as usize) {
+            let ops = read::<u64>(notifier, l.interval_notifier_ops).unwrap_or(0);
+            *slot = read(ops, l.interval_ops_invalidate).unwrap_or(0);
+        }
+        count += 1;
+        node = rb_next(l, node);
+    }
+    count
+}
+
+/// The in-order successor of an rb-tree node (lib/rbtree.c `rb_next`), or 0.
+#[inline(always)]
+fn rb_next(l: &KernelLayout, node: u64) -> u64 {
+    let right = read::<u64>(node, l.rb_right).unwrap_or(0);
+    if right != 0 {
+        // Down to the leftmost node of the right subtree.
+        let mut next = right;
+        for _ in 0..MAX_RB_DEPTH {
+            match read::<u64>(next, l.rb_left).unwrap_or(0) {
+                0 => return next,
+                left => next = left,
+            }
+        }
+        return next;
+    }
+    // Up while we are a right child: the first ancestor we reach from its left is next.
+    let mut child = node;
+    for _ in 0..MAX_RB_DEPTH {
+        let parent = read::<u64>(child, l.rb_parent_color).unwrap_or(0) & !RB_COLOR_MASK;
+        if parent == 0 {
+            return 0;
+        }
+        if read::<u64>(parent, l.rb_right).unwrap_or(0) != child {
+            return parent;
+        }
+        child = parent;
+    }
+    0
+}
+
+/// The colour bit in `rb_node::__rb_parent_color` (and a spare one; pointers are aligned).
+const RB_COLOR_MASK: u64 = 0x3;
 
 /// Snapshots `mm->mmap_lock`: count, owner, and the first queued waiters.
 #[inline(always)]

@@ -162,7 +162,10 @@ fn refused(range: u64, ret: i32, attach: AttachKind) {
     event.ret = ret;
     event.attach = attach as u32;
     let mut callbacks = [0u64; MAX_NOTIFIERS];
-    event.notifier_count = mm::notifiers(event.mm, &mut callbacks).unwrap_or(0);
+    if let Some(count) = mm::notifiers(event.mm, &mut callbacks) {
+        event.notifier_count = count.total;
+        event.interval_notifiers = count.interval;
+    }
     event.notifiers = callbacks;
     record.submit();
 }

@@ -7,7 +7,7 @@ use crate::{
     enrich::notifier_owner,
     intake::Annotations,
     tracker::{AttemptResult, Outcome, Victim},
-    wire::{LockSnapshot, OomDomain, SkipCause, Task, has_mmf_oom_skip},
+    wire::{LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
 };
 
 /// Version of the JSON schema of trace's lines (docs/events.md), in every object's `schema`
@@ -145,6 +145,25 @@ pub fn notifier_name(annotations: &Annotations, address: u64) -> String {
         Some(symbol) => format!("{} ({symbol})", notifier_owner(symbol)),
         None => format!("{address:#x}"),
     }
+}
+
+/// Each listed notifier's name, an interval notifier's (the kind that refuses the reaper:
+/// RDMA ODP, HMM, GPU userptr) marked so: `rdma_rxe (rxe_ib_invalidate_range [rdma_rxe]),
+/// interval`.
+pub fn notifier_names(annotations: &Annotations, notifiers: &Notifiers) -> Vec<String> {
+    notifiers
+        .callbacks
+        .iter()
+        .enumerate()
+        .map(|(i, &address)| {
+            let name = notifier_name(annotations, address);
+            if notifiers.is_interval(i) {
+                format!("{name}, interval")
+            } else {
+                name
+            }
+        })
+        .collect()
 }
 
 /// The victim's memory cgroup as people know it (pod or path), or `id N` when unresolved.

@@ -59,6 +59,7 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
         l.range_mm = opt("mmu_notifier_range", "mm");
         l.range_start = opt("mmu_notifier_range", "start");
         l.range_end = opt("mmu_notifier_range", "end");
+        interval_notifiers(&mut l, btf);
     }
     l.css_set_subsys = opt("css_set", "subsys");
     l.memory_subsys_index_bytes = optional(
@@ -83,6 +84,41 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     // Only NUMA kernels have zone::node; elsewhere the node is reported as -1.
     l.zone_node = btf.member_offset("zone", "node").unwrap_or(ABSENT);
     Ok(l)
+}
+
+/// Offsets for walking the mm's interval notifiers (since 5.5: RDMA ODP, HMM mirrors, GPU
+/// userptr), which hang off `subscriptions->itree`, apart from the classic hlist. Any missing
+/// leaves all of them absent: the walk is all or nothing.
+fn interval_notifiers(l: &mut KernelLayout, btf: &KernelBtf) {
+    let offsets = (|| -> Result<[u32; 8], BtfError> {
+        let rb = btf.member_offset("mmu_interval_notifier", "interval_tree")?
+            + btf.member_offset("interval_tree_node", "rb")?;
+        Ok([
+            btf.member_offset("mmu_notifier_subscriptions", "itree")?,
+            btf.member_offset("rb_root_cached", "rb_leftmost")?,
+            btf.member_offset("rb_node", "__rb_parent_color")?,
+            btf.member_offset("rb_node", "rb_right")?,
+            btf.member_offset("rb_node", "rb_left")?,
+            rb,
+            btf.member_offset("mmu_interval_notifier", "ops")?,
+            btf.member_offset("mmu_interval_notifier_ops", "invalidate")?,
+        ])
+    })();
+    match offsets {
+        Ok(o) => {
+            l.subscriptions_itree = o[0];
+            l.rb_cached_leftmost = o[1];
+            l.rb_parent_color = o[2];
+            l.rb_right = o[3];
+            l.rb_left = o[4];
+            l.interval_notifier_rb = o[5];
+            l.interval_notifier_ops = o[6];
+            l.interval_ops_invalidate = o[7];
+        }
+        Err(err) => {
+            log::warn!("{err:#}; interval mmu notifiers (RDMA ODP, HMM) will not be counted");
+        }
+    }
 }
 
 /// Where `mm_struct`'s RSS counters are: (offset of the first, stride, offset of the value in
@@ -275,6 +311,11 @@ mod tests {
             ("rwsem_waiter type", layout.waiter_type),
             ("mmu_notifier hlist", layout.notifier_hlist),
             ("invalidate_range_start", layout.ops_invalidate_range_start),
+            ("subscriptions itree", layout.subscriptions_itree),
+            (
+                "interval notifier ops->invalidate",
+                layout.interval_ops_invalidate,
+            ),
             ("memory_cgrp_id", layout.memory_subsys_index_bytes),
             ("kernfs_node id", layout.kernfs_node_id),
             ("mem_cgroup memory", layout.memcg_memory),

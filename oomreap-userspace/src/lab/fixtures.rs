@@ -57,7 +57,7 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
         domain_limit_kib: 131_072,
         swap_kib: 0,
         constraint: 0,
-        _pad: 0,
+        interval_notifiers: 0,
         chosen_points: 0,
         total_pages: 0,
     }

@@ -238,16 +238,18 @@ fn notifiers_json(n: &crate::wire::Notifiers, annotations: &Annotations) -> Valu
     let callbacks: Vec<Value> = n
         .callbacks
         .iter()
-        .map(|&address| {
+        .enumerate()
+        .map(|(i, &address)| {
             let symbol = annotations.symbol(address);
             json!({
                 "address": format!("{address:#x}"),
                 "owner": symbol.map(notifier_owner),
                 "symbol": symbol,
+                "kind": if n.is_interval(i) { "interval" } else { "classic" },
             })
         })
         .collect();
-    json!({"count": n.count, "callbacks": callbacks})
+    json!({"count": n.count, "interval": n.interval, "callbacks": callbacks})
 }
 
 fn outcome_fields(v: &Victim) -> Value {

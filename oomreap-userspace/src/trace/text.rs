@@ -5,7 +5,7 @@ use crate::{
     tracker::{AttemptResult, Change, Victim, VictimId},
     wire::{AttachKind, Rss},
     wording::{
-        cgroup_name, lock_text, mm_flags_text, mrelease_result, notifier_name, oom_domain_text,
+        cgroup_name, lock_text, mm_flags_text, mrelease_result, notifier_names, oom_domain_text,
         skip_cause, summary, task,
     },
 };
@@ -218,12 +218,8 @@ fn notifiers(n: &crate::wire::Notifiers, cx: &Intake) -> String {
     if n.count == 0 {
         return "notifiers none".into();
     }
-    let names: Vec<String> = n
-        .callbacks
-        .iter()
-        .map(|&address| notifier_name(cx.annotations(), address))
-        .collect();
-    format!("notifiers {}: {}", n.count, names.join(", "))
+    let names = notifier_names(cx.annotations(), n);
+    format!("notifiers {}: {}", n.count, names.join("; "))
 }
 
 fn attempt_lines(cx: &Intake, id: VictimId, index: usize) -> Vec<String> {

@@ -43,6 +43,7 @@ impl Stream {
             memcg_id: Some(42),
             notifiers: Some(Notifiers {
                 count: 0,
+                interval: 0,
                 callbacks: vec![],
             }),
             parent_tgid: Some(1),
@@ -182,6 +183,7 @@ impl Stream {
             attach: AttachKind::Fentry,
             notifiers: Notifiers {
                 count: 1,
+                interval: 1,
                 callbacks: vec![0xffff_ffff_c0de_0000],
             },
         }));

@@ -16,7 +16,7 @@ use crate::{
     display::{duration, kib},
     tracker::{Attempt, AttemptResult, Outcome, Victim},
     wire::SkipCause,
-    wording::{lock_text, notifier_name, oom_domain_text, skip_cause_brief, summary},
+    wording::{lock_text, notifier_names, oom_domain_text, skip_cause_brief, summary},
 };
 
 /// Rows a terminal needs before the charts get a panel of their own.
@@ -299,15 +299,11 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
         )));
     }
     if let Some(n) = &v.notifiers {
-        let names: Vec<String> = n
-            .callbacks
-            .iter()
-            .map(|&a| notifier_name(app.intake.annotations(), a))
-            .collect();
+        let names = notifier_names(app.intake.annotations(), n);
         let names = if names.is_empty() {
             String::new()
         } else {
-            format!(": {}", names.join(", "))
+            format!(": {}", names.join("; "))
         };
         lines.push(Line::from(format!("mmu notifiers: {}{names}", n.count)));
     }

@@ -61,10 +61,8 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
 fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
     let has = |bit: u32| raw.fields & bit != 0;
     let attach = AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?;
-    let notifiers = has(field::NOTIFIERS).then(|| Notifiers {
-        count: raw.notifier_count,
-        callbacks: raw.notifiers.iter().copied().filter(|&a| a != 0).collect(),
-    });
+    let notifiers = has(field::NOTIFIERS)
+        .then(|| listed_notifiers(raw.notifier_count, raw.interval_notifiers, &raw.notifiers));
     Ok(Event::MarkVictim(MarkVictim {
         timestamp_ns: raw.header.timestamp_ns,
         attach,
@@ -224,7 +222,6 @@ fn decode_reap_call(raw: ReapCallEvent) -> Result<Event, DecodeError> {
 }
 
 fn decode_notifier_refused(raw: NotifierRefusedEvent) -> Result<Event, DecodeError> {
-    let listed = (raw.notifier_count as usize).min(raw.notifiers.len());
     Ok(Event::NotifierRefused(NotifierRefused {
         timestamp_ns: raw.header.timestamp_ns,
         mm: raw.mm,
@@ -233,11 +230,19 @@ fn decode_notifier_refused(raw: NotifierRefusedEvent) -> Result<Event, DecodeErr
         victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
         ret: raw.ret,
         attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
-        notifiers: Notifiers {
-            count: raw.notifier_count,
-            callbacks: raw.notifiers[..listed].to_vec(),
-        },
+        notifiers: listed_notifiers(raw.notifier_count, raw.interval_notifiers, &raw.notifiers),
     }))
+}
+
+/// The notifiers a record lists: its first `count` callbacks, kept in place (their position
+/// tells a classic notifier from an interval one) even where the kernel could not read one.
+fn listed_notifiers(count: u32, interval: u32, callbacks: &[u64]) -> Notifiers {
+    let listed = (count as usize).min(callbacks.len());
+    Notifiers {
+        count,
+        interval: interval.min(count),
+        callbacks: callbacks[..listed].to_vec(),
+    }
 }
 
 fn decode_mrelease(raw: MreleaseEvent) -> Event {

@@ -100,10 +100,21 @@ impl OomDomain {
 /// The mmu notifiers registered on a victim's mm.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notifiers {
-    /// How many there are.
+    /// How many there are, classic and interval.
     pub count: u32,
-    /// Kernel addresses of the first ones' `invalidate_range_start` callbacks.
+    /// How many of them are interval notifiers (RDMA ODP, HMM mirrors, GPU userptr): the
+    /// kind whose callback refuses a non-blocking invalidation, and so the reaper.
+    pub interval: u32,
+    /// Kernel addresses of the first ones' callbacks, in the kernel's order: the classic
+    /// ones' `invalidate_range_start`, then the interval ones' `invalidate`.
     pub callbacks: Vec<u64>,
+}
+
+impl Notifiers {
+    /// Returns true if and only if `callbacks[index]` belongs to an interval notifier.
+    pub fn is_interval(&self, index: usize) -> bool {
+        index as u64 >= u64::from(self.count.saturating_sub(self.interval))
+    }
 }
 
 /// `oom:wake_reaper` or `oom:start_task_reaping`.

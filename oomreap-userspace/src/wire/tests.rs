@@ -94,7 +94,7 @@ fn function_hook_records_round_trip() {
         attach: AttachKind::Fentry as u32,
         // More than are listed: only the listed callbacks come out.
         notifier_count: 6,
-        _pad: 0,
+        interval_notifiers: 5,
         notifiers: [1, 2, 3, 4],
     };
     let Event::NotifierRefused(e) = decode(&encode(&refused)).unwrap() else {
@@ -105,6 +105,9 @@ fn function_hook_records_round_trip() {
         (Some((0x1000, 0x2000)), None, -11)
     );
     assert_eq!((e.notifiers.count, e.notifiers.callbacks.len()), (6, 4));
+    // One classic notifier first, then the interval ones.
+    assert!(!e.notifiers.is_interval(0));
+    assert!(e.notifiers.is_interval(1) && e.notifiers.is_interval(3));
 }
 
 #[test]

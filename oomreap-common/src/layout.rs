@@ -115,7 +115,8 @@ pub struct KernelLayout {
     pub interval_notifier_rb: u32,
     pub interval_notifier_ops: u32,
     pub interval_ops_invalidate: u32,
-    pub _pad2: u32,
+    /// `ops->invalidate_start` (7.1+), for notifiers that split the callback in two.
+    pub interval_ops_invalidate_start: u32,
 
     /// Record offsets of classic tracepoints (from their tracefs `format` files).
     pub mark_victim_record: MarkVictimRecord,
@@ -264,7 +265,7 @@ impl KernelLayout {
         interval_notifier_rb: ABSENT,
         interval_notifier_ops: ABSENT,
         interval_ops_invalidate: ABSENT,
-        _pad2: 0,
+        interval_ops_invalidate_start: ABSENT,
         mark_victim_record: MarkVictimRecord::UNSET,
         records: ClassicRecords::UNSET,
     };

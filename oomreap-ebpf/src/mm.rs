@@ -151,7 +151,10 @@ fn interval_notifiers(
         let notifier = node - u64::from(l.interval_notifier_rb);
         if let Some(slot) = callbacks.get_mut((classic + count) as usize) {
             let ops = read::<u64>(notifier, l.interval_notifier_ops).unwrap_or(0);
-            *slot = read(ops, l.interval_ops_invalidate).unwrap_or(0);
+            *slot = match read::<u64>(ops, l.interval_ops_invalidate).unwrap_or(0) {
+                0 => read(ops, l.interval_ops_invalidate_start).unwrap_or(0),
+                callback => callback,
+            };
         }
         count += 1;
         node = rb_next(l, node);

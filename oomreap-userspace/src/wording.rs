@@ -6,7 +6,7 @@ use crate::{
     display::{duration, kib},
     enrich::notifier_owner,
     intake::Annotations,
-    tracker::{AttemptResult, Outcome, Victim},
+    tracker::{AttemptResult, GiveUpCause, Outcome, Victim},
     wire::{LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
 };
 
@@ -117,7 +117,11 @@ pub fn lock_text(lock: &LockSnapshot) -> String {
 /// process_mrelease's return values: (value, metric label, text).
 const MRELEASE_RESULTS: [(i32, &str, &str); 5] = [
     (0, "ok", "ok"),
-    (libc::EAGAIN, "eagain", "-EAGAIN (partial)"),
+    (
+        libc::EAGAIN,
+        "eagain",
+        "-EAGAIN (partial reap: an mmu notifier refused)",
+    ),
     (libc::EINVAL, "einval", "-EINVAL (not dying)"),
     (libc::ESRCH, "esrch", "-ESRCH (gone)"),
     (libc::EINTR, "eintr", "-EINTR"),
@@ -127,6 +131,19 @@ fn mrelease_entry(ret: i64) -> Option<&'static (i32, &'static str, &'static str)
     MRELEASE_RESULTS
         .iter()
         .find(|(errno, _, _)| -i64::from(*errno) == ret)
+}
+
+/// Why the reaper gave up, for people: the kernel's "unable to reap" names no cause.
+pub fn give_up_text(v: &Victim, cause: GiveUpCause) -> String {
+    match cause {
+        GiveUpCause::Notifier => "because an mmu notifier refused every pass".into(),
+        GiveUpCause::Lock => "because the mmap_lock was contended at every attempt".into(),
+        GiveUpCause::Mixed => format!(
+            "because of a contended mmap_lock ({} attempts) and an mmu notifier ({} partial passes)",
+            v.lock_contended_attempts(),
+            v.partial_reaper_passes()
+        ),
+    }
 }
 
 /// A process_mrelease return value as a metric label: `ok`, `eagain`, … or `other`.
@@ -230,6 +247,9 @@ pub fn summary(v: &Victim) -> String {
             v.failed_attempts()
         ));
     }
+    if let Some(cause) = v.give_up_cause() {
+        parts.push(give_up_text(v, cause));
+    }
     let timings = [
         ("kill→wake", v.kill_to_wake_ns()),
         ("kill→reaped", v.kill_to_reaped_ns()),
@@ -257,7 +277,10 @@ mod tests {
     fn mrelease_results_have_a_label_and_a_text() {
         let eagain = -i64::from(libc::EAGAIN);
         assert_eq!(mrelease_label(eagain), "eagain");
-        assert_eq!(mrelease_result(eagain), "-EAGAIN (partial)");
+        assert_eq!(
+            mrelease_result(eagain),
+            "-EAGAIN (partial reap: an mmu notifier refused)"
+        );
         assert_eq!(mrelease_label(0), "ok");
         assert_eq!(mrelease_label(-99), "other");
         assert_eq!(mrelease_result(-99), "-99");

@@ -14,7 +14,7 @@ use std::{net::SocketAddr, sync::Arc};
 pub use http::is_loopback;
 pub use labels::CgroupIdentity;
 use labels::CgroupLabels;
-pub use metrics::{Metrics, VictimNames};
+pub use metrics::{LabelNames, Metrics, VictimNames};
 use prometheus_client::registry::Registry;
 pub use web_config::{BasicAuth, WebConfig, WebConfigError};
 
@@ -22,6 +22,7 @@ use crate::{
     enrich::notifier_owner,
     intake::{Annotations, Intake, IntakeError, Step},
     tracker::Victim,
+    wire::Notifiers,
 };
 
 /// The default `--listen`: loopback only, so exposing metrics is an explicit choice.
@@ -137,10 +138,12 @@ impl MetricsFeed {
 
     /// Observes one step's changes, as the tracker stands right after it, and the losses.
     pub fn take(&mut self, intake: &Intake, step: &Step) {
+        let mut names = AnnotatedNames {
+            names: &mut self.names,
+            annotations: intake.annotations(),
+        };
         for change in &step.changes {
-            self.metrics.observe(intake.tracker(), change, &mut |v| {
-                self.names.of(v, intake.annotations())
-            });
+            self.metrics.observe(intake.tracker(), change, &mut names);
         }
         let losses = intake.losses();
         self.metrics.set_dropped(losses.kernel, losses.undecodable);
@@ -177,14 +180,38 @@ impl Names {
         let cgroup = self.labels.label(raw, at, &self.cgroup_victims);
         let notifiers = v
             .notifiers
-            .iter()
-            .flat_map(|n| n.callbacks.iter())
-            .map(|&a| {
-                annotations
-                    .symbol(a)
-                    .map_or_else(|| "unknown".into(), notifier_owner)
-            })
-            .collect();
+            .as_ref()
+            .map(|n| notifier_owners(n, annotations))
+            .unwrap_or_default();
         VictimNames { cgroup, notifiers }
+    }
+}
+
+/// The owners of `notifiers`' callbacks, `unknown` where a symbol is unresolved.
+fn notifier_owners(notifiers: &Notifiers, annotations: &Annotations) -> Vec<String> {
+    notifiers
+        .callbacks
+        .iter()
+        .map(|&a| {
+            annotations
+                .symbol(a)
+                .map_or_else(|| "unknown".into(), notifier_owner)
+        })
+        .collect()
+}
+
+/// [`Names`] with the annotations of the step being observed.
+struct AnnotatedNames<'a> {
+    names: &'a mut Names,
+    annotations: &'a Annotations,
+}
+
+impl LabelNames for AnnotatedNames<'_> {
+    fn victim(&mut self, v: &Victim) -> VictimNames {
+        self.names.of(v, self.annotations)
+    }
+
+    fn notifier_owners(&mut self, notifiers: &Notifiers) -> Vec<String> {
+        notifier_owners(notifiers, self.annotations)
     }
 }

@@ -114,6 +114,10 @@ fn interval_notifiers(l: &mut KernelLayout, btf: &KernelBtf) {
             l.interval_notifier_rb = o[5];
             l.interval_notifier_ops = o[6];
             l.interval_ops_invalidate = o[7];
+            // 7.1 added a two-part callback; a notifier may set that one instead.
+            l.interval_ops_invalidate_start = btf
+                .member_offset("mmu_interval_notifier_ops", "invalidate_start")
+                .unwrap_or(ABSENT);
         }
         Err(err) => {
             log::warn!("{err:#}; interval mmu notifiers (RDMA ODP, HMM) will not be counted");

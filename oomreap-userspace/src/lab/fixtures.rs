@@ -88,6 +88,20 @@ pub fn reaper_at(kind: EventKind, ms: u64, pid: u32) -> oomreap_common::event::R
     }
 }
 
+/// A `finish_task_reaping` record by the reaper (pid 33), with no RSS read.
+pub fn finish_at(ms: u64, pid: u32) -> oomreap_common::event::FinishReapingEvent {
+    oomreap_common::event::FinishReapingEvent {
+        header: header_at(EventKind::FinishReaping, ms),
+        victim_pid: pid,
+        current_pid: 33,
+        anon_rss_kib: 0,
+        file_rss_kib: 0,
+        shmem_rss_kib: 0,
+        fields: 0,
+        _pad: 0,
+    }
+}
+
 /// A `skip_task_reaping` record for a contended lock: a writer holds it, one writer waits.
 pub fn contended_skip_at(ms: u64, pid: u32) -> oomreap_common::event::SkipReapingEvent {
     use oomreap_common::event::{

@@ -43,14 +43,9 @@ fn synthetic() -> Vec<u8> {
         encode(&reaper_at(EventKind::WakeReaper, 7_000, 99)),
         encode(&reaper_at(EventKind::StartReaping, 7_001, 99)),
         encode(&oomreap_common::event::FinishReapingEvent {
-            header: crate::lab::fixtures::header_at(EventKind::FinishReaping, 7_003),
-            victim_pid: 99,
-            current_pid: 33,
-            anon_rss_kib: 0,
             file_rss_kib: 4,
-            shmem_rss_kib: 0,
             fields: oomreap_common::event::finish_fields::RSS,
-            _pad: 0,
+            ..crate::lab::fixtures::finish_at(7_003, 99)
         }),
         encode(&exit_at(7_010, 99, reaped.victim_mm)),
     ]);

@@ -231,6 +231,7 @@ mod tests {
             lock_contended_attempts: contended,
             partial_reaps: 0,
             notifiers: 0,
+            gave_up_cause: None,
             kill_to_wake_ns: None,
             kill_to_reaped_ns: None,
             reap_duration_ns: None,

@@ -3,11 +3,7 @@
 use serde_json::{Value, json};
 
 use super::expect::Verdict;
-use crate::{
-    enrich::CgroupInfo,
-    tracker::{AttemptResult, Victim},
-    wire::{OomDomain, SkipCause},
-};
+use crate::{enrich::CgroupInfo, tracker::Victim, wire::OomDomain};
 
 /// Version of the report's JSON schema.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -26,8 +22,11 @@ pub struct VictimSummary {
     pub attempts: usize,
     pub failed_attempts: usize,
     pub lock_contended_attempts: usize,
+    /// Partial passes, the reaper's and process_mrelease's.
     pub partial_reaps: usize,
     pub notifiers: u32,
+    /// For a victim the reaper gave up on: `notifier`, `lock` or `mixed`.
+    pub gave_up_cause: Option<&'static str>,
     pub kill_to_wake_ns: Option<u64>,
     pub kill_to_reaped_ns: Option<u64>,
     pub reap_duration_ns: Option<u64>,
@@ -43,8 +42,6 @@ pub struct VictimSummary {
 
 impl VictimSummary {
     pub fn of(v: &Victim) -> Self {
-        let count =
-            |f: &dyn Fn(&AttemptResult) -> bool| v.attempts.iter().filter(|a| f(&a.result)).count();
         Self {
             pid: v.tgid,
             tid: v.pid,
@@ -55,25 +52,10 @@ impl VictimSummary {
             outcome_inferred: v.outcome_inferred,
             attempts: v.attempts.len(),
             failed_attempts: v.failed_attempts(),
-            lock_contended_attempts: count(&|r| {
-                matches!(
-                    r,
-                    AttemptResult::Skipped {
-                        reason: SkipCause::LockContended,
-                        ..
-                    }
-                )
-            }),
-            partial_reaps: count(&|r| {
-                matches!(
-                    r,
-                    AttemptResult::Reaped {
-                        complete: Some(false),
-                        ..
-                    }
-                )
-            }),
+            lock_contended_attempts: v.lock_contended_attempts(),
+            partial_reaps: v.partial_passes(),
             notifiers: v.notifiers.as_ref().map_or(0, |n| n.count),
+            gave_up_cause: v.give_up_cause().map(|c| c.name()),
             kill_to_wake_ns: v.kill_to_wake_ns(),
             kill_to_reaped_ns: v.kill_to_reaped_ns(),
             reap_duration_ns: v.reap_duration_ns(),
@@ -128,7 +110,7 @@ impl VictimSummary {
             "outcome": self.outcome, "inferred": self.outcome_inferred,
             "attempts": self.attempts, "failed_attempts": self.failed_attempts,
             "lock_contended_attempts": self.lock_contended_attempts, "partial_reaps": self.partial_reaps,
-            "notifiers": self.notifiers,
+            "notifiers": self.notifiers, "gave_up_cause": self.gave_up_cause,
             "kill_to_wake_ns": self.kill_to_wake_ns, "kill_to_reaped_ns": self.kill_to_reaped_ns,
             "reap_duration_ns": self.reap_duration_ns, "kill_to_mm_freed_ns": self.kill_to_mm_freed_ns,
             "reaper_freed_kib": self.reaper_freed_kib,

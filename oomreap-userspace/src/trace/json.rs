@@ -6,7 +6,7 @@ pub use crate::wording::SCHEMA_VERSION;
 use crate::{
     enrich::notifier_owner,
     intake::{Annotations, Intake},
-    tracker::{AttemptResult, Change, Victim, VictimId},
+    tracker::{AttemptResult, Change, GiveUpCause, Victim, VictimId},
     wire::{LockSnapshot, RetryKind, Rss, Task, has_mmf_oom_skip},
 };
 
@@ -262,6 +262,8 @@ fn outcome_fields(v: &Victim) -> Value {
         "attempts": v.attempts.len(),
         "failed_attempts": v.failed_attempts(),
         "lock_contended": v.lock_contended(),
+        "gave_up_cause": v.give_up_cause().map(GiveUpCause::name),
+        "partial_passes": v.partial_passes(),
         "has_notifiers": v.has_notifiers(),
         "kill_to_wake_ns": v.kill_to_wake_ns(),
         "kill_to_reaped_ns": v.kill_to_reaped_ns(),

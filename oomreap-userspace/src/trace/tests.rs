@@ -121,7 +121,7 @@ fn contended_lock_names_holder_and_waiters_then_gives_up() {
     );
     let outcome = lines.last().unwrap();
     assert!(
-        outcome.contains("reaper gave up (oom_reaper: unable to reap) (inferred); 10 attempts, 10 failed; kill→wake 2.000s"),
+        outcome.contains("reaper gave up (oom_reaper: unable to reap) (inferred); 10 attempts, 10 failed; because the mmap_lock was contended at every attempt; kill→wake 2.000s"),
         "{outcome}"
     );
 }

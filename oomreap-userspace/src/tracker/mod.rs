@@ -22,7 +22,9 @@ use std::{
     collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
 };
 
-pub use victim::{Attempt, AttemptResult, MreleaseCall, Outcome, REFUSALS_KEPT, Victim, VictimId};
+pub use victim::{
+    Attempt, AttemptResult, GiveUpCause, MreleaseCall, Outcome, REFUSALS_KEPT, Victim, VictimId,
+};
 
 use crate::wire::{
     Event, MarkVictim, NotifierRefused, ReapCall, RetryCounter, RetryCounts, ScoreAdj, SkipCause,

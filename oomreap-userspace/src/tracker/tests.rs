@@ -372,6 +372,38 @@ fn ten_partial_passes_give_up() {
     let v = only_victim(&tracker);
     assert_eq!(outcome(v), (Outcome::GaveUp, true));
     assert_eq!(v.failed_attempts(), 10);
+    // Tracepoints only: each pass is partial because another followed, and the tenth
+    // because nine before it were; the lock never failed, so the notifier made it give up.
+    assert_eq!(v.partial_passes(), 10);
+    assert_eq!(v.give_up_cause(), Some(GiveUpCause::Notifier));
+}
+
+#[test]
+fn a_give_up_names_the_lock_or_both_causes() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .contended(2_000, 10, 10)
+        .run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(v.give_up_cause(), Some(GiveUpCause::Lock));
+    assert_eq!(v.partial_passes(), 0);
+
+    let mut stream = Stream::default()
+        .kill(0, 10)
+        .wake(2_000, 10)
+        .contended(2_000, 10, 4);
+    for i in 4..10 {
+        stream = stream.reap(2_000 + i * 100, 10, 30_000);
+    }
+    let (tracker, _) = stream.run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(v.outcome, Outcome::GaveUp);
+    assert_eq!(v.give_up_cause(), Some(GiveUpCause::Mixed));
+    assert_eq!(
+        (v.lock_contended_attempts(), v.partial_reaper_passes()),
+        (4, 6)
+    );
 }
 
 #[test]
@@ -743,6 +775,23 @@ fn a_partial_mrelease_reap_does_not_release() {
     let v = only_victim(&tracker);
     assert_eq!(v.outcome, Outcome::Reaped);
     assert_eq!(v.reap_calls.len(), 2);
+    // The call's own partial reap and its -EAGAIN are one pass.
+    assert_eq!(v.partial_mrelease_passes(), 1);
+    assert_eq!(v.give_up_cause(), None);
+}
+
+#[test]
+fn with_tracepoints_only_process_mrelease_eagain_is_a_partial_pass() {
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .mrelease(20, 10, -11)
+        .mrelease(40, 10, -11)
+        .run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(v.partial_mrelease_passes(), 2);
+    assert_eq!(v.partial_passes(), 2);
+    // -EAGAIN released nothing: the victim waits for the reaper.
+    assert_ne!(v.outcome, Outcome::Released);
 }
 
 /// One kill, one victim, one outcome: whatever came late joined it.

@@ -65,6 +65,31 @@ impl Outcome {
     }
 }
 
+/// What made the reaper give up: what failed its ten attempts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GiveUpCause {
+    /// Every failed attempt was a partial pass: an mmu notifier refused a non-blocking
+    /// invalidation each time (RDMA ODP, HMM, a GPU driver), whatever the lock did.
+    Notifier,
+    /// Every failed attempt found the mmap_lock contended.
+    Lock,
+    /// Some of each.
+    Mixed,
+}
+
+impl GiveUpCause {
+    pub const ALL: [Self; 3] = [Self::Notifier, Self::Lock, Self::Mixed];
+
+    /// A short lowercase name, as used in output and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Notifier => "notifier",
+            Self::Lock => "lock",
+            Self::Mixed => "mixed",
+        }
+    }
+}
+
 /// What one reaper attempt did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttemptResult {
@@ -312,17 +337,79 @@ impl Victim {
         self.attempts.iter().filter(|a| a.failed()).count()
     }
 
+    /// The reaper's passes that an mmu notifier made partial (traced, or deduced from the
+    /// attempt that followed).
+    pub fn partial_reaper_passes(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.result,
+                    AttemptResult::Reaped {
+                        complete: Some(false),
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    /// process_mrelease's partial reaps: its own `__oom_reap_task_mm` calls that returned
+    /// false (function hooks), or, with tracepoints only, its calls that returned -EAGAIN,
+    /// which since 5.15 means exactly that. Each call is one pass, so where both are seen
+    /// they count the same passes once.
+    pub fn partial_mrelease_passes(&self) -> usize {
+        let traced = self
+            .reap_calls
+            .iter()
+            .filter(|c| !c.by_reaper && !c.complete)
+            .count();
+        let eagain = self
+            .mreleases
+            .iter()
+            .filter(|c| c.ret == -i64::from(libc::EAGAIN))
+            .count();
+        traced.max(eagain)
+    }
+
+    /// Every partial pass, by the reaper or by process_mrelease.
+    pub fn partial_passes(&self) -> usize {
+        self.partial_reaper_passes() + self.partial_mrelease_passes()
+    }
+
+    /// Attempts that found the mmap_lock contended.
+    pub fn lock_contended_attempts(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.result,
+                    AttemptResult::Skipped {
+                        reason: SkipCause::LockContended,
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    /// Why the reaper gave up, for a victim it gave up on: the kernel says only "unable to
+    /// reap", but each failed attempt was either a contended lock or a partial pass.
+    pub fn give_up_cause(&self) -> Option<GiveUpCause> {
+        if self.outcome != Outcome::GaveUp {
+            return None;
+        }
+        match (self.partial_reaper_passes() > 0, self.lock_contended()) {
+            (true, false) => Some(GiveUpCause::Notifier),
+            (false, true) => Some(GiveUpCause::Lock),
+            (true, true) => Some(GiveUpCause::Mixed),
+            (false, false) => None,
+        }
+    }
+
     /// Returns true if and only if any attempt met a contended mmap_lock.
     pub fn lock_contended(&self) -> bool {
-        self.attempts.iter().any(|a| {
-            matches!(
-                a.result,
-                AttemptResult::Skipped {
-                    reason: SkipCause::LockContended,
-                    ..
-                }
-            )
-        })
+        self.lock_contended_attempts() > 0
     }
 
     /// Reclaim and compaction retries counted before this victim's OOM.

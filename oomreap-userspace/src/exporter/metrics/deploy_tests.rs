@@ -28,12 +28,13 @@ fn every_name() -> BTreeSet<String> {
         .skips
         .get_or_create(&Cause { cause: labels("x") })
         .inc();
-    metrics
-        .notifier_victims
-        .get_or_create(&Notifier {
-            notifier: labels("x"),
-        })
-        .inc();
+    for family in [&metrics.notifier_victims, &metrics.notifier_refusals] {
+        family
+            .get_or_create(&Notifier {
+                notifier: labels("x"),
+            })
+            .inc();
+    }
     metrics
         .mrelease
         .get_or_create(&MreleaseLabels {

@@ -12,13 +12,13 @@
 //! | `oomreap_reaper_attempts_total` | counter | `result` (`reaped`, `partial`, `lock_contended`, `mmf_oom_skip`, `unknown`) | reaper attempts of finished victims |
 //! | `oomreap_reaper_skips_total` | counter | `cause` | skipped attempts as they happen |
 //! | `oomreap_lock_contention_events_total` | counter | | attempts that met a contended mmap_lock |
-//! | `oomreap_reaper_gave_up_total` | counter | | victims the reaper gave up on ("unable to reap") |
+//! | `oomreap_reaper_gave_up_total` | counter | `cause` (`notifier`: an mmu notifier made every pass partial; `lock`: the mmap_lock was contended at every attempt; `mixed`; `unknown`: no failed attempt seen) | victims the reaper gave up on ("unable to reap"), by what failed their attempts; with tracepoints only a partial pass is deduced from the attempt after it |
 //! | `oomreap_notifier_victims_total` | counter | `notifier` | victims whose mm had mmu notifiers, by owner (`kvm`, …) |
 //! | `oomreap_process_mrelease_calls_total` | counter | `result` (`ok`, `eagain`, `einval`, `esrch`, `eintr`, `other`), `target` (`oom_victim`, `other`: a process a userspace killer chose) | process_mrelease(2) calls |
 //! | `oomreap_process_mrelease_freed_bytes_total` | counter | `target` | memory process_mrelease(2) freed (the target's RSS as the call locked it minus as it returned) |
 //! | `oomreap_reap_calls_total` | counter | `caller` (`oom_reaper`, `process_mrelease`), `result` (`complete`, `partial`) | `__oom_reap_task_mm` calls and their own result (fentry/kprobe modes only) |
 //! | `oomreap_reap_call_duration_seconds` | histogram | | duration of each `__oom_reap_task_mm` call (fentry/kprobe modes only) |
-//! | `oomreap_notifier_refusals_total` | counter | | mmu notifier refusals during reaps (fentry/kprobe modes only) |
+//! | `oomreap_notifier_refusals_total` | counter | `notifier` (the owners of the mm's notifiers, one of which refused, joined by `+`: `rdma_rxe`, `kvm+rdma_rxe`; `unknown` where a symbol is unresolved) | mmu notifier refusals of non-blocking invalidations during reaps, by the reaper or process_mrelease (fentry/kprobe modes only) |
 //! | `oomreap_kill_to_wake_seconds` | histogram | | kill to the reaper's wake-up |
 //! | `oomreap_kill_to_reaped_seconds` | histogram | | kill to the end of the successful reap |
 //! | `oomreap_reap_duration_seconds` | histogram | | time spent in reap passes per victim |
@@ -43,8 +43,8 @@ use prometheus_client::{
 use super::labels::CgroupIdentity;
 use crate::{
     intake::{HookStatus, KernelCounters},
-    tracker::{AttemptResult, Change, Tracker, Victim},
-    wire::SkipCause,
+    tracker::{AttemptResult, Change, GiveUpCause, Tracker, Victim},
+    wire::{Notifiers, SkipCause},
 };
 
 /// Bucket bounds (seconds) for the kill→… histograms: the reaper waits 2 s, then retries
@@ -148,6 +148,14 @@ struct Hook {
     mode: String,
 }
 
+/// Resolves label values the tracker holds only as ids and addresses.
+pub trait LabelNames {
+    /// A victim's cgroup labels and notifier owners.
+    fn victim(&mut self, v: &Victim) -> VictimNames;
+    /// The owners (`kvm`, `rdma_rxe`, …, `unknown` where unresolved) of these notifiers.
+    fn notifier_owners(&mut self, notifiers: &Notifiers) -> Vec<String>;
+}
+
 /// Names the caller resolved for a victim (the tracker has only ids and addresses).
 #[derive(Clone, Debug, Default)]
 pub struct VictimNames {
@@ -166,13 +174,13 @@ pub struct Metrics {
     attempts: Family<ResultLabel, Counter>,
     skips: Family<Cause, Counter>,
     lock_contention: Counter,
-    gave_up: Counter,
+    gave_up: Family<Cause, Counter>,
     notifier_victims: Family<Notifier, Counter>,
     mrelease: Family<MreleaseLabels, Counter>,
     mrelease_freed: Family<Target, Counter>,
     reap_calls: Family<ReapCallLabels, Counter>,
     reap_call_seconds: Histogram,
-    notifier_refusals: Counter,
+    notifier_refusals: Family<Notifier, Counter>,
     kill_to_wake: Histogram,
     kill_to_reaped: Histogram,
     reap_duration: Histogram,
@@ -197,13 +205,13 @@ impl Metrics {
             attempts: Family::default(),
             skips: Family::default(),
             lock_contention: Counter::default(),
-            gave_up: Counter::default(),
+            gave_up: Family::default(),
             notifier_victims: Family::default(),
             mrelease: Family::default(),
             mrelease_freed: Family::default(),
             reap_calls: Family::default(),
             reap_call_seconds: histogram(&REAP_BUCKETS),
-            notifier_refusals: Counter::default(),
+            notifier_refusals: Family::default(),
             kill_to_wake: histogram(&KILL_BUCKETS),
             kill_to_reaped: histogram(&KILL_BUCKETS),
             reap_duration: histogram(&REAP_BUCKETS),
@@ -248,7 +256,7 @@ impl Metrics {
         );
         r.register(
             "reaper_gave_up",
-            "Victims the reaper gave up on (oom_reaper: unable to reap)",
+            "Victims the reaper gave up on (oom_reaper: unable to reap), by what failed their attempts",
             metrics.gave_up.clone(),
         );
         r.register(
@@ -280,7 +288,7 @@ impl Metrics {
         );
         r.register(
             "notifier_refusals",
-            "mmu notifier refusals of non-blocking invalidations during reaps",
+            "mmu notifier refusals of non-blocking invalidations during reaps, by the mm's notifiers",
             metrics.notifier_refusals.clone(),
         );
         r.register_with_unit(
@@ -368,6 +376,11 @@ impl Metrics {
                 outcome: outcome.name().into(),
             }));
         }
+        for cause in GiveUpCause::ALL {
+            drop(self.gave_up.get_or_create(&Cause {
+                cause: cause.name().into(),
+            }));
+        }
         for reason in SkipCause::ALL {
             drop(self.skips.get_or_create(&Cause {
                 cause: reason.name().into(),
@@ -442,18 +455,13 @@ impl Metrics {
         self.undecodable_seen = undecodable;
     }
 
-    /// Folds one tracker change into the metrics. `names` resolves a victim's labels.
-    pub fn observe(
-        &self,
-        tracker: &Tracker,
-        change: &Change,
-        names: &mut dyn FnMut(&Victim) -> VictimNames,
-    ) {
+    /// Folds one tracker change into the metrics. `names` resolves labels.
+    pub fn observe(&self, tracker: &Tracker, change: &Change, names: &mut dyn LabelNames) {
         match change {
             Change::VictimMarked(id) => {
                 self.killed.inc();
                 let Some(v) = tracker.victim(*id) else { return };
-                let names = names(v);
+                let names = names.victim(v);
                 // The cgroup's series exist at 0 from the kill on, so the outcome that follows
                 // is an increase even for the cgroup's first victim.
                 for outcome in crate::tracker::Outcome::ALL.iter().filter(|o| o.is_final()) {
@@ -531,7 +539,7 @@ impl Metrics {
             }
             Change::Finished(id) => {
                 let Some(v) = tracker.victim(*id) else { return };
-                self.finished(v, names(v));
+                self.finished(v, names.victim(v));
             }
             Change::ReapCall { call, .. } => {
                 self.reap_calls
@@ -549,8 +557,18 @@ impl Metrics {
                     self.reap_call_seconds.observe(seconds(ns));
                 }
             }
-            Change::NotifierRefused { .. } => {
-                self.notifier_refusals.inc();
+            Change::NotifierRefused { refusal, .. } => {
+                let mut owners = names.notifier_owners(&refusal.notifiers);
+                owners.sort();
+                owners.dedup();
+                let notifier = if owners.is_empty() {
+                    "unknown".to_owned()
+                } else {
+                    owners.join("+")
+                };
+                self.notifier_refusals
+                    .get_or_create(&Notifier { notifier })
+                    .inc();
             }
             Change::MarkedAgain(_) | Change::Woken(_) | Change::ScoreAdjusted(_) => {}
         }
@@ -567,7 +585,13 @@ impl Metrics {
             .get_or_create(&CgroupOutcome::new(&names.cgroup, &outcome))
             .inc();
         if v.outcome == crate::tracker::Outcome::GaveUp {
-            self.gave_up.inc();
+            // A give-up with no failed attempt seen (events lost) has no cause to name.
+            let cause = v.give_up_cause().map_or("unknown", GiveUpCause::name);
+            self.gave_up
+                .get_or_create(&Cause {
+                    cause: cause.into(),
+                })
+                .inc();
         }
         for attempt in &v.attempts {
             let Some(result) = attempt_result(&attempt.result) else {

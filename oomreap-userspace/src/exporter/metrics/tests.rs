@@ -7,10 +7,7 @@ use crate::{lab::fixtures::quick_and_jammed, wire::decode};
 fn exposition(records: &[Vec<u8>]) -> String {
     let (metrics, registry) = Metrics::new();
     let mut tracker = Tracker::default();
-    let mut names = |v: &Victim| VictimNames {
-        cgroup: CgroupIdentity::path(format!("/cg{}", v.pid)),
-        notifiers: vec!["kvm".into()],
-    };
+    let mut names = FixedNames;
     for raw in records {
         let event = decode(raw).unwrap();
         let mut changes = tracker.tick(event.timestamp_ns());
@@ -25,6 +22,22 @@ fn exposition(records: &[Vec<u8>]) -> String {
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
     text
+}
+
+/// Each victim's cgroup named after its pid; every notifier is KVM's.
+struct FixedNames;
+
+impl LabelNames for FixedNames {
+    fn victim(&mut self, v: &Victim) -> VictimNames {
+        VictimNames {
+            cgroup: CgroupIdentity::path(format!("/cg{}", v.pid)),
+            notifiers: vec!["kvm".into()],
+        }
+    }
+
+    fn notifier_owners(&mut self, notifiers: &Notifiers) -> Vec<String> {
+        vec!["kvm".into(); notifiers.callbacks.len()]
+    }
 }
 
 #[track_caller]
@@ -46,16 +59,7 @@ fn a_reap_after_process_mrelease_counts_no_second_victim() {
         crate::wire::encode(&mrelease_at(1_500, 7, kill.victim_mm, 0)),
         crate::wire::encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
         crate::wire::encode(&reaper_at(EventKind::StartReaping, 3_000, 7)),
-        crate::wire::encode(&oomreap_common::event::FinishReapingEvent {
-            header: crate::lab::fixtures::header_at(EventKind::FinishReaping, 3_010),
-            victim_pid: 7,
-            current_pid: 33,
-            anon_rss_kib: 0,
-            file_rss_kib: 0,
-            shmem_rss_kib: 0,
-            fields: 0,
-            _pad: 0,
-        }),
+        crate::wire::encode(&crate::lab::fixtures::finish_at(3_010, 7)),
     ]);
     assert_sample(&text, "oomreap_victims_killed_total 1");
     assert_sample(&text, "oomreap_victims_total{outcome=\"released\"} 1");
@@ -84,7 +88,8 @@ fn outcomes_attempts_and_contention() {
         "oomreap_reaper_skips_total{cause=\"lock_contended\"} 10",
     );
     assert_sample(&text, "oomreap_lock_contention_events_total 10");
-    assert_sample(&text, "oomreap_reaper_gave_up_total 1");
+    assert_sample(&text, "oomreap_reaper_gave_up_total{cause=\"lock\"} 1");
+    assert_sample(&text, "oomreap_reaper_gave_up_total{cause=\"notifier\"} 0");
     assert_sample(&text, "oomreap_kill_to_wake_seconds_count 1");
     assert_sample(&text, "oomreap_kill_to_mm_freed_seconds_count 1");
     // The recording's reaper woke exactly 2 s after the kill.
@@ -154,4 +159,49 @@ fn hooks_show_their_mode() {
         &text,
         "oomreap_hook_attached{hook=\"oom:mark_victim\",kind=\"tracepoint\",mode=\"btf_tracepoint\"} 1",
     );
+}
+
+#[test]
+fn a_notifier_give_up_and_its_refusals_are_labelled() {
+    use oomreap_common::event::{EventKind, NotifierRefusedEvent};
+
+    use crate::lab::fixtures::{finish_at, header_at, kill_at, reaper_at};
+    let kill = kill_at(1_000, 7, "odp");
+    let mut records = vec![
+        crate::wire::encode(&kill),
+        crate::wire::encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
+    ];
+    // Ten passes, each partial (another follows), with one refusal in the first.
+    for i in 0..10 {
+        let at = 3_000 + i * 100;
+        records.push(crate::wire::encode(&reaper_at(
+            EventKind::StartReaping,
+            at,
+            7,
+        )));
+        if i == 0 {
+            records.push(crate::wire::encode(&NotifierRefusedEvent {
+                header: header_at(EventKind::NotifierRefused, at),
+                mm: kill.victim_mm,
+                start: 0x7f00_0000_0000,
+                end: 0x7f00_0400_0000,
+                caller_pid: 33,
+                victim_pid: 7,
+                ret: -11,
+                attach: oomreap_common::event::AttachKind::Fentry as u32,
+                notifier_count: 1,
+                interval_notifiers: 1,
+                notifiers: [0xffff_ffff_c0de_0000, 0, 0, 0],
+            }));
+        }
+        records.push(crate::wire::encode(&finish_at(at + 1, 7)));
+    }
+    let text = exposition(&records);
+    assert_sample(&text, "oomreap_reaper_gave_up_total{cause=\"notifier\"} 1");
+    assert_sample(&text, "oomreap_reaper_gave_up_total{cause=\"lock\"} 0");
+    assert_sample(
+        &text,
+        "oomreap_reaper_attempts_total{result=\"partial\"} 10",
+    );
+    assert_sample(&text, "oomreap_notifier_refusals_total{notifier=\"kvm\"} 1");
 }

@@ -342,8 +342,19 @@ fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
             mib,
             stall,
             kvm,
+            odp_device,
+            odp_mib,
+            odp_releaser,
             hold,
-        } => roles::stuck_victim(mib, &stall, kvm, hold),
+        } => {
+            let odp = odp_device.map(|device| roles::OdpRequest {
+                device,
+                mib: odp_mib,
+                releaser: odp_releaser,
+            });
+            roles::stuck_victim(mib, &stall, kvm, odp, hold)
+        }
+        HelperRole::HoldNetns => oomreap::lab::scenario::hold_netns(),
         HelperRole::LockVictim { mib, stall } => roles::lock_victim(mib, &stall),
         HelperRole::JamRead { pid, address } => roles::jam_read(pid, address),
         HelperRole::JamWrite { pid } => roles::jam_write(pid),

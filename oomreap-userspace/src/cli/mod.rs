@@ -409,10 +409,21 @@ pub enum HelperRole {
         stall: PathBuf,
         #[arg(long)]
         kvm: bool,
+        /// Register an ODP memory region on this RDMA device first (odp-victim).
+        #[arg(long)]
+        odp_device: Option<String>,
+        /// The ODP region's size.
+        #[arg(long, default_value_t = 64)]
+        odp_mib: u64,
+        /// Fork a releaser that deregisters the region on a byte from stdin.
+        #[arg(long)]
+        odp_releaser: bool,
         /// Once the memory fits, print `ready` and wait to be killed (userspace-kill).
         #[arg(long)]
         hold: bool,
     },
+    /// Holds a network namespace of its own until stdin closes (the soft-RoCE device's).
+    HoldNetns,
     /// The victim of lock-contended.
     LockVictim {
         #[arg(long)]

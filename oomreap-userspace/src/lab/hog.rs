@@ -24,12 +24,22 @@ pub fn run(mib: u64, wait_for_go: bool) -> std::io::Result<()> {
 /// Maps and touches `mib` MiB of anonymous memory, one write per page, and keeps it.
 pub fn touch(mib: u64) -> std::io::Result<()> {
     let (base, len) = map_anonymous(mib)?;
+    // SAFETY: the mapping just created, whole.
+    unsafe { touch_mapping(base, len) };
+    Ok(())
+}
+
+/// Writes once to each page of a mapping, faulting it in.
+///
+/// # Safety
+/// `base..base + len` must be a writable mapping of this process, such as one from
+/// [`map_anonymous`].
+pub unsafe fn touch_mapping(base: *mut u8, len: usize) {
     for offset in (0..len).step_by(PAGE) {
         // SAFETY: `offset < len`, inside the mapping just created; volatile so the write
         // (which is the point: it faults the page in) is not optimised away.
         unsafe { base.add(offset).write_volatile(1) };
     }
-    Ok(())
 }
 
 /// A new private anonymous read-write mapping of `mib` MiB (not yet faulted in): its start

@@ -9,7 +9,9 @@
 mod env;
 mod fuse;
 mod namespace;
+mod odp;
 pub mod roles;
+mod soft_roce;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -17,6 +19,8 @@ pub use env::catch_signals;
 use env::{Helper, describe, sleep, task_state, wait_until};
 use fuse::StallMount;
 use serde_json::{Value, json};
+use soft_roce::SoftRoce;
+pub use soft_roce::hold_netns;
 
 use crate::{
     cgroup::{CgroupError, CgroupVersion, MemoryCgroup, MemoryHierarchy},
@@ -39,11 +43,13 @@ pub enum Scenario {
     MreleaseStuck,
     UserspaceKill,
     ParentLimit,
+    OdpVictim,
+    OdpMrelease,
     Storm,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::QuickExit,
         Self::StuckVictim,
         Self::LockContended,
@@ -52,6 +58,8 @@ impl Scenario {
         Self::MreleaseStuck,
         Self::UserspaceKill,
         Self::ParentLimit,
+        Self::OdpVictim,
+        Self::OdpMrelease,
         Self::Storm,
     ];
 
@@ -65,6 +73,8 @@ impl Scenario {
             Self::MreleaseStuck => "mrelease-stuck",
             Self::UserspaceKill => "userspace-kill",
             Self::ParentLimit => "parent-limit",
+            Self::OdpVictim => "odp-victim",
+            Self::OdpMrelease => "odp-mrelease",
             Self::Storm => "storm",
         }
     }
@@ -111,6 +121,18 @@ impl Scenario {
                 "the limit is on a parent cgroup (a pod), the victim in a child with none (a \
                  container): the OOM domain is the parent, not the victim's cgroup; it exits"
             }
+            Self::OdpVictim => {
+                "like stuck-victim, but 64 MiB of the victim's memory is an RDMA on-demand-paging \
+                 region on a soft-RoCE device: its interval mmu notifier refuses every \
+                 non-blocking invalidation, so each reaper pass is partial and the reaper gives \
+                 up because of the notifier (--release-after N deregisters the region after N \
+                 passes, and the next one reaps)"
+            }
+            Self::OdpMrelease => {
+                "the odp-victim's victim, with process_mrelease(2) right after the kill: its \
+                 reap is partial too, so it returns -EAGAIN; then the reaper gives up as in \
+                 odp-victim"
+            }
             Self::Storm => "--count N victims in a row (default 10), each exiting at once",
         }
     }
@@ -125,6 +147,10 @@ impl Scenario {
             | Self::MreleaseStuck
             | Self::UserspaceKill => "/dev/fuse",
             Self::MmuNotifier => "/dev/fuse and /dev/kvm",
+            Self::OdpVictim | Self::OdpMrelease => {
+                "/dev/fuse, rdma_rxe with on-demand paging (Linux 6.15+; Debian's generic \
+                 -amd64 kernels), libibverbs with its rxe provider, and iproute2's ip and rdma"
+            }
         }
     }
 
@@ -167,6 +193,8 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{scenario} cannot make its RDMA memory region here: {why}")]
+    MissingRdma { scenario: &'static str, why: String },
     #[error("interrupted; everything the scenario created was removed")]
     Interrupted,
 }
@@ -176,7 +204,8 @@ pub enum ScenarioError {
 pub struct InjectOptions {
     /// The cgroup's hard memory limit.
     pub limit_mib: u64,
-    /// lock-contended: free the lock after this many failed reaper attempts.
+    /// lock-contended: free the lock after this many failed reaper attempts; odp-victim:
+    /// deregister the region after this many partial passes.
     pub release_after: Option<u32>,
     /// storm: how many victims.
     pub count: u32,
@@ -218,6 +247,18 @@ pub struct Report {
     pub mrelease: Option<(u32, i64)>,
     /// parent-limit: the victim's own cgroup (path, id), inside the limited one.
     pub victim_cgroup: Option<(PathBuf, u64)>,
+    /// odp-*: the RDMA device and the ODP region (address, length in bytes).
+    pub odp: Option<OdpReport>,
+}
+
+/// The ODP region an odp scenario registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OdpReport {
+    pub device: String,
+    pub address: u64,
+    pub len: u64,
+    /// Whether it was deregistered while the victim was dying (`--release-after`).
+    pub released: bool,
 }
 
 impl Report {
@@ -241,6 +282,10 @@ impl Report {
             "helpers": processes(&self.helpers),
             "mrelease": self.mrelease.map(|(caller, ret)| json!({"caller": caller, "ret": ret})),
             "victim_cgroup": self.victim_cgroup.as_ref().map(|(path, id)| json!({"path": path, "id": id})),
+            "odp": self.odp.as_ref().map(|o| json!({
+                "device": o.device, "address": format!("{:#x}", o.address), "len": o.len,
+                "released": o.released,
+            })),
         })
     }
 
@@ -266,6 +311,15 @@ impl Report {
                 "  process_mrelease by pid {caller} returned {ret}\n"
             ));
         }
+        if let Some(o) = &self.odp {
+            out.push_str(&format!(
+                "  ODP region {:#x}+{} MiB on {}{}\n",
+                o.address,
+                o.len >> 20,
+                o.device,
+                if o.released { ", deregistered" } else { "" }
+            ));
+        }
         out
     }
 }
@@ -274,6 +328,8 @@ impl Report {
 struct Scene {
     fuse: Option<StallMount>,
     helpers: Vec<Helper>,
+    /// The soft-RoCE device of the odp scenarios: removed once the helpers are gone.
+    roce: Option<SoftRoce>,
     /// A cgroup inside `cgroup` with no limit of its own (parent-limit); dropped first.
     child: Option<MemoryCgroup>,
     cgroup: MemoryCgroup,
@@ -311,10 +367,12 @@ impl Scene {
             oom_kills: 0,
             mrelease: None,
             victim_cgroup: None,
+            odp: None,
         };
         Ok(Self {
             fuse: None,
             helpers: Vec::new(),
+            roce: None,
             child: None,
             cgroup,
             report,
@@ -396,7 +454,17 @@ pub fn run(
             device: "/dev/kvm (KVM_CREATE_VM gives the victim an mmu notifier)",
         });
     }
+    let roce = matches!(scenario, Scenario::OdpVictim | Scenario::OdpMrelease)
+        .then(|| SoftRoce::create(scenario.name()))
+        .transpose()?;
     let mut scene = Scene::new(scenario, options)?;
+    if let Some(roce) = roce {
+        say(&format!(
+            "created soft-RoCE device {} on a dummy netdev in a network namespace of its own",
+            roce.device
+        ));
+        scene.roce = Some(roce);
+    }
     say(&format!(
         "created memory cgroup {} with a {} MiB limit",
         scene.cgroup.path().display(),
@@ -421,6 +489,8 @@ pub fn run(
         Scenario::UserspaceKill => userspace_kill(scene, options, say),
         Scenario::ParentLimit => parent_limit(scene, options, say),
         Scenario::LockContended => lock_contended(scene, options, say),
+        Scenario::OdpVictim => odp_victim(scene, options, false, say),
+        Scenario::OdpMrelease => odp_victim(scene, options, true, say),
     }
 }
 
@@ -721,6 +791,95 @@ fn lock_contended(
     // The pusher has done its job once the victim's memory is gone; it is ours to stop.
     scene.helper(pusher).kill();
     scene.helper(pusher).wait(STEP_TIMEOUT)?;
+    scene.finish(&[victim])
+}
+
+/// Size of the ODP region: what the reaper is refused, in its own VMA.
+const ODP_MIB: u64 = 64;
+
+/// A stuck victim with an ODP region: every reaper pass over it is refused. `mrelease` calls
+/// process_mrelease at once; `--release-after N` deregisters the region after N passes.
+fn odp_victim(
+    mut scene: Scene,
+    options: &InjectOptions,
+    mrelease: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    let device =
+        scene
+            .roce
+            .as_ref()
+            .map(|r| r.device.clone())
+            .ok_or(ScenarioError::HelperFailed {
+                role: "victim",
+                why: "no soft-RoCE device".into(),
+            })?;
+    let release_after = options.release_after.filter(|_| !mrelease);
+    let odp_mib = ODP_MIB.to_string();
+    let mut extra = vec!["--odp-device", &device, "--odp-mib", &odp_mib];
+    if release_after.is_some() {
+        extra.push("--odp-releaser");
+    }
+    let victim = spawn_stuck(&mut scene, "victim", options.limit_mib * 2, &extra)?;
+    let pid = scene.helper(victim).pid();
+    let kills = scene.cgroup.oom_kills()?;
+    scene.helper(victim).go()?;
+    let line = scene.helper(victim).read_line()?;
+    let (address, len) = line
+        .strip_prefix("odp 0x")
+        .and_then(|rest| rest.split_once(' '))
+        .and_then(|(a, l)| Some((u64::from_str_radix(a, 16).ok()?, l.parse().ok()?)))
+        .ok_or_else(|| ScenarioError::HelperFailed {
+            role: "victim",
+            why: format!("said {line:?}, not the ODP region"),
+        })?;
+    say(&format!(
+        "victim pid {pid}: one thread stuck in a FUSE read, {ODP_MIB} MiB at {address:#x} \
+         registered on-demand-paging on {device}"
+    ));
+    scene.report.odp = Some(OdpReport {
+        device,
+        address,
+        len,
+        released: false,
+    });
+    scene.wait_for_oom_kill(kills)?;
+    say("OOM killer struck; the victim cannot exit until the FUSE read is answered");
+    if mrelease {
+        let ret = process_mrelease(pid)?;
+        say(&format!(
+            "process_mrelease(pid {pid}) by pid {} returned {ret}",
+            std::process::id()
+        ));
+        scene.report.mrelease = Some((std::process::id(), ret));
+    }
+    match release_after {
+        Some(passes) => {
+            // Pass k (1-based) runs about 2 s + (k-1) × 100 ms after the kill.
+            let hold = Duration::from_nanos(REAPER_DELAY_NS)
+                + REAPER_RETRY * passes.saturating_sub(1)
+                + REAPER_RETRY / 2;
+            say(&format!(
+                "deregistering the region after {hold:?} ({passes} partial passes)"
+            ));
+            sleep(hold)?;
+            scene.helper(victim).go()?;
+            let said = scene.helper(victim).read_line()?;
+            if said != "released" {
+                return Err(ScenarioError::HelperFailed {
+                    role: "releaser",
+                    why: format!("said {said:?}, not released"),
+                });
+            }
+            if let Some(odp) = &mut scene.report.odp {
+                odp.released = true;
+            }
+            say("region deregistered: the notifier is gone; the next pass reaps");
+            sleep(REAPER_RETRY * 3)?;
+        }
+        None => wait_for_the_reaper(say)?,
+    }
+    release_and_reap(&mut scene, victim, say)?;
     scene.finish(&[victim])
 }
 

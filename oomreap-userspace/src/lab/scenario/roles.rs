@@ -30,12 +30,29 @@ struct KvmMemoryRegion {
     userspace_addr: u64,
 }
 
+/// The ODP memory region a stuck victim registers before it hogs.
+pub struct OdpRequest {
+    /// The RDMA device.
+    pub device: String,
+    pub mib: u64,
+    /// Fork a releaser that deregisters the region when it reads a byte on stdin.
+    pub releaser: bool,
+}
+
 /// A victim that cannot exit while its memory is reaped: one thread blocks reading `stall`
 /// (a stalling FUSE file), the main thread waits for the go byte, then touches `mib` MiB until
 /// the OOM killer strikes. With `kvm`, the mm first gets a KVM mmu notifier, and the memory is
-/// a KVM memslot. With `hold`, the memory must fit: it then prints `ready` and waits to be
-/// killed (by a userspace killer rather than the OOM killer).
-pub fn stuck_victim(mib: u64, stall: &Path, kvm: bool, hold: bool) -> std::io::Result<()> {
+/// a KVM memslot. With `odp`, it first touches a region of its own and registers it as an RDMA
+/// ODP memory region (an interval notifier that refuses the reaper), printing `odp ADDRESS
+/// LENGTH`. With `hold`, the memory must fit: it then prints `ready` and waits to be killed
+/// (by a userspace killer rather than the OOM killer).
+pub fn stuck_victim(
+    mib: u64,
+    stall: &Path,
+    kvm: bool,
+    odp: Option<OdpRequest>,
+    hold: bool,
+) -> std::io::Result<()> {
     let _vm = kvm.then(|| kvm_vm_over(mib)).transpose()?;
     let file = File::open(stall)?;
     std::thread::spawn(move || {
@@ -45,6 +62,9 @@ pub fn stuck_victim(mib: u64, stall: &Path, kvm: bool, hold: bool) -> std::io::R
     });
     let mut go = [0u8; 1];
     std::io::stdin().read_exact(&mut go)?;
+    if let Some(request) = odp {
+        odp_region(&request)?;
+    }
     hog::run(mib, false)?;
     if hold {
         println!("ready");
@@ -54,6 +74,58 @@ pub fn stuck_victim(mib: u64, stall: &Path, kvm: bool, hold: bool) -> std::io::R
         }
     }
     Ok(())
+}
+
+/// Touches and registers the ODP region; with a releaser, forks it. Reports the region on
+/// stdout (after the go byte, so its pages are charged to the victim's cgroup).
+fn odp_region(request: &OdpRequest) -> std::io::Result<()> {
+    let (base, len) = hog::map_anonymous(request.mib)?;
+    // SAFETY: the mapping just created, whole.
+    unsafe { hog::touch_mapping(base, len) };
+    let region = super::odp::register(&request.device, base, len)?;
+    println!("odp {:#x} {}", region.address, region.len);
+    std::io::stdout().flush()?;
+    if request.releaser {
+        // SAFETY: fork has no preconditions; the child only reads, deregisters (one ioctl
+        // through libibverbs, whose state it inherited) and exits.
+        match unsafe { libc::fork() } {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => releaser(region),
+            _ => {}
+        }
+    } else {
+        // The region stays registered until the victim's files close at its exit.
+        std::mem::forget(region);
+    }
+    Ok(())
+}
+
+/// The victim's forked child: a process of its own (so the OOM killer, which kills the
+/// victim's mm, spares it) holding the same verbs file, which can deregister the victim's
+/// region while the victim is dying. A byte on stdin (shared with the victim) deregisters it
+/// and prints `released`; end of file (the scenario has ended) just exits.
+fn releaser(region: super::odp::OdpRegion) -> ! {
+    hog::set_comm("oomreap-release");
+    // Never the OOM killer's choice: it shares the region's pages copy-on-write.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    let mut byte = [0u8; 1];
+    // SAFETY: reads one byte into a local buffer.
+    let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
+    let code = if n == 1 {
+        match region.deregister() {
+            Ok(()) => {
+                let line = b"released\n";
+                // SAFETY: writes a local buffer to stdout.
+                unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+                0
+            }
+            Err(_) => 1,
+        }
+    } else {
+        0
+    };
+    // SAFETY: ends the forked child at once, without running the parent's exit handlers.
+    unsafe { libc::_exit(code) }
 }
 
 /// Creates a KVM VM (which registers an mmu notifier on our mm) whose memslot 0 is `mib` MiB

@@ -157,6 +157,69 @@ fn a_jammed_lock_fails_fail_on_gave_up_and_names_the_victim() {
 }
 
 #[test]
+fn an_odp_victim_fails_fail_on_notifier_and_partial_and_names_the_cause() {
+    let test = "an_odp_victim_fails_fail_on_notifier_and_partial_and_names_the_cause";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if !std::path::Path::new("/sys/module/rdma_rxe").exists() {
+        common::skip(
+            test,
+            "rdma_rxe is not loaded (no soft-RoCE here; the matrix's generic 6.18 and 7.x \
+             kernels run it)",
+        );
+        return;
+    }
+    let dir = TempDir::new();
+    let (json, inject) = (dir.0.join("report.json"), dir.0.join("inject.json"));
+    let script = format!("{OOMREAP} inject odp-victim --json > {}", inject.display());
+    let (code, stderr) = run(
+        &[
+            "--fail-on",
+            "notifier",
+            "--fail-on",
+            "partial",
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        &["sh", "-c", &script],
+    );
+    assert_eq!(code, Some(90), "an expectation failed: {stderr}");
+    let injected: Value =
+        serde_json::from_str(&std::fs::read_to_string(&inject).expect("inject report"))
+            .expect("JSON");
+    let victim = injected["victims"][0]["pid"].as_u64().expect("victim pid");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    schema_check(&report);
+    let summary = report["victims"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["pid"] == victim))
+        .expect("the victim in the report");
+    assert_eq!(
+        (
+            &summary["outcome"],
+            &summary["gave_up_cause"],
+            &summary["partial_reaps"]
+        ),
+        (
+            &Value::from("gave_up"),
+            &Value::from("notifier"),
+            &Value::from(10)
+        ),
+        "{summary}"
+    );
+    // Both expectations fail, each naming the victim.
+    for why in ["mmu notifiers", "10 partial reaps"] {
+        assert!(
+            stderr.contains(&format!("victim pid {victim} (oomreap-hog): "))
+                && stderr.contains(why),
+            "stderr names the victim and {why:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn the_exit_status_contract() {
     let Some(_lock) = privileged("the_exit_status_contract") else {
         return;

@@ -453,6 +453,156 @@ fn a_kvm_victim_names_its_mmu_notifier() {
     );
 }
 
+/// Returns true if this kernel can make the odp scenarios' soft-RoCE device; else says why
+/// the test is skipped (the matrix's generic kernels load rdma_rxe; cloud kernels lack it).
+fn soft_roce_here(test: &str) -> bool {
+    if std::path::Path::new("/sys/module/rdma_rxe").exists() {
+        return true;
+    }
+    skip(
+        test,
+        "rdma_rxe is not loaded (no soft-RoCE: cloud kernels and this machine's lack it; \
+         the matrix's generic 6.18 and 7.x kernels run it)",
+    );
+    false
+}
+
+/// The ODP region the scenario registered: [start, end).
+fn odp_region(traced: &Traced) -> (u64, u64) {
+    let odp = &traced.report["odp"];
+    let start = odp["address"]
+        .as_str()
+        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("no ODP region in {}", traced.report));
+    (start, start + odp["len"].as_u64().expect("its length"))
+}
+
+/// The kill names the interval notifier that refuses the reaper: rdma_rxe's.
+fn assert_rxe_notifier_named(kill: &Value) {
+    let notifiers = &kill["notifiers"];
+    assert!(notifiers["interval"].as_u64() >= Some(1), "{kill}");
+    let rxe = notifiers["callbacks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["kind"] == "interval"))
+        .unwrap_or_else(|| panic!("no interval notifier listed: {notifiers}"));
+    assert_eq!(rxe["owner"], "rdma_rxe", "{notifiers}");
+}
+
+/// With function hooks forced, each refusal is the ODP region's VMA (which holds the region,
+/// and may have merged with its neighbours), refused with -EAGAIN, on an mm whose notifiers
+/// include rdma_rxe's; without them, none is seen.
+fn check_refusals(steps: &[Value], region: (u64, u64), passes: usize) {
+    let refusals = step(steps, "notifier_refused");
+    match forced_function_mode().as_deref() {
+        Some("fentry" | "kprobe") => {
+            assert_eq!(
+                refusals.len(),
+                passes,
+                "one refusal per pass: {refusals:#?}"
+            );
+            for r in &refusals {
+                let bound = |key: &str| {
+                    r["range"][key]
+                        .as_str()
+                        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+                        .unwrap_or_else(|| panic!("no range {key} in {r}"))
+                };
+                assert!(
+                    bound("start") <= region.0 && bound("end") >= region.1,
+                    "refused range does not hold the region {region:x?}: {r}"
+                );
+                assert_eq!(r["ret"], -11, "{r}");
+                assert!(r["notifiers"]["interval"].as_u64() >= Some(1), "{r}");
+            }
+        }
+        Some(_) => assert!(refusals.is_empty(), "function hooks are off: {refusals:#?}"),
+        None => {}
+    }
+}
+
+#[test]
+fn an_odp_region_makes_every_pass_partial_and_the_reaper_give_up_on_the_notifier() {
+    let test = "an_odp_region_makes_every_pass_partial_and_the_reaper_give_up_on_the_notifier";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if !soft_roce_here(test) {
+        return;
+    }
+    let traced = trace_scenario(&["odp-victim"]);
+    let steps = traced.victim();
+    assert_rxe_notifier_named(step(steps, "kill")[0]);
+    let o = outcome(steps);
+    assert_eq!(
+        (
+            o["outcome"].as_str(),
+            o["gave_up_cause"].as_str(),
+            o["partial_passes"].as_u64(),
+            o["lock_contended"].as_bool(),
+        ),
+        (Some("gave_up"), Some("notifier"), Some(10), Some(false)),
+        "{o}"
+    );
+    assert_eq!(step(steps, "reaped").len(), 10, "ten passes, none skipped");
+    check_reap_calls(steps, &[("oom_reaper", false); 10]);
+    check_refusals(steps, odp_region(&traced), 10);
+}
+
+#[test]
+fn an_odp_region_deregistered_after_three_passes_lets_the_next_one_reap() {
+    let test = "an_odp_region_deregistered_after_three_passes_lets_the_next_one_reap";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if !soft_roce_here(test) {
+        return;
+    }
+    let traced = trace_scenario(&["odp-victim", "--release-after", "3"]);
+    assert_eq!(traced.report["odp"]["released"], true);
+    let steps = traced.victim();
+    let o = outcome(steps);
+    assert_eq!(o["outcome"], "reaped", "{o}");
+    // The release is timed against the reaper's 100 ms retries: allow one either way.
+    let partial = o["partial_passes"].as_u64().unwrap_or(0) as usize;
+    assert!((2..=4).contains(&partial), "{partial} partial passes: {o}");
+    let mut expected = vec![("oom_reaper", false); partial];
+    expected.push(("oom_reaper", true));
+    check_reap_calls(steps, &expected);
+    check_refusals(steps, odp_region(&traced), partial);
+}
+
+#[test]
+fn process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass() {
+    let test = "process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if !soft_roce_here(test) {
+        return;
+    }
+    let traced = trace_scenario(&["odp-mrelease"]);
+    assert_eq!(traced.report["mrelease"]["ret"], -11, "{}", traced.report);
+    let steps = traced.victim();
+    let calls = step(steps, "mrelease");
+    assert_eq!(calls.len(), 1, "{steps:#?}");
+    assert_eq!(calls[0]["ret"], -11);
+    let o = outcome(steps);
+    // The call's partial pass, then the reaper's ten.
+    assert_eq!(
+        (
+            o["outcome"].as_str(),
+            o["gave_up_cause"].as_str(),
+            o["partial_passes"].as_u64()
+        ),
+        (Some("gave_up"), Some("notifier"), Some(11)),
+        "{o}"
+    );
+    let mut expected = vec![("process_mrelease", false)];
+    expected.extend([("oom_reaper", false); 10]);
+    check_reap_calls(steps, &expected);
+    check_refusals(steps, odp_region(&traced), 11);
+}
+
 #[test]
 fn process_mrelease_is_seen_with_its_caller_and_result() {
     let Some(_lock) = privileged("process_mrelease_is_seen_with_its_caller_and_result") else {

@@ -111,9 +111,16 @@ fn apt(args: &[&str]) -> Command {
 /// No service is left running or enabled: a policy-rc.d forbids starting any during the
 /// install, and whatever the packages enabled is disabled again.
 pub fn ensure_debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    // A program on PATH, or (an absolute path) a file the package installs.
     let missing: Vec<&str> = packages
         .iter()
-        .filter(|(program, _)| which::which(program).is_err())
+        .filter(|(program, _)| {
+            if program.starts_with('/') {
+                !Path::new(program).exists()
+            } else {
+                which::which(program).is_err()
+            }
+        })
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {

@@ -6,7 +6,8 @@
 # best the kernel allows) and FILTER.
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root RUST_BACKTRACE=1
+# /usr/local/sbin first: iproute2's ip (the soft-RoCE scenarios' dummy netdev) over busybox's.
+export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root RUST_BACKTRACE=1
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -22,8 +23,11 @@ mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 ip link set lo up
-# FUSE is a module on 6.1 (built in later); the package's own module, unpacked by the host.
-[ -f /vm/fuse.ko ] && insmod /vm/fuse.ko
+# The kernel package's own modules, unpacked by the host, in dependency order: FUSE (a module
+# before 6.12) and soft-RoCE (rdma_rxe and what it needs) where the kernel has them.
+for module in /vm/modules/*.ko; do
+    [ -f "$module" ] && { insmod "$module" || echo "OOMREAP-VM insmod-failed $module"; }
+done
 
 say() { echo "OOMREAP-VM $*"; }
 . /vm/plan

@@ -138,6 +138,23 @@ impl Archive {
     }
 }
 
+/// A kernel module's bytes, uncompressed (Debian ships `.ko.xz`; every kernel loads a
+/// plain `.ko`).
+pub fn module_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.extension().is_none_or(|e| e != "xz") {
+        return std::fs::read(path).with_context(|| format!("failed to read {}", path.display()));
+    }
+    let out = Command::new("xz")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .context("failed to run xz")?;
+    if !out.status.success() {
+        bail!("xz -dc {} failed", path.display());
+    }
+    Ok(out.stdout)
+}
+
 /// The libraries `ldd` resolves for `binary`, including the dynamic loader.
 fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let out = Command::new("ldd")

@@ -22,7 +22,14 @@ pub struct KernelLine {
 }
 
 /// Every line the matrix knows, oldest first.
-pub const LINES: [KernelLine; 4] = [
+pub const LINES: [KernelLine; 6] = [
+    // bullseye-security: the oldest long-term line in wide use (no mmap_lock tracepoints, no
+    // exit_mmap tracepoint, no process_mrelease); cloud, as its generic rdma_rxe has no ODP.
+    KernelLine {
+        name: "5.10",
+        prefix: "linux-image-5.10.0-",
+        suffix: "-cloud-amd64",
+    },
     // bookworm
     KernelLine {
         name: "6.1",
@@ -35,18 +42,40 @@ pub const LINES: [KernelLine; 4] = [
         prefix: "linux-image-6.12.",
         suffix: "+deb12-cloud-amd64-unsigned",
     },
-    // trixie-backports
+    // trixie-backports, the generic flavour: it has rdma_rxe with ODP (the cloud one has no
+    // rdma_rxe), for the mmu notifier that refuses the reaper.
     KernelLine {
         name: "6.18",
         prefix: "linux-image-6.18.",
-        suffix: "+deb13-cloud-amd64",
+        suffix: "+deb13-amd64",
     },
-    // trixie-backports
+    // trixie-backports, generic, as 6.18.
     KernelLine {
         name: "7.x",
         prefix: "linux-image-7.",
-        suffix: "+deb13-cloud-amd64",
+        suffix: "+deb13-amd64",
     },
+    // trixie-backports: PREEMPT_RT, where rw_semaphore is built on an rtmutex.
+    KernelLine {
+        name: "7.x-rt",
+        prefix: "linux-image-7.",
+        suffix: "+deb13-rt-amd64",
+    },
+];
+
+/// Modules the guest loads, in this order (each one's dependencies first), where the kernel
+/// has them as modules: FUSE (a module before 6.12) and soft-RoCE with what it needs. Names
+/// as in `modules.dep`, without `.ko`.
+pub const GUEST_MODULES: [&str; 8] = [
+    "fuse",
+    "udp_tunnel",
+    "ip6_udp_tunnel",
+    "ib_core",
+    // 7.x split the verbs support out of ib_uverbs.
+    "ib_uverbs_support",
+    "ib_uverbs",
+    "rdma_rxe",
+    "dummy",
 ];
 
 /// A kernel ready to boot.
@@ -56,8 +85,9 @@ pub struct Kernel {
     /// The Debian package it came from.
     pub package: String,
     pub vmlinuz: PathBuf,
-    /// The package's own fuse.ko, where FUSE is a module (6.1).
-    pub fuse_module: Option<PathBuf>,
+    /// The package's own modules of [`GUEST_MODULES`] that it has (`.ko` or `.ko.xz`), in
+    /// load order.
+    pub modules: Vec<PathBuf>,
 }
 
 /// The private apt configuration and where packages are unpacked.
@@ -135,6 +165,8 @@ impl KernelCache {
         let entry =
             |uri: &str, suite: &str| format!("deb [signed-by={KEYRING}] {uri} {suite} main\n");
         let sources = [
+            entry(&archive, "bullseye"),
+            entry(&security, "bullseye-security"),
             entry(&archive, "bookworm"),
             entry(&security, "bookworm-security"),
             entry(&archive, "trixie-backports"),
@@ -194,20 +226,33 @@ impl KernelCache {
             let deb = self.download(package)?;
             extract(&deb, &tree)?;
             if find_file(&tree, |n| n.starts_with("vmlinuz")).is_none() {
+                // Since 7.0 the image package is empty: the kernel and its modules come in
+                // packages of their own.
                 let binary = depends_on(&deb, "linux-binary-")?.with_context(|| {
                     format!("{package} holds no vmlinuz and names no linux-binary package")
                 })?;
                 extract(&self.download(&binary)?, &tree)?;
+                if let Some(modules) = depends_on(&deb, "linux-modules-")? {
+                    extract(&self.download(&modules)?, &tree)?;
+                }
             }
             std::fs::write(&done, b"")?;
         }
         let vmlinuz = find_file(&tree, |n| n.starts_with("vmlinuz"))
             .with_context(|| format!("no vmlinuz in {}", tree.display()))?;
+        let modules = GUEST_MODULES
+            .iter()
+            .filter_map(|name| {
+                find_file(&tree, |n| {
+                    n == format!("{name}.ko") || n == format!("{name}.ko.xz")
+                })
+            })
+            .collect();
         Ok(Kernel {
             line,
             package: package.to_owned(),
             vmlinuz,
-            fuse_module: find_file(&tree, |n| n == "fuse.ko"),
+            modules,
         })
     }
 
@@ -350,13 +395,19 @@ mod tests {
             "linux-image-7.3.4+deb13-cloud-amd64",
             "linux-image-7.3.4+deb13-cloud-amd64-dbg",
             "linux-image-7.9.0+deb13-rt-amd64",
+            "linux-image-7.3.4+deb13-amd64",
         ]
         .map(String::from)
         .to_vec();
+        let line = |name| LINES.iter().find(|l| l.name == name).unwrap();
         assert_eq!(
-            newest(&LINES[3], &names).as_deref(),
-            Some("linux-image-7.10.1+deb13-cloud-amd64")
+            newest(line("7.x"), &names).as_deref(),
+            Some("linux-image-7.3.4+deb13-amd64")
         );
-        assert_eq!(newest(&LINES[0], &names), None);
+        assert_eq!(
+            newest(line("7.x-rt"), &names).as_deref(),
+            Some("linux-image-7.9.0+deb13-rt-amd64")
+        );
+        assert_eq!(newest(line("6.1"), &names), None);
     }
 }

@@ -36,7 +36,7 @@ const MODES: [&str; 3] = ["off", "fentry", "kprobe"];
 
 #[derive(Debug, clap::Args)]
 pub struct VmTestArgs {
-    /// Kernel lines to boot: 6.1, 6.12, 6.18, 7.x (default: all).
+    /// Kernel lines to boot: 5.10, 6.1, 6.12, 6.18, 7.x, 7.x-rt (default: all).
     #[arg(long, value_delimiter = ',')]
     pub kernels: Vec<String>,
     /// Function attach modes to run the suites in, each where the kernel allows it: off
@@ -77,12 +77,26 @@ impl VmTestArgs {
 }
 
 /// Programs the matrix needs, with the Debian packages that bring them.
-const PACKAGES: [(&str, &str); 4] = [
+const PACKAGES: [(&str, &str); 5] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("busybox", "busybox-static"),
     ("objcopy", "binutils"),
     ("dpkg-deb", "dpkg"),
+    // Debian's modules are xz-compressed; the guest gets them plain.
+    ("xz", "xz-utils"),
 ];
+
+/// What the guest's soft-RoCE scenarios run: iproute2's `ip` and `rdma`, and libibverbs with
+/// its rxe provider (found at run time through `/etc/libibverbs.d`).
+const RDMA_PACKAGES: [(&str, &str); 4] = [
+    ("ip", "iproute2"),
+    ("rdma", "iproute2"),
+    (LIBIBVERBS, "libibverbs1"),
+    (VERBS_PROVIDERS, "ibverbs-providers"),
+];
+const LIBIBVERBS: &str = "/usr/lib/x86_64-linux-gnu/libibverbs.so.1";
+const VERBS_PROVIDERS: &str = "/usr/lib/x86_64-linux-gnu/libibverbs";
+const RXE_DRIVER: &str = "/etc/libibverbs.d/rxe.driver";
 
 pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
     for mode in &args.modes {
@@ -101,12 +115,17 @@ pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
                     .find(|l| l.name == name)
                     .copied()
                     .with_context(|| {
-                        format!("unknown kernel line {name:?}; expected 6.1, 6.12, 6.18 or 7.x")
+                        let known: Vec<&str> = kernels::LINES.iter().map(|l| l.name).collect();
+                        format!(
+                            "unknown kernel line {name:?}; expected one of {}",
+                            known.join(", ")
+                        )
                     })
             })
             .collect::<anyhow::Result<_>>()?
     };
     crate::setup::ensure_debian_packages(&PACKAGES)?;
+    crate::setup::ensure_debian_packages(&RDMA_PACKAGES)?;
     let busybox = which::which("busybox").context("busybox")?;
     if !Command::new("ldd").arg(&busybox).output().is_ok_and(|o| {
         // glibc's ldd says so on stderr, others on stdout.
@@ -221,8 +240,18 @@ fn test_kernel(
         kernel.line, kernel.package
     );
     let mut extras = Archive::default();
-    if let Some(fuse) = &kernel.fuse_module {
-        extras.host_file(fuse, "/vm/fuse.ko", false)?;
+    // init.sh loads /vm/modules/* in name order: the numbers keep the dependency order.
+    for (i, module) in kernel.modules.iter().enumerate() {
+        let name = module
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("module file name")?;
+        let name = name.strip_suffix(".xz").unwrap_or(name);
+        extras.file(
+            &format!("/vm/modules/{i:02}-{name}"),
+            &initramfs::module_bytes(module)?,
+            0o644,
+        );
     }
     if let Some(check) = static_check {
         // init.sh runs STATIC_TEST from /vm/static/<suite> with OOMREAP_DIST_DIR=/vm/static.
@@ -339,6 +368,7 @@ fn common_archive(
             once_suites.push(guest);
         }
     }
+    add_rdma_userspace(&mut archive)?;
     let plan = format!(
         "MODE_SUITES='{}'\nONCE_SUITES='{}'\nMODES='{}'\nFILTER='{}'\n",
         mode_suites.join(" "),
@@ -348,6 +378,33 @@ fn common_archive(
     );
     archive.file("/vm/plan", plan.as_bytes(), 0o644);
     Ok(archive.finish())
+}
+
+/// iproute2's `ip` and `rdma` under /usr/local/sbin (ahead of busybox's `ip` on the guest's
+/// PATH), libibverbs, its rxe provider and the provider's driver file, with their libraries.
+fn add_rdma_userspace(archive: &mut Archive) -> anyhow::Result<()> {
+    for program in ["ip", "rdma"] {
+        let host = which::which(program).with_context(|| format!("no {program} on PATH"))?;
+        archive.host_file(&host, &format!("/usr/local/sbin/{program}"), false)?;
+        archive.libraries_of(&host)?;
+    }
+    let rxe = std::fs::read_dir(VERBS_PROVIDERS)
+        .with_context(|| format!("failed to read {VERBS_PROVIDERS}"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("librxe-"))
+        })
+        .with_context(|| format!("no rxe provider (librxe-*.so) in {VERBS_PROVIDERS}"))?;
+    for library in [Path::new(LIBIBVERBS), rxe.as_path()] {
+        let guest = library.to_string_lossy().into_owned();
+        archive.host_file(library, &guest, false)?;
+        archive.libraries_of(library)?;
+    }
+    archive.host_file(Path::new(RXE_DRIVER), RXE_DRIVER, false)?;
+    Ok(())
 }
 
 /// Boots `kernel` and returns everything it printed on its console (also written to `log`),

@@ -279,7 +279,7 @@ running 3 tests
             line: "6.1",
             package: "linux-image-6.1.0-56-cloud-amd64-unsigned".into(),
             vmlinuz: PathBuf::new(),
-            fuse_module: None,
+            modules: Vec::new(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! hooks) `__oom_reap_task_mm`'s return and the mmu notifiers that refused it.
 use super::{
     Attempt, AttemptResult, Change, MreleaseCall, Outcome, REFUSALS_KEPT, Tracker, VictimId,
-    settle::settled_reap,
+    settle::{settled_reap, ten_partial_passes},
 };
 use crate::wire::{ExitMmap, Mrelease, NotifierRefused, ReapCall};
 
@@ -21,6 +21,9 @@ impl Tracker {
         v.mm_freed_by = Some(e.by.clone());
         let never_woken = v.woken_at_ns.is_none() && v.attempts.is_empty();
         let reaped = settled_reap(v);
+        // The tenth pass of a victim whose every pass was partial was partial too: the
+        // reaper gave up, and the victim's own exit freed its memory.
+        let gave_up = reaped && ten_partial_passes(v);
         changes.push(Change::MmFreed(id));
         if never_woken {
             self.finalize(
@@ -30,6 +33,8 @@ impl Tracker {
                 e.timestamp_ns,
                 changes,
             );
+        } else if gave_up {
+            self.finalize(id, Outcome::GaveUp, true, e.timestamp_ns, changes);
         } else if reaped {
             self.finalize(id, Outcome::Reaped, true, e.timestamp_ns, changes);
         }

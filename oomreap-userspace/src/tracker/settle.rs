@@ -28,14 +28,17 @@ impl Tracker {
             .iter()
             .filter(|a| a.failed())
             .count();
-        let last = v.attempts.last_mut()?;
-        let last_at = match &last.result {
+        let last_at = v.attempts.last().map(|last| match &last.result {
             AttemptResult::Reaped { finished_ns, .. } => *finished_ns,
             _ => last.started_ns,
-        };
+        })?;
         if !quiet_since(last_at) {
             return None;
         }
+        if ten_partial_passes(v) {
+            return Some(Outcome::GaveUp);
+        }
+        let last = v.attempts.last_mut()?;
         match &mut last.result {
             AttemptResult::Reaped {
                 complete: Some(false),
@@ -51,11 +54,6 @@ impl Tracker {
                 })
             }
             AttemptResult::Reaped { complete, .. } => {
-                // The tenth pass of a victim whose every pass was partial: the kernel gave up.
-                if count == MAX_REAP_ATTEMPTS && failed_before_last == count - 1 {
-                    *complete = Some(false);
-                    return Some(Outcome::GaveUp);
-                }
                 *complete = Some(true);
                 Some(Outcome::Reaped)
             }
@@ -133,6 +131,30 @@ pub(super) fn settle_deadline(v: &Victim) -> Option<u64> {
                 .killed_at_ns
                 .map(|k| k.saturating_add(REAPER_DELAY_NS + SETTLE_NS)),
         },
+    }
+}
+
+/// Returns true if and only if the victim's last attempt is its tenth, a pass whose result was
+/// not traced, after nine failures: the reaper's last pass, partial as the others were, so it
+/// gave up (marks the pass partial).
+pub(super) fn ten_partial_passes(v: &mut Victim) -> bool {
+    let count = v.attempts.len();
+    if count != MAX_REAP_ATTEMPTS || v.attempts[..count - 1].iter().any(|a| !a.failed()) {
+        return false;
+    }
+    match v.attempts.last_mut() {
+        Some(Attempt {
+            result:
+                AttemptResult::Reaped {
+                    complete: complete @ (None | Some(false)),
+                    ..
+                },
+            ..
+        }) => {
+            *complete = Some(false);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -379,6 +379,22 @@ fn ten_partial_passes_give_up() {
 }
 
 #[test]
+fn an_exit_right_after_ten_partial_passes_is_still_a_give_up() {
+    // The victim exits before silence could settle its tenth pass: that pass was partial
+    // like the nine before it, so the reaper gave up, and the exit freed the memory.
+    let mut stream = Stream::default().kill(0, 10).wake(2_000, 10);
+    for i in 0..10 {
+        stream = stream.reap(2_000 + i * 100, 10, 30_000);
+    }
+    let (tracker, _) = stream.exit(3_050, 10).run(0);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::GaveUp, true));
+    assert_eq!(v.give_up_cause(), Some(GiveUpCause::Notifier));
+    assert_eq!(v.partial_passes(), 10);
+    assert!(v.mm_freed_at_ns.is_some());
+}
+
+#[test]
 fn a_give_up_names_the_lock_or_both_causes() {
     let (tracker, _) = Stream::default()
         .kill(0, 10)

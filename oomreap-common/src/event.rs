@@ -303,6 +303,11 @@ pub mod lock_flags {
     pub const OWNER_TASK: u32 = 1 << 1;
     /// The waiter list was walked.
     pub const WAITERS: u32 = 1 << 2;
+    /// A PREEMPT_RT lock (`struct rwbase_rt`): `count` is `readers` (`READER_BIAS` set while
+    /// no writer has it; `WRITER_BIAS` while one holds it; below `WRITER_BIAS` while one
+    /// waits for the readers to drain), `owner_raw` the rtmutex's owner (that writer; bit 0:
+    /// it has waiters), and the waiters are the rtmutex's, of unknown kind.
+    pub const RT: u32 = 1 << 3;
 }
 
 /// A snapshot of the victim's `mm->mmap_lock` (a `struct rw_semaphore`).

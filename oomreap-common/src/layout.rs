@@ -117,6 +117,17 @@ pub struct KernelLayout {
     pub interval_ops_invalidate: u32,
     /// `ops->invalidate_start` (7.1+), for notifiers that split the callback in two.
     pub interval_ops_invalidate_start: u32,
+    /// PREEMPT_RT, where `rw_semaphore` is a `struct rwbase_rt` (no `count`, `owner`, or
+    /// `wait_list`): offsets in `rw_semaphore` of `rwbase.readers` (an `atomic_t`), of
+    /// `rwbase.rtmutex.owner` (the writer, holding or pending; bit 0: has waiters) and of
+    /// `rwbase.rtmutex.waiters.rb_leftmost` (the first waiter's node); in
+    /// `rt_mutex_waiter`, of its tree node (`tree.entry`) and its `task`.
+    pub rt_readers: u32,
+    pub rt_owner: u32,
+    pub rt_waiters_leftmost: u32,
+    pub rt_waiter_entry: u32,
+    pub rt_waiter_task: u32,
+    pub _pad2: u32,
 
     /// Record offsets of classic tracepoints (from their tracefs `format` files).
     pub mark_victim_record: MarkVictimRecord,
@@ -266,6 +277,12 @@ impl KernelLayout {
         interval_notifier_ops: ABSENT,
         interval_ops_invalidate: ABSENT,
         interval_ops_invalidate_start: ABSENT,
+        rt_readers: ABSENT,
+        rt_owner: ABSENT,
+        rt_waiters_leftmost: ABSENT,
+        rt_waiter_entry: ABSENT,
+        rt_waiter_task: ABSENT,
+        _pad2: 0,
         mark_victim_record: MarkVictimRecord::UNSET,
         records: ClassicRecords::UNSET,
     };
@@ -274,7 +291,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 64 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 70 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

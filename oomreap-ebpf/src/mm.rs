@@ -203,6 +203,10 @@ pub fn lock_state(mm: u64, state: &mut LockState) {
         return;
     }
     let sem = mm + u64::from(l.mm_mmap_lock);
+    if l.rwsem_count == ABSENT {
+        rt_lock_state(l, sem, state);
+        return;
+    }
     let (Some(count), Some(owner)) = (
         read::<u64>(sem, l.rwsem_count),
         read::<u64>(sem, l.rwsem_owner),
@@ -221,6 +225,52 @@ pub fn lock_state(mm: u64, state: &mut LockState) {
     }
     walk_waiters(l, sem, state);
 }
+
+/// PREEMPT_RT's `rw_semaphore` (a `rwbase_rt`): its reader count, the rtmutex's owner (a
+/// writer, holding the lock or waiting for readers to drain) and the tasks blocked on the
+/// rtmutex, in its tree's order (the first to get it first).
+#[inline(always)]
+fn rt_lock_state(l: &KernelLayout, sem: u64, state: &mut LockState) {
+    if l.rt_readers == ABSENT {
+        return;
+    }
+    let (Some(readers), Some(owner)) =
+        (read::<u32>(sem, l.rt_readers), read::<u64>(sem, l.rt_owner))
+    else {
+        return;
+    };
+    state.count = u64::from(readers);
+    state.owner_raw = owner;
+    state.flags |= lock_flags::READ | lock_flags::RT;
+    if let Some((pid, tgid)) = task::ids(owner & !RT_MUTEX_HAS_WAITERS) {
+        state.owner_pid = pid;
+        state.owner_tgid = tgid;
+        task::comm(owner & !RT_MUTEX_HAS_WAITERS, &mut state.owner_comm);
+        state.flags |= lock_flags::OWNER_TASK;
+    }
+    state.flags |= lock_flags::WAITERS;
+    let mut node = read::<u64>(sem, l.rt_waiters_leftmost).unwrap_or(0);
+    for i in 0..=MAX_WAITERS {
+        if node == 0 {
+            return;
+        }
+        let Some(slot) = state.waiters.get_mut(i) else {
+            state.waiters_truncated = 1;
+            return;
+        };
+        let waiter = node - u64::from(l.rt_waiter_entry);
+        let task = read::<u64>(waiter, l.rt_waiter_task).unwrap_or(0);
+        slot.pid = task::ids(task).map_or(0, |(pid, _)| pid);
+        // An rtmutex waiter does not say whether it wants to read or write.
+        slot.waiter_type = u32::MAX;
+        task::comm(task, &mut slot.comm);
+        state.waiter_count += 1;
+        node = rb_next(l, node);
+    }
+}
+
+/// `rt_mutex_base::owner`'s flag bit: the rtmutex has waiters.
+const RT_MUTEX_HAS_WAITERS: u64 = 1;
 
 /// Lists up to [`MAX_WAITERS`] tasks queued on the rwsem at `sem`.
 #[inline(always)]

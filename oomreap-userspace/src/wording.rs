@@ -77,6 +77,9 @@ pub fn lock_text(lock: &LockSnapshot) -> String {
     if lock.writer_locked {
         state.push("writer-locked".to_owned());
     }
+    if lock.writer_pending {
+        state.push("writer pending".to_owned());
+    }
     if lock.readers > 0 {
         state.push(format!("{} readers", lock.readers));
     }
@@ -91,6 +94,9 @@ pub fn lock_text(lock: &LockSnapshot) -> String {
     } else {
         state.join(", ")
     };
+    if lock.rt {
+        text.push_str(" (PREEMPT_RT rtmutex)");
+    }
     if let Some(owner) = &lock.owner {
         let role = if owner.reader_hint {
             "reader hint"

@@ -467,6 +467,30 @@ fn soft_roce_here(test: &str) -> bool {
     false
 }
 
+/// One line per step (time, victim id, step, its gist), for failure messages.
+fn timeline(steps: &[Value]) -> String {
+    steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} id {} {} {}",
+                s["ts_ns"],
+                s["victim"]["id"],
+                s["step"].as_str().unwrap_or("?"),
+                [
+                    "attempt", "complete", "reason", "ret", "outcome", "caller", "range",
+                ]
+                .iter()
+                .filter(|k| !s[**k].is_null())
+                .map(|k| format!("{k}={}", s[*k]))
+                .collect::<Vec<_>>()
+                .join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The ODP region the scenario registered: [start, end).
 fn odp_region(traced: &Traced) -> (u64, u64) {
     let odp = &traced.report["odp"];
@@ -541,7 +565,8 @@ fn an_odp_region_makes_every_pass_partial_and_the_reaper_give_up_on_the_notifier
             o["lock_contended"].as_bool(),
         ),
         (Some("gave_up"), Some("notifier"), Some(10), Some(false)),
-        "{o}"
+        "{o}\n{}",
+        timeline(steps)
     );
     assert_eq!(step(steps, "reaped").len(), 10, "ten passes, none skipped");
     check_reap_calls(steps, &[("oom_reaper", false); 10]);
@@ -561,7 +586,7 @@ fn an_odp_region_deregistered_after_three_passes_lets_the_next_one_reap() {
     assert_eq!(traced.report["odp"]["released"], true);
     let steps = traced.victim();
     let o = outcome(steps);
-    assert_eq!(o["outcome"], "reaped", "{o}");
+    assert_eq!(o["outcome"], "reaped", "{o}\n{}", timeline(steps));
     // The release is timed against the reaper's 100 ms retries: allow one either way.
     let partial = o["partial_passes"].as_u64().unwrap_or(0) as usize;
     assert!((2..=4).contains(&partial), "{partial} partial passes: {o}");
@@ -595,7 +620,9 @@ fn process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass() {
             o["partial_passes"].as_u64()
         ),
         (Some("gave_up"), Some("notifier"), Some(11)),
-        "{o}"
+        "{o}\n{}\n{}",
+        traced.report,
+        timeline(steps)
     );
     let mut expected = vec![("process_mrelease", false)];
     expected.extend([("oom_reaper", false); 10]);

@@ -40,11 +40,16 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
         l.percpu_counter_size = stride;
         l.percpu_counter_count = count;
     }
-    l.rwsem_count = opt("rw_semaphore", "count");
-    l.rwsem_owner = opt("rw_semaphore", "owner");
-    l.rwsem_wait_list = opt("rw_semaphore", "wait_list");
-    if l.rwsem_wait_list == ABSENT {
-        l.rwsem_first_waiter = opt("rw_semaphore", "first_waiter");
+    rb_tree(&mut l, btf);
+    if btf.member_offset("rw_semaphore", "rwbase").is_ok() {
+        rt_rwsem(&mut l, btf);
+    } else {
+        l.rwsem_count = opt("rw_semaphore", "count");
+        l.rwsem_owner = opt("rw_semaphore", "owner");
+        l.rwsem_wait_list = opt("rw_semaphore", "wait_list");
+        if l.rwsem_wait_list == ABSENT {
+            l.rwsem_first_waiter = opt("rw_semaphore", "first_waiter");
+        }
     }
     l.waiter_list = opt("rwsem_waiter", "list");
     l.waiter_task = opt("rwsem_waiter", "task");
@@ -90,15 +95,14 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
 /// userptr), which hang off `subscriptions->itree`, apart from the classic hlist. Any missing
 /// leaves all of them absent: the walk is all or nothing.
 fn interval_notifiers(l: &mut KernelLayout, btf: &KernelBtf) {
-    let offsets = (|| -> Result<[u32; 8], BtfError> {
+    if l.rb_right == ABSENT {
+        return;
+    }
+    let offsets = (|| -> Result<[u32; 4], BtfError> {
         let rb = btf.member_offset("mmu_interval_notifier", "interval_tree")?
             + btf.member_offset("interval_tree_node", "rb")?;
         Ok([
             btf.member_offset("mmu_notifier_subscriptions", "itree")?,
-            btf.member_offset("rb_root_cached", "rb_leftmost")?,
-            btf.member_offset("rb_node", "__rb_parent_color")?,
-            btf.member_offset("rb_node", "rb_right")?,
-            btf.member_offset("rb_node", "rb_left")?,
             rb,
             btf.member_offset("mmu_interval_notifier", "ops")?,
             btf.member_offset("mmu_interval_notifier_ops", "invalidate")?,
@@ -107,13 +111,9 @@ fn interval_notifiers(l: &mut KernelLayout, btf: &KernelBtf) {
     match offsets {
         Ok(o) => {
             l.subscriptions_itree = o[0];
-            l.rb_cached_leftmost = o[1];
-            l.rb_parent_color = o[2];
-            l.rb_right = o[3];
-            l.rb_left = o[4];
-            l.interval_notifier_rb = o[5];
-            l.interval_notifier_ops = o[6];
-            l.interval_ops_invalidate = o[7];
+            l.interval_notifier_rb = o[1];
+            l.interval_notifier_ops = o[2];
+            l.interval_ops_invalidate = o[3];
             // 7.1 added a two-part callback; a notifier may set that one instead.
             l.interval_ops_invalidate_start = btf
                 .member_offset("mmu_interval_notifier_ops", "invalidate_start")
@@ -122,6 +122,65 @@ fn interval_notifiers(l: &mut KernelLayout, btf: &KernelBtf) {
         Err(err) => {
             log::warn!("{err:#}; interval mmu notifiers (RDMA ODP, HMM) will not be counted");
         }
+    }
+}
+
+/// `rb_node`'s and `rb_root_cached`'s members, for walking red-black trees (interval
+/// notifiers, PREEMPT_RT's lock waiters): all or none.
+fn rb_tree(l: &mut KernelLayout, btf: &KernelBtf) {
+    let offsets = (|| -> Result<[u32; 4], BtfError> {
+        Ok([
+            btf.member_offset("rb_root_cached", "rb_leftmost")?,
+            btf.member_offset("rb_node", "__rb_parent_color")?,
+            btf.member_offset("rb_node", "rb_right")?,
+            btf.member_offset("rb_node", "rb_left")?,
+        ])
+    })();
+    match offsets {
+        Ok([leftmost, parent, right, left]) => {
+            l.rb_cached_leftmost = leftmost;
+            l.rb_parent_color = parent;
+            l.rb_right = right;
+            l.rb_left = left;
+        }
+        Err(err) => log::warn!("{err:#}; red-black trees will not be walked"),
+    }
+}
+
+/// PREEMPT_RT's `rw_semaphore`: a `struct rwbase_rt { atomic_t readers; struct
+/// rt_mutex_base rtmutex; }`, whose writer owns the rtmutex and whose blocked tasks wait in
+/// the rtmutex's tree. All or none: without them the lock's state is not read.
+fn rt_rwsem(l: &mut KernelLayout, btf: &KernelBtf) {
+    let offsets = (|| -> Result<[u32; 5], BtfError> {
+        let base = btf.member_offset("rw_semaphore", "rwbase")?;
+        let rtmutex = base + btf.member_offset("rwbase_rt", "rtmutex")?;
+        let waiters = btf.member_offset("rt_mutex_base", "waiters")?;
+        // Since 6.2 the waiter's tree node sits in a `struct rt_waiter_node tree`; before,
+        // it was `tree_entry` itself.
+        let entry = match btf.member_offset("rt_mutex_waiter", "tree") {
+            Ok(tree) => tree + btf.member_offset("rt_waiter_node", "entry")?,
+            Err(_) => btf.member_offset("rt_mutex_waiter", "tree_entry")?,
+        };
+        Ok([
+            base + btf.member_offset("rwbase_rt", "readers")?,
+            rtmutex + btf.member_offset("rt_mutex_base", "owner")?,
+            rtmutex + waiters + l.rb_cached_leftmost,
+            entry,
+            btf.member_offset("rt_mutex_waiter", "task")?,
+        ])
+    })();
+    match offsets {
+        Ok(o) if l.rb_cached_leftmost != ABSENT => {
+            l.rt_readers = o[0];
+            l.rt_owner = o[1];
+            l.rt_waiters_leftmost = o[2];
+            l.rt_waiter_entry = o[3];
+            l.rt_waiter_task = o[4];
+        }
+        Ok(_) => {
+            log::warn!("PREEMPT_RT lock without rb_root_cached; mmap_lock state will be missing")
+        }
+        Err(err) => log::warn!("{err:#}; PREEMPT_RT mmap_lock state will be missing from events"),
     }
 }
 

@@ -293,7 +293,9 @@ fn lock_json(
             .collect()
     });
     json!({
+        "rt": lock.rt,
         "writer_locked": lock.writer_locked,
+        "writer_pending": lock.writer_pending,
         "waiters_queued": lock.waiters_queued,
         "handoff": lock.handoff,
         "readers": lock.readers,

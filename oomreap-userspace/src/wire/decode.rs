@@ -150,6 +150,7 @@ fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
         reader_hint: raw.owner_raw & 1 != 0,
     });
     let listed = (raw.waiter_count as usize).min(MAX_WAITERS);
+    let rt = raw.flags & lock_flags::RT != 0;
     let waiters = (raw.flags & lock_flags::WAITERS != 0).then(|| {
         raw.waiters[..listed]
             .iter()
@@ -157,6 +158,7 @@ fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
                 pid: w.pid,
                 comm: comm(&w.comm),
                 kind: match w.waiter_type {
+                    _ if rt => WaiterKind::Any,
                     0 => WaiterKind::Write,
                     1 => WaiterKind::Read,
                     other => WaiterKind::Unknown(other),
@@ -164,10 +166,15 @@ fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
             })
             .collect()
     });
+    if rt {
+        return Some(rt_lock_snapshot(raw, owner, waiters));
+    }
     Some(LockSnapshot {
         count_raw: count,
         owner_raw: raw.owner_raw,
+        rt: false,
         writer_locked: count & 1 != 0,
+        writer_pending: false,
         waiters_queued: count & 2 != 0,
         handoff: count & 4 != 0,
         readers: (count >> 8) & ((1 << 55) - 1),
@@ -175,6 +182,44 @@ fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
         waiters,
         waiters_truncated: raw.waiters_truncated != 0,
     })
+}
+
+/// A PREEMPT_RT lock (kernel/locking/rwbase_rt.c): `readers` is `READER_BIAS` plus the
+/// readers while no writer has the rtmutex; a writer that takes it subtracts `READER_BIAS`
+/// and waits for the readers left to drain (`0 <= readers < WRITER_BIAS`; a read trylock
+/// then fails), then holds the lock at exactly `WRITER_BIAS`.
+fn rt_lock_snapshot(
+    raw: &RawLockState,
+    owner: Option<LockOwner>,
+    waiters: Option<Vec<LockWaiter>>,
+) -> LockSnapshot {
+    const READER_BIAS: u64 = 1 << 31;
+    const WRITER_BIAS: u64 = 1 << 30;
+    let readers_raw = raw.count & 0xffff_ffff;
+    let (writer_locked, writer_pending, readers) = if readers_raw == WRITER_BIAS {
+        (true, false, 0)
+    } else if readers_raw & READER_BIAS != 0 {
+        (false, false, readers_raw - READER_BIAS)
+    } else {
+        (false, true, readers_raw)
+    };
+    LockSnapshot {
+        count_raw: raw.count,
+        owner_raw: raw.owner_raw,
+        rt: true,
+        writer_locked,
+        writer_pending,
+        waiters_queued: raw.owner_raw & 1 != 0,
+        handoff: false,
+        readers,
+        // The rtmutex's owner is always a writer: RT readers are not recorded.
+        owner: owner.map(|o| LockOwner {
+            reader_hint: false,
+            ..o
+        }),
+        waiters,
+        waiters_truncated: raw.waiters_truncated != 0,
+    }
 }
 
 fn decode_lock_attempt(raw: LockAttemptEvent) -> Event {

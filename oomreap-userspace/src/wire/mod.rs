@@ -161,6 +161,8 @@ pub fn has_mmf_oom_skip(mm_flags: u64) -> bool {
 pub enum WaiterKind {
     Write,
     Read,
+    /// A PREEMPT_RT rtmutex waiter: readers and writers block alike.
+    Any,
     Unknown(u32),
 }
 
@@ -170,6 +172,7 @@ impl WaiterKind {
         match self {
             Self::Write => "write".into(),
             Self::Read => "read".into(),
+            Self::Any => "read or write".into(),
             Self::Unknown(n) => format!("type {n}").into(),
         }
     }
@@ -199,9 +202,16 @@ pub struct LockOwner {
 pub struct LockSnapshot {
     pub count_raw: u64,
     pub owner_raw: u64,
-    /// `count` bit 0.
+    /// A PREEMPT_RT lock (`rwbase_rt` on an rtmutex): `count_raw` is its `readers`, the
+    /// owner the rtmutex's (a writer), the waiters the rtmutex's.
+    pub rt: bool,
+    /// `count` bit 0 (RT: `readers` is `WRITER_BIAS`).
     pub writer_locked: bool,
-    /// `count` bit 1: someone is queued (typically a writer behind readers).
+    /// RT only: a writer owns the rtmutex and waits for the readers to drain; read
+    /// trylocks fail meanwhile.
+    pub writer_pending: bool,
+    /// `count` bit 1: someone is queued (typically a writer behind readers); RT: the
+    /// rtmutex has waiters.
     pub waiters_queued: bool,
     /// `count` bit 2.
     pub handoff: bool,

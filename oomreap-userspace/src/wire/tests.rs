@@ -273,3 +273,35 @@ fn a_kill_recorded_before_the_domain_existed_decodes_without_one() {
     };
     assert_eq!((e.victim.pid, e.domain, e.swap_kib), (7, None, None));
 }
+
+#[test]
+fn a_preempt_rt_lock_reads_as_its_readers_and_rtmutex_say() {
+    use oomreap_common::event::lock_flags;
+    let decoded = |readers: u64, owner_raw: u64| {
+        let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
+        raw.lock.flags |= lock_flags::RT;
+        raw.lock.count = readers;
+        raw.lock.owner_raw = owner_raw;
+        let Event::SkipReaping(skip) = decode(&encode(&raw)).unwrap() else {
+            panic!("not a skip")
+        };
+        skip.lock.expect("a lock")
+    };
+    // One reader left, a writer waiting for it to drain (READER_BIAS taken away), the
+    // rtmutex with waiters: why the reaper's read trylock fails on RT.
+    let pending = decoded(1, 0xffff_8880_0000_5001);
+    assert!(pending.rt && pending.writer_pending && !pending.writer_locked);
+    assert_eq!((pending.readers, pending.waiters_queued), (1, true));
+    assert_eq!(pending.owner.as_ref().map(|o| o.reader_hint), Some(false));
+    assert_eq!(
+        pending.waiters.as_ref().map(|w| w[0].kind),
+        Some(WaiterKind::Any)
+    );
+    // Held by a writer: exactly WRITER_BIAS.
+    let held = decoded(1 << 30, 0xffff_8880_0000_5000);
+    assert!(held.writer_locked && !held.writer_pending && !held.waiters_queued);
+    // No writer: READER_BIAS plus two readers.
+    let read = decoded((1 << 31) + 2, 0);
+    assert!(!read.writer_locked && !read.writer_pending);
+    assert_eq!(read.readers, 2);
+}

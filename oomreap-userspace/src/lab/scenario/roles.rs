@@ -93,10 +93,9 @@ fn odp_region(request: &OdpRequest) -> std::io::Result<()> {
             0 => releaser(region),
             _ => {}
         }
-    } else {
-        // The region stays registered until the victim's files close at its exit.
-        std::mem::forget(region);
     }
+    // Without a releaser the region stays registered until the victim's files close at its
+    // exit (dropping `region` deregisters nothing).
     Ok(())
 }
 

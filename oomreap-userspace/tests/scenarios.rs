@@ -117,11 +117,17 @@ fn trace_scenario(args: &[&str]) -> Traced {
 
 /// As [`trace_scenario`], with more flags for `oomreap trace`.
 fn trace_scenario_with(trace_args: &[&str], args: &[&str]) -> Traced {
+    trace_scenario_env(trace_args, &[], args)
+}
+
+/// As [`trace_scenario_with`], with `oomreap trace` given these environment variables.
+fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) -> Traced {
     let _tracefs = TracefsMount::ensure();
     let (mut trace, stdout, stderr) = start_command(
         Command::new(OOMREAP)
             .args(["trace", "--json"])
-            .args(trace_args),
+            .args(trace_args)
+            .envs(env.iter().copied()),
     );
     let inject = Command::new(OOMREAP)
         .arg("inject")
@@ -278,6 +284,31 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
     let wake_after = o["kill_to_wake_ns"].as_u64().unwrap_or(0);
     assert!(wake_after >= 2_000_000_000, "the reaper's 2 s delay: {o}");
     check_reap_calls(steps, &[("oom_reaper", true)]);
+}
+
+#[test]
+fn a_slow_reader_never_settles_a_victim_before_reading_what_came_first() {
+    let test = "a_slow_reader_never_settles_a_victim_before_reading_what_came_first";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if in_a_function_row(test, "the reader's pace does not depend on the attach mode") {
+        return;
+    }
+    // The reader sleeps 2 s after each wake-up: the reaper's wake (2 s after the kill) is
+    // still unread when the never-woken deadline (3 s) passes. Seen in a TCG guest, where
+    // the reader is slow by itself: the victim was called exited before its wake was read.
+    let traced = trace_scenario_env(&[], &[("OOMREAP_FAULTS", "slow=reader")], &["stuck-victim"]);
+    let steps = traced.victim();
+    let o = outcome(steps);
+    assert_eq!(
+        (o["outcome"].as_str(), o["attempts"].as_u64()),
+        (Some("reaped"), Some(1)),
+        "{o}"
+    );
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["step"].as_str()).collect();
+    let at = |name| names.iter().position(|n| *n == name);
+    assert!(at("wake") < at("outcome"), "the wake came first: {names:?}");
 }
 
 #[test]

@@ -186,14 +186,22 @@ impl Capture {
         if !self.reader_delay.is_zero() {
             tokio::time::sleep(self.reader_delay).await;
         }
-        let mut raw = Vec::new();
-        let ring = guard.get_inner_mut();
-        while let Some(record) = ring.next() {
-            raw.push(record.to_vec());
-        }
+        let raw = drain(guard.get_inner_mut());
         // Tokio keeps readiness that arrived after the guard was taken, so no wake-up is lost.
         guard.clear_ready();
         drop(guard);
+        Ok(self.with_retry_snapshots(raw))
+    }
+
+    /// The records already in the ring buffer, without waiting (none if it is empty): what
+    /// the kernel emitted before now, which must be applied before a deadline is judged.
+    pub fn records_now(&mut self) -> Vec<Vec<u8>> {
+        let raw = drain(self.events.get_mut());
+        self.with_retry_snapshots(raw)
+    }
+
+    /// `raw` with a retry-counter snapshot before each kill.
+    fn with_retry_snapshots(&mut self, raw: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         let mut records = Vec::with_capacity(raw.len());
         for record in raw {
             if record.get(..4) == Some(&(EventKind::MarkVictim as u32).to_ne_bytes())
@@ -203,7 +211,7 @@ impl Capture {
             }
             records.push(record);
         }
-        Ok(records)
+        records
     }
 
     /// Current totals of the kernel programs' own counters, summed over CPUs.
@@ -500,4 +508,13 @@ fn raise_memlock_limit() {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// Every record in the ring buffer, copied out.
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
+    let mut raw = Vec::new();
+    while let Some(record) = ring.next() {
+        raw.push(record.to_vec());
+    }
+    raw
 }

@@ -214,8 +214,16 @@ impl Intake {
                             self.losses.kernel = capture.counters()?;
                         }
                         () = sleep_until_monotonic(due), if due.is_some() => {
-                            step.changes = self.tracker.tick(monotonic_now_ns());
-                            return Ok(Some(step));
+                            // Records already in the ring buffer happened before now: they
+                            // go first, or a slow reader (a busy machine, a TCG guest) would
+                            // settle a victim whose next steps wait to be read.
+                            let pending = capture.records_now();
+                            if pending.is_empty() {
+                                step.changes = self.tracker.tick(monotonic_now_ns());
+                                return Ok(Some(step));
+                            }
+                            self.unread.extend(pending);
+                            self.losses.kernel = capture.counters()?;
                         }
                     }
                 }

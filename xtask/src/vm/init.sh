@@ -44,11 +44,13 @@ for mode in fentry kprobe; do
 done
 say allowed $allowed
 
+uptime() { cut -d' ' -f1 /proc/uptime; }
 run_suite() { # suite mode
     name=$(basename "$1")
-    say begin suite=$name mode=$2
+    say begin suite=$name mode=$2 uptime=$(uptime)
     OOMREAP_FUNCTIONS=$2 "$1" --test-threads=1 $FILTER 2>&1
-    say end suite=$name mode=$2 rc=$?
+    rc=$?
+    say end suite=$name mode=$2 rc=$rc uptime=$(uptime)
 }
 
 for mode in $MODES; do
@@ -65,6 +67,35 @@ if [ -x /vm/static/oomreap ]; then
     say begin suite=static-binary mode=auto
     OOMREAP_DIST_DIR=/vm/static /vm/static/packaging --test-threads=1 --exact "$(cat /vm/static/test)" 2>&1
     say end suite=static-binary mode=auto rc=$?
+fi
+# Recordings for docs and goldens (`cargo xtask vm-test --capture`): each line of /vm/captures
+# is "NAME MODE SCENARIO [ARGS]"; the recording goes out as base64 between markers, which the
+# host writes to target/vm/captures/.
+capture() { # name mode scenario args...
+    name=$1 mode=$2
+    shift 2
+    case " $allowed " in *" $mode "*) ;; *) say capture-skipped "$name" mode; return ;; esac
+    OOMREAP_FUNCTIONS=$mode oomreap trace --record "/tmp/$name.rec" >/dev/null 2>"/tmp/$name.err" &
+    tracer=$!
+    tries=0
+    until grep -q "tracing" "/tmp/$name.err" || [ $tries -ge 60 ]; do sleep 1; tries=$((tries + 1)); done
+    if oomreap inject "$@" >/dev/null 2>"/tmp/$name.inject"; then
+        sleep 2
+        kill -INT $tracer
+        wait $tracer
+        say capture-begin "$name"
+        base64 "/tmp/$name.rec"
+        say capture-end "$name"
+    else
+        kill -INT $tracer
+        wait $tracer
+        say capture-skipped "$name" "$(tail -n 1 "/tmp/$name.inject")"
+    fi
+}
+if [ -f /vm/captures ]; then
+    while read -r line; do
+        [ -n "$line" ] && capture $line
+    done < /vm/captures
 fi
 say done
 sync

@@ -62,7 +62,19 @@ pub struct VmTestArgs {
     /// Minutes after which a guest is stopped and counted as failed.
     #[arg(long, default_value_t = 25)]
     pub timeout_minutes: u64,
+    /// After the suites, record the soft-RoCE and lock scenarios (where the kernel runs
+    /// them) into `target/vm/captures/KERNEL-NAME.rec`, for docs and goldens.
+    #[arg(long)]
+    pub capture: bool,
 }
+
+/// What `--capture` records: name, function mode, and the inject arguments.
+const CAPTURES: &str = "odp-victim-off off odp-victim
+odp-victim-fentry fentry odp-victim
+odp-mrelease-fentry fentry odp-mrelease
+odp-release-after-3-kprobe kprobe odp-victim --release-after 3
+lock-contended-off off lock-contended
+";
 
 impl VmTestArgs {
     /// The defaults, as `cargo xtask vm-test` alone has them.
@@ -268,7 +280,44 @@ fn test_kernel(
     let started = Instant::now();
     let console = boot(kernel, &initrd, &log, args)?;
     let _ = std::fs::remove_file(&initrd);
+    save_captures(&console, &out.join("captures"), kernel.line)?;
     Ok(results::parse(kernel, &console, started.elapsed()))
+}
+
+/// Writes each recording the guest printed (base64 between `capture-begin NAME` and
+/// `capture-end NAME`) to `dir/LINE-NAME.rec`.
+fn save_captures(console: &str, dir: &Path, line: &str) -> anyhow::Result<()> {
+    let begin = format!("{}capture-begin ", results::MARK);
+    let mut lines = console.lines();
+    while let Some(start) = lines.find(|l| l.starts_with(&begin)) {
+        let name = start[begin.len()..].trim().to_owned();
+        let end = format!("{}capture-end {name}", results::MARK);
+        let encoded: String = lines
+            .by_ref()
+            .take_while(|l| *l != end)
+            .collect::<Vec<_>>()
+            .concat();
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{line}-{name}.rec"));
+        let mut child = Command::new("base64")
+            .arg("-d")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("failed to run base64")?;
+        child
+            .stdin
+            .take()
+            .context("base64's stdin")?
+            .write_all(encoded.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("the {name} capture from {line} is not base64");
+        }
+        std::fs::write(&path, out.stdout)?;
+        eprintln!("xtask vm-test: wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// `$XDG_CACHE_HOME/oomreap/vm`, or `~/.cache/oomreap/vm`: kernels outlive the work tree.
@@ -377,6 +426,9 @@ fn common_archive(
         args.filter.as_deref().unwrap_or_default().replace('\'', "")
     );
     archive.file("/vm/plan", plan.as_bytes(), 0o644);
+    if args.capture {
+        archive.file("/vm/captures", CAPTURES.as_bytes(), 0o644);
+    }
     Ok(archive.finish())
 }
 

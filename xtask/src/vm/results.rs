@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::kernels::Kernel;
 
 /// The guest init's report lines start with this.
-const MARK: &str = "OOMREAP-VM ";
+pub const MARK: &str = "OOMREAP-VM ";
 
 /// One suite run in one mode.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct SuiteRun {
     pub rc: Option<i32>,
     /// Names of failed tests.
     pub failures: Vec<String>,
+    /// Guest seconds from the suite's start to its end (its uptime at each).
+    pub seconds: Option<u64>,
 }
 
 impl SuiteRun {
@@ -77,6 +79,7 @@ pub fn parse(kernel: &Kernel, console: &str, took: Duration) -> KernelRun {
         took,
     };
     let mut current: Option<SuiteRun> = None;
+    let mut begun: Option<f64> = None;
     for line in console.lines() {
         if let Some(report) = line.strip_prefix(MARK) {
             let (what, rest) = report.split_once(' ').unwrap_or((report, ""));
@@ -89,6 +92,7 @@ pub fn parse(kernel: &Kernel, console: &str, took: Duration) -> KernelRun {
                 "kernel" => run.release = Some(rest.trim().to_owned()),
                 "allowed" => run.allowed = rest.split_whitespace().map(str::to_owned).collect(),
                 "begin" => {
+                    begun = field("uptime").and_then(|u| u.parse::<f64>().ok());
                     current = Some(SuiteRun {
                         suite: field("suite").unwrap_or_default(),
                         mode: field("mode").unwrap_or_default(),
@@ -98,6 +102,8 @@ pub fn parse(kernel: &Kernel, console: &str, took: Duration) -> KernelRun {
                 "end" => {
                     if let Some(mut suite) = current.take() {
                         suite.rc = field("rc").and_then(|rc| rc.parse().ok());
+                        let ended = field("uptime").and_then(|u| u.parse::<f64>().ok());
+                        suite.seconds = begun.zip(ended).map(|(b, e)| (e - b).max(0.0) as u64);
                         run.suites.push(suite);
                     }
                 }
@@ -174,14 +180,14 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut out = String::from(
-            "| kernel | functions mode | suite | passed | failed | skipped | result |\n\
-             | --- | --- | --- | --- | --- | --- | --- |\n",
+            "| kernel | functions mode | suite | passed | failed | skipped | seconds | result |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for run in &self.runs {
             let kernel = run.release.clone().unwrap_or_else(|| run.package.clone());
             if run.suites.is_empty() {
                 out.push_str(&format!(
-                    "| {kernel} | - | - | - | - | - | **no result** (guest did not finish; see target/vm/{}.log) |\n",
+                    "| {kernel} | - | - | - | - | - | - | **no result** (guest did not finish; see target/vm/{}.log) |\n",
                     run.line
                 ));
             }
@@ -199,11 +205,14 @@ impl Report {
                     format!("**fail** {}", suite.failures.join(", "))
                 };
                 out.push_str(&format!(
-                    "| {kernel} | {mode} | {} | {} | {} | {} | {result} |\n",
+                    "| {kernel} | {mode} | {} | {} | {} | {} | {} | {result} |\n",
                     suite.suite,
                     suite.passed.saturating_sub(suite.skipped),
                     suite.failed,
-                    suite.skipped
+                    suite.skipped,
+                    suite
+                        .seconds
+                        .map_or_else(|| "-".to_owned(), |s| s.to_string())
                 ));
             }
         }
@@ -243,6 +252,7 @@ impl Report {
                     "suites": run.suites.iter().map(|s| json!({
                         "suite": s.suite, "mode": s.mode, "passed": s.passed, "failed": s.failed,
                         "skipped": s.skipped, "rc": s.rc, "failures": s.failures, "ok": s.ok(),
+                        "seconds": s.seconds,
                     })).collect::<Vec<_>>(),
                 }))
                 .collect::<Vec<_>>()

@@ -149,12 +149,15 @@ fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) 
         .filter_map(|v| v["pid"].as_u64())
         .collect();
     let mut steps: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
-    // An OOM victim's story ends with its outcome and exit_mmap; a userspace killer's target
-    // has neither, only the process_mrelease call on it.
+    // An OOM victim's story ends with its outcome and exit_mmap (where the kernel traces it:
+    // 5.10 does not); a userspace killer's target has neither, only the process_mrelease call
+    // on it.
+    let exit_traced = common::hook_attaches("mmap:exit_mmap");
     let complete = |steps: &BTreeMap<u64, Vec<Value>>| {
         victims.iter().all(|pid| {
             steps.get(pid).is_some_and(|s| {
-                let ended = !step(s, "outcome").is_empty() && !step(s, "exit_mmap").is_empty();
+                let ended = !step(s, "outcome").is_empty()
+                    && (!exit_traced || !step(s, "exit_mmap").is_empty());
                 ended || step(s, "mrelease").iter().any(|m| m["oom_victim"] == false)
             })
         })

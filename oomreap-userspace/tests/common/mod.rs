@@ -321,6 +321,14 @@ pub fn doctor_json(args: &[&str], faults: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("doctor JSON")
 }
 
+/// Whether hook `name` attaches on this kernel (asked of `oomreap doctor` once per test
+/// binary): 5.10 has no `mmap:exit_mmap` and no `mmap_lock` tracepoints, for example.
+pub fn hook_attaches(name: &str) -> bool {
+    static REPORT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let report = REPORT.get_or_init(|| doctor_json(&[], ""));
+    hook(report, name)["attached"] == true
+}
+
 /// The hook `name` of a doctor report.
 pub fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["hooks"]

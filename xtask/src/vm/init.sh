@@ -31,6 +31,8 @@ done
 
 say() { echo "OOMREAP-VM $*"; }
 . /vm/plan
+# This kernel line's modes, of those asked for (`cargo xtask vm-test` writes them).
+[ -f /vm/modes ] && MODES=$(cat /vm/modes)
 say kernel "$(uname -r)"
 
 oomreap doctor --json > /tmp/doctor.json 2>/tmp/doctor.err

@@ -19,7 +19,17 @@ pub struct KernelLine {
     pub name: &'static str,
     prefix: &'static str,
     suffix: &'static str,
+    /// The function attach modes its `scenarios` rows run in (where the kernel allows them).
+    /// kprobe mode runs on the oldest line and on the two with soft-RoCE, whose ODP
+    /// scenarios must pass in every mode; elsewhere it would repeat what fentry shows of
+    /// the same userspace, within CI's hour.
+    pub modes: &'static [&'static str],
 }
+
+/// Every function attach mode: tracepoints only, fentry, kprobe.
+const ALL_MODES: &[&str] = &["off", "fentry", "kprobe"];
+/// Tracepoints only and fentry.
+const NO_KPROBE: &[&str] = &["off", "fentry"];
 
 /// Every line the matrix knows, oldest first.
 pub const LINES: [KernelLine; 6] = [
@@ -29,18 +39,21 @@ pub const LINES: [KernelLine; 6] = [
         name: "5.10",
         prefix: "linux-image-5.10.0-",
         suffix: "-cloud-amd64",
+        modes: ALL_MODES,
     },
     // bookworm
     KernelLine {
         name: "6.1",
         prefix: "linux-image-6.1.0-",
         suffix: "-cloud-amd64-unsigned",
+        modes: NO_KPROBE,
     },
     // bookworm-security
     KernelLine {
         name: "6.12",
         prefix: "linux-image-6.12.",
         suffix: "+deb12-cloud-amd64-unsigned",
+        modes: NO_KPROBE,
     },
     // trixie-backports, the generic flavour: it has rdma_rxe with ODP (the cloud one has no
     // rdma_rxe), for the mmu notifier that refuses the reaper.
@@ -48,18 +61,21 @@ pub const LINES: [KernelLine; 6] = [
         name: "6.18",
         prefix: "linux-image-6.18.",
         suffix: "+deb13-amd64",
+        modes: ALL_MODES,
     },
     // trixie-backports, generic, as 6.18.
     KernelLine {
         name: "7.x",
         prefix: "linux-image-7.",
         suffix: "+deb13-amd64",
+        modes: ALL_MODES,
     },
     // trixie-backports: PREEMPT_RT, where rw_semaphore is built on an rtmutex.
     KernelLine {
         name: "7.x-rt",
         prefix: "linux-image-7.",
         suffix: "+deb13-rt-amd64",
+        modes: NO_KPROBE,
     },
 ];
 
@@ -82,6 +98,8 @@ pub const GUEST_MODULES: [&str; 8] = [
 #[derive(Clone, Debug)]
 pub struct Kernel {
     pub line: &'static str,
+    /// The line's function attach modes ([`KernelLine::modes`]).
+    pub modes: &'static [&'static str],
     /// The Debian package it came from.
     pub package: String,
     pub vmlinuz: PathBuf,
@@ -120,7 +138,7 @@ impl KernelCache {
                         line.prefix, line.suffix
                     )
                 })?;
-                self.unpack(line.name, &package)
+                self.unpack(line, &package)
             })
             .collect()
     }
@@ -217,7 +235,7 @@ impl KernelCache {
 
     /// Downloads and unpacks `package` (and, where the image package holds no kernel, the
     /// `linux-binary-*` package it depends on) once; later runs reuse the unpacked tree.
-    fn unpack(&self, line: &'static str, package: &str) -> anyhow::Result<Kernel> {
+    fn unpack(&self, line: &KernelLine, package: &str) -> anyhow::Result<Kernel> {
         let tree = self.root.join("kernels").join(package);
         let done = tree.join(".unpacked");
         if !done.exists() {
@@ -249,7 +267,8 @@ impl KernelCache {
             })
             .collect();
         Ok(Kernel {
-            line,
+            line: line.name,
+            modes: line.modes,
             package: package.to_owned(),
             vmlinuz,
             modules,

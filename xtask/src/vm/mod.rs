@@ -252,6 +252,14 @@ fn test_kernel(
         kernel.line, kernel.package
     );
     let mut extras = Archive::default();
+    // This line's modes, of those asked for: init.sh runs MODE_SUITES in each.
+    let modes: Vec<&str> = args
+        .modes
+        .iter()
+        .map(String::as_str)
+        .filter(|m| kernel.modes.contains(m))
+        .collect();
+    extras.file("/vm/modes", modes.join(" ").as_bytes(), 0o644);
     // init.sh loads /vm/modules/* in name order: the numbers keep the dependency order.
     for (i, module) in kernel.modules.iter().enumerate() {
         let name = module

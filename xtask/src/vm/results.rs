@@ -287,6 +287,7 @@ running 3 tests
     fn kernel() -> Kernel {
         Kernel {
             line: "6.1",
+            modes: &[],
             package: "linux-image-6.1.0-56-cloud-amd64-unsigned".into(),
             vmlinuz: PathBuf::new(),
             modules: Vec::new(),

@@ -450,7 +450,10 @@ pub struct ReapCallEvent {
     pub attach: u32,
     /// Notifier refusals seen during this call.
     pub refusals: u32,
-    pub _pad: u32,
+    /// 1 if the caller (not the reaper) had already left its own mm: an exiting task, whose
+    /// exit_mmap reaps an OOM victim itself before 6.0. 0 for process_mrelease, and in
+    /// records from before this was read.
+    pub by_exit: u32,
 }
 
 /// `__mmu_notifier_invalidate_range_start` failed inside a reap.

@@ -8,7 +8,7 @@
 //! function is hot elsewhere: every munmap of a KVM guest's memory goes through it); the
 //! return sends one [`ReapCallEvent`].
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
@@ -22,7 +22,7 @@ use oomreap_common::{
 use crate::{
     emit::{self, Record},
     kernel::{current_comm, layout, read},
-    mm, victims,
+    mm, task, victims,
 };
 
 /// Tasks inside `__oom_reap_task_mm` at once: the reaper and process_mrelease callers.
@@ -125,6 +125,10 @@ fn reap_returned(complete: bool, attach: AttachKind) {
     event.victim_pid = victims::by_mm(call.mm).map_or(0, |v| v.pid);
     event.complete = u32::from(complete);
     event.by_reaper = u32::from(event.caller_tgid == victims::reaper());
+    // SAFETY: takes no arguments, cannot fail.
+    let current = unsafe { bpf_get_current_task() };
+    // exit_mm() clears `current->mm` before the last mmput, so an exiting caller has none.
+    event.by_exit = u32::from(event.by_reaper == 0 && task::mm(current) == 0);
     event.attach = attach as u32;
     event.refusals = call.refusals;
     record.submit();

@@ -115,7 +115,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
             Some(call.timestamp_ns),
             victim.and_then(|id| tracker.victim(id)),
             json!({
-                "caller": if call.by_reaper { "oom_reaper" } else { "process_mrelease" },
+                "caller": call.caller_name(),
                 "task": task(&call.caller),
                 "complete": call.complete,
                 "refusals": call.refusals,

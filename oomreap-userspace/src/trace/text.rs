@@ -67,7 +67,7 @@ pub fn lines(cx: &Intake, change: &Change) -> Vec<String> {
             let who = if call.by_reaper {
                 "oom_reaper".to_owned()
             } else {
-                format!("process_mrelease by {}", task(&call.caller))
+                format!("{} by {}", call.caller_name(), task(&call.caller))
             };
             let result = if call.complete {
                 "complete".to_owned()

@@ -123,8 +123,9 @@ impl Tracker {
             call: e.clone(),
         });
         // process_mrelease's reap freed everything: the victim was released, whether or not
-        // its syscall return is seen (that needs tracefs).
-        if !e.by_reaper && e.complete {
+        // its syscall return is seen (that needs tracefs). An exiting victim's own reap
+        // (before 6.0) is its exit, which the reaper or exit_mmap settles.
+        if e.by_mrelease() && e.complete {
             self.finalize(id, Outcome::Released, false, e.timestamp_ns, changes);
         }
     }
@@ -157,7 +158,7 @@ impl Tracker {
                     && v.mreleases.is_empty()
                     && v.reap_calls
                         .last()
-                        .is_some_and(|c| !c.by_reaper && c.caller.pid == caller_pid)
+                        .is_some_and(|c| c.by_mrelease() && c.caller.pid == caller_pid)
             })
             .map(|v| v.id)
     }

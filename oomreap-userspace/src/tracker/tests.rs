@@ -153,8 +153,25 @@ impl Stream {
             victim_pid: Some(pid),
             complete,
             by_reaper,
+            by_exit: false,
             attach: AttachKind::Fentry,
             refusals: u32::from(!complete),
+        }));
+        self
+    }
+    /// The victim's own reap as it exits (5.10's exit_mmap reaps an OOM victim itself).
+    fn exit_reap(mut self, ms: u64, pid: u32) -> Self {
+        self.0.push(Event::ReapCall(ReapCall {
+            timestamp_ns: ms * MS,
+            entered_ns: (ms - 1) * MS,
+            mm: u64::from(pid) * MM_STRIDE,
+            caller: task(pid, "hog"),
+            victim_pid: Some(pid),
+            complete: true,
+            by_reaper: false,
+            by_exit: true,
+            attach: AttachKind::Fentry,
+            refusals: 0,
         }));
         self
     }
@@ -794,6 +811,21 @@ fn a_partial_mrelease_reap_does_not_release() {
     // The call's own partial reap and its -EAGAIN are one pass.
     assert_eq!(v.partial_mrelease_passes(), 1);
     assert_eq!(v.give_up_cause(), None);
+}
+
+#[test]
+fn an_exiting_victims_own_reap_is_not_a_release() {
+    // 5.10: the victim's exit_mmap reaps it before the reaper's attempt finds MMF_OOM_SKIP.
+    let (tracker, _) = Stream::default()
+        .kill(0, 10)
+        .exit_reap(5, 10)
+        .wake(6, 10)
+        .skip(7, 10, SkipCause::AlreadySkipped)
+        .run(2_000);
+    let v = only_victim(&tracker);
+    assert_eq!(v.outcome, Outcome::AlreadyGone);
+    assert_eq!(v.reap_calls[0].caller_name(), "exit_mmap");
+    assert_eq!(v.partial_mrelease_passes(), 0);
 }
 
 #[test]

@@ -362,7 +362,7 @@ impl Victim {
         let traced = self
             .reap_calls
             .iter()
-            .filter(|c| !c.by_reaper && !c.complete)
+            .filter(|c| c.by_mrelease() && !c.complete)
             .count();
         let eagain = self
             .mreleases

@@ -261,6 +261,7 @@ fn decode_reap_call(raw: ReapCallEvent) -> Result<Event, DecodeError> {
         victim_pid: (raw.victim_pid != 0).then_some(raw.victim_pid),
         complete: raw.complete != 0,
         by_reaper: raw.by_reaper != 0,
+        by_exit: raw.by_exit != 0,
         attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
         refusals: raw.refusals,
     }))

@@ -309,11 +309,33 @@ pub struct ReapCall {
     pub victim_pid: Option<u32>,
     /// Every VMA was reaped; false when an mmu notifier refused and a VMA was skipped.
     pub complete: bool,
-    /// The oom_reaper called it; otherwise process_mrelease(2) did.
+    /// The oom_reaper called it; otherwise process_mrelease(2) did, or (`by_exit`) an
+    /// exiting task's exit_mmap.
     pub by_reaper: bool,
+    /// An exiting task called it: before 6.0 exit_mmap reaps an OOM victim itself.
+    pub by_exit: bool,
     pub attach: AttachKind,
     /// Notifier refusals during the call.
     pub refusals: u32,
+}
+
+impl ReapCall {
+    /// Returns true if and only if process_mrelease(2) made this call.
+    pub fn by_mrelease(&self) -> bool {
+        !self.by_reaper && !self.by_exit
+    }
+
+    /// Who called it, as trace and the metrics name it: `oom_reaper`, `process_mrelease`
+    /// or `exit_mmap`.
+    pub fn caller_name(&self) -> &'static str {
+        if self.by_reaper {
+            "oom_reaper"
+        } else if self.by_exit {
+            "exit_mmap"
+        } else {
+            "process_mrelease"
+        }
+    }
 }
 
 /// An mmu notifier refused a non-blocking invalidation during a reap.

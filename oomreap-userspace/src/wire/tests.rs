@@ -69,7 +69,7 @@ fn function_hook_records_round_trip() {
         by_reaper: 1,
         attach: AttachKind::Kprobe as u32,
         refusals: 2,
-        _pad: 0,
+        by_exit: 0,
     };
     let Event::ReapCall(e) = decode(&encode(&call)).unwrap() else {
         panic!("not a reap call")

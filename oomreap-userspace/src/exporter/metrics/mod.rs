@@ -16,7 +16,7 @@
 //! | `oomreap_notifier_victims_total` | counter | `notifier` | victims whose mm had mmu notifiers, by owner (`kvm`, …) |
 //! | `oomreap_process_mrelease_calls_total` | counter | `result` (`ok`, `eagain`, `einval`, `esrch`, `eintr`, `other`), `target` (`oom_victim`, `other`: a process a userspace killer chose) | process_mrelease(2) calls |
 //! | `oomreap_process_mrelease_freed_bytes_total` | counter | `target` | memory process_mrelease(2) freed (the target's RSS as the call locked it minus as it returned) |
-//! | `oomreap_reap_calls_total` | counter | `caller` (`oom_reaper`, `process_mrelease`), `result` (`complete`, `partial`) | `__oom_reap_task_mm` calls and their own result (fentry/kprobe modes only) |
+//! | `oomreap_reap_calls_total` | counter | `caller` (`oom_reaper`, `process_mrelease`, `exit_mmap`: an exiting victim's own reap, before 6.0), `result` (`complete`, `partial`) | `__oom_reap_task_mm` calls and their own result (fentry/kprobe modes only) |
 //! | `oomreap_reap_call_duration_seconds` | histogram | | duration of each `__oom_reap_task_mm` call (fentry/kprobe modes only) |
 //! | `oomreap_notifier_refusals_total` | counter | `notifier` (the owners of the mm's notifiers, one of which refused, joined by `+`: `rdma_rxe`, `kvm+rdma_rxe`; `unknown` where a symbol is unresolved) | mmu notifier refusals of non-blocking invalidations during reaps, by the reaper or process_mrelease (fentry/kprobe modes only) |
 //! | `oomreap_kill_to_wake_seconds` | histogram | | kill to the reaper's wake-up |
@@ -404,7 +404,7 @@ impl Metrics {
                 target: target.into(),
             }));
         }
-        for caller in ["oom_reaper", "process_mrelease"] {
+        for caller in ["oom_reaper", "process_mrelease", "exit_mmap"] {
             for result in ["complete", "partial"] {
                 drop(self.reap_calls.get_or_create(&ReapCallLabels {
                     caller: caller.into(),
@@ -544,12 +544,7 @@ impl Metrics {
             Change::ReapCall { call, .. } => {
                 self.reap_calls
                     .get_or_create(&ReapCallLabels {
-                        caller: if call.by_reaper {
-                            "oom_reaper"
-                        } else {
-                            "process_mrelease"
-                        }
-                        .into(),
+                        caller: call.caller_name().into(),
                         result: if call.complete { "complete" } else { "partial" }.into(),
                     })
                     .inc();

@@ -487,6 +487,18 @@ fn a_kvm_victim_names_its_mmu_notifier() {
     );
 }
 
+/// Returns true if this kernel has process_mrelease(2) (5.15+); else says the test is
+/// skipped. A bad pidfd answers EBADF where the call exists, ENOSYS where it does not.
+fn process_mrelease_here(test: &str) -> bool {
+    // SAFETY: process_mrelease on an invalid descriptor changes nothing.
+    let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, -1, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        skip(test, "this kernel has no process_mrelease(2) (Linux 5.15+)");
+        return false;
+    }
+    true
+}
+
 /// Returns true if this kernel can make the odp scenarios' soft-RoCE device; else says why
 /// the test is skipped (the matrix's generic kernels load rdma_rxe; cloud kernels lack it).
 fn soft_roce_here(test: &str) -> bool {
@@ -636,6 +648,10 @@ fn process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass() {
     let Some(_lock) = privileged(test) else {
         return;
     };
+    if !process_mrelease_here("process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass")
+    {
+        return;
+    }
     if !soft_roce_here(test) {
         return;
     }
@@ -669,6 +685,9 @@ fn process_mrelease_is_seen_with_its_caller_and_result() {
     let Some(_lock) = privileged("process_mrelease_is_seen_with_its_caller_and_result") else {
         return;
     };
+    if !process_mrelease_here("process_mrelease_is_seen_with_its_caller_and_result") {
+        return;
+    }
     let traced = trace_scenario(&["mrelease"]);
     let steps = traced.victim();
     let call = step(steps, "mrelease");
@@ -689,6 +708,9 @@ fn the_reapers_pass_after_process_mrelease_is_the_same_victims() {
     else {
         return;
     };
+    if !process_mrelease_here("the_reapers_pass_after_process_mrelease_is_the_same_victims") {
+        return;
+    }
     let traced = trace_scenario(&["mrelease-stuck"]);
     let steps = traced.victim();
     assert_eq!(traced.report["cgroup"]["oom_kills"], 1, "{}", traced.report);
@@ -723,6 +745,11 @@ fn a_userspace_killers_process_mrelease_names_its_target_and_the_memory_freed() 
     else {
         return;
     };
+    if !process_mrelease_here(
+        "a_userspace_killers_process_mrelease_names_its_target_and_the_memory_freed",
+    ) {
+        return;
+    }
     let traced = trace_scenario(&["userspace-kill"]);
     assert_eq!(traced.report["cgroup"]["oom_kills"], 0, "{}", traced.report);
     let steps = traced.victim();

@@ -187,6 +187,8 @@ pub enum ScenarioError {
     HelperFailed { role: &'static str, why: String },
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout { what: String, after: Duration },
+    #[error("this kernel has no process_mrelease(2) (it arrived in Linux 5.15)")]
+    NoMrelease,
     #[error("process_mrelease({pid}) failed")]
     Mrelease {
         pid: u32,
@@ -919,6 +921,9 @@ fn process_mrelease(pid: u32) -> Result<i64, ScenarioError> {
     };
     // SAFETY: closing the fd opened above.
     unsafe { libc::close(pidfd as libc::c_int) };
+    if ret == -i64::from(libc::ENOSYS) {
+        return Err(ScenarioError::NoMrelease);
+    }
     Ok(ret)
 }
 

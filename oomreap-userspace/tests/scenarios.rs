@@ -779,23 +779,29 @@ fn a_userspace_killers_process_mrelease_names_its_target_and_the_memory_freed() 
 }
 
 #[test]
-fn a_storm_of_200_victims_is_counted_exactly() {
-    let Some(_lock) = privileged("a_storm_of_200_victims_is_counted_exactly") else {
+fn a_storm_of_victims_is_counted_exactly() {
+    let Some(_lock) = privileged("a_storm_of_victims_is_counted_exactly") else {
         return;
     };
     if in_a_function_row(
-        "a_storm_of_200_victims_is_counted_exactly",
+        "a_storm_of_victims_is_counted_exactly",
         "quick exits reach no function hook",
     ) {
         return;
     }
-    let traced = trace_scenario(&["storm", "--count", "200"]);
+    // 200 here; the kernel matrix's TCG guests, ten times slower, storm with
+    // OOMREAP_STORM_VICTIMS=50 on each of their six kernels (`--long` adds 1,000 here).
+    let count: u64 = std::env::var("OOMREAP_STORM_VICTIMS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let traced = trace_scenario(&["storm", "--count", &count.to_string()]);
     let cgroup = &traced.report["cgroup"]["id"];
     let kills = traced.report["cgroup"]["oom_kills"]
         .as_u64()
         .expect("oom_kills");
     assert_eq!(
-        kills, 200,
+        kills, count,
         "each victim is killed once: {}",
         traced.report["cgroup"]
     );

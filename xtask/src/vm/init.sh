@@ -8,6 +8,8 @@
 /bin/busybox --install -s
 # /usr/local/sbin first: iproute2's ip (the soft-RoCE scenarios' dummy netdev) over busybox's.
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root RUST_BACKTRACE=1
+# The storm test's size: TCG runs ten times slower than the host, which storms with 200.
+export OOMREAP_STORM_VICTIMS=50
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys

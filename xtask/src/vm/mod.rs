@@ -34,7 +34,7 @@ const INIT: &str = include_str!("init.sh");
 /// Function attach modes, as `OOMREAP_FUNCTIONS` takes them; `off` is tracepoints only.
 const MODES: [&str; 3] = ["off", "fentry", "kprobe"];
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct VmTestArgs {
     /// Kernel lines to boot: 5.10, 6.1, 6.12, 6.18, 7.x, 7.x-rt (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -110,7 +110,25 @@ const LIBIBVERBS: &str = "/usr/lib/x86_64-linux-gnu/libibverbs.so.1";
 const VERBS_PROVIDERS: &str = "/usr/lib/x86_64-linux-gnu/libibverbs";
 const RXE_DRIVER: &str = "/etc/libibverbs.d/rxe.driver";
 
+/// Fetches the kernels, builds oomreap and its test binaries and the common initramfs, then
+/// boots every kernel.
 pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
+    prepare(workspace, args)?.run()
+}
+
+/// Everything the matrix needs before the first boot: made first, so that `cargo xtask test`
+/// can boot the guests while the host's own tests run (each is a kernel of its own).
+pub struct Prepared {
+    args: VmTestArgs,
+    kernels: Vec<kernels::Kernel>,
+    common: Vec<u8>,
+    static_check: Option<StaticCheck>,
+    out: PathBuf,
+}
+
+/// Installs what the matrix needs, fetches the kernels and builds what the guests run.
+pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> {
+    let args = args.clone();
     for mode in &args.modes {
         if !MODES.contains(&mode.as_str()) {
             bail!("unknown attach mode {mode:?}; expected off, fentry or kprobe");
@@ -180,43 +198,66 @@ pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
     } else {
         None
     };
-    let common = common_archive(&busybox, &oomreap, &binaries, args)?;
+    let common = common_archive(&busybox, &oomreap, &binaries, &args)?;
+    Ok(Prepared {
+        args,
+        kernels,
+        common,
+        static_check,
+        out,
+    })
+}
 
-    // A small pool: each worker boots the next kernel until none is left.
-    let queue = Mutex::new(kernels.iter().collect::<VecDeque<_>>());
-    let runs = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..args.jobs.max(1))
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        // Taken apart from the loop head, so the queue is not locked while
-                        // the guest runs.
-                        let next = lock(&queue).pop_front();
-                        let Some(kernel) = next else { return Ok(()) };
-                        let oldest = kernel.line == kernels::LINES[0].name;
-                        let check = static_check.as_ref().filter(|_| oldest);
-                        let run = test_kernel(kernel, &common, check, &out, args)?;
-                        lock(&runs).push(run);
-                    }
+impl Prepared {
+    /// Boots every kernel, `args.jobs` at a time, and reports the results.
+    pub fn run(self) -> anyhow::Result<Totals> {
+        let Self {
+            args,
+            kernels,
+            common,
+            static_check,
+            out,
+        } = self;
+        let args = &args;
+        let common = &common[..];
+        let out = &out;
+        let static_check = &static_check;
+        // A small pool: each worker boots the next kernel until none is left.
+        let queue = Mutex::new(kernels.iter().collect::<VecDeque<_>>());
+        let runs = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..args.jobs.max(1))
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<()> {
+                        loop {
+                            // Taken apart from the loop head, so the queue is not locked while
+                            // the guest runs.
+                            let next = lock(&queue).pop_front();
+                            let Some(kernel) = next else { return Ok(()) };
+                            let oldest = kernel.line == kernels::LINES[0].name;
+                            let check = static_check.as_ref().filter(|_| oldest);
+                            let run = test_kernel(kernel, &common, check, &out, args)?;
+                            lock(&runs).push(run);
+                        }
+                    })
                 })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| bail!("a vm-test worker panicked"))
             })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| bail!("a vm-test worker panicked"))
-        })
-    })?;
-    let mut runs = runs.into_inner().unwrap_or_else(PoisonError::into_inner);
-    let order = |line: &str| kernels::LINES.iter().position(|l| l.name == line);
-    runs.sort_by_key(|r| order(&r.line));
-    let report = results::Report { runs };
-    let markdown = report.markdown();
-    std::fs::write(out.join("results.md"), &markdown)?;
-    std::fs::write(out.join("results.json"), report.json().to_string())?;
-    println!("{markdown}");
-    println!("(also in {})", out.join("results.md").display());
-    Ok(report.totals())
+        })?;
+        let mut runs = runs.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let order = |line: &str| kernels::LINES.iter().position(|l| l.name == line);
+        runs.sort_by_key(|r| order(&r.line));
+        let report = results::Report { runs };
+        let markdown = report.markdown();
+        std::fs::write(out.join("results.md"), &markdown)?;
+        std::fs::write(out.join("results.json"), report.json().to_string())?;
+        println!("{markdown}");
+        println!("(also in {})", out.join("results.md").display());
+        Ok(report.totals())
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

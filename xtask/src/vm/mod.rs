@@ -236,7 +236,7 @@ impl Prepared {
                             let Some(kernel) = next else { return Ok(()) };
                             let oldest = kernel.line == kernels::LINES[0].name;
                             let check = static_check.as_ref().filter(|_| oldest);
-                            let run = test_kernel(kernel, &common, check, &out, args)?;
+                            let run = test_kernel(kernel, common, check, out, args)?;
                             lock(&runs).push(run);
                         }
                     })

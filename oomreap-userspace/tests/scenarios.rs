@@ -537,6 +537,12 @@ fn timeline(steps: &[Value]) -> String {
         .join("\n")
 }
 
+/// The privileged lock for a soft-RoCE test, or `None` (having said why) where it cannot run.
+fn odp_test(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let lock = privileged(test)?;
+    soft_roce_here(test).then_some(lock)
+}
+
 /// The ODP region the scenario registered: [start, end).
 fn odp_region(traced: &Traced) -> (u64, u64) {
     let odp = &traced.report["odp"];
@@ -593,12 +599,9 @@ fn check_refusals(steps: &[Value], region: (u64, u64), passes: usize) {
 #[test]
 fn an_odp_region_makes_every_pass_partial_and_the_reaper_give_up_on_the_notifier() {
     let test = "an_odp_region_makes_every_pass_partial_and_the_reaper_give_up_on_the_notifier";
-    let Some(_lock) = privileged(test) else {
+    let Some(_lock) = odp_test(test) else {
         return;
     };
-    if !soft_roce_here(test) {
-        return;
-    }
     let traced = trace_scenario(&["odp-victim"]);
     let steps = traced.victim();
     assert_rxe_notifier_named(step(steps, "kill")[0]);
@@ -622,12 +625,9 @@ fn an_odp_region_makes_every_pass_partial_and_the_reaper_give_up_on_the_notifier
 #[test]
 fn an_odp_region_deregistered_after_three_passes_lets_the_next_one_reap() {
     let test = "an_odp_region_deregistered_after_three_passes_lets_the_next_one_reap";
-    let Some(_lock) = privileged(test) else {
+    let Some(_lock) = odp_test(test) else {
         return;
     };
-    if !soft_roce_here(test) {
-        return;
-    }
     let traced = trace_scenario(&["odp-victim", "--release-after", "3"]);
     assert_eq!(traced.report["odp"]["released"], true);
     let steps = traced.victim();
@@ -645,14 +645,10 @@ fn an_odp_region_deregistered_after_three_passes_lets_the_next_one_reap() {
 #[test]
 fn process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass() {
     let test = "process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass";
-    let Some(_lock) = privileged(test) else {
+    let Some(_lock) = odp_test(test) else {
         return;
     };
-    if !process_mrelease_here("process_mrelease_on_an_odp_victim_returns_eagain_as_a_partial_pass")
-    {
-        return;
-    }
-    if !soft_roce_here(test) {
+    if !process_mrelease_here(test) {
         return;
     }
     let traced = trace_scenario(&["odp-mrelease"]);

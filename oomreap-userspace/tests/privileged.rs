@@ -190,8 +190,11 @@ fn trace_shows_a_quick_exit_lifecycle_and_detaches_on_sigint() {
         .to_string_lossy()
         .into_owned();
     assert!(kill.contains(&format!("memcg /{cgroup}")), "{kill}");
-    let freed = wait_for_line(&stdout, "exit_mmap", ours_line("exit_mmap"));
-    assert!(freed.contains("memory freed +"), "{freed}");
+    // 5.10 has no mmap:exit_mmap tracepoint: silence settles the outcome instead.
+    if common::hook_attaches("mmap:exit_mmap") {
+        let freed = wait_for_line(&stdout, "exit_mmap", ours_line("exit_mmap"));
+        assert!(freed.contains("memory freed +"), "{freed}");
+    }
     let outcome = wait_for_line(&stdout, "the outcome", ours_line("outcome"));
     assert!(
         outcome.contains("exited before the reaper woke"),
@@ -252,9 +255,19 @@ fn json_trace_and_its_recording_replay_the_same_lifecycle() {
             .map(|o| o["step"].as_str().unwrap_or("?").to_owned())
             .collect()
     };
-    assert_eq!(steps(&live), ["kill", "exit_mmap", "outcome"], "{live:#?}");
+    // Before 6.0 the victim's exit reaps it, seen with a function hook; 5.10 traces no
+    // exit_mmap.
+    let mut expected = vec!["kill"];
+    if common::exit_reaps_victims() && common::hook_attaches("__oom_reap_task_mm") {
+        expected.push("reap_fn");
+    }
+    if common::hook_attaches("mmap:exit_mmap") {
+        expected.push("exit_mmap");
+    }
+    expected.push("outcome");
+    assert_eq!(steps(&live), expected, "{live:#?}");
     assert_eq!(live[0]["schema"], 1);
-    assert_eq!(live[2]["outcome"], "exited");
+    assert_eq!(live.last().expect("an outcome")["outcome"], "exited");
     assert!(live[0]["memory"]["anon_rss_kib"].as_u64().unwrap_or(0) >= 32 * 1024);
 
     // Replay as nobody: no privileges needed.
@@ -278,14 +291,17 @@ fn json_trace_and_its_recording_replay_the_same_lifecycle() {
         .collect();
     assert_eq!(steps(&replayed), steps(&live));
     for (r, l) in replayed.iter().zip(&live) {
+        // An outcome silence settled (no exit_mmap traced, as on 5.10) is timed by a live
+        // timer, and by the recording's end in a replay.
+        if l["step"] == "outcome" && l["inferred"] == true {
+            continue;
+        }
         assert_eq!(r["ts_ns"], l["ts_ns"]);
         assert_eq!(r["time"], l["time"]);
     }
-    assert_eq!(replayed[2]["outcome"], live[2]["outcome"]);
-    assert_eq!(
-        replayed[2]["kill_to_mm_freed_ns"],
-        live[2]["kill_to_mm_freed_ns"]
-    );
+    let (r, l) = (replayed.last().expect("replayed"), live.last().expect("live"));
+    assert_eq!(r["outcome"], l["outcome"]);
+    assert_eq!(r["kill_to_mm_freed_ns"], l["kill_to_mm_freed_ns"]);
 }
 
 #[test]

@@ -329,6 +329,21 @@ pub fn hook_attaches(name: &str) -> bool {
     hook(report, name)["attached"] == true
 }
 
+/// Returns true if and only if the running kernel is older than `major.minor`.
+pub fn kernel_older_than(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (major, minor)
+}
+
+/// Returns true if and only if an OOM victim's own exit_mmap reaps it (`__oom_reap_task_mm`,
+/// before the reaper can): kernels before 6.0, such as 5.10.
+pub fn exit_reaps_victims() -> bool {
+    kernel_older_than(6, 0)
+}
+
 /// The hook `name` of a doctor report.
 pub fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["hooks"]

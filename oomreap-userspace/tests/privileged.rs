@@ -299,7 +299,10 @@ fn json_trace_and_its_recording_replay_the_same_lifecycle() {
         assert_eq!(r["ts_ns"], l["ts_ns"]);
         assert_eq!(r["time"], l["time"]);
     }
-    let (r, l) = (replayed.last().expect("replayed"), live.last().expect("live"));
+    let (r, l) = (
+        replayed.last().expect("replayed"),
+        live.last().expect("live"),
+    );
     assert_eq!(r["outcome"], l["outcome"]);
     assert_eq!(r["kill_to_mm_freed_ns"], l["kill_to_mm_freed_ns"]);
 }

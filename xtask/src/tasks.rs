@@ -121,6 +121,46 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
             .args(["fmt", "--all", "--", "--check"]),
     )?;
 
+    // The matrix's guests are kernels of their own, so they boot as soon as what they run is
+    // built, while the host's checks and tests go on: the host's privileged tests mostly wait
+    // on the reaper's timers, and the guests (one TCG core each) would otherwise double CI's
+    // time.
+    let matrix = if args.vm || args.all {
+        step("the kernel matrix (cargo xtask vm-test): preparing, then booting alongside the rest");
+        let mut vm_args = crate::vm::VmTestArgs::defaults();
+        vm_args.filter.clone_from(&args.filter);
+        let prepared = crate::vm::prepare(workspace, &vm_args)?;
+        Some(std::thread::spawn(move || prepared.run()))
+    } else {
+        None
+    };
+    let mut totals = TestTotals::default();
+    let host = host_checks_and_tests(workspace, args, &mut totals);
+    // Whatever the host's result, the guests end before this run does.
+    if let Some(matrix) = matrix {
+        step("the kernel matrix: waiting for its guests");
+        let vm = matrix
+            .join()
+            .unwrap_or_else(|_| anyhow::bail!("the kernel matrix panicked"))?;
+        totals.passed += vm.passed;
+        totals.failed += vm.failed;
+        totals.ignored += vm.skipped;
+        totals.print();
+        host?;
+        if vm.failed > 0 {
+            anyhow::bail!("{} failed in the kernel matrix", vm.failed);
+        }
+        return Ok(());
+    }
+    host
+}
+
+/// Clippy, the packaging's prerequisites and every host test (`args.repeat` rounds).
+fn host_checks_and_tests(
+    workspace: &Path,
+    args: &TestArgs,
+    totals: &mut TestTotals,
+) -> anyhow::Result<()> {
     step("clippy (user space, xtask)");
     run_cmd(cargo().current_dir(workspace).args([
         "clippy",
@@ -161,21 +201,6 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
         &std::env::var_os("PATH").unwrap_or_default(),
     )))?;
 
-    // The matrix's guests are kernels of their own, so they boot while the host's tests run:
-    // the host's privileged tests mostly wait on the reaper's timers, and the guests (one
-    // TCG core each) would otherwise double CI's time.
-    let matrix = if args.vm || args.all {
-        step(
-            "the kernel matrix (cargo xtask vm-test): preparing, then booting while the host's tests run",
-        );
-        let mut vm_args = crate::vm::VmTestArgs::defaults();
-        vm_args.filter.clone_from(&args.filter);
-        let prepared = crate::vm::prepare(workspace, &vm_args)?;
-        Some(std::thread::spawn(move || prepared.run()))
-    } else {
-        None
-    };
-    let mut totals = TestTotals::default();
     for round in 1..=args.repeat {
         step(&format!(
             "tests (unit and privileged integration), round {round} of {}",
@@ -196,35 +221,13 @@ pub fn test(workspace: &Path, args: &TestArgs) -> anyhow::Result<()> {
                 .env("OOMREAP_FUZZ_SECONDS", LONG_FUZZ_SECONDS);
         }
         as_root(&mut cmd);
-        let result = run_counting_tests(&mut cmd, &mut totals);
+        let result = run_counting_tests(&mut cmd, totals);
         totals.print();
-        if let Err(err) = result {
-            // The guests finish first: none may outlive this run.
-            if let Some(matrix) = matrix {
-                step("the host's tests failed; waiting for the kernel matrix's guests to end");
-                let _ = matrix.join();
-            }
-            return Err(err);
-        }
-    }
-    if let Some(matrix) = matrix {
-        step("the kernel matrix: waiting for its guests");
-        let vm = matrix
-            .join()
-            .unwrap_or_else(|_| anyhow::bail!("the kernel matrix panicked"))?;
-        totals.passed += vm.passed;
-        totals.failed += vm.failed;
-        totals.ignored += vm.skipped;
-        totals.print();
-        if vm.failed > 0 {
-            anyhow::bail!("{} failed in the kernel matrix", vm.failed);
-        }
+        result?;
     }
     Ok(())
 }
 
-/// `cargo xtask run -- --version` (the path `cargo xtask run -- top` takes) must leave the
-/// Debian package list as it was: running oomreap never installs, let alone starts, a server.
 fn run_installs_no_package(workspace: &Path) -> anyhow::Result<()> {
     let packages = || {
         crate::command::output(Command::new("dpkg-query").args([

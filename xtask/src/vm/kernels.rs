@@ -108,6 +108,17 @@ pub struct Kernel {
     pub modules: Vec<PathBuf>,
 }
 
+impl Kernel {
+    /// Returns true if and only if its package has rdma_rxe, so the ODP scenarios run.
+    pub fn has_soft_roce(&self) -> bool {
+        self.modules.iter().any(|m| {
+            m.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("rdma_rxe."))
+        })
+    }
+}
+
 /// The private apt configuration and where packages are unpacked.
 pub struct KernelCache {
     root: PathBuf,

@@ -223,7 +223,11 @@ impl Prepared {
         let out = &out;
         let static_check = &static_check;
         // A small pool: each worker boots the next kernel until none is left.
-        let queue = Mutex::new(kernels.iter().collect::<VecDeque<_>>());
+        // Longest first, so the two workers end close together: the soft-RoCE kernels run the
+        // ODP scenarios in every mode; then newest first.
+        let mut order: Vec<&kernels::Kernel> = kernels.iter().rev().collect();
+        order.sort_by_key(|k| !k.has_soft_roce());
+        let queue = Mutex::new(order.into_iter().collect::<VecDeque<_>>());
         let runs = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..args.jobs.max(1))

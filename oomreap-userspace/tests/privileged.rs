@@ -126,9 +126,18 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) ->
 
 /// Starts `oomreap ARGS` with piped output; returns it and its stdout and stderr lines.
 fn spawn_oomreap(args: &[&str]) -> (OwnChild, mpsc::Receiver<String>, mpsc::Receiver<String>) {
+    spawn_oomreap_env(args, &[])
+}
+
+/// As [`spawn_oomreap`], with these environment variables.
+fn spawn_oomreap_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (OwnChild, mpsc::Receiver<String>, mpsc::Receiver<String>) {
     let mut child = OwnChild(
         Command::new(OOMREAP)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -217,6 +226,32 @@ fn trace_shows_a_quick_exit_lifecycle_and_detaches_on_sigint() {
         unloaded,
         "mark_victim_btf still loaded 5 s after trace exited"
     );
+}
+
+/// Stopping a trace first takes what the kernel already emitted: a reader that lags (here
+/// told to sleep 2 s after each wake-up; a TCG guest lags by itself) loses nothing unread.
+#[test]
+fn a_trace_stopped_at_once_still_prints_the_kill_it_had_not_read() {
+    let Some(_lock) = privileged("a_trace_stopped_at_once_still_prints_the_kill_it_had_not_read")
+    else {
+        return;
+    };
+    let (mut trace, stdout, stderr) =
+        spawn_oomreap_env(&["trace", "--json"], &[("OOMREAP_FAULTS", "slow=reader")]);
+    wait_for_line(&stderr, "the attached message", |l| {
+        l.contains("oomreap: tracing")
+    });
+    let mut victim = CgroupVictim::start(64, 256);
+    let pid = u64::from(victim.child.pid());
+    victim.expect_oom_kill();
+    // The reader is asleep with the kill unread: stop now.
+    assert_eq!(stop(&mut trace, libc::SIGINT).code(), Some(0));
+    // Every line it printed, up to its end of output.
+    let kill = stdout.iter().find(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|o| o["victim"]["tid"] == pid && o["step"] == "kill")
+    });
+    assert!(kill.is_some(), "the kill of {pid} was lost at shutdown");
 }
 
 /// JSON output of a live run, recorded; the replay without root gives the same lifecycle.

@@ -248,6 +248,30 @@ impl Intake {
         Ok(Some(step))
     }
 
+    /// What the kernel already emitted but was not read yet, one step per record, without
+    /// waiting or settling anything: taken when tracing stops, so a reader that lags (a busy
+    /// machine, a TCG guest) loses none of it. Empty for a replay.
+    pub fn drain(&mut self) -> Result<Vec<Step>, IntakeError> {
+        if let Input::Live(capture) = &mut self.input {
+            self.unread.extend(capture.records_now());
+            self.losses.kernel = capture.counters()?;
+        } else {
+            return Ok(Vec::new());
+        }
+        let mut steps = Vec::new();
+        loop {
+            let mut step = Step::default();
+            if let Some(event) = self.due.take() {
+                self.apply(event, &mut step)?;
+            } else if let Some(raw) = self.unread.pop_front() {
+                self.take_wire(raw, None, &mut step)?;
+            } else {
+                return Ok(steps);
+            }
+            steps.push(step);
+        }
+    }
+
     /// Plays the rest of a replay at once, settling every victim at its end, as one step
     /// (for tests and tools that want the end state; a live intake gives an empty step).
     pub fn play_to_end(&mut self) -> Step {

@@ -99,6 +99,13 @@ pub async fn run(
         print(&intake, &step.changes, format, out)?;
         out.flush()?;
     }
+    for step in intake.drain()? {
+        for warning in &step.warnings {
+            writeln!(err, "oomreap: warning: {warning}")?;
+        }
+        print(&intake, &step.changes, format, out)?;
+    }
+    out.flush()?;
     intake.refresh_counters();
     let summary = TraceSummary {
         victims: intake.tracker().totals().victims,

@@ -24,6 +24,10 @@ pub struct KernelLine {
     /// scenarios must pass in every mode; elsewhere it would repeat what fentry shows of
     /// the same userspace, within CI's hour.
     pub modes: &'static [&'static str],
+    /// Whether the `run` suite runs here: `oomreap run`'s reports and verdicts depend on the
+    /// kernel only through the scenarios suite's steps, so it runs on the oldest line and on
+    /// the soft-RoCE ones (where `--fail-on notifier` and `partial` meet a real refusal).
+    pub run_suite: bool,
 }
 
 /// Every function attach mode: tracepoints only, fentry, kprobe.
@@ -40,6 +44,7 @@ pub const LINES: [KernelLine; 6] = [
         prefix: "linux-image-5.10.0-",
         suffix: "-cloud-amd64",
         modes: ALL_MODES,
+        run_suite: true,
     },
     // bookworm
     KernelLine {
@@ -47,6 +52,7 @@ pub const LINES: [KernelLine; 6] = [
         prefix: "linux-image-6.1.0-",
         suffix: "-cloud-amd64-unsigned",
         modes: NO_KPROBE,
+        run_suite: false,
     },
     // bookworm-security
     KernelLine {
@@ -54,6 +60,7 @@ pub const LINES: [KernelLine; 6] = [
         prefix: "linux-image-6.12.",
         suffix: "+deb12-cloud-amd64-unsigned",
         modes: NO_KPROBE,
+        run_suite: false,
     },
     // trixie-backports, the generic flavour: it has rdma_rxe with ODP (the cloud one has no
     // rdma_rxe), for the mmu notifier that refuses the reaper.
@@ -62,6 +69,7 @@ pub const LINES: [KernelLine; 6] = [
         prefix: "linux-image-6.18.",
         suffix: "+deb13-amd64",
         modes: ALL_MODES,
+        run_suite: true,
     },
     // trixie-backports, generic, as 6.18.
     KernelLine {
@@ -69,6 +77,7 @@ pub const LINES: [KernelLine; 6] = [
         prefix: "linux-image-7.",
         suffix: "+deb13-amd64",
         modes: ALL_MODES,
+        run_suite: true,
     },
     // trixie-backports: PREEMPT_RT, where rw_semaphore is built on an rtmutex.
     KernelLine {
@@ -76,6 +85,7 @@ pub const LINES: [KernelLine; 6] = [
         prefix: "linux-image-7.",
         suffix: "+deb13-rt-amd64",
         modes: NO_KPROBE,
+        run_suite: false,
     },
 ];
 
@@ -100,6 +110,8 @@ pub struct Kernel {
     pub line: &'static str,
     /// The line's function attach modes ([`KernelLine::modes`]).
     pub modes: &'static [&'static str],
+    /// [`KernelLine::run_suite`].
+    pub run_suite: bool,
     /// The Debian package it came from.
     pub package: String,
     pub vmlinuz: PathBuf,
@@ -280,6 +292,7 @@ impl KernelCache {
         Ok(Kernel {
             line: line.name,
             modes: line.modes,
+            run_suite: line.run_suite,
             package: package.to_owned(),
             vmlinuz,
             modules,

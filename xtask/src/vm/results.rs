@@ -288,6 +288,7 @@ running 3 tests
         Kernel {
             line: "6.1",
             modes: &[],
+            run_suite: true,
             package: "linux-image-6.1.0-56-cloud-amd64-unsigned".into(),
             vmlinuz: PathBuf::new(),
             modules: Vec::new(),

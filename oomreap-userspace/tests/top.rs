@@ -79,7 +79,9 @@ impl Tmux {
     /// Waits until a line of the screen satisfies `pred`; `what` names it in the failure.
     #[track_caller]
     fn wait_for_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: the kernel matrix's guests may be running beside (`cargo xtask test
+        // --all`), and top's start-up loads and verifies its programs.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let screen = self.screen();
             if screen.lines().any(&pred) {

@@ -199,37 +199,33 @@ impl Intake {
     /// that words a change from the tracker's state right away sees the state that change
     /// left (a pass's start still in progress, before its finish in the same batch).
     pub async fn next(&mut self) -> Result<Option<Step>, IntakeError> {
-        let mut step = Step::default();
-        if let Some(event) = self.due.take() {
-            self.apply(event, &mut step)?;
+        if let Some(step) = self.step_ready()? {
             return Ok(Some(step));
         }
+        let mut step = Step::default();
         match &mut self.input {
             Input::Live(capture) => {
-                if self.unread.is_empty() {
-                    let due = self.tracker.next_deadline().filter(|_| self.held.is_none());
-                    tokio::select! {
-                        records = capture.next_records() => {
-                            self.unread.extend(records?);
-                            self.losses.kernel = capture.counters()?;
+                let due = self.tracker.next_deadline().filter(|_| self.held.is_none());
+                tokio::select! {
+                    records = capture.next_records() => {
+                        self.unread.extend(records?);
+                        self.losses.kernel = capture.counters()?;
+                    }
+                    () = sleep_until_monotonic(due), if due.is_some() => {
+                        // Records already in the ring buffer happened before now: they go
+                        // first, or a slow reader (a busy machine, a TCG guest) would settle a
+                        // victim whose next steps wait to be read.
+                        let pending = capture.records_now();
+                        if pending.is_empty() {
+                            step.changes = self.tracker.tick(monotonic_now_ns());
+                            return Ok(Some(step));
                         }
-                        () = sleep_until_monotonic(due), if due.is_some() => {
-                            // Records already in the ring buffer happened before now: they
-                            // go first, or a slow reader (a busy machine, a TCG guest) would
-                            // settle a victim whose next steps wait to be read.
-                            let pending = capture.records_now();
-                            if pending.is_empty() {
-                                step.changes = self.tracker.tick(monotonic_now_ns());
-                                return Ok(Some(step));
-                            }
-                            self.unread.extend(pending);
-                            self.losses.kernel = capture.counters()?;
-                        }
+                        self.unread.extend(pending);
+                        self.losses.kernel = capture.counters()?;
                     }
                 }
-                if let Some(raw) = self.unread.pop_front() {
-                    self.take_wire(raw, None, &mut step)?;
-                }
+                // A wake-up may bring no record (an empty step, as before).
+                return Ok(Some(self.step_ready()?.unwrap_or_default()));
             }
             Input::Replay(replay) => {
                 if replay.next == replay.recording.records.len() {
@@ -259,17 +255,24 @@ impl Intake {
             return Ok(Vec::new());
         }
         let mut steps = Vec::new();
-        loop {
-            let mut step = Step::default();
-            if let Some(event) = self.due.take() {
-                self.apply(event, &mut step)?;
-            } else if let Some(raw) = self.unread.pop_front() {
-                self.take_wire(raw, None, &mut step)?;
-            } else {
-                return Ok(steps);
-            }
+        while let Some(step) = self.step_ready()? {
             steps.push(step);
         }
+        Ok(steps)
+    }
+
+    /// The step of an event already in hand, without waiting: one whose tick came first
+    /// (`due`), else the next record read but not yet taken; `None` when there is neither.
+    fn step_ready(&mut self) -> Result<Option<Step>, IntakeError> {
+        let mut step = Step::default();
+        if let Some(event) = self.due.take() {
+            self.apply(event, &mut step)?;
+        } else if let Some(raw) = self.unread.pop_front() {
+            self.take_wire(raw, None, &mut step)?;
+        } else {
+            return Ok(None);
+        }
+        Ok(Some(step))
     }
 
     /// Plays the rest of a replay at once, settling every victim at its end, as one step

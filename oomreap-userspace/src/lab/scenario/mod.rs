@@ -633,6 +633,12 @@ fn stuck(
     scene.finish(&[victim])
 }
 
+/// Half a retry after the reaper's attempt `k` (1-based), counted from the kill: attempt k
+/// runs about 2 s + (k-1) × 100 ms after it.
+fn just_after_attempt(k: u32) -> Duration {
+    Duration::from_nanos(REAPER_DELAY_NS) + REAPER_RETRY * k.saturating_sub(1) + REAPER_RETRY / 2
+}
+
 /// The reaper's timer fires 2 s after the kill; this leaves it time for all its attempts.
 fn wait_for_the_reaper(say: &mut dyn FnMut(&str)) -> Result<(), ScenarioError> {
     let reaper_window = Duration::from_nanos(REAPER_DELAY_NS)
@@ -652,17 +658,27 @@ fn mrelease(
 ) -> Result<Report, ScenarioError> {
     let victim = stuck_victim(&mut scene, options, false, say)?;
     let pid = scene.helper(victim).pid();
+    mrelease_now(&mut scene, pid, say)?;
+    if then_stuck {
+        wait_for_the_reaper(say)?;
+    }
+    release_and_reap(&mut scene, victim, say)?;
+    scene.finish(&[victim])
+}
+
+/// process_mrelease(2) on `pid` now, said and reported.
+fn mrelease_now(
+    scene: &mut Scene,
+    pid: u32,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), ScenarioError> {
     let ret = process_mrelease(pid)?;
     say(&format!(
         "process_mrelease(pid {pid}) by pid {} returned {ret}",
         std::process::id()
     ));
     scene.report.mrelease = Some((std::process::id(), ret));
-    if then_stuck {
-        wait_for_the_reaper(say)?;
-    }
-    release_and_reap(&mut scene, victim, say)?;
-    scene.finish(&[victim])
+    Ok(())
 }
 
 /// SIGKILL, then process_mrelease, on a process of half the limit whose reading thread is
@@ -772,11 +788,8 @@ fn lock_contended(
     scene.wait_for_oom_kill(kills)?;
     say("OOM killer struck the victim; its exit waits behind the queued writer");
 
-    // Attempt k (1-based) runs about 2 s + (k-1) × 100 ms after the kill.
     let failed = options.release_after.unwrap_or(MAX_REAP_ATTEMPTS as u32);
-    let hold = Duration::from_nanos(REAPER_DELAY_NS)
-        + REAPER_RETRY * failed.saturating_sub(1)
-        + REAPER_RETRY / 2;
+    let hold = just_after_attempt(failed);
     let hold = if options.release_after.is_none() {
         hold + Duration::from_millis(500)
     } else {
@@ -848,19 +861,11 @@ fn odp_victim(
     scene.wait_for_oom_kill(kills)?;
     say("OOM killer struck; the victim cannot exit until the FUSE read is answered");
     if mrelease {
-        let ret = process_mrelease(pid)?;
-        say(&format!(
-            "process_mrelease(pid {pid}) by pid {} returned {ret}",
-            std::process::id()
-        ));
-        scene.report.mrelease = Some((std::process::id(), ret));
+        mrelease_now(&mut scene, pid, say)?;
     }
     match release_after {
         Some(passes) => {
-            // Pass k (1-based) runs about 2 s + (k-1) × 100 ms after the kill.
-            let hold = Duration::from_nanos(REAPER_DELAY_NS)
-                + REAPER_RETRY * passes.saturating_sub(1)
-                + REAPER_RETRY / 2;
+            let hold = just_after_attempt(passes);
             say(&format!(
                 "deregistering the region after {hold:?} ({passes} partial passes)"
             ));

@@ -116,10 +116,10 @@ fn classic_tracepoint_captures_the_victim_with_its_memory() {
 
 fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
     loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(line) if pred(&line) => return line,
             Ok(_) => continue,
-            Err(err) => panic!("no line with {what} within 30 s: {err}"),
+            Err(err) => panic!("no line with {what} within 120 s: {err}"),
         }
     }
 }

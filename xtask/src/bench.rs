@@ -4,9 +4,10 @@
 //!
 //! The steps: build oomreap (release); start-up against bpftrace attaching the same OOM
 //! tracepoints; the kernel programs' run counts on hot hooks at rest and under churn (from the
-//! kernel's own run statistics); the kernel-side cost on the hooks' hot paths (mmap/fault churn and fork/exec
-//! churn, detached vs attached); decoder + tracker throughput and memory per victim; end-to-end
-//! latency from kernel timestamp to printed line during a storm; and the daemon at rest.
+//! kernel's own run statistics); the kernel-side cost on the hooks' hot paths (mmap/fault
+//! churn and fork/exec churn, detached vs attached); decoder + tracker throughput and memory
+//! per victim; end-to-end latency from kernel timestamp to printed line during a storm; and
+//! the daemon at rest.
 use std::{
     io::{BufRead as _, BufReader},
     path::Path,

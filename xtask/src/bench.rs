@@ -376,7 +376,7 @@ fn program_runs(oomreap: &Path, churn: bool) -> anyhow::Result<ProgramRuns> {
         hot_runs: 0,
         always_runs: 0,
         always_ns: 0,
-        json: json.clone(),
+        json: Value::Null,
     };
     for program in json["programs"].as_array().context("no programs")? {
         let name = program["program"].as_str().unwrap_or_default();
@@ -389,6 +389,7 @@ fn program_runs(oomreap: &Path, churn: bool) -> anyhow::Result<ProgramRuns> {
             runs.always_ns += program["run_time_ns"].as_u64().unwrap_or(0);
         }
     }
+    runs.json = json;
     Ok(runs)
 }
 

@@ -12,8 +12,8 @@ use std::{
 };
 
 use common::{
-    CgroupVictim, OOMREAP, OwnChild, TempDir, TracefsMount, lines_of, loaded_program_ids,
-    privileged,
+    CgroupVictim, GUEST_PACE, OOMREAP, OwnChild, TempDir, TracefsMount, lines_of,
+    loaded_program_ids, privileged,
 };
 use oomreap::{
     capture::{AttachPreference, Capture, CaptureOptions},
@@ -34,7 +34,7 @@ async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32, u64) 
     let mut victim = CgroupVictim::start(64, 256);
     let pid = victim.child.pid();
     let cgroup_id = victim.cgroup.id().expect("cgroup id");
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
+    let found = tokio::time::timeout(GUEST_PACE, async {
         loop {
             let records = capture.next_records().await.expect("read events");
             for record in records {
@@ -48,7 +48,7 @@ async fn capture_one_victim(attach: AttachPreference) -> (MarkVictim, u32, u64) 
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no mark_victim event for pid {pid} within 30 s"));
+    .unwrap_or_else(|_| panic!("no mark_victim event for pid {pid} within {GUEST_PACE:?}"));
     victim.expect_oom_kill();
     let counters = capture.counters().expect("read counters");
     assert_eq!(counters.ring_buffer_full, 0);
@@ -116,10 +116,10 @@ fn classic_tracepoint_captures_the_victim_with_its_memory() {
 
 fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
     loop {
-        match rx.recv_timeout(Duration::from_secs(120)) {
+        match rx.recv_timeout(GUEST_PACE) {
             Ok(line) if pred(&line) => return line,
             Ok(_) => continue,
-            Err(err) => panic!("no line with {what} within 120 s: {err}"),
+            Err(err) => panic!("no line with {what} within {GUEST_PACE:?}: {err}"),
         }
     }
 }

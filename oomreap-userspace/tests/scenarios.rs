@@ -162,11 +162,14 @@ fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) 
             })
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::GUEST_PACE;
     while !complete(&steps) {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = stdout.recv_timeout(left) else {
-            panic!("victims without outcome or exit_mmap after 30 s: {steps:#?}");
+            panic!(
+                "victims without outcome or exit_mmap after {:?}: {steps:#?}",
+                common::GUEST_PACE
+            );
         };
         let object: Value = serde_json::from_str(&line).expect("trace JSON");
         if let Some(tid) = object["victim"]["tid"]

@@ -24,6 +24,11 @@ static PRIVILEGED: Mutex<()> = Mutex::new(());
 /// The `oomreap` binary cargo built for these tests.
 pub const OOMREAP: &str = env!("CARGO_BIN_EXE_oomreap");
 
+/// How long a test waits for oomreap to say something a scenario makes certain. A bound, not a
+/// speed test: a niced one-vCPU TCG guest beside the host's build (CI runs both at once) has
+/// taken over 30 s to attach, and over 30 s more to trace a jammed victim to its end.
+pub const GUEST_PACE: Duration = Duration::from_secs(120);
+
 /// Takes the privileged-test lock, or returns `None` after saying why the test is skipped.
 pub fn privileged(test: &str) -> Option<MutexGuard<'static, ()>> {
     // SAFETY: geteuid has no preconditions.
@@ -383,10 +388,8 @@ pub fn start_command(
     let stdout = lines_of(child.0.stdout.take().expect("stdout"));
     let stderr = lines_of(child.0.stderr.take().expect("stderr"));
     loop {
-        // A bound, not a speed test: a niced TCG guest beside the host's build (CI runs both
-        // at once) has taken over 30 s to parse its BTF and attach.
         let line = stderr
-            .recv_timeout(Duration::from_secs(120))
+            .recv_timeout(GUEST_PACE)
             .expect("oomreap announces itself");
         if line.contains("oomreap: tracing") {
             break;

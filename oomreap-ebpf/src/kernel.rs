@@ -1,8 +1,10 @@
 //! Reads of kernel memory at offsets user space resolved from the running kernel's BTF, and
 //! of the current task.
+use core::ffi::c_void;
+
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-    bpf_probe_read_kernel_buf,
+    bpf_probe_read_kernel_buf, generated,
 };
 use oomreap_common::{
     event::COMM_LEN,
@@ -32,6 +34,23 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel checks the source address itself and fails cleanly on a
     // bad one; the destination is a local of the right size.
     unsafe { bpf_probe_read_kernel(src) }.ok()
+}
+
+/// Reads a word at `base + offset` without a branch: 0 where the read faults (the helper
+/// zeroes its destination then), `base` is NULL or the field is absent. For walks the
+/// verifier steps through many times: a failed [`read`]'s constant 0 is a path of its own,
+/// checked apart from the successful one's to the end of the program.
+#[inline(always)]
+pub fn read_word(base: u64, offset: u32) -> u64 {
+    if offset == ABSENT {
+        // Decided when verified: the layout is in read-only data.
+        return 0;
+    }
+    let mut word = 0u64;
+    let src = (base + u64::from(offset)) as *const c_void;
+    // SAFETY: as in `read`: the helper checks `src` itself; `word` is a local of 8 bytes.
+    unsafe { generated::bpf_probe_read_kernel((&raw mut word).cast(), 8, src) };
+    word
 }
 
 /// Reads a task name (`char comm[TASK_COMM_LEN]`) at `base + offset` into `comm`.

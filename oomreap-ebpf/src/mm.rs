@@ -1,11 +1,14 @@
 //! Reads from a victim's `mm_struct`: RSS, flags, mmu notifiers and the mmap_lock.
+use core::ptr::{read_volatile, write_volatile};
+
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use oomreap_common::{
     event::{LockState, MAX_NOTIFIERS, MAX_WAITERS, lock_flags},
     layout::{ABSENT, KernelLayout},
 };
 
 use crate::{
-    kernel::{add, layout, read},
+    kernel::{add, layout, read, read_word},
     task,
 };
 
@@ -91,7 +94,8 @@ pub struct NotifierCount {
 /// (KVM's kind, on `subscriptions->list`) by `ops->invalidate_range_start`, then interval
 /// ones (RDMA ODP, HMM mirrors, GPU userptr, on `subscriptions->itree`) by
 /// `ops->invalidate`. Interval notifiers are the ones that refuse the reaper, and the
-/// classic walk never meets them. `None` if the notifier fields are unknown.
+/// classic walk never meets them. `None` if the notifier fields are unknown, or if this CPU
+/// is already inside a walk (an fentry program preempted mid-walk; see [`NotifierWalk`]).
 #[inline(always)]
 pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<NotifierCount> {
     let l = layout();
@@ -108,62 +112,190 @@ pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<Notifi
     }
     // hlist_head's only field is `first`.
     let mut node = read::<u64>(subscriptions, l.subscriptions_list)?;
-    let mut count = 0;
+    // No early return from here to `end`: it frees the state.
+    let walk = NotifierWalk::begin()?;
     for i in 0..MAX_NOTIFIERS_COUNTED {
         if node == 0 || l.notifier_hlist == ABSENT {
             break;
         }
         let notifier = node - u64::from(l.notifier_hlist);
-        if let Some(slot) = callbacks.get_mut(i as usize) {
+        if (i as usize) < MAX_NOTIFIERS {
             let ops = read::<u64>(notifier, l.notifier_ops).unwrap_or(0);
-            *slot = read(ops, l.ops_invalidate_range_start).unwrap_or(0);
+            walk.name(read(ops, l.ops_invalidate_range_start).unwrap_or(0));
+        } else {
+            walk.name(0);
         }
-        count += 1;
         node = read(node, l.hlist_node_next).unwrap_or(0);
     }
-    let interval = interval_notifiers(l, subscriptions, count, callbacks);
+    let classic = walk.count();
+    interval_notifiers(l, subscriptions, &walk);
+    let total = walk.end(callbacks);
     Some(NotifierCount {
-        total: count + interval,
-        interval,
+        total,
+        interval: total - classic,
     })
 }
 
-/// Most steps up or down the interval tree between two notifiers: an rb-tree of at most
-/// [`MAX_NOTIFIERS_COUNTED`] nodes is at most 2·log2(17) < 10 deep.
-const MAX_RB_DEPTH: u32 = 10;
+/// The notifier walk's state, kept in a map value, not in registers. The verifier follows a
+/// register's exact value down every path, so a walk whose count and step it can see splits
+/// into a path per combination: the tree walk took it over 190,000 instructions, 150 ms of
+/// every start-up. What it reads back from a map is only "some number", so each step of the
+/// unrolled walk is checked about once. Per CPU, so two CPUs never share one; `busy` keeps an
+/// fentry program preempted mid-walk (fentry runs with migration, not preemption, disabled)
+/// from having another walk on the same CPU overwrite its state.
+#[repr(C)]
+struct WalkState {
+    /// Where the tree walk is (the rb_node of the notifier to name, or on the way to it).
+    node: u64,
+    names: [u64; MAX_NOTIFIERS],
+    /// Notifiers counted so far, classic and interval.
+    count: u32,
+    step: u32,
+    busy: u32,
+    _pad: u32,
+}
 
-/// Walks `subscriptions->itree` in order (leftmost, then each successor), naming notifiers
-/// into `callbacks` after the `classic` ones already there; returns how many it counted.
+#[map]
+static NOTIFIER_WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's [`WalkState`], held for one walk.
+struct NotifierWalk(*mut WalkState);
+
+impl NotifierWalk {
+    /// Takes this CPU's walk state and clears it, or `None` if a walk holds it.
+    #[inline(always)]
+    fn begin() -> Option<Self> {
+        let state = NOTIFIER_WALK.get_ptr_mut(0)?;
+        // SAFETY: a valid map value of this CPU; volatile so every access goes to memory,
+        // where the verifier does not track the values (the point of the map).
+        unsafe {
+            if read_volatile(&raw const (*state).busy) != 0 {
+                return None;
+            }
+            write_volatile(&raw mut (*state).busy, 1);
+            write_volatile(&raw mut (*state).count, 0);
+            write_volatile(&raw mut (*state).names, [0; MAX_NOTIFIERS]);
+        }
+        Some(Self(state))
+    }
+
+    #[inline(always)]
+    fn count(&self) -> u32 {
+        // SAFETY: as in `begin`.
+        unsafe { read_volatile(&raw const (*self.0).count) }
+    }
+
+    /// Counts one notifier, naming it by `callback` if a name slot is left.
+    #[inline(always)]
+    fn name(&self, callback: u64) {
+        let count = self.count();
+        // SAFETY: as in `begin`; `names` is indexed only below its length.
+        unsafe {
+            if let Some(slot) = (*self.0).names.get_mut(count as usize) {
+                write_volatile(slot, callback);
+            }
+            write_volatile(&raw mut (*self.0).count, count + 1);
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self) -> (u64, u32) {
+        // SAFETY: as in `begin`.
+        unsafe {
+            (
+                read_volatile(&raw const (*self.0).node),
+                read_volatile(&raw const (*self.0).step),
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn go(&self, node: u64, step: u32) {
+        // SAFETY: as in `begin`.
+        unsafe {
+            write_volatile(&raw mut (*self.0).node, node);
+            write_volatile(&raw mut (*self.0).step, step);
+        }
+    }
+
+    /// Copies the names out, frees the state for the next walk and returns the count.
+    #[inline(always)]
+    fn end(self, callbacks: &mut [u64; MAX_NOTIFIERS]) -> u32 {
+        // SAFETY: as in `begin`.
+        unsafe {
+            *callbacks = read_volatile(&raw const (*self.0).names);
+            let count = self.count();
+            write_volatile(&raw mut (*self.0).busy, 0);
+            count
+        }
+    }
+}
+
+/// Most steps of the interval-tree walk. Started at the leftmost node, an in-order walk by
+/// parent pointers crosses each edge at most twice, so n visits take at most n + 2(n − 1)
+/// steps, and the step that finds no parent above the rightmost one ends it: 3n in all.
+const MAX_TREE_STEPS: u32 = 3 * MAX_NOTIFIERS_COUNTED;
+
+/// The tree walk's steps: name the notifier at `node`, go down to the leftmost node of its
+/// subtree, or climb to the ancestor that comes next.
+const VISIT: u32 = 0;
+const DESCEND: u32 = 1;
+const CLIMB: u32 = 2;
+
+/// Walks `subscriptions->itree` in order, one step (an edge, or a visit) per turn, counting
+/// and naming interval notifiers after the classic ones.
 #[inline(always)]
-fn interval_notifiers(
-    l: &KernelLayout,
-    subscriptions: u64,
-    classic: u32,
-    callbacks: &mut [u64; MAX_NOTIFIERS],
-) -> u32 {
+fn interval_notifiers(l: &KernelLayout, subscriptions: u64, walk: &NotifierWalk) {
     if l.interval_ops_invalidate == ABSENT {
-        return 0;
+        return;
     }
     let tree = subscriptions + u64::from(l.subscriptions_itree);
-    let mut node = read::<u64>(tree, l.rb_cached_leftmost).unwrap_or(0);
-    let mut count = 0;
-    for _ in 0..MAX_NOTIFIERS_COUNTED {
-        if node == 0 || classic + count >= MAX_NOTIFIERS_COUNTED {
-            break;
+    walk.go(read_word(tree, l.rb_cached_leftmost), VISIT);
+    for _ in 0..MAX_TREE_STEPS {
+        let (node, step) = walk.at();
+        if node == 0 || walk.count() >= MAX_NOTIFIERS_COUNTED {
+            return;
         }
-        let notifier = node - u64::from(l.interval_notifier_rb);
-        if let Some(slot) = callbacks.get_mut((classic + count) as usize) {
-            let ops = read::<u64>(notifier, l.interval_notifier_ops).unwrap_or(0);
-            *slot = match read::<u64>(ops, l.interval_ops_invalidate).unwrap_or(0) {
-                0 => read(ops, l.interval_ops_invalidate_start).unwrap_or(0),
-                callback => callback,
-            };
+        match step {
+            VISIT => {
+                let notifier = node - u64::from(l.interval_notifier_rb);
+                walk.name(interval_callback(l, notifier));
+                match read_word(node, l.rb_right) {
+                    0 => walk.go(node, CLIMB),
+                    right => walk.go(right, DESCEND),
+                }
+            }
+            DESCEND => match read_word(node, l.rb_left) {
+                0 => walk.go(node, VISIT),
+                left => walk.go(left, DESCEND),
+            },
+            _ => {
+                let parent = read_word(node, l.rb_parent_color) & !RB_COLOR_MASK;
+                // A left child's parent comes next; a right child's was visited already.
+                if parent != 0 && read_word(parent, l.rb_right) != node {
+                    walk.go(parent, VISIT);
+                } else {
+                    walk.go(parent, CLIMB);
+                }
+            }
         }
-        count += 1;
-        node = rb_next(l, node);
     }
-    count
 }
+
+/// An interval notifier's callback: `ops->invalidate`, or `ops->invalidate_start` where the
+/// kernel has that instead.
+#[inline(always)]
+fn interval_callback(l: &KernelLayout, notifier: u64) -> u64 {
+    let ops = read_word(notifier, l.interval_notifier_ops);
+    match read_word(ops, l.interval_ops_invalidate) {
+        0 => read_word(ops, l.interval_ops_invalidate_start),
+        callback => callback,
+    }
+}
+
+/// Most steps up or down an rb-tree between two nodes in [`rb_next`]: an rb-tree of n nodes
+/// is at most 2·log2(n + 1) deep, so 10 covers any lock's waiter tree of up to 30 tasks.
+const MAX_RB_DEPTH: u32 = 10;
 
 /// The in-order successor of an rb-tree node (lib/rbtree.c `rb_next`), or 0.
 #[inline(always)]

@@ -81,6 +81,16 @@ pub fn plan(
             reason
         }),
     };
+    if let Ok(btf) = &btf {
+        // One scan of the BTF for every type planning and the layout look up.
+        let typedefs: Vec<String> = specs
+            .iter()
+            .map(|spec| format!("btf_trace_{}", spec.event))
+            .collect();
+        let mut names: Vec<&str> = typedefs.iter().map(String::as_str).collect();
+        names.extend_from_slice(layout::BTF_NAMES);
+        btf.prefetch(&names)?;
+    }
     let candidates: Vec<&str> = paths
         .tracefs_candidates
         .iter()

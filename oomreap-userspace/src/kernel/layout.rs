@@ -9,6 +9,43 @@ use super::{
     tracefs::TracepointFormat,
 };
 
+/// Every type [`from_btf`] looks up, for [`KernelBtf::prefetch`] to find in one scan. A name
+/// missing here still resolves, at the cost of a scan of its own (a test counts those).
+pub const BTF_NAMES: &[&str] = &[
+    "cgroup",
+    "cgroup_subsys_id",
+    "cgroup_subsys_state",
+    "css_set",
+    "hlist_node",
+    "interval_tree_node",
+    "kernfs_node",
+    "list_head",
+    "mem_cgroup",
+    "mm_struct",
+    "mm_rss_stat",
+    "mmu_interval_notifier",
+    "mmu_interval_notifier_ops",
+    "mmu_notifier",
+    "mmu_notifier_ops",
+    "mmu_notifier_range",
+    "mmu_notifier_subscriptions",
+    "oom_control",
+    "page_counter",
+    "percpu_counter",
+    "rb_node",
+    "rb_root_cached",
+    "rt_mutex_base",
+    "rt_mutex_waiter",
+    "rt_waiter_node",
+    "rw_semaphore",
+    "rwbase_rt",
+    "rwsem_waiter",
+    "signal_struct",
+    "task_struct",
+    "zone",
+    "zoneref",
+];
+
 /// Offsets the kernel programs need. `task_struct::pid` is required (without it no event can
 /// name its victim); every other field degrades to [`ABSENT`] with a warning, disabling only
 /// the detail that needs it.
@@ -347,7 +384,13 @@ mod tests {
             return;
         }
         let btf = KernelBtf::open(path).unwrap();
+        btf.prefetch(BTF_NAMES).unwrap();
         let layout = from_btf(&btf, 2).unwrap();
+        assert_eq!(
+            btf.scans(),
+            0,
+            "from_btf looked up a type missing from BTF_NAMES"
+        );
         assert_eq!(layout.mark_victim_args, MarkVictimArgs::TaskAndUid as u32);
         for (name, offset) in [
             ("tgid", layout.task_tgid),

@@ -52,6 +52,12 @@ pub const REAPER_DELAY_NS: u64 = 2_000_000_000;
 /// HZ/10 retry interval.
 pub const SETTLE_NS: u64 = 1_000_000_000;
 
+/// How long a reap pass that started may run before silence decides it. The reaper traces
+/// the pass's finish when `__oom_reap_task_mm` returns, and unmapping a large victim, or any
+/// victim on a starved CPU, takes longer than [`SETTLE_NS`]: a 64 MiB victim's pass in a
+/// niced PREEMPT_RT guest beside CI's build took over a second, and was called unknown.
+pub const PASS_WAIT_NS: u64 = 30_000_000_000;
+
 /// What an event changed, for front ends that react to changes rather than redraw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -227,7 +233,8 @@ impl Tracker {
         changes
     }
 
-    /// Settles every victim as if a long silence followed: the end of a replay.
+    /// Settles every victim as if a long silence followed: the end of a replay. A pass still
+    /// in progress then waits [`PASS_WAIT_NS`] from its start, in a second tick.
     pub fn finish_all(&mut self) -> Vec<Change> {
         let last = self
             .victims
@@ -236,7 +243,17 @@ impl Tracker {
             .flatten()
             .max()
             .unwrap_or(0);
-        self.tick(last.saturating_add(REAPER_DELAY_NS + SETTLE_NS))
+        let mut changes = self.tick(last.saturating_add(REAPER_DELAY_NS + SETTLE_NS));
+        let pass_started = self
+            .victims
+            .iter()
+            .filter(|v| !v.outcome.is_final())
+            .filter_map(|v| v.attempts.last().map(|a| a.started_ns))
+            .max();
+        if let Some(started) = pass_started {
+            changes.extend(self.tick(started.saturating_add(PASS_WAIT_NS)));
+        }
+        changes
     }
 
     /// The earliest time at which [`Tracker::tick`] may settle something, if any: ticking

@@ -1,8 +1,8 @@
 //! What silence decides: the kernel traces neither the give-up nor whether a pass was
 //! complete, so an active victim is settled when nothing more can come, and marked inferred.
 use super::{
-    Attempt, AttemptResult, Change, MAX_REAP_ATTEMPTS, Outcome, REAPER_DELAY_NS, SETTLE_NS,
-    Tracker, Victim, VictimId,
+    Attempt, AttemptResult, Change, MAX_REAP_ATTEMPTS, Outcome, PASS_WAIT_NS, REAPER_DELAY_NS,
+    SETTLE_NS, Tracker, Victim, VictimId,
 };
 use crate::wire::SkipCause;
 
@@ -10,7 +10,6 @@ impl Tracker {
     /// What silence until `now_ns` decides for an active victim, if anything.
     pub(super) fn settle(&mut self, id: VictimId, now_ns: u64) -> Option<Outcome> {
         let v = self.victim_mut(id)?;
-        let quiet_since = |t: u64| now_ns.saturating_sub(t) >= SETTLE_NS;
         if v.attempts.is_empty() {
             // Never woken: the reaper's timer found the victim gone (it traces nothing then).
             let (since, wait, outcome) = match v.woken_at_ns {
@@ -28,11 +27,7 @@ impl Tracker {
             .iter()
             .filter(|a| a.failed())
             .count();
-        let last_at = v.attempts.last().map(|last| match &last.result {
-            AttemptResult::Reaped { finished_ns, .. } => *finished_ns,
-            _ => last.started_ns,
-        })?;
-        if !quiet_since(last_at) {
+        if now_ns < settle_deadline(v)? {
             return None;
         }
         if ten_partial_passes(v) {
@@ -119,13 +114,11 @@ impl Tracker {
 /// The earliest time silence could settle an active victim (see `Tracker::settle`).
 pub(super) fn settle_deadline(v: &Victim) -> Option<u64> {
     match v.attempts.last() {
-        Some(last) => {
-            let at = match last.result {
-                AttemptResult::Reaped { finished_ns, .. } => finished_ns,
-                _ => last.started_ns,
-            };
-            Some(at.saturating_add(SETTLE_NS))
-        }
+        Some(last) => Some(match last.result {
+            AttemptResult::Reaped { finished_ns, .. } => finished_ns.saturating_add(SETTLE_NS),
+            AttemptResult::InProgress => last.started_ns.saturating_add(PASS_WAIT_NS),
+            _ => last.started_ns.saturating_add(SETTLE_NS),
+        }),
         None => match v.woken_at_ns {
             Some(woken) => Some(woken.saturating_add(SETTLE_NS)),
             None => v

@@ -299,6 +299,34 @@ fn reaped_is_settled_by_silence() {
 }
 
 #[test]
+fn a_long_pass_waits_for_its_finish() {
+    // The start at 2,001 ms; the finish 5 s later: a big victim, or a starved CPU.
+    let started = || {
+        let mut stream = Stream::default().kill(0, 10).wake(2_000, 10);
+        stream.0.push(Event::StartReaping(ReaperStep {
+            timestamp_ns: 2_001 * MS,
+            victim_pid: 10,
+        }));
+        stream
+    };
+    let (tracker, _) = started().run(PASS_WAIT_NS / MS - 1);
+    assert_eq!(only_victim(&tracker).outcome, Outcome::Reaping);
+    let mut stream = started();
+    stream.0.push(Event::FinishReaping(FinishReaping {
+        timestamp_ns: 7_001 * MS,
+        victim_pid: 10,
+        rss_after: None,
+    }));
+    let (tracker, _) = stream.run(1_500);
+    let v = only_victim(&tracker);
+    assert_eq!(outcome(v), (Outcome::Reaped, true));
+    assert_eq!(v.reap_duration_ns(), Some(5_000 * MS));
+    // A finish that never comes (lost): unknown, once the pass has had its time.
+    let (tracker, _) = started().run(PASS_WAIT_NS / MS);
+    assert_eq!(outcome(only_victim(&tracker)), (Outcome::Unknown, true));
+}
+
+#[test]
 fn exit_mmap_after_a_reap_settles_it_at_once() {
     let (tracker, _) = Stream::default()
         .kill(0, 10)

@@ -469,9 +469,11 @@ fn a_jam_released_after_three_attempts_ends_the_reaper_loop() {
         matches!(o["outcome"].as_str(), Some("reaped" | "already_gone")),
         "{o}"
     );
-    // The release is timed against the reaper's 100 ms retries: allow one either way.
+    // The releaser lets go after the third attempt, as soon as it is scheduled: here that is
+    // within one 100 ms retry, but a niced TCG guest beside CI's build has run it three
+    // retries late. Anything short of the reaper's ten ends the loop by the release.
     let failed = o["failed_attempts"].as_u64().unwrap_or(0);
-    assert!((2..=4).contains(&failed), "{failed} failed attempts: {o}");
+    assert!((2..=9).contains(&failed), "{failed} failed attempts: {o}");
     let contended = step(steps, "skip")
         .iter()
         .filter(|s| s["reason"] == "lock_contended")

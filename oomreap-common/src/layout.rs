@@ -49,6 +49,9 @@ pub struct KernelLayout {
     pub mm_notifier_subscriptions: u32,
     /// `mm->owner` (CONFIG_MEMCG): names process_mrelease's target from the mm it locks.
     pub mm_owner: u32,
+    /// `mm->mm_users`: 0 once the last user let go, so a reap then is exit_mmap's, in
+    /// whichever task dropped the last reference (5.10 reaps OOM victims there).
+    pub mm_users: u32,
     /// Size of one `struct percpu_counter` in `mm_struct::rss_stat[]`.
     pub percpu_counter_size: u32,
     /// Offset of `count` (an `s64`) in `struct percpu_counter`.
@@ -231,6 +234,7 @@ impl KernelLayout {
         mm_mmap_lock: ABSENT,
         mm_notifier_subscriptions: ABSENT,
         mm_owner: ABSENT,
+        mm_users: ABSENT,
         percpu_counter_size: ABSENT,
         percpu_counter_count: ABSENT,
         rwsem_count: ABSENT,
@@ -291,7 +295,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 70 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 71 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

@@ -127,8 +127,12 @@ fn reap_returned(complete: bool, attach: AttachKind) {
     event.by_reaper = u32::from(event.caller_tgid == victims::reaper());
     // SAFETY: takes no arguments, cannot fail.
     let current = unsafe { bpf_get_current_task() };
-    // exit_mm() clears `current->mm` before the last mmput, so an exiting caller has none.
-    event.by_exit = u32::from(event.by_reaper == 0 && task::mm(current) == 0);
+    // exit_mm() clears `current->mm` before its mmput, so an exiting caller has none. The
+    // last mmput may come from another task that held a reference (one reading the victim's
+    // memory, as the jammed-lock scenario's reader does), which has an mm of its own: then
+    // mm_users, which process_mrelease's own reference keeps above 0, is 0.
+    let last_user_gone = read::<u32>(call.mm, layout().mm_users) == Some(0);
+    event.by_exit = u32::from(event.by_reaper == 0 && (task::mm(current) == 0 || last_user_gone));
     event.attach = attach as u32;
     event.refusals = call.refusals;
     record.submit();

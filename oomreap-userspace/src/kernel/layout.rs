@@ -72,6 +72,7 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     // Without CONFIG_MMU_NOTIFIER the member does not exist, and no notifier can refuse.
     l.mm_notifier_subscriptions = opt("mm_struct", "notifier_subscriptions");
     l.mm_owner = opt("mm_struct", "owner");
+    l.mm_users = opt("mm_struct", "mm_users");
     if let Some((base, stride, count)) = optional_rss(rss_counters(btf)) {
         l.mm_rss_stat = base;
         l.percpu_counter_size = stride;
@@ -406,6 +407,7 @@ mod tests {
             ("mmap_lock", layout.mm_mmap_lock),
             ("notifier_subscriptions", layout.mm_notifier_subscriptions),
             ("owner", layout.mm_owner),
+            ("mm_users", layout.mm_users),
             ("rwsem count", layout.rwsem_count),
             ("rwsem owner", layout.rwsem_owner),
             (

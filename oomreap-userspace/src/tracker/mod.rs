@@ -19,7 +19,7 @@ mod victim;
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque},
+    collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
 };
 
 pub use victim::{
@@ -122,10 +122,6 @@ pub struct Tracker {
     victims: VecDeque<Victim>,
     /// Victims whose outcome is not final, by pid.
     active: HashMap<u32, VictimId>,
-    /// The victims whose outcome is final, oldest first: the late-step search takes the
-    /// newest of them without stepping over every victim still in flight (a storm has
-    /// thousands), and eviction takes the oldest.
-    finished: BTreeSet<VictimId>,
     capacity: usize,
     next_id: u64,
     totals: Totals,
@@ -149,7 +145,6 @@ impl Tracker {
         Self {
             victims: VecDeque::new(),
             active: HashMap::new(),
-            finished: BTreeSet::new(),
             capacity: capacity.max(1),
             next_id: 1,
             totals: Totals::default(),
@@ -193,8 +188,6 @@ impl Tracker {
                 self.deadlines.push(Reverse((deadline, *id)));
             }
         }
-        #[cfg(test)]
-        assert!(self.finished_index_is_exact(), "after {event:?}");
     }
 
     /// Settles what can only be decided by silence: a reap pass with no attempt after it was
@@ -228,8 +221,6 @@ impl Tracker {
             Change::Finished(id) => *id,
             _ => VictimId(0),
         });
-        #[cfg(test)]
-        assert!(self.finished_index_is_exact(), "after tick({now_ns})");
         changes
     }
 
@@ -362,9 +353,6 @@ impl Tracker {
     }
 
     fn insert(&mut self, victim: Victim) {
-        if victim.outcome.is_final() {
-            self.finished.insert(victim.id);
-        }
         self.active.insert(victim.pid, victim.id);
         self.victims.push_back(victim);
         self.evict();
@@ -394,11 +382,11 @@ impl Tracker {
     /// A finished victim, newest first, with this thread or process id or this mm, killed
     /// (or, if its kill was not seen, settled) at most [`LATE_WINDOW_NS`] before `at_ns`.
     fn recent_by(&self, pid: Option<u32>, mm: Option<u64>, at_ns: u64) -> Option<VictimId> {
-        self.finished
+        self.victims
             .iter()
             .rev()
+            .filter(|v| v.outcome.is_final())
             .take(LATE_SCAN)
-            .filter_map(|id| self.victim(*id))
             .find(|v| {
                 let anchor = v.killed_at_ns.or(v.finished_at_ns);
                 let recent = anchor.is_some_and(|t| at_ns.saturating_sub(t) <= LATE_WINDOW_NS);
@@ -426,21 +414,12 @@ impl Tracker {
         let finished = self.victims.len() - self.active.len();
         let mut excess = finished.saturating_sub(self.capacity);
         while excess > 0 {
-            let Some(id) = self.finished.pop_first() else {
+            let Some(index) = self.victims.iter().position(|v| v.outcome.is_final()) else {
                 return;
             };
-            if let Some(index) = self.index_of(id) {
-                self.victims.remove(index);
-            }
+            self.victims.remove(index);
             excess -= 1;
         }
-    }
-
-    /// Returns true if and only if `finished` holds exactly the final victims' ids.
-    #[cfg(test)]
-    fn finished_index_is_exact(&self) -> bool {
-        let final_ids = self.victims.iter().filter(|v| v.outcome.is_final());
-        final_ids.map(|v| v.id).eq(self.finished.iter().copied())
     }
 }
 

@@ -104,7 +104,6 @@ impl Tracker {
         if self.active.get(&pid) == Some(&id) {
             self.active.remove(&pid);
         }
-        self.finished.insert(id);
         *self.totals.outcomes.entry(outcome).or_default() += 1;
         changes.push(Change::Finished(id));
         self.evict();

@@ -8,15 +8,15 @@ use std::{
 };
 
 use oomreap::{
-    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
+    lab::fixtures::{contended_skip_at, exit_at, finish_at, kill_at, reaper_at},
     tracker::Tracker,
     wire::{decode, encode},
 };
 use oomreap_common::event::EventKind;
 
-/// Victims in the stream (each with a kill, a wake, three contended attempts, a reap pass, an
-/// exit and a wake for an unknown pid: 8 events), unless OOMREAP_BENCH_VICTIMS says otherwise
-/// (profilers want a smaller run).
+/// Victims in the stream (each with a kill, a wake, three contended attempts, a reap pass's
+/// start and finish, an exit and a wake for an unknown pid: 9 events), unless
+/// OOMREAP_BENCH_VICTIMS says otherwise (profilers want a smaller run).
 const VICTIMS: u64 = 250_000;
 const ROUNDS: usize = 5;
 
@@ -52,7 +52,7 @@ static ALLOCATOR: Counting = Counting;
 
 fn stream() -> Vec<Vec<u8>> {
     let count = victims();
-    let mut records = Vec::with_capacity(count as usize * 8);
+    let mut records = Vec::with_capacity(count as usize * 9);
     for i in 0..count {
         // Victims overlap: a new kill every 2 ms, each lasting about 2.4 s.
         let t = i * 2;
@@ -64,6 +64,8 @@ fn stream() -> Vec<Vec<u8>> {
             records.push(encode(&contended_skip_at(t + 2_000 + k * 100, pid)));
         }
         records.push(encode(&reaper_at(EventKind::StartReaping, t + 2_300, pid)));
+        // The reaper traces every pass's finish; a pass left open would wait PASS_WAIT_NS.
+        records.push(encode(&finish_at(t + 2_305, pid)));
         records.push(encode(&exit_at(t + 2_400, pid, kill.victim_mm)));
         records.push(encode(&reaper_at(
             EventKind::WakeReaper,

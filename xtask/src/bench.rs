@@ -148,7 +148,7 @@ pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         .as_f64()
         .unwrap_or(0.0);
     figures.push(Figure {
-        name: "decoder + tracker (2 M events, 250,000 victims), events/s on one core".into(),
+        name: "decoder + tracker (2.25 M events, 250,000 victims), events/s on one core".into(),
         value: format!(
             "{:.2} M (min {:.2} M, max {:.2} M)",
             rate / 1e6,

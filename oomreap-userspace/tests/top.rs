@@ -265,17 +265,19 @@ fn the_terminal_is_restored_after_sigterm_and_a_panic() {
     assert!(screen.contains("EXIT=0"), "{screen}");
     same_terminal_settings(&dir);
 
+    // A marker of its own: the first run's DONE may still be on screen before `clear` runs
+    // (a loaded CI host once captured it there and read the first run's EXIT).
     tmux.keys(&["clear", "Enter"]);
     let dir = TempDir::new();
     let d = dir.0.display();
     tmux.keys(&[
         &format!(
             "stty -g > {d}/before; RUST_BACKTRACE=0 OOMREAP_FAULTS=panic=drawn {OOMREAP} top; echo EXIT=$?; \
-             stty -g > {d}/after; echo DO''NE"
+             stty -g > {d}/after; echo PANIC''-DONE"
         ),
         "Enter",
     ]);
-    let screen = tmux.wait_for("DONE");
+    let screen = tmux.wait_for("PANIC-DONE");
     assert!(screen.contains("EXIT=101"), "{screen}");
     assert!(screen.contains("asked for a panic once drawn"), "{screen}");
     same_terminal_settings(&dir);

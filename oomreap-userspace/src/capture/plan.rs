@@ -11,7 +11,7 @@ use super::{CaptureError, hooks::HookSpec};
 use crate::{
     display::error_chain,
     kernel::{
-        btf::{BtfError, DEFAULT_BTF_PATH, KernelBtf},
+        btf::{BtfError, DEFAULT_BTF_PATH, KernelBtf, tracepoint_typedef},
         layout::{self, ClassicFormats},
         tracefs::{self, TracefsError, TracepointFormat},
     },
@@ -85,7 +85,7 @@ pub fn plan(
         // One scan of the BTF for every type planning and the layout look up.
         let typedefs: Vec<String> = specs
             .iter()
-            .map(|spec| format!("btf_trace_{}", spec.event))
+            .map(|spec| tracepoint_typedef(spec.event))
             .collect();
         let mut names: Vec<&str> = typedefs.iter().map(String::as_str).collect();
         names.extend_from_slice(layout::BTF_NAMES);

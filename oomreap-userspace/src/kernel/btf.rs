@@ -209,8 +209,7 @@ impl KernelBtf {
     /// kernel has no such tracepoint. Read from the `btf_trace_<name>` typedef, a pointer to
     /// a function whose first parameter is the tracepoint's private `void *`.
     pub fn tracepoint_arg_count(&self, name: &str) -> Result<Option<usize>, BtfError> {
-        let typedef = format!("btf_trace_{name}");
-        let types = self.types_by_name(&typedef)?;
+        let types = self.types_by_name(&tracepoint_typedef(name))?;
         let Some(Type::Typedef(td)) = types.into_iter().next() else {
             return Ok(None);
         };
@@ -320,6 +319,11 @@ impl KernelBtf {
         }
         Ok(None)
     }
+}
+
+/// The typedef the kernel declares for BTF tracepoint `name`: `btf_trace_<name>`.
+pub fn tracepoint_typedef(name: &str) -> String {
+    format!("btf_trace_{name}")
 }
 
 /// The size of a struct or union type, or `None` for other kinds.

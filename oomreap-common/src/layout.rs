@@ -131,6 +131,29 @@ pub struct KernelLayout {
     pub rt_waiter_entry: u32,
     pub rt_waiter_task: u32,
     pub _pad2: u32,
+    /// process_mrelease(2)'s target from its pidfd, at syscall entry (the mmap_lock hook that
+    /// once named it is attached only while an OOM victim is in flight):
+    /// `current->files->fdt->fd[pidfd]`, then the `struct pid` in the file's `private_data`
+    /// (anon-inode pidfds, before 6.9) or its inode's `i_private` (pidfs), then the task on
+    /// the pid's `tasks[PIDTYPE_TGID]` (or `[PIDTYPE_PID]`, a thread's pidfd) through its
+    /// `pid_links[]`, and if that leader has exited, the first of its threads with an mm
+    /// (`signal->thread_head`, `task->thread_node`).
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
+    pub file_inode: u32,
+    pub inode_i_private: u32,
+    /// `pid.tasks[PIDTYPE_TGID]` and `pid.tasks[PIDTYPE_PID]`, each an `hlist_head`.
+    pub pid_tasks_tgid: u32,
+    pub pid_tasks_pid: u32,
+    /// `task_struct.pid_links[PIDTYPE_TGID]` and `[PIDTYPE_PID]`, each an `hlist_node`.
+    pub task_link_tgid: u32,
+    pub task_link_pid: u32,
+    pub signal_thread_head: u32,
+    pub task_thread_node: u32,
+    pub _pad3: u32,
 
     /// Record offsets of classic tracepoints (from their tracefs `format` files).
     pub mark_victim_record: MarkVictimRecord,
@@ -287,6 +310,20 @@ impl KernelLayout {
         rt_waiter_entry: ABSENT,
         rt_waiter_task: ABSENT,
         _pad2: 0,
+        task_files: ABSENT,
+        files_fdt: ABSENT,
+        fdtable_max_fds: ABSENT,
+        fdtable_fd: ABSENT,
+        file_private_data: ABSENT,
+        file_inode: ABSENT,
+        inode_i_private: ABSENT,
+        pid_tasks_tgid: ABSENT,
+        pid_tasks_pid: ABSENT,
+        task_link_tgid: ABSENT,
+        task_link_pid: ABSENT,
+        signal_thread_head: ABSENT,
+        task_thread_node: ABSENT,
+        _pad3: 0,
         mark_victim_record: MarkVictimRecord::UNSET,
         records: ClassicRecords::UNSET,
     };
@@ -295,7 +332,7 @@ impl KernelLayout {
 const _: () = {
     assert!(core::mem::size_of::<MarkVictimRecord>() == 40);
     assert!(core::mem::size_of::<ClassicRecords>() == 14 * 4);
-    assert!(core::mem::size_of::<KernelLayout>() == 71 * 4 + 40 + 14 * 4);
+    assert!(core::mem::size_of::<KernelLayout>() == 85 * 4 + 40 + 14 * 4);
 };
 
 // SAFETY: all three structs are `repr(C)` and made of `u32`s only, so they have no padding and

@@ -98,10 +98,10 @@ pub struct OomContext {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct MreleaseCall {
     pub entered_ns: u64,
-    /// The mm its mmap_lock attempt named (0 until seen).
+    /// The target's mm, from the pidfd at entry or the mm the call locked (0 until known).
     pub mm: u64,
     pub pidfd: i32,
-    /// `event::mrelease_fields` read when the lock was taken.
+    /// `event::mrelease_fields` read when the mm became known.
     pub fields: u32,
     pub target_pid: u32,
     pub target_tgid: u32,

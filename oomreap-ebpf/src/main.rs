@@ -22,6 +22,7 @@ mod mark_victim;
 mod mm;
 mod mrelease;
 mod oom_kill;
+mod pidfd;
 mod reap_fn;
 mod reaper;
 mod retries;

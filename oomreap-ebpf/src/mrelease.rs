@@ -1,6 +1,7 @@
 //! process_mrelease(2) through its syscall tracepoints (classic only: syscall tracepoints have
-//! no BTF form). Entry remembers the call; the mmap_lock hook notes which mm it locked; exit
-//! sends one [`MreleaseEvent`] with the duration and result.
+//! no BTF form). Entry remembers the call and names its target from the pidfd; the mmap_lock
+//! hook, where attached, notes the mm the call locked if that differs (or entry could not
+//! tell); exit sends one [`MreleaseEvent`] with the duration and result.
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
@@ -15,7 +16,7 @@ use oomreap_common::{
 use crate::{
     emit::{self, Record},
     kernel::{current_comm, layout, read},
-    mm, task, tracepoint_field, victims,
+    mm, pidfd, task, tracepoint_field, victims,
 };
 
 /// Concurrent process_mrelease calls tracked at most.
@@ -30,7 +31,7 @@ static MRELEASE_ACTIVE: Array<u64> = Array::with_max_entries(1, 0);
 #[tracepoint(category = "syscalls", name = "sys_enter_process_mrelease")]
 pub fn sys_enter_process_mrelease(ctx: TracePointContext) -> u32 {
     let pidfd = tracepoint_field::<u64>(&ctx, layout().records.mrelease_pidfd).unwrap_or(0);
-    let call = MreleaseCall {
+    let mut call = MreleaseCall {
         // SAFETY: takes no arguments, cannot fail.
         entered_ns: unsafe { bpf_ktime_get_ns() },
         mm: 0,
@@ -44,6 +45,11 @@ pub fn sys_enter_process_mrelease(ctx: TracePointContext) -> u32 {
         rss_before_file_kib: 0,
         rss_before_shmem_kib: 0,
     };
+    let mm = pidfd::target_mm(call.pidfd);
+    if mm != 0 {
+        call.mm = mm;
+        note_target(&mut call, mm);
+    }
     if MRELEASE_CALLS.insert(pid_tgid(), call, 0).is_ok() {
         active_add(1);
     }
@@ -95,7 +101,8 @@ pub fn sys_exit_process_mrelease(ctx: TracePointContext) -> u32 {
 }
 
 /// Called from the mmap_lock hook for tasks other than the reaper: returns true if and only
-/// if the current task is inside process_mrelease, after noting the mm it locks.
+/// if the current task is inside process_mrelease, after noting the mm it locks when entry
+/// named another (a thread exited in between) or none.
 #[inline(always)]
 pub fn note_lock(mm: u64) -> bool {
     // Nearly always zero: one load, and the hot path is done.

@@ -16,7 +16,12 @@ pub const BTF_NAMES: &[&str] = &[
     "cgroup_subsys_id",
     "cgroup_subsys_state",
     "css_set",
+    "fdtable",
+    "file",
+    "files_struct",
+    "hlist_head",
     "hlist_node",
+    "inode",
     "interval_tree_node",
     "kernfs_node",
     "list_head",
@@ -32,6 +37,8 @@ pub const BTF_NAMES: &[&str] = &[
     "oom_control",
     "page_counter",
     "percpu_counter",
+    "pid",
+    "pid_type",
     "rb_node",
     "rb_root_cached",
     "rt_mutex_base",
@@ -126,7 +133,59 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     l.zoneref_zone_idx = opt("zoneref", "zone_idx");
     // Only NUMA kernels have zone::node; elsewhere the node is reported as -1.
     l.zone_node = btf.member_offset("zone", "node").unwrap_or(ABSENT);
+    pidfd_target(&mut l, btf);
     Ok(l)
+}
+
+/// How the kernel programs find process_mrelease(2)'s target from its pidfd (see
+/// [`KernelLayout::task_files`]): all or none. Without them the target is named from the mm
+/// the call locks, which needs the mmap_lock hook attached at all times.
+fn pidfd_target(l: &mut KernelLayout, btf: &KernelBtf) {
+    let offsets = (|| -> Result<[u32; 13], BtfError> {
+        let tgid = btf.enum_value("pid_type", "PIDTYPE_TGID")?;
+        let pid = btf.enum_value("pid_type", "PIDTYPE_PID")?;
+        let tasks = btf.member_offset("pid", "tasks")?;
+        let links = btf.member_offset("task_struct", "pid_links")?;
+        let head = btf.struct_size("hlist_head")?;
+        let node = btf.struct_size("hlist_node")?;
+        Ok([
+            btf.member_offset("task_struct", "files")?,
+            btf.member_offset("files_struct", "fdt")?,
+            btf.member_offset("fdtable", "max_fds")?,
+            btf.member_offset("fdtable", "fd")?,
+            btf.member_offset("file", "private_data")?,
+            btf.member_offset("file", "f_inode")?,
+            btf.member_offset("inode", "i_private")?,
+            tasks + tgid * head,
+            tasks + pid * head,
+            links + tgid * node,
+            links + pid * node,
+            btf.member_offset("signal_struct", "thread_head")?,
+            btf.member_offset("task_struct", "thread_node")?,
+        ])
+    })();
+    match offsets {
+        Ok(o) => {
+            [
+                l.task_files,
+                l.files_fdt,
+                l.fdtable_max_fds,
+                l.fdtable_fd,
+                l.file_private_data,
+                l.file_inode,
+                l.inode_i_private,
+                l.pid_tasks_tgid,
+                l.pid_tasks_pid,
+                l.task_link_tgid,
+                l.task_link_pid,
+                l.signal_thread_head,
+                l.task_thread_node,
+            ] = o;
+        }
+        Err(err) => {
+            log::warn!("{err:#}; process_mrelease targets will be named from the mm the call locks")
+        }
+    }
 }
 
 /// Offsets for walking the mm's interval notifiers (since 5.5: RDMA ODP, HMM mirrors, GPU
@@ -429,6 +488,10 @@ mod tests {
             ("mem_cgroup memory", layout.memcg_memory),
             ("page_counter max", layout.page_counter_max),
             ("zoneref zone_idx", layout.zoneref_zone_idx),
+            ("files fdt", layout.files_fdt),
+            ("inode i_private", layout.inode_i_private),
+            ("pid tasks[PIDTYPE_TGID]", layout.pid_tasks_tgid),
+            ("task_struct thread_node", layout.task_thread_node),
         ] {
             assert_ne!(offset, ABSENT, "{name} not resolved");
         }

@@ -48,6 +48,15 @@ pub const REAPER: &str = "REAPER";
 /// Hash: caller `pid_tgid` → [`MreleaseCall`] for process_mrelease calls in progress.
 pub const MRELEASE_CALLS: &str = "MRELEASE_CALLS";
 
+/// Ring buffer of `u32` [`crate::event::EventKind`] values: the OOM and reaper events, for
+/// the thread that attaches the hot hooks while a victim is in flight. Apart from
+/// [`EVENTS`], so a reader busy with a storm never delays the attach.
+pub const GATE: &str = "GATE";
+
+/// Size of [`GATE`] in bytes: a page holds 256 events (each 16 bytes with its header), more
+/// than the reaper emits in the time the thread takes to wake.
+pub const GATE_BYTES: u32 = 4096;
+
 /// Array of one u64: how many process_mrelease calls are in progress (a cheap first filter
 /// on the hot mmap_lock hook).
 pub const MRELEASE_ACTIVE: &str = "MRELEASE_ACTIVE";

@@ -16,6 +16,7 @@
 mod domain;
 mod emit;
 mod exit_mmap;
+mod gate;
 mod kernel;
 mod lock;
 mod mark_victim;

@@ -19,12 +19,14 @@ use oomreap_common::{
 use crate::{
     domain,
     emit::{self, Record},
+    gate,
     kernel::{current_comm, current_ids, layout},
     mm, task, tracepoint_field, victims,
 };
 
 #[btf_tracepoint(function = "mark_victim")]
 pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
+    gate::signal(EventKind::MarkVictim);
     if try_mark_victim_btf(&ctx).is_err() {
         emit::count(Counter::ReadFailed);
         warn!(
@@ -37,6 +39,7 @@ pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[tracepoint(category = "oom", name = "mark_victim")]
 pub fn mark_victim_tp(ctx: TracePointContext) -> u32 {
+    gate::signal(EventKind::MarkVictim);
     if try_mark_victim_tp(&ctx).is_err() {
         emit::count(Counter::ReadFailed);
         warn!(

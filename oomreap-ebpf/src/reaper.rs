@@ -14,6 +14,7 @@ use oomreap_common::{
 
 use crate::{
     emit::{self, Record},
+    gate,
     kernel::{current_ids, layout},
     mm, tracepoint_field, victims,
 };
@@ -88,6 +89,7 @@ pub fn skip_task_reaping_tp(ctx: TracePointContext) -> u32 {
 /// `current` identifies it (wake_reaper runs from a timer, where `current` means nothing).
 #[inline(always)]
 fn simple(kind: EventKind, victim_pid: u32, in_reaper: bool) {
+    gate::signal(kind);
     let current_pid = if in_reaper {
         victims::learn_reaper()
     } else {
@@ -105,6 +107,7 @@ fn simple(kind: EventKind, victim_pid: u32, in_reaper: bool) {
 
 #[inline(always)]
 fn finish(victim_pid: u32) {
+    gate::signal(EventKind::FinishReaping);
     let current_pid = victims::learn_reaper();
     let Some(mut record) = Record::<FinishReapingEvent>::reserve() else {
         return;
@@ -127,6 +130,7 @@ fn finish(victim_pid: u32) {
 /// them apart: it failed (lock contended) or succeeded and the mm had `MMF_OOM_SKIP`.
 #[inline(always)]
 fn skip(victim_pid: u32) {
+    gate::signal(EventKind::SkipReaping);
     let current_pid = victims::learn_reaper();
     let Some(mut record) = Record::<SkipReapingEvent>::reserve() else {
         return;

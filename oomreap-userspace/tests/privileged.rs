@@ -8,7 +8,7 @@ use std::{
     os::unix::process::{CommandExt as _, ExitStatusExt as _},
     process::{Command, Stdio},
     sync::mpsc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use common::{
@@ -16,7 +16,7 @@ use common::{
     loaded_program_ids, privileged,
 };
 use oomreap::{
-    capture::{AttachPreference, Capture, CaptureOptions},
+    capture::{AttachPreference, Capture, CaptureOptions, enable_run_time_stats, gate},
     lab::hog::HOG_COMM,
     wire::{Event, MarkVictim, decode},
 };
@@ -155,6 +155,99 @@ fn stop(child: &mut OwnChild, signal: i32) -> std::process::ExitStatus {
     child
         .wait_timeout(Duration::from_secs(10))
         .expect("oomreap exits on the signal")
+}
+
+/// The mmap_lock hook fires on every mmap_lock use on every CPU: at rest, under process churn,
+/// it is not attached and runs 0 times; a kill attaches it (the reaper's first trylock comes
+/// 2 s later) and quiet detaches it again.
+#[test]
+fn the_mmap_lock_hook_is_attached_only_while_a_victim_is_in_flight() {
+    let test = "the_mmap_lock_hook_is_attached_only_while_a_victim_is_in_flight";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    block_on(async {
+        let mut capture = Capture::start(&CaptureOptions::default()).expect("start the capture");
+        let hook = capture
+            .hooks()
+            .iter()
+            .find(|h| h.name == "mmap_lock:mmap_lock_acquire_returned")
+            .expect("the mmap_lock hook's status")
+            .clone();
+        let note = hook.note.clone().unwrap_or_default();
+        if hook.attach.is_none() || !note.contains("only while an OOM victim is in flight") {
+            assert!(
+                hook.attach.is_none() || capture.hot_hooks_attached(),
+                "an ungated hook is attached for good: {note}"
+            );
+            eprintln!("skipped {test}: the hook is not gated on this kernel: {note}");
+            return;
+        }
+        let _stats = enable_run_time_stats().expect("BPF_ENABLE_STATS");
+        let runs = |capture: &Capture| -> u64 {
+            capture
+                .program_stats()
+                .iter()
+                .filter(|p| p.name.starts_with("mmap_lock_acquire_returned"))
+                .map(|p| p.run_count)
+                .sum()
+        };
+        assert!(!capture.hot_hooks_attached(), "attached at rest");
+        let before = runs(&capture);
+        for _ in 0..50 {
+            Command::new("true").status().expect("run true");
+        }
+        assert_eq!(runs(&capture) - before, 0, "the hook ran at rest");
+
+        let mut victim = CgroupVictim::start(64, 256);
+        let pid = victim.child.pid();
+        tokio::time::timeout(GUEST_PACE, async {
+            loop {
+                let records = capture.next_records().await.expect("read events");
+                if records
+                    .iter()
+                    .any(|r| matches!(decode(r), Ok(Event::MarkVictim(e)) if e.victim.pid == pid))
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no mark_victim for pid {pid} within {GUEST_PACE:?}"));
+        victim.expect_oom_kill();
+        let attached = Instant::now();
+        while !capture.hot_hooks_attached() {
+            assert!(
+                attached.elapsed() < GUEST_PACE,
+                "not attached after the kill"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let during = runs(&capture);
+        for _ in 0..5 {
+            Command::new("true").status().expect("run true");
+        }
+        assert!(runs(&capture) > during, "attached but not running");
+        // Nothing more comes for this quick exit: the hook goes after the hold.
+        let waiting = Instant::now();
+        while capture.hot_hooks_attached() {
+            assert!(
+                waiting.elapsed() < gate::HOLD + GUEST_PACE,
+                "still attached {:?} after the kill",
+                waiting.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let after = runs(&capture);
+        for _ in 0..50 {
+            Command::new("true").status().expect("run true");
+        }
+        assert_eq!(
+            runs(&capture) - after,
+            0,
+            "the hook ran after it was detached"
+        );
+    });
 }
 
 /// The quick-exit lifecycle, live in text: kill, exit_mmap, then the outcome.

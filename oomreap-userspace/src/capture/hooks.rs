@@ -13,6 +13,9 @@ pub struct HookSpec {
     pub classic_program: &'static str,
     /// Without this hook there is nothing to show: failing to attach it is an error.
     pub required: bool,
+    /// It fires system-wide on paths every process takes: attached only while an OOM victim
+    /// is in flight, where the kernel allows (see `capture::gate`).
+    pub hot: bool,
     /// What is lost without it, for `doctor` and warnings.
     pub provides: &'static str,
 }
@@ -43,6 +46,7 @@ const fn hook(
         btf_program,
         classic_program,
         required: false,
+        hot: false,
         provides,
     }
 }
@@ -92,14 +96,17 @@ pub const HOOKS: [HookSpec; 12] = [
         "skip_task_reaping_tp",
         "skipped reap attempts, their causes and lock holders",
     ),
-    hook(
-        "mmap_lock",
-        "mmap_lock_acquire_returned",
-        "mmap_lock:mmap_lock_acquire_returned",
-        Some("mmap_lock_acquire_returned_btf"),
-        "mmap_lock_acquire_returned_tp",
-        "the reaper's trylock results (exact skip causes)",
-    ),
+    HookSpec {
+        hot: true,
+        ..hook(
+            "mmap_lock",
+            "mmap_lock_acquire_returned",
+            "mmap_lock:mmap_lock_acquire_returned",
+            Some("mmap_lock_acquire_returned_btf"),
+            "mmap_lock_acquire_returned_tp",
+            "the reaper's trylock results (exact skip causes)",
+        )
+    },
     hook(
         "mmap",
         "exit_mmap",

@@ -8,11 +8,15 @@
 
 mod error;
 pub mod functions;
+pub mod gate;
 mod hooks;
 mod plan;
 pub mod probe;
 
-use std::os::fd::AsRawFd;
+use std::{
+    os::fd::AsRawFd,
+    sync::{Arc, Mutex},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -21,10 +25,12 @@ use aya::{
 };
 pub use error::CaptureError;
 pub use functions::{FUNCTIONS, FunctionPreference};
+use gate::{Gate, GatedHook, HookLink};
 pub use hooks::{HOOKS, HookSpec};
 use oomreap_common::{
     event::{AttachKind, EventKind, MAX_RETRY_COUNTS, RetryCount, RetryCountsEvent, RetryKey},
-    maps::{COUNTERS, Counter, EVENTS, EVENTS_DEFAULT_BYTES, LAYOUT_GLOBAL, RETRIES},
+    layout::ABSENT,
+    maps::{COUNTERS, Counter, EVENTS, EVENTS_DEFAULT_BYTES, GATE, LAYOUT_GLOBAL, RETRIES},
 };
 pub use plan::{AttachPreference, HookPlan, KernelPaths};
 use tokio::{io::unix::AsyncFd, task::JoinHandle};
@@ -91,8 +97,11 @@ pub struct Capture {
     retries: Option<BpfHashMap<MapData, RetryKey, u64>>,
     hooks: Vec<HookStatus>,
     logger: Option<JoinHandle<()>>,
-    // Declared last so it drops last: the maps above are still valid while links close.
-    _ebpf: Ebpf,
+    /// Attaches the hot hooks while a victim is in flight; `None` where they stay attached.
+    gate: Option<Gate>,
+    // Declared last so it drops last: the maps above are still valid while links close, and
+    // the gate's thread has stopped.
+    ebpf: Arc<Mutex<Ebpf>>,
 }
 
 impl Capture {
@@ -119,9 +128,30 @@ impl Capture {
             ),
             Some(_) => None,
         };
+        let gating = gate_refusal(&plan);
         let mut hooks = Vec::new();
+        let mut gated = Vec::new();
         for (spec, hook_plan) in &plan.hooks {
-            let status = attach_hook(&mut ebpf, spec, hook_plan, aya_btf.as_ref());
+            let (mut status, link) = attach_hook(&mut ebpf, spec, hook_plan, aya_btf.as_ref());
+            if spec.hot
+                && let Some(Attached { program, link }) = link
+            {
+                let how = match &gating {
+                    None => {
+                        gated.push(GatedHook {
+                            spec: *spec,
+                            program,
+                            link,
+                        });
+                        "attached only while an OOM victim is in flight".to_owned()
+                    }
+                    Some(why) => format!("attached all the time: {why}"),
+                };
+                status.note = Some(match status.note.take() {
+                    Some(note) => format!("{how}; {note}"),
+                    None => how,
+                });
+            }
             if status.attach.is_none() {
                 let note = status.note.as_deref().unwrap_or("unknown reason");
                 if spec.required {
@@ -157,6 +187,13 @@ impl Capture {
         let events = register_readable(events).map_err(CaptureError::RingBuffer)?;
         let counters = take_map(&mut ebpf, COUNTERS, PerCpuArray::try_from)?;
         let retries = take_map(&mut ebpf, RETRIES, BpfHashMap::try_from).ok();
+        let gate_ring = take_map(&mut ebpf, GATE, RingBuf::try_from)?;
+        let ebpf = Arc::new(Mutex::new(ebpf));
+        let gate = if gated.is_empty() {
+            None
+        } else {
+            Some(Gate::start(Arc::clone(&ebpf), gate_ring, gated)?)
+        };
         crate::lab::faults::after_attach();
         Ok(Self {
             events,
@@ -165,8 +202,15 @@ impl Capture {
             retries,
             hooks,
             logger,
-            _ebpf: ebpf,
+            gate,
+            ebpf,
         })
+    }
+
+    /// True while the hot hooks are attached: always where they are not gated, else while
+    /// an OOM victim is in flight (see [`gate`]).
+    pub fn hot_hooks_attached(&self) -> bool {
+        self.gate.as_ref().is_none_or(Gate::is_open)
     }
 
     /// Every hook, attached or not, and how.
@@ -234,8 +278,8 @@ impl Capture {
     /// Run counts and run time of every loaded kernel program of ours (counted only while
     /// `BPF_ENABLE_STATS` is on; see [`enable_run_time_stats`]).
     pub fn program_stats(&self) -> Vec<ProgramStats> {
-        self._ebpf
-            .programs()
+        let ebpf = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
+        ebpf.programs()
             .filter_map(|(name, program)| {
                 let info = program.info().ok()?;
                 Some(ProgramStats {
@@ -313,13 +357,33 @@ pub fn known_hook(name: &str) -> Option<(&'static str, &'static str)> {
         .find(|(known, _)| *known == name)
 }
 
+/// Why the hot hooks cannot wait for a victim on this kernel, or `None` if they can.
+fn gate_refusal(plan: &plan::Plan) -> Option<String> {
+    if !plan.reaper_delayed {
+        return Some(match &plan.btf_problem {
+            Some(_) => "without BTF, oomreap cannot tell whether the reaper waits 2 s".to_owned(),
+            None => "this kernel's reaper starts at the kill, with no 2 s delay \
+                     (task_struct has no oom_reaper_timer)"
+                .to_owned(),
+        });
+    }
+    if plan.layout.task_thread_node == ABSENT {
+        return Some(
+            "process_mrelease targets are named from the mm the call locks (no pidfd offsets)"
+                .to_owned(),
+        );
+    }
+    None
+}
+
 /// Attaches one hook as planned; a refused BTF tracepoint falls back to the classic one.
+/// Returns the link too, for the gate to detach.
 fn attach_hook(
     ebpf: &mut Ebpf,
     spec: &HookSpec,
     plan: &HookPlan,
     btf: Option<&aya::Btf>,
-) -> HookStatus {
+) -> (HookStatus, Option<Attached>) {
     let status = |attach, note| HookStatus {
         name: spec.name,
         provides: spec.provides,
@@ -327,12 +391,18 @@ fn attach_hook(
         note,
     };
     let (kind, program, classic_fallback) = match plan {
-        HookPlan::Unavailable(reason) => return status(None, Some(reason.clone())),
+        HookPlan::Unavailable(reason) => return (status(None, Some(reason.clone())), None),
         HookPlan::Attach {
             kind,
             program,
             classic_fallback,
         } => (*kind, *program, *classic_fallback),
+    };
+    let classic = |ebpf: &mut Ebpf| {
+        attach_classic(ebpf, spec).map(|id| Attached {
+            program: spec.classic_program,
+            link: HookLink::Classic(id),
+        })
     };
     if kind == AttachKind::BtfTracePoint {
         let attached = match btf {
@@ -343,28 +413,46 @@ fn attach_hook(
             }),
         };
         match attached {
-            Ok(()) => return status(Some(kind), None),
+            Ok(id) => {
+                let link = Attached {
+                    program,
+                    link: HookLink::Btf(id),
+                };
+                return (status(Some(kind), None), Some(link));
+            }
             Err(err) if classic_fallback => {
                 let reason = brief(&error_chain(&err));
                 log::warn!(
                     "{}: BTF tracepoint refused, using the classic one: {reason}",
                     spec.name
                 );
-                return match attach_classic(ebpf, spec) {
-                    Ok(()) => status(Some(AttachKind::TracePoint), Some(reason)),
-                    Err(err) => status(
+                return match classic(ebpf) {
+                    Ok(link) => (
+                        status(Some(AttachKind::TracePoint), Some(reason)),
+                        Some(link),
+                    ),
+                    Err(err) => (
+                        status(
+                            None,
+                            Some(format!("{reason}; {}", brief(&error_chain(&err)))),
+                        ),
                         None,
-                        Some(format!("{reason}; {}", brief(&error_chain(&err)))),
                     ),
                 };
             }
-            Err(err) => return status(None, Some(brief(&error_chain(&err)))),
+            Err(err) => return (status(None, Some(brief(&error_chain(&err)))), None),
         }
     }
-    match attach_classic(ebpf, spec) {
-        Ok(()) => status(Some(AttachKind::TracePoint), None),
-        Err(err) => status(None, Some(brief(&error_chain(&err)))),
+    match classic(ebpf) {
+        Ok(link) => (status(Some(AttachKind::TracePoint), None), Some(link)),
+        Err(err) => (status(None, Some(brief(&error_chain(&err)))), None),
     }
+}
+
+/// The program a hook attached with (the classic one if the BTF one fell back) and its link.
+struct Attached {
+    program: &'static str,
+    link: HookLink,
 }
 
 /// An error message with the verifier's log cut to its verdict: the full log (hundreds of
@@ -397,7 +485,7 @@ fn attach_btf(
     program_name: &'static str,
     spec: &HookSpec,
     btf: &aya::Btf,
-) -> Result<(), CaptureError> {
+) -> Result<aya::programs::tp_btf::BtfTracePointLinkId, CaptureError> {
     if crate::lab::faults::refused("btf_tracepoint", spec.name) {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
@@ -415,11 +503,13 @@ fn attach_btf(
         program: program_name,
         hook: spec.name,
         source,
-    })?;
-    Ok(())
+    })
 }
 
-fn attach_classic(ebpf: &mut Ebpf, spec: &HookSpec) -> Result<(), CaptureError> {
+fn attach_classic(
+    ebpf: &mut Ebpf,
+    spec: &HookSpec,
+) -> Result<aya::programs::trace_point::TracePointLinkId, CaptureError> {
     if crate::lab::faults::refused("tracepoint", spec.name) {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
@@ -438,8 +528,7 @@ fn attach_classic(ebpf: &mut Ebpf, spec: &HookSpec) -> Result<(), CaptureError> 
             program: program_name,
             hook: spec.name,
             source,
-        })?;
-    Ok(())
+        })
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, CaptureError>

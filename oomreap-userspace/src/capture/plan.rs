@@ -64,6 +64,9 @@ pub struct Plan {
     pub hooks: Vec<(HookSpec, HookPlan)>,
     /// Why BTF is not used at all, when it is not.
     pub btf_problem: Option<String>,
+    /// The kernel queues a victim for the reaper on a 2 s timer (`task_struct` has
+    /// `oom_reaper_timer`, since 5.18), leaving time to attach the hot hooks after the kill.
+    pub reaper_delayed: bool,
 }
 
 /// Plans every hook in `specs`.
@@ -170,10 +173,14 @@ pub fn plan(
     }
     layout.records = layout::classic_records(&formats.classic);
     layout.reaper_pid = crate::kernel::reaper::find_pid().unwrap_or(0);
+    let reaper_delayed = btf
+        .as_ref()
+        .is_ok_and(|btf| btf.member_offset("task_struct", "oom_reaper_timer").is_ok());
     Ok(Plan {
         layout,
         hooks,
         btf_problem: btf.err(),
+        reaper_delayed,
     })
 }
 

@@ -13,8 +13,8 @@ use std::{
 
 use common::{
     CgroupVictim, OOMREAP, OwnChild, Serve, TempDir, TracefsMount, assert_gone, bpf_objects_of,
-    doctor_json as doctor, hook, loaded_bpf_objects, privileged, sample, start_command,
-    thread_capabilities,
+    doctor_json as doctor, front_end_thread_capabilities, hook, loaded_bpf_objects, privileged,
+    sample, start_command,
 };
 use serde_json::Value;
 
@@ -297,7 +297,7 @@ fn serve_drops_its_capabilities_once_attached() {
         assert!(Instant::now() < deadline, "serve stopped counting victims");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let threads = thread_capabilities(serve.pid());
+    let threads = front_end_thread_capabilities(serve.pid());
     assert!(threads.len() >= 2, "{threads:?}");
     for caps in &threads {
         assert_eq!(

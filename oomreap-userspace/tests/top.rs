@@ -295,7 +295,7 @@ fn top_drops_its_capabilities_once_attached() {
     let dir = TempDir::new();
     let pid = top_in_pane(&tmux, &dir, "", "");
     let kept = (1u64 << CAP_SYSLOG) | (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE);
-    let threads = common::thread_capabilities(pid);
+    let threads = common::front_end_thread_capabilities(pid);
     assert!(!threads.is_empty());
     for caps in threads {
         assert_eq!(caps & !kept, 0, "a thread of top kept {caps:#x}");

@@ -10,6 +10,9 @@
 //!
 //! Where the kernel reaps at once (before 5.18), or process_mrelease's target can only be
 //! named from the mm the call locks (no pidfd offsets), the hooks stay attached all along.
+//!
+//! Attaching needs privilege, so this thread (named `oomreap-gate`) keeps CAP_BPF and
+//! CAP_PERFMON, and nothing else, when the front ends drop the rest on theirs.
 use std::{
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::{
@@ -41,6 +44,10 @@ pub const HOLD: Duration = Duration::from_secs(5);
 /// How long an open reap pass (a start without its finish) keeps them: the reaper's next
 /// victim's trylocks follow the finish at once. A lost finish costs at most this.
 pub const PASS_HOLD: Duration = Duration::from_secs(30);
+
+/// The gate thread's name (its `comm`), by which `/proc` shows the one thread that keeps
+/// CAP_BPF and CAP_PERFMON.
+pub const THREAD_NAME: &str = "oomreap-gate";
 
 /// A hook the gate attaches and detaches.
 pub struct GatedHook {
@@ -97,7 +104,7 @@ impl Gate {
         let open = Arc::new(AtomicBool::new(false));
         let thread_open = Arc::clone(&open);
         let thread = std::thread::Builder::new()
-            .name("oomreap-gate".into())
+            .name(THREAD_NAME.into())
             .spawn(move || run(&ebpf, ring, hooks, &stop_thread, &thread_open))
             .map_err(CaptureError::RingBuffer)?;
         Ok(Self {
@@ -212,6 +219,22 @@ impl Gated {
     }
 }
 
+/// The capabilities the gate's thread keeps: what attaching a tracepoint program needs,
+/// CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN where the process has it in their place.
+/// Capabilities are per thread: the front ends drop theirs on their own threads.
+fn keep_attach_capabilities() {
+    use crate::kernel::privilege::{CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, Capabilities, keep_only};
+    let split = Capabilities::current().is_ok_and(|c| c.has(CAP_BPF) && c.has(CAP_PERFMON));
+    let keep: &[u32] = if split {
+        &[CAP_BPF, CAP_PERFMON]
+    } else {
+        &[CAP_SYS_ADMIN]
+    };
+    if let Err(err) = keep_only(keep) {
+        log::warn!("the hot hooks' thread could not drop its other capabilities: {err}");
+    }
+}
+
 /// The thread: waits for events or the next detach time, until told to stop.
 fn run(
     ebpf: &Mutex<Ebpf>,
@@ -220,6 +243,7 @@ fn run(
     stop: &OwnedFd,
     open: &AtomicBool,
 ) {
+    keep_attach_capabilities();
     let mut schedule = Schedule::default();
     loop {
         let timeout = schedule.close_at().map_or(-1, |at| {

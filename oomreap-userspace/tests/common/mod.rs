@@ -357,15 +357,36 @@ pub fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no hook {name} in {report}"))
 }
 
-/// CapEff of every thread of `pid`.
-pub fn thread_capabilities(pid: u32) -> Vec<u64> {
+/// Each thread's name and effective capabilities, with the hot hooks' gate thread apart:
+/// it keeps exactly CAP_BPF and CAP_PERFMON, which re-attaching needs (checked here), so the
+/// rest are returned without it.
+pub fn front_end_thread_capabilities(pid: u32) -> Vec<u64> {
+    use oomreap::kernel::privilege::{CAP_BPF, CAP_PERFMON};
+    let (gate, rest): (Vec<_>, Vec<_>) = named_thread_capabilities(pid)
+        .into_iter()
+        .partition(|(name, _)| name == oomreap::capture::gate::THREAD_NAME);
+    for (_, caps) in &gate {
+        assert_eq!(
+            *caps,
+            (1 << CAP_BPF) | (1 << CAP_PERFMON),
+            "the gate thread keeps CAP_BPF and CAP_PERFMON only: {caps:#x}"
+        );
+    }
+    rest.into_iter().map(|(_, caps)| caps).collect()
+}
+
+fn named_thread_capabilities(pid: u32) -> Vec<(String, u64)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("threads")
         .filter_map(Result::ok)
         .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
         .filter_map(|status| {
+            let name = status.lines().find_map(|l| l.strip_prefix("Name:"))?;
             let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(hex.trim(), 16).ok()
+            Some((
+                name.trim().to_owned(),
+                u64::from_str_radix(hex.trim(), 16).ok()?,
+            ))
         })
         .collect()
 }

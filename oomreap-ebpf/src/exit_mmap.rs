@@ -1,4 +1,6 @@
-//! `mmap:exit_mmap` of a victim's mm: its memory is gone. Other mms are ignored in the kernel.
+//! `mmap:exit_mmap` of a victim's mm: its memory is gone. Other mms are ignored in the kernel,
+//! and with no victim in flight (nearly always) after a single array read: it runs at every
+//! process exit.
 use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
@@ -19,6 +21,9 @@ pub fn exit_mmap_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[tracepoint(category = "mmap", name = "exit_mmap")]
 pub fn exit_mmap_tp(ctx: TracePointContext) -> u32 {
+    if !victims::any_live() {
+        return 0;
+    }
     if let Some(mm) = tracepoint_field::<u64>(&ctx, layout().records.exit_mmap_mm) {
         exit_mmap(mm);
     }
@@ -27,6 +32,9 @@ pub fn exit_mmap_tp(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn exit_mmap(mm: u64) {
+    if !victims::any_live() {
+        return;
+    }
     let Some(victim) = victims::by_mm(mm) else {
         return;
     };

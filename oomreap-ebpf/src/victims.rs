@@ -7,6 +7,9 @@ use oomreap_common::maps::{LastTrylock, VICTIM_CAPACITY, VictimEntry};
 
 use crate::kernel::{current_ids, layout};
 
+/// `BPF_NOEXIST`: insert only a new key.
+const BPF_NOEXIST: u64 = 1;
+
 #[map]
 static VICTIMS_BY_PID: LruHashMap<u32, VictimEntry> =
     LruHashMap::with_max_entries(VICTIM_CAPACITY, 0);
@@ -14,6 +17,12 @@ static VICTIMS_BY_PID: LruHashMap<u32, VictimEntry> =
 #[map]
 static VICTIMS_BY_MM: LruHashMap<u64, VictimEntry> =
     LruHashMap::with_max_entries(VICTIM_CAPACITY, 0);
+
+/// How many victims [`VICTIMS_BY_MM`] holds: exit_mmap runs at every process exit, and with
+/// no victim in flight (nearly always) this one array read ends it before the hash lookup.
+/// An entry the LRU map evicts is never counted down, which only keeps that lookup on.
+#[map]
+static VICTIMS_LIVE: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map]
 static REAPER: Array<u32> = Array::with_max_entries(1, 0);
@@ -28,7 +37,26 @@ pub fn remember(pid: u32, tgid: u32, mm: u64) {
     // Failure only means the LRU map could not take it; the event itself still goes out.
     let _ = VICTIMS_BY_PID.insert(pid, entry, 0);
     if mm != 0 {
-        let _ = VICTIMS_BY_MM.insert(mm, entry, 0);
+        if VICTIMS_BY_MM.insert(mm, entry, BPF_NOEXIST).is_ok() {
+            live_add(1);
+        } else {
+            let _ = VICTIMS_BY_MM.insert(mm, entry, 0);
+        }
+    }
+}
+
+/// True if some victim's mm may still be live: the cheap first filter of [`by_mm`]'s callers
+/// on hot paths.
+#[inline(always)]
+pub fn any_live() -> bool {
+    VICTIMS_LIVE.get(0).copied().unwrap_or(1) != 0
+}
+
+#[inline(always)]
+fn live_add(delta: u64) {
+    if let Some(slot) = VICTIMS_LIVE.get_ptr_mut(0) {
+        // SAFETY: a valid, aligned u64 in a map value; other CPUs update it atomically too.
+        unsafe { crate::atomic_add(slot, delta) };
     }
 }
 
@@ -50,7 +78,9 @@ pub fn by_mm(mm: u64) -> Option<VictimEntry> {
 /// Forgets a victim whose mm is gone: the address may soon belong to another process.
 #[inline(always)]
 pub fn forget(entry: &VictimEntry) {
-    let _ = VICTIMS_BY_MM.remove(entry.mm);
+    if VICTIMS_BY_MM.remove(entry.mm).is_ok() {
+        live_add(u64::MAX); // wrapping -1
+    }
     let _ = VICTIMS_BY_PID.remove(entry.pid);
 }
 

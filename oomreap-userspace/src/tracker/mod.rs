@@ -120,6 +120,10 @@ pub struct Totals {
 #[derive(Debug)]
 pub struct Tracker {
     victims: VecDeque<Victim>,
+    /// `finished[i]` is `victims[i].outcome.is_final()`, packed: the search for a recent
+    /// finished victim steps past the victims in flight (a storm's thousand) without
+    /// touching their records.
+    finished: VecDeque<bool>,
     /// Victims whose outcome is not final, by pid.
     active: HashMap<u32, VictimId>,
     capacity: usize,
@@ -144,6 +148,7 @@ impl Tracker {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             victims: VecDeque::new(),
+            finished: VecDeque::new(),
             active: HashMap::new(),
             capacity: capacity.max(1),
             next_id: 1,
@@ -180,13 +185,29 @@ impl Tracker {
             Event::ReapCall(e) => self.reap_call(e, changes),
             Event::NotifierRefused(e) => self.notifier_refused(e, changes),
         }
-        for change in &changes[start..] {
-            if let Change::VictimMarked(id) | Change::Woken(id) | Change::Attempt { victim: id, .. } =
-                change
-                && let Some(deadline) = self.victim(*id).and_then(settle_deadline)
+        for i in start..changes.len() {
+            if let Change::VictimMarked(id)
+            | Change::Woken(id)
+            | Change::Attempt { victim: id, .. } = changes[i]
             {
-                self.deadlines.push(Reverse((deadline, *id)));
+                self.queue_settle(id);
             }
+        }
+    }
+
+    /// Queues victim `id`'s settle deadline, unless an earlier one is queued already: that
+    /// one's tick re-queues the deadline then due (deadlines mostly move later as a victim
+    /// makes progress; a pass's finish moves its pass wait earlier).
+    fn queue_settle(&mut self, id: VictimId) {
+        let Some(v) = self.victim_mut(id) else {
+            return;
+        };
+        let Some(deadline) = settle_deadline(v) else {
+            return;
+        };
+        if v.settle_queued_ns.is_none_or(|queued| deadline < queued) {
+            v.settle_queued_ns = Some(deadline);
+            self.deadlines.push(Reverse((deadline, id)));
         }
     }
 
@@ -200,19 +221,22 @@ impl Tracker {
                 break;
             }
             self.deadlines.pop();
-            if self.victim(id).is_none_or(|v| v.outcome.is_final()) {
+            let Some(v) = self.victim_mut(id).filter(|v| !v.outcome.is_final()) else {
                 continue;
+            };
+            if v.settle_queued_ns == Some(deadline) {
+                v.settle_queued_ns = None;
             }
             match self.settle(id, now_ns) {
                 Some(decided) => self.finalize(id, decided, true, now_ns, &mut changes),
                 // Not quiet yet: it made progress since this entry was pushed.
                 None => {
-                    if let Some(next) = self
+                    if self
                         .victim(id)
                         .and_then(settle_deadline)
-                        .filter(|&d| d > now_ns)
+                        .is_some_and(|d| d > now_ns)
                     {
-                        self.deadlines.push(Reverse((next, id)));
+                        self.queue_settle(id);
                     }
                 }
             }
@@ -354,6 +378,7 @@ impl Tracker {
 
     fn insert(&mut self, victim: Victim) {
         self.active.insert(victim.pid, victim.id);
+        self.finished.push_back(victim.outcome.is_final());
         self.victims.push_back(victim);
         self.evict();
     }
@@ -382,11 +407,13 @@ impl Tracker {
     /// A finished victim, newest first, with this thread or process id or this mm, killed
     /// (or, if its kill was not seen, settled) at most [`LATE_WINDOW_NS`] before `at_ns`.
     fn recent_by(&self, pid: Option<u32>, mm: Option<u64>, at_ns: u64) -> Option<VictimId> {
-        self.victims
+        self.finished
             .iter()
+            .enumerate()
             .rev()
-            .filter(|v| v.outcome.is_final())
+            .filter(|(_, finished)| **finished)
             .take(LATE_SCAN)
+            .filter_map(|(i, _)| self.victims.get(i))
             .find(|v| {
                 let anchor = v.killed_at_ns.or(v.finished_at_ns);
                 let recent = anchor.is_some_and(|t| at_ns.saturating_sub(t) <= LATE_WINDOW_NS);
@@ -414,10 +441,11 @@ impl Tracker {
         let finished = self.victims.len() - self.active.len();
         let mut excess = finished.saturating_sub(self.capacity);
         while excess > 0 {
-            let Some(index) = self.victims.iter().position(|v| v.outcome.is_final()) else {
+            let Some(index) = self.finished.iter().position(|f| *f) else {
                 return;
             };
             self.victims.remove(index);
+            self.finished.remove(index);
             excess -= 1;
         }
     }

@@ -101,6 +101,9 @@ impl Tracker {
         v.outcome_inferred = inferred;
         v.finished_at_ns = Some(at_ns);
         let pid = v.pid;
+        if let Some(slot) = self.index_of(id).and_then(|i| self.finished.get_mut(i)) {
+            *slot = true;
+        }
         if self.active.get(&pid) == Some(&id) {
             self.active.remove(&pid);
         }

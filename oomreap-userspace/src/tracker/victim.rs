@@ -190,6 +190,9 @@ pub struct Victim {
     pub reap_calls: Vec<ReapCall>,
     /// The result of the reaper's call inside the attempt in progress.
     pub(super) pending_reap: Option<bool>,
+    /// The earliest settle deadline queued for it in the tracker's heap, if any: a later
+    /// one need not be queued too (the tick re-queues what is still ahead).
+    pub(super) settle_queued_ns: Option<u64>,
     /// mmu notifier refusals during reaps of its mm (the first [`REFUSALS_KEPT`]).
     pub notifier_refusals: Vec<NotifierRefused>,
     pub outcome: Outcome,
@@ -270,6 +273,7 @@ impl Victim {
             mreleases: Vec::new(),
             reap_calls: Vec::new(),
             pending_reap: None,
+            settle_queued_ns: None,
             notifier_refusals: Vec::new(),
             outcome: Outcome::Pending,
             outcome_inferred: false,

@@ -116,14 +116,26 @@ pub struct Totals {
     pub notifier_refusals: u64,
 }
 
+/// What [`Tracker::recent_by`] compares of a finished victim.
+#[derive(Debug)]
+struct RecentTask {
+    pid: u32,
+    tgid: Option<u32>,
+    /// Its kill, or if that was not seen, its outcome.
+    anchor_ns: Option<u64>,
+}
+
 /// All victims seen, newest last, and what else the events told.
 #[derive(Debug)]
 pub struct Tracker {
     victims: VecDeque<Victim>,
-    /// `finished[i]` is `victims[i].outcome.is_final()`, packed: the search for a recent
-    /// finished victim steps past the victims in flight (a storm's thousand) without
-    /// touching their records.
+    /// `finished[i]` is `victims[i].outcome.is_final()`, packed: eviction finds the oldest
+    /// finished victim past any stuck ones without touching their records.
     finished: VecDeque<bool>,
+    /// The [`LATE_SCAN`] newest finished victims still kept, by id, with what a late
+    /// step's search compares (fixed once a victim is finished), so it reads no record but
+    /// the one it picks.
+    recent_finished: BTreeMap<VictimId, RecentTask>,
     /// Victims whose outcome is not final, by pid.
     active: HashMap<u32, VictimId>,
     capacity: usize,
@@ -149,6 +161,7 @@ impl Tracker {
         Self {
             victims: VecDeque::new(),
             finished: VecDeque::new(),
+            recent_finished: BTreeMap::new(),
             active: HashMap::new(),
             capacity: capacity.max(1),
             next_id: 1,
@@ -407,21 +420,35 @@ impl Tracker {
     /// A finished victim, newest first, with this thread or process id or this mm, killed
     /// (or, if its kill was not seen, settled) at most [`LATE_WINDOW_NS`] before `at_ns`.
     fn recent_by(&self, pid: Option<u32>, mm: Option<u64>, at_ns: u64) -> Option<VictimId> {
-        self.finished
+        self.recent_finished
             .iter()
-            .enumerate()
             .rev()
-            .filter(|(_, finished)| **finished)
-            .take(LATE_SCAN)
-            .filter_map(|(i, _)| self.victims.get(i))
-            .find(|v| {
-                let anchor = v.killed_at_ns.or(v.finished_at_ns);
-                let recent = anchor.is_some_and(|t| at_ns.saturating_sub(t) <= LATE_WINDOW_NS);
-                let same_task = pid.is_some_and(|p| v.pid == p || v.tgid == Some(p));
-                let same_mm = mm.is_some() && v.mm == mm;
-                recent && (same_task || same_mm)
+            .find(|(id, r)| {
+                let recent = r
+                    .anchor_ns
+                    .is_some_and(|t| at_ns.saturating_sub(t) <= LATE_WINDOW_NS);
+                let same_task = pid.is_some_and(|p| r.pid == p || r.tgid == Some(p));
+                // A late step may still learn a finished victim's mm: read it live.
+                let same_mm = || mm.is_some() && self.victim(**id).is_some_and(|v| v.mm == mm);
+                recent && (same_task || same_mm())
             })
-            .map(|v| v.id)
+            .map(|(id, _)| *id)
+    }
+
+    /// Notes a victim that just finished among the [`LATE_SCAN`] newest.
+    fn note_finished(&mut self, id: VictimId) {
+        let Some(v) = self.victim(id) else {
+            return;
+        };
+        let task = RecentTask {
+            pid: v.pid,
+            tgid: v.tgid,
+            anchor_ns: v.killed_at_ns.or(v.finished_at_ns),
+        };
+        self.recent_finished.insert(id, task);
+        if self.recent_finished.len() > LATE_SCAN {
+            self.recent_finished.pop_first();
+        }
     }
 
     fn active_by_mm(&self, mm: u64) -> Option<VictimId> {
@@ -444,7 +471,10 @@ impl Tracker {
             let Some(index) = self.finished.iter().position(|f| *f) else {
                 return;
             };
-            self.victims.remove(index);
+            if let Some(evicted) = self.victims.remove(index) {
+                // The oldest finished: among the newest only while fewer are kept.
+                self.recent_finished.remove(&evicted.id);
+            }
             self.finished.remove(index);
             excess -= 1;
         }

@@ -109,6 +109,7 @@ impl Tracker {
         }
         *self.totals.outcomes.entry(outcome).or_default() += 1;
         changes.push(Change::Finished(id));
+        self.note_finished(id);
         self.evict();
     }
 }

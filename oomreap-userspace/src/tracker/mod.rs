@@ -198,10 +198,10 @@ impl Tracker {
             Event::ReapCall(e) => self.reap_call(e, changes),
             Event::NotifierRefused(e) => self.notifier_refused(e, changes),
         }
-        for i in start..changes.len() {
+        for change in &changes[start..] {
             if let Change::VictimMarked(id)
             | Change::Woken(id)
-            | Change::Attempt { victim: id, .. } = changes[i]
+            | Change::Attempt { victim: id, .. } = *change
             {
                 self.queue_settle(id);
             }

@@ -24,8 +24,8 @@ pub enum CaptureError {
     Tracefs(#[from] TracefsError),
     #[error("failed to load oomreap's kernel programs")]
     Load(#[source] aya::EbpfError),
-    #[error("failed to read the BTF at {path} for program loading")]
-    AyaBtf {
+    #[error("failed to build the BTF aya attaches with, from {path}")]
+    AttachBtf {
         path: PathBuf,
         #[source]
         source: aya::BtfError,

@@ -117,22 +117,24 @@ impl Capture {
             .load(EBPF_OBJECT)
             .map_err(CaptureError::Load)?;
         let logger = start_logger(&mut ebpf);
+        // Built after the load: the loader's own parse of the whole BTF is freed by now.
         let aya_btf = match plan.btf_problem {
             None => Some(
-                aya::Btf::parse_file(&options.paths.btf, aya::Endianness::default()).map_err(
-                    |source| CaptureError::AyaBtf {
+                plan.attach_targets
+                    .btf()
+                    .map_err(|source| CaptureError::AttachBtf {
                         path: options.paths.btf.clone(),
                         source,
-                    },
-                )?,
+                    })?,
             ),
             Some(_) => None,
         };
+        let aya_btf = aya_btf.as_ref();
         let gating = gate_refusal(&plan);
         let mut hooks = Vec::new();
         let mut gated = Vec::new();
         for (spec, hook_plan) in &plan.hooks {
-            let (mut status, link) = attach_hook(&mut ebpf, spec, hook_plan, aya_btf.as_ref());
+            let (mut status, link) = attach_hook(&mut ebpf, spec, hook_plan, aya_btf);
             if spec.hot
                 && let Some(Attached { program, link }) = link
             {
@@ -171,7 +173,7 @@ impl Capture {
         let mut reap_hooked = false;
         for spec in &FUNCTIONS {
             let status = if !spec.needs_reap_hook || reap_hooked {
-                functions::attach_function(&mut ebpf, spec, options.functions, aya_btf.as_ref())
+                functions::attach_function(&mut ebpf, spec, options.functions, aya_btf)
             } else {
                 HookStatus {
                     name: spec.function,

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use oomreap_common::{event::AttachKind, layout::KernelLayout};
 
-use super::{CaptureError, hooks::HookSpec};
+use super::{CaptureError, FUNCTIONS, hooks::HookSpec};
 use crate::{
     display::error_chain,
     kernel::{
+        attach_btf::{AttachTargets, TargetKind},
         btf::{BtfError, DEFAULT_BTF_PATH, KernelBtf, tracepoint_typedef},
         layout::{self, ClassicFormats},
         tracefs::{self, TracefsError, TracepointFormat},
@@ -64,6 +65,8 @@ pub struct Plan {
     pub hooks: Vec<(HookSpec, HookPlan)>,
     /// Why BTF is not used at all, when it is not.
     pub btf_problem: Option<String>,
+    /// What aya's BTF attaches look up, by id (see `kernel::attach_btf`); none without BTF.
+    pub attach_targets: AttachTargets,
     /// The kernel queues a victim for the reaper on a 2 s timer (`task_struct` has
     /// `oom_reaper_timer`, since 5.18), leaving time to attach the hot hooks after the kill.
     pub reaper_delayed: bool,
@@ -91,6 +94,7 @@ pub fn plan(
             .map(|spec| tracepoint_typedef(spec.event))
             .collect();
         let mut names: Vec<&str> = typedefs.iter().map(String::as_str).collect();
+        names.extend(FUNCTIONS.iter().map(|f| f.function));
         names.extend_from_slice(layout::BTF_NAMES);
         btf.prefetch(&names)?;
     }
@@ -176,10 +180,27 @@ pub fn plan(
     let reaper_delayed = btf
         .as_ref()
         .is_ok_and(|btf| btf.member_offset("task_struct", "oom_reaper_timer").is_ok());
+    let attach_targets = match &btf {
+        Ok(btf) => {
+            let typedefs: Vec<String> = specs
+                .iter()
+                .filter(|spec| spec.btf_program.is_some())
+                .map(|spec| tracepoint_typedef(spec.event))
+                .collect();
+            let targets: Vec<(&str, TargetKind)> = typedefs
+                .iter()
+                .map(|name| (name.as_str(), TargetKind::Typedef))
+                .chain(FUNCTIONS.iter().map(|f| (f.function, TargetKind::Func)))
+                .collect();
+            AttachTargets::find(btf, &targets)?
+        }
+        Err(_) => AttachTargets::default(),
+    };
     Ok(Plan {
         layout,
         hooks,
         btf_problem: btf.err(),
+        attach_targets,
         reaper_delayed,
     })
 }

@@ -138,24 +138,49 @@ impl KernelBtf {
         self.scans.get()
     }
 
-    /// The types named `name`, from the cache or, the first time, from a scan.
+    /// The ids of the types named `name`, from the cache or, the first time, from a scan.
+    fn ids_by_name(&self, name: &str) -> Result<Vec<u32>, BtfError> {
+        if let Some(ids) = self.ids.borrow().get(name) {
+            return Ok(ids.clone());
+        }
+        self.scans.set(self.scans.get() + 1);
+        let ids = self
+            .btf
+            .resolve_ids_by_name(name)
+            .map_err(BtfError::Malformed)?;
+        self.ids.borrow_mut().insert(name.to_owned(), ids.clone());
+        Ok(ids)
+    }
+
+    /// The types named `name`.
     fn types_by_name(&self, name: &str) -> Result<Vec<Type>, BtfError> {
-        let cached = self.ids.borrow().get(name).cloned();
-        let ids = match cached {
-            Some(ids) => ids,
-            None => {
-                self.scans.set(self.scans.get() + 1);
-                let ids = self
-                    .btf
-                    .resolve_ids_by_name(name)
-                    .map_err(BtfError::Malformed)?;
-                self.ids.borrow_mut().insert(name.to_owned(), ids.clone());
-                ids
-            }
-        };
-        ids.into_iter()
+        self.ids_by_name(name)?
+            .into_iter()
             .map(|id| self.btf.resolve_type_by_id(id).map_err(BtfError::Malformed))
             .collect()
+    }
+
+    /// The id of the typedef or function named `name`, if the kernel has one: what a BTF
+    /// attach names as its target.
+    pub fn id_of_kind(
+        &self,
+        name: &str,
+        kind: super::attach_btf::TargetKind,
+    ) -> Result<Option<u32>, BtfError> {
+        use super::attach_btf::TargetKind;
+        for id in self.ids_by_name(name)? {
+            let ty = self
+                .btf
+                .resolve_type_by_id(id)
+                .map_err(BtfError::Malformed)?;
+            match (kind, ty) {
+                (TargetKind::Typedef, Type::Typedef(_)) | (TargetKind::Func, Type::Func(_)) => {
+                    return Ok(Some(id));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Where this BTF was read from.

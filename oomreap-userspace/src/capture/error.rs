@@ -63,4 +63,10 @@ pub enum CaptureError {
     Fault(#[from] crate::lab::faults::UnknownFault),
     #[error("failed to wait for the event ring buffer")]
     RingBuffer(#[source] std::io::Error),
+    #[error("failed to start {what}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }

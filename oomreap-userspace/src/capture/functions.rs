@@ -122,6 +122,7 @@ pub fn attach_function(
                     provides: spec.provides,
                     attach: Some(mode),
                     note: (!refusals.is_empty()).then(|| refusals.join("; ")),
+                    attached_when: None,
                 };
             }
             Err(why) => {
@@ -145,6 +146,7 @@ pub fn attach_function(
         provides: spec.provides,
         attach: None,
         note: Some(refusals.join("; ")),
+        attached_when: None,
     }
 }
 

@@ -95,18 +95,22 @@ impl Gate {
         }
         // SAFETY: eventfd has no memory preconditions; the result is checked below.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        let failed = |source| CaptureError::Thread {
+            what: "the hot hooks' gate",
+            source,
+        };
         if raw < 0 {
-            return Err(CaptureError::RingBuffer(std::io::Error::last_os_error()));
+            return Err(failed(std::io::Error::last_os_error()));
         }
         // SAFETY: `raw` is a new descriptor that nothing else owns.
         let stop = unsafe { OwnedFd::from_raw_fd(raw) };
-        let stop_thread = stop.try_clone().map_err(CaptureError::RingBuffer)?;
+        let stop_thread = stop.try_clone().map_err(failed)?;
         let open = Arc::new(AtomicBool::new(false));
         let thread_open = Arc::clone(&open);
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .spawn(move || run(&ebpf, ring, hooks, &stop_thread, &thread_open))
-            .map_err(CaptureError::RingBuffer)?;
+            .map_err(failed)?;
         Ok(Self {
             open,
             stop,

@@ -77,6 +77,9 @@ pub struct HookStatus {
     pub attach: Option<AttachKind>,
     /// Why it is not attached, or why a better attach kind was not used.
     pub note: Option<String>,
+    /// For a hot hook, when it is attached: only while an OOM victim is in flight, or all
+    /// the time and why (see [`gate`]); `None` for the others, attached for good.
+    pub attached_when: Option<String>,
 }
 
 /// Counters the kernel programs keep about themselves.
@@ -110,8 +113,21 @@ impl Capture {
         crate::lab::faults::validate()?;
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
+        // aya's loader parses the kernel's whole BTF when it is made (and uses it for nothing
+        // here: the programs have no CO-RE relocations); it does so on a thread of its own
+        // while planning reads the few types oomreap needs.
+        let loader = std::thread::Builder::new()
+            .name("oomreap-loader".into())
+            .spawn(EbpfLoader::new)
+            .map_err(|source| CaptureError::Thread {
+                what: "the loader's thread",
+                source,
+            })?;
         let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader: EbpfLoader<'_> = loader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let mut ebpf = loader
             .override_global(LAYOUT_GLOBAL, &plan.layout, true)
             .map_max_entries(EVENTS, options.events_bytes)
             .load(EBPF_OBJECT)
@@ -145,14 +161,11 @@ impl Capture {
                             program,
                             link,
                         });
-                        "attached only while an OOM victim is in flight".to_owned()
+                        "only while an OOM victim is in flight".to_owned()
                     }
-                    Some(why) => format!("attached all the time: {why}"),
+                    Some(why) => format!("all the time: {why}"),
                 };
-                status.note = Some(match status.note.take() {
-                    Some(note) => format!("{how}; {note}"),
-                    None => how,
-                });
+                status.attached_when = Some(how);
             }
             if status.attach.is_none() {
                 let note = status.note.as_deref().unwrap_or("unknown reason");
@@ -180,6 +193,7 @@ impl Capture {
                     provides: spec.provides,
                     attach: None,
                     note: Some(format!("needs {} hooked", FUNCTIONS[0].function)),
+                    attached_when: None,
                 }
             };
             reap_hooked |= spec.function == FUNCTIONS[0].function && status.attach.is_some();
@@ -391,6 +405,7 @@ fn attach_hook(
         provides: spec.provides,
         attach,
         note,
+        attached_when: None,
     };
     let (kind, program, classic_fallback) = match plan {
         HookPlan::Unavailable(reason) => return (status(None, Some(reason.clone())), None),

@@ -116,6 +116,7 @@ pub fn examine(options: &CaptureOptions) -> Report {
                     provides: h.provides,
                     attach: None,
                     note: Some(format!("not checked: {why}")),
+                    attached_when: None,
                 })
                 .collect();
             (hooks, Some(why))
@@ -192,7 +193,7 @@ pub fn text(report: &Report) -> String {
     out.push_str("hooks:\n");
     let width = report.hooks.iter().map(|h| h.name.len()).max().unwrap_or(0);
     for hook in &report.hooks {
-        let state = match (hook.attach, &hook.note) {
+        let mut state = match (hook.attach, &hook.note) {
             (Some(kind), None) => format!("attached ({})", attach_name(kind)),
             (Some(kind @ (AttachKind::Fentry | AttachKind::Kprobe)), Some(note)) => {
                 format!("attached ({}; {note})", attach_name(kind))
@@ -206,6 +207,9 @@ pub fn text(report: &Report) -> String {
                 hook.provides
             ),
         };
+        if let (Some(_), Some(when)) = (hook.attach, &hook.attached_when) {
+            state.push_str(&format!(", {when}"));
+        }
         out.push_str(&format!("  {:<width$}  {state}\n", hook.name));
     }
     if !report.attach_modes.is_empty() {
@@ -256,6 +260,7 @@ pub fn json(report: &Report) -> Value {
             "attached": h.attach.is_some(),
             "attach": h.attach.map(crate::display::attach_id),
             "note": h.note,
+            "attached_when": h.attached_when,
         })).collect::<Vec<_>>(),
         "attach_modes": report.attach_modes.iter().map(|m| json!({
             "name": m.name,

@@ -102,6 +102,7 @@ impl Annotations {
                     "name": h.name,
                     "attach": h.attach.map(crate::display::attach_id),
                     "note": h.note,
+                    "attached_when": h.attached_when,
                 })
             })
             .collect();
@@ -216,6 +217,7 @@ fn hook_from_json(value: &Value) -> Option<HookStatus> {
         provides,
         attach,
         note: value["note"].as_str().map(str::to_owned),
+        attached_when: value["attached_when"].as_str().map(str::to_owned),
     })
 }
 
@@ -243,6 +245,7 @@ mod tests {
                 provides: "OOM victims",
                 attach: Some(AttachKind::BtfTracePoint),
                 note: None,
+                attached_when: None,
             }],
             ..Annotations::default()
         };

@@ -152,6 +152,7 @@ fn hooks_show_their_mode() {
         provides: "",
         attach: Some(crate::wire::AttachKind::BtfTracePoint),
         note: None,
+        attached_when: None,
     }]);
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();

@@ -113,27 +113,17 @@ impl Capture {
         crate::lab::faults::validate()?;
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
-        // aya's loader parses the kernel's whole BTF when it is made (and uses it for nothing
-        // here: the programs have no CO-RE relocations); it does so on a thread of its own
-        // while planning reads the few types oomreap needs.
-        let loader = std::thread::Builder::new()
-            .name("oomreap-loader".into())
-            .spawn(EbpfLoader::new)
-            .map_err(|source| CaptureError::Thread {
-                what: "the loader's thread",
-                source,
-            })?;
         let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
-        let mut loader: EbpfLoader<'_> = loader
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // aya parses the kernel's whole BTF when its loader is made.
+        let mut loader = EbpfLoader::new();
         let mut ebpf = loader
             .override_global(LAYOUT_GLOBAL, &plan.layout, true)
             .map_max_entries(EVENTS, options.events_bytes)
             .load(EBPF_OBJECT)
             .map_err(CaptureError::Load)?;
+        // Freed before the attach BTF is built, so the two are never in memory at once.
+        drop(loader);
         let logger = start_logger(&mut ebpf);
-        // Built after the load: the loader's own parse of the whole BTF is freed by now.
         let aya_btf = match plan.btf_problem {
             None => Some(
                 plan.attach_targets

@@ -7,8 +7,8 @@ use oomreap_common::{event::EventKind, maps::GATE_BYTES};
 #[map]
 static GATE: RingBuf = RingBuf::with_byte_size(GATE_BYTES, 0);
 
-/// Sends `kind`. A full buffer loses nothing user space needs: it is only ever full while
-/// the thread has not yet read the events before, and those already opened the gate.
+/// Sends `kind`. A full buffer (256 unread events) loses little: the events before it opened
+/// the gate already, and only a lost pass start could let the gate close during that pass.
 #[inline(always)]
 pub fn signal(kind: EventKind) {
     let _ = GATE.output::<u32>(&(kind as u32), 0);

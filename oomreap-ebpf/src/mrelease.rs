@@ -19,6 +19,10 @@ use crate::{
     mm, pidfd, task, tracepoint_field, victims,
 };
 
+/// `EBADF` and `ESRCH` in include/uapi/asm-generic/errno-base.h.
+const EBADF: i64 = 9;
+const ESRCH: i64 = 3;
+
 /// Concurrent process_mrelease calls tracked at most.
 const MAX_CALLS: u32 = 1024;
 
@@ -72,6 +76,17 @@ pub fn sys_exit_process_mrelease(ctx: TracePointContext) -> u32 {
     event.header = emit::header(EventKind::Mrelease);
     event.entered_ns = call.entered_ns;
     event.ret = tracepoint_field::<i64>(&ctx, layout().records.mrelease_ret).unwrap_or(0);
+    // The kernel found no process behind the descriptor: what entry read from it is not a
+    // target (it may not even have been a pidfd).
+    let call = if event.ret == -EBADF || event.ret == -ESRCH {
+        MreleaseCall {
+            mm: 0,
+            fields: 0,
+            ..call
+        }
+    } else {
+        call
+    };
     event.mm = call.mm;
     event.caller_pid = key as u32;
     event.caller_tgid = (key >> 32) as u32;

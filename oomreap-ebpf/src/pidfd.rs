@@ -19,7 +19,11 @@ use crate::{
 const MAX_THREADS: u32 = 16;
 
 /// The mm of the process `pidfd` (a descriptor of the current task) refers to, or 0 when it
-/// cannot be found: not a pidfd, an exited process, or a kernel without the offsets.
+/// cannot be found: an exited process, or a kernel without the offsets.
+///
+/// Whether the descriptor is a pidfd at all is not checked here (that takes the address of
+/// the pidfd file operations): a descriptor of another kind yields junk, and the syscall's
+/// exit drops what entry found when the kernel refused the descriptor (`EBADF`, `ESRCH`).
 #[inline(always)]
 pub fn target_mm(pidfd: i32) -> u64 {
     let l = layout();
@@ -36,7 +40,8 @@ pub fn target_mm(pidfd: i32) -> u64 {
         return 0;
     }
     let fd_array = read_word(fdt, l.fdtable_fd);
-    let file = read::<u64>(fd_array, pidfd as u32 * 8).unwrap_or(0);
+    // In 64 bits: `nr_open` allows descriptors past 2^29, whose slot offset overflows u32.
+    let file = read::<u64>(fd_array + pidfd as u64 * 8, 0).unwrap_or(0);
     if file == 0 {
         return 0;
     }

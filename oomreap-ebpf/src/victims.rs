@@ -7,8 +7,9 @@ use oomreap_common::maps::{LastTrylock, VICTIM_CAPACITY, VictimEntry};
 
 use crate::kernel::{current_ids, layout};
 
-/// `BPF_NOEXIST`: insert only a new key.
+/// `BPF_NOEXIST` and `BPF_EXIST`: insert only a new key, or update only an existing one.
 const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
 
 #[map]
 static VICTIMS_BY_PID: LruHashMap<u32, VictimEntry> =
@@ -18,9 +19,10 @@ static VICTIMS_BY_PID: LruHashMap<u32, VictimEntry> =
 static VICTIMS_BY_MM: LruHashMap<u64, VictimEntry> =
     LruHashMap::with_max_entries(VICTIM_CAPACITY, 0);
 
-/// How many victims [`VICTIMS_BY_MM`] holds: exit_mmap runs at every process exit, and with
-/// no victim in flight (nearly always) this one array read ends it before the hash lookup.
-/// An entry the LRU map evicts is never counted down, which only keeps that lookup on.
+/// How many victims [`VICTIMS_BY_MM`] holds, or more (never fewer): exit_mmap runs at every
+/// process exit, and with no victim in flight (nearly always) this one array read ends it
+/// before the hash lookup. An entry the LRU map evicts is never counted down, which only
+/// keeps that lookup on.
 #[map]
 static VICTIMS_LIVE: Array<u64> = Array::with_max_entries(1, 0);
 
@@ -37,10 +39,14 @@ pub fn remember(pid: u32, tgid: u32, mm: u64) {
     // Failure only means the LRU map could not take it; the event itself still goes out.
     let _ = VICTIMS_BY_PID.insert(pid, entry, 0);
     if mm != 0 {
-        if VICTIMS_BY_MM.insert(mm, entry, BPF_NOEXIST).is_ok() {
+        // Counted once per new entry. A new-only insert can also fail for want of memory or
+        // a busy bucket; an entry then added anyway is counted too (the count may only err
+        // upwards, which costs a lookup, never a victim).
+        let added = VICTIMS_BY_MM.insert(mm, entry, BPF_NOEXIST).is_ok()
+            || (VICTIMS_BY_MM.insert(mm, entry, BPF_EXIST).is_err()
+                && VICTIMS_BY_MM.insert(mm, entry, 0).is_ok());
+        if added {
             live_add(1);
-        } else {
-            let _ = VICTIMS_BY_MM.insert(mm, entry, 0);
         }
     }
 }

@@ -250,6 +250,55 @@ fn the_mmap_lock_hook_is_attached_only_while_a_victim_is_in_flight() {
     });
 }
 
+/// process_mrelease(2)'s entry names its target from the pidfd without checking that the
+/// descriptor is one; on a descriptor of another kind the kernel says EBADF, and the call
+/// must name no target (what entry read through the file was not a process).
+#[test]
+fn process_mrelease_on_a_descriptor_that_is_no_pidfd_names_no_target() {
+    let test = "process_mrelease_on_a_descriptor_that_is_no_pidfd_names_no_target";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    // SAFETY: process_mrelease on an invalid descriptor changes nothing.
+    if unsafe { libc::syscall(libc::SYS_process_mrelease, -1, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+    {
+        eprintln!("skipped {test}: this kernel has no process_mrelease(2) (Linux 5.15+)");
+        return;
+    }
+    let _tracefs = TracefsMount::ensure();
+    block_on(async {
+        let mut capture = Capture::start(&CaptureOptions::default()).expect("start the capture");
+        // A file whose private_data is set: an eventfd's is its context.
+        // SAFETY: eventfd has no memory preconditions; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        assert!(fd >= 0, "eventfd: {}", std::io::Error::last_os_error());
+        // SAFETY: as above; the call fails with EBADF and changes nothing.
+        let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, fd, 0) };
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        // SAFETY: closes the descriptor this test opened.
+        unsafe { libc::close(fd) };
+        assert_eq!((rc, errno), (-1, Some(libc::EBADF)));
+        let call = tokio::time::timeout(GUEST_PACE, async {
+            loop {
+                for record in capture.next_records().await.expect("read events") {
+                    if let Ok(Event::Mrelease(e)) = decode(&record)
+                        && e.pidfd == fd
+                        && e.caller.tgid == Some(std::process::id())
+                    {
+                        return e;
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no process_mrelease event within {GUEST_PACE:?}"));
+        assert_eq!(call.ret, -i64::from(libc::EBADF));
+        assert_eq!((call.mm, call.victim_pid), (None, None), "{call:?}");
+        assert_eq!(call.target, Default::default(), "{call:?}");
+    });
+}
+
 /// The quick-exit lifecycle, live in text: kill, exit_mmap, then the outcome.
 #[test]
 fn trace_shows_a_quick_exit_lifecycle_and_detaches_on_sigint() {

@@ -140,6 +140,8 @@ impl Drop for Gate {
 #[derive(Debug, Default)]
 pub struct Schedule {
     open: bool,
+    /// An attach failed while open: the next event tries again.
+    retry: bool,
     last: Option<Instant>,
     pass_started: Option<Instant>,
 }
@@ -153,7 +155,14 @@ impl Schedule {
             self.pass_started = None;
         }
         self.last = Some(now);
-        !std::mem::replace(&mut self.open, true)
+        let retry = std::mem::take(&mut self.retry);
+        !std::mem::replace(&mut self.open, true) || retry
+    }
+
+    /// Attaching failed: the next event is to try again (the hooks that did attach stay, and
+    /// are detached after [`HOLD`] as usual).
+    pub fn attach_failed(&mut self) {
+        self.retry = true;
     }
 
     /// When the hooks are to be detached, if they are attached.
@@ -289,8 +298,10 @@ fn run(
         if attach {
             let mut ebpf = ebpf.lock().unwrap_or_else(|e| e.into_inner());
             forget_last_trylock(&mut ebpf);
+            let mut failed = false;
             for hook in &mut hooks {
                 if let Err(err) = hook.attach(&mut ebpf) {
+                    failed = true;
                     log::warn!(
                         "{} not attached for this victim: {}",
                         hook.spec.name,
@@ -298,7 +309,11 @@ fn run(
                     );
                 }
             }
-            open.store(true, Ordering::Relaxed);
+            if failed {
+                // The next OOM or reaper event tries again.
+                schedule.attach_failed();
+            }
+            open.store(hooks.iter().any(|h| h.link.is_some()), Ordering::Relaxed);
             log::debug!("hot hooks attached: an OOM victim is in flight");
         } else if schedule.tick(now) {
             let mut ebpf = ebpf.lock().unwrap_or_else(|e| e.into_inner());
@@ -373,6 +388,19 @@ mod tests {
         s.event(FINISH, t0 + Duration::from_secs(22));
         assert!(!s.tick(t0 + Duration::from_secs(26)));
         assert!(s.tick(t0 + Duration::from_secs(27)));
+    }
+
+    #[test]
+    fn a_failed_attach_is_tried_again_at_the_next_event() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        assert!(s.event(KILL, t0));
+        s.attach_failed();
+        assert!(s.event(WAKE, t0 + Duration::from_secs(2)), "tried again");
+        assert!(
+            !s.event(START, t0 + Duration::from_secs(2)),
+            "not again once attached"
+        );
     }
 
     #[test]

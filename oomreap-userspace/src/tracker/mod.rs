@@ -141,9 +141,10 @@ pub struct Tracker {
     capacity: usize,
     next_id: u64,
     totals: Totals,
-    /// When active victims could next be settled by silence, earliest first. Entries go stale
-    /// as victims make progress (a deadline only moves later); `tick` re-checks each one it
-    /// pops, so a tick costs nothing until some deadline is really due.
+    /// When active victims could next be settled by silence, earliest first: each victim's
+    /// earliest entry is at or before its real deadline (see `queue_settle`). Entries go stale
+    /// as victims make progress; `tick` re-checks each one it pops, so a tick costs nothing
+    /// until some deadline is really due.
     deadlines: BinaryHeap<Reverse<(u64, VictimId)>>,
     retries_seen: BTreeMap<RetryCounter, u64>,
     retries_pending: BTreeMap<RetryCounter, u64>,

@@ -269,33 +269,57 @@ fn process_mrelease_on_a_descriptor_that_is_no_pidfd_names_no_target() {
     let _tracefs = TracefsMount::ensure();
     block_on(async {
         let mut capture = Capture::start(&CaptureOptions::default()).expect("start the capture");
-        // A file whose private_data is set: an eventfd's is its context.
-        // SAFETY: eventfd has no memory preconditions; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        assert!(fd >= 0, "eventfd: {}", std::io::Error::last_os_error());
-        // SAFETY: as above; the call fails with EBADF and changes nothing.
-        let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, fd, 0) };
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        // SAFETY: closes the descriptor this test opened.
-        unsafe { libc::close(fd) };
-        assert_eq!((rc, errno), (-1, Some(libc::EBADF)));
-        let call = tokio::time::timeout(GUEST_PACE, async {
-            loop {
+        // Files whose private_data is set, to something else than a struct pid: an eventfd's
+        // context, an epoll instance (read as a pid, its memory gave a mm with a junk RSS
+        // before exit dropped it), a pipe's end.
+        let mut pipe = [0; 2];
+        // SAFETY: each call has no memory precondition but `pipe`, a live array of two ints;
+        // every result is checked.
+        let fds = unsafe {
+            assert_eq!(libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            [
+                libc::eventfd(0, libc::EFD_CLOEXEC),
+                libc::epoll_create1(libc::EPOLL_CLOEXEC),
+                pipe[0],
+            ]
+        };
+        for fd in fds {
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            // SAFETY: on a descriptor that is no pidfd the call fails with EBADF and changes
+            // nothing.
+            let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, fd, 0) };
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            assert_eq!((rc, errno), (-1, Some(libc::EBADF)), "fd {fd}");
+        }
+        for fd in fds.into_iter().chain([pipe[1]]) {
+            // SAFETY: closes descriptors this test opened.
+            unsafe { libc::close(fd) };
+        }
+        let mut calls = Vec::new();
+        tokio::time::timeout(GUEST_PACE, async {
+            while calls.len() < fds.len() {
                 for record in capture.next_records().await.expect("read events") {
                     if let Ok(Event::Mrelease(e)) = decode(&record)
-                        && e.pidfd == fd
+                        && fds.contains(&e.pidfd)
                         && e.caller.tgid == Some(std::process::id())
                     {
-                        return e;
+                        calls.push(e);
                     }
                 }
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("no process_mrelease event within {GUEST_PACE:?}"));
-        assert_eq!(call.ret, -i64::from(libc::EBADF));
-        assert_eq!((call.mm, call.victim_pid), (None, None), "{call:?}");
-        assert_eq!(call.target, Default::default(), "{call:?}");
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} of 3 process_mrelease events in {GUEST_PACE:?}",
+                calls.len()
+            )
+        });
+        for call in calls {
+            assert_eq!(call.ret, -i64::from(libc::EBADF));
+            assert_eq!((call.mm, call.victim_pid), (None, None), "{call:?}");
+            assert_eq!(call.target, Default::default(), "{call:?}");
+        }
     });
 }
 

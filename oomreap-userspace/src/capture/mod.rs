@@ -114,8 +114,7 @@ impl Capture {
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
         let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
-        // aya parses the kernel's whole BTF when its loader is made.
-        let mut loader = EbpfLoader::new();
+        let mut loader = loader_without_btf();
         let mut ebpf = loader
             .override_global(LAYOUT_GLOBAL, &plan.layout, true)
             .map_max_entries(EVENTS, options.events_bytes)
@@ -589,6 +588,41 @@ fn register_readable<T: AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
         .map_err(|err| std::io::Error::other(err.to_string()))
 }
 
+/// aya's loader, without the kernel's BTF. `EbpfLoader::new()` parses /sys/kernel/btf/vmlinux
+/// whole (tens of milliseconds and most of start-up's peak memory), for CO-RE relocations
+/// these programs do not have, and aya 0.14 has no constructor that skips it. So the soft
+/// descriptor limit is 0 while it is made: its open fails at once (EMFILE), aya takes that as
+/// "no BTF", and the limit is restored. Descriptors already open are untouched; another
+/// thread's open in those microseconds would fail too, and at start-up none opens anything.
+fn loader_without_btf() -> EbpfLoader<'static> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return EbpfLoader::new();
+    }
+    let closed = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the structs we pass; lowering the soft limit needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &closed) } != 0 {
+        return EbpfLoader::new();
+    }
+    let mut loader = EbpfLoader::new();
+    // SAFETY: as above; the soft limit goes back to what it was, at most the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        log::warn!(
+            "could not restore the descriptor limit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    loader.btf(None);
+    loader
+}
+
 /// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF memory to it (before 5.11; see
 /// <https://lwn.net/Articles/837122/>). Newer kernels charge the memory cgroup instead, and
 /// without CAP_SYS_RESOURCE the call fails, so failure is not an error.
@@ -613,4 +647,31 @@ fn drain(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
         raw.push(record.to_vec());
     }
     raw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nofile() -> (u64, u64) {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct we pass.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        (limit.rlim_cur, limit.rlim_max)
+    }
+
+    #[test]
+    fn the_loader_is_made_and_the_descriptor_limit_restored() {
+        let before = nofile();
+        let _loader = loader_without_btf();
+        assert_eq!(nofile(), before);
+        // Descriptors open again at once.
+        std::fs::File::open("/proc/self/stat").expect("open after the loader");
+    }
 }

@@ -23,7 +23,7 @@ pub mod after_attach {
 pub enum PrivilegeError {
     #[error("missing capability {0}; run oomreap as root (e.g. `sudo oomreap ...`)")]
     Missing(String),
-    #[error("failed to read our capabilities from /proc/self/status")]
+    #[error("failed to read our capabilities from /proc/thread-self/status")]
     Unreadable(#[source] std::io::Error),
 }
 
@@ -32,10 +32,12 @@ pub enum PrivilegeError {
 pub struct Capabilities(u64);
 
 impl Capabilities {
-    /// Our own effective set.
+    /// The calling thread's effective set. Capabilities are per thread: /proc/self would
+    /// show the main thread's, which a front end may already have dropped while another
+    /// thread (the hot hooks' gate) still holds its own.
     pub fn current() -> Result<Self, PrivilegeError> {
-        let status =
-            std::fs::read_to_string("/proc/self/status").map_err(PrivilegeError::Unreadable)?;
+        let status = std::fs::read_to_string("/proc/thread-self/status")
+            .map_err(PrivilegeError::Unreadable)?;
         Self::from_status(&status)
             .ok_or_else(|| PrivilegeError::Unreadable(std::io::Error::other("no CapEff line")))
     }

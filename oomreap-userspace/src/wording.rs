@@ -81,7 +81,8 @@ pub fn lock_text(lock: &LockSnapshot) -> String {
         state.push("writer pending".to_owned());
     }
     if lock.readers > 0 {
-        state.push(format!("{} readers", lock.readers));
+        let plural = if lock.readers == 1 { "" } else { "s" };
+        state.push(format!("{} reader{plural}", lock.readers));
     }
     if lock.waiters_queued {
         state.push("waiters queued".to_owned());
@@ -104,6 +105,8 @@ pub fn lock_text(lock: &LockSnapshot) -> String {
             "writer"
         };
         text.push_str(&format!("; owner {} ({}, {role})", owner.pid, owner.comm));
+    } else if lock.reader_owned_unnamed() {
+        text.push_str("; owner unnamed (the last reader to take it has left)");
     }
     if let Some(waiters) = &lock.waiters
         && !waiters.is_empty()
@@ -278,6 +281,7 @@ pub fn summary(v: &Victim) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::LockOwner;
 
     #[test]
     fn mrelease_results_have_a_label_and_a_text() {
@@ -290,5 +294,47 @@ mod tests {
         assert_eq!(mrelease_label(0), "ok");
         assert_eq!(mrelease_label(-99), "other");
         assert_eq!(mrelease_result(-99), "-99");
+    }
+
+    /// A reader-owned lock as the scenario's jam leaves it: one reader, a writer queued.
+    fn jammed(owner_raw: u64, owner: Option<LockOwner>) -> LockSnapshot {
+        LockSnapshot {
+            count_raw: 0x102,
+            owner_raw,
+            rt: false,
+            writer_locked: false,
+            writer_pending: false,
+            waiters_queued: true,
+            handoff: false,
+            readers: 1,
+            owner,
+            waiters: None,
+            waiters_truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_reader_owned_lock_names_its_reader_or_says_it_cannot() {
+        let reader = LockOwner {
+            pid: 12,
+            tgid: 12,
+            comm: "reader".into(),
+            reader_hint: true,
+        };
+        assert_eq!(
+            lock_text(&jammed(0xffff_8880_0000_5003, Some(reader))),
+            "1 reader, waiters queued; owner 12 (reader, reader hint)"
+        );
+        // Flag bits only: the reader named there cleared its name when it left.
+        assert_eq!(
+            lock_text(&jammed(0x3, None)),
+            "1 reader, waiters queued; owner unnamed (the last reader to take it has left)"
+        );
+        // No reader-owned bit: nobody to name, and nothing to say about it.
+        let free = LockSnapshot {
+            readers: 0,
+            ..jammed(0, None)
+        };
+        assert_eq!(lock_text(&free), "waiters queued");
     }
 }

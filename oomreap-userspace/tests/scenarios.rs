@@ -345,7 +345,9 @@ fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
     for skip in &skips {
         assert_eq!(
             (skip["reason"].as_str(), skip["inferred"].as_bool()),
-            (Some("lock_contended"), Some(!exact))
+            (Some("lock_contended"), Some(!exact)),
+            "attempt {} (exact needs the gated hook attached by then): {skip}",
+            skip["attempt"]
         );
         // Read from the mm as the tracepoint fired: a contended skip is not MMF_OOM_SKIP's.
         assert_eq!(skip["mmf_oom_skip"], false, "{skip}");

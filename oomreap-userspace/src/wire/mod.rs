@@ -9,6 +9,12 @@
 /// one attach kind from the kernel to every front end.
 pub use oomreap_common::event::{AttachKind, RetryKind, SkipCause};
 
+/// How long a reap pass that started may run before its finish is taken for lost: unmapping
+/// a large victim, or any victim on a starved CPU, takes seconds. The tracker waits this
+/// long before it calls such a pass unknown, and capture's gate keeps the hot hooks attached
+/// as long, so the two never disagree.
+pub const REAP_PASS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A task, as the kernel names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
@@ -192,8 +198,10 @@ pub struct LockOwner {
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,
-    /// The lock is held for reading, and this is one reader (the last to take it): a hint,
-    /// since readers do not clear the field when they leave.
+    /// The lock is held for reading, and this is one reader (the last to take it): a hint.
+    /// Readers leave the field as it is when they unlock, except on kernels with
+    /// CONFIG_DETECT_HUNG_TASK_BLOCKER, where the one named clears it: there a named
+    /// reader had not left yet.
     pub reader_hint: bool,
 }
 
@@ -222,6 +230,14 @@ pub struct LockSnapshot {
     pub waiters: Option<Vec<LockWaiter>>,
     /// The queue had more waiters than were listed.
     pub waiters_truncated: bool,
+}
+
+impl LockSnapshot {
+    /// Held for reading with no reader named: `owner` has only its flag bits, because the
+    /// reader it named cleared it when it left (CONFIG_DETECT_HUNG_TASK_BLOCKER).
+    pub fn reader_owned_unnamed(&self) -> bool {
+        !self.rt && self.owner.is_none() && self.readers > 0 && self.owner_raw & 1 != 0
+    }
 }
 
 /// `oom:skip_task_reaping`.

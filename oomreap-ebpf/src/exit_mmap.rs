@@ -15,12 +15,15 @@ use crate::{
 
 #[btf_tracepoint(function = "exit_mmap")]
 pub fn exit_mmap_btf(ctx: BtfTracePointContext) -> i32 {
-    exit_mmap(ctx.arg(0));
+    if victims::any_live() {
+        exit_mmap(ctx.arg(0));
+    }
     0
 }
 
 #[tracepoint(category = "mmap", name = "exit_mmap")]
 pub fn exit_mmap_tp(ctx: TracePointContext) -> u32 {
+    // Before the record is read, not in `exit_mmap`: once per run is enough.
     if !victims::any_live() {
         return 0;
     }
@@ -30,11 +33,9 @@ pub fn exit_mmap_tp(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Both entry points call it only after [`victims::any_live`].
 #[inline(always)]
 fn exit_mmap(mm: u64) {
-    if !victims::any_live() {
-        return;
-    }
     let Some(victim) = victims::by_mm(mm) else {
         return;
     };

@@ -42,8 +42,9 @@ use super::{CaptureError, HookSpec, program};
 pub const HOLD: Duration = Duration::from_secs(5);
 
 /// How long an open reap pass (a start without its finish) keeps them: the reaper's next
-/// victim's trylocks follow the finish at once. A lost finish costs at most this.
-pub const PASS_HOLD: Duration = Duration::from_secs(30);
+/// victim's trylocks follow the finish at once. A lost finish costs at most this, the wait
+/// after which the tracker, too, takes it for lost.
+pub const PASS_HOLD: Duration = crate::wire::REAP_PASS_WAIT;
 
 /// The gate thread's name (its `comm`), by which `/proc` shows the one thread that keeps
 /// CAP_BPF and CAP_PERFMON.

@@ -87,14 +87,14 @@ pub fn plan(
             reason
         }),
     };
+    let target_names = attach_target_names(specs);
+    let targets: Vec<(&str, TargetKind)> = target_names
+        .iter()
+        .map(|(name, kind)| (name.as_str(), *kind))
+        .collect();
     if let Ok(btf) = &btf {
         // One scan of the BTF for every type planning and the layout look up.
-        let typedefs: Vec<String> = specs
-            .iter()
-            .map(|spec| tracepoint_typedef(spec.event))
-            .collect();
-        let mut names: Vec<&str> = typedefs.iter().map(String::as_str).collect();
-        names.extend(FUNCTIONS.iter().map(|f| f.function));
+        let mut names: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
         names.extend_from_slice(layout::BTF_NAMES);
         btf.prefetch(&names)?;
     }
@@ -181,19 +181,7 @@ pub fn plan(
         .as_ref()
         .is_ok_and(|btf| btf.member_offset("task_struct", "oom_reaper_timer").is_ok());
     let attach_targets = match &btf {
-        Ok(btf) => {
-            let typedefs: Vec<String> = specs
-                .iter()
-                .filter(|spec| spec.btf_program.is_some())
-                .map(|spec| tracepoint_typedef(spec.event))
-                .collect();
-            let targets: Vec<(&str, TargetKind)> = typedefs
-                .iter()
-                .map(|name| (name.as_str(), TargetKind::Typedef))
-                .chain(FUNCTIONS.iter().map(|f| (f.function, TargetKind::Func)))
-                .collect();
-            AttachTargets::find(btf, &targets)?
-        }
+        Ok(btf) => AttachTargets::find(btf, &targets)?,
         Err(_) => AttachTargets::default(),
     };
     Ok(Plan {
@@ -203,6 +191,21 @@ pub fn plan(
         attach_targets,
         reaper_delayed,
     })
+}
+
+/// What aya's BTF attaches look up: the typedef of each hook that has a BTF program, and
+/// each function; planning prefetches the same names.
+fn attach_target_names(specs: &[HookSpec]) -> Vec<(String, TargetKind)> {
+    specs
+        .iter()
+        .filter(|spec| spec.btf_program.is_some())
+        .map(|spec| (tracepoint_typedef(spec.event), TargetKind::Typedef))
+        .chain(
+            FUNCTIONS
+                .iter()
+                .map(|f| (f.function.to_owned(), TargetKind::Func)),
+        )
+        .collect()
 }
 
 /// Classic record formats, by what reads them.

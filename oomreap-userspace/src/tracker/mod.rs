@@ -56,7 +56,7 @@ pub const SETTLE_NS: u64 = 1_000_000_000;
 /// the pass's finish when `__oom_reap_task_mm` returns, and unmapping a large victim, or any
 /// victim on a starved CPU, takes longer than [`SETTLE_NS`]: a 64 MiB victim's pass in a
 /// niced PREEMPT_RT guest beside CI's build took over a second, and was called unknown.
-pub const PASS_WAIT_NS: u64 = 30_000_000_000;
+pub const PASS_WAIT_NS: u64 = crate::wire::REAP_PASS_WAIT.as_nanos() as u64;
 
 /// What an event changed, for front ends that react to changes rather than redraw.
 #[derive(Clone, Debug, PartialEq, Eq)]

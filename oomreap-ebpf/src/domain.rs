@@ -2,6 +2,9 @@
 //! the OOM killer's `oom_control` where a function hook on `oom_kill_process` is allowed
 //! ([`crate::oom_kill`]); otherwise derived from the trigger's cgroups, which user space marks
 //! inferred.
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::bpf_loop;
 use oomreap_common::{
     event::{MarkVictimEvent, mark_victim_fields as field},
     layout::ABSENT,
@@ -20,11 +23,12 @@ const AT_LIMIT_PAGES: u64 = 64;
 /// Fills the domain from what `oom_kill_process` recorded for this victim, if it did, else
 /// derives it: walking up from the trigger's memory cgroup, the first whose usage is at its
 /// limit (a charge fails at the lowest such level); none means the machine's memory ran out.
+/// `LOOP` walks the levels under `bpf_loop` (see `mm::notifiers`).
 #[inline(always)]
-pub fn fill(trigger: u64, victim_tgid: u32, event: &mut MarkVictimEvent) {
+pub fn fill<const LOOP: bool>(trigger: u64, victim_tgid: u32, event: &mut MarkVictimEvent) {
     match crate::oom_kill::take(victim_tgid) {
         Some(context) => exact(&context, event),
-        None => derive(trigger, event),
+        None => derive::<LOOP>(trigger, event),
     }
 }
 
@@ -43,7 +47,7 @@ fn exact(context: &OomContext, event: &mut MarkVictimEvent) {
 }
 
 #[inline(always)]
-fn derive(trigger: u64, event: &mut MarkVictimEvent) {
+fn derive<const LOOP: bool>(trigger: u64, event: &mut MarkVictimEvent) {
     let l = layout();
     if l.task_cgroups == ABSENT || l.css_set_subsys == ABSENT || l.css_parent == ABSENT {
         return;
@@ -51,35 +55,82 @@ fn derive(trigger: u64, event: &mut MarkVictimEvent) {
     let Some(css_set) = read::<u64>(trigger, l.task_cgroups) else {
         return;
     };
-    let Some(mut css) = read::<u64>(css_set, add(l.css_set_subsys, l.memory_subsys_index_bytes))
-    else {
+    let Some(css) = read::<u64>(css_set, add(l.css_set_subsys, l.memory_subsys_index_bytes)) else {
         return;
     };
-    for _ in 0..MAX_MEMCG_DEPTH {
-        if css == 0 {
-            break;
+    let mut walk = MemcgWalk {
+        css,
+        ..MemcgWalk::default()
+    };
+    if LOOP {
+        let walk = (&raw mut walk).cast::<c_void>();
+        // SAFETY: the callback has bpf_loop's signature and takes `walk`, which outlives the
+        // call, as its context.
+        unsafe { bpf_loop(MAX_MEMCG_DEPTH, memcg_step_callback as *mut c_void, walk, 0) };
+    } else {
+        for _ in 0..MAX_MEMCG_DEPTH {
+            if !memcg_step(&mut walk) {
+                break;
+            }
         }
-        let memcg = css.wrapping_sub(u64::from(l.memcg_css));
-        let Some((id, usage_kib, limit_kib)) = state(memcg) else {
-            return;
-        };
-        let page_kib = 1u64 << l.page_to_kib_shift;
-        if usage_kib.saturating_add(AT_LIMIT_PAGES * page_kib) >= limit_kib {
-            event.domain_memcg_id = id;
-            event.domain_usage_kib = usage_kib;
-            event.domain_limit_kib = limit_kib;
-            event.fields |= field::DOMAIN_WALKED | field::DOMAIN;
-            return;
-        }
-        let Some(parent) = read::<u64>(css, l.css_parent) else {
-            return;
-        };
-        css = parent;
     }
-    // The root's counter has no limit: reaching it means no cgroup limit was hit.
-    if css == 0 {
+    if walk.found != 0 {
+        event.domain_memcg_id = walk.id;
+        event.domain_usage_kib = walk.usage_kib;
+        event.domain_limit_kib = walk.limit_kib;
+        event.fields |= field::DOMAIN_WALKED | field::DOMAIN;
+    } else if walk.failed == 0 && walk.css == 0 {
+        // The root's counter has no limit: reaching it means no cgroup limit was hit.
         event.fields |= field::DOMAIN_WALKED;
     }
+}
+
+/// The walk up the memory cgroups: where it is, and what it found. On the program's stack,
+/// which a `bpf_loop` callback reaches through its context pointer.
+#[derive(Default)]
+#[repr(C)]
+struct MemcgWalk {
+    css: u64,
+    id: u64,
+    usage_kib: u64,
+    limit_kib: u64,
+    /// The cgroup at `css` is at its limit: the domain.
+    found: u32,
+    /// A read failed: the domain is unknown.
+    failed: u32,
+}
+
+#[inline(never)]
+extern "C" fn memcg_step_callback(_index: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `derive` passes its own `MemcgWalk`, alive for the whole loop.
+    let walk = unsafe { &mut *walk.cast::<MemcgWalk>() };
+    i64::from(!memcg_step(walk))
+}
+
+/// One level: is the cgroup at `css` at its limit, else up to its parent. False once the
+/// walk is over (found, failed, or past the root).
+#[inline(always)]
+fn memcg_step(walk: &mut MemcgWalk) -> bool {
+    let l = layout();
+    if walk.css == 0 {
+        return false;
+    }
+    let memcg = walk.css.wrapping_sub(u64::from(l.memcg_css));
+    let Some((id, usage_kib, limit_kib)) = state(memcg) else {
+        walk.failed = 1;
+        return false;
+    };
+    let page_kib = 1u64 << l.page_to_kib_shift;
+    if usage_kib.saturating_add(AT_LIMIT_PAGES * page_kib) >= limit_kib {
+        (walk.id, walk.usage_kib, walk.limit_kib, walk.found) = (id, usage_kib, limit_kib, 1);
+        return false;
+    }
+    let Some(parent) = read::<u64>(walk.css, l.css_parent) else {
+        walk.failed = 1;
+        return false;
+    };
+    walk.css = parent;
+    true
 }
 
 /// A memory cgroup's id, usage and limit in KiB.

@@ -26,11 +26,23 @@ use crate::{
 
 #[btf_tracepoint(function = "mark_victim")]
 pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
+    mark_victim_btf_with::<false>(&ctx)
+}
+
+/// The same program, its notifier walks under `bpf_loop` (5.17+), for a shorter
+/// verification: user space loads it where the kernel has the helper (see `mm::notifiers`).
+#[btf_tracepoint(function = "mark_victim")]
+pub fn mark_victim_btf_loop(ctx: BtfTracePointContext) -> i32 {
+    mark_victim_btf_with::<true>(&ctx)
+}
+
+#[inline(always)]
+fn mark_victim_btf_with<const LOOP: bool>(ctx: &BtfTracePointContext) -> i32 {
     gate::signal(EventKind::MarkVictim);
-    if try_mark_victim_btf(&ctx).is_err() {
+    if try_mark_victim_btf::<LOOP>(ctx).is_err() {
         emit::count(Counter::ReadFailed);
         warn!(
-            &ctx,
+            ctx,
             "mark_victim: could not read the victim task; event dropped"
         );
     }
@@ -50,7 +62,7 @@ pub fn mark_victim_tp(ctx: TracePointContext) -> u32 {
     0
 }
 
-fn try_mark_victim_btf(ctx: &BtfTracePointContext) -> Result<(), ()> {
+fn try_mark_victim_btf<const LOOP: bool>(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let Some(mut record) = Record::<MarkVictimEvent>::reserve() else {
         return Ok(());
     };
@@ -63,7 +75,7 @@ fn try_mark_victim_btf(ctx: &BtfTracePointContext) -> Result<(), ()> {
         let task: u64 = ctx.arg(0);
         event.uid = ctx.arg(1);
         event.fields |= field::UID;
-        if !read_task(task, event) {
+        if !read_task::<LOOP>(task, event) {
             record.discard();
             return Err(());
         }
@@ -77,7 +89,7 @@ fn try_mark_victim_btf(ctx: &BtfTracePointContext) -> Result<(), ()> {
     } else {
         event.victim_pid
     };
-    domain_of(tgid, event);
+    domain_of::<LOOP>(tgid, event);
     victims::remember(event.victim_pid, event.victim_tgid, event.victim_mm);
     debug!(
         ctx,
@@ -126,7 +138,7 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
         event.fields |= field::MEMORY;
     }
     // The classic record has no tgid: the pid is the process's for a single-threaded one.
-    domain_of(event.victim_pid, event);
+    domain_of::<false>(event.victim_pid, event);
     victims::remember(event.victim_pid, 0, 0);
     debug!(
         ctx,
@@ -149,16 +161,16 @@ fn start(event: &mut MarkVictimEvent, attach: AttachKind) {
 
 /// The OOM domain, once the victim is known (exact when `oom_kill_process` recorded it).
 #[inline(always)]
-fn domain_of(victim_tgid: u32, event: &mut MarkVictimEvent) {
+fn domain_of<const LOOP: bool>(victim_tgid: u32, event: &mut MarkVictimEvent) {
     // SAFETY: takes no arguments; returns the current task's address (the trigger).
     let trigger = unsafe { bpf_get_current_task() };
-    domain::fill(trigger, victim_tgid, event);
+    domain::fill::<LOOP>(trigger, victim_tgid, event);
 }
 
 /// Fills what `task_struct`, its `mm_struct` and `signal_struct` tell about the victim.
 /// Returns false if not even the pid could be read.
 #[inline(always)]
-fn read_task(task: u64, event: &mut MarkVictimEvent) -> bool {
+fn read_task<const LOOP: bool>(task: u64, event: &mut MarkVictimEvent) -> bool {
     let Some((pid, tgid)) = task::ids(task) else {
         return false;
     };
@@ -198,7 +210,7 @@ fn read_task(task: u64, event: &mut MarkVictimEvent) -> bool {
         event.swap_kib = swap;
         event.fields |= field::SWAP;
     }
-    if let Some(count) = mm::notifiers(mm, &mut event.notifiers) {
+    if let Some(count) = mm::notifiers::<LOOP>(mm, &mut event.notifiers) {
         event.notifier_count = count.total;
         event.interval_notifiers = count.interval;
         event.fields |= field::NOTIFIERS;

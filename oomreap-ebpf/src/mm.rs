@@ -1,7 +1,10 @@
 //! Reads from a victim's `mm_struct`: RSS, flags, mmu notifiers and the mmap_lock.
-use core::ptr::{read_volatile, write_volatile};
+use core::{
+    ffi::c_void,
+    ptr::{null_mut, read_volatile, write_volatile},
+};
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
 use oomreap_common::{
     event::{LockState, MAX_NOTIFIERS, MAX_WAITERS, lock_flags},
     layout::{ABSENT, KernelLayout},
@@ -96,8 +99,15 @@ pub struct NotifierCount {
 /// `ops->invalidate`. Interval notifiers are the ones that refuse the reaper, and the
 /// classic walk never meets them. `None` if the notifier fields are unknown, or if this CPU
 /// is already inside a walk (an fentry program preempted mid-walk; see [`NotifierWalk`]).
+///
+/// `LOOP` runs each walk's steps as a `bpf_loop` callback (5.17+), which the verifier checks
+/// once; otherwise they are unrolled, and it checks each turn again. The walks were over half
+/// of mark_victim's verification, 10 of its 19 ms at every start-up.
 #[inline(always)]
-pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<NotifierCount> {
+pub fn notifiers<const LOOP: bool>(
+    mm: u64,
+    callbacks: &mut [u64; MAX_NOTIFIERS],
+) -> Option<NotifierCount> {
     let l = layout();
     if l.mm_notifier_subscriptions == ABSENT || l.hlist_node_next == ABSENT {
         return None;
@@ -111,24 +121,19 @@ pub fn notifiers(mm: u64, callbacks: &mut [u64; MAX_NOTIFIERS]) -> Option<Notifi
         });
     }
     // hlist_head's only field is `first`.
-    let mut node = read::<u64>(subscriptions, l.subscriptions_list)?;
+    let first = read::<u64>(subscriptions, l.subscriptions_list)?;
     // No early return from here to `end`: it frees the state.
     let walk = NotifierWalk::begin()?;
-    for i in 0..MAX_NOTIFIERS_COUNTED {
-        if node == 0 || l.notifier_hlist == ABSENT {
-            break;
-        }
-        let notifier = node - u64::from(l.notifier_hlist);
-        if (i as usize) < MAX_NOTIFIERS {
-            let ops = read::<u64>(notifier, l.notifier_ops).unwrap_or(0);
-            walk.name(read(ops, l.ops_invalidate_range_start).unwrap_or(0));
-        } else {
-            walk.name(0);
-        }
-        node = read(node, l.hlist_node_next).unwrap_or(0);
+    if l.notifier_hlist != ABSENT {
+        walk.go(first, LIST);
+        repeat::<LOOP>(MAX_NOTIFIERS_COUNTED, &walk, list_step_callback, list_step);
     }
     let classic = walk.count();
-    interval_notifiers(l, subscriptions, &walk);
+    if l.interval_ops_invalidate != ABSENT {
+        let tree = subscriptions + u64::from(l.subscriptions_itree);
+        walk.go(read_word(tree, l.rb_cached_leftmost), VISIT);
+        repeat::<LOOP>(MAX_TREE_STEPS, &walk, tree_step_callback, tree_step);
+    }
     let total = walk.end(callbacks);
     Some(NotifierCount {
         total,
@@ -218,6 +223,13 @@ impl NotifierWalk {
         }
     }
 
+    /// This CPU's state while [`begin`](Self::begin)'s holder walks: for a `bpf_loop`
+    /// callback, which the program calls inside its walk and which has no other way to it.
+    #[inline(always)]
+    fn held() -> Option<Self> {
+        NOTIFIER_WALK.get_ptr_mut(0).map(Self)
+    }
+
     /// Copies the names out, frees the state for the next walk and returns the count.
     #[inline(always)]
     fn end(self, callbacks: &mut [u64; MAX_NOTIFIERS]) -> u32 {
@@ -231,55 +243,112 @@ impl NotifierWalk {
     }
 }
 
+/// Runs `step` until it says the walk is over, at most `turns` times: unrolled, or, with
+/// `LOOP`, as `callback` (the same step) under `bpf_loop`.
+#[inline(always)]
+fn repeat<const LOOP: bool>(
+    turns: u32,
+    walk: &NotifierWalk,
+    callback: extern "C" fn(u64, *mut c_void) -> i64,
+    step: impl Fn(&KernelLayout, &NotifierWalk) -> bool,
+) {
+    if LOOP {
+        // SAFETY: `callback` is a function of this program with bpf_loop's callback
+        // signature; it takes no context (null), and finds the walk's state in its map.
+        unsafe { bpf_loop(turns, callback as *mut c_void, null_mut(), 0) };
+        return;
+    }
+    let l = layout();
+    for _ in 0..turns {
+        if !step(l, walk) {
+            return;
+        }
+    }
+}
+
+/// `step` as a `bpf_loop` callback: 0 to go on, 1 to stop.
+#[inline(always)]
+fn callback_turn(step: impl Fn(&KernelLayout, &NotifierWalk) -> bool) -> i64 {
+    match NotifierWalk::held() {
+        Some(walk) if step(layout(), &walk) => 0,
+        _ => 1,
+    }
+}
+
+#[inline(never)]
+extern "C" fn list_step_callback(_index: u64, _ctx: *mut c_void) -> i64 {
+    callback_turn(list_step)
+}
+
+#[inline(never)]
+extern "C" fn tree_step_callback(_index: u64, _ctx: *mut c_void) -> i64 {
+    callback_turn(tree_step)
+}
+
+/// The list walk's only step: name the classic notifier at the walk's node, if a name slot
+/// is left, and go to the next. False once the list or the count has ended.
+#[inline(always)]
+fn list_step(l: &KernelLayout, walk: &NotifierWalk) -> bool {
+    let (node, _) = walk.at();
+    if node == 0 || walk.count() >= MAX_NOTIFIERS_COUNTED {
+        return false;
+    }
+    let notifier = node - u64::from(l.notifier_hlist);
+    if (walk.count() as usize) < MAX_NOTIFIERS {
+        let ops = read::<u64>(notifier, l.notifier_ops).unwrap_or(0);
+        walk.name(read(ops, l.ops_invalidate_range_start).unwrap_or(0));
+    } else {
+        walk.name(0);
+    }
+    walk.go(read(node, l.hlist_node_next).unwrap_or(0), LIST);
+    true
+}
+
 /// Most steps of the interval-tree walk. Started at the leftmost node, an in-order walk by
 /// parent pointers crosses each edge at most twice, so n visits take at most n + 2(n − 1)
 /// steps, and the step that finds no parent above the rightmost one ends it: 3n in all.
 const MAX_TREE_STEPS: u32 = 3 * MAX_NOTIFIERS_COUNTED;
 
-/// The tree walk's steps: name the notifier at `node`, go down to the leftmost node of its
-/// subtree, or climb to the ancestor that comes next.
-const VISIT: u32 = 0;
-const DESCEND: u32 = 1;
-const CLIMB: u32 = 2;
+/// The walks' steps. The list's: name the notifier at `node` and go to the next. The tree's:
+/// name the notifier at `node`, go down to the leftmost node of its subtree, or climb to the
+/// ancestor that comes next.
+const LIST: u32 = 0;
+const VISIT: u32 = 1;
+const DESCEND: u32 = 2;
+const CLIMB: u32 = 3;
 
-/// Walks `subscriptions->itree` in order, one step (an edge, or a visit) per turn, counting
-/// and naming interval notifiers after the classic ones.
+/// One step (an edge, or a visit) of the in-order walk of `subscriptions->itree`, counting
+/// and naming interval notifiers after the classic ones. False once the walk is over.
 #[inline(always)]
-fn interval_notifiers(l: &KernelLayout, subscriptions: u64, walk: &NotifierWalk) {
-    if l.interval_ops_invalidate == ABSENT {
-        return;
+fn tree_step(l: &KernelLayout, walk: &NotifierWalk) -> bool {
+    let (node, step) = walk.at();
+    if node == 0 || walk.count() >= MAX_NOTIFIERS_COUNTED {
+        return false;
     }
-    let tree = subscriptions + u64::from(l.subscriptions_itree);
-    walk.go(read_word(tree, l.rb_cached_leftmost), VISIT);
-    for _ in 0..MAX_TREE_STEPS {
-        let (node, step) = walk.at();
-        if node == 0 || walk.count() >= MAX_NOTIFIERS_COUNTED {
-            return;
-        }
-        match step {
-            VISIT => {
-                let notifier = node - u64::from(l.interval_notifier_rb);
-                walk.name(interval_callback(l, notifier));
-                match read_word(node, l.rb_right) {
-                    0 => walk.go(node, CLIMB),
-                    right => walk.go(right, DESCEND),
-                }
+    match step {
+        VISIT => {
+            let notifier = node - u64::from(l.interval_notifier_rb);
+            walk.name(interval_callback(l, notifier));
+            match read_word(node, l.rb_right) {
+                0 => walk.go(node, CLIMB),
+                right => walk.go(right, DESCEND),
             }
-            DESCEND => match read_word(node, l.rb_left) {
-                0 => walk.go(node, VISIT),
-                left => walk.go(left, DESCEND),
-            },
-            _ => {
-                let parent = read_word(node, l.rb_parent_color) & !RB_COLOR_MASK;
-                // A left child's parent comes next; a right child's was visited already.
-                if parent != 0 && read_word(parent, l.rb_right) != node {
-                    walk.go(parent, VISIT);
-                } else {
-                    walk.go(parent, CLIMB);
-                }
+        }
+        DESCEND => match read_word(node, l.rb_left) {
+            0 => walk.go(node, VISIT),
+            left => walk.go(left, DESCEND),
+        },
+        _ => {
+            let parent = read_word(node, l.rb_parent_color) & !RB_COLOR_MASK;
+            // A left child's parent comes next; a right child's was visited already.
+            if parent != 0 && read_word(parent, l.rb_right) != node {
+                walk.go(parent, VISIT);
+            } else {
+                walk.go(parent, CLIMB);
             }
         }
     }
+    true
 }
 
 /// An interval notifier's callback: `ops->invalidate`, or `ops->invalidate_start` where the

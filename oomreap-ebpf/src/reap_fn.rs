@@ -58,10 +58,21 @@ pub fn oom_reap_task_mm_kretprobe(ctx: RetProbeContext) -> u32 {
 
 #[fexit(function = "__mmu_notifier_invalidate_range_start")]
 pub fn invalidate_range_start_fexit(ctx: FExitContext) -> i32 {
+    invalidate_range_start_exited::<false>(&ctx)
+}
+
+/// The same program, its notifier walks under `bpf_loop` (5.17+; see `mm::notifiers`).
+#[fexit(function = "__mmu_notifier_invalidate_range_start")]
+pub fn invalidate_range_start_fexit_loop(ctx: FExitContext) -> i32 {
+    invalidate_range_start_exited::<true>(&ctx)
+}
+
+#[inline(always)]
+fn invalidate_range_start_exited<const LOOP: bool>(ctx: &FExitContext) -> i32 {
     let range = ctx.arg::<u64>(0);
     let ret = ctx.arg::<u64>(1) as i32;
     if ret != 0 {
-        refused(range, ret, AttachKind::Fentry);
+        refused::<LOOP>(range, ret, AttachKind::Fentry);
     }
     0
 }
@@ -79,6 +90,17 @@ pub fn invalidate_range_start_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn invalidate_range_start_kretprobe(ctx: RetProbeContext) -> u32 {
+    invalidate_range_start_returned::<false>(&ctx)
+}
+
+/// The same program, its notifier walks under `bpf_loop` (5.17+; see `mm::notifiers`).
+#[kretprobe]
+pub fn invalidate_range_start_kretprobe_loop(ctx: RetProbeContext) -> u32 {
+    invalidate_range_start_returned::<true>(&ctx)
+}
+
+#[inline(always)]
+fn invalidate_range_start_returned<const LOOP: bool>(ctx: &RetProbeContext) -> u32 {
     let ret = ctx.ret::<u64>() as i32;
     if ret == 0 {
         return 0;
@@ -86,7 +108,7 @@ pub fn invalidate_range_start_kretprobe(ctx: RetProbeContext) -> u32 {
     // SAFETY: copied out at once.
     let range = unsafe { REAPS_IN_FLIGHT.get(bpf_get_current_pid_tgid()) }.map_or(0, |c| c.range);
     if range != 0 {
-        refused(range, ret, AttachKind::Kprobe);
+        refused::<LOOP>(range, ret, AttachKind::Kprobe);
     }
     0
 }
@@ -140,7 +162,7 @@ fn reap_returned(complete: bool, attach: AttachKind) {
 
 /// An invalidation failed: if the task is inside a reap, count it there and report it.
 #[inline(always)]
-fn refused(range: u64, ret: i32, attach: AttachKind) {
+fn refused<const LOOP: bool>(range: u64, ret: i32, attach: AttachKind) {
     let key = bpf_get_current_pid_tgid();
     let Some(call) = REAPS_IN_FLIGHT.get_ptr_mut(key) else {
         return;
@@ -170,7 +192,7 @@ fn refused(range: u64, ret: i32, attach: AttachKind) {
     event.ret = ret;
     event.attach = attach as u32;
     let mut callbacks = [0u64; MAX_NOTIFIERS];
-    if let Some(count) = mm::notifiers(event.mm, &mut callbacks) {
+    if let Some(count) = mm::notifiers::<LOOP>(event.mm, &mut callbacks) {
         event.notifier_count = count.total;
         event.interval_notifiers = count.interval;
     }

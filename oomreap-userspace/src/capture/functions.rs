@@ -42,7 +42,7 @@ impl FunctionPreference {
 
 /// What a program of a function hook is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     Fentry,
     Fexit,
     Kprobe,
@@ -55,6 +55,10 @@ pub struct FunctionSpec {
     pub function: &'static str,
     fentry: &'static [(&'static str, Role)],
     kprobe: &'static [(&'static str, Role)],
+    /// The same programs where the kernel has `bpf_loop` (5.17+): their notifier walks run
+    /// under it, which the verifier checks in a fraction of the time (`mm::notifiers`).
+    fentry_loop: &'static [(&'static str, Role)],
+    kprobe_loop: &'static [(&'static str, Role)],
     pub provides: &'static str,
     /// Its programs filter on the reap hook's in-flight map: useless without that hook.
     pub needs_reap_hook: bool,
@@ -73,6 +77,14 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
             ("oom_reap_task_mm_kprobe", Role::Kprobe),
             ("oom_reap_task_mm_kretprobe", Role::Kretprobe),
         ],
+        fentry_loop: &[
+            ("oom_reap_task_mm_fentry", Role::Fentry),
+            ("oom_reap_task_mm_fexit", Role::Fexit),
+        ],
+        kprobe_loop: &[
+            ("oom_reap_task_mm_kprobe", Role::Kprobe),
+            ("oom_reap_task_mm_kretprobe", Role::Kretprobe),
+        ],
         provides: "exact reap passes: start, duration, complete or partial, for the reaper \
                    and process_mrelease",
         needs_reap_hook: false,
@@ -84,6 +96,11 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
             ("invalidate_range_start_kprobe", Role::Kprobe),
             ("invalidate_range_start_kretprobe", Role::Kretprobe),
         ],
+        fentry_loop: &[("invalidate_range_start_fexit_loop", Role::Fexit)],
+        kprobe_loop: &[
+            ("invalidate_range_start_kprobe", Role::Kprobe),
+            ("invalidate_range_start_kretprobe_loop", Role::Kretprobe),
+        ],
         provides: "the mmu notifiers that refused a reap's invalidation",
         needs_reap_hook: true,
     },
@@ -91,6 +108,8 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
         function: "oom_kill_process",
         fentry: &[("oom_kill_process_fentry", Role::Fentry)],
         kprobe: &[("oom_kill_process_kprobe", Role::Kprobe)],
+        fentry_loop: &[("oom_kill_process_fentry", Role::Fentry)],
+        kprobe_loop: &[("oom_kill_process_kprobe", Role::Kprobe)],
         provides: "the OOM killer's own record of a kill: its domain, constraint, and the \
                    victim's badness points (without it they are derived and inferred)",
         needs_reap_hook: false,
@@ -98,24 +117,32 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
 ];
 
 impl FunctionSpec {
-    fn programs(&self, mode: AttachKind) -> &'static [(&'static str, Role)] {
-        match mode {
-            AttachKind::Fentry => self.fentry,
-            _ => self.kprobe,
+    pub(super) fn programs(
+        &self,
+        mode: AttachKind,
+        bpf_loop: bool,
+    ) -> &'static [(&'static str, Role)] {
+        match (mode, bpf_loop) {
+            (AttachKind::Fentry, false) => self.fentry,
+            (AttachKind::Fentry, true) => self.fentry_loop,
+            (_, false) => self.kprobe,
+            (_, true) => self.kprobe_loop,
         }
     }
 }
 
-/// Attaches one function in the best mode `preference` allows. `btf` is needed for fentry.
+/// Attaches one function in the best mode `preference` allows. `btf` is needed for fentry;
+/// `bpf_loop` says the kernel has that helper.
 pub fn attach_function(
     ebpf: &mut Ebpf,
     spec: &FunctionSpec,
     preference: FunctionPreference,
     btf: Option<&aya::Btf>,
+    bpf_loop: bool,
 ) -> HookStatus {
     let mut refusals = Vec::new();
     for &mode in preference.modes() {
-        match attach_mode(ebpf, spec, mode, btf) {
+        match attach_mode(ebpf, spec, mode, btf, bpf_loop) {
             Ok(()) => {
                 return HookStatus {
                     name: spec.function,
@@ -157,11 +184,12 @@ pub fn attach_mode(
     spec: &FunctionSpec,
     mode: AttachKind,
     btf: Option<&aya::Btf>,
+    bpf_loop: bool,
 ) -> Result<(), String> {
     if crate::lab::faults::refused(crate::display::attach_id(mode), spec.function) {
         return Err(crate::lab::faults::refusal_message());
     }
-    let programs = spec.programs(mode);
+    let programs = spec.programs(mode, bpf_loop);
     for (done, &(name, role)) in programs.iter().enumerate() {
         if let Err(err) = load_and_attach(ebpf, spec.function, name, role, btf) {
             for &(loaded, role) in &programs[..done] {

@@ -22,10 +22,13 @@ pub struct HookSpec {
 
 impl HookSpec {
     /// The BTF program for a kernel whose tracepoint passes `args` arguments: older kernels
-    /// pass `mmap_lock_acquire_returned` a memcg path too, and need their own program.
-    pub fn btf_program_for(&self, args: usize) -> Option<&'static str> {
+    /// pass `mmap_lock_acquire_returned` a memcg path too, and need their own program. With
+    /// `bpf_loop` (5.17+), mark_victim's notifier walks run under it, which the verifier checks
+    /// in a fraction of the time; older kernels refuse the program that calls it.
+    pub fn btf_program_for(&self, args: usize, bpf_loop: bool) -> Option<&'static str> {
         match (self.event, args) {
             ("mmap_lock_acquire_returned", 4) => Some("mmap_lock_acquire_returned_memcg_btf"),
+            ("mark_victim", _) if bpf_loop => Some("mark_victim_btf_loop"),
             _ => self.btf_program,
         }
     }
@@ -167,5 +170,27 @@ mod tests {
             assert_eq!(hook.name, format!("{}:{}", hook.category, hook.event));
         }
         assert_eq!(HOOKS.iter().filter(|h| h.required).count(), 1);
+    }
+
+    #[test]
+    fn bpf_loop_picks_mark_victims_loop_program_and_nothing_else() {
+        let hook = |event: &str| HOOKS.iter().find(|h| h.event == event).unwrap();
+        let mark_victim = hook("mark_victim");
+        assert_eq!(
+            mark_victim.btf_program_for(2, true),
+            Some("mark_victim_btf_loop")
+        );
+        assert_eq!(
+            mark_victim.btf_program_for(2, false),
+            mark_victim.btf_program
+        );
+        for other in HOOKS.iter().filter(|h| h.event != "mark_victim") {
+            assert_eq!(
+                other.btf_program_for(3, true),
+                other.btf_program_for(3, false),
+                "{}",
+                other.name
+            );
+        }
     }
 }

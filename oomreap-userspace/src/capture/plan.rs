@@ -70,6 +70,9 @@ pub struct Plan {
     /// The kernel queues a victim for the reaper on a 2 s timer (`task_struct` has
     /// `oom_reaper_timer`, since 5.18), leaving time to attach the hot hooks after the kill.
     pub reaper_delayed: bool,
+    /// The kernel has the `bpf_loop` helper (5.17+): the programs with notifier walks load
+    /// in their `_loop` form.
+    pub bpf_loop: bool,
 }
 
 /// Plans every hook in `specs`.
@@ -95,6 +98,7 @@ pub fn plan(
     if let Ok(btf) = &btf {
         // One scan of the BTF for every type planning and the layout look up.
         let mut names: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
+        names.push(BPF_LOOP);
         names.extend_from_slice(layout::BTF_NAMES);
         btf.prefetch(&names)?;
     }
@@ -107,6 +111,10 @@ pub fn plan(
     let format = |spec: &HookSpec| -> Result<TracepointFormat, TracefsError> {
         let root = tracefs.as_ref().map_err(|_| TracefsError::NotMounted)?;
         tracefs::read_format(root, spec.category, spec.event)
+    };
+    let bpf_loop = match &btf {
+        Ok(btf) => has_bpf_loop(btf)?,
+        Err(_) => false,
     };
     let mut hooks = Vec::new();
     let mut formats = Formats::default();
@@ -139,7 +147,9 @@ pub fn plan(
         let plan = match (&btf_args, &classic) {
             (Ok(args), _) => HookPlan::Attach {
                 kind: AttachKind::BtfTracePoint,
-                program: spec.btf_program_for(*args).unwrap_or(spec.classic_program),
+                program: spec
+                    .btf_program_for(*args, bpf_loop)
+                    .unwrap_or(spec.classic_program),
                 classic_fallback: classic.is_ok(),
             },
             (Err(_), Ok(_)) if preference != AttachPreference::Btf => HookPlan::Attach {
@@ -190,7 +200,17 @@ pub fn plan(
         btf_problem: btf.err(),
         attach_targets,
         reaper_delayed,
+        bpf_loop,
     })
+}
+
+/// The `bpf_loop` helper's kernel function (5.17+).
+const BPF_LOOP: &str = "bpf_loop";
+
+/// The kernel has the `bpf_loop` helper: its BTF names the helper's function, as it names
+/// every function the kernel has.
+pub fn has_bpf_loop(btf: &KernelBtf) -> Result<bool, BtfError> {
+    Ok(btf.id_of_kind(BPF_LOOP, TargetKind::Func)?.is_some())
 }
 
 /// What aya's BTF attaches look up: the typedef of each hook that has a BTF program, and

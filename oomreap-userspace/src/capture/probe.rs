@@ -6,7 +6,10 @@ use aya::EbpfLoader;
 use oomreap_common::event::AttachKind;
 
 use super::{CaptureError, EBPF_OBJECT, functions};
-use crate::display::{attach_id, error_chain};
+use crate::{
+    display::{attach_id, error_chain},
+    kernel::btf::KernelBtf,
+};
 
 /// Whether one attach mode works on this kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,12 +24,18 @@ pub struct ModeProbe {
 /// each time, and detaches them at once.
 pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
     let btf = aya::Btf::parse_file(btf_path, aya::Endianness::default()).ok();
+    // The programs the capture would load: with `bpf_loop` where the kernel has it.
+    let bpf_loop = KernelBtf::open(btf_path)
+        .and_then(|btf| super::plan::has_bpf_loop(&btf))
+        .unwrap_or(false);
     let mut probes = Vec::new();
     for spec in &functions::FUNCTIONS {
         for mode in [AttachKind::Fentry, AttachKind::Kprobe] {
             let name = format!("{} {}", attach_id(mode), spec.function);
             let result = match EbpfLoader::new().load(EBPF_OBJECT) {
-                Ok(mut ebpf) => functions::attach_mode(&mut ebpf, spec, mode, btf.as_ref()),
+                Ok(mut ebpf) => {
+                    functions::attach_mode(&mut ebpf, spec, mode, btf.as_ref(), bpf_loop)
+                }
                 Err(err) => Err(error_chain(&CaptureError::Load(err))),
             };
             probes.push(ModeProbe { name, result });

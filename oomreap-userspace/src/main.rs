@@ -458,9 +458,6 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Logs go to stderr as `oomreap: LEVEL: message`: warnings by default; -v adds our info
-/// lines, -vv our debug lines and the kernel programs' own, -vvv aya's internals too.
-/// `OOMREAP_LOG` (env_logger syntax) overrides all of that.
 /// Where log lines go.
 enum LogTarget {
     Stderr,
@@ -468,6 +465,10 @@ enum LogTarget {
     Nowhere,
 }
 
+/// Logs go to stderr as `oomreap: LEVEL: message`: warnings by default; -v adds our info
+/// lines, -vv our debug lines and the kernel programs' own, -vvv aya's internals too.
+/// `OOMREAP_LOG` (env_logger syntax) overrides all of that. The kernel programs get the
+/// most verbose level of all these (`log::max_level`) at load time, and drop the rest.
 fn init_logging(verbose: u8, target: LogTarget) {
     use std::io::Write as _;
 

@@ -122,6 +122,11 @@ fn two_instances_trace_the_same_victim_and_write_nothing_unasked() {
 
 /// A 4 KiB ring buffer read 2 s after each wake-up (`slow=reader`) overflows in a storm.
 const SMALL_RING: [&str; 2] = ["--ring-buffer-kib", "4"];
+
+/// The storm's cgroup limit: small, so its victims die fast enough to overflow the small
+/// ring between two reads even when the CPUs are busy (at 128 MiB, with a kernel matrix
+/// running beside, a storm could trickle in under 4 KiB per 2 s and lose nothing).
+const STORM_LIMIT_MIB: u32 = 32;
 const SLOW_READER: (&str, &str) = ("OOMREAP_FAULTS", "slow=reader");
 
 /// `oomreap inject storm`; `limit_mib` small makes victims quick to kill.
@@ -145,7 +150,7 @@ fn a_small_ring_buffer_loses_events_and_every_front_end_says_so() {
     let mut args = vec!["trace"];
     args.extend(SMALL_RING);
     let (mut trace, _stdout, stderr) = start(&args, &[SLOW_READER]);
-    storm(60, 128);
+    storm(60, STORM_LIMIT_MIB);
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(trace.pid() as i32, libc::SIGINT) };
     let status = trace.wait_timeout(Duration::from_secs(20)).expect("stops");
@@ -159,7 +164,7 @@ fn a_small_ring_buffer_loses_events_and_every_front_end_says_so() {
 
     // serve: the dropped-events counter.
     let serve = Serve::start_with(&SMALL_RING, &[SLOW_READER]);
-    storm(60, 128);
+    storm(60, STORM_LIMIT_MIB);
     let name = "oomreap_dropped_events_total{reason=\"ring_buffer_full\"}";
     let deadline = Instant::now() + Duration::from_secs(20);
     let dropped = loop {
@@ -180,7 +185,8 @@ fn a_small_ring_buffer_loses_events_and_every_front_end_says_so() {
         .args(SMALL_RING)
         .args(["--fail-on", "dropped-events", "--json"])
         .arg(&path)
-        .args(["--", OOMREAP, "inject", "storm", "--count", "60"])
+        .args(["--", OOMREAP, "inject", "storm", "--count", "60", "--limit"])
+        .arg(STORM_LIMIT_MIB.to_string())
         .env(SLOW_READER.0, SLOW_READER.1)
         .output()
         .expect("run oomreap run");

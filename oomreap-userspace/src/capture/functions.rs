@@ -55,10 +55,11 @@ pub struct FunctionSpec {
     pub function: &'static str,
     fentry: &'static [(&'static str, Role)],
     kprobe: &'static [(&'static str, Role)],
-    /// The same programs where the kernel has `bpf_loop` (5.17+): their notifier walks run
-    /// under it, which the verifier checks in a fraction of the time (`mm::notifiers`).
-    fentry_loop: &'static [(&'static str, Role)],
-    kprobe_loop: &'static [(&'static str, Role)],
+    /// For functions whose programs walk notifiers, the same programs in their form for a
+    /// kernel with `bpf_loop` (5.17+), whose callbacks the verifier checks in a fraction of
+    /// the time (`mm::notifiers`).
+    fentry_loop: Option<&'static [(&'static str, Role)]>,
+    kprobe_loop: Option<&'static [(&'static str, Role)]>,
     pub provides: &'static str,
     /// Its programs filter on the reap hook's in-flight map: useless without that hook.
     pub needs_reap_hook: bool,
@@ -77,14 +78,8 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
             ("oom_reap_task_mm_kprobe", Role::Kprobe),
             ("oom_reap_task_mm_kretprobe", Role::Kretprobe),
         ],
-        fentry_loop: &[
-            ("oom_reap_task_mm_fentry", Role::Fentry),
-            ("oom_reap_task_mm_fexit", Role::Fexit),
-        ],
-        kprobe_loop: &[
-            ("oom_reap_task_mm_kprobe", Role::Kprobe),
-            ("oom_reap_task_mm_kretprobe", Role::Kretprobe),
-        ],
+        fentry_loop: None,
+        kprobe_loop: None,
         provides: "exact reap passes: start, duration, complete or partial, for the reaper \
                    and process_mrelease",
         needs_reap_hook: false,
@@ -96,11 +91,11 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
             ("invalidate_range_start_kprobe", Role::Kprobe),
             ("invalidate_range_start_kretprobe", Role::Kretprobe),
         ],
-        fentry_loop: &[("invalidate_range_start_fexit_loop", Role::Fexit)],
-        kprobe_loop: &[
+        fentry_loop: Some(&[("invalidate_range_start_fexit_loop", Role::Fexit)]),
+        kprobe_loop: Some(&[
             ("invalidate_range_start_kprobe", Role::Kprobe),
             ("invalidate_range_start_kretprobe_loop", Role::Kretprobe),
-        ],
+        ]),
         provides: "the mmu notifiers that refused a reap's invalidation",
         needs_reap_hook: true,
     },
@@ -108,8 +103,8 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
         function: "oom_kill_process",
         fentry: &[("oom_kill_process_fentry", Role::Fentry)],
         kprobe: &[("oom_kill_process_kprobe", Role::Kprobe)],
-        fentry_loop: &[("oom_kill_process_fentry", Role::Fentry)],
-        kprobe_loop: &[("oom_kill_process_kprobe", Role::Kprobe)],
+        fentry_loop: None,
+        kprobe_loop: None,
         provides: "the OOM killer's own record of a kill: its domain, constraint, and the \
                    victim's badness points (without it they are derived and inferred)",
         needs_reap_hook: false,
@@ -122,12 +117,11 @@ impl FunctionSpec {
         mode: AttachKind,
         bpf_loop: bool,
     ) -> &'static [(&'static str, Role)] {
-        match (mode, bpf_loop) {
-            (AttachKind::Fentry, false) => self.fentry,
-            (AttachKind::Fentry, true) => self.fentry_loop,
-            (_, false) => self.kprobe,
-            (_, true) => self.kprobe_loop,
-        }
+        let (plain, looping) = match mode {
+            AttachKind::Fentry => (self.fentry, self.fentry_loop),
+            _ => (self.kprobe, self.kprobe_loop),
+        };
+        looping.filter(|_| bpf_loop).unwrap_or(plain)
     }
 }
 

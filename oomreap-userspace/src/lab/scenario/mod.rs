@@ -741,6 +741,13 @@ fn lock_contended(
             why: format!("said {ready:?}"),
         })?;
     let victim_pid = scene.helper(victim).pid();
+    // Its last steps after `ready` (the write's return, its first pause()) may fault a page
+    // in, and a fault takes its mmap_lock for reading: one after the reader's would take the
+    // lock's owner field from the reader (5.10's kprobe row did). Asleep in pause() it
+    // touches nothing more.
+    wait_until(STEP_TIMEOUT, "the victim to sleep in pause()", || {
+        task_state(victim_pid) == Some('S')
+    })?;
     say(&format!(
         "victim pid {victim_pid} holds {victim_mib} MiB and maps the stalling file at {address:#x}"
     ));

@@ -468,7 +468,8 @@ enum LogTarget {
 /// Logs go to stderr as `oomreap: LEVEL: message`: warnings by default; -v adds our info
 /// lines, -vv our debug lines and the kernel programs' own, -vvv aya's internals too.
 /// `OOMREAP_LOG` (env_logger syntax) overrides all of that. The kernel programs get the
-/// most verbose level of all these (`log::max_level`) at load time, and drop the rest.
+/// most verbose level of all these (`log::max_level`, warnings at least) at load time, and
+/// drop the rest.
 fn init_logging(verbose: u8, target: LogTarget) {
     use std::io::Write as _;
 

@@ -330,6 +330,11 @@ mod tests {
             lock_text(&jammed(0x3, None)),
             "1 reader, waiters queued; owner unnamed (the last reader to take it has left)"
         );
+        // A task the programs could not read: not known to have left.
+        assert_eq!(
+            lock_text(&jammed(0xffff_8880_0000_5001, None)),
+            "1 reader, waiters queued"
+        );
         // No reader-owned bit: nobody to name, and nothing to say about it.
         let free = LockSnapshot {
             readers: 0,

@@ -200,6 +200,12 @@ fn a_small_ring_buffer_loses_events_and_every_front_end_says_so() {
     assert_eq!(out.status.code(), Some(90), "the expectation failed");
 }
 
+/// The kernel has the `bpf_loop` helper (5.17+), whose function /proc/kallsyms lists.
+fn kernel_has_bpf_loop() -> bool {
+    std::fs::read_to_string("/proc/kallsyms")
+        .is_ok_and(|symbols| symbols.lines().any(|l| l.ends_with(" bpf_loop")))
+}
+
 fn context<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["context"]
         .as_array()
@@ -240,6 +246,23 @@ fn each_degraded_mode_keeps_tracing_and_has_a_doctor_line() {
             .is_some_and(|n| n.contains("refused by OOMREAP_FAULTS")),
         "{wake}"
     );
+
+    // A verifier that refuses the bpf_loop forms (5.17+ kernels get them): the unrolled
+    // program instead, still a BTF tracepoint, and the note says so.
+    if kernel_has_bpf_loop() {
+        let report = doctor(&[], "refuse=bpf_loop");
+        let kill = hook(&report, "oom:mark_victim");
+        assert_eq!(kill["attach"], "btf_tracepoint", "{kill}");
+        assert!(
+            kill["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("mark_victim_btf_loop refused")
+                    && n.contains("refused by OOMREAP_FAULTS")),
+            "{kill}"
+        );
+    } else {
+        eprintln!("skipped the bpf_loop refusal: this kernel has no bpf_loop (before 5.17)");
+    }
 
     // No BTF: classic tracepoints everywhere, and doctor says why.
     let report = doctor(&["--btf", "/nonexistent/vmlinux"], "");

@@ -123,6 +123,16 @@ impl FunctionSpec {
         };
         looping.filter(|_| bpf_loop).unwrap_or(plain)
     }
+
+    /// The forms to try in `mode`, best first: the `bpf_loop` one where the kernel has the
+    /// helper and this function's programs have one, then the unrolled one.
+    pub(super) fn forms(&self, mode: AttachKind, bpf_loop: bool) -> &'static [bool] {
+        if bpf_loop && self.programs(mode, true) != self.programs(mode, false) {
+            &[true, false]
+        } else {
+            &[false]
+        }
+    }
 }
 
 /// Attaches one function in the best mode `preference` allows. `btf` is needed for fentry;
@@ -136,26 +146,25 @@ pub fn attach_function(
 ) -> HookStatus {
     let mut refusals = Vec::new();
     for &mode in preference.modes() {
-        match attach_mode(ebpf, spec, mode, btf, bpf_loop) {
-            Ok(()) => {
-                return HookStatus {
-                    name: spec.function,
-                    provides: spec.provides,
-                    attach: Some(mode),
-                    note: (!refusals.is_empty()).then(|| refusals.join("; ")),
-                    attached_when: None,
-                };
-            }
-            Err(why) => {
-                log::info!(
-                    "{}: {} refused: {why}",
-                    spec.function,
-                    crate::display::attach_id(mode)
-                );
-                refusals.push(format!(
-                    "{} refused: {why}",
-                    crate::display::attach_id(mode)
-                ));
+        for &form in spec.forms(mode, bpf_loop) {
+            match attach_mode(ebpf, spec, mode, btf, form) {
+                Ok(()) => {
+                    return HookStatus {
+                        name: spec.function,
+                        provides: spec.provides,
+                        attach: Some(mode),
+                        note: (!refusals.is_empty()).then(|| refusals.join("; ")),
+                        attached_when: None,
+                    };
+                }
+                Err(why) => {
+                    let what = match form {
+                        true => format!("{} (bpf_loop form)", crate::display::attach_id(mode)),
+                        false => crate::display::attach_id(mode).to_string(),
+                    };
+                    log::info!("{}: {what} refused: {why}", spec.function);
+                    refusals.push(format!("{what} refused: {why}"));
+                }
             }
         }
     }
@@ -184,6 +193,11 @@ pub fn attach_mode(
         return Err(crate::lab::faults::refusal_message());
     }
     let programs = spec.programs(mode, bpf_loop);
+    if programs.iter().any(|(name, _)| super::is_loop_form(name))
+        && crate::lab::faults::refused("bpf_loop", spec.function)
+    {
+        return Err(crate::lab::faults::refusal_message());
+    }
     for (done, &(name, role)) in programs.iter().enumerate() {
         if let Err(err) = load_and_attach(ebpf, spec.function, name, role, btf) {
             for &(loaded, role) in &programs[..done] {

@@ -117,8 +117,9 @@ impl Capture {
         let mut loader = loader_without_btf();
         // The kernel programs' log lines below the user's log level are never read: with the
         // level a constant, the verifier drops them from the programs (a shorter start-up),
-        // and they cost nothing at run time.
-        let kernel_log_level = log::max_level() as usize as u8;
+        // and they cost nothing at run time. Warnings stay, whoever logs (or not): they mark
+        // rare failures, and every caller then verifies the same programs.
+        let kernel_log_level = log::max_level().max(log::LevelFilter::Warn) as usize as u8;
         let mut ebpf = loader
             .override_global(LAYOUT_GLOBAL, &plan.layout, true)
             .override_global(aya_log::LEVEL, &kernel_log_level, false)
@@ -392,8 +393,9 @@ fn gate_refusal(plan: &plan::Plan) -> Option<String> {
     None
 }
 
-/// Attaches one hook as planned; a refused BTF tracepoint falls back to the classic one.
-/// Returns the link too, for the gate to detach.
+/// Attaches one hook as planned; a refused `bpf_loop` form falls back to the unrolled one,
+/// and a refused BTF tracepoint to the classic one. Returns the link too, for the gate to
+/// detach.
 fn attach_hook(
     ebpf: &mut Ebpf,
     spec: &HookSpec,
@@ -407,13 +409,14 @@ fn attach_hook(
         note,
         attached_when: None,
     };
-    let (kind, program, classic_fallback) = match plan {
+    let (kind, program, unrolled, classic_fallback) = match plan {
         HookPlan::Unavailable(reason) => return (status(None, Some(reason.clone())), None),
         HookPlan::Attach {
             kind,
             program,
+            unrolled,
             classic_fallback,
-        } => (*kind, *program, *classic_fallback),
+        } => (*kind, *program, *unrolled, *classic_fallback),
     };
     let classic = |ebpf: &mut Ebpf| {
         attach_classic(ebpf, spec).map(|id| Attached {
@@ -422,23 +425,37 @@ fn attach_hook(
         })
     };
     if kind == AttachKind::BtfTracePoint {
-        let attached = match btf {
+        let attach = |ebpf: &mut Ebpf, program| match btf {
             Some(btf) => attach_btf(ebpf, program, spec, btf),
             None => Err(CaptureError::HookUnavailable {
                 hook: spec.name,
                 reason: "no kernel BTF".into(),
             }),
         };
+        let mut program = program;
+        let mut loop_refused = None;
+        let mut attached = attach(ebpf, program);
+        if let (Err(err), Some(plain)) = (&attached, unrolled) {
+            let reason = brief(&error_chain(err));
+            log::warn!("{}: {program} refused, using {plain}: {reason}", spec.name);
+            loop_refused = Some(format!("{program} refused: {reason}"));
+            program = plain;
+            attached = attach(ebpf, program);
+        }
         match attached {
             Ok(id) => {
                 let link = Attached {
                     program,
                     link: HookLink::Btf(id),
                 };
-                return (status(Some(kind), None), Some(link));
+                return (status(Some(kind), loop_refused), Some(link));
             }
             Err(err) if classic_fallback => {
                 let reason = brief(&error_chain(&err));
+                let reason = match loop_refused {
+                    Some(refused) => format!("{refused}; {reason}"),
+                    None => reason,
+                };
                 log::warn!(
                     "{}: BTF tracepoint refused, using the classic one: {reason}",
                     spec.name
@@ -503,7 +520,9 @@ fn attach_btf(
     spec: &HookSpec,
     btf: &aya::Btf,
 ) -> Result<aya::programs::tp_btf::BtfTracePointLinkId, CaptureError> {
-    if crate::lab::faults::refused("btf_tracepoint", spec.name) {
+    if crate::lab::faults::refused("btf_tracepoint", spec.name)
+        || (is_loop_form(program_name) && crate::lab::faults::refused("bpf_loop", spec.name))
+    {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
             reason: crate::lab::faults::refusal_message(),
@@ -521,6 +540,11 @@ fn attach_btf(
         hook: spec.name,
         source,
     })
+}
+
+/// A program's `bpf_loop` form, by its name (see `mm::notifiers` in the kernel programs).
+pub(crate) fn is_loop_form(program: &str) -> bool {
+    program.ends_with("_loop")
 }
 
 fn attach_classic(

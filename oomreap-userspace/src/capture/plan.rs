@@ -53,6 +53,8 @@ pub enum HookPlan {
         kind: AttachKind,
         /// The program to load.
         program: &'static str,
+        /// Where `program` is a `bpf_loop` form: its unrolled form, tried if it is refused.
+        unrolled: Option<&'static str>,
         /// A classic tracepoint the hook can fall back to if the BTF one is refused.
         classic_fallback: bool,
     },
@@ -145,16 +147,22 @@ pub fn plan(
             Err(reason) => Err(reason.clone()),
         };
         let plan = match (&btf_args, &classic) {
-            (Ok(args), _) => HookPlan::Attach {
-                kind: AttachKind::BtfTracePoint,
-                program: spec
+            (Ok(args), _) => {
+                let program = spec
                     .btf_program_for(*args, bpf_loop)
-                    .unwrap_or(spec.classic_program),
-                classic_fallback: classic.is_ok(),
-            },
+                    .unwrap_or(spec.classic_program);
+                let unrolled = spec.btf_program_for(*args, false);
+                HookPlan::Attach {
+                    kind: AttachKind::BtfTracePoint,
+                    program,
+                    unrolled: unrolled.filter(|&plain| plain != program),
+                    classic_fallback: classic.is_ok(),
+                }
+            }
             (Err(_), Ok(_)) if preference != AttachPreference::Btf => HookPlan::Attach {
                 kind: AttachKind::TracePoint,
                 program: spec.classic_program,
+                unrolled: None,
                 classic_fallback: false,
             },
             (Err(btf_reason), classic_err) => {

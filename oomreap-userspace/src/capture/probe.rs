@@ -32,11 +32,26 @@ pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
     for spec in &functions::FUNCTIONS {
         for mode in [AttachKind::Fentry, AttachKind::Kprobe] {
             let name = format!("{} {}", attach_id(mode), spec.function);
-            let result = match EbpfLoader::new().load(EBPF_OBJECT) {
-                Ok(mut ebpf) => {
-                    functions::attach_mode(&mut ebpf, spec, mode, btf.as_ref(), bpf_loop)
+            // As the capture does: the unrolled form if the bpf_loop one is refused.
+            let mut refusals = Vec::new();
+            for &form in spec.forms(mode, bpf_loop) {
+                let tried = match EbpfLoader::new().load(EBPF_OBJECT) {
+                    Ok(mut ebpf) => {
+                        functions::attach_mode(&mut ebpf, spec, mode, btf.as_ref(), form)
+                    }
+                    Err(err) => Err(error_chain(&CaptureError::Load(err))),
+                };
+                match tried {
+                    Ok(()) => {
+                        refusals.clear();
+                        break;
+                    }
+                    Err(why) => refusals.push(why),
                 }
-                Err(err) => Err(error_chain(&CaptureError::Load(err))),
+            }
+            let result = match refusals.is_empty() {
+                true => Ok(()),
+                false => Err(refusals.join("; ")),
             };
             probes.push(ModeProbe { name, result });
         }

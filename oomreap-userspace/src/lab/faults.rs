@@ -4,7 +4,7 @@
 //!
 //! | fault | effect |
 //! | --- | --- |
-//! | `refuse=MODE` or `refuse=MODE@TARGET` | loading or attaching in MODE (`fentry`, `kprobe`, `btf_tracepoint`, `tracepoint`) fails, for every hook or only TARGET (`__oom_reap_task_mm`, `oom:wake_reaper`, …) |
+//! | `refuse=MODE` or `refuse=MODE@TARGET` | loading or attaching in MODE (`fentry`, `kprobe`, `btf_tracepoint`, `tracepoint`) fails, for every hook or only TARGET (`__oom_reap_task_mm`, `oom:wake_reaper`, …); `bpf_loop` refuses only the programs' `bpf_loop` forms, as an older verifier might |
 //! | `missing=HOOK` | the tracepoint HOOK (`oom:wake_reaper`, …) does not exist |
 //! | `unreadable=stack` | `/proc/PID/stack` cannot be read |
 //! | `unresolved=cgroups` | memory cgroup ids cannot be turned into paths |
@@ -50,7 +50,14 @@ pub fn validate() -> Result<(), UnknownFault> {
         let known = match what {
             "refuse" => {
                 let mode = value.split_once('@').map_or(value, |(m, _)| m);
-                ["fentry", "kprobe", "btf_tracepoint", "tracepoint"].contains(&mode)
+                [
+                    "fentry",
+                    "kprobe",
+                    "btf_tracepoint",
+                    "tracepoint",
+                    "bpf_loop",
+                ]
+                .contains(&mode)
             }
             "missing" => !value.is_empty(),
             "unreadable" => value == "stack",

@@ -200,8 +200,8 @@ pub struct LockOwner {
     pub comm: String,
     /// The lock is held for reading, and this is one reader (the last to take it): a hint.
     /// Readers leave the field as it is when they unlock, except on kernels with
-    /// CONFIG_DETECT_HUNG_TASK_BLOCKER, where the one named clears it: there a named
-    /// reader had not left yet.
+    /// CONFIG_DETECT_HUNG_TASK_BLOCKER or CONFIG_DEBUG_RWSEMS, where the one named clears
+    /// it: there a named reader had not left yet.
     pub reader_hint: bool,
 }
 
@@ -234,9 +234,16 @@ pub struct LockSnapshot {
 
 impl LockSnapshot {
     /// Held for reading with no reader named: `owner` has only its flag bits, because the
-    /// reader it named cleared it when it left (CONFIG_DETECT_HUNG_TASK_BLOCKER).
+    /// reader it named cleared it when it left (CONFIG_DETECT_HUNG_TASK_BLOCKER or
+    /// CONFIG_DEBUG_RWSEMS). Not when it names a task that could not be read.
     pub fn reader_owned_unnamed(&self) -> bool {
-        !self.rt && self.owner.is_none() && self.readers > 0 && self.owner_raw & 1 != 0
+        // The flag bits: two since 5.11, three in 5.10 (see the kernel programs' `mm.rs`).
+        const OWNER_FLAGS: u64 = 0x7;
+        !self.rt
+            && self.owner.is_none()
+            && self.readers > 0
+            && self.owner_raw & 1 != 0
+            && self.owner_raw & !OWNER_FLAGS == 0
     }
 }
 

@@ -160,10 +160,10 @@ fn kvm_vm_over(mib: u64) -> std::io::Result<(File, File)> {
 pub fn lock_victim(mib: u64, stall: &Path) -> std::io::Result<()> {
     hog::set_comm("oomreap-victim");
     // Keeps khugepaged out of this mm before it has any mapping worth collapsing: its scans
-    // take the mmap_lock for reading too, and one that came between the reader's lock and the
-    // writer's queueing would replace the reader's name in the lock's owner field (and on
-    // kernels with CONFIG_DETECT_HUNG_TASK_BLOCKER clear it at its unlock), so the jam would
-    // no longer name its reader.
+    // take the mmap_lock for reading too, and one that came between the reader's lock and
+    // the writer's queueing would replace the reader's name in the lock's owner field (and,
+    // with CONFIG_DETECT_HUNG_TASK_BLOCKER or CONFIG_DEBUG_RWSEMS, clear it at its unlock),
+    // so the jam would no longer name its reader.
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());

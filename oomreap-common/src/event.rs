@@ -295,6 +295,12 @@ pub struct LockWaiter {
     pub comm: [u8; COMM_LEN],
 }
 
+/// `sem->owner` flag bits (kernel/locking/rwsem.c): the rest is the task pointer. Two since
+/// 5.11 (reader-owned, non-spinnable); three in 5.10 (reader-owned, and read and write
+/// non-spinnable), where masking two left the pointer 4 bytes off (a reader's comm read as
+/// "eap-reader"). A task_struct is cache-line aligned, so three bits are always flags.
+pub const RWSEM_OWNER_FLAGS_MASK: u64 = 0x7;
+
 /// Bits of [`LockState::flags`].
 pub mod lock_flags {
     /// `count`, `owner_raw` and the owner fields were read.

@@ -6,7 +6,7 @@ use core::{
 
 use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
 use oomreap_common::{
-    event::{LockState, MAX_NOTIFIERS, MAX_WAITERS, lock_flags},
+    event::{LockState, MAX_NOTIFIERS, MAX_WAITERS, RWSEM_OWNER_FLAGS_MASK, lock_flags},
     layout::{ABSENT, KernelLayout},
 };
 
@@ -23,12 +23,6 @@ const MM_SHMEMPAGES: u32 = 3;
 
 /// Most notifiers counted; the verifier needs a bound, and no real mm has more.
 const MAX_NOTIFIERS_COUNTED: u32 = 16;
-
-/// `sem->owner` flag bits (kernel/locking/rwsem.c): the rest is the task pointer. Two since
-/// 5.11 (reader-owned, non-spinnable); three in 5.10 (reader-owned, and read and write
-/// non-spinnable), where masking two left the pointer 4 bytes off (a reader's comm read as
-/// "eap-reader"). A task_struct is cache-line aligned, so three bits are always flags.
-const RWSEM_OWNER_FLAGS_MASK: u64 = 0x7;
 
 /// Resident memory in KiB.
 pub struct Rss {

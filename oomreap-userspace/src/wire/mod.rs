@@ -237,13 +237,12 @@ impl LockSnapshot {
     /// reader it named cleared it when it left (CONFIG_DETECT_HUNG_TASK_BLOCKER or
     /// CONFIG_DEBUG_RWSEMS). Not when it names a task that could not be read.
     pub fn reader_owned_unnamed(&self) -> bool {
-        // The flag bits: two since 5.11, three in 5.10 (see the kernel programs' `mm.rs`).
-        const OWNER_FLAGS: u64 = 0x7;
+        use oomreap_common::event::RWSEM_OWNER_FLAGS_MASK;
         !self.rt
             && self.owner.is_none()
             && self.readers > 0
             && self.owner_raw & 1 != 0
-            && self.owner_raw & !OWNER_FLAGS == 0
+            && self.owner_raw & !RWSEM_OWNER_FLAGS_MASK == 0
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod env;
 mod fuse;
+mod kmsg;
 mod namespace;
 mod odp;
 pub mod roles;
@@ -18,6 +19,7 @@ use std::{path::PathBuf, time::Duration};
 pub use env::catch_signals;
 use env::{Helper, describe, sleep, task_state, wait_until};
 use fuse::StallMount;
+use kmsg::KernelLog;
 use serde_json::{Value, json};
 use soft_roce::SoftRoce;
 pub use soft_roce::hold_netns;
@@ -639,6 +641,25 @@ fn just_after_attempt(k: u32) -> Duration {
     Duration::from_nanos(REAPER_DELAY_NS) + REAPER_RETRY * k.saturating_sub(1) + REAPER_RETRY / 2
 }
 
+/// Holds `what` until the reaper has given up on `pid`: until the kernel logs so, or where
+/// its log cannot be read, for the time its ten attempts take on an unhurried machine.
+fn wait_for_the_give_up(
+    log: Option<&mut KernelLog>,
+    pid: u32,
+    what: &str,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), ScenarioError> {
+    let Some(log) = log else {
+        say("the kernel log is unreadable here: a clock stands in for it");
+        return wait_for_the_reaper(say);
+    };
+    say(&format!(
+        "holding {what} until the kernel logs that the reaper gave up"
+    ));
+    let attempts = just_after_attempt(MAX_REAP_ATTEMPTS as u32);
+    log.wait_for_give_up(pid, attempts + STEP_TIMEOUT)
+}
+
 /// The reaper's timer fires 2 s after the kill; this leaves it time for all its attempts.
 fn wait_for_the_reaper(say: &mut dyn FnMut(&str)) -> Result<(), ScenarioError> {
     let reaper_window = Duration::from_nanos(REAPER_DELAY_NS)
@@ -789,23 +810,28 @@ fn lock_contended(
         "writer pid {writer_pid} queued for the mmap_lock (clear_refs): jam in place"
     ));
 
+    // Opened before the kill, so the reaper's give-up line cannot come before we look.
+    let mut kernel_log = options
+        .release_after
+        .is_none()
+        .then(KernelLog::open_at_end)
+        .flatten();
     let kills = scene.cgroup.oom_kills()?;
     let pusher = scene.spawn("pusher", &hog_args(options.limit_mib * 2), true)?;
     scene.helper(pusher).go()?;
     scene.wait_for_oom_kill(kills)?;
     say("OOM killer struck the victim; its exit waits behind the queued writer");
 
-    let failed = options.release_after.unwrap_or(MAX_REAP_ATTEMPTS as u32);
-    let hold = just_after_attempt(failed);
-    let hold = if options.release_after.is_none() {
-        hold + Duration::from_millis(500)
-    } else {
-        hold
-    };
-    say(&format!(
-        "holding the jam for {hold:?} ({failed} reaper attempts)"
-    ));
-    sleep(hold)?;
+    match options.release_after {
+        None => wait_for_the_give_up(kernel_log.as_mut(), victim_pid, "the jam", say)?,
+        Some(failed) => {
+            let hold = just_after_attempt(failed);
+            say(&format!(
+                "holding the jam for {hold:?} ({failed} reaper attempts)"
+            ));
+            sleep(hold)?;
+        }
+    }
     release_and_reap(&mut scene, victim, say)?;
     for index in [reader, writer] {
         scene.helper(index).wait(STEP_TIMEOUT)?;
@@ -844,6 +870,10 @@ fn odp_victim(
     }
     let victim = spawn_stuck(&mut scene, "victim", options.limit_mib * 2, &extra)?;
     let pid = scene.helper(victim).pid();
+    // Opened before the kill (see lock_contended) where the reaper is to give up.
+    let mut kernel_log = (release_after.is_none() && !mrelease)
+        .then(KernelLog::open_at_end)
+        .flatten();
     let kills = scene.cgroup.oom_kills()?;
     scene.helper(victim).go()?;
     let line = scene.helper(victim).read_line()?;
@@ -891,7 +921,8 @@ fn odp_victim(
             say("region deregistered: the notifier is gone; the next pass reaps");
             sleep(REAPER_RETRY * 3)?;
         }
-        None => wait_for_the_reaper(say)?,
+        None if mrelease => wait_for_the_reaper(say)?,
+        None => wait_for_the_give_up(kernel_log.as_mut(), pid, "the FUSE read", say)?,
     }
     release_and_reap(&mut scene, victim, say)?;
     scene.finish(&[victim])

@@ -11,7 +11,9 @@ use aya::{
 };
 use oomreap_common::event::AttachKind;
 
-use super::{CaptureError, HookStatus, brief, program};
+use super::{
+    CaptureError, HookStatus, brief, empty_program::TracingEnd, function_btf::FunctionBtf, program,
+};
 use crate::display::error_chain;
 
 /// Which function attach mode the user asked for.
@@ -124,6 +126,14 @@ impl FunctionSpec {
         looping.filter(|_| bpf_loop).unwrap_or(plain)
     }
 
+    /// Where its fentry-mode programs begin: at the function's entry, or only at its exit.
+    fn tracing_end(&self) -> TracingEnd {
+        match self.fentry.first() {
+            Some((_, Role::Fexit)) => TracingEnd::Exit,
+            _ => TracingEnd::Entry,
+        }
+    }
+
     /// The forms to try in `mode`, best first: the `bpf_loop` one where the kernel has the
     /// helper and this function's programs have one, then the unrolled one.
     pub(super) fn forms(&self, mode: AttachKind, bpf_loop: bool) -> &'static [bool] {
@@ -135,19 +145,35 @@ impl FunctionSpec {
     }
 }
 
-/// Attaches one function in the best mode `preference` allows. `btf` is needed for fentry;
+/// Attaches one function in the best mode `preference` allows. `btf` gives fentry its BTF;
 /// `bpf_loop` says the kernel has that helper.
 pub fn attach_function(
     ebpf: &mut Ebpf,
     spec: &FunctionSpec,
     preference: FunctionPreference,
-    btf: Option<&aya::Btf>,
+    btf: &mut FunctionBtf<'_>,
     bpf_loop: bool,
 ) -> HookStatus {
     let mut refusals = Vec::new();
     for &mode in preference.modes() {
+        let mode_btf = match mode {
+            // An injected refusal is attach_mode's to report, before any BTF.
+            AttachKind::Fentry
+                if !crate::lab::faults::refused(crate::display::attach_id(mode), spec.function) =>
+            {
+                match btf.for_function(spec.function, spec.tracing_end()) {
+                    Ok(btf) => Some(btf),
+                    Err(why) => {
+                        log::info!("{}: fentry refused: {why}", spec.function);
+                        refusals.push(format!("fentry refused: {why}"));
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
         for &form in spec.forms(mode, bpf_loop) {
-            match attach_mode(ebpf, spec, mode, btf, form) {
+            match attach_mode(ebpf, spec, mode, mode_btf, form) {
                 Ok(()) => {
                     return HookStatus {
                         name: spec.function,

@@ -6,7 +6,9 @@
 //! buffer in an [`AsyncFd`] so reading is event-driven. Dropping the [`Capture`] detaches
 //! everything: aya closes the links, programs and maps with their fds.
 
+mod empty_program;
 mod error;
+mod function_btf;
 pub mod functions;
 pub mod gate;
 mod hooks;
@@ -24,6 +26,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 pub use error::CaptureError;
+use function_btf::FunctionBtf;
 pub use functions::{FUNCTIONS, FunctionPreference};
 use gate::{Gate, GatedHook, HookLink};
 pub use hooks::{HOOKS, HookSpec};
@@ -37,7 +40,7 @@ use tokio::{io::unix::AsyncFd, task::JoinHandle};
 
 use crate::{
     display::{error_chain, monotonic_now_ns},
-    kernel::privilege::Capabilities,
+    kernel::{attach_btf::TargetKind, privilege::Capabilities},
     wire::encode,
 };
 
@@ -129,10 +132,12 @@ impl Capture {
         // Freed before the attach BTF is built, so the two are never in memory at once.
         drop(loader);
         let logger = start_logger(&mut ebpf);
-        let aya_btf = match plan.btf_problem {
+        // The tracepoints' BTF, freed once they are attached: the functions' (far longer)
+        // is built after it, and only where fentry can load (see `function_btf`).
+        let tracepoint_btf = match plan.btf_problem {
             None => Some(
                 plan.attach_targets
-                    .btf()
+                    .btf(TargetKind::Typedef)
                     .map_err(|source| CaptureError::AttachBtf {
                         path: options.paths.btf.clone(),
                         source,
@@ -140,12 +145,12 @@ impl Capture {
             ),
             Some(_) => None,
         };
-        let aya_btf = aya_btf.as_ref();
         let gating = gate_refusal(&plan);
         let mut hooks = Vec::new();
         let mut gated = Vec::new();
         for (spec, hook_plan) in &plan.hooks {
-            let (mut status, link) = attach_hook(&mut ebpf, spec, hook_plan, aya_btf);
+            let (mut status, link) =
+                attach_hook(&mut ebpf, spec, hook_plan, tracepoint_btf.as_ref());
             if spec.hot
                 && let Some(Attached { program, link }) = link
             {
@@ -178,6 +183,9 @@ impl Capture {
             }
             hooks.push(status);
         }
+        drop(tracepoint_btf);
+        let mut function_btf =
+            FunctionBtf::new(plan.btf_problem.is_none().then_some(&plan.attach_targets));
         let mut reap_hooked = false;
         for spec in &FUNCTIONS {
             let status = if !spec.needs_reap_hook || reap_hooked {
@@ -185,7 +193,7 @@ impl Capture {
                     &mut ebpf,
                     spec,
                     options.functions,
-                    aya_btf,
+                    &mut function_btf,
                     plan.bpf_loop,
                 )
             } else {

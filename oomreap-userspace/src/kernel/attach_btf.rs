@@ -33,6 +33,11 @@ const PLACEHOLDER_KIND: u32 = 2;
 
 /// The attach targets this kernel has, by id: small, kept from planning to attaching, where
 /// [`AttachTargets::btf`] builds aya's BTF only once the loader's own (whole) parse is gone.
+///
+/// One BTF per kind, each only as long as its own highest id: the tracepoints' typedefs sit
+/// low in the kernel's BTF (below 17,000 on 6.18), the functions far higher (`oom_kill_process`
+/// near 100,000, 7 MiB of aya's 72-byte placeholders), and the functions' BTF is built only
+/// once an fentry program can load at all (`capture::function_btf`).
 #[derive(Clone, Debug, Default)]
 pub struct AttachTargets(Vec<(u32, String, TargetKind)>);
 
@@ -50,9 +55,18 @@ impl AttachTargets {
         Ok(Self(found))
     }
 
-    /// The BTF for aya's loaders.
-    pub fn btf(&self) -> Result<aya::Btf, aya::BtfError> {
-        aya::Btf::parse(&encode(&self.0), aya::Endianness::default())
+    /// The BTF for aya's loaders of `kind`'s targets: theirs alone, at their ids.
+    pub fn btf(&self, kind: TargetKind) -> Result<aya::Btf, aya::BtfError> {
+        let targets: Vec<_> = self.0.iter().filter(|t| t.2 == kind).cloned().collect();
+        aya::Btf::parse(&encode(&targets), aya::Endianness::default())
+    }
+
+    /// The kernel's id of `name` of `kind`, if it has one.
+    pub fn id_of(&self, name: &str, kind: TargetKind) -> Option<u32> {
+        self.0
+            .iter()
+            .find(|t| t.1 == name && t.2 == kind)
+            .map(|t| t.0)
     }
 }
 
@@ -143,6 +157,42 @@ mod tests {
         );
     }
 
+    /// Each kind's BTF holds its own targets, and is only as long as the highest of them.
+    #[test]
+    fn each_kind_has_a_btf_of_its_own() {
+        let found = AttachTargets(vec![
+            (5, "btf_trace_mark_victim".into(), TargetKind::Typedef),
+            (900, "oom_kill_process".into(), TargetKind::Func),
+        ]);
+        let typedefs = found.btf(TargetKind::Typedef).unwrap();
+        assert_eq!(
+            typedefs
+                .id_by_type_name_kind("btf_trace_mark_victim", BtfKind::Typedef)
+                .unwrap(),
+            5
+        );
+        assert!(
+            typedefs
+                .id_by_type_name_kind("oom_kill_process", BtfKind::Func)
+                .is_err()
+        );
+        let functions = found.btf(TargetKind::Func).unwrap();
+        assert_eq!(
+            functions
+                .id_by_type_name_kind("oom_kill_process", BtfKind::Func)
+                .unwrap(),
+            900
+        );
+        assert_eq!(found.id_of("oom_kill_process", TargetKind::Func), Some(900));
+        assert_eq!(found.id_of("oom_kill_process", TargetKind::Typedef), None);
+        // The typedefs' BTF stops at id 5: the header and five 12-byte types.
+        let encoded = encode(&[(5, "btf_trace_mark_victim".into(), TargetKind::Typedef)]);
+        assert_eq!(
+            encoded.len(),
+            24 + 5 * 12 + "\0btf_trace_mark_victim\0".len()
+        );
+    }
+
     #[test]
     fn no_target_is_an_empty_btf() {
         let btf = parsed(&[]);
@@ -165,21 +215,21 @@ mod tests {
             ("oom_kill_process", TargetKind::Func),
         ];
         let kernel = KernelBtf::open(path).unwrap();
-        let ours = AttachTargets::find(&kernel, &targets)
-            .unwrap()
-            .btf()
-            .unwrap();
+        let found = AttachTargets::find(&kernel, &targets).unwrap();
         let whole = aya::Btf::parse_file(path, aya::Endianness::default()).unwrap();
         for (name, kind) in targets {
-            let kind = match kind {
+            let ours = found.btf(kind).unwrap();
+            let aya_kind = match kind {
                 TargetKind::Typedef => BtfKind::Typedef,
                 TargetKind::Func => BtfKind::Func,
             };
+            let id = whole.id_by_type_name_kind(name, aya_kind).unwrap();
             assert_eq!(
-                ours.id_by_type_name_kind(name, kind).unwrap(),
-                whole.id_by_type_name_kind(name, kind).unwrap(),
+                ours.id_by_type_name_kind(name, aya_kind).unwrap(),
+                id,
                 "{name}"
             );
+            assert_eq!(found.id_of(name, kind), Some(id), "{name}");
         }
     }
 }

@@ -1,0 +1,45 @@
+//! The BTF aya's fentry/fexit loaders need, built the first time it can serve: once the kernel
+//! has loaded an empty program on the function about to be hooked ([`empty_program`]).
+//!
+//! The functions' ids sit high in the kernel's BTF, so this BTF is most of oomreap's start-up
+//! memory (7 MiB for `oom_kill_process` on 6.18). A kernel that refuses fentry outright never
+//! gets it built, and the tracepoints' smaller BTF is gone before it is.
+use super::empty_program::{self, TracingEnd};
+use crate::kernel::attach_btf::{AttachTargets, TargetKind};
+
+/// The functions' BTF for aya, once a function's empty program has loaded.
+pub struct FunctionBtf<'a> {
+    /// `None` where the kernel has no BTF (no fentry at all).
+    targets: Option<&'a AttachTargets>,
+    built: Option<aya::Btf>,
+}
+
+impl<'a> FunctionBtf<'a> {
+    pub fn new(targets: Option<&'a AttachTargets>) -> Self {
+        Self {
+            targets,
+            built: None,
+        }
+    }
+
+    /// The BTF for hooking `function` at `end`, or why fentry/fexit cannot be tried on it: no
+    /// kernel BTF, no such function in it, or the kernel refused even an empty program there.
+    pub fn for_function(&mut self, function: &str, end: TracingEnd) -> Result<&aya::Btf, String> {
+        let targets = self.targets.ok_or("fentry needs kernel BTF")?;
+        if self.built.is_none() {
+            let id = targets
+                .id_of(function, TargetKind::Func)
+                .ok_or_else(|| format!("the kernel's BTF has no function {function:?}"))?;
+            empty_program::load_empty_tracing_program(id, end).map_err(|err| {
+                format!("the kernel refused even an empty program on it: BPF_PROG_LOAD: {err}")
+            })?;
+            let btf = targets
+                .btf(TargetKind::Func)
+                .map_err(|err| format!("failed to build the attach BTF: {err}"))?;
+            self.built = Some(btf);
+        }
+        self.built
+            .as_ref()
+            .ok_or_else(|| "the attach BTF was not built".to_owned())
+    }
+}

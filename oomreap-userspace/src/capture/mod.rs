@@ -13,6 +13,7 @@ pub mod functions;
 pub mod gate;
 mod hooks;
 mod plan;
+mod preload;
 pub mod probe;
 
 use std::{
@@ -145,6 +146,9 @@ impl Capture {
             ),
             Some(_) => None,
         };
+        if let Some(btf) = &tracepoint_btf {
+            preload::load_in_parallel(&mut ebpf, &btf_programs(&plan), btf);
+        }
         let gating = gate_refusal(&plan);
         let mut hooks = Vec::new();
         let mut gated = Vec::new();
@@ -382,6 +386,28 @@ pub fn known_hook(name: &str) -> Option<(&'static str, &'static str)> {
         .find(|(known, _)| *known == name)
 }
 
+/// The BTF tracepoint programs the plan attaches first, with their events, in plan order
+/// (`mark_victim`, the slowest to verify, first); none an injected fault refuses.
+fn btf_programs(plan: &plan::Plan) -> Vec<(&'static str, &'static str)> {
+    plan.hooks
+        .iter()
+        .filter_map(|(spec, hook_plan)| match hook_plan {
+            HookPlan::Attach {
+                kind: AttachKind::BtfTracePoint,
+                program,
+                ..
+            } if !refused_by_faults(program, spec) => Some((*program, spec.event)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `OOMREAP_FAULTS` refuses this BTF tracepoint program (see `crate::lab::faults`).
+fn refused_by_faults(program_name: &str, spec: &HookSpec) -> bool {
+    crate::lab::faults::refused("btf_tracepoint", spec.name)
+        || (is_loop_form(program_name) && crate::lab::faults::refused("bpf_loop", spec.name))
+}
+
 /// Why the hot hooks cannot wait for a victim on this kernel, or `None` if they can.
 fn gate_refusal(plan: &plan::Plan) -> Option<String> {
     if !plan.reaper_delayed {
@@ -528,21 +554,22 @@ fn attach_btf(
     spec: &HookSpec,
     btf: &aya::Btf,
 ) -> Result<aya::programs::tp_btf::BtfTracePointLinkId, CaptureError> {
-    if crate::lab::faults::refused("btf_tracepoint", spec.name)
-        || (is_loop_form(program_name) && crate::lab::faults::refused("bpf_loop", spec.name))
-    {
+    if refused_by_faults(program_name, spec) {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
             reason: crate::lab::faults::refusal_message(),
         });
     }
     let program: &mut BtfTracePoint = program(ebpf, program_name)?;
-    program
-        .load(spec.event, btf)
-        .map_err(|source| CaptureError::ProgramLoad {
-            program: program_name,
-            source,
-        })?;
+    // Loaded already unless `preload` could not.
+    if program.fd().is_err() {
+        program
+            .load(spec.event, btf)
+            .map_err(|source| CaptureError::ProgramLoad {
+                program: program_name,
+                source,
+            })?;
+    }
     program.attach().map_err(|source| CaptureError::Attach {
         program: program_name,
         hook: spec.name,

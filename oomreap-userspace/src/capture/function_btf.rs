@@ -26,20 +26,20 @@ impl<'a> FunctionBtf<'a> {
     /// kernel BTF, no such function in it, or the kernel refused even an empty program there.
     pub fn for_function(&mut self, function: &str, end: TracingEnd) -> Result<&aya::Btf, String> {
         let targets = self.targets.ok_or("fentry needs kernel BTF")?;
-        if self.built.is_none() {
-            let id = targets
-                .id_of(function, TargetKind::Func)
-                .ok_or_else(|| format!("the kernel's BTF has no function {function:?}"))?;
-            empty_program::load_empty_tracing_program(id, end).map_err(|err| {
-                format!("the kernel refused even an empty program on it: BPF_PROG_LOAD: {err}")
-            })?;
-            let btf = targets
-                .btf(TargetKind::Func)
-                .map_err(|err| format!("failed to build the attach BTF: {err}"))?;
-            self.built = Some(btf);
+        match &mut self.built {
+            Some(btf) => Ok(btf),
+            unbuilt @ None => {
+                let id = targets
+                    .id_of(function, TargetKind::Func)
+                    .ok_or_else(|| format!("the kernel's BTF has no function {function:?}"))?;
+                empty_program::load_empty_tracing_program(id, end).map_err(|err| {
+                    format!("the kernel refused even an empty program on it: BPF_PROG_LOAD: {err}")
+                })?;
+                let btf = targets
+                    .btf(TargetKind::Func)
+                    .map_err(|err| format!("failed to build the attach BTF: {err}"))?;
+                Ok(unbuilt.insert(btf))
+            }
         }
-        self.built
-            .as_ref()
-            .ok_or_else(|| "the attach BTF was not built".to_owned())
     }
 }

@@ -35,6 +35,12 @@ pub enum BtfError {
     NoStruct(String),
     #[error("struct {strukt} has no member {member:?} in kernel BTF")]
     NoMember { strukt: String, member: String },
+    #[error("struct {strukt} has neither member {first:?} nor {second:?} in kernel BTF")]
+    NeitherMember {
+        strukt: String,
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("{strukt}.{member} is a bitfield; oomreap reads whole bytes only")]
     Bitfield { strukt: String, member: String },
     #[error("type of {strukt}.{member} is not {expected} in kernel BTF")]
@@ -356,6 +362,56 @@ pub fn composite_size(ty: &Type) -> Option<u32> {
     match ty {
         Type::Struct(s) | Type::Union(s) => Some(s.size() as u32),
         _ => None,
+    }
+}
+
+/// Small BTF files made for tests: structs of `int` members, so layout code can be checked
+/// against the shapes of kernels this machine does not run.
+#[cfg(test)]
+pub mod synthetic {
+    use std::path::Path;
+
+    use super::{BtfError, KernelBtf};
+
+    /// A BTF holding `int` and each struct of `structs` with its named `int` members, 4 bytes
+    /// apart, written to `path` and opened.
+    pub fn open(path: &Path, structs: &[(&str, &[&str])]) -> Result<KernelBtf, BtfError> {
+        // include/uapi/linux/btf.h: BTF_KIND_INT 1, BTF_KIND_STRUCT 4; strings start with "".
+        let mut strings = vec![0u8];
+        let mut name = |text: &str| {
+            let offset = strings.len() as u32;
+            strings.extend_from_slice(text.as_bytes());
+            strings.push(0);
+            offset
+        };
+        let mut types: Vec<u32> = vec![name("int"), 1 << 24, 4, 32];
+        for (strukt, members) in structs {
+            types.extend([
+                name(strukt),
+                4 << 24 | members.len() as u32,
+                4 * members.len() as u32,
+            ]);
+            for (i, member) in members.iter().enumerate() {
+                types.extend([name(member), 1, 32 * i as u32]);
+            }
+        }
+        let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut file = Vec::new();
+        file.extend_from_slice(&0xeb9f_u16.to_le_bytes());
+        file.extend_from_slice(&[1, 0]);
+        for word in [
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            file.extend_from_slice(&word.to_le_bytes());
+        }
+        file.extend_from_slice(&types);
+        file.extend_from_slice(&strings);
+        std::fs::write(path, file).expect("write the test BTF");
+        KernelBtf::open(path)
     }
 }
 

@@ -91,10 +91,10 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     } else {
         l.rwsem_count = opt("rw_semaphore", "count");
         l.rwsem_owner = opt("rw_semaphore", "owner");
-        l.rwsem_wait_list = opt("rw_semaphore", "wait_list");
-        if l.rwsem_wait_list == ABSENT {
-            l.rwsem_first_waiter = opt("rw_semaphore", "first_waiter");
-        }
+        (l.rwsem_wait_list, l.rwsem_first_waiter) = rwsem_waiters(btf).unwrap_or_else(|err| {
+            log::warn!("{err:#}; that detail will be missing from events");
+            (ABSENT, ABSENT)
+        });
     }
     l.waiter_list = opt("rwsem_waiter", "list");
     l.waiter_task = opt("rwsem_waiter", "task");
@@ -393,6 +393,27 @@ fn page_to_kib_shift() -> u32 {
     page_size.trailing_zeros() - 10
 }
 
+/// Where a non-RT rwsem's waiters start, as `(wait_list, first_waiter)` with the other
+/// [`ABSENT`]: until 7.x a list head `wait_list`, since a pointer `first_waiter` to the first
+/// waiter. Either is the whole detail; only a kernel with neither lacks it.
+fn rwsem_waiters(btf: &KernelBtf) -> Result<(u32, u32), BtfError> {
+    match btf.member_offset("rw_semaphore", "wait_list") {
+        Ok(wait_list) => Ok((wait_list, ABSENT)),
+        Err(BtfError::NoMember { .. }) => btf
+            .member_offset("rw_semaphore", "first_waiter")
+            .map(|first| (ABSENT, first))
+            .map_err(|err| match err {
+                BtfError::NoMember { strukt, .. } => BtfError::NeitherMember {
+                    strukt,
+                    first: "wait_list",
+                    second: "first_waiter",
+                },
+                other => other,
+            }),
+        Err(other) => Err(other),
+    }
+}
+
 fn optional(offset: Result<u32, BtfError>) -> u32 {
     offset.unwrap_or_else(|err| {
         log::warn!("{err:#}; that detail will be missing from events");
@@ -428,6 +449,33 @@ mod tests {
             parse_format("\tfield:unsigned int anon_rss;\toffset:24;\tsize:4;\tsigned:0;\n")
                 .unwrap();
         assert_eq!(mark_victim_record(&format).anon_rss, ABSENT);
+    }
+
+    /// The rwsem shapes: `wait_list` until 7.x, `first_waiter` since, and neither.
+    #[test]
+    fn rwsem_waiters_in_either_btf_shape() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("oomreap-rwsem-btf-{}", std::process::id()));
+        let shape = |members: &[&str]| {
+            let btf = crate::kernel::btf::synthetic::open(&path, &[("rw_semaphore", members)])
+                .expect("the test BTF parses");
+            rwsem_waiters(&btf)
+        };
+        assert_eq!(
+            shape(&["count", "owner", "wait_list"]).unwrap(),
+            (8, ABSENT)
+        );
+        assert_eq!(
+            shape(&["count", "owner", "first_waiter"]).unwrap(),
+            (ABSENT, 8)
+        );
+        let err = shape(&["count", "owner"]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "struct rw_semaphore has neither member \"wait_list\" nor \"first_waiter\" in \
+             kernel BTF"
+        );
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

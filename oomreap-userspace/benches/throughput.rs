@@ -8,7 +8,7 @@ use std::{
 };
 
 use oomreap::{
-    lab::fixtures::{contended_skip_at, exit_at, finish_at, kill_at, reaper_at},
+    testing::fixtures::{contended_skip_at, exit_at, finish_at, kill_at, reaper_at},
     tracker::Tracker,
     wire::{decode, encode},
 };

@@ -4,7 +4,8 @@
 //! decoder, [`tracker`], annotations, losses, [`recording`]) → front ends ([`trace`], [`tui`],
 //! [`exporter`], [`session`]) that read the intake and word what they show with
 //! [`wording`]. The tracker never touches the kernel, so it is tested with recorded event
-//! streams. docs/architecture.md draws it; [`lab`] holds what tests and `inject` use.
+//! streams. docs/architecture.md draws it. [`inject`] makes OOMs happen on purpose; [`testing`] is
+//! what only the tests see.
 
 pub mod capture;
 pub mod cgroup;
@@ -12,11 +13,17 @@ pub mod display;
 pub mod doctor;
 pub mod enrich;
 pub mod exporter;
+pub mod faults;
+pub mod inject;
 pub mod intake;
 pub mod kernel;
-pub mod lab;
 pub mod recording;
 pub mod session;
+/// What only tests use: event fixtures, and the suites that check the crate as a whole
+/// (goldens, architecture, docs, fuzzing). Built for `cargo test` and the `testing` feature
+/// alone, never into what users run.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trace;
 pub mod tracker;
 pub mod tui;

@@ -303,8 +303,8 @@ fn a_pod_victim_is_named_by_namespace_pod_and_container() {
     let serve = Serve::start_with(&[], &[("OOMREAP_POD_LOGS", &pod_logs)]);
 
     // The limit is on our outer cgroup; the victim runs in the container's, below the pod's.
-    let outer =
-        oomreap::cgroup::MemoryCgroup::create("oomreap-test-pod", 32 << 20).expect("cgroup");
+    let outer = oomreap::inject::cgroup::MemoryCgroup::create("oomreap-test-pod", 32 << 20)
+        .expect("cgroup");
     let pod = PodCgroups::new(
         outer.path(),
         outer.version(),

@@ -99,6 +99,58 @@ fn static_binary_has_no_loader_and_names_its_revision() {
     );
 }
 
+/// What only test builds may contain: the fault switches' variable and their messages, and
+/// the test-support module's source paths (in panic locations).
+const TEST_SEAM_MARKERS: [&str; 4] = [
+    "OOMREAP_FAULTS",
+    "asked for a panic once",
+    "refused by",
+    "src/testing/",
+];
+
+/// Where `haystack` holds `needle`.
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn what_users_install_carries_no_test_seam() {
+    const TEST: &str = "what_users_install_carries_no_test_seam";
+    let Some(dist) = dist(TEST) else {
+        return;
+    };
+    // The .deb's binary, unpacked (its data is compressed); the image's layer is an
+    // uncompressed tar, so the binary's bytes stand in the archive as they are.
+    let unpacked = TempDir::new();
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(dist_file(&dist, "_amd64.deb"))
+        .arg(&unpacked.0));
+    let shipped = [
+        dist.join("oomreap"),
+        unpacked.0.join("usr/bin/oomreap"),
+        dist_file(&dist, ".oci.tar"),
+    ];
+    for path in &shipped {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        // The search must find what is there: the kernel object's program names.
+        assert!(
+            contains(&bytes, "mark_victim_btf"),
+            "{} holds no oomreap",
+            path.display()
+        );
+        for marker in TEST_SEAM_MARKERS {
+            assert!(
+                !contains(&bytes, marker),
+                "{} contains {marker:?}",
+                path.display()
+            );
+        }
+    }
+}
+
 /// Also run by `cargo xtask vm-test` inside the oldest kernel of the matrix.
 #[test]
 fn static_binary_traces_a_kill() {

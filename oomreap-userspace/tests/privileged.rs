@@ -17,7 +17,7 @@ use common::{
 };
 use oomreap::{
     capture::{AttachPreference, Capture, CaptureOptions, enable_run_time_stats, gate},
-    lab::hog::HOG_COMM,
+    inject::hog::HOG_COMM,
     wire::{Event, MarkVictim, decode},
 };
 use oomreap_common::event::AttachKind;

@@ -10,8 +10,8 @@ use std::{
 
 use common::{OOMREAP, TempDir, privileged};
 use oomreap::{
-    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     recording::RecordWriter,
+    testing::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     wire::encode,
 };
 use oomreap_common::event::EventKind;

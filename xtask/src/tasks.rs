@@ -69,7 +69,7 @@ pub fn fuzz(workspace: &Path, args: &FuzzArgs) -> anyhow::Result<()> {
     cmd.current_dir(workspace)
         .args(["test", "-p", "oomreap-userspace", "--lib", "--release"])
         .args([
-            "fuzz::tests::fuzz_for_a_while",
+            "testing::fuzz::tests::fuzz_for_a_while",
             "--",
             "--ignored",
             "--exact",

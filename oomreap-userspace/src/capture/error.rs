@@ -60,7 +60,7 @@ pub enum CaptureError {
         source: aya::maps::MapError,
     },
     #[error(transparent)]
-    Fault(#[from] crate::lab::faults::UnknownFault),
+    Fault(#[from] crate::faults::UnknownFault),
     #[error("failed to wait for the event ring buffer")]
     RingBuffer(#[source] std::io::Error),
     #[error("failed to start {what}")]

@@ -159,7 +159,8 @@ pub fn attach_function(
         let mode_btf = match mode {
             // An injected refusal is attach_mode's to report, before any BTF.
             AttachKind::Fentry
-                if !crate::lab::faults::refused(crate::display::attach_id(mode), spec.function) =>
+                if crate::faults::refusal(crate::display::attach_id(mode), spec.function)
+                    .is_none() =>
             {
                 match btf.for_function(spec.function, spec.tracing_end()) {
                     Ok(btf) => Some(btf),
@@ -215,14 +216,14 @@ pub fn attach_mode(
     btf: Option<&aya::Btf>,
     bpf_loop: bool,
 ) -> Result<(), String> {
-    if crate::lab::faults::refused(crate::display::attach_id(mode), spec.function) {
-        return Err(crate::lab::faults::refusal_message());
+    if let Some(why) = crate::faults::refusal(crate::display::attach_id(mode), spec.function) {
+        return Err(why);
     }
     let programs = spec.programs(mode, bpf_loop);
     if programs.iter().any(|(name, _)| super::is_loop_form(name))
-        && crate::lab::faults::refused("bpf_loop", spec.function)
+        && let Some(why) = crate::faults::refusal("bpf_loop", spec.function)
     {
-        return Err(crate::lab::faults::refusal_message());
+        return Err(why);
     }
     for (done, &(name, role)) in programs.iter().enumerate() {
         if let Err(err) = load_and_attach(ebpf, spec.function, name, role, btf) {

@@ -98,7 +98,7 @@ pub struct KernelCounters {
 /// Attached kernel programs and their event stream.
 pub struct Capture {
     events: AsyncFd<RingBuf<MapData>>,
-    /// Zero but in tests that make the reader slow on purpose (`crate::lab::faults`).
+    /// Zero but in tests that make the reader slow on purpose (`crate::faults`).
     reader_delay: std::time::Duration,
     counters: PerCpuArray<MapData, u64>,
     retries: Option<BpfHashMap<MapData, RetryKey, u64>>,
@@ -114,7 +114,7 @@ pub struct Capture {
 impl Capture {
     /// Loads and attaches everything; must be called inside a tokio runtime.
     pub fn start(options: &CaptureOptions) -> Result<Self, CaptureError> {
-        crate::lab::faults::validate()?;
+        crate::faults::validate()?;
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
         let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
@@ -223,10 +223,10 @@ impl Capture {
         } else {
             Some(Gate::start(Arc::clone(&ebpf), gate_ring, gated)?)
         };
-        crate::lab::faults::after_attach();
+        crate::faults::after_attach();
         Ok(Self {
             events,
-            reader_delay: crate::lab::faults::reader_delay(),
+            reader_delay: crate::faults::reader_delay(),
             counters,
             retries,
             hooks,
@@ -396,16 +396,19 @@ fn btf_programs(plan: &plan::Plan) -> Vec<(&'static str, &'static str)> {
                 kind: AttachKind::BtfTracePoint,
                 program,
                 ..
-            } if !refused_by_faults(program, spec) => Some((*program, spec.event)),
+            } if refused_by_faults(program, spec).is_none() => Some((*program, spec.event)),
             _ => None,
         })
         .collect()
 }
 
-/// `OOMREAP_FAULTS` refuses this BTF tracepoint program (see `crate::lab::faults`).
-fn refused_by_faults(program_name: &str, spec: &HookSpec) -> bool {
-    crate::lab::faults::refused("btf_tracepoint", spec.name)
-        || (is_loop_form(program_name) && crate::lab::faults::refused("bpf_loop", spec.name))
+/// Why a pretended fault refuses this BTF tracepoint program, if one does (`crate::faults`).
+fn refused_by_faults(program_name: &str, spec: &HookSpec) -> Option<String> {
+    crate::faults::refusal("btf_tracepoint", spec.name).or_else(|| {
+        is_loop_form(program_name)
+            .then(|| crate::faults::refusal("bpf_loop", spec.name))
+            .flatten()
+    })
 }
 
 /// Why the hot hooks cannot wait for a victim on this kernel, or `None` if they can.
@@ -554,10 +557,10 @@ fn attach_btf(
     spec: &HookSpec,
     btf: &aya::Btf,
 ) -> Result<aya::programs::tp_btf::BtfTracePointLinkId, CaptureError> {
-    if refused_by_faults(program_name, spec) {
+    if let Some(reason) = refused_by_faults(program_name, spec) {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
-            reason: crate::lab::faults::refusal_message(),
+            reason,
         });
     }
     let program: &mut BtfTracePoint = program(ebpf, program_name)?;
@@ -586,10 +589,10 @@ fn attach_classic(
     ebpf: &mut Ebpf,
     spec: &HookSpec,
 ) -> Result<aya::programs::trace_point::TracePointLinkId, CaptureError> {
-    if crate::lab::faults::refused("tracepoint", spec.name) {
+    if let Some(reason) = crate::faults::refusal("tracepoint", spec.name) {
         return Err(CaptureError::HookUnavailable {
             hook: spec.name,
-            reason: crate::lab::faults::refusal_message(),
+            reason,
         });
     }
     let program_name = spec.classic_program;

@@ -121,13 +121,8 @@ pub fn plan(
     let mut hooks = Vec::new();
     let mut formats = Formats::default();
     for spec in specs {
-        if crate::lab::faults::missing(spec.name) {
-            let reason = format!(
-                "the kernel has no tracepoint {} (missing={} in {})",
-                spec.name,
-                spec.name,
-                crate::lab::faults::VARIABLE
-            );
+        if let Some(why) = crate::faults::missing(spec.name) {
+            let reason = format!("the kernel has no tracepoint {} ({why})", spec.name);
             if spec.required {
                 return Err(CaptureError::HookUnavailable {
                     hook: spec.name,

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use oomreap::{
     capture::{AttachPreference, CaptureOptions, FunctionPreference, KernelPaths},
+    inject::{InjectOptions, Scenario},
     kernel::btf::DEFAULT_BTF_PATH,
-    lab::scenario::{InjectOptions, Scenario},
 };
 
 /// See what the Linux kernel's OOM reaper does, and why it fails.

@@ -63,11 +63,8 @@ pub fn context_checks() -> Vec<ContextCheck> {
                 Ok("/proc/kallsyms readable".to_owned())
             }
         });
-    let cgroups = if crate::lab::faults::cgroups_unresolved() {
-        Err(format!(
-            "cgroup ids left unresolved (unresolved=cgroups in {})",
-            crate::lab::faults::VARIABLE
-        ))
+    let cgroups = if let Some(why) = crate::faults::cgroups_unresolved() {
+        Err(format!("cgroup ids left unresolved ({why})"))
     } else {
         crate::cgroup::MemoryHierarchy::detect()
             .map(|h| format!("{} ({:?})", h.root.display(), h.version))

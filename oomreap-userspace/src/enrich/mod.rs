@@ -33,10 +33,10 @@ pub struct Proc;
 
 impl ProcSource for Proc {
     fn stack(&self, pid: u32) -> std::io::Result<String> {
-        if crate::lab::faults::stacks_unreadable() {
+        if let Some(why) = crate::faults::stacks_unreadable() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                crate::lab::faults::refusal_message(),
+                why,
             ));
         }
         std::fs::read_to_string(format!("/proc/{pid}/stack"))
@@ -90,7 +90,7 @@ pub struct Enricher<P: ProcSource = Proc> {
 impl Enricher<Proc> {
     /// An enricher over the real /proc and this machine's memory cgroup hierarchy.
     pub fn live() -> Self {
-        let hierarchy = if crate::lab::faults::cgroups_unresolved() {
+        let hierarchy = if crate::faults::cgroups_unresolved().is_some() {
             None
         } else {
             MemoryHierarchy::detect().ok()

@@ -3,8 +3,8 @@ use oomreap_common::event::EventKind;
 
 use super::*;
 use crate::{
-    lab::fixtures::{contended_skip_at, kill_at, reaper_at},
     recording::parse,
+    testing::fixtures::{contended_skip_at, kill_at, reaper_at},
     wire::encode,
 };
 
@@ -104,7 +104,7 @@ fn what_silence_settled_comes_a_step_before_the_event_that_revealed_it() {
     writer.write(&encode(&kill)).unwrap();
     // The memory is freed long after the reaper's timer would have found the victim gone.
     writer
-        .write(&encode(&crate::lab::fixtures::exit_at(
+        .write(&encode(&crate::testing::fixtures::exit_at(
             9_000,
             4242,
             kill.victim_mm,

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::*;
 use crate::{
-    lab::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     recording::{RecordWriter, parse},
+    testing::fixtures::{contended_skip_at, exit_at, kill_at, reaper_at},
     wire::encode,
 };
 

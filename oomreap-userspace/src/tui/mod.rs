@@ -76,7 +76,7 @@ pub async fn run(mut app: App, shutdown: impl Future<Output = ()>) -> Result<(),
         if app.dirty {
             terminal.draw(|frame| ui::draw(frame, &app))?;
             app.dirty = false;
-            crate::lab::faults::after_draw();
+            crate::faults::after_draw();
         }
         tokio::select! {
             () = &mut shutdown => break,

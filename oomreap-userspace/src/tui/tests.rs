@@ -4,8 +4,8 @@ use ratatui::{Terminal, backend::TestBackend};
 use super::{app::App, ui};
 use crate::{
     intake::Intake,
-    lab::fixtures::quick_and_jammed,
     recording::{RecordWriter, parse},
+    testing::fixtures::quick_and_jammed,
 };
 
 /// A stuck victim (pid 7) that the reaper gave up on, and one (4242) that exited at once.

@@ -3,7 +3,7 @@ use oomreap_common::event::{
 };
 
 use super::*;
-use crate::lab::fixtures::mark_victim_raw;
+use crate::testing::fixtures::mark_victim_raw;
 
 #[test]
 fn mark_victim_round_trips() {
@@ -21,7 +21,7 @@ fn mark_victim_round_trips() {
 
 #[test]
 fn every_reaper_record_round_trips() {
-    use crate::lab::fixtures::{contended_skip_at, exit_at, reaper_at};
+    use crate::testing::fixtures::{contended_skip_at, exit_at, reaper_at};
     assert_eq!(
         decode(&encode(&reaper_at(EventKind::WakeReaper, 5, 7))).unwrap(),
         Event::WakeReaper(ReaperStep {
@@ -58,7 +58,7 @@ fn function_hook_records_round_trip() {
     let mut comm = [0u8; COMM_LEN];
     comm[..10].copy_from_slice(b"oom_reaper");
     let call = ReapCallEvent {
-        header: crate::lab::fixtures::header_at(EventKind::ReapCall, 7),
+        header: crate::testing::fixtures::header_at(EventKind::ReapCall, 7),
         entered_ns: 6_000_000,
         mm: 0xabc,
         caller_pid: 33,
@@ -84,7 +84,7 @@ fn function_hook_records_round_trip() {
     assert_eq!(decode(&encode(&bad)), Err(DecodeError::UnknownAttach(77)));
 
     let refused = NotifierRefusedEvent {
-        header: crate::lab::fixtures::header_at(EventKind::NotifierRefused, 7),
+        header: crate::testing::fixtures::header_at(EventKind::NotifierRefused, 7),
         mm: 0xabc,
         start: 0x1000,
         end: 0x2000,
@@ -112,7 +112,7 @@ fn function_hook_records_round_trip() {
 
 #[test]
 fn reader_count_and_reader_hint() {
-    let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
+    let mut raw = crate::testing::fixtures::contended_skip_at(5, 7);
     raw.lock.count = (3 << 8) | 0b10;
     raw.lock.owner_raw |= 1;
     let Event::SkipReaping(skip) = decode(&encode(&raw)).unwrap() else {
@@ -125,7 +125,7 @@ fn reader_count_and_reader_hint() {
 
 #[test]
 fn an_unknown_skip_cause_is_an_error() {
-    let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
+    let mut raw = crate::testing::fixtures::contended_skip_at(5, 7);
     raw.cause = 9;
     assert_eq!(decode(&encode(&raw)), Err(DecodeError::UnknownSkipCause(9)));
 }
@@ -133,7 +133,7 @@ fn an_unknown_skip_cause_is_an_error() {
 fn retry_snapshot(len: u32, kind: u32) -> RetryCountsEvent {
     use oomreap_common::event::{MAX_RETRY_COUNTS, RetryCount, RetryKey};
     RetryCountsEvent {
-        header: crate::lab::fixtures::header_at(EventKind::RetryCounts, 1),
+        header: crate::testing::fixtures::header_at(EventKind::RetryCounts, 1),
         len,
         _pad: 0,
         counts: [RetryCount {
@@ -278,7 +278,7 @@ fn a_kill_recorded_before_the_domain_existed_decodes_without_one() {
 fn a_preempt_rt_lock_reads_as_its_readers_and_rtmutex_say() {
     use oomreap_common::event::lock_flags;
     let decoded = |readers: u64, owner_raw: u64| {
-        let mut raw = crate::lab::fixtures::contended_skip_at(5, 7);
+        let mut raw = crate::testing::fixtures::contended_skip_at(5, 7);
         raw.lock.flags |= lock_flags::RT;
         raw.lock.count = readers;
         raw.lock.owner_raw = owner_raw;

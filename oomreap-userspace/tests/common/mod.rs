@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use oomreap::cgroup::MemoryCgroup;
+use oomreap::inject::cgroup::MemoryCgroup;
 use serde_json::Value;
 
 /// Privileged tests share one kernel and one oom_reaper thread: they run one at a time.

@@ -1,7 +1,7 @@
 use prometheus_client::encoding::prometheus_text::encode;
 
 use super::*;
-use crate::{lab::fixtures::quick_and_jammed, wire::decode};
+use crate::{testing::fixtures::quick_and_jammed, wire::decode};
 
 /// Feeds a recorded stream through a tracker into fresh metrics; returns the exposition.
 fn exposition(records: &[Vec<u8>]) -> String {
@@ -52,14 +52,14 @@ fn assert_sample(text: &str, sample: &str) {
 fn a_reap_after_process_mrelease_counts_no_second_victim() {
     use oomreap_common::event::EventKind;
 
-    use crate::lab::fixtures::{kill_at, mrelease_at, reaper_at};
+    use crate::testing::fixtures::{kill_at, mrelease_at, reaper_at};
     let kill = kill_at(1_000, 7, "stuck");
     let text = exposition(&[
         crate::wire::encode(&kill),
         crate::wire::encode(&mrelease_at(1_500, 7, kill.victim_mm, 0)),
         crate::wire::encode(&reaper_at(EventKind::WakeReaper, 3_000, 7)),
         crate::wire::encode(&reaper_at(EventKind::StartReaping, 3_000, 7)),
-        crate::wire::encode(&crate::lab::fixtures::finish_at(3_010, 7)),
+        crate::wire::encode(&crate::testing::fixtures::finish_at(3_010, 7)),
     ]);
     assert_sample(&text, "oomreap_victims_killed_total 1");
     assert_sample(&text, "oomreap_victims_total{outcome=\"released\"} 1");
@@ -166,7 +166,7 @@ fn hooks_show_their_mode() {
 fn a_notifier_give_up_and_its_refusals_are_labelled() {
     use oomreap_common::event::{EventKind, NotifierRefusedEvent};
 
-    use crate::lab::fixtures::{finish_at, header_at, kill_at, reaper_at};
+    use crate::testing::fixtures::{finish_at, header_at, kill_at, reaper_at};
     let kill = kill_at(1_000, 7, "odp");
     let mut records = vec![
         crate::wire::encode(&kill),

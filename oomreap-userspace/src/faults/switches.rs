@@ -1,4 +1,4 @@
-//! Pretended failures, so tests can force every degraded mode on a kernel that has everything.
+//! The switches themselves, read from the environment: in `testing` builds only.
 //!
 //! `OOMREAP_FAULTS` is a comma-separated list of:
 //!
@@ -73,36 +73,38 @@ pub fn validate() -> Result<(), UnknownFault> {
     Ok(())
 }
 
-/// Whether loading `target` in `mode` (an attach id: `fentry`, `btf_tracepoint`, …) is to fail.
-pub fn refused(mode: &str, target: &str) -> bool {
-    entries().iter().any(|(what, value)| {
-        what == "refuse"
-            && match value.split_once('@') {
-                Some((m, t)) => m == mode && t == target,
-                None => value == mode,
-            }
-    })
-}
-
-/// Whether the tracepoint `hook` is to look absent.
-pub fn missing(hook: &str) -> bool {
+/// Why loading `target` in `mode` (an attach id: `fentry`, `btf_tracepoint`, …) is to fail,
+/// if it is.
+pub fn refusal(mode: &str, target: &str) -> Option<String> {
     entries()
         .iter()
-        .any(|(what, value)| what == "missing" && value == hook)
+        .any(|(what, value)| {
+            what == "refuse"
+                && match value.split_once('@') {
+                    Some((m, t)) => m == mode && t == target,
+                    None => value == mode,
+                }
+        })
+        .then(refusal_message)
+}
+
+/// Why the tracepoint `hook` is to look absent, if it is.
+pub fn missing(hook: &str) -> Option<String> {
+    has("missing", hook).then(|| format!("missing={hook} in {VARIABLE}"))
 }
 
 fn has(what: &str, value: &str) -> bool {
     entries().iter().any(|(w, v)| w == what && v == value)
 }
 
-/// Whether `/proc/PID/stack` is to look unreadable.
-pub fn stacks_unreadable() -> bool {
-    has("unreadable", "stack")
+/// Why `/proc/PID/stack` is to look unreadable, if it is.
+pub fn stacks_unreadable() -> Option<String> {
+    has("unreadable", "stack").then(refusal_message)
 }
 
-/// Whether memory cgroup ids are to stay unresolved.
-pub fn cgroups_unresolved() -> bool {
-    has("unresolved", "cgroups")
+/// Why memory cgroup ids are to stay unresolved, if they are.
+pub fn cgroups_unresolved() -> Option<String> {
+    has("unresolved", "cgroups").then(|| format!("unresolved=cgroups in {VARIABLE}"))
 }
 
 /// How long the ring buffer reader waits after each wake-up (zero unless `slow=reader`).
@@ -129,6 +131,6 @@ pub fn after_draw() {
 }
 
 /// The error a refused mode reports.
-pub fn refusal_message() -> String {
+fn refusal_message() -> String {
     format!("refused by {VARIABLE} (testing)")
 }

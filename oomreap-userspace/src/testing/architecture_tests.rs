@@ -103,7 +103,7 @@ fn the_tracker_imports_only_the_wire_format() {
         let source = std::fs::read_to_string(&file).unwrap();
         for module in crate_modules(&source) {
             assert!(
-                ["wire", "tracker", "lab"].contains(&module.as_str()),
+                ["wire", "tracker", "testing"].contains(&module.as_str()),
                 "{} imports {module}",
                 file.display()
             );

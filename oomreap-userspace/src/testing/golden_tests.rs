@@ -18,8 +18,8 @@ use ratatui::{Terminal, backend::TestBackend};
 use crate::{
     exporter::MetricsFeed,
     intake::Intake,
-    lab::fixtures::{exit_at, kill_at, quick_and_jammed, reaper_at},
     recording::{RecordWriter, Recording, parse},
+    testing::fixtures::{exit_at, kill_at, quick_and_jammed, reaper_at},
     trace::{Format, run_replay},
     tui::app::App,
     wire::encode,
@@ -45,7 +45,7 @@ fn synthetic() -> Vec<u8> {
         encode(&oomreap_common::event::FinishReapingEvent {
             file_rss_kib: 4,
             fields: oomreap_common::event::finish_fields::RSS,
-            ..crate::lab::fixtures::finish_at(7_003, 99)
+            ..crate::testing::fixtures::finish_at(7_003, 99)
         }),
         encode(&exit_at(7_010, 99, reaped.victim_mm)),
     ]);

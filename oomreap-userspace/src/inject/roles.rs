@@ -7,7 +7,7 @@ use std::{
     path::Path,
 };
 
-use crate::lab::hog;
+use crate::inject::hog;
 
 /// `ioctl` numbers from include/uapi/linux/kvm.h: `_IO(KVMIO, 0x01)` and
 /// `_IOW(KVMIO, 0x46, struct kvm_userspace_memory_region)`. `ioctl`'s request type is

@@ -17,7 +17,7 @@ use oomreap_common::event::{
     SkipReapingEvent,
 };
 
-use crate::{lab::fixtures, recording, tracker::Tracker, wire};
+use crate::{recording, testing::fixtures, tracker::Tracker, wire};
 
 /// xorshift64*: small, seedable, good enough to pick mutations.
 struct Rng(u64);

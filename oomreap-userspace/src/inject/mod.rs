@@ -1,4 +1,6 @@
-//! Fault-injection scenarios: drive the OOM reaper into each of its outcomes on demand.
+//! `oomreap inject`: fault-injection scenarios that drive the OOM reaper into each of its
+//! outcomes on demand, with the processes they start (the hidden `hog` and `helper`
+//! subcommands) and their throwaway memory cgroups.
 //!
 //! Every scenario runs inside a fresh memory cgroup with a hard limit, starts only processes
 //! of its own (`oomreap helper …`), and removes everything it created when it ends, fails or
@@ -6,9 +8,12 @@
 //! helpers die with oomreap (PR_SET_PDEATHSIG), and the cgroup is removed last (see
 //! `Scene`'s `Drop`).
 
+pub mod cgroup;
 mod env;
 mod fuse;
+pub mod hog;
 mod kmsg;
+pub mod load;
 mod namespace;
 mod odp;
 pub mod roles;
@@ -24,8 +29,9 @@ use serde_json::{Value, json};
 use soft_roce::SoftRoce;
 pub use soft_roce::hold_netns;
 
+use self::cgroup::MemoryCgroup;
 use crate::{
-    cgroup::{CgroupError, CgroupVersion, MemoryCgroup, MemoryHierarchy},
+    cgroup::{CgroupError, CgroupVersion, MemoryHierarchy},
     tracker::{MAX_REAP_ATTEMPTS, REAPER_DELAY_NS},
 };
 

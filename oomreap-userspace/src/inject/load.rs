@@ -7,7 +7,7 @@
 pub fn mm_churn(iterations: u64) -> std::io::Result<()> {
     const LEN: usize = 1 << 20;
     for _ in 0..iterations {
-        let (base, len) = crate::lab::hog::map_anonymous(1)?;
+        let (base, len) = crate::inject::hog::map_anonymous(1)?;
         for offset in (0..LEN.min(len)).step_by(4096) {
             // SAFETY: inside the mapping just created; volatile so the fault really happens.
             unsafe { base.add(offset).write_volatile(1) };

@@ -4,7 +4,6 @@
 //! never each other.
 use crate::{
     display::{duration, kib},
-    enrich::notifier_owner,
     intake::Annotations,
     tracker::{AttemptResult, GiveUpCause, Outcome, Victim},
     wire::{LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
@@ -167,9 +166,12 @@ pub fn mrelease_result(ret: i64) -> String {
 
 /// `owner (symbol [module])` for a notifier callback, or its address when unresolved.
 pub fn notifier_name(annotations: &Annotations, address: u64) -> String {
-    match annotations.symbol(address) {
-        Some(symbol) => format!("{} ({symbol})", notifier_owner(symbol)),
-        None => format!("{address:#x}"),
+    match (
+        annotations.notifier_owner(address),
+        annotations.symbol(address),
+    ) {
+        (Some(owner), Some(symbol)) => format!("{owner} ({symbol})"),
+        _ => format!("{address:#x}"),
     }
 }
 

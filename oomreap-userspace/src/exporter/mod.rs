@@ -19,7 +19,6 @@ use prometheus_client::registry::Registry;
 pub use web_config::{BasicAuth, WebConfig, WebConfigError};
 
 use crate::{
-    enrich::notifier_owner,
     intake::{Annotations, Intake, IntakeError, Step},
     tracker::Victim,
     wire::Notifiers,
@@ -169,18 +168,19 @@ impl Names {
     }
 
     fn of(&mut self, v: &Victim, annotations: &Annotations) -> VictimNames {
-        let raw = match v.memcg_id {
+        let raw = match v.kill.as_ref().and_then(|k| k.memcg_id) {
             Some(id) => match annotations.cgroup(id) {
                 Some(info) => CgroupIdentity::of(info),
                 None => CgroupIdentity::path(format!("id {id}")),
             },
             None => CgroupIdentity::path("unknown"),
         };
-        let at = v.finished_at_ns.or(v.killed_at_ns).unwrap_or_default();
+        let at = v.finished_at_ns.or(v.killed_at_ns()).unwrap_or_default();
         let cgroup = self.labels.label(raw, at, &self.cgroup_victims);
         let notifiers = v
-            .notifiers
+            .kill
             .as_ref()
+            .and_then(|k| k.notifiers.as_ref())
             .map(|n| notifier_owners(n, annotations))
             .unwrap_or_default();
         VictimNames { cgroup, notifiers }
@@ -194,8 +194,9 @@ fn notifier_owners(notifiers: &Notifiers, annotations: &Annotations) -> Vec<Stri
         .iter()
         .map(|&a| {
             annotations
-                .symbol(a)
-                .map_or_else(|| "unknown".into(), notifier_owner)
+                .notifier_owner(a)
+                .unwrap_or("unknown")
+                .to_owned()
         })
         .collect()
 }

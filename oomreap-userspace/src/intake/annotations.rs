@@ -31,7 +31,7 @@ pub struct Annotations {
     /// The hooks and how each was attached.
     pub hooks: Vec<HookStatus>,
     cgroups: HashMap<u64, CgroupInfo>,
-    symbols: HashMap<u64, String>,
+    symbols: HashMap<u64, Symbol>,
     stacks: HashMap<(VictimId, usize), HolderStacks>,
 }
 
@@ -43,7 +43,14 @@ impl Annotations {
 
     /// `symbol [module]` at a kernel address, if it was resolved.
     pub fn symbol(&self, address: u64) -> Option<&str> {
-        self.symbols.get(&address).map(String::as_str)
+        self.symbols.get(&address).map(|s| s.name.as_str())
+    }
+
+    /// The subsystem that registered the mmu notifier callback at a kernel address (its
+    /// module, or its symbol's first word), if the symbol was resolved: worked out once,
+    /// when the symbol arrives, for every front end.
+    pub fn notifier_owner(&self, address: u64) -> Option<&str> {
+        self.symbols.get(&address).map(|s| s.owner.as_str())
     }
 
     /// The stacks read for attempt `index` of `victim` (read when its lock holders changed).
@@ -69,7 +76,7 @@ impl Annotations {
     /// Adds a symbol; returns its context record.
     pub(super) fn add_symbol(&mut self, address: u64, symbol: String) -> Value {
         let record = json!({"symbol": {"address": address, "name": symbol}});
-        bounded_insert(&mut self.symbols, address, symbol);
+        bounded_insert(&mut self.symbols, address, Symbol::new(symbol));
         record
     }
 
@@ -129,7 +136,7 @@ impl Annotations {
         if let Some(symbol) = object.get("symbol") {
             let address = symbol["address"].as_u64().ok_or("symbol without address")?;
             let name = symbol["name"].as_str().ok_or("symbol without name")?;
-            bounded_insert(&mut self.symbols, address, name.to_owned());
+            bounded_insert(&mut self.symbols, address, Symbol::new(name.to_owned()));
         }
         if let Some(stacks) = object.get("stacks") {
             let victim = stacks["victim"].as_u64().ok_or("stacks without victim")?;
@@ -145,6 +152,20 @@ impl Annotations {
             bounded_insert(&mut self.stacks, (VictimId(victim), index), tasks);
         }
         Ok(())
+    }
+}
+
+/// A resolved kernel symbol and, derived from it, the notifier owner it names.
+#[derive(Clone, Debug)]
+struct Symbol {
+    name: String,
+    owner: String,
+}
+
+impl Symbol {
+    fn new(name: String) -> Self {
+        let owner = crate::enrich::notifier_owner(&name);
+        Self { name, owner }
     }
 }
 

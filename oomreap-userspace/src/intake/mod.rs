@@ -464,11 +464,26 @@ impl Intake {
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
                     };
-                    let domain = v.oom_domain.as_ref().and_then(|d| d.memcg).map(|m| m.id);
-                    for memcg in v.memcg_id.into_iter().chain(domain) {
+                    let domain = v
+                        .kill
+                        .as_ref()
+                        .and_then(|k| k.domain.as_ref()?.memcg)
+                        .map(|m| m.id);
+                    for memcg in v
+                        .kill
+                        .as_ref()
+                        .and_then(|k| k.memcg_id)
+                        .into_iter()
+                        .chain(domain)
+                    {
                         resolve_cgroup(enricher, &mut self.annotations, memcg, &mut records);
                     }
-                    let callbacks = v.notifiers.iter().flat_map(|n| n.callbacks.iter());
+                    let callbacks = v
+                        .kill
+                        .as_ref()
+                        .and_then(|k| k.notifiers.as_ref())
+                        .into_iter()
+                        .flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
                 }
                 Change::Mrelease { call, .. } => {

@@ -34,7 +34,16 @@ fn a_context_record_is_known_when_its_event_is_shown() {
     let mut intake = Intake::replay(recording_with_context(), None);
     let step = intake.next_now().unwrap();
     assert!(matches!(step.changes[..], [Change::VictimMarked(_)]));
-    let memcg = intake.tracker().victims().next().unwrap().memcg_id.unwrap();
+    let memcg = intake
+        .tracker()
+        .victims()
+        .next()
+        .unwrap()
+        .kill
+        .as_ref()
+        .unwrap()
+        .memcg_id
+        .unwrap();
     assert_eq!(intake.annotations().cgroup(memcg).unwrap().path, "/jail");
 }
 

@@ -124,7 +124,11 @@ impl Session {
             .filter(|v| self.in_scope.contains(&v.id))
             .map(|v| {
                 let mut summary = VictimSummary::of(v);
-                summary.memcg = v.memcg_id.and_then(|id| annotations.cgroup(id).cloned());
+                summary.memcg = v
+                    .kill
+                    .as_ref()
+                    .and_then(|k| k.memcg_id)
+                    .and_then(|id| annotations.cgroup(id).cloned());
                 summary
             })
             .collect();
@@ -168,15 +172,20 @@ impl Session {
             };
             let covered = match &self.scope {
                 Scope::All => true,
-                Scope::Cgroup { id: memcg, .. } => v.memcg_id == Some(*memcg),
+                Scope::Cgroup { id: memcg, .. } => {
+                    v.kill.as_ref().and_then(|k| k.memcg_id) == Some(*memcg)
+                }
                 // The victim may be gone from /proc already (a quick exit reaped by its
                 // parent): its parent, from the kill itself, usually is not.
                 Scope::Descendants { root } => {
-                    descends_from(v.tgid.unwrap_or(v.pid), *root)
-                        || v.parent_tgid.is_some_and(|p| descends_from(p, *root))
-                        || v.trigger
+                    descends_from(v.tgid().unwrap_or(v.pid), *root)
+                        || v.kill
                             .as_ref()
-                            .is_some_and(|t| descends_from(t.tgid.unwrap_or(t.pid), *root))
+                            .and_then(|k| k.parent_tgid)
+                            .is_some_and(|p| descends_from(p, *root))
+                        || v.kill.as_ref().is_some_and(|k| {
+                            descends_from(k.trigger.tgid.unwrap_or(k.trigger.pid), *root)
+                        })
                 }
             };
             if covered {

@@ -43,10 +43,10 @@ pub struct VictimSummary {
 impl VictimSummary {
     pub fn of(v: &Victim) -> Self {
         Self {
-            pid: v.tgid,
+            pid: v.tgid(),
             tid: v.pid,
-            comm: v.comm.clone(),
-            memcg_id: v.memcg_id,
+            comm: v.comm().map(str::to_owned),
+            memcg_id: v.kill.as_ref().and_then(|k| k.memcg_id),
             memcg: None,
             outcome: v.outcome.name().into(),
             outcome_inferred: v.outcome_inferred,
@@ -54,14 +54,18 @@ impl VictimSummary {
             failed_attempts: v.failed_attempts(),
             lock_contended_attempts: v.lock_contended_attempts(),
             partial_reaps: v.partial_passes(),
-            notifiers: v.notifiers.as_ref().map_or(0, |n| n.count),
+            notifiers: v
+                .kill
+                .as_ref()
+                .and_then(|k| k.notifiers.as_ref())
+                .map_or(0, |n| n.count),
             gave_up_cause: v.give_up_cause().map(|c| c.name()),
             kill_to_wake_ns: v.kill_to_wake_ns(),
             kill_to_reaped_ns: v.kill_to_reaped_ns(),
             reap_duration_ns: v.reap_duration_ns(),
             kill_to_mm_freed_ns: v.kill_to_mm_freed_ns(),
             reaper_freed_kib: v.freed_by_reaper_kib(),
-            oom_domain: v.oom_domain.clone(),
+            oom_domain: v.kill.as_ref().and_then(|k| k.domain.clone()),
             attempts_after_outcome: v
                 .attempts
                 .iter()

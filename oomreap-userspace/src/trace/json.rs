@@ -4,7 +4,6 @@ use serde_json::{Value, json};
 
 pub use crate::wording::SCHEMA_VERSION;
 use crate::{
-    enrich::notifier_owner,
     intake::{Annotations, Intake},
     tracker::{AttemptResult, Change, GiveUpCause, Victim, VictimId},
     wire::{LockSnapshot, RetryKind, Rss, Task, has_mmf_oom_skip},
@@ -16,13 +15,13 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
     let (step, at_ns, victim, mut fields) = match change {
         Change::VictimMarked(id) => {
             let v = tracker.victim(*id)?;
-            ("kill", v.killed_at_ns, Some(v), kill_fields(v, cx))
+            ("kill", v.killed_at_ns(), Some(v), kill_fields(v, cx))
         }
         Change::MarkedAgain(id) => {
             let v = tracker.victim(*id)?;
             (
                 "kill_again",
-                v.killed_at_ns,
+                v.killed_at_ns(),
                 Some(v),
                 json!({"times_marked": v.times_marked}),
             )
@@ -167,7 +166,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
 }
 
 fn victim_id(v: &Victim) -> Value {
-    json!({"id": v.id.0, "pid": v.tgid, "tid": v.pid, "comm": v.comm})
+    json!({"id": v.id.0, "pid": v.tgid(), "tid": v.pid, "comm": v.comm()})
 }
 
 /// A memory cgroup: its id, path and, for a Kubernetes pod's, the pod's names.
@@ -186,8 +185,11 @@ fn memcg_json(id: u64, annotations: &Annotations) -> Value {
 }
 
 fn kill_fields(v: &Victim, cx: &Intake) -> Value {
-    let memcg = v.memcg_id.map(|id| memcg_json(id, cx.annotations()));
-    let notifiers = v
+    let Some(k) = &v.kill else {
+        return Value::Null;
+    };
+    let memcg = k.memcg_id.map(|id| memcg_json(id, cx.annotations()));
+    let notifiers = k
         .notifiers
         .as_ref()
         .map(|n| notifiers_json(n, cx.annotations()));
@@ -202,24 +204,24 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         })
         .collect();
     json!({
-        "attach": v.attach.map(crate::display::attach_id),
-        "uid": v.uid,
-        "oom_score_adj": v.oom_score_adj,
-        "memory": v.memory_at_kill.map(|m| json!({
+        "attach": crate::display::attach_id(k.attach),
+        "uid": k.uid,
+        "oom_score_adj": k.oom_score_adj,
+        "memory": k.memory.map(|m| json!({
             "total_vm_kib": m.total_vm_kib,
             "anon_rss_kib": m.anon_rss_kib,
             "file_rss_kib": m.file_rss_kib,
             "shmem_rss_kib": m.shmem_rss_kib,
             "pgtables_kib": m.pgtables_kib,
-            "swap_kib": v.swap_kib,
+            "swap_kib": k.swap_kib,
         })),
-        "mm": v.mm.map(|mm| format!("{mm:#x}")),
+        "mm": k.mm.map(|mm| format!("{mm:#x}")),
         "memcg": memcg,
         "notifiers": notifiers,
-        "trigger": v.trigger.as_ref().map(task),
-        "parent_pid": v.parent_tgid,
+        "trigger": task(&k.trigger),
+        "parent_pid": k.parent_tgid,
         "retries_before": retries,
-        "oom_domain": v.oom_domain.as_ref().map(|d| {
+        "oom_domain": k.domain.as_ref().map(|d| {
             let badness = v.badness();
             json!({
                 "constraint": d.constraint(),
@@ -243,7 +245,7 @@ fn notifiers_json(n: &crate::wire::Notifiers, annotations: &Annotations) -> Valu
             let symbol = annotations.symbol(address);
             json!({
                 "address": format!("{address:#x}"),
-                "owner": symbol.map(notifier_owner),
+                "owner": annotations.notifier_owner(address),
                 "symbol": symbol,
                 "kind": if n.is_interval(i) { "interval" } else { "classic" },
             })
@@ -258,7 +260,7 @@ fn outcome_fields(v: &Victim) -> Value {
         "inferred": v.outcome_inferred,
         // False for a victim first met at a reaper step: its kill came before oomreap
         // attached (or its record was lost, which `dropped` events would show).
-        "kill_seen": v.killed_at_ns.is_some(),
+        "kill_seen": v.killed_at_ns().is_some(),
         "attempts": v.attempts.len(),
         "failed_attempts": v.failed_attempts(),
         "lock_contended": v.lock_contended(),

@@ -119,7 +119,7 @@ fn victim_line(
         "wake" => v.woken_at_ns,
         "exit_mmap" => v.mm_freed_at_ns,
         "outcome" => v.finished_at_ns,
-        _ => v.killed_at_ns,
+        _ => v.killed_at_ns(),
     }
     .unwrap_or_default();
     let detail = detail(v, cx);
@@ -155,16 +155,19 @@ fn row(cx: &Intake, at_ns: u64, v: &Victim, step: &str, detail: &str) -> String 
     format!(
         "{:<12} {:>7} {:>7} {:<16} {:<9} {detail}{late}",
         cx.clock().time_of_day(at_ns),
-        v.tgid.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        v.tgid().map_or_else(|| "-".to_owned(), |t| t.to_string()),
         v.pid,
-        v.comm.as_deref().unwrap_or("-"),
+        v.comm().unwrap_or("-"),
         step
     )
 }
 
 fn kill_detail(v: &Victim, cx: &Intake) -> String {
+    let Some(k) = &v.kill else {
+        return String::new();
+    };
     let mut parts = Vec::new();
-    match v.memory_at_kill {
+    match k.memory {
         Some(m) => parts.push(format!(
             "anon {} file {} shmem {} pgtables {} total_vm {}",
             kib(m.anon_rss_kib),
@@ -175,13 +178,13 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
         )),
         None => parts.push("memory unknown".into()),
     }
-    if let Some(adj) = v.oom_score_adj {
+    if let Some(adj) = k.oom_score_adj {
         parts.push(format!("adj {adj}"));
     }
-    if let Some(uid) = v.uid {
+    if let Some(uid) = k.uid {
         parts.push(format!("uid {uid}"));
     }
-    if let Some(id) = v.memcg_id {
+    if let Some(id) = k.memcg_id {
         parts.push(match cx.annotations().cgroup(id) {
             Some(info) => {
                 let mut text = format!("memcg {}", info.path);
@@ -195,22 +198,20 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
             None => format!("memcg id {id}"),
         });
     }
-    if let Some(n) = &v.notifiers {
+    if let Some(n) = &k.notifiers {
         parts.push(notifiers(n, cx));
     }
-    if let Some(domain) = &v.oom_domain {
+    if let Some(domain) = &k.domain {
         parts.push(oom_domain_text(domain, cx.annotations()));
     }
-    if v.attach == Some(AttachKind::TracePoint) {
+    if k.attach == AttachKind::TracePoint {
         parts.push("(classic tracepoint)".into());
     }
     let retries: u64 = v.retries_before.iter().map(|(_, n)| n).sum();
     if retries > 0 {
         parts.push(format!("{retries} reclaim/compaction retries before"));
     }
-    if let Some(t) = &v.trigger {
-        parts.push(format!("trigger {}", task(t)));
-    }
+    parts.push(format!("trigger {}", task(&k.trigger)));
     parts.join(" ")
 }
 
@@ -297,7 +298,7 @@ fn attempt_lines(cx: &Intake, id: VictimId, index: usize) -> Vec<String> {
 }
 
 fn since_kill(v: &Victim, at: Option<u64>) -> String {
-    match (at, v.killed_at_ns) {
+    match (at, v.killed_at_ns()) {
         (Some(at), Some(killed)) => format!("+{} after kill", duration(at.saturating_sub(killed))),
         _ => "(kill not seen: before oomreap attached)".to_owned(),
     }

@@ -268,7 +268,7 @@ impl Tracker {
         let last = self
             .victims
             .iter()
-            .flat_map(|v| [v.killed_at_ns, v.woken_at_ns, v.mm_freed_at_ns])
+            .flat_map(|v| [v.killed_at_ns(), v.woken_at_ns, v.mm_freed_at_ns])
             .flatten()
             .max()
             .unwrap_or(0);
@@ -336,7 +336,7 @@ impl Tracker {
             && let Some(v) = self.victim(id)
         {
             let same_mm = v.mm.is_none() || e.mm.is_none() || v.mm == e.mm;
-            let kill_seen = v.killed_at_ns.is_some();
+            let kill_seen = v.killed_at_ns().is_some();
             if same_mm && kill_seen {
                 if let Some(v) = self.victim_mut(id) {
                     v.times_marked += 1;
@@ -443,8 +443,8 @@ impl Tracker {
         };
         let task = RecentTask {
             pid: v.pid,
-            tgid: v.tgid,
-            anchor_ns: v.killed_at_ns.or(v.finished_at_ns),
+            tgid: v.tgid(),
+            anchor_ns: v.killed_at_ns().or(v.finished_at_ns),
         };
         self.recent_finished.insert(id, task);
         if self.recent_finished.len() > LATE_SCAN {

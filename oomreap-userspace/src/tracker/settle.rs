@@ -15,7 +15,7 @@ impl Tracker {
             let (since, wait, outcome) = match v.woken_at_ns {
                 Some(woken) => (woken, SETTLE_NS, Outcome::Unknown),
                 None => (
-                    v.killed_at_ns?,
+                    v.killed_at_ns()?,
                     REAPER_DELAY_NS + SETTLE_NS,
                     Outcome::ExitedBeforeWake,
                 ),
@@ -125,7 +125,7 @@ pub(super) fn settle_deadline(v: &Victim) -> Option<u64> {
         None => match v.woken_at_ns {
             Some(woken) => Some(woken.saturating_add(SETTLE_NS)),
             None => v
-                .killed_at_ns
+                .killed_at_ns()
                 .map(|k| k.saturating_add(REAPER_DELAY_NS + SETTLE_NS)),
         },
     }

@@ -1,7 +1,7 @@
 //! One OOM victim and its path through the reaper.
 use crate::wire::{
-    AttachKind, LockSnapshot, MarkVictim, MreleaseTarget, NotifierRefused, Notifiers, OomDomain,
-    ReapCall, RetryKind, Rss, SkipCause, Task, VictimMemory,
+    LockSnapshot, MarkVictim, MreleaseTarget, NotifierRefused, ReapCall, RetryKind, Rss, SkipCause,
+    Task,
 };
 
 /// Most notifier refusals kept per victim (all are counted in the totals).
@@ -153,28 +153,11 @@ pub struct Victim {
     pub id: VictimId,
     /// The thread the OOM killer picked.
     pub pid: u32,
-    /// Its process id, when the kernel told us.
-    pub tgid: Option<u32>,
-    pub comm: Option<String>,
-    pub uid: Option<u32>,
-    pub oom_score_adj: Option<i32>,
-    pub memory_at_kill: Option<VictimMemory>,
-    /// Kernel address of its `mm_struct`.
+    /// The kill as decoded (`None`: first seen at a later step, its kill unseen).
+    pub kill: Option<MarkVictim>,
+    /// Kernel address of its `mm_struct`: the kill's, or, for an unseen kill, the first
+    /// skip's (the tracker's lookup key).
     pub mm: Option<u64>,
-    pub memcg_id: Option<u64>,
-    pub notifiers: Option<Notifiers>,
-    /// Which limit the kill was for: a memory cgroup's, or the machine's.
-    pub oom_domain: Option<OomDomain>,
-    /// Its swapped-out memory at the kill.
-    pub swap_kib: Option<u64>,
-    /// Its parent process at the kill, when the kernel told us.
-    pub parent_tgid: Option<u32>,
-    /// The task that hit the OOM; `None` if the kill was not seen.
-    pub trigger: Option<Task>,
-    /// How the kill was observed, which bounds what is known.
-    pub attach: Option<AttachKind>,
-    /// CLOCK_MONOTONIC ns of `oom:mark_victim`; `None` if first seen at a later step.
-    pub killed_at_ns: Option<u64>,
     /// How many times `mark_victim` named it (more than once is rare but possible).
     pub times_marked: u32,
     pub woken_at_ns: Option<u64>,
@@ -212,20 +195,8 @@ impl Victim {
     ) -> Self {
         Self {
             pid: e.victim.pid,
-            tgid: e.victim.tgid,
-            comm: e.victim.comm.clone(),
-            uid: e.uid,
-            oom_score_adj: e.oom_score_adj,
-            memory_at_kill: e.memory,
             mm: e.mm,
-            memcg_id: e.memcg_id,
-            notifiers: e.notifiers.clone(),
-            oom_domain: e.domain.clone(),
-            swap_kib: e.swap_kib,
-            parent_tgid: e.parent_tgid,
-            trigger: Some(e.trigger.clone()),
-            attach: Some(e.attach),
-            killed_at_ns: Some(e.timestamp_ns),
+            kill: Some(e.clone()),
             times_marked: 1,
             retries_before,
             ..Self::unseen(id, e.victim.pid)
@@ -250,20 +221,8 @@ impl Victim {
         Self {
             id,
             pid,
-            tgid: None,
-            comm: None,
-            uid: None,
-            oom_score_adj: None,
-            memory_at_kill: None,
+            kill: None,
             mm: None,
-            memcg_id: None,
-            notifiers: None,
-            oom_domain: None,
-            swap_kib: None,
-            parent_tgid: None,
-            trigger: None,
-            attach: None,
-            killed_at_ns: None,
             times_marked: 0,
             woken_at_ns: None,
             attempts: Vec::new(),
@@ -282,9 +241,23 @@ impl Victim {
         }
     }
 
+    /// CLOCK_MONOTONIC ns of `oom:mark_victim`; `None` if first seen at a later step.
+    pub fn killed_at_ns(&self) -> Option<u64> {
+        self.kill.as_ref().map(|k| k.timestamp_ns)
+    }
+
+    /// Its process id, when the kernel told us.
+    pub fn tgid(&self) -> Option<u32> {
+        self.kill.as_ref().and_then(|k| k.victim.tgid)
+    }
+
+    pub fn comm(&self) -> Option<&str> {
+        self.kill.as_ref().and_then(|k| k.victim.comm.as_deref())
+    }
+
     /// Kill to the reaper's wake-up.
     pub fn kill_to_wake_ns(&self) -> Option<u64> {
-        self.woken_at_ns?.checked_sub(self.killed_at_ns?)
+        self.woken_at_ns?.checked_sub(self.killed_at_ns()?)
     }
 
     /// Kill to the end of the last reap pass, once the victim was reaped.
@@ -292,7 +265,7 @@ impl Victim {
         if self.outcome != Outcome::Reaped {
             return None;
         }
-        self.last_reap_end_ns()?.checked_sub(self.killed_at_ns?)
+        self.last_reap_end_ns()?.checked_sub(self.killed_at_ns()?)
     }
 
     /// Total time spent in reap passes.
@@ -310,7 +283,7 @@ impl Victim {
 
     /// Kill to exit_mmap: when the memory was really gone.
     pub fn kill_to_mm_freed_ns(&self) -> Option<u64> {
-        self.mm_freed_at_ns?.checked_sub(self.killed_at_ns?)
+        self.mm_freed_at_ns?.checked_sub(self.killed_at_ns()?)
     }
 
     /// RSS after the last reap pass.
@@ -323,7 +296,7 @@ impl Victim {
 
     /// Memory freed by the reaper: anon+file+shmem RSS at kill minus after the last reap.
     pub fn freed_by_reaper_kib(&self) -> Option<u64> {
-        let before = self.memory_at_kill?;
+        let before = self.kill.as_ref()?.memory?;
         let after = self.rss_after_reap()?;
         let total = |a: u64, f: u64, s: u64| a + f + s;
         Some(
@@ -433,23 +406,27 @@ impl Victim {
     /// limit, if any, is not added).
     pub fn badness(&self) -> Option<(i64, u64)> {
         const PAGE_KIB: u64 = 4;
-        if let Some(record) = self.oom_domain.as_ref().and_then(|d| d.exact) {
+        let kill = self.kill.as_ref()?;
+        if let Some(record) = kill.domain.as_ref().and_then(|d| d.exact) {
             return Some((record.points, record.total_pages));
         }
-        let memory = self.memory_at_kill?;
-        let total_pages = self.oom_domain.as_ref()?.memcg?.limit_kib / PAGE_KIB;
+        let memory = kill.memory?;
+        let total_pages = kill.domain.as_ref()?.memcg?.limit_kib / PAGE_KIB;
         let own_kib = memory.anon_rss_kib
             + memory.file_rss_kib
             + memory.shmem_rss_kib
-            + self.swap_kib.unwrap_or(0)
+            + kill.swap_kib.unwrap_or(0)
             + memory.pgtables_kib;
-        let adj = i64::from(self.oom_score_adj?) * (total_pages / 1000) as i64;
+        let adj = i64::from(kill.oom_score_adj?) * (total_pages / 1000) as i64;
         Some(((own_kib / PAGE_KIB) as i64 + adj, total_pages))
     }
 
     /// Returns true if and only if the mm has mmu notifiers, which can make reaps partial.
     pub fn has_notifiers(&self) -> bool {
-        self.notifiers.as_ref().is_some_and(|n| n.count > 0)
+        self.kill
+            .as_ref()
+            .and_then(|k| k.notifiers.as_ref())
+            .is_some_and(|n| n.count > 0)
     }
 
     fn last_reap_end_ns(&self) -> Option<u64> {

@@ -128,7 +128,7 @@ impl App {
         }
         for change in &step.changes {
             if let Change::VictimMarked(id) = change
-                && let Some(at) = self.tracker().victim(*id).and_then(|v| v.killed_at_ns)
+                && let Some(at) = self.tracker().victim(*id).and_then(|v| v.killed_at_ns())
             {
                 bump(&mut self.kills, at / 1_000_000_000);
             }
@@ -187,8 +187,8 @@ impl App {
             .collect();
         match self.sort {
             SortKey::Newest => rows.reverse(),
-            SortKey::Pid => rows.sort_by_key(|v| (v.tgid.unwrap_or(v.pid), v.id)),
-            SortKey::Comm => rows.sort_by(|a, b| a.comm.cmp(&b.comm).then(b.id.cmp(&a.id))),
+            SortKey::Pid => rows.sort_by_key(|v| (v.tgid().unwrap_or(v.pid), v.id)),
+            SortKey::Comm => rows.sort_by(|a, b| a.comm().cmp(&b.comm()).then(b.id.cmp(&a.id))),
             SortKey::Outcome => {
                 rows.sort_by(|a, b| a.outcome.name().cmp(b.outcome.name()).then(b.id.cmp(&a.id)))
             }
@@ -201,7 +201,9 @@ impl App {
             SortKey::Rss => rows.sort_by_key(|v| {
                 (
                     std::cmp::Reverse(
-                        v.memory_at_kill
+                        v.kill
+                            .as_ref()
+                            .and_then(|k| k.memory)
                             .map(|m| m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib),
                     ),
                     std::cmp::Reverse(v.id),
@@ -213,16 +215,14 @@ impl App {
 
     /// The cgroup column's text for a victim.
     pub fn cgroup_of(&self, v: &Victim) -> String {
-        match v.memcg_id {
+        match v.kill.as_ref().and_then(|k| k.memcg_id) {
             Some(id) => cgroup_name(self.intake.annotations(), id),
             None => "-".into(),
         }
     }
 
     fn matches(&self, v: &Victim, needle: &str) -> bool {
-        v.comm
-            .as_deref()
-            .is_some_and(|c| c.to_lowercase().contains(needle))
+        v.comm().is_some_and(|c| c.to_lowercase().contains(needle))
             || self.cgroup_of(v).to_lowercase().contains(needle)
             || v.outcome.name().contains(needle)
             || v.pid.to_string() == needle

@@ -219,10 +219,14 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     let body: Vec<Row> = rows
         .iter()
         .map(|v| {
-            let rss = v.memory_at_kill.map_or("-".into(), |m| {
-                kib(m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib)
-            });
-            let time = v.killed_at_ns.map_or("-".into(), |t| {
+            let rss = v
+                .kill
+                .as_ref()
+                .and_then(|k| k.memory)
+                .map_or("-".into(), |m| {
+                    kib(m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib)
+                });
+            let time = v.killed_at_ns().map_or("-".into(), |t| {
                 app.intake.clock().local(t).format("%H:%M:%S").to_string()
             });
             let marks = format!(
@@ -232,8 +236,8 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
             );
             Row::new(vec![
                 Cell::from(time),
-                Cell::from(v.tgid.unwrap_or(v.pid).to_string()),
-                Cell::from(v.comm.clone().unwrap_or_else(|| "-".into())),
+                Cell::from(v.tgid().unwrap_or(v.pid).to_string()),
+                Cell::from(v.comm().unwrap_or("-").to_owned()),
                 Cell::from(app.cgroup_of(v)),
                 Cell::from(rss),
                 outcome_cell(v),
@@ -269,36 +273,39 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     let mut lines = vec![
         Line::from(format!(
             "{} {} (tid {})  memcg {}  uid {}  adj {}",
-            v.tgid.map_or("-".into(), |t| t.to_string()),
-            v.comm.as_deref().unwrap_or("-"),
+            v.tgid().map_or("-".into(), |t| t.to_string()),
+            v.comm().unwrap_or("-"),
             v.pid,
             app.cgroup_of(v),
-            v.uid.map_or("-".into(), |u| u.to_string()),
-            v.oom_score_adj.map_or("-".into(), |a| a.to_string()),
+            v.kill
+                .as_ref()
+                .and_then(|k| k.uid)
+                .map_or("-".into(), |u| u.to_string()),
+            v.kill
+                .as_ref()
+                .and_then(|k| k.oom_score_adj)
+                .map_or("-".into(), |a| a.to_string()),
         ))
         .bold(),
     ];
-    if let Some(m) = v.memory_at_kill {
+    if let Some((m, k)) = v.kill.as_ref().and_then(|k| Some((k.memory?, k))) {
         lines.push(Line::from(format!(
-            "at kill: anon {} file {} shmem {} pgtables {}; trigger {}",
+            "at kill: anon {} file {} shmem {} pgtables {}; trigger {} ({})",
             kib(m.anon_rss_kib),
             kib(m.file_rss_kib),
             kib(m.shmem_rss_kib),
             kib(m.pgtables_kib),
-            v.trigger.as_ref().map_or("-".into(), |t| format!(
-                "{} ({})",
-                t.tgid.unwrap_or(t.pid),
-                t.comm.as_deref().unwrap_or("-")
-            ))
+            k.trigger.tgid.unwrap_or(k.trigger.pid),
+            k.trigger.comm.as_deref().unwrap_or("-")
         )));
     }
-    if let Some(domain) = &v.oom_domain {
+    if let Some(domain) = v.kill.as_ref().and_then(|k| k.domain.as_ref()) {
         lines.push(Line::from(oom_domain_text(
             domain,
             app.intake.annotations(),
         )));
     }
-    if let Some(n) = &v.notifiers {
+    if let Some(n) = v.kill.as_ref().and_then(|k| k.notifiers.as_ref()) {
         let names = notifier_names(app.intake.annotations(), n);
         let names = if names.is_empty() {
             String::new()
@@ -316,9 +323,9 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
         )));
     }
     lines.push(Line::from("timeline:").bold());
-    let base = v.killed_at_ns.or(v.woken_at_ns).unwrap_or_default();
+    let base = v.killed_at_ns().or(v.woken_at_ns).unwrap_or_default();
     let at = |t: u64| format!("  +{:<9}", duration(t.saturating_sub(base)));
-    if let Some(k) = v.killed_at_ns {
+    if let Some(k) = v.killed_at_ns() {
         lines.push(Line::from(format!("{}kill", at(k))));
     }
     if let Some(w) = v.woken_at_ns {

@@ -75,6 +75,31 @@ pub enum AttachKind {
     Kprobe = 4,
 }
 
+impl AttachKind {
+    /// Every kind, in discriminant order.
+    pub const ALL: [Self; 4] = [
+        Self::BtfTracePoint,
+        Self::TracePoint,
+        Self::Fentry,
+        Self::Kprobe,
+    ];
+
+    /// Its machine-readable name, as in JSON output, recordings and metric labels.
+    pub const fn id(self) -> &'static str {
+        match self {
+            Self::BtfTracePoint => "btf_tracepoint",
+            Self::TracePoint => "tracepoint",
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+        }
+    }
+
+    /// The kind whose [`AttachKind::id`] is `id`.
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.id() == id)
+    }
+}
+
 impl TryFrom<u32> for AttachKind {
     type Error = u32;
 

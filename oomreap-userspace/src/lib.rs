@@ -9,7 +9,7 @@
 
 pub mod capture;
 pub mod cgroup;
-pub mod display;
+pub mod clock;
 pub mod doctor;
 pub mod enrich;
 pub mod exporter;

@@ -70,3 +70,29 @@ pub enum CaptureError {
         source: std::io::Error,
     },
 }
+
+/// `error: cause: cause`, the way `anyhow` prints `{:#}`, for typed errors.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chains_read_outer_to_inner() {
+        let inner = std::io::Error::other("disk on fire");
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to read x")]
+        struct Outer(#[source] std::io::Error);
+        assert_eq!(error_chain(&Outer(inner)), "failed to read x: disk on fire");
+    }
+}

@@ -14,7 +14,7 @@ use oomreap_common::event::AttachKind;
 use super::{
     CaptureError, HookStatus, brief, empty_program::TracingEnd, function_btf::FunctionBtf, program,
 };
-use crate::display::error_chain;
+use crate::capture::error_chain;
 
 /// Which function attach mode the user asked for.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -158,10 +158,7 @@ pub fn attach_function(
     for &mode in preference.modes() {
         let mode_btf = match mode {
             // An injected refusal is attach_mode's to report, before any BTF.
-            AttachKind::Fentry
-                if crate::faults::refusal(crate::display::attach_id(mode), spec.function)
-                    .is_none() =>
-            {
+            AttachKind::Fentry if crate::faults::refusal(mode.id(), spec.function).is_none() => {
                 match btf.for_function(spec.function, spec.tracing_end()) {
                     Ok(btf) => Some(btf),
                     Err(why) => {
@@ -186,8 +183,8 @@ pub fn attach_function(
                 }
                 Err(why) => {
                     let what = match form {
-                        true => format!("{} (bpf_loop form)", crate::display::attach_id(mode)),
-                        false => crate::display::attach_id(mode).to_string(),
+                        true => format!("{} (bpf_loop form)", mode.id()),
+                        false => mode.id().to_string(),
                     };
                     log::info!("{}: {what} refused: {why}", spec.function);
                     refusals.push(format!("{what} refused: {why}"));
@@ -216,7 +213,7 @@ pub fn attach_mode(
     btf: Option<&aya::Btf>,
     bpf_loop: bool,
 ) -> Result<(), String> {
-    if let Some(why) = crate::faults::refusal(crate::display::attach_id(mode), spec.function) {
+    if let Some(why) = crate::faults::refusal(mode.id(), spec.function) {
         return Err(why);
     }
     let programs = spec.programs(mode, bpf_loop);

@@ -306,7 +306,7 @@ fn run(
                     log::warn!(
                         "{} not attached for this victim: {}",
                         hook.spec.name,
-                        super::brief(&crate::display::error_chain(&err))
+                        super::brief(&crate::capture::error_chain(&err))
                     );
                 }
             }

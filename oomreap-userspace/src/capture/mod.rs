@@ -26,7 +26,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
-pub use error::CaptureError;
+pub use error::{CaptureError, error_chain};
 use function_btf::FunctionBtf;
 pub use functions::{FUNCTIONS, FunctionPreference};
 use gate::{Gate, GatedHook, HookLink};
@@ -40,7 +40,7 @@ pub use plan::{AttachPreference, HookPlan, KernelPaths};
 use tokio::{io::unix::AsyncFd, task::JoinHandle};
 
 use crate::{
-    display::{error_chain, monotonic_now_ns},
+    clock::monotonic_now_ns,
     kernel::{attach_btf::TargetKind, privilege::Capabilities},
     wire::encode,
 };

@@ -9,7 +9,7 @@ use oomreap_common::{event::AttachKind, layout::KernelLayout};
 
 use super::{CaptureError, FUNCTIONS, hooks::HookSpec};
 use crate::{
-    display::error_chain,
+    capture::error_chain,
     kernel::{
         attach_btf::{AttachTargets, TargetKind},
         btf::{BtfError, DEFAULT_BTF_PATH, KernelBtf, tracepoint_typedef},

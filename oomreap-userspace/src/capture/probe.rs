@@ -6,10 +6,7 @@ use aya::EbpfLoader;
 use oomreap_common::event::AttachKind;
 
 use super::{CaptureError, EBPF_OBJECT, functions};
-use crate::{
-    display::{attach_id, error_chain},
-    kernel::btf::KernelBtf,
-};
+use crate::{capture::error_chain, kernel::btf::KernelBtf};
 
 /// Whether one attach mode works on this kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +28,7 @@ pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
     let mut probes = Vec::new();
     for spec in &functions::FUNCTIONS {
         for mode in [AttachKind::Fentry, AttachKind::Kprobe] {
-            let name = format!("{} {}", attach_id(mode), spec.function);
+            let name = format!("{} {}", mode.id(), spec.function);
             // As the capture does: the unrolled form if the bpf_loop one is refused.
             let mut refusals = Vec::new();
             for &form in spec.forms(mode, bpf_loop) {

@@ -14,7 +14,7 @@ pub(crate) use doctor::run_doctor;
 pub(crate) use inject::{run_helper, run_inject};
 use oomreap::{
     capture::{Capture, CaptureOptions},
-    display::WallClock,
+    clock::WallClock,
     intake::{Intake, IntakeOptions},
     kernel::privilege,
     recording::{self, RecordWriter},

@@ -9,8 +9,7 @@ use oomreap_common::event::AttachKind;
 use serde_json::{Value, json};
 
 use crate::{
-    capture::{Capture, CaptureOptions, HOOKS, HookStatus, probe},
-    display::error_chain,
+    capture::{Capture, CaptureOptions, HOOKS, HookStatus, error_chain, probe},
     kernel::{privilege::Capabilities, reaper, tracefs},
 };
 
@@ -152,7 +151,7 @@ fn kernel_release() -> String {
 }
 
 fn attach_name(kind: AttachKind) -> &'static str {
-    crate::display::attach_label(kind)
+    crate::wording::attach_label(kind)
 }
 
 /// The report as aligned text.
@@ -255,7 +254,7 @@ pub fn json(report: &Report) -> Value {
             "name": h.name,
             "provides": h.provides,
             "attached": h.attach.is_some(),
-            "attach": h.attach.map(crate::display::attach_id),
+            "attach": h.attach.map(oomreap_common::event::AttachKind::id),
             "note": h.note,
             "attached_when": h.attached_when,
         })).collect::<Vec<_>>(),

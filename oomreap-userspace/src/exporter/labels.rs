@@ -1,10 +1,12 @@
 //! Caps how many memory cgroups get a label of their own, so a node with thousands of
 //! short-lived cgroups cannot blow up Prometheus: the most recently active `cap` cgroups keep
 //! their series; the rest are counted as `other`.
-use prometheus_client::metrics::{counter::Counter, family::Family};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
 
-use super::metrics::CgroupOutcome;
-use crate::enrich::CgroupInfo;
+use crate::intake::CgroupInfo;
 
 /// The label of cgroups beyond the cap.
 pub const OTHER: &str = "other";
@@ -94,6 +96,30 @@ impl CgroupLabels {
                 labels
             }
             None => CgroupIdentity::path(OTHER),
+        }
+    }
+}
+
+/// A cgroup's labels and a victim outcome: the series of `oomreap_cgroup_victims_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CgroupOutcome {
+    cgroup: String,
+    namespace: String,
+    pod: String,
+    container: String,
+    pod_uid: String,
+    outcome: String,
+}
+
+impl CgroupOutcome {
+    pub fn new(cgroup: &CgroupIdentity, outcome: &str) -> Self {
+        Self {
+            cgroup: cgroup.cgroup.clone(),
+            namespace: cgroup.namespace.clone(),
+            pod: cgroup.pod.clone(),
+            container: cgroup.container.clone(),
+            pod_uid: cgroup.pod_uid.clone(),
+            outcome: outcome.into(),
         }
     }
 }

@@ -20,8 +20,7 @@ pub use web_config::{BasicAuth, WebConfig, WebConfigError};
 
 use crate::{
     intake::{Annotations, Intake, IntakeError, Step},
-    tracker::Victim,
-    wire::Notifiers,
+    tracker::{Notifiers, Victim},
 };
 
 /// The default `--listen`: loopback only, so exposing metrics is an explicit choice.
@@ -154,7 +153,7 @@ struct Names {
     labels: CgroupLabels,
     /// The family whose series an evicted cgroup label leaves.
     cgroup_victims: prometheus_client::metrics::family::Family<
-        metrics::CgroupOutcome,
+        labels::CgroupOutcome,
         prometheus_client::metrics::counter::Counter,
     >,
 }

@@ -107,7 +107,7 @@ impl Annotations {
             .map(|h| {
                 json!({
                     "name": h.name,
-                    "attach": h.attach.map(crate::display::attach_id),
+                    "attach": h.attach.map(oomreap_common::event::AttachKind::id),
                     "note": h.note,
                     "attached_when": h.attached_when,
                 })
@@ -230,7 +230,7 @@ fn stack_from_json(value: &Value) -> Option<(u32, Stack)> {
 fn hook_from_json(value: &Value) -> Option<HookStatus> {
     let (name, provides) = crate::capture::known_hook(value["name"].as_str()?)?;
     let attach = match value["attach"].as_str() {
-        Some(id) => Some(attach_kind(id)?),
+        Some(id) => Some(AttachKind::from_id(id)?),
         None => None,
     };
     Some(HookStatus {
@@ -240,17 +240,6 @@ fn hook_from_json(value: &Value) -> Option<HookStatus> {
         note: value["note"].as_str().map(str::to_owned),
         attached_when: value["attached_when"].as_str().map(str::to_owned),
     })
-}
-
-fn attach_kind(id: &str) -> Option<AttachKind> {
-    [
-        AttachKind::BtfTracePoint,
-        AttachKind::TracePoint,
-        AttachKind::Fentry,
-        AttachKind::Kprobe,
-    ]
-    .into_iter()
-    .find(|&kind| crate::display::attach_id(kind) == id)
 }
 
 #[cfg(test)]

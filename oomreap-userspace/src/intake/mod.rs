@@ -15,14 +15,18 @@ use std::{collections::VecDeque, time::Duration};
 
 pub use annotations::{Annotations, HolderStacks};
 
-pub use crate::capture::{HookStatus, KernelCounters};
 use crate::{
     capture::{Capture, CaptureError},
-    display::{WallClock, monotonic_now_ns},
+    clock::{WallClock, monotonic_now_ns},
     enrich::Enricher,
-    recording::{RecordKind, RecordWriter, Recording, RecordingError},
+    recording::{RecordKind, RecordWriter, RecordingError},
     tracker::{Change, Tracker},
     wire::{DecodeError, Event, decode},
+};
+pub use crate::{
+    capture::{HookStatus, KernelCounters},
+    enrich::CgroupInfo,
+    recording::Recording,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -499,7 +503,7 @@ impl Intake {
                     let Some(v) = self.tracker.victim(*victim) else {
                         continue;
                     };
-                    if let Some(pids) = crate::wording::new_lock_holders(v, *index) {
+                    if let Some(pids) = v.new_lock_holders(*index) {
                         let stacks = pids.iter().map(|&pid| (pid, enricher.stack(pid))).collect();
                         records.push(self.annotations.add_stacks(*victim, *index, stacks));
                     }

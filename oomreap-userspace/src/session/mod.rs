@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use oomreap::{capture::{Capture, CaptureOptions}, display::WallClock, intake::{Intake, IntakeOptions}};
+//! use oomreap::{capture::{Capture, CaptureOptions}, clock::WallClock, intake::{Intake, IntakeOptions}};
 //! use oomreap::session::{Expectation, Scope, Session};
 //! let capture = Capture::start(&CaptureOptions::default())?;
 //! let intake = Intake::live(capture, WallClock::now(), IntakeOptions::default())?;
@@ -24,7 +24,7 @@ pub use expect::{Expectation, FailOn, Verdict, judge};
 pub use report::{REPORT_SCHEMA_VERSION, Report, VictimSummary};
 
 use crate::{
-    display::monotonic_now_ns,
+    clock::monotonic_now_ns,
     intake::{Intake, IntakeError},
     tracker::{Change, VictimId},
 };

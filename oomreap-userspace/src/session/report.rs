@@ -3,7 +3,10 @@
 use serde_json::{Value, json};
 
 use super::expect::Verdict;
-use crate::{enrich::CgroupInfo, tracker::Victim, wire::OomDomain};
+use crate::{
+    intake::CgroupInfo,
+    tracker::{OomDomain, Victim},
+};
 
 /// Version of the report's JSON schema.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -181,7 +184,7 @@ impl Report {
                 "PID", "COMM", "OUTCOME", "ATTEMPTS", "FAILED", "KILL→REAPED", "KILL→FREED"
             ));
         }
-        let ms = |ns: Option<u64>| ns.map_or("-".to_owned(), crate::display::duration);
+        let ms = |ns: Option<u64>| ns.map_or("-".to_owned(), crate::wording::duration);
         for v in &self.victims {
             out.push_str(&format!(
                 "{:>7} {:<16} {:<13} {:>8} {:>7} {:>12} {:>12}\n",

@@ -222,7 +222,7 @@ mod tests {
         let seed = std::env::var("OOMREAP_FUZZ_SEED")
             .ok()
             .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-            .unwrap_or_else(crate::display::monotonic_now_ns);
+            .unwrap_or_else(crate::clock::monotonic_now_ns);
         let cases = run_for(seed, Duration::from_secs(seconds));
         // Written directly: libtest hides a passing test's output, and the count must show.
         use std::io::Write as _;

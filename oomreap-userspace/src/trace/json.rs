@@ -5,8 +5,10 @@ use serde_json::{Value, json};
 pub use crate::wording::SCHEMA_VERSION;
 use crate::{
     intake::{Annotations, Intake},
-    tracker::{AttemptResult, Change, GiveUpCause, Victim, VictimId},
-    wire::{LockSnapshot, RetryKind, Rss, Task, has_mmf_oom_skip},
+    tracker::{
+        AttemptResult, Change, GiveUpCause, LockSnapshot, RetryKind, Rss, Task, Victim, VictimId,
+        has_mmf_oom_skip,
+    },
 };
 
 /// The object for one change, or `None` when the victim was already evicted.
@@ -120,7 +122,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                 "refusals": call.refusals,
                 "duration_ns": call.timestamp_ns.saturating_sub(call.entered_ns),
                 "mm": format!("{:#x}", call.mm),
-                "attach": crate::display::attach_id(call.attach),
+                "attach": call.attach.id(),
             }),
         ),
         Change::NotifierRefused { victim, refusal } => (
@@ -133,7 +135,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                 "ret": refusal.ret,
                 "caller_tid": refusal.caller_pid,
                 "notifiers": notifiers_json(&refusal.notifiers, cx.annotations()),
-                "attach": crate::display::attach_id(refusal.attach),
+                "attach": refusal.attach.id(),
             }),
         ),
         Change::Finished(id) => {
@@ -204,7 +206,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         })
         .collect();
     json!({
-        "attach": crate::display::attach_id(k.attach),
+        "attach": k.attach.id(),
         "uid": k.uid,
         "oom_score_adj": k.oom_score_adj,
         "memory": k.memory.map(|m| json!({
@@ -236,7 +238,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
     })
 }
 
-fn notifiers_json(n: &crate::wire::Notifiers, annotations: &Annotations) -> Value {
+fn notifiers_json(n: &crate::tracker::Notifiers, annotations: &Annotations) -> Value {
     let callbacks: Vec<Value> = n
         .callbacks
         .iter()

@@ -10,8 +10,7 @@ pub mod text;
 use std::io::Write;
 
 use crate::{
-    intake::{HookStatus, Intake, IntakeError, Losses},
-    recording::Recording,
+    intake::{HookStatus, Intake, IntakeError, Losses, Recording},
     tracker::Change,
 };
 
@@ -150,7 +149,7 @@ fn announce(hooks: &[HookStatus], err: &mut impl Write) -> std::io::Result<()> {
         .collect();
     let classic = hooks
         .iter()
-        .any(|h| h.attach == Some(crate::wire::AttachKind::TracePoint));
+        .any(|h| h.attach == Some(crate::tracker::AttachKind::TracePoint));
     let kind = if classic {
         " (some as classic tracepoints: reduced detail)"
     } else {

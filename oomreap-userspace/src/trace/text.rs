@@ -1,12 +1,10 @@
 //! Human-readable lines: one per lifecycle step, one summary per victim.
 use crate::{
-    display::{duration, kib},
     intake::Intake,
-    tracker::{AttemptResult, Change, Victim, VictimId},
-    wire::{AttachKind, Rss},
+    tracker::{AttachKind, AttemptResult, Change, Rss, Victim, VictimId},
     wording::{
-        cgroup_name, lock_text, mm_flags_text, mrelease_result, notifier_names, oom_domain_text,
-        skip_cause, summary, task,
+        cgroup_name, duration, kib, lock_text, mm_flags_text, mrelease_result, notifier_names,
+        oom_domain_text, skip_cause, summary, task,
     },
 };
 
@@ -77,7 +75,7 @@ pub fn lines(cx: &Intake, change: &Change) -> Vec<String> {
             let took = duration(call.timestamp_ns.saturating_sub(call.entered_ns));
             let detail = format!(
                 "__oom_reap_task_mm ({who}): {result} in {took} [{}]",
-                crate::display::attach_id(call.attach)
+                call.attach.id()
             );
             unattributed_or_row(cx, *victim, call.timestamp_ns, "reap_fn", &detail)
         }
@@ -215,7 +213,7 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
     parts.join(" ")
 }
 
-fn notifiers(n: &crate::wire::Notifiers, cx: &Intake) -> String {
+fn notifiers(n: &crate::tracker::Notifiers, cx: &Intake) -> String {
     if n.count == 0 {
         return "notifiers none".into();
     }

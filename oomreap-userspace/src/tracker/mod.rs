@@ -26,9 +26,13 @@ pub use victim::{
     Attempt, AttemptResult, GiveUpCause, MreleaseCall, Outcome, REFUSALS_KEPT, Victim, VictimId,
 };
 
-use crate::wire::{
-    Event, MarkVictim, NotifierRefused, ReapCall, RetryCounter, RetryCounts, ScoreAdj, SkipCause,
+/// The decoded events a victim's story is told in, as the front ends read them: they import
+/// the tracker, not the wire decoder.
+pub use crate::wire::{
+    AttachKind, LockSnapshot, MarkVictim, Notifiers, OomDomain, RetryKind, Rss, SkipCause, Task,
+    has_mmf_oom_skip,
 };
+use crate::wire::{Event, NotifierRefused, ReapCall, RetryCounter, RetryCounts, ScoreAdj};
 
 /// How long after a victim's kill the kernel may still act on it: the reaper's timer (2 s),
 /// its ten attempts 100 ms apart, and slack for a loaded machine. A reaper pass or a

@@ -255,6 +255,21 @@ impl Victim {
         self.kill.as_ref().and_then(|k| k.victim.comm.as_deref())
     }
 
+    /// The lock holders of attempt `index` when they are worth a stack: it was skipped on a
+    /// contended lock whose holders differ from the previous attempt's (the same jam repeats
+    /// for every attempt).
+    pub fn new_lock_holders(&self, index: usize) -> Option<Vec<u32>> {
+        let holders = |i: usize| match self.attempts.get(i).map(|a| &a.result) {
+            Some(AttemptResult::Skipped {
+                lock: Some(lock), ..
+            }) => Some(lock_pids(lock)),
+            _ => None,
+        };
+        let now = holders(index)?;
+        let before = index.checked_sub(1).and_then(holders);
+        (before.as_ref() != Some(&now)).then_some(now)
+    }
+
     /// Kill to the reaper's wake-up.
     pub fn kill_to_wake_ns(&self) -> Option<u64> {
         self.woken_at_ns?.checked_sub(self.killed_at_ns()?)
@@ -435,4 +450,18 @@ impl Victim {
             _ => None,
         })
     }
+}
+
+/// The owner (if a task is named) and the waiters.
+fn lock_pids(lock: &LockSnapshot) -> Vec<u32> {
+    let mut pids: Vec<u32> = lock.owner.iter().map(|o| o.pid).collect();
+    pids.extend(
+        lock.waiters
+            .iter()
+            .flatten()
+            .map(|w| w.pid)
+            .filter(|&p| p != 0),
+    );
+    pids.dedup();
+    pids
 }

@@ -16,7 +16,7 @@ use crossterm::event::{Event as TermEvent, EventStream};
 use futures_util::StreamExt as _;
 use ratatui::{Terminal, backend::CrosstermBackend};
 
-use crate::{display::monotonic_now_ns, intake::IntakeError};
+use crate::{clock::monotonic_now_ns, intake::IntakeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopError {

@@ -13,10 +13,10 @@ use ratatui::{
 
 use super::app::{App, Mode};
 use crate::{
-    display::{duration, kib},
-    tracker::{Attempt, AttemptResult, Outcome, Victim},
-    wire::SkipCause,
-    wording::{lock_text, notifier_names, oom_domain_text, skip_cause_brief, summary},
+    tracker::{Attempt, AttemptResult, Outcome, SkipCause, Victim},
+    wording::{
+        duration, kib, lock_text, notifier_names, oom_domain_text, skip_cause_brief, summary,
+    },
 };
 
 /// Rows a terminal needs before the charts get a panel of their own.
@@ -136,7 +136,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let attached = hooks.iter().filter(|h| h.attach.is_some()).count();
     let classic = hooks
         .iter()
-        .filter(|h| h.attach == Some(crate::wire::AttachKind::TracePoint))
+        .filter(|h| h.attach == Some(crate::tracker::AttachKind::TracePoint))
         .count();
     let third = if hooks.is_empty() {
         Line::from("hooks: recorded stream")
@@ -531,7 +531,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         for hook in hooks {
             let how = hook
                 .attach
-                .map_or("not attached", crate::display::attach_label);
+                .map_or("not attached", crate::wording::attach_label);
             lines.push(Line::from(format!("  {:<38}{how}", hook.name)));
         }
     }

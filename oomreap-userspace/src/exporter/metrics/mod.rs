@@ -40,11 +40,10 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::labels::CgroupIdentity;
+use super::labels::{CgroupIdentity, CgroupOutcome};
 use crate::{
     intake::{HookStatus, KernelCounters},
-    tracker::{AttemptResult, Change, GiveUpCause, Tracker, Victim},
-    wire::{Notifiers, SkipCause},
+    tracker::{AttemptResult, Change, GiveUpCause, Notifiers, SkipCause, Tracker, Victim},
 };
 
 /// Bucket bounds (seconds) for the kill→… histograms: the reaper waits 2 s, then retries
@@ -63,29 +62,6 @@ const REAP_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CgroupOutcome {
-    cgroup: String,
-    namespace: String,
-    pod: String,
-    container: String,
-    pod_uid: String,
-    outcome: String,
-}
-
-impl CgroupOutcome {
-    pub fn new(cgroup: &CgroupIdentity, outcome: &str) -> Self {
-        Self {
-            cgroup: cgroup.cgroup.clone(),
-            namespace: cgroup.namespace.clone(),
-            pod: cgroup.pod.clone(),
-            container: cgroup.container.clone(),
-            pod_uid: cgroup.pod_uid.clone(),
-            outcome: outcome.into(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -351,7 +327,9 @@ impl Metrics {
     /// Records how each hook is attached.
     pub fn set_hooks(&self, hooks: &[HookStatus]) {
         for hook in hooks {
-            let mode = hook.attach.map_or("none", crate::display::attach_id);
+            let mode = hook
+                .attach
+                .map_or("none", oomreap_common::event::AttachKind::id);
             // Tracepoints are named `category:event`, kernel functions by their symbol.
             let kind = if hook.name.contains(':') {
                 "tracepoint"

@@ -1,11 +1,14 @@
 //! How oomreap words what it saw, for every front end alike: skip causes, the lock text,
-//! which lock holders' stacks are worth showing, process_mrelease's return values,
+//! process_mrelease's return values,
 //! notifier and cgroup names, tasks and outcome summaries. trace, top and serve import this,
 //! never each other.
+mod units;
+
+pub use units::{attach_label, duration, kib};
+
 use crate::{
-    display::{duration, kib},
     intake::Annotations,
-    tracker::{AttemptResult, GiveUpCause, Outcome, Victim},
+    tracker::{GiveUpCause, Outcome, Victim},
     wire::{LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
 };
 
@@ -39,35 +42,6 @@ pub fn mm_flags_text(mm_flags: u64) -> String {
         "clear"
     };
     format!("mm flags {mm_flags:#x}: MMF_OOM_SKIP {state}")
-}
-
-/// The owner (if a task is named) and the waiters.
-pub fn lock_pids(lock: &LockSnapshot) -> Vec<u32> {
-    let mut pids: Vec<u32> = lock.owner.iter().map(|o| o.pid).collect();
-    pids.extend(
-        lock.waiters
-            .iter()
-            .flatten()
-            .map(|w| w.pid)
-            .filter(|&p| p != 0),
-    );
-    pids.dedup();
-    pids
-}
-
-/// The lock holders of attempt `index` when they are worth a stack: it was skipped on a
-/// contended lock whose holders differ from the previous attempt's (the same jam repeats
-/// for every attempt).
-pub fn new_lock_holders(v: &Victim, index: usize) -> Option<Vec<u32>> {
-    let holders = |i: usize| match v.attempts.get(i).map(|a| &a.result) {
-        Some(AttemptResult::Skipped {
-            lock: Some(lock), ..
-        }) => Some(lock_pids(lock)),
-        _ => None,
-    };
-    let now = holders(index)?;
-    let before = index.checked_sub(1).and_then(holders);
-    (before.as_ref() != Some(&now)).then_some(now)
 }
 
 /// `writer-locked, 2 readers, waiters queued; owner 12 (x, reader hint); waiters 13 (y, write)`.

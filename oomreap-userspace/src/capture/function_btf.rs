@@ -4,7 +4,10 @@
 //! The functions' ids sit high in the kernel's BTF, so this BTF is most of oomreap's start-up
 //! memory (7 MiB for `oom_kill_process` on 6.18). A kernel that refuses fentry outright never
 //! gets it built, and the tracepoints' smaller BTF is gone before it is.
-use super::empty_program::{self, TracingEnd};
+use super::{
+    empty_program::{self, TracingEnd},
+    refusal::Cause,
+};
 use crate::kernel::attach_btf::{AttachTargets, TargetKind};
 
 /// The functions' BTF for aya, once a function's empty program has loaded.
@@ -24,20 +27,29 @@ impl<'a> FunctionBtf<'a> {
 
     /// The BTF for hooking `function` at `end`, or why fentry/fexit cannot be tried on it: no
     /// kernel BTF, no such function in it, or the kernel refused even an empty program there.
-    pub fn for_function(&mut self, function: &str, end: TracingEnd) -> Result<&aya::Btf, String> {
-        let targets = self.targets.ok_or("fentry needs kernel BTF")?;
+    pub fn for_function(
+        &mut self,
+        function: &'static str,
+        end: TracingEnd,
+    ) -> Result<&aya::Btf, Cause> {
+        let targets = self.targets.ok_or(Cause::NoKernelBtf)?;
         match &mut self.built {
             Some(btf) => Ok(btf),
             unbuilt @ None => {
                 let id = targets
                     .id_of(function, TargetKind::Func)
-                    .ok_or_else(|| format!("the kernel's BTF has no function {function:?}"))?;
+                    .ok_or(Cause::NoFunctionInBtf(function))?;
                 empty_program::load_empty_tracing_program(id, end).map_err(|err| {
-                    format!("the kernel refused even an empty program on it: BPF_PROG_LOAD: {err}")
+                    match err.raw_os_error() {
+                        Some(libc::EPERM) => Cause::FentryForbidden,
+                        _ => Cause::Error(format!(
+                            "the kernel refused even an empty program on it: BPF_PROG_LOAD: {err}"
+                        )),
+                    }
                 })?;
-                let btf = targets
-                    .btf(TargetKind::Func)
-                    .map_err(|err| format!("failed to build the attach BTF: {err}"))?;
+                let btf = targets.btf(TargetKind::Func).map_err(|err| {
+                    Cause::Error(format!("failed to build the attach BTF: {err}"))
+                })?;
                 Ok(unbuilt.insert(btf))
             }
         }

@@ -12,9 +12,13 @@ use aya::{
 use oomreap_common::event::AttachKind;
 
 use super::{
-    CaptureError, HookStatus, brief, empty_program::TracingEnd, function_btf::FunctionBtf, program,
+    CaptureError, HookStatus,
+    empty_program::TracingEnd,
+    function_btf::FunctionBtf,
+    hooks::{Function, Hook, Role},
+    program,
+    refusal::{self, Cause, Refusal},
 };
-use crate::capture::error_chain;
 
 /// Which function attach mode the user asked for.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -42,114 +46,12 @@ impl FunctionPreference {
     }
 }
 
-/// What a program of a function hook is.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) enum Role {
-    Fentry,
-    Fexit,
-    Kprobe,
-    Kretprobe,
-}
-
-/// A kernel function and the programs for each mode.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct FunctionSpec {
-    pub function: &'static str,
-    fentry: &'static [(&'static str, Role)],
-    kprobe: &'static [(&'static str, Role)],
-    /// For functions whose programs walk notifiers, the same programs in their form for a
-    /// kernel with `bpf_loop` (5.17+), whose callbacks the verifier checks in a fraction of
-    /// the time (`mm::notifiers`).
-    fentry_loop: Option<&'static [(&'static str, Role)]>,
-    kprobe_loop: Option<&'static [(&'static str, Role)]>,
-    pub provides: &'static str,
-    /// Its programs filter on the reap hook's in-flight map: useless without that hook.
-    pub needs_reap_hook: bool,
-}
-
-/// The functions oomreap hooks, in attach order: the notifier hook filters on the reap
-/// hook's in-flight map, so it only makes sense after it.
-pub const FUNCTIONS: [FunctionSpec; 3] = [
-    FunctionSpec {
-        function: "__oom_reap_task_mm",
-        fentry: &[
-            ("oom_reap_task_mm_fentry", Role::Fentry),
-            ("oom_reap_task_mm_fexit", Role::Fexit),
-        ],
-        kprobe: &[
-            ("oom_reap_task_mm_kprobe", Role::Kprobe),
-            ("oom_reap_task_mm_kretprobe", Role::Kretprobe),
-        ],
-        fentry_loop: None,
-        kprobe_loop: None,
-        provides: "exact reap passes: start, duration, complete or partial, for the reaper \
-                   and process_mrelease",
-        needs_reap_hook: false,
-    },
-    FunctionSpec {
-        function: "__mmu_notifier_invalidate_range_start",
-        fentry: &[("invalidate_range_start_fexit", Role::Fexit)],
-        kprobe: &[
-            ("invalidate_range_start_kprobe", Role::Kprobe),
-            ("invalidate_range_start_kretprobe", Role::Kretprobe),
-        ],
-        fentry_loop: Some(&[("invalidate_range_start_fexit_loop", Role::Fexit)]),
-        kprobe_loop: Some(&[
-            ("invalidate_range_start_kprobe", Role::Kprobe),
-            ("invalidate_range_start_kretprobe_loop", Role::Kretprobe),
-        ]),
-        provides: "the mmu notifiers that refused a reap's invalidation",
-        needs_reap_hook: true,
-    },
-    FunctionSpec {
-        function: "oom_kill_process",
-        fentry: &[("oom_kill_process_fentry", Role::Fentry)],
-        kprobe: &[("oom_kill_process_kprobe", Role::Kprobe)],
-        fentry_loop: None,
-        kprobe_loop: None,
-        provides: "the OOM killer's own record of a kill: its domain, constraint, and the \
-                   victim's badness points (without it they are derived and inferred)",
-        needs_reap_hook: false,
-    },
-];
-
-impl FunctionSpec {
-    pub(super) fn programs(
-        &self,
-        mode: AttachKind,
-        bpf_loop: bool,
-    ) -> &'static [(&'static str, Role)] {
-        let (plain, looping) = match mode {
-            AttachKind::Fentry => (self.fentry, self.fentry_loop),
-            _ => (self.kprobe, self.kprobe_loop),
-        };
-        looping.filter(|_| bpf_loop).unwrap_or(plain)
-    }
-
-    /// Where its fentry-mode programs begin: at the function's entry, or only at its exit.
-    fn tracing_end(&self) -> TracingEnd {
-        match self.fentry.first() {
-            Some((_, Role::Fexit)) => TracingEnd::Exit,
-            _ => TracingEnd::Entry,
-        }
-    }
-
-    /// The forms to try in `mode`, best first: the `bpf_loop` one where the kernel has the
-    /// helper and this function's programs have one, then the unrolled one.
-    pub(super) fn forms(&self, mode: AttachKind, bpf_loop: bool) -> &'static [bool] {
-        if bpf_loop && self.programs(mode, true) != self.programs(mode, false) {
-            &[true, false]
-        } else {
-            &[false]
-        }
-    }
-}
-
-/// Attaches one function in the best mode `preference` allows. `btf` gives fentry its BTF;
-/// `bpf_loop` says the kernel has that helper.
+/// Attaches one function hook in the best mode `preference` allows. `btf` gives fentry its
+/// BTF; `bpf_loop` says the kernel has that helper.
 pub fn attach_function(
     ebpf: &mut Ebpf,
-    spec: &FunctionSpec,
+    hook: &Hook,
+    function: &Function,
     preference: FunctionPreference,
     btf: &mut FunctionBtf<'_>,
     bpf_loop: bool,
@@ -158,77 +60,93 @@ pub fn attach_function(
     for &mode in preference.modes() {
         let mode_btf = match mode {
             // An injected refusal is attach_mode's to report, before any BTF.
-            AttachKind::Fentry if crate::faults::refusal(mode.id(), spec.function).is_none() => {
-                match btf.for_function(spec.function, spec.tracing_end()) {
+            AttachKind::Fentry
+                if crate::faults::refusal(mode.id(), function.function).is_none() =>
+            {
+                let end = match function.traced_from_entry() {
+                    true => TracingEnd::Entry,
+                    false => TracingEnd::Exit,
+                };
+                match btf.for_function(function.function, end) {
                     Ok(btf) => Some(btf),
-                    Err(why) => {
-                        log::info!("{}: fentry refused: {why}", spec.function);
-                        refusals.push(format!("fentry refused: {why}"));
+                    Err(cause) => {
+                        let refusal = Refusal::Refused {
+                            mode,
+                            program: None,
+                            cause,
+                        };
+                        log::info!("{}: {refusal}", function.function);
+                        refusals.push(refusal);
                         continue;
                     }
                 }
             }
             _ => None,
         };
-        for &form in spec.forms(mode, bpf_loop) {
-            match attach_mode(ebpf, spec, mode, mode_btf, form) {
+        for &form in function.forms(mode, bpf_loop) {
+            match attach_mode(ebpf, function, mode, mode_btf, form) {
                 Ok(()) => {
                     return HookStatus {
-                        name: spec.function,
-                        provides: spec.provides,
+                        name: hook.name,
+                        provides: hook.provides,
                         attach: Some(mode),
-                        note: (!refusals.is_empty()).then(|| refusals.join("; ")),
+                        note: refusal::note(&refusals),
                         attached_when: None,
                     };
                 }
-                Err(why) => {
-                    let what = match form {
-                        true => format!("{} (bpf_loop form)", mode.id()),
-                        false => mode.id().to_string(),
-                    };
-                    log::info!("{}: {what} refused: {why}", spec.function);
-                    refusals.push(format!("{what} refused: {why}"));
+                Err(refused) => {
+                    log::info!("{}: {refused}", function.function);
+                    refusals.push(refused);
                 }
             }
         }
     }
     if refusals.is_empty() {
-        refusals.push("function hooks turned off (--functions off)".to_owned());
+        refusals.push(Refusal::FunctionsOff);
     }
     HookStatus {
-        name: spec.function,
-        provides: spec.provides,
+        name: hook.name,
+        provides: hook.provides,
         attach: None,
-        note: Some(refusals.join("; ")),
+        note: refusal::note(&refusals),
         attached_when: None,
     }
 }
 
-/// Loads and attaches every program of one mode, or none: on failure those already loaded
-/// are unloaded again (which also detaches them).
+/// Loads and attaches every program of one mode (in its `bpf_loop` form or not), or none: on
+/// failure those already loaded are unloaded again (which also detaches them).
 pub fn attach_mode(
     ebpf: &mut Ebpf,
-    spec: &FunctionSpec,
+    function: &Function,
     mode: AttachKind,
     btf: Option<&aya::Btf>,
     bpf_loop: bool,
-) -> Result<(), String> {
-    if let Some(why) = crate::faults::refusal(mode.id(), spec.function) {
-        return Err(why);
+) -> Result<(), Refusal> {
+    let programs = function.programs(mode, bpf_loop);
+    let loop_program = programs
+        .iter()
+        .map(|(name, _)| *name)
+        .find(|name| super::is_loop_form(name));
+    let refused = |cause| Refusal::Refused {
+        mode,
+        program: loop_program,
+        cause,
+    };
+    if let Some(why) = crate::faults::refusal(mode.id(), function.function) {
+        return Err(refused(Cause::Error(why)));
     }
-    let programs = spec.programs(mode, bpf_loop);
-    if programs.iter().any(|(name, _)| super::is_loop_form(name))
-        && let Some(why) = crate::faults::refusal("bpf_loop", spec.function)
+    if loop_program.is_some()
+        && let Some(why) = crate::faults::refusal("bpf_loop", function.function)
     {
-        return Err(why);
+        return Err(refused(Cause::Error(why)));
     }
     for (done, &(name, role)) in programs.iter().enumerate() {
-        if let Err(err) = load_and_attach(ebpf, spec.function, name, role, btf) {
+        if let Err(err) = load_and_attach(ebpf, function.function, name, role, btf) {
             for &(loaded, role) in &programs[..done] {
                 unload(ebpf, loaded, role);
             }
             unload(ebpf, name, role);
-            return Err(brief(&error_chain(&err)));
+            return Err(refused(Cause::of(&err)));
         }
     }
     Ok(())

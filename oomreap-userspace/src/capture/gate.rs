@@ -35,7 +35,7 @@ use oomreap_common::{
     maps::{LAST_TRYLOCK, LastTrylock},
 };
 
-use super::{CaptureError, HookSpec, program};
+use super::{CaptureError, TracepointHook, program};
 
 /// How long the hooks stay after the last OOM or reaper event: more than the reaper's 2 s
 /// delay between a kill and its first trylock.
@@ -52,7 +52,7 @@ pub const THREAD_NAME: &str = "oomreap-gate";
 
 /// A hook the gate attaches and detaches.
 pub struct GatedHook {
-    pub spec: HookSpec,
+    pub hook: TracepointHook,
     pub program: &'static str,
     pub link: HookLink,
 }
@@ -82,7 +82,7 @@ impl Gate {
         let mut hooks: Vec<Gated> = hooks
             .into_iter()
             .map(|h| Gated {
-                spec: h.spec,
+                hook: h.hook,
                 program: h.program,
                 classic: matches!(h.link, HookLink::Classic(_)),
                 link: Some(h.link),
@@ -188,7 +188,7 @@ impl Schedule {
 }
 
 struct Gated {
-    spec: HookSpec,
+    hook: TracepointHook,
     program: &'static str,
     classic: bool,
     link: Option<HookLink>,
@@ -201,13 +201,13 @@ impl Gated {
         }
         let attach_error = |source| CaptureError::Attach {
             program: self.program,
-            hook: self.spec.name,
+            hook: self.hook.0.name,
             source,
         };
         self.link = Some(if self.classic {
             let p: &mut TracePoint = program(ebpf, self.program)?;
             HookLink::Classic(
-                p.attach(self.spec.category, self.spec.event)
+                p.attach(self.hook.1.category, self.hook.1.event)
                     .map_err(attach_error)?,
             )
         } else {
@@ -228,7 +228,7 @@ impl Gated {
             }
         };
         if let Ok(Err(err)) = result {
-            log::warn!("detaching {}: {err}", self.spec.name);
+            log::warn!("detaching {}: {err}", self.hook.0.name);
         }
     }
 }
@@ -305,7 +305,7 @@ fn run(
                     failed = true;
                     log::warn!(
                         "{} not attached for this victim: {}",
-                        hook.spec.name,
+                        hook.hook.0.name,
                         super::brief(&crate::capture::error_chain(&err))
                     );
                 }

@@ -1,196 +1,464 @@
-//! The kernel hooks oomreap attaches, and the programs for each.
+//! The kernel hooks oomreap attaches, each declared once: its kernel programs (BTF, classic and
+//! `_loop` forms, or fentry and kprobe ones), the classic record its programs read, what it
+//! needs, whether the gate holds it, and what is lost without it. Planning, loading,
+//! attaching, `doctor`, recordings and the object test all derive what they need from
+//! [`HOOKS`].
+use oomreap_common::event::AttachKind;
 
-/// One tracepoint and the programs that can attach to it.
+use crate::kernel::layout::ClassicRecord;
+
+/// One kernel hook.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct HookSpec {
-    /// The kernel's name, `category:event`.
+pub struct Hook {
+    /// The kernel's name: `category:event` for a tracepoint, the function's for a function.
     pub name: &'static str,
-    pub category: &'static str,
-    pub event: &'static str,
-    /// The BTF tracepoint program, if the hook has a BTF form (syscall tracepoints do not).
-    pub btf_program: Option<&'static str>,
-    /// The classic tracepoint program.
-    pub classic_program: &'static str,
+    pub target: Target,
     /// Without this hook there is nothing to show: failing to attach it is an error.
     pub required: bool,
-    /// It fires system-wide on paths every process takes: attached only while an OOM victim
-    /// is in flight, where the kernel allows (see `capture::gate`).
-    pub hot: bool,
-    /// What is lost without it, for `doctor` and warnings.
+    pub gate: GatePolicy,
+    /// What oomreap cannot show without it ("without it, oomreap cannot show …").
     pub provides: &'static str,
 }
 
-impl HookSpec {
-    /// The BTF program for a kernel whose tracepoint passes `args` arguments: older kernels
-    /// pass `mmap_lock_acquire_returned` a memcg path too, and need their own program. With
-    /// `bpf_loop` (5.17+), mark_victim's notifier walks run under it, which the verifier checks
-    /// in a fraction of the time; older kernels refuse the program that calls it.
-    pub fn btf_program_for(&self, args: usize, bpf_loop: bool) -> Option<&'static str> {
-        match (self.event, args) {
-            ("mmap_lock_acquire_returned", 4) => Some("mmap_lock_acquire_returned_memcg_btf"),
-            ("mark_victim", _) if bpf_loop => Some("mark_victim_btf_loop"),
-            _ => self.btf_program,
+/// Where a hook attaches, with its programs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Tracepoint(Tracepoint),
+    Function(Function),
+}
+
+/// A tracepoint and the programs that can attach to it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Tracepoint {
+    pub category: &'static str,
+    pub event: &'static str,
+    /// Its BTF tracepoint programs; `None` for syscall tracepoints, which have no BTF form.
+    pub btf: Option<BtfPrograms>,
+    /// The classic tracepoint program.
+    pub classic: &'static str,
+    /// The classic record whose field offsets its classic program reads.
+    pub record: ClassicRecord,
+}
+
+/// A BTF tracepoint's program and the variants some kernels need.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct BtfPrograms {
+    pub plain: &'static str,
+    /// The program for kernels whose tracepoint passes this many arguments, and it.
+    pub for_args: Option<(usize, &'static str)>,
+    /// Its form whose walks run under `bpf_loop` (5.17+), which the verifier checks in a
+    /// fraction of the time; older kernels refuse it.
+    pub bpf_loop: Option<&'static str>,
+}
+
+/// A kernel function and its programs in each mode.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub function: &'static str,
+    pub fentry: Programs,
+    pub kprobe: Programs,
+    /// The hook whose state its programs filter on: without that one attached, this one is
+    /// useless and is not attached.
+    pub needs: Option<&'static Hook>,
+}
+
+/// The programs one function attach mode loads together, or none.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Programs {
+    pub plain: &'static [(&'static str, Role)],
+    /// The same programs with their notifier walks under `bpf_loop` (5.17+).
+    pub bpf_loop: Option<&'static [(&'static str, Role)]>,
+}
+
+/// What a program of a function hook is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Fentry,
+    Fexit,
+    Kprobe,
+    Kretprobe,
+}
+
+/// When a hook is attached.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum GatePolicy {
+    /// From start-up to the end.
+    Always,
+    /// It fires system-wide on paths every process takes: attached only while an OOM victim
+    /// is in flight, where the kernel allows (see `capture::gate`).
+    WhileVictimInFlight,
+}
+
+impl Hook {
+    /// Its tracepoint, if it is one.
+    pub const fn tracepoint(&self) -> Option<&Tracepoint> {
+        match &self.target {
+            Target::Tracepoint(tracepoint) => Some(tracepoint),
+            Target::Function(_) => None,
+        }
+    }
+
+    /// Its function, if it is one.
+    pub const fn function(&self) -> Option<&Function> {
+        match &self.target {
+            Target::Function(function) => Some(function),
+            Target::Tracepoint(_) => None,
+        }
+    }
+
+    /// Every kernel program a plan can pick for it, on any kernel.
+    pub fn programs(&self) -> Vec<&'static str> {
+        match &self.target {
+            Target::Tracepoint(t) => {
+                let mut names = vec![t.classic];
+                if let Some(btf) = t.btf {
+                    names.push(btf.plain);
+                    names.extend(btf.for_args.map(|(_, program)| program));
+                    names.extend(btf.bpf_loop);
+                }
+                names
+            }
+            Target::Function(f) => [f.fentry, f.kprobe]
+                .iter()
+                .flat_map(|p| p.plain.iter().chain(p.bpf_loop.into_iter().flatten()))
+                .map(|(name, _)| *name)
+                .collect(),
         }
     }
 }
 
-const fn hook(
+impl BtfPrograms {
+    /// The program for a kernel whose tracepoint passes `args` arguments, in its `bpf_loop`
+    /// form where the kernel has that helper and the hook has such a form.
+    pub fn pick(&self, args: usize, bpf_loop: bool) -> &'static str {
+        match (self.for_args, self.bpf_loop) {
+            (Some((count, program)), _) if count == args => program,
+            (_, Some(program)) if bpf_loop => program,
+            _ => self.plain,
+        }
+    }
+}
+
+impl Function {
+    /// The programs to load in `mode` (fentry or kprobe), in their `bpf_loop` form or not.
+    pub fn programs(&self, mode: AttachKind, bpf_loop: bool) -> &'static [(&'static str, Role)] {
+        let programs = match mode {
+            AttachKind::Fentry => self.fentry,
+            _ => self.kprobe,
+        };
+        programs
+            .bpf_loop
+            .filter(|_| bpf_loop)
+            .unwrap_or(programs.plain)
+    }
+
+    /// The forms to try in `mode`, best first: the `bpf_loop` one where the kernel has the
+    /// helper and this function's programs have one, then the unrolled one.
+    pub fn forms(&self, mode: AttachKind, bpf_loop: bool) -> &'static [bool] {
+        if bpf_loop && self.programs(mode, true) != self.programs(mode, false) {
+            &[true, false]
+        } else {
+            &[false]
+        }
+    }
+
+    /// Whether its fentry-mode programs begin at the function's entry (or only at its exit).
+    pub fn traced_from_entry(&self) -> bool {
+        !matches!(self.fentry.plain.first(), Some((_, Role::Fexit)))
+    }
+}
+
+/// A tracepoint hook with the usual programs: `EVENT_btf` and `EVENT_tp`.
+const fn tracepoint(
+    name: &'static str,
     category: &'static str,
     event: &'static str,
-    name: &'static str,
-    btf_program: Option<&'static str>,
-    classic_program: &'static str,
+    programs: (&'static str, &'static str),
+    record: ClassicRecord,
     provides: &'static str,
-) -> HookSpec {
-    HookSpec {
+) -> Hook {
+    Hook {
         name,
-        category,
-        event,
-        btf_program,
-        classic_program,
+        target: Target::Tracepoint(Tracepoint {
+            category,
+            event,
+            btf: Some(BtfPrograms {
+                plain: programs.0,
+                for_args: None,
+                bpf_loop: None,
+            }),
+            classic: programs.1,
+            record,
+        }),
         required: false,
-        hot: false,
+        gate: GatePolicy::Always,
         provides,
     }
 }
 
-/// Every hook, in attach order: the victim first, so later events find it remembered.
-pub const HOOKS: [HookSpec; 12] = [
-    HookSpec {
-        required: true,
-        ..hook(
-            "oom",
-            "mark_victim",
-            "oom:mark_victim",
-            Some("mark_victim_btf"),
-            "mark_victim_tp",
-            "OOM victims",
-        )
-    },
-    hook(
+/// A syscall tracepoint: a classic program only, named after the event.
+const fn syscall(
+    name: &'static str,
+    event: &'static str,
+    record: ClassicRecord,
+    provides: &'static str,
+) -> Hook {
+    Hook {
+        name,
+        target: Target::Tracepoint(Tracepoint {
+            category: "syscalls",
+            event,
+            btf: None,
+            classic: event,
+            record,
+        }),
+        required: false,
+        gate: GatePolicy::Always,
+        provides,
+    }
+}
+
+const fn function(
+    function: &'static str,
+    fentry: Programs,
+    kprobe: Programs,
+    needs: Option<&'static Hook>,
+    provides: &'static str,
+) -> Hook {
+    Hook {
+        name: function,
+        target: Target::Function(Function {
+            function,
+            fentry,
+            kprobe,
+            needs,
+        }),
+        required: false,
+        gate: GatePolicy::Always,
+        provides,
+    }
+}
+
+const fn plain(programs: &'static [(&'static str, Role)]) -> Programs {
+    Programs {
+        plain: programs,
+        bpf_loop: None,
+    }
+}
+
+const MARK_VICTIM: Hook = Hook {
+    required: true,
+    name: "oom:mark_victim",
+    target: Target::Tracepoint(Tracepoint {
+        category: "oom",
+        event: "mark_victim",
+        btf: Some(BtfPrograms {
+            plain: "mark_victim_btf",
+            for_args: None,
+            bpf_loop: Some("mark_victim_btf_loop"),
+        }),
+        classic: "mark_victim_tp",
+        record: ClassicRecord::MarkVictim,
+    }),
+    gate: GatePolicy::Always,
+    provides: "OOM victims",
+};
+
+const MMAP_LOCK: Hook = Hook {
+    name: "mmap_lock:mmap_lock_acquire_returned",
+    target: Target::Tracepoint(Tracepoint {
+        category: "mmap_lock",
+        event: "mmap_lock_acquire_returned",
+        btf: Some(BtfPrograms {
+            plain: "mmap_lock_acquire_returned_btf",
+            // Before 6.2 the tracepoint passes a memcg path too (four arguments).
+            for_args: Some((4, "mmap_lock_acquire_returned_memcg_btf")),
+            bpf_loop: None,
+        }),
+        classic: "mmap_lock_acquire_returned_tp",
+        record: ClassicRecord::Lock,
+    }),
+    required: false,
+    gate: GatePolicy::WhileVictimInFlight,
+    provides: "the reaper's trylock results (exact skip causes)",
+};
+
+/// The reap function: the notifier hook filters on its in-flight map.
+const REAP_TASK_MM: Hook = function(
+    "__oom_reap_task_mm",
+    plain(&[
+        ("oom_reap_task_mm_fentry", Role::Fentry),
+        ("oom_reap_task_mm_fexit", Role::Fexit),
+    ]),
+    plain(&[
+        ("oom_reap_task_mm_kprobe", Role::Kprobe),
+        ("oom_reap_task_mm_kretprobe", Role::Kretprobe),
+    ]),
+    None,
+    "exact reap passes: start, duration, complete or partial, for the reaper and \
+     process_mrelease",
+);
+
+/// Every hook, in attach order: the victim first, so later events find it remembered; a
+/// function after the one it [needs](Function::needs).
+pub const HOOKS: [Hook; 15] = [
+    MARK_VICTIM,
+    tracepoint(
+        "oom:wake_reaper",
         "oom",
         "wake_reaper",
-        "oom:wake_reaper",
-        Some("wake_reaper_btf"),
-        "wake_reaper_tp",
+        ("wake_reaper_btf", "wake_reaper_tp"),
+        ClassicRecord::Reaper,
         "the reaper's wake-up per victim",
     ),
-    hook(
+    tracepoint(
+        "oom:start_task_reaping",
         "oom",
         "start_task_reaping",
-        "oom:start_task_reaping",
-        Some("start_task_reaping_btf"),
-        "start_task_reaping_tp",
+        ("start_task_reaping_btf", "start_task_reaping_tp"),
+        ClassicRecord::Reaper,
         "reap starts",
     ),
-    hook(
+    tracepoint(
+        "oom:finish_task_reaping",
         "oom",
         "finish_task_reaping",
-        "oom:finish_task_reaping",
-        Some("finish_task_reaping_btf"),
-        "finish_task_reaping_tp",
+        ("finish_task_reaping_btf", "finish_task_reaping_tp"),
+        ClassicRecord::Reaper,
         "reap ends and memory freed",
     ),
-    hook(
+    tracepoint(
+        "oom:skip_task_reaping",
         "oom",
         "skip_task_reaping",
-        "oom:skip_task_reaping",
-        Some("skip_task_reaping_btf"),
-        "skip_task_reaping_tp",
+        ("skip_task_reaping_btf", "skip_task_reaping_tp"),
+        ClassicRecord::Reaper,
         "skipped reap attempts, their causes and lock holders",
     ),
-    HookSpec {
-        hot: true,
-        ..hook(
-            "mmap_lock",
-            "mmap_lock_acquire_returned",
-            "mmap_lock:mmap_lock_acquire_returned",
-            Some("mmap_lock_acquire_returned_btf"),
-            "mmap_lock_acquire_returned_tp",
-            "the reaper's trylock results (exact skip causes)",
-        )
-    },
-    hook(
+    MMAP_LOCK,
+    tracepoint(
+        "mmap:exit_mmap",
         "mmap",
         "exit_mmap",
-        "mmap:exit_mmap",
-        Some("exit_mmap_btf"),
-        "exit_mmap_tp",
+        ("exit_mmap_btf", "exit_mmap_tp"),
+        ClassicRecord::ExitMmap,
         "when a victim's memory is finally freed",
     ),
-    hook(
-        "syscalls",
-        "sys_enter_process_mrelease",
+    syscall(
         "syscalls:sys_enter_process_mrelease",
-        None,
         "sys_enter_process_mrelease",
+        ClassicRecord::MreleaseEnter,
         "process_mrelease(2) calls",
     ),
-    hook(
-        "syscalls",
-        "sys_exit_process_mrelease",
+    syscall(
         "syscalls:sys_exit_process_mrelease",
-        None,
         "sys_exit_process_mrelease",
+        ClassicRecord::MreleaseExit,
         "process_mrelease(2) results",
     ),
-    hook(
+    tracepoint(
+        "oom:oom_score_adj_update",
         "oom",
         "oom_score_adj_update",
-        "oom:oom_score_adj_update",
-        Some("oom_score_adj_update_btf"),
-        "oom_score_adj_update_tp",
+        ("oom_score_adj_update_btf", "oom_score_adj_update_tp"),
+        ClassicRecord::ScoreAdj,
         "oom_score_adj changes",
     ),
-    hook(
+    tracepoint(
+        "oom:reclaim_retry_zone",
         "oom",
         "reclaim_retry_zone",
-        "oom:reclaim_retry_zone",
-        Some("reclaim_retry_zone_btf"),
-        "reclaim_retry_zone_tp",
+        ("reclaim_retry_zone_btf", "reclaim_retry_zone_tp"),
+        ClassicRecord::Reclaim,
         "reclaim retries before OOMs",
     ),
-    hook(
+    tracepoint(
+        "oom:compact_retry",
         "oom",
         "compact_retry",
-        "oom:compact_retry",
-        Some("compact_retry_btf"),
-        "compact_retry_tp",
+        ("compact_retry_btf", "compact_retry_tp"),
+        ClassicRecord::Compact,
         "compaction retries before OOMs",
     ),
+    REAP_TASK_MM,
+    function(
+        "__mmu_notifier_invalidate_range_start",
+        Programs {
+            plain: &[("invalidate_range_start_fexit", Role::Fexit)],
+            bpf_loop: Some(&[("invalidate_range_start_fexit_loop", Role::Fexit)]),
+        },
+        Programs {
+            plain: &[
+                ("invalidate_range_start_kprobe", Role::Kprobe),
+                ("invalidate_range_start_kretprobe", Role::Kretprobe),
+            ],
+            bpf_loop: Some(&[
+                ("invalidate_range_start_kprobe", Role::Kprobe),
+                ("invalidate_range_start_kretprobe_loop", Role::Kretprobe),
+            ]),
+        },
+        Some(&REAP_TASK_MM),
+        "the mmu notifiers that refused a reap's invalidation",
+    ),
+    function(
+        "oom_kill_process",
+        plain(&[("oom_kill_process_fentry", Role::Fentry)]),
+        plain(&[("oom_kill_process_kprobe", Role::Kprobe)]),
+        None,
+        "the OOM killer's own record of a kill: its domain, constraint, and the victim's \
+         badness points (without it they are derived and inferred)",
+    ),
 ];
+
+/// The hook called `name` (as a recording names it), if this oomreap has it.
+pub fn by_name(name: &str) -> Option<&'static Hook> {
+    HOOKS.iter().find(|hook| hook.name == name)
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_match_category_and_event() {
-        for hook in HOOKS {
-            assert_eq!(hook.name, format!("{}:{}", hook.category, hook.event));
+    fn tracepoint_names_are_category_and_event() {
+        for hook in &HOOKS {
+            if let Some(t) = hook.tracepoint() {
+                assert_eq!(hook.name, format!("{}:{}", t.category, t.event));
+            }
         }
         assert_eq!(HOOKS.iter().filter(|h| h.required).count(), 1);
     }
 
     #[test]
-    fn bpf_loop_picks_mark_victims_loop_program_and_nothing_else() {
-        let hook = |event: &str| HOOKS.iter().find(|h| h.event == event).unwrap();
-        let mark_victim = hook("mark_victim");
-        assert_eq!(
-            mark_victim.btf_program_for(2, true),
-            Some("mark_victim_btf_loop")
-        );
-        assert_eq!(
-            mark_victim.btf_program_for(2, false),
-            mark_victim.btf_program
-        );
-        for other in HOOKS.iter().filter(|h| h.event != "mark_victim") {
-            assert_eq!(
-                other.btf_program_for(3, true),
-                other.btf_program_for(3, false),
-                "{}",
-                other.name
-            );
+    fn a_function_comes_after_the_hook_it_needs() {
+        for (at, hook) in HOOKS.iter().enumerate() {
+            if let Some(needed) = hook.function().and_then(|f| f.needs) {
+                let needed_at = HOOKS.iter().position(|h| h == needed);
+                assert!(
+                    needed_at.is_some_and(|n| n < at),
+                    "{} needs {}",
+                    hook.name,
+                    needed.name
+                );
+            }
         }
+    }
+
+    #[test]
+    fn bpf_loop_picks_mark_victims_loop_program_and_nothing_else() {
+        let btf = |hook: &Hook| hook.tracepoint().and_then(|t| t.btf);
+        let mark_victim = btf(&HOOKS[0]).unwrap();
+        assert_eq!(mark_victim.pick(2, true), "mark_victim_btf_loop");
+        assert_eq!(mark_victim.pick(2, false), "mark_victim_btf");
+        for other in HOOKS[1..].iter().filter_map(btf) {
+            assert_eq!(other.pick(3, true), other.pick(3, false), "{}", other.plain);
+        }
+    }
+
+    #[test]
+    fn four_arguments_pick_the_memcg_lock_program() {
+        let lock = MMAP_LOCK.tracepoint().and_then(|t| t.btf).unwrap();
+        assert_eq!(lock.pick(4, true), "mmap_lock_acquire_returned_memcg_btf");
+        assert_eq!(lock.pick(3, true), "mmap_lock_acquire_returned_btf");
     }
 }

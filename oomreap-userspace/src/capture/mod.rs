@@ -15,6 +15,7 @@ mod hooks;
 mod plan;
 mod preload;
 pub mod probe;
+mod refusal;
 
 use std::{
     os::fd::AsRawFd,
@@ -28,15 +29,16 @@ use aya::{
 };
 pub use error::{CaptureError, error_chain};
 use function_btf::FunctionBtf;
-pub use functions::{FUNCTIONS, FunctionPreference};
+pub use functions::FunctionPreference;
 use gate::{Gate, GatedHook, HookLink};
-pub use hooks::{HOOKS, HookSpec};
+pub use hooks::{GatePolicy, HOOKS, Hook, Target, Tracepoint, by_name as hook_by_name};
 use oomreap_common::{
     event::{AttachKind, EventKind, MAX_RETRY_COUNTS, RetryCount, RetryCountsEvent, RetryKey},
     layout::ABSENT,
     maps::{COUNTERS, Counter, EVENTS, EVENTS_DEFAULT_BYTES, GATE, LAYOUT_GLOBAL, RETRIES},
 };
-pub use plan::{AttachPreference, HookPlan, KernelPaths};
+pub use plan::{AttachPreference, HookPlan, KernelPaths, TracepointHook};
+pub use refusal::{Cause, Refusal};
 use tokio::{io::unix::AsyncFd, task::JoinHandle};
 
 use crate::{
@@ -113,105 +115,30 @@ pub struct Capture {
 
 impl Capture {
     /// Loads and attaches everything; must be called inside a tokio runtime.
+    ///
+    /// Plan each hook on this kernel, load the object with the planned layout, attach the
+    /// tracepoints then the functions, and take the maps user space reads.
     pub fn start(options: &CaptureOptions) -> Result<Self, CaptureError> {
         crate::faults::validate()?;
         Capabilities::current()?.check_tracing()?;
         raise_memlock_limit();
-        let plan = plan::plan(options.attach, &options.paths, &HOOKS)?;
-        let mut loader = loader_without_btf();
-        // The kernel programs' log lines below the user's log level are never read: with the
-        // level a constant, the verifier drops them from the programs (a shorter start-up),
-        // and they cost nothing at run time. Warnings stay, whoever logs (or not): they mark
-        // rare failures, and every caller then verifies the same programs.
-        let kernel_log_level = log::max_level().max(log::LevelFilter::Warn) as usize as u8;
-        let mut ebpf = loader
-            .override_global(LAYOUT_GLOBAL, &plan.layout, true)
-            .override_global(aya_log::LEVEL, &kernel_log_level, false)
-            .map_max_entries(EVENTS, options.events_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(CaptureError::Load)?;
-        // Freed before the attach BTF is built, so the two are never in memory at once.
-        drop(loader);
+        let plan = plan::plan(options.attach, &options.paths)?;
+        let mut ebpf = load(&plan, options.events_bytes)?;
         let logger = start_logger(&mut ebpf);
-        // The tracepoints' BTF, freed once they are attached: the functions' (far longer)
-        // is built after it, and only where fentry can load (see `function_btf`).
-        let tracepoint_btf = match plan.btf_problem {
-            None => Some(
-                plan.attach_targets
-                    .btf(TargetKind::Typedef)
-                    .map_err(|source| CaptureError::AttachBtf {
-                        path: options.paths.btf.clone(),
-                        source,
-                    })?,
-            ),
-            Some(_) => None,
-        };
-        if let Some(btf) = &tracepoint_btf {
-            preload::load_in_parallel(&mut ebpf, &btf_programs(&plan), btf);
-        }
-        let gating = gate_refusal(&plan);
-        let mut hooks = Vec::new();
-        let mut gated = Vec::new();
-        for (spec, hook_plan) in &plan.hooks {
-            let (mut status, link) =
-                attach_hook(&mut ebpf, spec, hook_plan, tracepoint_btf.as_ref());
-            if spec.hot
-                && let Some(Attached { program, link }) = link
-            {
-                let how = match &gating {
-                    None => {
-                        gated.push(GatedHook {
-                            spec: *spec,
-                            program,
-                            link,
-                        });
-                        "only while an OOM victim is in flight".to_owned()
-                    }
-                    Some(why) => format!("all the time: {why}"),
-                };
-                status.attached_when = Some(how);
-            }
-            if status.attach.is_none() {
-                let note = status.note.as_deref().unwrap_or("unknown reason");
-                if spec.required {
-                    return Err(CaptureError::HookUnavailable {
-                        hook: spec.name,
-                        reason: note.to_owned(),
-                    });
-                }
-                log::info!(
-                    "{} not attached ({} will be missing): {note}",
-                    spec.name,
-                    spec.provides
-                );
-            }
-            hooks.push(status);
-        }
-        drop(tracepoint_btf);
-        let mut function_btf =
-            FunctionBtf::new(plan.btf_problem.is_none().then_some(&plan.attach_targets));
-        let mut reap_hooked = false;
-        for spec in &FUNCTIONS {
-            let status = if !spec.needs_reap_hook || reap_hooked {
-                functions::attach_function(
-                    &mut ebpf,
-                    spec,
-                    options.functions,
-                    &mut function_btf,
-                    plan.bpf_loop,
-                )
-            } else {
-                HookStatus {
-                    name: spec.function,
-                    provides: spec.provides,
-                    attach: None,
-                    note: Some(format!("needs {} hooked", FUNCTIONS[0].function)),
-                    attached_when: None,
-                }
-            };
-            reap_hooked |= spec.function == FUNCTIONS[0].function && status.attach.is_some();
-            hooks.push(status);
-        }
+        let (mut hooks, gated) = attach_tracepoints(&mut ebpf, &plan, &options.paths)?;
+        hooks.extend(attach_functions(&mut ebpf, &plan, options.functions));
+        let capture = Self::with_maps(ebpf, hooks, logger, gated)?;
+        crate::faults::after_attach();
+        Ok(capture)
+    }
+
+    /// Takes the maps user space reads, and starts the gate for the hot hooks in `gated`.
+    fn with_maps(
+        mut ebpf: Ebpf,
+        hooks: Vec<HookStatus>,
+        logger: Option<JoinHandle<()>>,
+        gated: Vec<GatedHook>,
+    ) -> Result<Self, CaptureError> {
         let events = take_map(&mut ebpf, EVENTS, RingBuf::try_from)?;
         let events = register_readable(events).map_err(CaptureError::RingBuffer)?;
         let counters = take_map(&mut ebpf, COUNTERS, PerCpuArray::try_from)?;
@@ -223,7 +150,6 @@ impl Capture {
         } else {
             Some(Gate::start(Arc::clone(&ebpf), gate_ring, gated)?)
         };
-        crate::faults::after_attach();
         Ok(Self {
             events,
             reader_delay: crate::faults::reader_delay(),
@@ -376,14 +302,127 @@ impl Drop for Capture {
     }
 }
 
-/// The static name and what it provides of a hook or hooked function called `name`, as a
-/// recording names it.
-pub fn known_hook(name: &str) -> Option<(&'static str, &'static str)> {
-    HOOKS
-        .iter()
-        .map(|h| (h.name, h.provides))
-        .chain(FUNCTIONS.iter().map(|f| (f.function, f.provides)))
-        .find(|(known, _)| *known == name)
+/// Loads the object with the planned layout (its programs load later, hook by hook).
+fn load(plan: &plan::Plan, events_bytes: u32) -> Result<Ebpf, CaptureError> {
+    let mut loader = loader_without_btf();
+    // The kernel programs' log lines below the user's log level are never read: with the
+    // level a constant, the verifier drops them from the programs (a shorter start-up),
+    // and they cost nothing at run time. Warnings stay, whoever logs (or not): they mark
+    // rare failures, and every caller then verifies the same programs.
+    let kernel_log_level = log::max_level().max(log::LevelFilter::Warn) as usize as u8;
+    let ebpf = loader
+        .override_global(LAYOUT_GLOBAL, &plan.layout, true)
+        .override_global(aya_log::LEVEL, &kernel_log_level, false)
+        .map_max_entries(EVENTS, events_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(CaptureError::Load)?;
+    // Freed (by returning) before the attach BTF is built, so the two are never in memory
+    // at once.
+    Ok(ebpf)
+}
+
+/// Attaches every tracepoint hook as planned; returns their statuses and the hot hooks the
+/// gate is to hold. A required hook that cannot attach is an error.
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    plan: &plan::Plan,
+    paths: &KernelPaths,
+) -> Result<(Vec<HookStatus>, Vec<GatedHook>), CaptureError> {
+    // The tracepoints' BTF, freed once they are attached: the functions' (far longer) is
+    // built after it, and only where fentry can load (see `function_btf`).
+    let tracepoint_btf = match plan.btf_problem {
+        None => Some(
+            plan.attach_targets
+                .btf(TargetKind::Typedef)
+                .map_err(|source| CaptureError::AttachBtf {
+                    path: paths.btf.clone(),
+                    source,
+                })?,
+        ),
+        Some(_) => None,
+    };
+    if let Some(btf) = &tracepoint_btf {
+        preload::load_in_parallel(ebpf, &btf_programs(plan), btf);
+    }
+    let gating = gate_refusal(plan);
+    let mut hooks = Vec::new();
+    let mut gated = Vec::new();
+    for (hook, hook_plan) in &plan.hooks {
+        let (mut status, link) = attach_hook(ebpf, *hook, hook_plan, tracepoint_btf.as_ref());
+        if hook.0.gate == GatePolicy::WhileVictimInFlight
+            && let Some(Attached { program, link }) = link
+        {
+            let how = match &gating {
+                None => {
+                    gated.push(GatedHook {
+                        hook: *hook,
+                        program,
+                        link,
+                    });
+                    "only while an OOM victim is in flight".to_owned()
+                }
+                Some(why) => format!("all the time: {why}"),
+            };
+            status.attached_when = Some(how);
+        }
+        if status.attach.is_none() {
+            let note = status.note.as_deref().unwrap_or("unknown reason");
+            if hook.0.required {
+                return Err(CaptureError::HookUnavailable {
+                    hook: hook.0.name,
+                    reason: note.to_owned(),
+                });
+            }
+            log::info!(
+                "{} not attached (without it, oomreap cannot show {}): {note}",
+                hook.0.name,
+                hook.0.provides
+            );
+        }
+        hooks.push(status);
+    }
+    Ok((hooks, gated))
+}
+
+/// Attaches every function hook in the best mode `preference` allows; one whose needed hook
+/// is not attached is left out.
+fn attach_functions(
+    ebpf: &mut Ebpf,
+    plan: &plan::Plan,
+    preference: FunctionPreference,
+) -> Vec<HookStatus> {
+    let mut function_btf =
+        FunctionBtf::new(plan.btf_problem.is_none().then_some(&plan.attach_targets));
+    let mut statuses: Vec<HookStatus> = Vec::new();
+    for hook in &HOOKS {
+        let Some(function) = hook.function() else {
+            continue;
+        };
+        let missing = function.needs.filter(|needed| {
+            !statuses
+                .iter()
+                .any(|s| s.name == needed.name && s.attach.is_some())
+        });
+        let status = match missing {
+            None => functions::attach_function(
+                ebpf,
+                hook,
+                function,
+                preference,
+                &mut function_btf,
+                plan.bpf_loop,
+            ),
+            Some(needed) => HookStatus {
+                name: hook.name,
+                provides: hook.provides,
+                attach: None,
+                note: refusal::note(&[Refusal::Needs(needed.name)]),
+                attached_when: None,
+            },
+        };
+        statuses.push(status);
+    }
+    statuses
 }
 
 /// The BTF tracepoint programs the plan attaches first, with their events, in plan order
@@ -391,22 +430,22 @@ pub fn known_hook(name: &str) -> Option<(&'static str, &'static str)> {
 fn btf_programs(plan: &plan::Plan) -> Vec<(&'static str, &'static str)> {
     plan.hooks
         .iter()
-        .filter_map(|(spec, hook_plan)| match hook_plan {
+        .filter_map(|((hook, tracepoint), hook_plan)| match hook_plan {
             HookPlan::Attach {
                 kind: AttachKind::BtfTracePoint,
                 program,
                 ..
-            } if refused_by_faults(program, spec).is_none() => Some((*program, spec.event)),
+            } if refused_by_faults(program, hook).is_none() => Some((*program, tracepoint.event)),
             _ => None,
         })
         .collect()
 }
 
 /// Why a pretended fault refuses this BTF tracepoint program, if one does (`crate::faults`).
-fn refused_by_faults(program_name: &str, spec: &HookSpec) -> Option<String> {
-    crate::faults::refusal("btf_tracepoint", spec.name).or_else(|| {
+fn refused_by_faults(program_name: &str, hook: &Hook) -> Option<String> {
+    crate::faults::refusal("btf_tracepoint", hook.name).or_else(|| {
         is_loop_form(program_name)
-            .then(|| crate::faults::refusal("bpf_loop", spec.name))
+            .then(|| crate::faults::refusal("bpf_loop", hook.name))
             .flatten()
     })
 }
@@ -435,19 +474,19 @@ fn gate_refusal(plan: &plan::Plan) -> Option<String> {
 /// detach.
 fn attach_hook(
     ebpf: &mut Ebpf,
-    spec: &HookSpec,
+    (hook, tracepoint): TracepointHook,
     plan: &HookPlan,
     btf: Option<&aya::Btf>,
 ) -> (HookStatus, Option<Attached>) {
-    let status = |attach, note| HookStatus {
-        name: spec.name,
-        provides: spec.provides,
+    let status = |attach, refusals: &[Refusal]| HookStatus {
+        name: hook.name,
+        provides: hook.provides,
         attach,
-        note,
+        note: refusal::note(refusals),
         attached_when: None,
     };
     let (kind, program, unrolled, classic_fallback) = match plan {
-        HookPlan::Unavailable(reason) => return (status(None, Some(reason.clone())), None),
+        HookPlan::Unavailable(refusals) => return (status(None, refusals), None),
         HookPlan::Attach {
             kind,
             program,
@@ -456,26 +495,26 @@ fn attach_hook(
         } => (*kind, *program, *unrolled, *classic_fallback),
     };
     let classic = |ebpf: &mut Ebpf| {
-        attach_classic(ebpf, spec).map(|id| Attached {
-            program: spec.classic_program,
+        attach_classic(ebpf, hook, tracepoint).map(|id| Attached {
+            program: tracepoint.classic,
             link: HookLink::Classic(id),
         })
     };
+    let mut refusals = Vec::new();
     if kind == AttachKind::BtfTracePoint {
         let attach = |ebpf: &mut Ebpf, program| match btf {
-            Some(btf) => attach_btf(ebpf, program, spec, btf),
+            Some(btf) => attach_btf(ebpf, program, (hook, tracepoint), btf),
             None => Err(CaptureError::HookUnavailable {
-                hook: spec.name,
+                hook: hook.name,
                 reason: "no kernel BTF".into(),
             }),
         };
         let mut program = program;
-        let mut loop_refused = None;
         let mut attached = attach(ebpf, program);
         if let (Err(err), Some(plain)) = (&attached, unrolled) {
-            let reason = brief(&error_chain(err));
-            log::warn!("{}: {program} refused, using {plain}: {reason}", spec.name);
-            loop_refused = Some(format!("{program} refused: {reason}"));
+            let refusal = Refusal::refused(kind, Some(program), err);
+            log::warn!("{}: {refusal}; using {plain}", hook.name);
+            refusals.push(refusal);
             program = plain;
             attached = attach(ebpf, program);
         }
@@ -485,38 +524,27 @@ fn attach_hook(
                     program,
                     link: HookLink::Btf(id),
                 };
-                return (status(Some(kind), loop_refused), Some(link));
+                return (status(Some(kind), &refusals), Some(link));
             }
-            Err(err) if classic_fallback => {
-                let reason = brief(&error_chain(&err));
-                let reason = match loop_refused {
-                    Some(refused) => format!("{refused}; {reason}"),
-                    None => reason,
-                };
+            Err(err) => {
+                refusals.push(Refusal::refused(kind, None, &err));
+                if !classic_fallback {
+                    return (status(None, &refusals), None);
+                }
                 log::warn!(
-                    "{}: BTF tracepoint refused, using the classic one: {reason}",
-                    spec.name
+                    "{}: BTF tracepoint refused, using the classic one: {}",
+                    hook.name,
+                    refusal::note(&refusals).unwrap_or_default()
                 );
-                return match classic(ebpf) {
-                    Ok(link) => (
-                        status(Some(AttachKind::TracePoint), Some(reason)),
-                        Some(link),
-                    ),
-                    Err(err) => (
-                        status(
-                            None,
-                            Some(format!("{reason}; {}", brief(&error_chain(&err)))),
-                        ),
-                        None,
-                    ),
-                };
             }
-            Err(err) => return (status(None, Some(brief(&error_chain(&err)))), None),
         }
     }
     match classic(ebpf) {
-        Ok(link) => (status(Some(AttachKind::TracePoint), None), Some(link)),
-        Err(err) => (status(None, Some(brief(&error_chain(&err)))), None),
+        Ok(link) => (status(Some(AttachKind::TracePoint), &refusals), Some(link)),
+        Err(err) => {
+            refusals.push(Refusal::refused(AttachKind::TracePoint, None, &err));
+            (status(None, &refusals), None)
+        }
     }
 }
 
@@ -554,12 +582,12 @@ pub fn brief(message: &str) -> String {
 fn attach_btf(
     ebpf: &mut Ebpf,
     program_name: &'static str,
-    spec: &HookSpec,
+    (hook, tracepoint): TracepointHook,
     btf: &aya::Btf,
 ) -> Result<aya::programs::tp_btf::BtfTracePointLinkId, CaptureError> {
-    if let Some(reason) = refused_by_faults(program_name, spec) {
+    if let Some(reason) = refused_by_faults(program_name, hook) {
         return Err(CaptureError::HookUnavailable {
-            hook: spec.name,
+            hook: hook.name,
             reason,
         });
     }
@@ -567,7 +595,7 @@ fn attach_btf(
     // Loaded already unless `preload` could not.
     if program.fd().is_err() {
         program
-            .load(spec.event, btf)
+            .load(tracepoint.event, btf)
             .map_err(|source| CaptureError::ProgramLoad {
                 program: program_name,
                 source,
@@ -575,7 +603,7 @@ fn attach_btf(
     }
     program.attach().map_err(|source| CaptureError::Attach {
         program: program_name,
-        hook: spec.name,
+        hook: hook.name,
         source,
     })
 }
@@ -587,25 +615,26 @@ pub(crate) fn is_loop_form(program: &str) -> bool {
 
 fn attach_classic(
     ebpf: &mut Ebpf,
-    spec: &HookSpec,
+    hook: &Hook,
+    tracepoint: &Tracepoint,
 ) -> Result<aya::programs::trace_point::TracePointLinkId, CaptureError> {
-    if let Some(reason) = crate::faults::refusal("tracepoint", spec.name) {
+    if let Some(reason) = crate::faults::refusal("tracepoint", hook.name) {
         return Err(CaptureError::HookUnavailable {
-            hook: spec.name,
+            hook: hook.name,
             reason,
         });
     }
-    let program_name = spec.classic_program;
+    let program_name = tracepoint.classic;
     let program: &mut TracePoint = program(ebpf, program_name)?;
     program.load().map_err(|source| CaptureError::ProgramLoad {
         program: program_name,
         source,
     })?;
     program
-        .attach(spec.category, spec.event)
+        .attach(tracepoint.category, tracepoint.event)
         .map_err(|source| CaptureError::Attach {
             program: program_name,
-            hook: spec.name,
+            hook: hook.name,
             source,
         })
 }
@@ -748,27 +777,13 @@ mod tests {
         std::fs::File::open("/proc/self/stat").expect("open after the loader");
     }
 
-    /// A program named in a hook's plan but missing from the object would only show on a
-    /// kernel that picks it, as a refusal: the `_loop` forms on 5.17+, the memcg one before 6.2.
+    /// A program named in a hook's declaration but missing from the object would only show
+    /// on a kernel that picks it, as a refusal: the `_loop` forms on 5.17+, the memcg one
+    /// before 6.2.
     #[test]
     fn every_program_a_plan_can_pick_is_in_the_object() {
         let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the object parses");
-        let mut names: Vec<&str> = Vec::new();
-        for hook in &HOOKS {
-            names.push(hook.classic_program);
-            for (args, bpf_loop) in [(2, false), (2, true), (3, false), (4, false)] {
-                names.extend(hook.btf_program_for(args, bpf_loop));
-            }
-        }
-        for function in &FUNCTIONS {
-            for mode in [AttachKind::Fentry, AttachKind::Kprobe] {
-                for bpf_loop in [false, true] {
-                    let programs = function.programs(mode, bpf_loop);
-                    names.extend(programs.iter().map(|(name, _)| *name));
-                }
-            }
-        }
-        for name in names {
+        for name in HOOKS.iter().flat_map(Hook::programs) {
             assert!(
                 object.programs.contains_key(name),
                 "{name} is not in the object"

@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 
 use oomreap_common::{event::AttachKind, layout::KernelLayout};
 
-use super::{CaptureError, FUNCTIONS, hooks::HookSpec};
+use super::{
+    CaptureError,
+    hooks::{HOOKS, Hook, Target, Tracepoint},
+    refusal::Refusal,
+};
 use crate::{
     capture::error_chain,
     kernel::{
@@ -58,13 +62,17 @@ pub enum HookPlan {
         /// A classic tracepoint the hook can fall back to if the BTF one is refused.
         classic_fallback: bool,
     },
-    Unavailable(String),
+    Unavailable(Vec<Refusal>),
 }
+
+/// A tracepoint hook, as planning and attaching read it.
+pub type TracepointHook = (&'static Hook, &'static Tracepoint);
 
 /// The outcome of planning.
 pub struct Plan {
     pub layout: KernelLayout,
-    pub hooks: Vec<(HookSpec, HookPlan)>,
+    /// Every tracepoint hook, in attach order, and how it will be attached.
+    pub hooks: Vec<(TracepointHook, HookPlan)>,
     /// Why BTF is not used at all, when it is not.
     pub btf_problem: Option<String>,
     /// What aya's BTF attaches look up, by id (see `kernel::attach_btf`); none without BTF.
@@ -77,12 +85,15 @@ pub struct Plan {
     pub bpf_loop: bool,
 }
 
-/// Plans every hook in `specs`.
-pub fn plan(
-    preference: AttachPreference,
-    paths: &KernelPaths,
-    specs: &[HookSpec],
-) -> Result<Plan, CaptureError> {
+/// The tracepoint hooks of [`HOOKS`], in attach order.
+pub fn tracepoint_hooks() -> impl Iterator<Item = TracepointHook> {
+    HOOKS
+        .iter()
+        .filter_map(|hook| Some((hook, hook.tracepoint()?)))
+}
+
+/// Plans every tracepoint hook and the structure layout.
+pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, CaptureError> {
     let btf: Result<KernelBtf, String> = match preference {
         AttachPreference::Classic => Err("classic tracepoints were requested".to_owned()),
         AttachPreference::Btf => Ok(open_btf(&paths.btf)?),
@@ -92,7 +103,7 @@ pub fn plan(
             reason
         }),
     };
-    let target_names = attach_target_names(specs);
+    let target_names = attach_target_names();
     let targets: Vec<(&str, TargetKind)> = target_names
         .iter()
         .map(|(name, kind)| (name.as_str(), *kind))
@@ -110,73 +121,75 @@ pub fn plan(
         .map(String::as_str)
         .collect();
     let tracefs = tracefs::find(&candidates);
-    let format = |spec: &HookSpec| -> Result<TracepointFormat, TracefsError> {
+    let format = |tracepoint: &Tracepoint| -> Result<TracepointFormat, TracefsError> {
         let root = tracefs.as_ref().map_err(|_| TracefsError::NotMounted)?;
-        tracefs::read_format(root, spec.category, spec.event)
+        tracefs::read_format(root, tracepoint.category, tracepoint.event)
     };
     let bpf_loop = match &btf {
         Ok(btf) => has_bpf_loop(btf)?,
         Err(_) => false,
     };
     let mut hooks = Vec::new();
-    let mut formats = Formats::default();
-    for spec in specs {
-        if let Some(why) = crate::faults::missing(spec.name) {
-            let reason = format!("the kernel has no tracepoint {} ({why})", spec.name);
-            if spec.required {
+    let mut formats = ClassicFormats::default();
+    for (hook, tracepoint) in tracepoint_hooks() {
+        if let Some(why) = crate::faults::missing(hook.name) {
+            let refusal = Refusal::NoTracepoint {
+                hook: hook.name,
+                why,
+            };
+            if hook.required {
                 return Err(CaptureError::HookUnavailable {
-                    hook: spec.name,
-                    reason,
+                    hook: hook.name,
+                    reason: refusal.to_string(),
                 });
             }
-            hooks.push((*spec, HookPlan::Unavailable(reason)));
+            hooks.push(((hook, tracepoint), HookPlan::Unavailable(vec![refusal])));
             continue;
         }
-        let classic = format(spec);
-        let btf_args = match &btf {
-            Ok(btf) if spec.btf_program.is_some() => btf
-                .tracepoint_arg_count(spec.event)
-                .map_err(|err| error_chain(&err))
-                .and_then(|n| n.ok_or_else(|| format!("no BTF tracepoint {}", spec.event))),
-            Ok(_) => Err("syscall tracepoints have no BTF form".to_owned()),
-            Err(reason) => Err(reason.clone()),
+        let classic = format(tracepoint);
+        let btf_args = match (&btf, tracepoint.btf) {
+            (Ok(btf), Some(programs)) => btf
+                .tracepoint_arg_count(tracepoint.event)
+                .map_err(|err| Refusal::NoBtf(error_chain(&err)))
+                .and_then(|n| n.ok_or(Refusal::NoBtfTracepoint(tracepoint.event)))
+                .map(|args| (programs, args)),
+            (Ok(_), None) => Err(Refusal::NoBtfForm),
+            (Err(reason), _) => Err(Refusal::NoBtf(reason.clone())),
         };
-        let plan = match (&btf_args, &classic) {
-            (Ok(args), _) => {
-                let program = spec
-                    .btf_program_for(*args, bpf_loop)
-                    .unwrap_or(spec.classic_program);
-                let unrolled = spec.btf_program_for(*args, false);
+        let plan = match (btf_args, &classic) {
+            (Ok((programs, args)), _) => {
+                let program = programs.pick(args, bpf_loop);
+                let unrolled = programs.pick(args, false);
                 HookPlan::Attach {
                     kind: AttachKind::BtfTracePoint,
                     program,
-                    unrolled: unrolled.filter(|&plain| plain != program),
+                    unrolled: (unrolled != program).then_some(unrolled),
                     classic_fallback: classic.is_ok(),
                 }
             }
             (Err(_), Ok(_)) if preference != AttachPreference::Btf => HookPlan::Attach {
                 kind: AttachKind::TracePoint,
-                program: spec.classic_program,
+                program: tracepoint.classic,
                 unrolled: None,
                 classic_fallback: false,
             },
-            (Err(btf_reason), classic_err) => {
-                let classic_reason = match classic_err {
-                    Ok(_) => "classic tracepoints not allowed by --attach btf".to_owned(),
-                    Err(err) => error_chain(err),
+            (Err(btf_refusal), classic_err) => {
+                let classic_refusal = match classic_err {
+                    Ok(_) => Refusal::ClassicNotAllowed,
+                    Err(err) => Refusal::NoClassic(error_chain(err)),
                 };
-                HookPlan::Unavailable(format!("{btf_reason}; {classic_reason}"))
+                HookPlan::Unavailable(vec![btf_refusal, classic_refusal])
             }
         };
         if let Ok(format) = classic {
-            formats.store(spec.event, format);
+            formats.store(tracepoint.record, format);
         }
-        if spec.required
-            && let HookPlan::Unavailable(reason) = &plan
+        if hook.required
+            && let HookPlan::Unavailable(refusals) = &plan
         {
-            return Err(required_missing(spec, reason, &btf, &tracefs));
+            return Err(required_missing(hook, refusals, &btf, &tracefs));
         }
-        hooks.push((*spec, plan));
+        hooks.push(((hook, tracepoint), plan));
     }
     let mut layout = match &btf {
         Ok(btf) => {
@@ -188,7 +201,7 @@ pub fn plan(
     if let Some(format) = &formats.mark_victim {
         layout.mark_victim_record = layout::mark_victim_record(format);
     }
-    layout.records = layout::classic_records(&formats.classic);
+    layout.records = layout::classic_records(&formats);
     layout.reaper_pid = crate::kernel::reaper::find_pid().unwrap_or(0);
     let reaper_delayed = btf
         .as_ref()
@@ -218,45 +231,16 @@ pub fn has_bpf_loop(btf: &KernelBtf) -> Result<bool, BtfError> {
 
 /// What aya's BTF attaches look up: the typedef of each hook that has a BTF program, and
 /// each function; planning prefetches the same names.
-fn attach_target_names(specs: &[HookSpec]) -> Vec<(String, TargetKind)> {
-    specs
+fn attach_target_names() -> Vec<(String, TargetKind)> {
+    HOOKS
         .iter()
-        .filter(|spec| spec.btf_program.is_some())
-        .map(|spec| (tracepoint_typedef(spec.event), TargetKind::Typedef))
-        .chain(
-            FUNCTIONS
-                .iter()
-                .map(|f| (f.function.to_owned(), TargetKind::Func)),
-        )
+        .filter_map(|hook| match &hook.target {
+            Target::Tracepoint(t) => t
+                .btf
+                .map(|_| (tracepoint_typedef(t.event), TargetKind::Typedef)),
+            Target::Function(f) => Some((f.function.to_owned(), TargetKind::Func)),
+        })
         .collect()
-}
-
-/// Classic record formats, by what reads them.
-#[derive(Default)]
-struct Formats {
-    mark_victim: Option<TracepointFormat>,
-    classic: ClassicFormats,
-}
-
-impl Formats {
-    fn store(&mut self, event: &str, format: TracepointFormat) {
-        let slot = match event {
-            "mark_victim" => &mut self.mark_victim,
-            // The four reaper tracepoints share one `(int pid)` record.
-            "wake_reaper" | "start_task_reaping" | "finish_task_reaping" | "skip_task_reaping" => {
-                &mut self.classic.reaper
-            }
-            "mmap_lock_acquire_returned" => &mut self.classic.lock,
-            "exit_mmap" => &mut self.classic.exit_mmap,
-            "oom_score_adj_update" => &mut self.classic.score_adj,
-            "reclaim_retry_zone" => &mut self.classic.reclaim,
-            "compact_retry" => &mut self.classic.compact,
-            "sys_enter_process_mrelease" => &mut self.classic.mrelease_enter,
-            "sys_exit_process_mrelease" => &mut self.classic.mrelease_exit,
-            _ => return,
-        };
-        *slot = Some(format);
-    }
 }
 
 fn open_btf(path: &Path) -> Result<KernelBtf, CaptureError> {
@@ -271,16 +255,16 @@ fn open_btf(path: &Path) -> Result<KernelBtf, CaptureError> {
 
 /// The error for a required hook that cannot attach: the most specific cause.
 fn required_missing(
-    spec: &HookSpec,
-    reason: &str,
+    hook: &Hook,
+    refusals: &[Refusal],
     btf: &Result<KernelBtf, String>,
     tracefs: &Result<PathBuf, TracefsError>,
 ) -> CaptureError {
     match (btf, tracefs) {
         (Err(_), Err(_)) => CaptureError::Tracefs(TracefsError::NotMounted),
         _ => CaptureError::HookUnavailable {
-            hook: spec.name,
-            reason: reason.to_owned(),
+            hook: hook.name,
+            reason: super::refusal::note(refusals).unwrap_or_default(),
         },
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use aya::EbpfLoader;
 use oomreap_common::event::AttachKind;
 
-use super::{CaptureError, EBPF_OBJECT, functions};
+use super::{CaptureError, EBPF_OBJECT, HOOKS, Refusal, functions};
 use crate::{capture::error_chain, kernel::btf::KernelBtf};
 
 /// Whether one attach mode works on this kernel.
@@ -26,15 +26,20 @@ pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
         .and_then(|btf| super::plan::has_bpf_loop(&btf))
         .unwrap_or(false);
     let mut probes = Vec::new();
-    for spec in &functions::FUNCTIONS {
+    for function in HOOKS.iter().filter_map(|hook| hook.function()) {
         for mode in [AttachKind::Fentry, AttachKind::Kprobe] {
-            let name = format!("{} {}", mode.id(), spec.function);
+            let name = format!("{} {}", mode.id(), function.function);
             // As the capture does: the unrolled form if the bpf_loop one is refused.
             let mut refusals = Vec::new();
-            for &form in spec.forms(mode, bpf_loop) {
+            for &form in function.forms(mode, bpf_loop) {
                 let tried = match EbpfLoader::new().load(EBPF_OBJECT) {
                     Ok(mut ebpf) => {
-                        functions::attach_mode(&mut ebpf, spec, mode, btf.as_ref(), form)
+                        functions::attach_mode(&mut ebpf, function, mode, btf.as_ref(), form)
+                            .map_err(|refusal| match refusal {
+                                // The probe's name says the mode already.
+                                Refusal::Refused { cause, .. } => cause.to_string(),
+                                other => other.to_string(),
+                            })
                     }
                     Err(err) => Err(error_chain(&CaptureError::Load(err))),
                 };
@@ -46,6 +51,8 @@ pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
                     Err(why) => refusals.push(why),
                 }
             }
+            // Both forms refused for the same reason say it once.
+            refusals.dedup();
             let result = match refusals.is_empty() {
                 true => Ok(()),
                 false => Err(refusals.join("; ")),

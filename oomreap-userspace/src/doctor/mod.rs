@@ -9,7 +9,7 @@ use oomreap_common::event::AttachKind;
 use serde_json::{Value, json};
 
 use crate::{
-    capture::{Capture, CaptureOptions, HOOKS, HookStatus, error_chain, probe},
+    capture::{Capture, CaptureOptions, HOOKS, HookStatus, Refusal, error_chain, probe},
     kernel::{privilege::Capabilities, reaper, tracefs},
 };
 
@@ -111,7 +111,7 @@ pub fn examine(options: &CaptureOptions) -> Report {
                     name: h.name,
                     provides: h.provides,
                     attach: None,
-                    note: Some(format!("not checked: {why}")),
+                    note: Some(Refusal::NotChecked(why.clone()).to_string()),
                     attached_when: None,
                 })
                 .collect();
@@ -191,14 +191,14 @@ pub fn text(report: &Report) -> String {
     for hook in &report.hooks {
         let mut state = match (hook.attach, &hook.note) {
             (Some(kind), None) => format!("attached ({})", attach_name(kind)),
-            (Some(kind @ (AttachKind::Fentry | AttachKind::Kprobe)), Some(note)) => {
-                format!("attached ({}; {note})", attach_name(kind))
-            }
-            (Some(kind), Some(note)) => {
+            // A classic tracepoint with a note is one whose BTF form was refused; any other
+            // attached hook's note says what was refused before it (a `_loop` form, fentry).
+            (Some(kind @ AttachKind::TracePoint), Some(note)) => {
                 format!("attached ({}; BTF refused: {note})", attach_name(kind))
             }
+            (Some(kind), Some(note)) => format!("attached ({}; {note})", attach_name(kind)),
             (None, note) => format!(
-                "not attached: {}; without it: no {}",
+                "not attached: {}; without it, oomreap cannot show {}",
                 note.as_deref().unwrap_or("unknown reason"),
                 hook.provides
             ),

@@ -228,7 +228,8 @@ fn stack_from_json(value: &Value) -> Option<(u32, Stack)> {
 
 /// A recorded hook, if this oomreap knows its name.
 fn hook_from_json(value: &Value) -> Option<HookStatus> {
-    let (name, provides) = crate::capture::known_hook(value["name"].as_str()?)?;
+    let hook = crate::capture::hook_by_name(value["name"].as_str()?)?;
+    let (name, provides) = (hook.name, hook.provides);
     let attach = match value["attach"].as_str() {
         Some(id) => Some(AttachKind::from_id(id)?),
         None => None,

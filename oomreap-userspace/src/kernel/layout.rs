@@ -371,10 +371,26 @@ pub fn classic_records(formats: &ClassicFormats) -> ClassicRecords {
     }
 }
 
-/// The tracefs formats [`classic_records`] reads; `None` where the tracepoint is missing.
+/// Which classic tracepoint record a hook's classic program reads its fields from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ClassicRecord {
+    MarkVictim,
+    /// Any of the four reaper tracepoints: they share the `(int pid)` record.
+    Reaper,
+    Lock,
+    ExitMmap,
+    ScoreAdj,
+    Reclaim,
+    Compact,
+    MreleaseEnter,
+    MreleaseExit,
+}
+
+/// The tracefs formats [`mark_victim_record`] and [`classic_records`] read; `None` where the
+/// tracepoint is missing.
 #[derive(Default)]
 pub struct ClassicFormats {
-    /// Any of the four reaper tracepoints: they share the `(int pid)` record.
+    pub mark_victim: Option<TracepointFormat>,
     pub reaper: Option<TracepointFormat>,
     pub lock: Option<TracepointFormat>,
     pub exit_mmap: Option<TracepointFormat>,
@@ -383,6 +399,24 @@ pub struct ClassicFormats {
     pub compact: Option<TracepointFormat>,
     pub mrelease_enter: Option<TracepointFormat>,
     pub mrelease_exit: Option<TracepointFormat>,
+}
+
+impl ClassicFormats {
+    /// Keeps `format` as the one of `record`.
+    pub fn store(&mut self, record: ClassicRecord, format: TracepointFormat) {
+        let slot = match record {
+            ClassicRecord::MarkVictim => &mut self.mark_victim,
+            ClassicRecord::Reaper => &mut self.reaper,
+            ClassicRecord::Lock => &mut self.lock,
+            ClassicRecord::ExitMmap => &mut self.exit_mmap,
+            ClassicRecord::ScoreAdj => &mut self.score_adj,
+            ClassicRecord::Reclaim => &mut self.reclaim,
+            ClassicRecord::Compact => &mut self.compact,
+            ClassicRecord::MreleaseEnter => &mut self.mrelease_enter,
+            ClassicRecord::MreleaseExit => &mut self.mrelease_exit,
+        };
+        *slot = Some(format);
+    }
 }
 
 /// `PAGE_SHIFT - 10`, from the page size this process sees (the kernel's).

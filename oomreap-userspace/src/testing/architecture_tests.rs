@@ -182,3 +182,47 @@ fn the_rules_cover_what_they_name() {
         }
     }
 }
+
+/// Every file `docs/architecture.md` names exists: `src/…` in this crate, `oomreap-…/…` in
+/// the workspace, a bare `name.rs` anywhere in it. A file that moves fails this until the
+/// drawing follows.
+#[test]
+fn the_architecture_doc_names_files_that_exist() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = crate_dir.parent().unwrap();
+    let doc = std::fs::read_to_string(workspace.join("docs/architecture.md")).unwrap();
+    let mut every_file = Vec::new();
+    let mut stack = vec![workspace.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() && !name.starts_with('.') && name != "target" {
+                stack.push(path);
+            } else {
+                every_file.push(name);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for (i, span) in doc.split('`').enumerate() {
+        let is_path = span.ends_with(".rs") || span.ends_with(".md") || span.ends_with('/');
+        if i % 2 == 0 || !is_path || span.contains(' ') || span.contains("::") {
+            continue;
+        }
+        let exists = if let Some(rest) = span.strip_prefix("src/") {
+            crate_dir.join("src").join(rest).exists()
+        } else if span.starts_with("oomreap-") || span.starts_with("docs/") {
+            workspace.join(span).exists()
+        } else if span.ends_with('/') {
+            crate_dir.join("src").join(span).exists() || workspace.join(span).exists()
+        } else {
+            let name = span.rsplit('/').next().unwrap_or(span);
+            every_file.iter().any(|f| f == name)
+        };
+        if !exists {
+            missing.push(span.to_owned());
+        }
+    }
+    assert!(missing.is_empty(), "docs/architecture.md names {missing:?}");
+}

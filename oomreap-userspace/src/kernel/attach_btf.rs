@@ -95,6 +95,11 @@ fn encode(targets: &[(u32, String, TargetKind)]) -> Vec<u8> {
             types.extend_from_slice(&word.to_ne_bytes());
         }
     }
+    btf_blob(&types, &strings)
+}
+
+/// A raw BTF file: the header (native byte order), then `types` and `strings` as they are.
+pub(crate) fn btf_blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
     let mut blob = Vec::with_capacity(24 + types.len() + strings.len());
     blob.extend_from_slice(&0xeb9f_u16.to_ne_bytes()); // magic
     blob.push(1); // version
@@ -109,8 +114,8 @@ fn encode(targets: &[(u32, String, TargetKind)]) -> Vec<u8> {
         // hdr_len, type_off, type_len, str_off, str_len
         blob.extend_from_slice(&word.to_ne_bytes());
     }
-    blob.extend_from_slice(&types);
-    blob.extend_from_slice(&strings);
+    blob.extend_from_slice(types);
+    blob.extend_from_slice(strings);
     blob
 }
 

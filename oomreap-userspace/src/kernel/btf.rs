@@ -395,21 +395,8 @@ pub mod synthetic {
                 types.extend([name(member), 1, 32 * i as u32]);
             }
         }
-        let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let mut file = Vec::new();
-        file.extend_from_slice(&0xeb9f_u16.to_le_bytes());
-        file.extend_from_slice(&[1, 0]);
-        for word in [
-            24,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            file.extend_from_slice(&word.to_le_bytes());
-        }
-        file.extend_from_slice(&types);
-        file.extend_from_slice(&strings);
+        let types: Vec<u8> = types.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let file = crate::kernel::attach_btf::btf_blob(&types, &strings);
         std::fs::write(path, file).expect("write the test BTF");
         KernelBtf::open(path)
     }

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every performance figure as a ratio or pair measured side by side in
 //! one run, repeated for min/median/max, with its goal; written to target/bench/results.md
-//! and results.json. No figure here is ever asserted by a test.
+//! and results.json, and as docs/performance.md with the run's date, commit and machine. No
+//! figure here is ever asserted by a test.
 //!
 //! The steps: build oomreap (release); start-up against bpftrace attaching the same OOM
 //! tracepoints; the kernel programs' run counts on hot hooks at rest and under churn (from the
@@ -19,7 +20,13 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::command::{cargo, run as run_cmd};
+use crate::{
+    command::{cargo, run as run_cmd},
+    provenance::Provenance,
+};
+
+/// Where the run's figures go for readers, in the workspace.
+const DOC: &str = "docs/performance.md";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -40,6 +47,8 @@ struct Figure {
 }
 
 pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    // Read before the build: the commit measured is the one built.
+    let provenance = Provenance::now(workspace);
     run_cmd(cargo().current_dir(workspace).args([
         "build",
         "--release",
@@ -220,8 +229,60 @@ pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         out.join("results.json"),
         serde_json::to_string_pretty(&Value::Object(raw))?,
     )?;
-    eprintln!("bench: written to {}", out.display());
+    let doc = workspace.join(DOC);
+    std::fs::write(
+        &doc,
+        document(&provenance, args.rounds, args.idle_seconds, &figures),
+    )
+    .with_context(|| format!("failed to write {}", doc.display()))?;
+    eprintln!("bench: written to {} and {}", out.display(), doc.display());
     Ok(())
+}
+
+/// docs/performance.md: the run, how its figures are measured, and the table.
+fn document(
+    provenance: &Provenance,
+    rounds: usize,
+    idle_seconds: u64,
+    figures: &[Figure],
+) -> String {
+    let mut out = crate::provenance::header(
+        "Performance",
+        "`cargo xtask bench`",
+        provenance,
+        &[format!(
+            "Rounds: {rounds} of each side-by-side measurement; the daemon idle for \
+             {idle_seconds} s"
+        )],
+    );
+    out.push_str(&format!(
+        "\n## How the figures are measured\n\n\
+         Every figure is a ratio or a pair measured side by side in this one run, each \
+         measurement repeated {rounds} times: the table gives the median, with the minimum and \
+         maximum in brackets. Compare a figure only with its reference in the same row: a \
+         virtual machine's speed changes from run to run, and ratios carry over where absolute \
+         times do not. The goals are the project's; no test asserts a figure.\n\n\
+         - Start-up: `oomreap trace` and bpftrace attaching the same five `oom:` tracepoints, \
+         started in turn, each timed from spawn to its first line saying it traces; peak RSS \
+         (VmHWM) at that moment.\n\
+         - Hot-hook program runs and the always-on share: the kernel's own run counts and run \
+         times of oomreap's programs (`oomreap doctor --self {HOOK_SECONDS}`, from \
+         BPF_ENABLE_STATS) over {HOOK_SECONDS} s at rest, then over {HOOK_SECONDS} s of \
+         fork/exec/exit and mmap/munmap loops. Hot hooks fire on every mmap_lock use or mmu \
+         notifier invalidation; the always-on programs are the others.\n\
+         - Churn: the same loop (mmap, fault and munmap 1 MiB; or run /bin/true) with oomreap \
+         detached, then with `oomreap serve` attached, in turn.\n\
+         - Decoder + tracker: a synthetic stream of wire records replayed on one core \
+         (`oomreap-userspace/benches/throughput.rs`, its own five rounds), each victim with three \
+         contended attempts and full lock snapshots among its nine events: a worst case.\n\
+         - Latency: from each kill's kernel timestamp to its line from `oomreap trace --json`, \
+         during `oomreap inject storm --count 100`.\n\
+         - At rest: the CPU time and RSS of `oomreap serve` over {idle_seconds} s with nothing to \
+         do.\n\n\
+         ## Results\n\n"
+    ));
+    out.push_str(&markdown(figures));
+    out
 }
 
 fn ensure_bpftrace() -> anyhow::Result<()> {
@@ -611,5 +672,62 @@ impl Drop for Guard {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures() -> Vec<Figure> {
+        vec![
+            Figure {
+                name: "start-up time, oomreap / bpftrace".into(),
+                value: "0.946 (40.0 ms [37.8–50.1] vs 42.3 ms [38.0–47.6])".into(),
+                goal: "≤ 0.50".into(),
+                met: Some(false),
+            },
+            Figure {
+                name: "tracker heap after 10,000 / 100,000 victims".into(),
+                value: "12 / 12 MiB".into(),
+                goal: "bounded".into(),
+                met: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn the_doc_names_its_run_then_the_method_then_the_table() {
+        let provenance = Provenance {
+            date: "2026-12-04".into(),
+            commit: "4cedc6744fff+dirty".into(),
+            machine: "Linux 6.18, 2 CPUs, 24 GiB of memory".into(),
+        };
+        let doc = document(&provenance, 5, 60, &figures());
+        assert!(
+            doc.starts_with(
+                "# Performance\n\nGenerated by `cargo xtask bench`: do not edit this file by hand"
+            ),
+            "{doc}"
+        );
+        for line in [
+            "- Date: 2026-12-04 (UTC)\n",
+            "- Commit: `4cedc6744fff+dirty`\n",
+            "- Machine: Linux 6.18, 2 CPUs, 24 GiB of memory\n",
+            "- Rounds: 5 of each side-by-side measurement; the daemon idle for 60 s\n",
+            "\n## How the figures are measured\n\n",
+            "`oomreap doctor --self 10`",
+            "over 60 s with nothing to do",
+            "| start-up time, oomreap / bpftrace | 0.946 (40.0 ms [37.8–50.1] vs 42.3 ms \
+             [38.0–47.6]) | ≤ 0.50 | **no** |\n",
+            "| tracker heap after 10,000 / 100,000 victims | 12 / 12 MiB | bounded | - |\n",
+        ] {
+            assert!(doc.contains(line), "no {line:?} in\n{doc}");
+        }
+        let results = doc
+            .find("\n## Results\n\n| figure |")
+            .expect("a results table");
+        assert!(doc.ends_with("| - |\n"), "the table ends the doc");
+        assert!(doc.find("## How the figures").unwrap() < results);
     }
 }

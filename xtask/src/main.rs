@@ -6,6 +6,7 @@
 mod bench;
 mod command;
 mod dist;
+mod provenance;
 mod setup;
 mod tasks;
 mod vm;
@@ -33,12 +34,14 @@ enum Task {
     /// What users install, into target/dist/: the static binary, completions, man pages, a
     /// .deb with a systemd unit, the container image (an OCI archive) and SHA256SUMS.
     Dist(dist::DistArgs),
-    /// Performance figures, each side by side with its reference, against its goal.
+    /// Performance figures, each side by side with its reference, against its goal; written
+    /// to docs/performance.md.
     Bench(bench::BenchArgs),
     /// Fuzz the wire decoder, the recording parser and the tracker for a while.
     Fuzz(tasks::FuzzArgs),
-    /// The integration tests inside Debian kernels (6.1, 6.12, 6.18, 7.x) under qemu, once
-    /// per function attach mode each kernel allows.
+    /// The integration tests under qemu inside the newest Debian kernel of each line in
+    /// xtask/src/vm/kernels.rs (`--kernels` lists them), once per function attach mode each
+    /// kernel allows. A run of the whole matrix writes docs/kernels.md.
     VmTest(vm::VmTestArgs),
 }
 

@@ -34,8 +34,9 @@ pub struct TestArgs {
     /// the first failure: flaky privileged tests show up here.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    /// Then run the kernel matrix too (`cargo xtask vm-test` with its defaults; about 25
-    /// minutes), adding its tests to the totals.
+    /// Also run the kernel matrix (`cargo xtask vm-test` with its defaults), its guests
+    /// booting beside the host's tests, adding its tests to the totals. Without a test filter
+    /// it rewrites docs/kernels.md, which says how long it took.
     #[arg(long)]
     vm: bool,
     /// Also run the long tests (a 1,000-victim storm, serve's memory after 10,000 victims,

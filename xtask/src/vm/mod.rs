@@ -1,17 +1,19 @@
 //! `cargo xtask vm-test`: oomreap's integration tests inside real Debian kernels under qemu.
 //!
-//! For each kernel line (6.1, 6.12, 6.18, 7.x) the newest Debian cloud kernel is fetched into a
+//! For each kernel line of [`kernels::LINES`] the newest Debian kernel is fetched into a
 //! private cache, booted under TCG (one vCPU: KVM cannot run guests on the machines this
 //! runs on) with an initramfs of static busybox, oomreap and its test binaries. The guest's
 //! init finds which function attach modes the kernel allows and runs the suites once per
 //! mode (`OOMREAP_FUNCTIONS=off|fentry|kprobe`), printing `OOMREAP-VM` lines on the serial
-//! console, which this reads, echoes and turns into a kernel × mode × suite table.
+//! console, which this reads, echoes and turns into a kernel × mode × suite table. A run of
+//! the whole matrix also writes that table to docs/kernels.md, with the run's date, commit
+//! and machine; a run restricted by a flag leaves that file alone.
 mod initramfs;
 mod kernels;
 mod results;
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeSet, VecDeque},
     io::{BufRead as _, BufReader, Write as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -26,7 +28,10 @@ use anyhow::{Context as _, bail};
 use initramfs::Archive;
 pub use results::Totals;
 
-use crate::command::cargo;
+use crate::{command::cargo, provenance::Provenance};
+
+/// Where a run of the whole matrix writes its results for readers, in the workspace.
+const DOC: &str = "docs/kernels.md";
 
 /// The guest's init script.
 const INIT: &str = include_str!("init.sh");
@@ -36,8 +41,8 @@ const MODES: [&str; 3] = ["off", "fentry", "kprobe"];
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct VmTestArgs {
-    /// Kernel lines to boot: 5.10, 6.1, 6.12, 6.18, 7.x, 7.x-rt (default: all).
-    #[arg(long, value_delimiter = ',')]
+    /// Kernel lines to boot (default: all, as xtask/src/vm/kernels.rs lists them).
+    #[arg(long, value_delimiter = ',', value_parser = kernel_lines())]
     pub kernels: Vec<String>,
     /// Function attach modes to run the suites in, each where the kernel allows it: off
     /// (tracepoints only), fentry, kprobe.
@@ -53,7 +58,7 @@ pub struct VmTestArgs {
     /// Guests booted at once (each is one vCPU: one host core).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
-    /// Only the tests whose names contain this.
+    /// Only the tests whose names contain this (docs/kernels.md is then left as it was).
     #[arg(long)]
     pub filter: Option<String>,
     /// Guest memory in MiB.
@@ -87,6 +92,35 @@ impl VmTestArgs {
         }
         <Wrapper as clap::Parser>::parse_from(["vm-test"]).args
     }
+
+    /// What keeps this run from being the whole default matrix, named for the user; `None`
+    /// for the whole matrix, the only run whose table replaces docs/kernels.md. `--jobs`,
+    /// `--memory-mib`, `--timeout-minutes` and `--capture` change no row.
+    pub fn restriction(&self) -> Option<&'static str> {
+        let whole = Self::defaults();
+        let same = |a: &[String], b: &[String]| {
+            a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
+        };
+        let all_lines: Vec<String> = kernels::LINES.iter().map(|l| l.name.to_owned()).collect();
+        if !self.kernels.is_empty() && !same(&self.kernels, &all_lines) {
+            Some("--kernels")
+        } else if !same(&self.modes, &whole.modes) {
+            Some("--modes")
+        } else if !same(&self.suites, &whole.suites) {
+            Some("--suites")
+        } else if !same(&self.once_suites, &whole.once_suites) {
+            Some("--once-suites")
+        } else if self.filter.is_some() {
+            Some("a test filter")
+        } else {
+            None
+        }
+    }
+}
+
+/// `--kernels`' values: the names of [`kernels::LINES`], so the help lists every line there is.
+fn kernel_lines() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(kernels::LINES.map(|l| l.name))
 }
 
 /// Programs the matrix needs, with the Debian packages that bring them.
@@ -125,11 +159,29 @@ pub struct Prepared {
     common: Vec<u8>,
     static_check: Option<StaticCheck>,
     out: PathBuf,
+    /// docs/kernels.md, or `None` when the run is restricted.
+    doc: Option<PathBuf>,
+    provenance: Provenance,
+    /// When the preparation began: docs/kernels.md says how long the whole run took.
+    started: Instant,
 }
 
 /// Installs what the matrix needs, fetches the kernels and builds what the guests run.
 pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> {
+    let started = Instant::now();
+    // Read before the build: the commit tested is the one built.
+    let provenance = Provenance::now(workspace);
     let args = args.clone();
+    let doc = match args.restriction() {
+        None => Some(workspace.join(DOC)),
+        Some(restriction) => {
+            eprintln!(
+                "xtask vm-test: {restriction} restricts the matrix, so {DOC} will be left as it \
+                 was (only a run of the whole matrix replaces it)"
+            );
+            None
+        }
+    };
     for mode in &args.modes {
         if !MODES.contains(&mode.as_str()) {
             bail!("unknown attach mode {mode:?}; expected off, fentry or kprobe");
@@ -206,6 +258,9 @@ pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> 
         common,
         static_check,
         out,
+        doc,
+        provenance,
+        started,
     })
 }
 
@@ -218,6 +273,9 @@ impl Prepared {
             common,
             static_check,
             out,
+            doc,
+            provenance,
+            started,
         } = self;
         let args = &args;
         let common = &common[..];
@@ -261,6 +319,16 @@ impl Prepared {
         std::fs::write(out.join("results.json"), report.json().to_string())?;
         println!("{markdown}");
         println!("(also in {})", out.join("results.md").display());
+        match doc {
+            Some(doc) => {
+                let text =
+                    report.document(&provenance, started.elapsed(), args.jobs, args.memory_mib);
+                std::fs::write(&doc, text)
+                    .with_context(|| format!("failed to write {}", doc.display()))?;
+                println!("(and in {}, with the run's date and commit)", doc.display());
+            }
+            None => println!("({DOC} left as it was: only a run of the whole matrix replaces it)"),
+        }
         Ok(report.totals())
     }
 }
@@ -588,4 +656,59 @@ fn boot(
         eprintln!("xtask vm-test: qemu exited with {status}");
     }
     Ok(console)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[&str]) -> VmTestArgs {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: VmTestArgs,
+        }
+        <Wrapper as clap::Parser>::try_parse_from(
+            std::iter::once("vm-test").chain(flags.iter().copied()),
+        )
+        .unwrap()
+        .args
+    }
+
+    #[test]
+    fn only_the_whole_matrix_replaces_the_doc() {
+        assert_eq!(VmTestArgs::defaults().restriction(), None);
+        let every_line: Vec<&str> = kernels::LINES.iter().rev().map(|l| l.name).collect();
+        let every_line = format!("--kernels={}", every_line.join(","));
+        for whole in [
+            &[every_line.as_str()][..],
+            &["--modes", "kprobe,off,fentry"],
+            &["--jobs", "1", "--capture", "--memory-mib", "2048"],
+        ] {
+            assert_eq!(args(whole).restriction(), None, "{whole:?}");
+        }
+        for (restricted, by) in [
+            (&["--kernels", "6.1"][..], "--kernels"),
+            (&["--modes", "off"], "--modes"),
+            (&["--suites", "privileged"], "--suites"),
+            (&["--once-suites", "privileged"], "--once-suites"),
+            (&["--filter", "storm"], "a test filter"),
+        ] {
+            assert_eq!(args(restricted).restriction(), Some(by), "{restricted:?}");
+        }
+    }
+
+    #[test]
+    fn the_help_lists_every_kernel_line() {
+        assert_eq!(
+            args(&["--kernels", "5.10,7.x-rt"]).kernels,
+            ["5.10", "7.x-rt"]
+        );
+        let help = <VmTestArgs as clap::Args>::augment_args(clap::Command::new("vm-test"))
+            .render_help()
+            .to_string();
+        let names: Vec<&str> = kernels::LINES.iter().map(|l| l.name).collect();
+        let listed = format!("[possible values: {}]", names.join(", "));
+        assert!(help.contains(&listed), "no {listed:?} in\n{help}");
+    }
 }

@@ -1,9 +1,11 @@
-//! Reads a guest's console into results, and prints the kernel × mode × suite table.
+//! Reads a guest's console into results, and prints the kernel × mode × suite table, alone
+//! (target/vm/results.md) or as docs/kernels.md with the run it comes from.
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::kernels::Kernel;
+use crate::provenance::{Provenance, header};
 
 /// The guest init's report lines start with this.
 pub const MARK: &str = "OOMREAP-VM ";
@@ -238,6 +240,63 @@ impl Report {
         out
     }
 
+    /// docs/kernels.md: the run (`took` from the kernels' fetch to the last guest's end), how
+    /// the matrix runs (`jobs` guests of `memory_mib` at a time), then the table.
+    pub fn document(
+        &self,
+        provenance: &Provenance,
+        took: Duration,
+        jobs: usize,
+        memory_mib: u32,
+    ) -> String {
+        let totals = self.totals();
+        let mut out = header(
+            "Kernels",
+            "`cargo xtask vm-test` (which `cargo xtask test --vm` and `--all` run) from a run of \
+             the whole matrix",
+            provenance,
+            &[
+                format!(
+                    "Took: {} min (fetching, building and booting, {jobs} guests at a time)",
+                    (took.as_secs() + 30) / 60
+                ),
+                format!(
+                    "Tests: {} passed, {} failed, {} skipped",
+                    totals.passed, totals.failed, totals.skipped
+                ),
+            ],
+        );
+        out.push_str(&format!(
+            "\n## How the matrix runs\n\n\
+             For each kernel line in `xtask/src/vm/kernels.rs`, `cargo xtask vm-test` fetches the \
+             newest Debian kernel package with `apt-get download`, through a private apt \
+             configuration (its own sources list and cache under `~/.cache/oomreap/vm`; the \
+             machine's apt sources are not touched). It boots each under qemu (TCG, one vCPU, \
+             {memory_mib} MiB, {jobs} guests at a time) with an initramfs holding static busybox, \
+             oomreap and its test binaries, the kernel package's own modules (FUSE where it is a \
+             module, soft-RoCE with its dependencies), iproute2's `ip` and `rdma`, and libibverbs \
+             with its rxe provider. The guest mounts cgroup2 only.\n\n\
+             In each guest the `scenarios` suite runs once per function attach mode that the line \
+             runs and the kernel allows (tracepoints only, fentry, kprobe). The `privileged` \
+             suite, and the `run` suite where the line has it, run once in the best mode allowed. \
+             The oldest kernel also runs the `static-binary` suite: there the static binary of \
+             `cargo xtask dist` traces a real kill. In fentry and kprobe modes the scenario tests \
+             also check each reap pass's exact result. A guest's storm has 50 victims.\n\n\
+             Where a kernel lacks a feature, the tests that need it skip and say why: rdma_rxe on \
+             the cloud kernels, process_mrelease on 5.10, KVM in every guest. Where the kernel \
+             changes what can be seen, the tests expect the degraded form: 5.10 has no mmap_lock \
+             tracepoints (contended skips are inferred) and no exit_mmap tracepoint, and its \
+             exit_mmap reaps an OOM victim itself; on PREEMPT_RT the lock's owner is the pending \
+             writer (see [events.md](events.md)).\n\n\
+             In the table, *passed* leaves out the tests that skipped, and *seconds* are the \
+             guest's own, per suite. The run also wrote the table to `target/vm/results.md` and \
+             `results.json`, and each console to `target/vm/LINE.log`.\n\n\
+             ## Results\n\n"
+        ));
+        out.push_str(&self.markdown());
+        out
+    }
+
     pub fn json(&self) -> Value {
         json!(
             self.runs
@@ -293,6 +352,66 @@ running 3 tests
             vmlinuz: PathBuf::new(),
             modules: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_doc_names_its_run_then_the_method_then_the_table() {
+        let suite = |mode: &str, passed, skipped, seconds| SuiteRun {
+            suite: "scenarios".into(),
+            mode: mode.into(),
+            passed,
+            failed: 0,
+            skipped,
+            rc: Some(0),
+            failures: Vec::new(),
+            seconds,
+        };
+        let report = Report {
+            runs: vec![KernelRun {
+                line: "6.1".into(),
+                package: "linux-image-6.1.0-57-cloud-amd64-unsigned".into(),
+                release: Some("6.1.0-57-cloud-amd64".into()),
+                allowed: vec!["off".into(), "fentry".into()],
+                suites: vec![suite("off", 16, 4, Some(126)), suite("fentry", 16, 8, None)],
+                completed: true,
+                took: Duration::from_secs(343),
+            }],
+        };
+        let provenance = Provenance {
+            date: "2026-12-03".into(),
+            commit: "1222ec2babb4".into(),
+            machine: "Linux 6.18, 2 CPUs, 24 GiB of memory".into(),
+        };
+        let doc = report.document(&provenance, Duration::from_secs(2040), 2, 1024);
+        assert!(
+            doc.starts_with(
+                "# Kernels\n\nGenerated by `cargo xtask vm-test` (which `cargo xtask test --vm` \
+                 and `--all` run) from a run of the whole matrix: do not edit this file by hand"
+            ),
+            "{doc}"
+        );
+        for line in [
+            "- Date: 2026-12-03 (UTC)\n",
+            "- Commit: `1222ec2babb4`\n",
+            "- Took: 34 min (fetching, building and booting, 2 guests at a time)\n",
+            "- Tests: 20 passed, 0 failed, 12 skipped\n",
+            "(TCG, one vCPU, 1024 MiB, 2 guests at a time)",
+            "| 6.1.0-57-cloud-amd64 | tracepoints only | scenarios | 12 | 0 | 4 | 126 | pass |\n",
+            "| 6.1.0-57-cloud-amd64 | fentry | scenarios | 8 | 0 | 8 | - | pass |\n",
+            "- 6.1.0-57-cloud-amd64 (linux-image-6.1.0-57-cloud-amd64-unsigned): booted and tested \
+             in 343 s; function modes allowed: off, fentry; refused: kprobe\n",
+        ] {
+            assert!(doc.contains(line), "no {line:?} in\n{doc}");
+        }
+        let method = doc
+            .find("\n## How the matrix runs\n\n")
+            .expect("the method");
+        let results = doc.find("\n## Results\n\n| kernel |").expect("the table");
+        assert!(method < results);
+        assert!(
+            doc.ends_with("refused: kprobe\n"),
+            "the kernels' lines end the doc"
+        );
     }
 
     #[test]

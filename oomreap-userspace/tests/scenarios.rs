@@ -296,6 +296,20 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
     let wake_after = o["kill_to_wake_ns"].as_u64().unwrap_or(0);
     assert!(wake_after >= 2_000_000_000, "the reaper's 2 s delay: {o}");
     check_reap_calls(steps, &[("oom_reaper", true)]);
+    // What the domain (the scenario's cgroup, at its limit) held when the kill arrived: the
+    // stuck victim's memory, still charged until the reaper comes 2 s later.
+    let kill = step(steps, "kill")[0];
+    let memory = &kill["domain_memory"];
+    assert_eq!(memory["scope"], "memcg", "{kill}");
+    assert_eq!(
+        memory["memcg"]["id"], kill["oom_domain"]["memcg"]["id"],
+        "{kill}"
+    );
+    let read_after = memory["read_after_ns"].as_u64().unwrap_or(u64::MAX);
+    assert!(read_after < 2_000_000_000, "read before the reaper: {kill}");
+    let domain_anon = memory["kib"]["anon"].as_u64().unwrap_or(0);
+    let victim_anon = kill["memory"]["anon_rss_kib"].as_u64().unwrap_or(u64::MAX);
+    assert!(domain_anon * 10 >= victim_anon * 8, "{kill}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! cgroup ids become paths (and Kubernetes pods), notifier callbacks become symbols, lock
 //! holders get their kernel stacks. Front ends use it; the tracker never does, so it stays
 //! pure. Every lookup may fail (the task exited, no root, no kallsyms) and says so.
+pub mod memory;
 mod pods;
 
 use std::{
@@ -134,6 +135,29 @@ impl<P: ProcSource> Enricher<P> {
             self.cgroups.insert(id, found);
         }
         self.cgroups.get(&id).and_then(Option::as_ref)
+    }
+
+    /// What the OOM domain's memory is made of now: the memory cgroup `memcg`'s
+    /// (`memory.stat`), or the machine's (`/proc/meminfo`) for a machine-wide OOM.
+    pub fn domain_memory(&mut self, memcg: Option<u64>) -> Result<memory::MemoryByKind, String> {
+        let Some(id) = memcg else {
+            return memory::read_machine();
+        };
+        let version = self
+            .hierarchy
+            .as_ref()
+            .map(|h| h.version)
+            .ok_or("no memory cgroup hierarchy")?;
+        let relative = self
+            .cgroup(id)
+            .map(|info| info.path.trim_start_matches('/').to_owned())
+            .ok_or_else(|| format!("memory cgroup {id} not found"))?;
+        let root = self
+            .hierarchy
+            .as_ref()
+            .map(|h| h.root.clone())
+            .unwrap_or_default();
+        memory::read_cgroup(&root.join(relative), version)
     }
 
     /// `symbol [module]` for a kernel address, from /proc/kallsyms.

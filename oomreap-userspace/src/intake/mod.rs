@@ -13,7 +13,7 @@ pub mod annotations;
 
 use std::{collections::VecDeque, time::Duration};
 
-pub use annotations::{Annotations, HolderStacks};
+pub use annotations::{Annotations, DomainMemory, HolderStacks};
 
 use crate::{
     capture::{Capture, CaptureError},
@@ -489,6 +489,21 @@ impl Intake {
                         .into_iter()
                         .flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
+                    // Where the kill names its domain (a memory cgroup, or none: the machine),
+                    // read what it holds now, as close to the kill as user space gets: that
+                    // is the memory the kill is to relieve.
+                    let domain_known = v.kill.as_ref().is_some_and(|k| k.domain.is_some());
+                    if let Some(killed_at) = v.killed_at_ns().filter(|_| domain_known) {
+                        let kib = enricher.domain_memory(domain).map(|kinds| {
+                            kinds.into_iter().map(|(k, n)| (k.to_owned(), n)).collect()
+                        });
+                        let memory = DomainMemory {
+                            memcg: domain,
+                            read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
+                            kib,
+                        };
+                        records.push(self.annotations.add_domain_memory(*id, memory));
+                    }
                 }
                 Change::Mrelease { call, .. } => {
                     if let Some(memcg) = call.target.memcg_id {

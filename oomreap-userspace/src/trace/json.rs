@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 pub use crate::wording::SCHEMA_VERSION;
 use crate::{
-    intake::{Annotations, Intake},
+    intake::{Annotations, DomainMemory, Intake},
     tracker::{
         AttemptResult, Change, GiveUpCause, LockSnapshot, RetryKind, Rss, Task, Victim, VictimId,
         has_mmf_oom_skip,
@@ -186,6 +186,20 @@ fn memcg_json(id: u64, annotations: &Annotations) -> Value {
     })
 }
 
+/// A domain's memory at the kill, as `domain_memory` says it (docs/events.md).
+fn domain_memory_json(memory: &DomainMemory, annotations: &Annotations) -> Value {
+    let mut value = json!({
+        "scope": if memory.memcg.is_some() { "memcg" } else { "machine" },
+        "memcg": memory.memcg.map(|id| memcg_json(id, annotations)),
+        "read_after_ns": memory.read_after_ns,
+    });
+    match &memory.kib {
+        Ok(kib) => value["kib"] = json!(kib),
+        Err(why) => value["error"] = json!(why),
+    }
+    value
+}
+
 fn kill_fields(v: &Victim, cx: &Intake) -> Value {
     let Some(k) = &v.kill else {
         return Value::Null;
@@ -223,6 +237,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "trigger": task(&k.trigger),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
+        "domain_memory": cx.annotations().domain_memory(v.id).map(|m| domain_memory_json(m, cx.annotations())),
         "oom_domain": k.domain.as_ref().map(|d| {
             let badness = v.badness();
             json!({

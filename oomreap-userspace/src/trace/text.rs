@@ -3,8 +3,8 @@ use crate::{
     intake::Intake,
     tracker::{AttachKind, AttemptResult, Change, Rss, Victim, VictimId},
     wording::{
-        cgroup_name, duration, kib, lock_text, mm_flags_text, mrelease_result, notifier_names,
-        oom_domain_text, skip_cause, summary, task,
+        cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text, mrelease_result,
+        notifier_names, oom_domain_text, skip_cause, summary, task,
     },
 };
 
@@ -201,6 +201,9 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
     }
     if let Some(domain) = &k.domain {
         parts.push(oom_domain_text(domain, cx.annotations()));
+    }
+    if let Some(memory) = cx.annotations().domain_memory(v.id) {
+        parts.push(domain_memory_text(memory));
     }
     if k.attach == AttachKind::TracePoint {
         parts.push("(classic tracepoint)".into());

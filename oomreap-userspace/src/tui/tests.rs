@@ -118,6 +118,28 @@ fn victims_newest_first_at_80_by_24() {
     assert!(screen.iter().all(|l| l.chars().count() <= 80));
 }
 
+/// In 80 columns the cgroup column is narrow: it keeps the path's tail, the leaf that tells a
+/// pod's or a container's victims apart.
+#[test]
+fn a_long_cgroup_path_keeps_its_tail_in_80_columns() {
+    let mut bytes = Vec::new();
+    let mut writer = RecordWriter::new(&mut bytes, 0).unwrap();
+    let path = "/kubepods.slice/kubepods-burstable.slice/cri-containerd-0123456789abcdef.scope";
+    writer
+        .write_context(&serde_json::json!({"cgroup": {"id": 4026, "path": path}}))
+        .unwrap();
+    for record in stream() {
+        writer.write(&record).unwrap();
+    }
+    let mut app = App::new(Intake::replay(parse(&bytes).unwrap(), None), None);
+    while let Some(step) = app.intake.next_now() {
+        app.take(&step);
+    }
+    let screen = render(&app, 80, 24);
+    assert_line(&screen, &["stuck", "…", "def.scope"]);
+    assert!(!contains(&screen, "/kubepods"), "{}", screen.join("\n"));
+}
+
 #[test]
 fn the_detail_pane_tells_the_whole_path() {
     let mut app = app_with(stream());

@@ -15,7 +15,8 @@ use super::app::{App, Mode};
 use crate::{
     tracker::{Attempt, AttemptResult, Outcome, SkipCause, Victim},
     wording::{
-        duration, kib, lock_text, notifier_names, oom_domain_text, skip_cause_brief, summary,
+        domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
+        skip_cause_brief, summary,
     },
 };
 
@@ -169,6 +170,32 @@ fn outcome_cell(v: &Victim) -> Cell<'static> {
     Cell::from(text).style(Style::new().fg(color))
 }
 
+/// The victims table's columns and their widths; the cgroup's (`None`) takes the rest.
+const COLUMNS: [(&str, Option<u16>); 9] = [
+    ("TIME", Some(8)),
+    ("PID", Some(7)),
+    ("COMM", Some(15)),
+    ("CGROUP", None),
+    ("RSS", Some(7)),
+    ("OUTCOME", Some(12)),
+    ("ATT", Some(3)),
+    ("K→REAPED", Some(8)),
+    ("NL", Some(2)),
+];
+const CGROUP_MIN: u16 = 6;
+
+/// `text` cut to its last `width` characters, `…` marking the cut.
+fn tail(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_owned();
+    }
+    let keep = width.saturating_sub(1);
+    std::iter::once('…')
+        .chain(text.chars().skip(count - keep))
+        .collect()
+}
+
 fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.rows();
     let title = format!(
@@ -204,18 +231,13 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    let header = Row::new([
-        "TIME",
-        "PID",
-        "COMM",
-        "CGROUP",
-        "RSS",
-        "OUTCOME",
-        "ATT",
-        "K→REAPED",
-        "NL",
-    ])
-    .style(Style::new().add_modifier(Modifier::BOLD));
+    let header =
+        Row::new(COLUMNS.map(|(name, _)| name)).style(Style::new().add_modifier(Modifier::BOLD));
+    // The cgroup column gets what the others leave (one space between columns); a longer
+    // path keeps its tail, the leaf that tells victims apart.
+    let fixed: u16 = COLUMNS.iter().filter_map(|(_, width)| *width).sum();
+    let spacing = COLUMNS.len() as u16 - 1;
+    let cgroup_width = usize::from(area.width.saturating_sub(fixed + spacing).max(CGROUP_MIN));
     let body: Vec<Row> = rows
         .iter()
         .map(|v| {
@@ -238,7 +260,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(time),
                 Cell::from(v.tgid().unwrap_or(v.pid).to_string()),
                 Cell::from(v.comm().unwrap_or("-").to_owned()),
-                Cell::from(app.cgroup_of(v)),
+                Cell::from(tail(&app.cgroup_of(v), cgroup_width)),
                 Cell::from(rss),
                 outcome_cell(v),
                 Cell::from(v.attempts.len().to_string()),
@@ -247,17 +269,8 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
             ])
         })
         .collect();
-    let widths = [
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(15),
-        Constraint::Min(6),
-        Constraint::Length(7),
-        Constraint::Length(12),
-        Constraint::Length(3),
-        Constraint::Length(8),
-        Constraint::Length(2),
-    ];
+    let widths =
+        COLUMNS.map(|(_, width)| width.map_or(Constraint::Min(CGROUP_MIN), Constraint::Length));
     let table = Table::new(body, widths)
         .header(header)
         .block(block)
@@ -304,6 +317,9 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
             domain,
             app.intake.annotations(),
         )));
+    }
+    if let Some(memory) = app.intake.annotations().domain_memory(v.id) {
+        lines.push(Line::from(domain_memory_text(memory)));
     }
     if let Some(n) = v.kill.as_ref().and_then(|k| k.notifiers.as_ref()) {
         let names = notifier_names(app.intake.annotations(), n);

@@ -217,6 +217,17 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
         &[]
     };
     check_reap_calls(steps, own_reap);
+    // The task that hit the limit (the hog itself): its kernel stack at the kill runs
+    // through the OOM killer.
+    let frames = kill["trigger"]["stack"]["frames"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no trigger stack: {kill}"));
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.as_str().is_some_and(|f| f.starts_with("out_of_memory+"))),
+        "{kill}"
+    );
     // Its own cgroup's limit was hit: the domain is that cgroup.
     let domain = &kill["oom_domain"];
     assert_eq!(domain["constraint"], "memcg", "{kill}");

@@ -16,7 +16,7 @@ use crate::{
     tracker::{Attempt, AttemptResult, Outcome, SkipCause, Victim},
     wording::{
         domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
-        skip_cause_brief, summary,
+        skip_cause_brief, summary, trigger_path,
     },
 };
 
@@ -320,6 +320,9 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     }
     if let Some(memory) = app.intake.annotations().domain_memory(v.id) {
         lines.push(Line::from(domain_memory_text(memory)));
+    }
+    if let Some(frames) = app.intake.annotations().trigger_stack(v.id) {
+        lines.push(Line::from(format!("trigger {}", trigger_path(frames))));
     }
     if let Some(n) = v.kill.as_ref().and_then(|k| k.notifiers.as_ref()) {
         let names = notifier_names(app.intake.annotations(), n);

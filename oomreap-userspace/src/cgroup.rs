@@ -40,7 +40,7 @@ pub enum CgroupError {
     },
 }
 
-/// Where new memory cgroups go.
+/// The memory cgroup hierarchy: where cgroups are found (and where `inject` makes its own).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryHierarchy {
     pub root: PathBuf,

@@ -173,6 +173,19 @@ fn host_checks_and_tests(
         "-D",
         "warnings",
     ]))?;
+    // --all-targets builds the tests, which turn the `testing` feature on: what users run
+    // (the library and binary without it) is linted on its own.
+    step("clippy (the oomreap binary as shipped: no test support)");
+    run_cmd(cargo().current_dir(workspace).args([
+        "clippy",
+        "--package",
+        "oomreap-userspace",
+        "--lib",
+        "--bins",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
 
     step("clippy (kernel programs, bpfel-unknown-none)");
     run_cmd(

@@ -123,10 +123,12 @@ pub fn attach_mode(
     bpf_loop: bool,
 ) -> Result<(), Refusal> {
     let programs = function.programs(mode, bpf_loop);
+    // The program that makes this the `bpf_loop` form: one the unrolled form lacks.
+    let unrolled = function.programs(mode, false);
     let loop_program = programs
         .iter()
         .map(|(name, _)| *name)
-        .find(|name| super::is_loop_form(name));
+        .find(|name| !unrolled.iter().any(|(plain, _)| plain == name));
     let refused = |cause| Refusal::Refused {
         mode,
         program: loop_program,
@@ -134,6 +136,9 @@ pub fn attach_mode(
     };
     if let Some(why) = crate::faults::refusal(mode.id(), function.function) {
         return Err(refused(Cause::Error(why)));
+    }
+    if mode == AttachKind::Fentry && btf.is_none() {
+        return Err(refused(Cause::NoKernelBtf));
     }
     if loop_program.is_some()
         && let Some(why) = crate::faults::refusal("bpf_loop", function.function)
@@ -170,7 +175,7 @@ fn load_and_attach(
     };
     let no_btf = || CaptureError::HookUnavailable {
         hook: function,
-        reason: "fentry needs kernel BTF".into(),
+        reason: Cause::NoKernelBtf.to_string(),
     };
     match role {
         Role::Fentry => {

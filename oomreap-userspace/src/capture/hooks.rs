@@ -246,7 +246,8 @@ const fn plain(programs: &'static [(&'static str, Role)]) -> Programs {
     }
 }
 
-const MARK_VICTIM: Hook = Hook {
+/// The kill: required, and the hook whose argument count the structure layout depends on.
+pub const MARK_VICTIM: Hook = Hook {
     required: true,
     name: "oom:mark_victim",
     target: Target::Tracepoint(Tracepoint {
@@ -406,7 +407,7 @@ pub const HOOKS: [Hook; 15] = [
         plain(&[("oom_kill_process_kprobe", Role::Kprobe)]),
         None,
         "the OOM killer's own record of a kill: its domain, constraint, and the victim's \
-         badness points (without it they are derived and inferred)",
+         badness points (otherwise derived, and marked inferred)",
     ),
 ];
 
@@ -440,6 +441,17 @@ mod tests {
                     hook.name,
                     needed.name
                 );
+            }
+        }
+    }
+
+    /// The gate attaches and detaches tracepoint links only: a function hook it were to hold
+    /// would stay attached all the time, whatever its declaration said.
+    #[test]
+    fn only_tracepoints_wait_for_a_victim() {
+        for hook in &HOOKS {
+            if hook.gate == GatePolicy::WhileVictimInFlight {
+                assert!(hook.tracepoint().is_some(), "{}", hook.name);
             }
         }
     }

@@ -88,6 +88,13 @@ pub struct HookStatus {
     pub attached_when: Option<String>,
 }
 
+impl HookStatus {
+    /// Returns true if and only if the hook is a kernel function (not a tracepoint).
+    pub fn is_function(&self) -> bool {
+        hooks::by_name(self.name).is_some_and(|hook| hook.function().is_some())
+    }
+}
+
 /// Counters the kernel programs keep about themselves.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
@@ -126,7 +133,7 @@ impl Capture {
         let mut ebpf = load(&plan, options.events_bytes)?;
         let logger = start_logger(&mut ebpf);
         let (mut hooks, gated) = attach_tracepoints(&mut ebpf, &plan, &options.paths)?;
-        hooks.extend(attach_functions(&mut ebpf, &plan, options.functions));
+        attach_functions(&mut ebpf, &plan, options.functions, &mut hooks);
         let capture = Self::with_maps(ebpf, hooks, logger, gated)?;
         crate::faults::after_attach();
         Ok(capture)
@@ -384,16 +391,16 @@ fn attach_tracepoints(
     Ok((hooks, gated))
 }
 
-/// Attaches every function hook in the best mode `preference` allows; one whose needed hook
-/// is not attached is left out.
+/// Attaches every function hook in the best mode `preference` allows, adding its status to
+/// `statuses` (the tracepoints' so far); one whose needed hook is not attached is left out.
 fn attach_functions(
     ebpf: &mut Ebpf,
     plan: &plan::Plan,
     preference: FunctionPreference,
-) -> Vec<HookStatus> {
+    statuses: &mut Vec<HookStatus>,
+) {
     let mut function_btf =
         FunctionBtf::new(plan.btf_problem.is_none().then_some(&plan.attach_targets));
-    let mut statuses: Vec<HookStatus> = Vec::new();
     for hook in &HOOKS {
         let Some(function) = hook.function() else {
             continue;
@@ -422,7 +429,6 @@ fn attach_functions(
         };
         statuses.push(status);
     }
-    statuses
 }
 
 /// The BTF tracepoint programs the plan attaches first, with their events, in plan order
@@ -443,8 +449,12 @@ fn btf_programs(plan: &plan::Plan) -> Vec<(&'static str, &'static str)> {
 
 /// Why a pretended fault refuses this BTF tracepoint program, if one does (`crate::faults`).
 fn refused_by_faults(program_name: &str, hook: &Hook) -> Option<String> {
+    let loop_form = hook
+        .tracepoint()
+        .and_then(|t| t.btf)
+        .is_some_and(|btf| btf.bpf_loop == Some(program_name));
     crate::faults::refusal("btf_tracepoint", hook.name).or_else(|| {
-        is_loop_form(program_name)
+        loop_form
             .then(|| crate::faults::refusal("bpf_loop", hook.name))
             .flatten()
     })
@@ -606,11 +616,6 @@ fn attach_btf(
         hook: hook.name,
         source,
     })
-}
-
-/// A program's `bpf_loop` form, by its name (see `mm::notifiers` in the kernel programs).
-pub(crate) fn is_loop_form(program: &str) -> bool {
-    program.ends_with("_loop")
 }
 
 fn attach_classic(

@@ -9,7 +9,7 @@ use oomreap_common::{event::AttachKind, layout::KernelLayout};
 
 use super::{
     CaptureError,
-    hooks::{HOOKS, Hook, Target, Tracepoint},
+    hooks::{HOOKS, Hook, MARK_VICTIM, Target, Tracepoint},
     refusal::Refusal,
 };
 use crate::{
@@ -193,7 +193,8 @@ pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, C
     }
     let mut layout = match &btf {
         Ok(btf) => {
-            let mark_victim_args = btf.tracepoint_arg_count("mark_victim")?.unwrap_or(2);
+            let event = MARK_VICTIM.tracepoint().map_or("mark_victim", |t| t.event);
+            let mark_victim_args = btf.tracepoint_arg_count(event)?.unwrap_or(2);
             layout::from_btf(btf, mark_victim_args)?
         }
         Err(_) => KernelLayout::UNSET,

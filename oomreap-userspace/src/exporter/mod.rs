@@ -167,7 +167,7 @@ impl Names {
     }
 
     fn of(&mut self, v: &Victim, annotations: &Annotations) -> VictimNames {
-        let raw = match v.kill.as_ref().and_then(|k| k.memcg_id) {
+        let raw = match v.memcg_id() {
             Some(id) => match annotations.cgroup(id) {
                 Some(info) => CgroupIdentity::of(info),
                 None => CgroupIdentity::path(format!("id {id}")),
@@ -177,9 +177,7 @@ impl Names {
         let at = v.finished_at_ns.or(v.killed_at_ns()).unwrap_or_default();
         let cgroup = self.labels.label(raw, at, &self.cgroup_victims);
         let notifiers = v
-            .kill
-            .as_ref()
-            .and_then(|k| k.notifiers.as_ref())
+            .notifiers()
             .map(|n| notifier_owners(n, annotations))
             .unwrap_or_default();
         VictimNames { cgroup, notifiers }

@@ -473,21 +473,10 @@ impl Intake {
                         .as_ref()
                         .and_then(|k| k.domain.as_ref()?.memcg)
                         .map(|m| m.id);
-                    for memcg in v
-                        .kill
-                        .as_ref()
-                        .and_then(|k| k.memcg_id)
-                        .into_iter()
-                        .chain(domain)
-                    {
+                    for memcg in v.memcg_id().into_iter().chain(domain) {
                         resolve_cgroup(enricher, &mut self.annotations, memcg, &mut records);
                     }
-                    let callbacks = v
-                        .kill
-                        .as_ref()
-                        .and_then(|k| k.notifiers.as_ref())
-                        .into_iter()
-                        .flat_map(|n| n.callbacks.iter());
+                    let callbacks = v.notifiers().into_iter().flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
                     if let Some(stack) = v.kill.as_ref().and_then(|k| k.trigger_stack.as_deref()) {
                         let frames = enricher.kernel_frames(stack);

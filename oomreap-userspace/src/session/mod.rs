@@ -124,11 +124,7 @@ impl Session {
             .filter(|v| self.in_scope.contains(&v.id))
             .map(|v| {
                 let mut summary = VictimSummary::of(v);
-                summary.memcg = v
-                    .kill
-                    .as_ref()
-                    .and_then(|k| k.memcg_id)
-                    .and_then(|id| annotations.cgroup(id).cloned());
+                summary.memcg = v.memcg_id().and_then(|id| annotations.cgroup(id).cloned());
                 summary
             })
             .collect();
@@ -172,9 +168,7 @@ impl Session {
             };
             let covered = match &self.scope {
                 Scope::All => true,
-                Scope::Cgroup { id: memcg, .. } => {
-                    v.kill.as_ref().and_then(|k| k.memcg_id) == Some(*memcg)
-                }
+                Scope::Cgroup { id: memcg, .. } => v.memcg_id() == Some(*memcg),
                 // The victim may be gone from /proc already (a quick exit reaped by its
                 // parent): its parent, from the kill itself, usually is not.
                 Scope::Descendants { root } => {

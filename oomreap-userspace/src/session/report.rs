@@ -49,7 +49,7 @@ impl VictimSummary {
             pid: v.tgid(),
             tid: v.pid,
             comm: v.comm().map(str::to_owned),
-            memcg_id: v.kill.as_ref().and_then(|k| k.memcg_id),
+            memcg_id: v.memcg_id(),
             memcg: None,
             outcome: v.outcome.name().into(),
             outcome_inferred: v.outcome_inferred,
@@ -57,11 +57,7 @@ impl VictimSummary {
             failed_attempts: v.failed_attempts(),
             lock_contended_attempts: v.lock_contended_attempts(),
             partial_reaps: v.partial_passes(),
-            notifiers: v
-                .kill
-                .as_ref()
-                .and_then(|k| k.notifiers.as_ref())
-                .map_or(0, |n| n.count),
+            notifiers: v.notifiers().map_or(0, |n| n.count),
             gave_up_cause: v.give_up_cause().map(|c| c.name()),
             kill_to_wake_ns: v.kill_to_wake_ns(),
             kill_to_reaped_ns: v.kill_to_reaped_ns(),

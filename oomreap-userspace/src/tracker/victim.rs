@@ -1,7 +1,7 @@
 //! One OOM victim and its path through the reaper.
 use crate::wire::{
-    LockSnapshot, MarkVictim, MreleaseTarget, NotifierRefused, ReapCall, RetryKind, Rss, SkipCause,
-    Task,
+    LockSnapshot, MarkVictim, MreleaseTarget, NotifierRefused, Notifiers, OomDomain, ReapCall,
+    RetryKind, Rss, SkipCause, Task, VictimMemory,
 };
 
 /// Most notifier refusals kept per victim (all are counted in the totals).
@@ -255,6 +255,26 @@ impl Victim {
         self.kill.as_ref().and_then(|k| k.victim.comm.as_deref())
     }
 
+    /// Its memory cgroup at the kill.
+    pub fn memcg_id(&self) -> Option<u64> {
+        self.kill.as_ref().and_then(|k| k.memcg_id)
+    }
+
+    /// Its memory at the kill.
+    pub fn memory_at_kill(&self) -> Option<VictimMemory> {
+        self.kill.as_ref().and_then(|k| k.memory)
+    }
+
+    /// Its mm's mmu notifiers at the kill.
+    pub fn notifiers(&self) -> Option<&Notifiers> {
+        self.kill.as_ref().and_then(|k| k.notifiers.as_ref())
+    }
+
+    /// Which limit the kill was for.
+    pub fn oom_domain(&self) -> Option<&OomDomain> {
+        self.kill.as_ref().and_then(|k| k.domain.as_ref())
+    }
+
     /// The lock holders of attempt `index` when they are worth a stack: it was skipped on a
     /// contended lock whose holders differ from the previous attempt's (the same jam repeats
     /// for every attempt).
@@ -438,10 +458,7 @@ impl Victim {
 
     /// Returns true if and only if the mm has mmu notifiers, which can make reaps partial.
     pub fn has_notifiers(&self) -> bool {
-        self.kill
-            .as_ref()
-            .and_then(|k| k.notifiers.as_ref())
-            .is_some_and(|n| n.count > 0)
+        self.notifiers().is_some_and(|n| n.count > 0)
     }
 
     fn last_reap_end_ns(&self) -> Option<u64> {

@@ -201,9 +201,7 @@ impl App {
             SortKey::Rss => rows.sort_by_key(|v| {
                 (
                     std::cmp::Reverse(
-                        v.kill
-                            .as_ref()
-                            .and_then(|k| k.memory)
+                        v.memory_at_kill()
                             .map(|m| m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib),
                     ),
                     std::cmp::Reverse(v.id),
@@ -215,7 +213,7 @@ impl App {
 
     /// The cgroup column's text for a victim.
     pub fn cgroup_of(&self, v: &Victim) -> String {
-        match v.kill.as_ref().and_then(|k| k.memcg_id) {
+        match v.memcg_id() {
             Some(id) => cgroup_name(self.intake.annotations(), id),
             None => "-".into(),
         }

@@ -241,13 +241,9 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     let body: Vec<Row> = rows
         .iter()
         .map(|v| {
-            let rss = v
-                .kill
-                .as_ref()
-                .and_then(|k| k.memory)
-                .map_or("-".into(), |m| {
-                    kib(m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib)
-                });
+            let rss = v.memory_at_kill().map_or("-".into(), |m| {
+                kib(m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib)
+            });
             let time = v.killed_at_ns().map_or("-".into(), |t| {
                 app.intake.clock().local(t).format("%H:%M:%S").to_string()
             });
@@ -312,7 +308,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
             k.trigger.comm.as_deref().unwrap_or("-")
         )));
     }
-    if let Some(domain) = v.kill.as_ref().and_then(|k| k.domain.as_ref()) {
+    if let Some(domain) = v.oom_domain() {
         lines.push(Line::from(oom_domain_text(
             domain,
             app.intake.annotations(),
@@ -324,7 +320,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(frames) = app.intake.annotations().trigger_stack(v.id) {
         lines.push(Line::from(format!("trigger {}", trigger_path(frames))));
     }
-    if let Some(n) = v.kill.as_ref().and_then(|k| k.notifiers.as_ref()) {
+    if let Some(n) = v.notifiers() {
         let names = notifier_names(app.intake.annotations(), n);
         let names = if names.is_empty() {
             String::new()

@@ -1,7 +1,7 @@
 //! How oomreap words what it saw, for every front end alike: skip causes, the lock text,
-//! process_mrelease's return values,
-//! notifier and cgroup names, tasks and outcome summaries. trace, top and serve import this,
-//! never each other.
+//! process_mrelease's return values, notifier and cgroup names, the domain's memory, the
+//! trigger's path, tasks and outcome summaries. trace, top and serve import this, never each
+//! other.
 mod units;
 
 pub use units::{attach_label, duration, kib};

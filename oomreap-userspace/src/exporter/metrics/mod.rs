@@ -330,11 +330,10 @@ impl Metrics {
             let mode = hook
                 .attach
                 .map_or("none", oomreap_common::event::AttachKind::id);
-            // Tracepoints are named `category:event`, kernel functions by their symbol.
-            let kind = if hook.name.contains(':') {
-                "tracepoint"
-            } else {
+            let kind = if hook.is_function() {
                 "function"
+            } else {
+                "tracepoint"
             };
             self.hooks
                 .get_or_create(&Hook {

@@ -111,21 +111,15 @@ fn machine(release: &str, cpus: usize, memory_kib: u64) -> String {
     format!("Linux {release}, {cpus}, {gib:.0} GiB of memory")
 }
 
-/// The UTC day of a Unix time, `YYYY-MM-DD` (the proleptic Gregorian calendar, as in Howard
-/// Hinnant's `civil_from_days`, <https://howardhinnant.github.io/date_algorithms.html>).
+/// The UTC day of a Unix time, `YYYY-MM-DD`.
 fn utc_date(unix_seconds: u64) -> String {
-    let days = (unix_seconds / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    i64::try_from(unix_seconds)
+        .ok()
+        .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0))
+        .map_or_else(
+            || "unknown".to_owned(),
+            |t| t.format("%Y-%m-%d").to_string(),
+        )
 }
 
 /// The opening of a generated doc: its title, the command that writes it, and the run it

@@ -85,7 +85,7 @@ pub struct Enricher<P: ProcSource = Proc> {
     hierarchy: Option<MemoryHierarchy>,
     pods: PodDirectory,
     cgroups: HashMap<u64, Option<CgroupInfo>>,
-    symbols: Option<Result<KernelSymbols, String>>,
+    symbols: Option<Result<HashMap<u64, String>, String>>,
 }
 
 impl Enricher<Proc> {
@@ -160,39 +160,21 @@ impl<P: ProcSource> Enricher<P> {
         memory::read_cgroup(&root.join(relative), version)
     }
 
-    /// The kernel's text symbols, read from /proc/kallsyms the first time they are needed.
-    fn kernel_symbols(&mut self) -> Result<&KernelSymbols, String> {
-        let proc = &self.proc;
-        self.symbols
-            .get_or_insert_with(|| {
-                proc.kallsyms()
-                    .map(|text| KernelSymbols::parse(&text))
-                    .map_err(|err| format!("cannot read /proc/kallsyms: {err}"))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
     /// `symbol [module]` for a kernel address, from /proc/kallsyms.
     pub fn symbol(&mut self, address: u64) -> Result<String, String> {
-        self.kernel_symbols()?
-            .at(address)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no symbol at {address:#x} (kallsyms hidden? needs root)"))
-    }
-
-    /// A kernel stack's return addresses as `function+0xoffset [module]`, or the address
-    /// where no symbol covers it (or kallsyms cannot be read).
-    pub fn kernel_frames(&mut self, addresses: &[u64]) -> Vec<String> {
-        let symbols = self.kernel_symbols().ok();
-        addresses
-            .iter()
-            .map(|&address| {
-                symbols
-                    .and_then(|s| s.frame(address))
-                    .unwrap_or_else(|| format!("{address:#x}"))
-            })
-            .collect()
+        let symbols = self.symbols.get_or_insert_with(|| {
+            self.proc
+                .kallsyms()
+                .map(|text| parse_kallsyms(&text))
+                .map_err(|err| format!("cannot read /proc/kallsyms: {err}"))
+        });
+        match symbols {
+            Ok(map) => map
+                .get(&address)
+                .cloned()
+                .ok_or_else(|| format!("no symbol at {address:#x} (kallsyms hidden? needs root)")),
+            Err(err) => Err(err.clone()),
+        }
     }
 
     /// The kernel stack of task `pid`, one frame a line.
@@ -221,54 +203,23 @@ pub fn notifier_owner(symbol: &str) -> String {
 }
 
 /// Address → `name [module]` for text symbols.
-/// The kernel's text symbols (`name [module]`), sorted by address.
-struct KernelSymbols(Vec<(u64, String)>);
-
-impl KernelSymbols {
-    /// Text symbols (`t`/`T`) of a /proc/kallsyms text; hidden ones (address 0) left out.
-    fn parse(text: &str) -> Self {
-        let mut symbols: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split_whitespace();
-                let address = u64::from_str_radix(parts.next()?, 16).ok()?;
-                let kind = parts.next()?;
-                let name = parts.next()?;
-                if address == 0 || !matches!(kind, "t" | "T") {
-                    return None;
-                }
-                let label = match parts.next() {
-                    Some(module) => format!("{name} {module}"),
-                    None => name.to_owned(),
-                };
-                Some((address, label))
-            })
-            .collect();
-        symbols.sort_unstable_by_key(|s| s.0);
-        Self(symbols)
-    }
-
-    /// The symbol that starts exactly at `address`.
-    fn at(&self, address: u64) -> Option<&str> {
-        let i = self.0.binary_search_by_key(&address, |s| s.0).ok()?;
-        Some(&self.0[i].1)
-    }
-
-    /// `name+0xoffset [module]` for an address inside a function: the nearest symbol below
-    /// it, within the largest function size that is plausible.
-    fn frame(&self, address: u64) -> Option<String> {
-        const MAX_FUNCTION_BYTES: u64 = 1 << 20;
-        let i = self.0.partition_point(|s| s.0 <= address).checked_sub(1)?;
-        let (start, label) = &self.0[i];
-        let offset = address - start;
-        if offset >= MAX_FUNCTION_BYTES {
-            return None;
-        }
-        Some(match label.split_once(' ') {
-            Some((name, module)) => format!("{name}+{offset:#x} {module}"),
-            None => format!("{label}+{offset:#x}"),
+fn parse_kallsyms(text: &str) -> HashMap<u64, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let address = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let kind = parts.next()?;
+            let name = parts.next()?;
+            if address == 0 || !matches!(kind, "t" | "T") {
+                return None;
+            }
+            let label = match parts.next() {
+                Some(module) => format!("{name} {module}"),
+                None => name.to_owned(),
+            };
+            Some((address, label))
         })
-    }
+        .collect()
 }
 
 /// Finds the folder under `root` whose inode number is `id`.
@@ -373,25 +324,6 @@ mod tests {
         assert!(
             err.contains("/proc/2/stack") && err.contains("denied"),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn stack_frames_name_the_function_and_offset() {
-        let mut enricher = Enricher::new(FakeProc, None);
-        assert_eq!(
-            enricher.kernel_frames(&[
-                0xffffffffc0a01234,
-                0xffffffff81000010,
-                0x10,
-                0xffffffff91000000
-            ]),
-            [
-                "kvm_mmu_notifier_invalidate_range_start+0x4 [kvm]",
-                "_text+0x10",
-                "0x10",
-                "0xffffffff91000000",
-            ]
         );
     }
 

@@ -478,10 +478,6 @@ impl Intake {
                     }
                     let callbacks = v.notifiers().into_iter().flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
-                    if let Some(stack) = v.kill.as_ref().and_then(|k| k.trigger_stack.as_deref()) {
-                        let frames = enricher.kernel_frames(stack);
-                        records.push(self.annotations.add_trigger_stack(*id, frames));
-                    }
                     // Where the kill names its domain (a memory cgroup, or none: the machine),
                     // read what it holds now, as close to the kill as user space gets: that
                     // is the memory the kill is to relieve.

@@ -186,17 +186,6 @@ fn memcg_json(id: u64, annotations: &Annotations) -> Value {
     })
 }
 
-/// The task that hit the OOM, with its kernel stack where it was read (`stack.frames`,
-/// innermost first).
-fn trigger_json(v: &Victim, trigger: &Task, annotations: &Annotations) -> Value {
-    let mut value = task(trigger);
-    value["stack"] = match annotations.trigger_stack(v.id) {
-        Some(frames) => json!({ "frames": frames }),
-        None => Value::Null,
-    };
-    value
-}
-
 /// A domain's memory at the kill, as `domain_memory` says it (docs/events.md).
 fn domain_memory_json(memory: &DomainMemory, annotations: &Annotations) -> Value {
     let mut value = json!({
@@ -245,7 +234,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "mm": k.mm.map(|mm| format!("{mm:#x}")),
         "memcg": memcg,
         "notifiers": notifiers,
-        "trigger": trigger_json(v, &k.trigger, cx.annotations()),
+        "trigger": task(&k.trigger),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
         "domain_memory": cx.annotations().domain_memory(v.id).map(|m| domain_memory_json(m, cx.annotations())),

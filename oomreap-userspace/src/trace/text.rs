@@ -4,7 +4,7 @@ use crate::{
     tracker::{AttachKind, AttemptResult, Change, Rss, Victim, VictimId},
     wording::{
         cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text, mrelease_result,
-        notifier_names, oom_domain_text, skip_cause, summary, task, trigger_path,
+        notifier_names, oom_domain_text, skip_cause, summary, task,
     },
 };
 
@@ -213,9 +213,6 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
         parts.push(format!("{retries} reclaim/compaction retries before"));
     }
     parts.push(format!("trigger {}", task(&k.trigger)));
-    if let Some(frames) = cx.annotations().trigger_stack(v.id) {
-        parts.push(trigger_path(frames));
-    }
     parts.join(" ")
 }
 

@@ -16,7 +16,7 @@ use crate::{
     tracker::{Attempt, AttemptResult, Outcome, SkipCause, Victim},
     wording::{
         domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
-        skip_cause_brief, summary, trigger_path,
+        skip_cause_brief, summary,
     },
 };
 
@@ -316,9 +316,6 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     }
     if let Some(memory) = app.intake.annotations().domain_memory(v.id) {
         lines.push(Line::from(domain_memory_text(memory)));
-    }
-    if let Some(frames) = app.intake.annotations().trigger_stack(v.id) {
-        lines.push(Line::from(format!("trigger {}", trigger_path(frames))));
     }
     if let Some(n) = v.notifiers() {
         let names = notifier_names(app.intake.annotations(), n);

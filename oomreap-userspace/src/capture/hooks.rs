@@ -168,6 +168,17 @@ impl Function {
     }
 }
 
+/// An optional hook attached all the time: what every hook is but the kill and the gated one.
+const fn always(name: &'static str, target: Target, provides: &'static str) -> Hook {
+    Hook {
+        name,
+        target,
+        required: false,
+        gate: GatePolicy::Always,
+        provides,
+    }
+}
+
 /// A tracepoint hook with the usual programs: `EVENT_btf` and `EVENT_tp`.
 const fn tracepoint(
     name: &'static str,
@@ -177,23 +188,19 @@ const fn tracepoint(
     record: ClassicRecord,
     provides: &'static str,
 ) -> Hook {
-    Hook {
-        name,
-        target: Target::Tracepoint(Tracepoint {
-            category,
-            event,
-            btf: Some(BtfPrograms {
-                plain: programs.0,
-                for_args: None,
-                bpf_loop: None,
-            }),
-            classic: programs.1,
-            record,
-        }),
-        required: false,
-        gate: GatePolicy::Always,
-        provides,
-    }
+    let btf = BtfPrograms {
+        plain: programs.0,
+        for_args: None,
+        bpf_loop: None,
+    };
+    let target = Target::Tracepoint(Tracepoint {
+        category,
+        event,
+        btf: Some(btf),
+        classic: programs.1,
+        record,
+    });
+    always(name, target, provides)
 }
 
 /// A syscall tracepoint: a classic program only, named after the event.
@@ -203,19 +210,14 @@ const fn syscall(
     record: ClassicRecord,
     provides: &'static str,
 ) -> Hook {
-    Hook {
-        name,
-        target: Target::Tracepoint(Tracepoint {
-            category: "syscalls",
-            event,
-            btf: None,
-            classic: event,
-            record,
-        }),
-        required: false,
-        gate: GatePolicy::Always,
-        provides,
-    }
+    let target = Target::Tracepoint(Tracepoint {
+        category: "syscalls",
+        event,
+        btf: None,
+        classic: event,
+        record,
+    });
+    always(name, target, provides)
 }
 
 const fn function(
@@ -225,18 +227,13 @@ const fn function(
     needs: Option<&'static Hook>,
     provides: &'static str,
 ) -> Hook {
-    Hook {
-        name: function,
-        target: Target::Function(Function {
-            function,
-            fentry,
-            kprobe,
-            needs,
-        }),
-        required: false,
-        gate: GatePolicy::Always,
-        provides,
-    }
+    let target = Target::Function(Function {
+        function,
+        fentry,
+        kprobe,
+        needs,
+    });
+    always(function, target, provides)
 }
 
 const fn plain(programs: &'static [(&'static str, Role)]) -> Programs {

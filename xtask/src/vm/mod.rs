@@ -645,13 +645,23 @@ fn boot(
     let mut file = std::fs::File::create(log)
         .with_context(|| format!("failed to create {}", log.display()))?;
     let mut console = String::new();
+    // Lines of a panic's message still to echo: CI keeps only the echoed lines, and a failed
+    // assertion says nothing without its message.
+    let mut message_left: usize = 0;
     for line in BufReader::new(stdout).split(b'\n') {
         let line = String::from_utf8_lossy(&line?)
             .trim_end_matches('\r')
             .to_owned();
         writeln!(file, "{line}")?;
-        if results::worth_echoing(&line) {
+        if message_left > 0 && results::ends_panic_message(&line) {
+            message_left = 0;
+        }
+        if results::worth_echoing(&line) || message_left > 0 {
             eprintln!("  [{}] {line}", kernel.line);
+            message_left = message_left.saturating_sub(1);
+        }
+        if line.contains("panicked at") {
+            message_left = results::PANIC_MESSAGE_LINES;
         }
         console.push_str(&line);
         console.push('\n');

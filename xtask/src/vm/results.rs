@@ -58,6 +58,14 @@ pub fn worth_echoing(line: &str) -> bool {
         || line.contains("Kernel panic")
 }
 
+/// How many lines of a panic's message are echoed after its `panicked at` line.
+pub const PANIC_MESSAGE_LINES: usize = 150;
+
+/// Whether a console line ends a panic's message: libtest's hint, a backtrace, a blank line.
+pub fn ends_panic_message(line: &str) -> bool {
+    line.trim().is_empty() || line.starts_with("note: ") || line.starts_with("stack backtrace")
+}
+
 /// A test's own `skipped NAME: why` line; libtest may have printed `test NAME ... ` before
 /// it on the same line.
 fn is_skip(line: &str) -> bool {

@@ -11,7 +11,9 @@ use crate::cgroup::CgroupVersion;
 /// Memory by kind (KiB), under normalised names: `anon`, `file` (page cache, shmem included,
 /// as both cgroup versions count it), `shmem`, `file_mapped`, `kernel` (slab, stacks, page
 /// tables and the rest the kernel charges), `slab`, `kernel_stack`, `pagetables`, `sock`,
-/// `swap`. A kind the source does not report is absent.
+/// `swap`; and the domain's `usage` and `limit` (a memory cgroup's charge counter and limit;
+/// the machine's MemTotal less MemAvailable, and MemTotal). A kind the source does not
+/// report is absent, as is the limit of a cgroup that has none.
 pub type MemoryByKind = BTreeMap<&'static str, u64>;
 
 /// cgroup v2 `memory.stat` keys (bytes) and the kinds they are.
@@ -97,7 +99,20 @@ pub fn from_meminfo(text: &str) -> MemoryByKind {
     if !kernel.is_empty() {
         kinds.insert("kernel", kernel.iter().sum());
     }
+    if let (Some(total), Some(available)) = (value("MemTotal"), value("MemAvailable")) {
+        kinds.insert("usage", total.saturating_sub(available));
+        kinds.insert("limit", total);
+    }
     kinds
+}
+
+/// A cgroup's charge counter or limit file (bytes) in KiB; `None` for "max", v1's
+/// unlimited value, or an unreadable file.
+fn counter_kib(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let bytes = text.trim().parse::<u64>().ok()?;
+    // v1 says "no limit" as PAGE_COUNTER_MAX pages in bytes, rounded: near 2^63.
+    (bytes < 1 << 62).then_some(bytes / 1024)
 }
 
 /// Reads the memory of the cgroup at `dir` (v1 adds its kernel memory, when accounted).
@@ -111,6 +126,15 @@ pub fn read_cgroup(dir: &Path, version: CgroupVersion) -> Result<MemoryByKind, S
         && bytes > 0
     {
         kinds.insert("kernel", bytes / 1024);
+    }
+    let (usage, limit) = match version {
+        CgroupVersion::V1 => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
+        CgroupVersion::V2 => ("memory.current", "memory.max"),
+    };
+    for (kind, file) in [("usage", usage), ("limit", limit)] {
+        if let Some(kib) = counter_kib(&dir.join(file)) {
+            kinds.insert(kind, kib);
+        }
     }
     Ok(kinds)
 }
@@ -161,7 +185,8 @@ mod tests {
 
     #[test]
     fn meminfo_is_normalised() {
-        let text = "MemTotal:       24683772 kB\nBuffers:           51752 kB\n\
+        let text = "MemTotal:       24683772 kB\nMemAvailable:   20000000 kB\n\
+                    Buffers:           51752 kB\n\
                     Cached:          4962800 kB\nAnonPages:        147872 kB\n\
                     Mapped:            16784 kB\nShmem:             10388 kB\n\
                     Slab:             412336 kB\nKernelStack:        2012 kB\n\
@@ -173,5 +198,7 @@ mod tests {
         assert_eq!(kinds["file_mapped"], 16_784);
         assert_eq!(kinds["kernel"], 412_336 + 2_012 + 2_008);
         assert_eq!(kinds["pagetables"], 2_008);
+        assert_eq!(kinds["usage"], 4_683_772);
+        assert_eq!(kinds["limit"], 24_683_772);
     }
 }

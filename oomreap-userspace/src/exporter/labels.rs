@@ -69,7 +69,7 @@ impl CgroupLabels {
         &mut self,
         labels: CgroupIdentity,
         now_ns: u64,
-        family: &Family<CgroupOutcome, Counter>,
+        families: &CgroupFamilies,
     ) -> CgroupIdentity {
         if let Some(entry) = self.admitted.iter_mut().find(|(l, _)| *l == labels) {
             entry.1 = now_ns;
@@ -91,11 +91,43 @@ impl CgroupLabels {
                 let (idle, _) =
                     std::mem::replace(&mut self.admitted[index], (labels.clone(), now_ns));
                 for outcome in crate::tracker::Outcome::ALL {
-                    family.remove(&CgroupOutcome::new(&idle, outcome.name()));
+                    families
+                        .victims
+                        .remove(&CgroupOutcome::new(&idle, outcome.name()));
                 }
+                families.loops.remove(&CgroupLoop::new(&idle));
                 labels
             }
             None => CgroupIdentity::path(OTHER),
+        }
+    }
+}
+
+/// The per-cgroup families, whose series a cgroup that gives its slot away leaves.
+#[derive(Clone, Default)]
+pub struct CgroupFamilies {
+    pub victims: Family<CgroupOutcome, Counter>,
+    pub loops: Family<CgroupLoop, Counter>,
+}
+
+/// A cgroup's labels: the series of `oomreap_cgroup_oom_loops_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CgroupLoop {
+    cgroup: String,
+    namespace: String,
+    pod: String,
+    container: String,
+    pod_uid: String,
+}
+
+impl CgroupLoop {
+    pub fn new(cgroup: &CgroupIdentity) -> Self {
+        Self {
+            cgroup: cgroup.cgroup.clone(),
+            namespace: cgroup.namespace.clone(),
+            pod: cgroup.pod.clone(),
+            container: cgroup.container.clone(),
+            pod_uid: cgroup.pod_uid.clone(),
         }
     }
 }
@@ -134,20 +166,26 @@ mod tests {
 
     #[test]
     fn beyond_the_cap_is_other_until_a_slot_idles() {
-        let family = Family::default();
+        let families = CgroupFamilies::default();
         let mut labels = CgroupLabels::new(2);
-        assert_eq!(labels.label(cg("/a"), 0, &family), cg("/a"));
-        assert_eq!(labels.label(cg("/b"), 1, &family), cg("/b"));
-        assert_eq!(labels.label(cg("/c"), 2, &family).cgroup, OTHER);
+        assert_eq!(labels.label(cg("/a"), 0, &families), cg("/a"));
+        assert_eq!(labels.label(cg("/b"), 1, &families), cg("/b"));
+        assert_eq!(labels.label(cg("/c"), 2, &families).cgroup, OTHER);
         // /a stays active; /b goes quiet and gives its slot away after IDLE_NS.
-        labels.label(cg("/a"), IDLE_NS, &family);
-        family
+        labels.label(cg("/a"), IDLE_NS, &families);
+        families
+            .victims
             .get_or_create(&CgroupOutcome::new(&cg("/b"), "reaped"))
             .inc();
-        assert_eq!(labels.label(cg("/c"), IDLE_NS + 5, &family), cg("/c"));
+        families
+            .loops
+            .get_or_create(&CgroupLoop::new(&cg("/b")))
+            .inc();
+        assert_eq!(labels.label(cg("/c"), IDLE_NS + 5, &families), cg("/c"));
         let mut text = String::new();
         let mut registry = prometheus_client::registry::Registry::default();
-        registry.register("v", "h", family.clone());
+        registry.register("v", "h", families.victims.clone());
+        registry.register("l", "h", families.loops.clone());
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(!text.contains("/b"), "idle cgroup's series removed: {text}");
     }

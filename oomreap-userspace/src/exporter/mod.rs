@@ -151,18 +151,15 @@ impl MetricsFeed {
 /// Resolves victims' labels: cgroup identities (capped) and notifier owners.
 struct Names {
     labels: CgroupLabels,
-    /// The family whose series an evicted cgroup label leaves.
-    cgroup_victims: prometheus_client::metrics::family::Family<
-        labels::CgroupOutcome,
-        prometheus_client::metrics::counter::Counter,
-    >,
+    /// The families whose series an evicted cgroup label leaves.
+    families: labels::CgroupFamilies,
 }
 
 impl Names {
     fn new(max_cgroups: usize, metrics: &Metrics) -> Self {
         Self {
             labels: CgroupLabels::new(max_cgroups),
-            cgroup_victims: metrics.cgroup_victims.clone(),
+            families: metrics.cgroup_families(),
         }
     }
 
@@ -175,7 +172,7 @@ impl Names {
             None => CgroupIdentity::path("unknown"),
         };
         let at = v.finished_at_ns.or(v.killed_at_ns()).unwrap_or_default();
-        let cgroup = self.labels.label(raw, at, &self.cgroup_victims);
+        let cgroup = self.labels.label(raw, at, &self.families);
         let notifiers = v
             .notifiers()
             .map(|n| notifier_owners(n, annotations))

@@ -23,18 +23,6 @@ const MAX_ENTRIES: usize = 4096;
 /// Lock holders' stacks for one attempt: each task's pid with its stack or why there is none.
 pub type HolderStacks = Vec<(u32, Stack)>;
 
-/// What a victim's OOM domain held when its kill arrived, by kind (see
-/// `enrich::memory`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DomainMemory {
-    /// The memory cgroup read; `None` for the machine (a machine-wide OOM).
-    pub memcg: Option<u64>,
-    /// How long after the kill it was read.
-    pub read_after_ns: u64,
-    /// KiB by kind, or why it could not be read.
-    pub kib: Result<std::collections::BTreeMap<String, u64>, String>,
-}
-
 /// What was known about the events' numbers where and when they were captured.
 #[derive(Debug, Default, Clone)]
 pub struct Annotations {
@@ -45,7 +33,6 @@ pub struct Annotations {
     cgroups: HashMap<u64, CgroupInfo>,
     symbols: HashMap<u64, Symbol>,
     stacks: HashMap<(VictimId, usize), HolderStacks>,
-    domain_memory: HashMap<VictimId, DomainMemory>,
 }
 
 impl Annotations {
@@ -64,11 +51,6 @@ impl Annotations {
     /// when the symbol arrives, for every front end.
     pub fn notifier_owner(&self, address: u64) -> Option<&str> {
         self.symbols.get(&address).map(|s| s.owner.as_str())
-    }
-
-    /// What `victim`'s OOM domain held when its kill arrived, if it was read.
-    pub fn domain_memory(&self, victim: VictimId) -> Option<&DomainMemory> {
-        self.domain_memory.get(&victim)
     }
 
     /// The stacks read for attempt `index` of `victim` (read when its lock holders changed).
@@ -115,21 +97,6 @@ impl Annotations {
         let record = json!({"stacks": {"victim": victim.0, "attempt": index, "tasks": tasks}});
         bounded_insert(&mut self.stacks, (victim, index), stacks);
         record
-    }
-
-    /// Adds a victim's domain memory; returns its context record.
-    pub(super) fn add_domain_memory(&mut self, victim: VictimId, memory: DomainMemory) -> Value {
-        let mut body = json!({
-            "victim": victim.0,
-            "memcg": memory.memcg,
-            "read_after_ns": memory.read_after_ns,
-        });
-        match &memory.kib {
-            Ok(kib) => body["kib"] = json!(kib),
-            Err(why) => body["error"] = json!(why),
-        }
-        bounded_insert(&mut self.domain_memory, victim, memory);
-        json!({ "domain_memory": body })
     }
 
     /// The record naming the kernel and the hooks, first in a recording.
@@ -183,30 +150,6 @@ impl Annotations {
                 .ok_or("malformed stack")?;
             let index = usize::try_from(attempt).map_err(|_| "attempt out of range")?;
             bounded_insert(&mut self.stacks, (VictimId(victim), index), tasks);
-        }
-        if let Some(memory) = object.get("domain_memory") {
-            let victim = memory["victim"]
-                .as_u64()
-                .ok_or("domain_memory without victim")?;
-            let kib = match (memory.get("kib"), memory["error"].as_str()) {
-                (Some(kib), _) => Ok(kib
-                    .as_object()
-                    .ok_or("domain_memory kib is not an object")?
-                    .iter()
-                    .map(|(kind, n)| Some((kind.clone(), n.as_u64()?)))
-                    .collect::<Option<_>>()
-                    .ok_or("domain_memory kib holds a non-number")?),
-                (None, Some(why)) => Err(why.to_owned()),
-                (None, None) => return Err("domain_memory without kib or error".into()),
-            };
-            let memory = DomainMemory {
-                memcg: memory["memcg"].as_u64(),
-                read_after_ns: memory["read_after_ns"]
-                    .as_u64()
-                    .ok_or("domain_memory without read_after_ns")?,
-                kib,
-            };
-            bounded_insert(&mut self.domain_memory, VictimId(victim), memory);
         }
         Ok(())
     }
@@ -334,19 +277,6 @@ mod tests {
         records.push(live.add_symbol(0xffff_1234, "kvm_mmu_notifier_invalidate [kvm]".into()));
         let stacks = vec![(12, Ok(vec!["do_exit".into()])), (13, Err("gone".into()))];
         records.push(live.add_stacks(VictimId(3), 4, stacks.clone()));
-        let memcg_memory = DomainMemory {
-            memcg: Some(9671),
-            read_after_ns: 1_500_000,
-            kib: Ok([("anon".to_owned(), 131_072), ("shmem".to_owned(), 0)].into()),
-        };
-        let machine_memory = DomainMemory {
-            memcg: None,
-            read_after_ns: 7,
-            kib: Err("/proc/meminfo: gone".into()),
-        };
-        records.push(live.add_domain_memory(VictimId(3), memcg_memory.clone()));
-        records.push(live.add_domain_memory(VictimId(4), machine_memory.clone()));
-
         let mut replayed = Annotations::default();
         for record in &records {
             // Through text, as a recording holds them.
@@ -363,8 +293,6 @@ mod tests {
             Some("kvm_mmu_notifier_invalidate [kvm]")
         );
         assert_eq!(replayed.stacks(VictimId(3), 4), Some(&stacks));
-        assert_eq!(replayed.domain_memory(VictimId(3)), Some(&memcg_memory));
-        assert_eq!(replayed.domain_memory(VictimId(4)), Some(&machine_memory));
     }
 
     #[test]
@@ -376,10 +304,6 @@ mod tests {
             Err("symbol without address".into())
         );
         assert!(a.apply_record(&json!([1])).is_err());
-        assert_eq!(
-            a.apply_record(&json!({"domain_memory": {"victim": 1, "read_after_ns": 2}})),
-            Err("domain_memory without kib or error".into())
-        );
     }
 
     #[test]

@@ -10,17 +10,18 @@
 //! and nowhere else. trace, top, serve and run read the tracker, the annotations and the
 //! losses through it, and never see the capture.
 pub mod annotations;
+mod readings;
 
 use std::{collections::VecDeque, time::Duration};
 
-pub use annotations::{Annotations, DomainMemory, HolderStacks};
+pub use annotations::{Annotations, HolderStacks};
 
 use crate::{
     capture::{Capture, CaptureError},
     clock::{WallClock, monotonic_now_ns},
     enrich::Enricher,
     recording::{RecordKind, RecordWriter, RecordingError},
-    tracker::{Change, Tracker},
+    tracker::{AttemptResult, Change, DomainMemory, ReadAt, Tracker, VictimId},
     wire::{DecodeError, Event, decode},
 };
 pub use crate::{
@@ -116,6 +117,9 @@ pub struct Intake {
     unread: VecDeque<Vec<u8>>,
     /// An event recorded and decoded, whose step comes after the tick step before it.
     due: Option<Event>,
+    /// Domain readings a replay read after a wire record, handed to the tracker once that
+    /// record's event is applied, as they were live.
+    readings: Vec<(VictimId, DomainMemory)>,
 }
 
 impl Intake {
@@ -140,6 +144,7 @@ impl Intake {
             held: None,
             unread: VecDeque::new(),
             due: None,
+            readings: Vec::new(),
             annotations,
         };
         let source = intake.annotations.source_record();
@@ -171,6 +176,7 @@ impl Intake {
             held: None,
             unread: VecDeque::new(),
             due: None,
+            readings: Vec::new(),
         }
     }
 
@@ -222,6 +228,7 @@ impl Intake {
                         let pending = capture.records_now();
                         if pending.is_empty() {
                             step.changes = self.tracker.tick(monotonic_now_ns());
+                            self.annotate(0, &mut step)?;
                             return Ok(Some(step));
                         }
                         self.unread.extend(pending);
@@ -341,7 +348,9 @@ impl Intake {
     pub fn resume(&mut self) -> Result<Step, IntakeError> {
         let mut step = Step::default();
         for event in self.held.take().unwrap_or_default() {
+            let start = step.changes.len();
             step.changes.extend(self.tick_due(event.timestamp_ns()));
+            self.annotate(start, &mut step)?;
             self.apply(event, &mut step)?;
         }
         let ended = matches!(&self.input, Input::Replay(r) if r.finished);
@@ -380,10 +389,17 @@ impl Intake {
         while let Some(record) = replay.recording.records.get(replay.next) {
             match record.kind {
                 RecordKind::Context => {
+                    let annotations = &mut self.annotations;
+                    let readings = &mut self.readings;
                     match serde_json::from_slice(&record.bytes)
                         .map_err(|e| e.to_string())
-                        .and_then(|value| self.annotations.apply_record(&value))
-                    {
+                        .and_then(|value| match readings::from_record(&value)? {
+                            Some(reading) => {
+                                readings.push(reading);
+                                Ok(())
+                            }
+                            None => annotations.apply_record(&value),
+                        }) {
                         Ok(()) => {}
                         Err(why) => {
                             self.losses.undecodable += 1;
@@ -425,6 +441,7 @@ impl Intake {
                         self.apply(event, step)?;
                     } else {
                         step.changes = settled;
+                        self.annotate(0, step)?;
                         self.due = Some(event);
                     }
                 }
@@ -452,18 +469,31 @@ impl Intake {
         let start = step.changes.len();
         self.tracker.apply_into(&event, &mut step.changes);
         step.event_times.push(at);
+        for (victim, memory) in std::mem::take(&mut self.readings) {
+            self.tracker.domain_read(victim, memory, &mut step.changes);
+        }
         self.annotate(start, step)
     }
 
     /// Resolves, live, what the changes from `start` on name by number and nobody resolved
     /// yet, and records it.
-    fn annotate(&mut self, start: usize, step: &Step) -> Result<(), IntakeError> {
+    fn annotate(&mut self, start: usize, step: &mut Step) -> Result<(), IntakeError> {
         let Some(enricher) = self.enricher.as_mut() else {
             return Ok(());
         };
         let mut records = Vec::new();
-        for change in &step.changes[start..] {
-            match change {
+        // Readings may add changes (a recovery, a loop): those are annotated too.
+        let mut next = start;
+        while let Some(change) = step.changes.get(next).cloned() {
+            next += 1;
+            if let Some((victim, at)) = reading_wanted(&self.tracker, &change) {
+                let memory = read_domain(enricher, &self.tracker, victim, at);
+                if let Some(memory) = memory {
+                    records.push(readings::to_record(victim, &memory));
+                    self.tracker.domain_read(victim, memory, &mut step.changes);
+                }
+            }
+            match &change {
                 Change::VictimMarked(id) => {
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
@@ -478,21 +508,6 @@ impl Intake {
                     }
                     let callbacks = v.notifiers().into_iter().flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
-                    // Where the kill names its domain (a memory cgroup, or none: the machine),
-                    // read what it holds now, as close to the kill as user space gets: that
-                    // is the memory the kill is to relieve.
-                    let domain_known = v.kill.as_ref().is_some_and(|k| k.domain.is_some());
-                    if let Some(killed_at) = v.killed_at_ns().filter(|_| domain_known) {
-                        let kib = enricher.domain_memory(domain).map(|kinds| {
-                            kinds.into_iter().map(|(k, n)| (k.to_owned(), n)).collect()
-                        });
-                        let memory = DomainMemory {
-                            memcg: domain,
-                            read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
-                            kib,
-                        };
-                        records.push(self.annotations.add_domain_memory(*id, memory));
-                    }
                 }
                 Change::Mrelease { call, .. } => {
                     if let Some(memcg) = call.target.memcg_id {
@@ -546,6 +561,53 @@ impl Replay {
         let offset = at.saturating_sub(first);
         Some(start + Duration::from_nanos((offset as f64 / speed) as u64))
     }
+}
+
+/// The domain reading `change` calls for, if the tracker still wants it: as the kill
+/// arrives, and once the victim's memory is gone (exit_mmap; else a reap pass of the
+/// reaper's; else its outcome).
+fn reading_wanted(tracker: &Tracker, change: &Change) -> Option<(VictimId, ReadAt)> {
+    let (victim, at) = match *change {
+        Change::VictimMarked(id) => (id, ReadAt::Kill),
+        Change::MmFreed(id) => (id, ReadAt::ExitMmap),
+        Change::Attempt { victim, index } => {
+            let attempt = tracker.victim(victim)?.attempts.get(index)?;
+            if !matches!(attempt.result, AttemptResult::Reaped { .. }) {
+                return None;
+            }
+            (victim, ReadAt::Reap)
+        }
+        Change::Finished(id) if tracker.victim(id)?.domain_after.is_none() => (id, ReadAt::Settled),
+        _ => return None,
+    };
+    let wanted = match at {
+        ReadAt::Kill => tracker
+            .victim(victim)
+            .is_some_and(|v| v.oom_domain().is_some() && v.domain_at_kill.is_none()),
+        _ => tracker.wants_reading(victim, at),
+    };
+    wanted.then_some((victim, at))
+}
+
+/// Reads victim `victim`'s OOM domain now (a memory cgroup, or none: the machine).
+fn read_domain(
+    enricher: &mut Enricher,
+    tracker: &Tracker,
+    victim: VictimId,
+    at: ReadAt,
+) -> Option<DomainMemory> {
+    let v = tracker.victim(victim)?;
+    let memcg = v.oom_domain()?.memcg.map(|m| m.id);
+    let killed_at = v.killed_at_ns()?;
+    let kib = enricher
+        .domain_memory(memcg)
+        .map(|kinds| kinds.into_iter().map(|(k, n)| (k.to_owned(), n)).collect());
+    Some(DomainMemory {
+        memcg,
+        at,
+        read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
+        kib,
+    })
 }
 
 /// Resolves a memory cgroup's path (and pod) the first time it is named, and records it.

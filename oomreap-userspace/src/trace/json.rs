@@ -4,10 +4,10 @@ use serde_json::{Value, json};
 
 pub use crate::wording::SCHEMA_VERSION;
 use crate::{
-    intake::{Annotations, DomainMemory, Intake},
+    intake::{Annotations, Intake},
     tracker::{
-        AttemptResult, Change, GiveUpCause, LockSnapshot, RetryKind, Rss, Task, Victim, VictimId,
-        has_mmf_oom_skip,
+        AttemptResult, Change, DomainMemory, GiveUpCause, LockSnapshot, OomLoop, Recovery,
+        RetryKind, Rss, Task, Verdict, Victim, VictimId, has_mmf_oom_skip,
     },
 };
 
@@ -142,6 +142,27 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
             let v = tracker.victim(*id)?;
             ("outcome", v.finished_at_ns, Some(v), outcome_fields(v))
         }
+        Change::Recovery(id) => {
+            let v = tracker.victim(*id)?;
+            let took = v.recovery.as_ref().and_then(|r| r.took_ns).unwrap_or(0);
+            let at = v.killed_at_ns().map(|k| k + took);
+            let recovery = v.recovery.as_ref().map(recovery_json);
+            ("recovery", at, Some(v), json!({ "recovery": recovery }))
+        }
+        Change::OomLoop { domain, started } => {
+            let l = tracker.oom_loop(*domain)?;
+            let at = if *started {
+                l.started_ns
+            } else {
+                l.ended_ns.unwrap_or(l.started_ns)
+            };
+            (
+                "oom_loop",
+                Some(at),
+                None,
+                oom_loop_json(l, *started, cx.annotations()),
+            )
+        }
         Change::ScoreAdjusted(e) => (
             "score_adj",
             Some(e.timestamp_ns),
@@ -183,6 +204,37 @@ fn memcg_json(id: u64, annotations: &Annotations) -> Value {
         "container": pod.and_then(|p| p.container.clone()),
         "pod_uid": info.as_ref().and_then(|i| i.pod_uid.clone()),
         "container_id": info.as_ref().and_then(|i| i.container_id.clone()),
+    })
+}
+
+/// A kill's effect on its domain, as `recovery` says it (docs/events.md).
+pub fn recovery_json(r: &Recovery) -> Value {
+    json!({
+        "verdict": r.verdict.name(),
+        "cause": match &r.verdict { Verdict::NotRecovered(c) => Some(c.name()), _ => None },
+        "why": match &r.verdict { Verdict::Unknown(why) => Some(why.as_str()), _ => None },
+        "usage_at_kill_kib": r.usage_at_kill_kib,
+        "usage_after_kib": r.usage_after_kib,
+        "limit_kib": r.limit_kib,
+        "got_back_kib": r.got_back_kib,
+        "took_ns": r.took_ns,
+        "read_at": r.read_at.map(|a| a.name()),
+        "still_charged_kib": r.still_charged,
+    })
+}
+
+/// An OOM loop's start or end, as `oom_loop` says it (docs/events.md).
+fn oom_loop_json(l: &OomLoop, started: bool, annotations: &Annotations) -> Value {
+    json!({
+        "state": if started { "started" } else { "ended" },
+        "scope": if l.domain.is_some() { "memcg" } else { "machine" },
+        "memcg": l.domain.map(|id| memcg_json(id, annotations)),
+        "kills": l.kill_count,
+        "victims": l.kills.iter().map(|id| id.0).collect::<Vec<_>>(),
+        "cause": l.cause,
+        "started_ns": l.started_ns,
+        "ended_ns": l.ended_ns,
+        "recovered": l.ended_ns.map(|_| l.recovered),
     })
 }
 
@@ -237,7 +289,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "trigger": task(&k.trigger),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
-        "domain_memory": cx.annotations().domain_memory(v.id).map(|m| domain_memory_json(m, cx.annotations())),
+        "domain_memory": v.domain_at_kill.as_ref().map(|m| domain_memory_json(m, cx.annotations())),
         "oom_domain": k.domain.as_ref().map(|d| {
             let badness = v.badness();
             json!({
@@ -293,6 +345,8 @@ fn outcome_fields(v: &Victim) -> Value {
         "reap_calls": v.reap_calls.len(),
         "reap_calls_partial": v.reap_calls.iter().filter(|c| !c.complete).count(),
         "notifier_refusals": v.notifier_refusals.len(),
+        // Known here when judged by the outcome; else in the `recovery` step that follows.
+        "recovery": v.recovery.as_ref().map(recovery_json),
     })
 }
 

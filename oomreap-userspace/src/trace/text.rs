@@ -4,7 +4,7 @@ use crate::{
     tracker::{AttachKind, AttemptResult, Change, Rss, Victim, VictimId},
     wording::{
         cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text, mrelease_result,
-        notifier_names, oom_domain_text, skip_cause, summary, task,
+        notifier_names, oom_domain_text, oom_loop_text, recovery_text, skip_cause, summary, task,
     },
 };
 
@@ -26,6 +26,24 @@ pub fn lines(cx: &Intake, change: &Change) -> Vec<String> {
         }),
         Change::Woken(id) => victim_line(cx, *id, "wake", |v, _| since_kill(v, v.woken_at_ns)),
         Change::Attempt { victim, index } => attempt_lines(cx, *victim, *index),
+        Change::Recovery(id) => victim_line(cx, *id, "recovery", |v, _| {
+            v.recovery.as_ref().map(recovery_text).unwrap_or_default()
+        }),
+        Change::OomLoop { domain, .. } => {
+            let Some(l) = tracker.oom_loop(*domain) else {
+                return Vec::new();
+            };
+            let at = l.ended_ns.unwrap_or(l.started_ns);
+            vec![format!(
+                "{:<12} {:>7} {:>7} {:<16} {:<9} {}",
+                cx.clock().time_of_day(at),
+                "-",
+                "-",
+                "-",
+                "oom_loop",
+                oom_loop_text(l, cx.annotations())
+            )]
+        }
         Change::MmFreed(id) => victim_line(cx, *id, "exit_mmap", |v, _| {
             let by = v.mm_freed_by.as_ref().map(task).unwrap_or_default();
             format!("memory freed {}, by {by}", since_kill(v, v.mm_freed_at_ns))
@@ -202,7 +220,7 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
     if let Some(domain) = &k.domain {
         parts.push(oom_domain_text(domain, cx.annotations()));
     }
-    if let Some(memory) = cx.annotations().domain_memory(v.id) {
+    if let Some(memory) = &v.domain_at_kill {
         parts.push(domain_memory_text(memory));
     }
     if k.attach == AttachKind::TracePoint {

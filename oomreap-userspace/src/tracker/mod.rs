@@ -10,7 +10,9 @@
 //! plus exit_mmap and process_mrelease calls. The kernel does not trace the give-up or whether
 //! a reap pass was complete; those are inferred from the attempt pattern and marked inferred.
 
+mod loops;
 mod reaper;
+mod recovery;
 mod release;
 mod settle;
 
@@ -22,6 +24,11 @@ use std::{
     collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
 };
 
+pub use loops::{DomainKey, LOOP_KILLS, LOOP_WINDOW_NS, OomLoop};
+pub use recovery::{
+    Cause, DomainMemory, GOT_BACK_PERCENT, HEADROOM_PERCENT, PINNED_PERCENT, ReadAt, Recovery,
+    Verdict,
+};
 pub use victim::{
     Attempt, AttemptResult, GiveUpCause, MreleaseCall, Outcome, REFUSALS_KEPT, Victim, VictimId,
 };
@@ -95,6 +102,10 @@ pub enum Change {
     Finished(VictimId),
     /// A task's oom_score_adj changed.
     ScoreAdjusted(ScoreAdj),
+    /// The victim's recovery was judged (once, after its outcome).
+    Recovery(VictimId),
+    /// An OOM loop in `domain` started, or ended.
+    OomLoop { domain: DomainKey, started: bool },
 }
 
 /// Counts over the whole session, which eviction never lowers.
@@ -118,6 +129,8 @@ pub struct Totals {
     pub reap_calls_partial: u64,
     /// mmu notifier refusals during reaps.
     pub notifier_refusals: u64,
+    /// OOM loops started.
+    pub oom_loops: u64,
 }
 
 /// What [`Tracker::recent_by`] compares of a finished victim.
@@ -152,6 +165,10 @@ pub struct Tracker {
     deadlines: BinaryHeap<Reverse<(u64, VictimId)>>,
     retries_seen: BTreeMap<RetryCounter, u64>,
     retries_pending: BTreeMap<RetryCounter, u64>,
+    /// Recent kills by OOM domain, for loops.
+    domains: loops::Domains,
+    /// Loops that ended, newest last (a bounded few).
+    ended_loops: VecDeque<OomLoop>,
 }
 
 impl Default for Tracker {
@@ -174,6 +191,8 @@ impl Tracker {
             deadlines: BinaryHeap::new(),
             retries_seen: BTreeMap::new(),
             retries_pending: BTreeMap::new(),
+            domains: loops::Domains::new(),
+            ended_loops: VecDeque::new(),
         }
     }
 
@@ -203,12 +222,24 @@ impl Tracker {
             Event::ReapCall(e) => self.reap_call(e, changes),
             Event::NotifierRefused(e) => self.notifier_refused(e, changes),
         }
+        let mut kills = Vec::new();
         for change in &changes[start..] {
             if let Change::VictimMarked(id)
             | Change::Woken(id)
             | Change::Attempt { victim: id, .. } = *change
             {
                 self.queue_settle(id);
+            }
+            if let Change::VictimMarked(id) = *change {
+                kills.push(id);
+            }
+        }
+        for id in kills {
+            if let Some(v) = self.victim(id)
+                && let (Some(domain), Some(at)) = (v.oom_domain(), v.killed_at_ns())
+            {
+                let key = domain.memcg.map(|m| m.id);
+                self.loop_on_kill(id, key, at, changes);
             }
         }
     }
@@ -260,9 +291,10 @@ impl Tracker {
             }
         }
         changes.sort_by_key(|c| match c {
-            Change::Finished(id) => *id,
+            Change::Finished(id) | Change::Recovery(id) => *id,
             _ => VictimId(0),
         });
+        self.end_quiet_loops(now_ns, &mut changes);
         changes
     }
 
@@ -292,9 +324,11 @@ impl Tracker {
     /// The earliest time at which [`Tracker::tick`] may settle something, if any: ticking
     /// before it does nothing. (It may be a stale entry, after which the next comes.)
     pub fn next_deadline(&self) -> Option<u64> {
-        self.deadlines
+        let settle = self
+            .deadlines
             .peek()
-            .map(|Reverse((deadline, _))| *deadline)
+            .map(|Reverse((deadline, _))| *deadline);
+        settle.into_iter().chain(self.next_loop_deadline()).min()
     }
 
     /// Returns true if and only if some victim still awaits an outcome (only then can
@@ -486,5 +520,7 @@ impl Tracker {
     }
 }
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;

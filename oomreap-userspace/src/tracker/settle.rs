@@ -110,6 +110,7 @@ impl Tracker {
         *self.totals.outcomes.entry(outcome).or_default() += 1;
         changes.push(Change::Finished(id));
         self.note_finished(id);
+        self.judge_if_final(id, changes);
         self.evict();
     }
 }

@@ -185,6 +185,11 @@ pub struct Victim {
     pub finished_at_ns: Option<u64>,
     /// Reclaim and compaction retries counted between the previous victim and this one.
     pub retries_before: Vec<(crate::wire::RetryCounter, u64)>,
+    /// Its OOM domain's memory as the kill arrived, and once its memory was gone.
+    pub domain_at_kill: Option<super::DomainMemory>,
+    pub domain_after: Option<super::DomainMemory>,
+    /// Whether the kill gave the domain memory back; judged once it is final and read.
+    pub recovery: Option<super::Recovery>,
 }
 
 impl Victim {
@@ -238,6 +243,9 @@ impl Victim {
             outcome_inferred: false,
             finished_at_ns: None,
             retries_before: Vec::new(),
+            domain_at_kill: None,
+            domain_after: None,
+            recovery: None,
         }
     }
 

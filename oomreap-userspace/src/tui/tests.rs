@@ -136,7 +136,7 @@ fn a_long_cgroup_path_keeps_its_tail_in_80_columns() {
         app.take(&step);
     }
     let screen = render(&app, 80, 24);
-    assert_line(&screen, &["stuck", "…", "def.scope"]);
+    assert_line(&screen, &["stuck", "…", "ef.scope"]);
     assert!(!contains(&screen, "/kubepods"), "{}", screen.join("\n"));
 }
 

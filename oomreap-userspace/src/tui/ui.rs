@@ -13,10 +13,10 @@ use ratatui::{
 
 use super::app::{App, Mode};
 use crate::{
-    tracker::{Attempt, AttemptResult, Outcome, SkipCause, Victim},
+    tracker::{Attempt, AttemptResult, Cause, Outcome, SkipCause, Verdict, Victim},
     wording::{
         domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
-        skip_cause_brief, summary,
+        oom_loop_text, recovery_text, skip_cause_brief, summary,
     },
 };
 
@@ -133,6 +133,19 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         )),
         drops,
     ]);
+    let loops: Vec<String> = app
+        .intake
+        .tracker()
+        .active_loops()
+        .map(|l| oom_loop_text(l, app.intake.annotations()))
+        .collect();
+    let mut second = second;
+    if !loops.is_empty() {
+        second.spans.push(Span::styled(
+            format!("  {}", loops.join("; ")),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
     let hooks = &app.intake.annotations().hooks;
     let attached = hooks.iter().filter(|h| h.attach.is_some()).count();
     let classic = hooks
@@ -149,6 +162,28 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         ))
     };
     frame.render_widget(Paragraph::new(vec![first, second, third]), area);
+}
+
+/// Whether the kill gave its domain memory back, in four columns: `yes`, the cause that kept
+/// it full (`shm`, `kern`, `file`, `anon`, `gave`: the reaper gave up), `?`, or `-` while
+/// not yet judged. The detail pane says it in full.
+fn recovery_cell(v: &Victim) -> Cell<'static> {
+    let (text, color) = match v.recovery.as_ref().map(|r| &r.verdict) {
+        None => ("-", Color::DarkGray),
+        Some(Verdict::Recovered) => ("yes", Color::Green),
+        Some(Verdict::Unknown(_)) => ("?", Color::DarkGray),
+        Some(Verdict::NotRecovered(cause)) => (
+            match cause {
+                Cause::Shmem => "shm",
+                Cause::Kernel => "kern",
+                Cause::SharedFile => "file",
+                Cause::Anon => "anon",
+                Cause::ReaperGaveUp => "gave",
+            },
+            Color::Red,
+        ),
+    };
+    Cell::from(text).style(Style::new().fg(color))
 }
 
 fn outcome_cell(v: &Victim) -> Cell<'static> {
@@ -171,13 +206,14 @@ fn outcome_cell(v: &Victim) -> Cell<'static> {
 }
 
 /// The victims table's columns and their widths; the cgroup's (`None`) takes the rest.
-const COLUMNS: [(&str, Option<u16>); 9] = [
+const COLUMNS: [(&str, Option<u16>); 10] = [
     ("TIME", Some(8)),
     ("PID", Some(7)),
-    ("COMM", Some(15)),
+    ("COMM", Some(11)),
     ("CGROUP", None),
     ("RSS", Some(7)),
     ("OUTCOME", Some(12)),
+    ("RECV", Some(4)),
     ("ATT", Some(3)),
     ("K→REAPED", Some(8)),
     ("NL", Some(2)),
@@ -259,6 +295,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(tail(&app.cgroup_of(v), cgroup_width)),
                 Cell::from(rss),
                 outcome_cell(v),
+                recovery_cell(v),
                 Cell::from(v.attempts.len().to_string()),
                 Cell::from(v.kill_to_reaped_ns().map_or("-".into(), duration)),
                 Cell::from(marks).style(Style::new().fg(Color::Magenta)),
@@ -314,8 +351,11 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
             app.intake.annotations(),
         )));
     }
-    if let Some(memory) = app.intake.annotations().domain_memory(v.id) {
+    if let Some(memory) = &v.domain_at_kill {
         lines.push(Line::from(domain_memory_text(memory)));
+    }
+    if let Some(recovery) = &v.recovery {
+        lines.push(Line::from(recovery_text(recovery)));
     }
     if let Some(n) = v.notifiers() {
         let names = notifier_names(app.intake.annotations(), n);

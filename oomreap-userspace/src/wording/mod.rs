@@ -6,8 +6,8 @@ mod units;
 pub use units::{attach_label, duration, kib};
 
 use crate::{
-    intake::{Annotations, DomainMemory},
-    tracker::{GiveUpCause, Outcome, Victim},
+    intake::Annotations,
+    tracker::{DomainKey, DomainMemory, GiveUpCause, OomLoop, Outcome, Recovery, Verdict, Victim},
     wire::{LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
 };
 
@@ -210,6 +210,67 @@ pub fn domain_memory_text(memory: &DomainMemory) -> String {
             )
         }
         Err(why) => format!("domain memory unread ({why})"),
+    }
+}
+
+/// Whether the kill gave its domain memory back: `recovered: domain got 64.0M back in 12ms
+/// (usage 2.1M of 128.0M)`, or `not recovered: domain got 30.0M back in 12ms; 96.1M shmem
+/// still charged: shared memory no kill frees`, or `recovery unknown: why`.
+pub fn recovery_text(r: &Recovery) -> String {
+    let got_back = match (r.got_back_kib, r.took_ns) {
+        (Some(got), Some(took)) => format!("domain got {} back in {}", kib(got), duration(took)),
+        _ => "domain got an unknown amount back".to_owned(),
+    };
+    let usage = match (r.usage_after_kib, r.limit_kib) {
+        (Some(usage), Some(limit)) => format!(" (usage {} of {})", kib(usage), kib(limit)),
+        _ => String::new(),
+    };
+    match &r.verdict {
+        Verdict::Recovered => format!("recovered: {got_back}{usage}"),
+        Verdict::NotRecovered(cause) => {
+            let charged = match cause.name() {
+                kind @ ("shmem" | "kernel") => r
+                    .still_charged
+                    .get(kind)
+                    .map(|n| format!("; {} {kind} still charged", self::kib(*n)))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            format!(
+                "not recovered: {got_back}{usage}{charged}: {}",
+                cause.meaning()
+            )
+        }
+        Verdict::Unknown(why) => format!("recovery unknown: {why}"),
+    }
+}
+
+/// A domain by name: its memory cgroup's, or `the machine`.
+pub fn domain_name(annotations: &Annotations, domain: DomainKey) -> String {
+    domain.map_or_else(
+        || "the machine".to_owned(),
+        |id| cgroup_name(annotations, id),
+    )
+}
+
+/// An OOM loop: `OOM loop in /pod: 3 kills since 12:00:01, cause shmem`, or its end.
+pub fn oom_loop_text(l: &OomLoop, annotations: &Annotations) -> String {
+    let name = domain_name(annotations, l.domain);
+    let cause = l.cause.map(|c| format!(", cause {c}")).unwrap_or_default();
+    match l.ended_ns {
+        None => format!("OOM loop in {name}: {} kills{cause}", l.kill_count),
+        Some(ended) => {
+            let how = if l.recovered {
+                "a kill recovered the domain"
+            } else {
+                "no kill for the loop window"
+            };
+            format!(
+                "OOM loop in {name} ended after {} kills in {}: {how}",
+                l.kill_count,
+                duration(ended.saturating_sub(l.started_ns))
+            )
+        }
     }
 }
 

@@ -19,6 +19,10 @@ fn every_name() -> BTreeSet<String> {
         .get_or_create(&CgroupOutcome::new(&CgroupIdentity::path(labels("x")), "x"))
         .inc();
     metrics
+        .cgroup_oom_loops
+        .get_or_create(&CgroupLoop::new(&CgroupIdentity::path(labels("x"))))
+        .inc();
+    metrics
         .attempts
         .get_or_create(&ResultLabel {
             result: labels("x"),

@@ -19,6 +19,11 @@
 //! | `oomreap_reap_calls_total` | counter | `caller` (`oom_reaper`, `process_mrelease`, `exit_mmap`: an exiting victim's own reap, before 6.0), `result` (`complete`, `partial`) | `__oom_reap_task_mm` calls and their own result (fentry/kprobe modes only) |
 //! | `oomreap_reap_call_duration_seconds` | histogram | | duration of each `__oom_reap_task_mm` call (fentry/kprobe modes only) |
 //! | `oomreap_notifier_refusals_total` | counter | `notifier` (the owners of the mm's notifiers, one of which refused, joined by `+`: `rdma_rxe`, `kvm+rdma_rxe`; `unknown` where a symbol is unresolved) | mmu notifier refusals of non-blocking invalidations during reaps, by the reaper or process_mrelease (fentry/kprobe modes only) |
+//! | `oomreap_recoveries_total` | counter | `verdict` (`recovered`, `not_recovered`, `unknown`), `cause` (for `not_recovered`: `shmem`, `shared_file`, `kernel`, `anon`, `reaper_gave_up`; else empty) | kills judged by whether their OOM domain got memory back (docs/events.md, `recovery`) |
+//! | `oomreap_recovered_bytes` | histogram | | memory each kill's domain got back, from its usage at the kill to once the victim's memory was gone |
+//! | `oomreap_oom_loops_total` | counter | | OOM loops started: a domain that kills again within a minute of a kill that did not recover it, or kills three times within a minute |
+//! | `oomreap_cgroup_oom_loops_total` | counter | `cgroup`, `namespace`, `pod`, `container`, `pod_uid` | the same by the memory cgroup of the victim whose kill started the loop, capped as `oomreap_cgroup_victims_total` |
+//! | `oomreap_oom_loops_active` | gauge | | OOM loops going on now |
 //! | `oomreap_kill_to_wake_seconds` | histogram | | kill to the reaper's wake-up |
 //! | `oomreap_kill_to_reaped_seconds` | histogram | | kill to the end of the successful reap |
 //! | `oomreap_reap_duration_seconds` | histogram | | time spent in reap passes per victim |
@@ -40,10 +45,10 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::labels::{CgroupIdentity, CgroupOutcome};
+use super::labels::{CgroupFamilies, CgroupIdentity, CgroupLoop, CgroupOutcome};
 use crate::{
     intake::{HookStatus, KernelCounters},
-    tracker::{AttemptResult, Change, GiveUpCause, Notifiers, SkipCause, Tracker, Victim},
+    tracker::{AttemptResult, Change, GiveUpCause, Notifiers, SkipCause, Tracker, Verdict, Victim},
 };
 
 /// Bucket bounds (seconds) for the kill→… histograms: the reaper waits 2 s, then retries
@@ -55,6 +60,24 @@ const KILL_BUCKETS: [f64; 12] = [
 const MRELEASE_RESULTS: [&str; 6] = ["ok", "eagain", "einval", "esrch", "eintr", "other"];
 /// `oomreap_dropped_events_total{reason}`.
 const DROP_REASONS: [&str; 3] = ["ring_buffer_full", "read_failed", "undecodable"];
+
+/// Bucket bounds (bytes) for what a kill's domain got back: 1 MiB to 16 GiB.
+const RECOVERED_BUCKETS: [f64; 8] = [
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+    4294967296.0,
+    17179869184.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecoveryLabels {
+    verdict: String,
+    cause: String,
+}
 
 /// Bucket bounds (seconds) for reap passes.
 const REAP_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
@@ -146,7 +169,12 @@ pub struct VictimNames {
 pub struct Metrics {
     killed: Counter,
     victims: Family<Outcome, Counter>,
-    pub(super) cgroup_victims: Family<CgroupOutcome, Counter>,
+    cgroup_victims: Family<CgroupOutcome, Counter>,
+    recoveries: Family<RecoveryLabels, Counter>,
+    recovered_bytes: Histogram,
+    oom_loops: Counter,
+    cgroup_oom_loops: Family<CgroupLoop, Counter>,
+    oom_loops_active: Gauge,
     attempts: Family<ResultLabel, Counter>,
     skips: Family<Cause, Counter>,
     lock_contention: Counter,
@@ -178,6 +206,11 @@ impl Metrics {
             killed: Counter::default(),
             victims: Family::default(),
             cgroup_victims: Family::default(),
+            recoveries: Family::default(),
+            recovered_bytes: histogram(&RECOVERED_BUCKETS),
+            oom_loops: Counter::default(),
+            cgroup_oom_loops: Family::default(),
+            oom_loops_active: Gauge::default(),
             attempts: Family::default(),
             skips: Family::default(),
             lock_contention: Counter::default(),
@@ -214,6 +247,32 @@ impl Metrics {
             "cgroup_victims",
             "Victims whose story ended, by memory cgroup, pod and outcome (capped; the rest as other)",
             metrics.cgroup_victims.clone(),
+        );
+        r.register(
+            "recoveries",
+            "Kills by whether their OOM domain got memory back, and if not why",
+            metrics.recoveries.clone(),
+        );
+        r.register_with_unit(
+            "recovered",
+            "Memory each kill's OOM domain got back",
+            Unit::Bytes,
+            metrics.recovered_bytes.clone(),
+        );
+        r.register(
+            "oom_loops",
+            "OOM loops started: a domain killing again without getting memory back",
+            metrics.oom_loops.clone(),
+        );
+        r.register(
+            "cgroup_oom_loops",
+            "OOM loops started, by the memory cgroup of the kill that started each (capped)",
+            metrics.cgroup_oom_loops.clone(),
+        );
+        r.register(
+            "oom_loops_active",
+            "OOM loops going on now",
+            metrics.oom_loops_active.clone(),
         );
         r.register(
             "reaper_attempts",
@@ -324,6 +383,14 @@ impl Metrics {
         (metrics, Arc::new(registry))
     }
 
+    /// The per-cgroup families, for the label cap to remove a cgroup's series from.
+    pub(super) fn cgroup_families(&self) -> CgroupFamilies {
+        CgroupFamilies {
+            victims: self.cgroup_victims.clone(),
+            loops: self.cgroup_oom_loops.clone(),
+        }
+    }
+
     /// Records how each hook is attached.
     pub fn set_hooks(&self, hooks: &[HookStatus]) {
         for hook in hooks {
@@ -351,6 +418,16 @@ impl Metrics {
         for outcome in crate::tracker::Outcome::ALL.iter().filter(|o| o.is_final()) {
             drop(self.victims.get_or_create(&Outcome {
                 outcome: outcome.name().into(),
+            }));
+        }
+        let causes = crate::tracker::Cause::ALL.map(|c| ("not_recovered", c.name()));
+        for (verdict, cause) in [("recovered", ""), ("unknown", "")]
+            .into_iter()
+            .chain(causes)
+        {
+            drop(self.recoveries.get_or_create(&RecoveryLabels {
+                verdict: verdict.into(),
+                cause: cause.into(),
             }));
         }
         for cause in GiveUpCause::ALL {
@@ -541,6 +618,42 @@ impl Metrics {
                 self.notifier_refusals
                     .get_or_create(&Notifier { notifier })
                     .inc();
+            }
+            Change::Recovery(id) => {
+                let Some(r) = tracker.victim(*id).and_then(|v| v.recovery.as_ref()) else {
+                    return;
+                };
+                let cause = match &r.verdict {
+                    Verdict::NotRecovered(cause) => cause.name(),
+                    _ => "",
+                };
+                self.recoveries
+                    .get_or_create(&RecoveryLabels {
+                        verdict: r.verdict.name().into(),
+                        cause: cause.into(),
+                    })
+                    .inc();
+                if let Some(kib) = r.got_back_kib {
+                    self.recovered_bytes.observe((kib * 1024) as f64);
+                }
+            }
+            Change::OomLoop { domain, started } => {
+                if !*started {
+                    self.oom_loops_active.dec();
+                    return;
+                }
+                self.oom_loops.inc();
+                self.oom_loops_active.inc();
+                let starter = tracker
+                    .oom_loop(*domain)
+                    .and_then(|l| l.kills.last())
+                    .and_then(|id| tracker.victim(*id));
+                if let Some(v) = starter {
+                    let names = names.victim(v);
+                    self.cgroup_oom_loops
+                        .get_or_create(&CgroupLoop::new(&names.cgroup))
+                        .inc();
+                }
             }
             Change::MarkedAgain(_) | Change::Woken(_) | Change::ScoreAdjusted(_) => {}
         }

@@ -1,0 +1,113 @@
+//! Readings of a victim's OOM domain, as context records: `domain_memory` as the kill
+//! arrived, `domain_after` once its memory was gone. Live, the intake takes them and hands
+//! them to the tracker; a replay reads them back and hands them over the same way, after
+//! the event they followed, so the tracker judges recovery as it did live.
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::tracker::{DomainMemory, ReadAt, VictimId};
+
+/// The context record of a reading.
+pub fn to_record(victim: VictimId, memory: &DomainMemory) -> Value {
+    let mut body = json!({
+        "victim": victim.0,
+        "memcg": memory.memcg,
+        "read_after_ns": memory.read_after_ns,
+    });
+    match &memory.kib {
+        Ok(kib) => body["kib"] = json!(kib),
+        Err(why) => body["error"] = json!(why),
+    }
+    if memory.at == ReadAt::Kill {
+        json!({ "domain_memory": body })
+    } else {
+        body["at"] = json!(memory.at.name());
+        json!({ "domain_after": body })
+    }
+}
+
+/// The reading a context record holds, if it is one; a malformed one is an error.
+pub fn from_record(record: &Value) -> Result<Option<(VictimId, DomainMemory)>, String> {
+    let (key, body) = match (record.get("domain_memory"), record.get("domain_after")) {
+        (Some(body), _) => ("domain_memory", body),
+        (None, Some(body)) => ("domain_after", body),
+        (None, None) => return Ok(None),
+    };
+    let victim = body["victim"]
+        .as_u64()
+        .ok_or_else(|| format!("{key} without victim"))?;
+    let kib = match (body.get("kib"), body["error"].as_str()) {
+        (Some(kib), _) => Ok(kib
+            .as_object()
+            .ok_or_else(|| format!("{key} kib is not an object"))?
+            .iter()
+            .map(|(kind, n)| Some((kind.clone(), n.as_u64()?)))
+            .collect::<Option<BTreeMap<_, _>>>()
+            .ok_or_else(|| format!("{key} kib holds a non-number"))?),
+        (None, Some(why)) => Err(why.to_owned()),
+        (None, None) => return Err(format!("{key} without kib or error")),
+    };
+    let at = match body.get("at").and_then(Value::as_str) {
+        None if key == "domain_memory" => ReadAt::Kill,
+        Some(name) if key == "domain_after" => ReadAt::from_name(name)
+            .filter(|a| *a != ReadAt::Kill)
+            .ok_or_else(|| format!("domain_after at an unknown moment: {name:?}"))?,
+        _ => return Err(format!("{key} with a wrong or missing \"at\"")),
+    };
+    let memory = DomainMemory {
+        memcg: body["memcg"].as_u64(),
+        at,
+        read_after_ns: body["read_after_ns"]
+            .as_u64()
+            .ok_or_else(|| format!("{key} without read_after_ns"))?,
+        kib,
+    };
+    Ok(Some((VictimId(victim), memory)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_survive_a_recording() {
+        let readings = [
+            DomainMemory {
+                memcg: Some(9671),
+                at: ReadAt::Kill,
+                read_after_ns: 1_500_000,
+                kib: Ok([("anon".to_owned(), 131_072), ("usage".to_owned(), 140_000)].into()),
+            },
+            DomainMemory {
+                memcg: None,
+                at: ReadAt::ExitMmap,
+                read_after_ns: 7,
+                kib: Err("/proc/meminfo: gone".into()),
+            },
+        ];
+        for (i, memory) in readings.iter().enumerate() {
+            let text = to_record(VictimId(i as u64), memory).to_string();
+            let back = from_record(&serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(back, Some((VictimId(i as u64), memory.clone())));
+        }
+        assert_eq!(from_record(&json!({"cgroup": {}})), Ok(None));
+    }
+
+    #[test]
+    fn malformed_readings_are_named() {
+        assert_eq!(
+            from_record(&json!({"domain_memory": {"victim": 1, "read_after_ns": 2}})),
+            Err("domain_memory without kib or error".into())
+        );
+        assert_eq!(
+            from_record(&json!({"domain_after": {"victim": 1, "read_after_ns": 2, "kib": {}}})),
+            Err("domain_after with a wrong or missing \"at\"".into())
+        );
+        assert_eq!(
+            from_record(&json!({"domain_after":
+                {"victim": 1, "read_after_ns": 2, "kib": {}, "at": "later"}})),
+            Err("domain_after at an unknown moment: \"later\"".into())
+        );
+    }
+}

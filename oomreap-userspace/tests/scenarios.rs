@@ -109,6 +109,32 @@ fn outcome(steps: &[Value]) -> &Value {
         .unwrap_or_else(|| panic!("no outcome in {steps:#?}"))
 }
 
+/// Checks that the victim's kill gave its domain back at least its anon RSS (less a
+/// megabyte the charge counter may still hold in per-CPU stock): one `recovery` step,
+/// `recovered`. A domain read only when the outcome settled (no exit_mmap tracepoint before
+/// 6.1) may be gone by then, as the scenario removes its cgroup: then it is `unknown`.
+fn check_recovered(steps: &[Value]) {
+    let recoveries = step(steps, "recovery");
+    assert_eq!(recoveries.len(), 1, "one recovery per victim: {steps:#?}");
+    let r = &recoveries[0]["recovery"];
+    if r["read_at"] == "settled" && r["verdict"] == "unknown" {
+        eprintln!("recovery unknown, read as the outcome settled: {r}");
+        return;
+    }
+    assert_eq!(r["verdict"], "recovered", "{r}");
+    // The RSS counters are per-CPU and summed lazily: they may read above the domain's
+    // whole charge at the kill, which bounds what it can get back.
+    let anon = step(steps, "kill")[0]["memory"]["anon_rss_kib"]
+        .as_u64()
+        .expect("anon_rss_kib")
+        .min(r["usage_at_kill_kib"].as_u64().expect("usage_at_kill_kib"));
+    let got_back = r["got_back_kib"].as_u64().expect("got_back_kib");
+    assert!(
+        got_back + 1024 >= anon,
+        "got back {got_back} KiB of {anon}: {r}"
+    );
+}
+
 /// Runs `oomreap inject ARGS --json` under `oomreap trace --json`, waits until every victim
 /// has an outcome and its memory was freed, and stops the trace, which must report no loss.
 fn trace_scenario(args: &[&str]) -> Traced {
@@ -149,15 +175,20 @@ fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) 
         .filter_map(|v| v["pid"].as_u64())
         .collect();
     let mut steps: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
-    // An OOM victim's story ends with its outcome and exit_mmap (where the kernel traces it:
-    // 5.10 does not); a userspace killer's target has neither, only the process_mrelease call
+    // An OOM victim's story ends with its outcome, its recovery and exit_mmap (where the
+    // kernel traces it: 5.10 does not); a userspace killer's target has neither, only the process_mrelease call
     // on it.
     let exit_traced = common::hook_attaches("mmap:exit_mmap");
     let complete = |steps: &BTreeMap<u64, Vec<Value>>| {
         victims.iter().all(|pid| {
             steps.get(pid).is_some_and(|s| {
+                // A kill whose domain is known is judged once its outcome is final.
+                let judged = step(s, "kill")
+                    .iter()
+                    .all(|k| k["oom_domain"].is_null() || !step(s, "recovery").is_empty());
                 let ended = !step(s, "outcome").is_empty()
-                    && (!exit_traced || !step(s, "exit_mmap").is_empty());
+                    && (!exit_traced || !step(s, "exit_mmap").is_empty())
+                    && judged;
                 ended || step(s, "mrelease").iter().any(|m| m["oom_victim"] == false)
             })
         })
@@ -222,6 +253,7 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
     assert_eq!(domain["constraint"], "memcg", "{kill}");
     assert_eq!(domain["memcg"]["id"], traced.report["cgroup"]["id"]);
     assert_eq!(domain["limit_kib"], 128 * 1024);
+    check_recovered(steps);
 }
 
 #[test]
@@ -320,6 +352,7 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
             "{kill}"
         );
     }
+    check_recovered(steps);
 }
 
 #[test]

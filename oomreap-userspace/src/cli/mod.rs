@@ -236,6 +236,9 @@ pub enum FailOnArg {
     Partial,
     /// Events lost between the kernel and oomreap.
     DroppedEvents,
+    /// A victim whose kill was one of an OOM loop's: its domain kept killing without getting
+    /// memory back.
+    OomLoop,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +274,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub expect_reaped: bool,
 
+    /// Every kill must give its OOM domain memory back (its recovery judged recovered).
+    #[arg(long)]
+    pub expect_recovered: bool,
+
     /// Every victim's memory must be gone within N ms of its kill.
     #[arg(long, value_name = "N")]
     pub max_reap_ms: Option<u64>,
@@ -300,6 +307,9 @@ impl RunArgs {
         if self.expect_reaped {
             list.push(Expectation::Reaped);
         }
+        if self.expect_recovered {
+            list.push(Expectation::Recovered);
+        }
         if let Some(ms) = self.max_reap_ms {
             list.push(Expectation::MaxReapMs(ms));
         }
@@ -310,6 +320,7 @@ impl RunArgs {
                 FailOnArg::Notifier => FailOn::Notifier,
                 FailOnArg::Partial => FailOn::Partial,
                 FailOnArg::DroppedEvents => FailOn::DroppedEvents,
+                FailOnArg::OomLoop => FailOn::OomLoop,
             }));
         }
         if let Some(n) = self.expect_victims {

@@ -15,6 +15,8 @@ pub enum FailOn {
     Partial,
     /// Events lost between the kernel and oomreap.
     DroppedEvents,
+    /// A victim whose kill was one of an OOM loop's.
+    OomLoop,
 }
 
 impl FailOn {
@@ -25,6 +27,7 @@ impl FailOn {
             Self::Notifier => "notifier",
             Self::Partial => "partial",
             Self::DroppedEvents => "dropped-events",
+            Self::OomLoop => "oom-loop",
         }
     }
 }
@@ -36,6 +39,8 @@ pub enum Expectation {
     Reaped,
     /// Every victim's memory was gone within this many milliseconds of its kill.
     MaxReapMs(u64),
+    /// Every kill gave its OOM domain memory back (`recovery` judged `recovered`).
+    Recovered,
     FailOn(FailOn),
     /// Exactly this many victims.
     Victims(u64),
@@ -48,6 +53,7 @@ impl Expectation {
     pub fn name(self) -> String {
         match self {
             Self::Reaped => "expect-reaped".into(),
+            Self::Recovered => "expect-recovered".into(),
             Self::MaxReapMs(ms) => format!("max-reap-ms {ms}"),
             Self::FailOn(what) => format!("fail-on {}", what.name()),
             Self::Victims(n) => format!("expect-victims {n}"),
@@ -92,6 +98,11 @@ pub fn judge(expectation: Expectation, victims: &[VictimSummary], dropped: u64) 
                 "memory gone {ms} ms after the kill, over {limit} ms"
             )),
             None => Some("memory never seen gone".into()),
+        }),
+        Expectation::Recovered => each(&VictimSummary::not_recovered),
+        Expectation::FailOn(FailOn::OomLoop) => each(&|v| {
+            v.in_oom_loop
+                .then(|| "its kill was one of an OOM loop's".into())
         }),
         Expectation::FailOn(FailOn::GaveUp) => {
             each(&|v| (v.outcome == "gave_up").then(|| "the reaper gave up".into()))

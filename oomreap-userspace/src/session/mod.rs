@@ -117,14 +117,14 @@ impl Session {
         self.intake.refresh_counters();
         let dropped = self.intake.losses().dropped();
         let annotations = self.intake.annotations();
-        let victims: Vec<VictimSummary> = self
-            .intake
-            .tracker()
+        let tracker = self.intake.tracker();
+        let victims: Vec<VictimSummary> = tracker
             .victims()
             .filter(|v| self.in_scope.contains(&v.id))
             .map(|v| {
                 let mut summary = VictimSummary::of(v);
                 summary.memcg = v.memcg_id().and_then(|id| annotations.cgroup(id).cloned());
+                summary.in_oom_loop = tracker.in_oom_loop(v.id);
                 summary
             })
             .collect();
@@ -243,7 +243,43 @@ mod tests {
             oom_domain: None,
             attempts_after_outcome: 0,
             mreleases: Vec::new(),
+            recovery: None,
+            in_oom_loop: false,
         }
+    }
+
+    #[test]
+    fn recovery_and_loop_expectations_name_the_victim_and_the_cause() {
+        use crate::tracker::{Cause, Recovery, Verdict as RecoveryVerdict};
+        let judged = |verdict| Recovery {
+            usage_at_kill_kib: Some(131_072),
+            usage_after_kib: Some(100_000),
+            limit_kib: Some(131_072),
+            got_back_kib: Some(31_072),
+            took_ns: Some(5_000_000),
+            read_at: None,
+            still_charged: Default::default(),
+            verdict,
+        };
+        let mut shmem = victim("exited", 0);
+        shmem.recovery = Some(judged(RecoveryVerdict::NotRecovered(Cause::Shmem)));
+        shmem.in_oom_loop = true;
+        let mut fine = victim("exited", 0);
+        fine.recovery = Some(judged(RecoveryVerdict::Recovered));
+        let unjudged = victim("exited", 0);
+        assert!(judge(Expectation::Recovered, std::slice::from_ref(&fine), 0).passed());
+        assert_eq!(
+            judge(Expectation::Recovered, &[shmem.clone(), unjudged], 0).failures,
+            [
+                "victim pid 42 (hog): its domain did not recover: shmem (shared memory no kill \
+                 frees)",
+                "victim pid 42 (hog): recovery not judged (its domain unknown, or no outcome)"
+            ]
+        );
+        assert_eq!(
+            judge(Expectation::FailOn(FailOn::OomLoop), &[shmem, fine], 0).failures,
+            ["victim pid 42 (hog): its kill was one of an OOM loop's"]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::expect::Verdict;
 use crate::{
     intake::CgroupInfo,
-    tracker::{OomDomain, Victim},
+    tracker::{OomDomain, Recovery, Verdict as RecoveryVerdict, Victim},
 };
 
 /// Version of the report's JSON schema.
@@ -41,6 +41,10 @@ pub struct VictimSummary {
     pub attempts_after_outcome: usize,
     /// Its process_mrelease calls: (return value, KiB freed).
     pub mreleases: Vec<(i64, Option<u64>)>,
+    /// Whether the kill gave its domain memory back, once judged.
+    pub recovery: Option<Recovery>,
+    /// Its kill was one of an OOM loop's (set by the session, which sees the loops).
+    pub in_oom_loop: bool,
 }
 
 impl VictimSummary {
@@ -75,6 +79,22 @@ impl VictimSummary {
                 .iter()
                 .map(|c| (c.ret, c.target.freed_kib()))
                 .collect(),
+            recovery: v.recovery.clone(),
+            in_oom_loop: false,
+        }
+    }
+
+    /// Why the kill did not give its domain memory back, if it did not (or was not judged).
+    pub fn not_recovered(&self) -> Option<String> {
+        match self.recovery.as_ref().map(|r| &r.verdict) {
+            Some(RecoveryVerdict::Recovered) => None,
+            Some(RecoveryVerdict::NotRecovered(cause)) => Some(format!(
+                "its domain did not recover: {} ({})",
+                cause.name(),
+                cause.meaning()
+            )),
+            Some(RecoveryVerdict::Unknown(why)) => Some(format!("recovery unknown: {why}")),
+            None => Some("recovery not judged (its domain unknown, or no outcome)".into()),
         }
     }
 
@@ -126,6 +146,15 @@ impl VictimSummary {
             })),
             "attempts_after_outcome": self.attempts_after_outcome,
             "mreleases": self.mreleases.iter().map(|(ret, freed)| json!({"ret": ret, "freed_kib": freed})).collect::<Vec<_>>(),
+            "recovery": self.recovery.as_ref().map(|r| json!({
+                "verdict": r.verdict.name(),
+                "cause": match &r.verdict { RecoveryVerdict::NotRecovered(c) => Some(c.name()), _ => None },
+                "why": match &r.verdict { RecoveryVerdict::Unknown(why) => Some(why.as_str()), _ => None },
+                "got_back_kib": r.got_back_kib,
+                "usage_after_kib": r.usage_after_kib,
+                "limit_kib": r.limit_kib,
+            })),
+            "in_oom_loop": self.in_oom_loop,
         })
     }
 }

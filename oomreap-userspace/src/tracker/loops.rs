@@ -191,6 +191,14 @@ impl Tracker {
         self.domains.values().filter_map(|d| d.active.as_ref())
     }
 
+    /// Returns true if and only if victim `id`'s kill was one of a loop's (going on, or among
+    /// the ended ones kept).
+    pub fn in_oom_loop(&self, id: VictimId) -> bool {
+        self.active_loops()
+            .chain(self.ended_loops.iter())
+            .any(|l| l.kills.contains(&id))
+    }
+
     /// The loop in `domain`, going on or the latest ended.
     pub fn oom_loop(&self, domain: DomainKey) -> Option<&OomLoop> {
         self.domains

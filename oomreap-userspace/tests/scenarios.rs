@@ -15,12 +15,14 @@ use common::{
     OOMREAP, OwnChild, TracefsMount, forced_function_mode, lines_of, privileged, skip,
     start_command,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// What one traced scenario produced.
 struct Traced {
     /// The inject report.
     report: Value,
+    /// Steps of no victim: `oom_loop`.
+    loops: Vec<Value>,
     /// Trace objects per victim tid (or, for a process_mrelease on a process the OOM killer
     /// did not choose, per target process), in order.
     steps: BTreeMap<u64, Vec<Value>>,
@@ -175,6 +177,7 @@ fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) 
         .filter_map(|v| v["pid"].as_u64())
         .collect();
     let mut steps: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+    let mut loops = Vec::new();
     // An OOM victim's story ends with its outcome, its recovery and exit_mmap (where the
     // kernel traces it: 5.10 does not); a userspace killer's target has neither, only the process_mrelease call
     // on it.
@@ -210,6 +213,8 @@ fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) 
             .or_else(|| object["target"]["pid"].as_u64())
         {
             steps.entry(tid).or_default().push(object);
+        } else if object["step"] == "oom_loop" {
+            loops.push(object);
         }
     }
     // SAFETY: signalling our own child by pid.
@@ -223,7 +228,11 @@ fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) 
         Some(0),
         "trace reported lost events: {warnings:?}"
     );
-    Traced { report, steps }
+    Traced {
+        report,
+        loops,
+        steps,
+    }
 }
 
 #[test]
@@ -254,6 +263,67 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
     assert_eq!(domain["memcg"]["id"], traced.report["cgroup"]["id"]);
     assert_eq!(domain["limit_kib"], 128 * 1024);
     check_recovered(steps);
+}
+
+#[test]
+fn shared_memory_no_kill_frees_keeps_the_domain_full_and_loops() {
+    let test = "shared_memory_no_kill_frees_keeps_the_domain_full_and_loops";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if in_a_function_row(test, "recovery and loops are judged from tracepoints alone") {
+        return;
+    }
+    let traced = trace_scenario(&["shmem-victim"]);
+    let report = &traced.report;
+    assert_eq!(report["cgroup"]["oom_kills"], 3, "{report}");
+    let region_kib = 96 * 1024;
+    let within_a_tenth = |kib: u64| kib.abs_diff(region_kib) * 10 <= region_kib;
+    let victims = report["victims"].as_array().expect("victims");
+    assert_eq!(victims.len(), 3, "{report}");
+    let mut ids = Vec::new();
+    for victim in victims {
+        let pid = victim["pid"].as_u64().expect("pid");
+        let steps = traced.steps.get(&pid).map_or(&[][..], Vec::as_slice);
+        let kills = step(steps, "kill");
+        assert_eq!(kills.len(), 1, "one victim per kill: {steps:#?}");
+        ids.push(kills[0]["victim"]["id"].clone());
+        let shmem = kills[0]["memory"]["shmem_rss_kib"].as_u64().unwrap_or(0);
+        assert!(
+            within_a_tenth(shmem),
+            "the victim mapped the region: {}",
+            kills[0]
+        );
+        let recoveries = step(steps, "recovery");
+        assert_eq!(recoveries.len(), 1, "{steps:#?}");
+        let r = &recoveries[0]["recovery"];
+        assert_eq!(
+            (&r["verdict"], &r["cause"]),
+            (&json!("not_recovered"), &json!("shmem")),
+            "{r}"
+        );
+        let charged = r["still_charged_kib"]["shmem"].as_u64().unwrap_or(0);
+        assert!(within_a_tenth(charged), "the region stays charged: {r}");
+    }
+    // One loop in the scenario's cgroup: from the second kill where exit_mmap judges each kill
+    // at once; where it is not traced (before 6.1) a kill is judged as its outcome settles, and
+    // the loop may start only at the third.
+    let started: Vec<&Value> = traced
+        .loops
+        .iter()
+        .filter(|l| l["state"] == "started" && l["memcg"]["id"] == report["cgroup"]["id"])
+        .collect();
+    assert_eq!(started.len(), 1, "{:#?}", traced.loops);
+    let at_kill = started[0]["kills"].as_u64().expect("kills");
+    let first = if common::hook_attaches("mmap:exit_mmap") {
+        2
+    } else {
+        3
+    };
+    assert!((2..=first).contains(&at_kill), "{:#?}", started[0]);
+    assert_eq!(started[0]["cause"], "shmem", "{:#?}", started[0]);
+    // Its first kill is the scenario's first.
+    assert_eq!(started[0]["victims"][0], ids[0], "{:#?}", started[0]);
 }
 
 #[test]

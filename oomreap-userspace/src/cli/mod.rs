@@ -454,6 +454,18 @@ pub enum HelperRole {
         #[arg(long)]
         pid: u32,
     },
+    /// Keeps a memfd region of N MiB charged until a second byte on stdin (shmem-victim).
+    ShmemHolder {
+        #[arg(long)]
+        mib: u64,
+    },
+    /// Maps the holder's region shared, touches it, then hogs N MiB (shmem-victim).
+    ShmemVictim {
+        #[arg(long)]
+        region: PathBuf,
+        #[arg(long)]
+        mib: u64,
+    },
     /// Benchmark load: mmap, fault and munmap 1 MiB, N times.
     MmChurn {
         #[arg(long)]

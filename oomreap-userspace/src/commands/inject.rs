@@ -51,6 +51,10 @@ pub(crate) fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
             roles::stuck_victim(mib, &stall, kvm, odp, hold)
         }
         HelperRole::HoldNetns => oomreap::inject::hold_netns(),
+        HelperRole::ShmemHolder { mib } => oomreap::inject::shared::hold_region(mib),
+        HelperRole::ShmemVictim { region, mib } => {
+            oomreap::inject::shared::map_region_and_hog(&region, mib)
+        }
         HelperRole::LockVictim { mib, stall } => roles::lock_victim(mib, &stall),
         HelperRole::JamRead { pid, address } => roles::jam_read(pid, address),
         HelperRole::JamWrite { pid } => roles::jam_write(pid),

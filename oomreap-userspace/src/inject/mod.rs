@@ -17,6 +17,7 @@ pub mod load;
 mod namespace;
 mod odp;
 pub mod roles;
+pub mod shared;
 mod soft_roce;
 
 use std::{path::PathBuf, time::Duration};
@@ -54,10 +55,11 @@ pub enum Scenario {
     OdpVictim,
     OdpMrelease,
     Storm,
+    ShmemVictim,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::QuickExit,
         Self::StuckVictim,
         Self::LockContended,
@@ -69,6 +71,7 @@ impl Scenario {
         Self::OdpVictim,
         Self::OdpMrelease,
         Self::Storm,
+        Self::ShmemVictim,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +87,7 @@ impl Scenario {
             Self::OdpVictim => "odp-victim",
             Self::OdpMrelease => "odp-mrelease",
             Self::Storm => "storm",
+            Self::ShmemVictim => "shmem-victim",
         }
     }
 
@@ -142,13 +146,19 @@ impl Scenario {
                  odp-victim"
             }
             Self::Storm => "--count N victims in a row (default 10), each exiting at once",
+            Self::ShmemVictim => {
+                "a holder keeps a memfd of three quarters of the limit charged; three victims \
+                 in turn map it shared and allocate past the limit: each kill frees only the \
+                 private part, so the domain does not recover (cause shmem) and it loops; then \
+                 the holder lets the region go"
+            }
         }
     }
 
     /// What it needs besides root and a memory cgroup controller.
     pub fn needs(self) -> &'static str {
         match self {
-            Self::QuickExit | Self::Storm | Self::ParentLimit => "nothing more",
+            Self::QuickExit | Self::Storm | Self::ParentLimit | Self::ShmemVictim => "nothing more",
             Self::StuckVictim
             | Self::LockContended
             | Self::Mrelease
@@ -163,7 +173,10 @@ impl Scenario {
     }
 
     fn uses_fuse(self) -> bool {
-        !matches!(self, Self::QuickExit | Self::Storm | Self::ParentLimit)
+        !matches!(
+            self,
+            Self::QuickExit | Self::Storm | Self::ParentLimit | Self::ShmemVictim
+        )
     }
 }
 
@@ -492,6 +505,7 @@ pub fn run(
     match scenario {
         Scenario::QuickExit => quick_exit(scene, options, say),
         Scenario::Storm => storm(scene, options, say),
+        Scenario::ShmemVictim => shared::shmem_victim(scene, options, say),
         Scenario::StuckVictim => stuck(scene, options, false, say),
         Scenario::MmuNotifier => stuck(scene, options, true, say),
         Scenario::Mrelease => mrelease(scene, options, false, say),

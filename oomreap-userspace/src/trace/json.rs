@@ -144,8 +144,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
         }
         Change::Recovery(id) => {
             let v = tracker.victim(*id)?;
-            let took = v.recovery.as_ref().and_then(|r| r.took_ns).unwrap_or(0);
-            let at = v.killed_at_ns().map(|k| k + took);
+            let at = v.recovery_read_at_ns();
             let recovery = v.recovery.as_ref().map(recovery_json);
             ("recovery", at, Some(v), json!({ "recovery": recovery }))
         }

@@ -135,6 +135,7 @@ fn victim_line(
         "wake" => v.woken_at_ns,
         "exit_mmap" => v.mm_freed_at_ns,
         "outcome" => v.finished_at_ns,
+        "recovery" => v.recovery_read_at_ns(),
         _ => v.killed_at_ns(),
     }
     .unwrap_or_default();

@@ -254,6 +254,12 @@ impl Victim {
         self.kill.as_ref().map(|k| k.timestamp_ns)
     }
 
+    /// When its domain was read for its recovery (CLOCK_MONOTONIC ns).
+    pub fn recovery_read_at_ns(&self) -> Option<u64> {
+        let took = self.recovery.as_ref()?.took_ns?;
+        Some(self.killed_at_ns()?.saturating_add(took))
+    }
+
     /// Its process id, when the kernel told us.
     pub fn tgid(&self) -> Option<u32> {
         self.kill.as_ref().and_then(|k| k.victim.tgid)

@@ -111,6 +111,21 @@ fn outcome(steps: &[Value]) -> &Value {
         .unwrap_or_else(|| panic!("no outcome in {steps:#?}"))
 }
 
+/// Files one line of `trace --json` under its victim's thread id, or as a loop.
+fn take_line(line: &str, steps: &mut BTreeMap<u64, Vec<Value>>, loops: &mut Vec<Value>) {
+    let object: Value = serde_json::from_str(line).expect("trace JSON");
+    if let Some(tid) = object["victim"]["tid"]
+        .as_u64()
+        // The target's thread is whichever owns its mm by then (the main one may have exited
+        // first): its process is the one the scenario names.
+        .or_else(|| object["target"]["pid"].as_u64())
+    {
+        steps.entry(tid).or_default().push(object);
+    } else if object["step"] == "oom_loop" {
+        loops.push(object);
+    }
+}
+
 /// Checks that the victim's kill gave its domain back at least its anon RSS (less a
 /// megabyte the charge counter may still hold in per-CPU stock): one `recovery` step,
 /// `recovered`. A domain read only when the outcome settled (no exit_mmap tracepoint before
@@ -205,23 +220,18 @@ fn trace_scenario_env(trace_args: &[&str], env: &[(&str, &str)], args: &[&str]) 
                 common::GUEST_PACE
             );
         };
-        let object: Value = serde_json::from_str(&line).expect("trace JSON");
-        if let Some(tid) = object["victim"]["tid"]
-            .as_u64()
-            // The target's thread is whichever owns its mm by then (the main one may have
-            // exited first): its process is the one the scenario names.
-            .or_else(|| object["target"]["pid"].as_u64())
-        {
-            steps.entry(tid).or_default().push(object);
-        } else if object["step"] == "oom_loop" {
-            loops.push(object);
-        }
+        take_line(&line, &mut steps, &mut loops);
     }
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(trace.pid() as i32, libc::SIGINT) };
     let status = trace
         .wait_timeout(Duration::from_secs(10))
         .expect("trace exits on SIGINT");
+    // What the last step printed after the line that completed the story (a loop's end
+    // follows the recovery that ended it) is still to be read.
+    while let Ok(line) = stdout.recv_timeout(Duration::from_secs(2)) {
+        take_line(&line, &mut steps, &mut loops);
+    }
     let warnings: Vec<String> = stderr.try_iter().collect();
     assert_eq!(
         status.code(),
@@ -324,6 +334,60 @@ fn shared_memory_no_kill_frees_keeps_the_domain_full_and_loops() {
     assert_eq!(started[0]["cause"], "shmem", "{:#?}", started[0]);
     // Its first kill is the scenario's first.
     assert_eq!(started[0]["victims"][0], ids[0], "{:#?}", started[0]);
+}
+
+#[test]
+fn a_tmpfs_file_keeps_the_domain_full_until_it_is_deleted() {
+    let test = "a_tmpfs_file_keeps_the_domain_full_until_it_is_deleted";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if in_a_function_row(test, "recovery and loops are judged from tracepoints alone") {
+        return;
+    }
+    let traced = trace_scenario(&["tmpfs-fill"]);
+    let report = &traced.report;
+    let victims = report["victims"].as_array().expect("victims");
+    assert_eq!(victims.len(), 4, "{report}");
+    assert_eq!(report["cgroup"]["oom_kills"], 4, "{report}");
+    for (i, victim) in victims.iter().enumerate() {
+        let pid = victim["pid"].as_u64().expect("pid");
+        let steps = traced.steps.get(&pid).map_or(&[][..], Vec::as_slice);
+        let kill = step(steps, "kill")[0];
+        let r = &step(steps, "recovery")[0]["recovery"];
+        if i < 3 {
+            // The file is most of what the domain holds at each kill, and still there after.
+            let kib = &kill["domain_memory"]["kib"];
+            let (shmem, usage) = (kib["shmem"].as_u64(), kib["usage"].as_u64());
+            let (Some(shmem), Some(usage)) = (shmem, usage) else {
+                panic!("no shmem or usage read at the kill: {kill}");
+            };
+            assert!(
+                shmem * 10 >= usage * 8,
+                "shmem {shmem} of {usage} KiB: {kill}"
+            );
+            assert_eq!(
+                (&r["verdict"], &r["cause"]),
+                (&json!("not_recovered"), &json!("shmem")),
+                "{r}"
+            );
+        } else {
+            // The file deleted, the last allocator's kill empties the domain.
+            assert_eq!(r["verdict"], "recovered", "{r}");
+        }
+    }
+    let in_cgroup: Vec<&Value> = traced
+        .loops
+        .iter()
+        .filter(|l| l["memcg"]["id"] == report["cgroup"]["id"])
+        .collect();
+    let states: Vec<&str> = in_cgroup
+        .iter()
+        .filter_map(|l| l["state"].as_str())
+        .collect();
+    assert_eq!(states, ["started", "ended"], "{in_cgroup:#?}");
+    assert_eq!(in_cgroup[1]["recovered"], true, "{:#?}", in_cgroup[1]);
+    assert_eq!(in_cgroup[1]["kills"], 4, "{:#?}", in_cgroup[1]);
 }
 
 #[test]

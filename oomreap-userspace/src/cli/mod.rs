@@ -466,6 +466,13 @@ pub enum HelperRole {
         #[arg(long)]
         mib: u64,
     },
+    /// Writes a file of N MiB (a tmpfs one, in tmpfs-fill).
+    TmpfsWriter {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        mib: u64,
+    },
     /// Benchmark load: mmap, fault and munmap 1 MiB, N times.
     MmChurn {
         #[arg(long)]

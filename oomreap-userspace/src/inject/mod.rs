@@ -56,10 +56,11 @@ pub enum Scenario {
     OdpMrelease,
     Storm,
     ShmemVictim,
+    TmpfsFill,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::QuickExit,
         Self::StuckVictim,
         Self::LockContended,
@@ -72,6 +73,7 @@ impl Scenario {
         Self::OdpMrelease,
         Self::Storm,
         Self::ShmemVictim,
+        Self::TmpfsFill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +90,7 @@ impl Scenario {
             Self::OdpMrelease => "odp-mrelease",
             Self::Storm => "storm",
             Self::ShmemVictim => "shmem-victim",
+            Self::TmpfsFill => "tmpfs-fill",
         }
     }
 
@@ -152,13 +155,23 @@ impl Scenario {
                  private part, so the domain does not recover (cause shmem) and it loops; then \
                  the holder lets the region go"
             }
+            Self::TmpfsFill => {
+                "a file in a tmpfs of the scenario's own (a private mount namespace) fills nine \
+                 tenths of the limit; three allocators are killed in turn, each freeing next \
+                 to nothing (cause shmem, an OOM loop); then the file is deleted and a fourth \
+                 allocator's kill recovers the domain, ending the loop"
+            }
         }
     }
 
     /// What it needs besides root and a memory cgroup controller.
     pub fn needs(self) -> &'static str {
         match self {
-            Self::QuickExit | Self::Storm | Self::ParentLimit | Self::ShmemVictim => "nothing more",
+            Self::QuickExit
+            | Self::Storm
+            | Self::ParentLimit
+            | Self::ShmemVictim
+            | Self::TmpfsFill => "nothing more",
             Self::StuckVictim
             | Self::LockContended
             | Self::Mrelease
@@ -175,7 +188,7 @@ impl Scenario {
     fn uses_fuse(self) -> bool {
         !matches!(
             self,
-            Self::QuickExit | Self::Storm | Self::ParentLimit | Self::ShmemVictim
+            Self::QuickExit | Self::Storm | Self::ParentLimit | Self::ShmemVictim | Self::TmpfsFill
         )
     }
 }
@@ -353,6 +366,8 @@ struct Scene {
     helpers: Vec<Helper>,
     /// The soft-RoCE device of the odp scenarios: removed once the helpers are gone.
     roce: Option<SoftRoce>,
+    /// tmpfs-fill's tmpfs: unmounted (its pages uncharged) before the cgroup goes.
+    tmpfs: Option<shared::TmpfsMount>,
     /// A cgroup inside `cgroup` with no limit of its own (parent-limit); dropped first.
     child: Option<MemoryCgroup>,
     cgroup: MemoryCgroup,
@@ -396,6 +411,7 @@ impl Scene {
             fuse: None,
             helpers: Vec::new(),
             roce: None,
+            tmpfs: None,
             child: None,
             cgroup,
             report,
@@ -506,6 +522,7 @@ pub fn run(
         Scenario::QuickExit => quick_exit(scene, options, say),
         Scenario::Storm => storm(scene, options, say),
         Scenario::ShmemVictim => shared::shmem_victim(scene, options, say),
+        Scenario::TmpfsFill => shared::tmpfs_fill(scene, options, say),
         Scenario::StuckVictim => stuck(scene, options, false, say),
         Scenario::MmuNotifier => stuck(scene, options, true, say),
         Scenario::Mrelease => mrelease(scene, options, false, say),

@@ -1,8 +1,9 @@
-//! shmem-victim: memory no kill frees. A holder keeps a memfd region charged to the
-//! scenario's cgroup; each victim maps it shared, touches it, then allocates private memory
-//! past the limit. Its kill and exit free the private part only: the region stays charged
-//! while the holder holds it, so the domain does not recover and the next allocation kills
-//! again, an OOM loop, until the holder lets go.
+//! Memory no kill frees, charged to the scenario's cgroup. shmem-victim: a holder keeps a
+//! memfd region charged; each victim maps it shared, touches it, then allocates private
+//! memory past the limit. tmpfs-fill: a file in a tmpfs of the scenario's own fills most of
+//! the limit, and allocators are killed in turn. Either way a kill frees next to nothing of
+//! what fills the domain, so it does not recover and the next allocation kills again, an OOM
+//! loop, until the region or the file is let go.
 use std::{
     io::{Read as _, Write as _},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
@@ -129,5 +130,123 @@ pub(super) fn shmem_victim(
     scene.helper(holder).go()?;
     scene.helper(holder).wait(STEP_TIMEOUT)?;
     say("the holder let the region go");
+    scene.finish(&victims)
+}
+
+/// A tmpfs mounted in the scenario's private mount namespace: unmounted and its directory
+/// removed on drop (and gone with the namespace however oomreap ends).
+pub(super) struct TmpfsMount {
+    dir: std::path::PathBuf,
+}
+
+impl TmpfsMount {
+    fn mount(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(std::io::Error::other)?;
+        // SAFETY: NUL-terminated strings that outlive the call; no mount data.
+        let rc = unsafe {
+            libc::mount(
+                c"oomreap-tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            let _ = std::fs::remove_dir(dir);
+            return Err(err);
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a NUL-terminated path; a lazy unmount of our own mount.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The writer: after the go byte, writes `mib` MiB to `path` (a tmpfs file: its pages are
+/// charged to this process's memory cgroup, and stay charged after it exits).
+pub fn fill_file(path: &Path, mib: u64) -> std::io::Result<()> {
+    let mut byte = [0u8; 1];
+    std::io::stdin().read_exact(&mut byte)?;
+    let mut file = std::fs::File::create(path)?;
+    let chunk = vec![1u8; 1 << 20];
+    for _ in 0..mib {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()
+}
+
+/// tmpfs-fill: a tmpfs file fills nine tenths of the limit; [`KILLS`] allocators are killed
+/// in turn, each freeing next to nothing; then the file is deleted, and one more allocator's
+/// kill recovers the domain and ends the loop.
+pub(super) fn tmpfs_fill(
+    mut scene: Scene,
+    options: &InjectOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report, ScenarioError> {
+    super::namespace::enter_private().map_err(ScenarioError::Namespace)?;
+    let dir = std::env::temp_dir().join(format!("oomreap-tmpfs-{}", std::process::id()));
+    let mount = TmpfsMount::mount(&dir).map_err(|err| ScenarioError::HelperFailed {
+        role: "tmpfs",
+        why: format!("cannot mount a tmpfs at {}: {err}", dir.display()),
+    })?;
+    let file = dir.join("fill");
+    scene.tmpfs = Some(mount);
+    let fill_mib = options.limit_mib * 9 / 10;
+    let writer_args = [
+        "helper".into(),
+        "tmpfs-writer".into(),
+        "--path".into(),
+        file.display().to_string(),
+        "--mib".into(),
+        fill_mib.to_string(),
+    ];
+    let writer = scene.spawn("writer", &writer_args, true)?;
+    scene.helper(writer).go()?;
+    let status = scene.helper(writer).wait(STEP_TIMEOUT)?;
+    if !status.success() {
+        return Err(ScenarioError::HelperFailed {
+            role: "writer",
+            why: describe(status),
+        });
+    }
+    say(&format!(
+        "a {fill_mib} MiB tmpfs file at {} is charged to the cgroup (private mount namespace)",
+        file.display()
+    ));
+    let mut victims = Vec::new();
+    for kill in 1..=KILLS + 1 {
+        if kill == KILLS + 1 {
+            std::fs::remove_file(&file).map_err(|err| ScenarioError::HelperFailed {
+                role: "tmpfs",
+                why: format!("cannot delete {}: {err}", file.display()),
+            })?;
+            say("deleted the tmpfs file");
+        }
+        let before = scene.cgroup.oom_kills()?;
+        let victim = scene.spawn("victim", &super::hog_args(options.limit_mib * 2), true)?;
+        scene.helper(victim).go()?;
+        let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
+        scene.wait_for_oom_kill(before)?;
+        say(&format!(
+            "allocator {kill} pid {}: {}",
+            scene.helper(victim).pid(),
+            describe(status)
+        ));
+        victims.push(victim);
+        sleep(BETWEEN_KILLS)?;
+    }
     scene.finish(&victims)
 }

@@ -179,7 +179,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
         "victim": victim.map(victim_id),
         // A reaper pass or process_mrelease call that came after the victim's outcome: the
         // kernel's timer still fires after process_mrelease released it.
-        "after_outcome": victim.map(|v| v.after_outcome(at_ns)),
+        "after_outcome": victim.map(|v| step != "recovery" && v.after_outcome(at_ns)),
     });
     if let (Some(map), Some(extra)) = (object.as_object_mut(), fields.as_object_mut()) {
         map.append(extra);

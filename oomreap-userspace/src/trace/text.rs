@@ -164,7 +164,8 @@ fn unattributed_or_row(
 }
 
 fn row(cx: &Intake, at_ns: u64, v: &Victim, step: &str, detail: &str) -> String {
-    let late = if v.after_outcome(at_ns) {
+    // A recovery always follows the outcome: only a kernel step can come late.
+    let late = if step != "recovery" && v.after_outcome(at_ns) {
         " (after its outcome)"
     } else {
         ""

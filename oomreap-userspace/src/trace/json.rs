@@ -7,7 +7,7 @@ use crate::{
     intake::{Annotations, Intake},
     tracker::{
         AttemptResult, Change, DomainMemory, GiveUpCause, LockSnapshot, OomLoop, Recovery,
-        RetryKind, Rss, Task, Verdict, Victim, VictimId, has_mmf_oom_skip,
+        RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, has_mmf_oom_skip,
     },
 };
 
@@ -64,6 +64,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                         "rss_after": rss_after.as_ref().map(rss),
                         // Known here only when traced (fentry/kprobe modes).
                         "complete": complete.filter(|_| *complete_traced),
+                        "unreapable": v.unreapable_after(*index).as_ref().map(unreapable_json),
                     }),
                 ),
                 AttemptResult::Skipped {
@@ -222,6 +223,21 @@ pub fn recovery_json(r: &Recovery) -> Value {
     })
 }
 
+/// What a reap cannot free, as `unreapable` says it (docs/events.md).
+fn unreapable_json(u: &Unreapable) -> Value {
+    json!({
+        "shmem_kib": u.shmem_kib,
+        "shared_file_kib": u.shared_file_kib,
+        "hugetlb_kib": u.hugetlb_kib,
+        "pfnmap_kib": u.pfnmap_kib,
+        "left_anon_kib": u.left_anon_kib,
+        "refused_ranges": u.refused_ranges.iter()
+            .map(|(s, e)| json!({"start": format!("{s:#x}"), "end": format!("{e:#x}")}))
+            .collect::<Vec<_>>(),
+        "inferred": u.inferred,
+    })
+}
+
 /// An OOM loop's start or end, as `oom_loop` says it (docs/events.md).
 fn oom_loop_json(l: &OomLoop, started: bool, annotations: &Annotations) -> Value {
     json!({
@@ -288,6 +304,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "trigger": task(&k.trigger),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
+        "unreapable": v.unreapable_at_kill().as_ref().map(unreapable_json),
         "domain_memory": v.domain_at_kill.as_ref().map(|m| domain_memory_json(m, cx.annotations())),
         "oom_domain": k.domain.as_ref().map(|d| {
             let badness = v.badness();
@@ -344,6 +361,7 @@ fn outcome_fields(v: &Victim) -> Value {
         "reap_calls": v.reap_calls.len(),
         "reap_calls_partial": v.reap_calls.iter().filter(|c| !c.complete).count(),
         "notifier_refusals": v.notifier_refusals.len(),
+        "unreapable": v.unreapable().as_ref().map(unreapable_json),
         // Known here when judged by the outcome; else in the `recovery` step that follows.
         "recovery": v.recovery.as_ref().map(recovery_json),
     })

@@ -15,6 +15,7 @@ mod reaper;
 mod recovery;
 mod release;
 mod settle;
+mod unreapable;
 
 use settle::settle_deadline;
 mod victim;
@@ -29,6 +30,7 @@ pub use recovery::{
     Cause, DomainMemory, GOT_BACK_PERCENT, HEADROOM_PERCENT, PINNED_PERCENT, ReadAt, Recovery,
     Verdict,
 };
+pub use unreapable::Unreapable;
 pub use victim::{
     Attempt, AttemptResult, GiveUpCause, MreleaseCall, Outcome, REFUSALS_KEPT, Victim, VictimId,
 };

@@ -304,6 +304,12 @@ fn shared_memory_no_kill_frees_keeps_the_domain_full_and_loops() {
             "the victim mapped the region: {}",
             kills[0]
         );
+        let unreapable = &kills[0]["unreapable"];
+        let shmem = unreapable["shmem_kib"].as_u64().unwrap_or(0);
+        assert!(
+            within_a_tenth(shmem),
+            "no reap frees the region: {unreapable}"
+        );
         let recoveries = step(steps, "recovery");
         assert_eq!(recoveries.len(), 1, "{steps:#?}");
         let r = &recoveries[0]["recovery"];

@@ -283,3 +283,43 @@ fn sorting_and_selection() {
     app.clear_finished();
     assert_shows(&render(&app, 80, 24), "No victim matches");
 }
+
+/// Two kills in one domain that keep 96 MiB of shmem: each `shm` in the RECV column, the
+/// loop in the header, the recovery in the detail pane. Recorded as a live run writes them:
+/// each reading right after the event it followed.
+#[test]
+fn verdicts_and_a_loop_show_in_the_table_the_header_and_the_detail() {
+    use crate::testing::fixtures::{exit_at, kill_at};
+    let mut bytes = Vec::new();
+    let mut writer = RecordWriter::new(&mut bytes, 0).unwrap();
+    for (n, (ms, pid)) in [(1_000u64, 7u32), (5_000, 8)].into_iter().enumerate() {
+        writer
+            .write(&crate::wire::encode(&kill_at(ms, pid, "db")))
+            .unwrap();
+        writer
+            .write(&crate::wire::encode(&exit_at(
+                ms + 10,
+                pid,
+                0xffff_8880_0000_1000,
+            )))
+            .unwrap();
+        let after = serde_json::json!({"domain_after": {
+            "victim": n + 1, "memcg": 4026, "read_after_ns": 10_000_000, "at": "exit_mmap",
+            "kib": {"usage": 100_000, "limit": 131_072, "shmem": 98_304},
+        }});
+        writer.write_context(&after).unwrap();
+    }
+    let mut app = App::new(Intake::replay(parse(&bytes).unwrap(), None), None);
+    while let Some(step) = app.intake.next_now() {
+        app.take(&step);
+    }
+    let screen = render(&app, 120, 30);
+    assert_line(&screen, &["db", "exited", "shm"]);
+    assert_shows(&screen, "OOM loop in id 4026: 2 kills, cause shmem");
+    app.open_detail();
+    let screen = render(&app, 120, 30);
+    assert_shows(
+        &screen,
+        "not recovered: domain got 30.3M back in 10ms (usage 97.7M of 128.0M); 96.0M shmem",
+    );
+}

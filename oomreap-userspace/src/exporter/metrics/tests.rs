@@ -206,3 +206,73 @@ fn a_notifier_give_up_and_its_refusals_are_labelled() {
     );
     assert_sample(&text, "oomreap_notifier_refusals_total{notifier=\"kvm\"} 1");
 }
+
+#[test]
+fn recoveries_and_loops_exist_at_zero_and_count_each_kill_once() {
+    use crate::{
+        testing::fixtures::{exit_at, kill_at},
+        tracker::{DomainMemory, ReadAt},
+    };
+    let (metrics, registry) = Metrics::new();
+    let text = |registry: &prometheus_client::registry::Registry| {
+        let mut text = String::new();
+        encode(&mut text, registry).unwrap();
+        text
+    };
+    let fresh = text(&registry);
+    for sample in [
+        "oomreap_recoveries_total{verdict=\"recovered\",cause=\"\"} 0",
+        "oomreap_recoveries_total{verdict=\"not_recovered\",cause=\"shmem\"} 0",
+        "oomreap_recoveries_total{verdict=\"unknown\",cause=\"\"} 0",
+        "oomreap_oom_loops_total 0",
+        "oomreap_oom_loops_active 0",
+        "oomreap_recovered_bytes_count 0",
+    ] {
+        assert_sample(&fresh, sample);
+    }
+    // Two kills whose domain keeps 96 MiB of shmem: both not recovered, one loop.
+    let mut tracker = Tracker::default();
+    let mut names = FixedNames;
+    for (ms, pid) in [(1_000, 7), (5_000, 8)] {
+        let mut changes =
+            tracker.apply(&decode(&crate::wire::encode(&kill_at(ms, pid, "hog"))).unwrap());
+        let id = tracker.victims().last().unwrap().id;
+        changes.extend(
+            tracker.apply(
+                &decode(&crate::wire::encode(&exit_at(
+                    ms + 10,
+                    pid,
+                    0xffff_8880_0000_1000,
+                )))
+                .unwrap(),
+            ),
+        );
+        let after = DomainMemory {
+            memcg: Some(4026),
+            at: ReadAt::ExitMmap,
+            read_after_ns: 10_000_000,
+            kib: Ok([
+                ("usage".to_owned(), 100_000),
+                ("limit".to_owned(), 131_072),
+                ("shmem".to_owned(), 98_304),
+            ]
+            .into()),
+        };
+        tracker.domain_read(id, after, &mut changes);
+        for change in &changes {
+            metrics.observe(&tracker, change, &mut names);
+        }
+    }
+    let counted = text(&registry);
+    assert_sample(
+        &counted,
+        "oomreap_recoveries_total{verdict=\"not_recovered\",cause=\"shmem\"} 2",
+    );
+    assert_sample(&counted, "oomreap_recovered_bytes_count 2");
+    assert_sample(&counted, "oomreap_oom_loops_total 1");
+    assert_sample(&counted, "oomreap_oom_loops_active 1");
+    assert_sample(
+        &counted,
+        "oomreap_cgroup_oom_loops_total{cgroup=\"/cg8\",namespace=\"\",pod=\"\",container=\"\",pod_uid=\"\"} 1",
+    );
+}

@@ -267,6 +267,28 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
         &[]
     };
     check_reap_calls(steps, own_reap);
+    // The task that hit the limit (the hog itself): its kernel stack at the kill runs
+    // through the OOM killer.
+    let frames = kill["trigger"]["stack"]["frames"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no trigger stack: {kill}"));
+    assert!(!frames.is_empty(), "{kill}");
+    // trace never waits for the kernel's symbols: while they still load (the first seconds of
+    // an emulated guest's debug build), the frames are addresses, named later in top and
+    // recordings.
+    let addresses = frames
+        .iter()
+        .all(|f| f.as_str().is_some_and(|f| f.starts_with("0xffff")));
+    if addresses {
+        eprintln!("trigger stack shown as addresses: the kernel symbols were still loading");
+    } else {
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.as_str().is_some_and(|f| f.starts_with("out_of_memory+"))),
+            "{kill}"
+        );
+    }
     // Its own cgroup's limit was hit: the domain is that cgroup.
     let domain = &kill["oom_domain"];
     assert_eq!(domain["constraint"], "memcg", "{kill}");

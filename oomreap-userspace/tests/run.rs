@@ -46,7 +46,7 @@ fn a_quick_exit_passes_expect_reaped_with_a_valid_json_report() {
     };
     let dir = TempDir::new();
     let json = dir.0.join("report.json");
-    let mut args = vec![
+    let args = vec![
         "--expect-reaped",
         "--expect-victims",
         "1",
@@ -54,12 +54,6 @@ fn a_quick_exit_passes_expect_reaped_with_a_valid_json_report() {
         "--json",
         json.to_str().expect("path"),
     ];
-    // Where exit_mmap is traced the domain is read as the victim's memory goes; before 6.1
-    // only as its outcome settles, by when the scenario has removed its cgroup.
-    let exit_traced = common::hook_attaches("mmap:exit_mmap");
-    if exit_traced {
-        args.push("--expect-recovered");
-    }
     let (code, stderr) = run(&args, &[OOMREAP, "inject", "quick-exit"]);
     assert_eq!(code, Some(0), "{stderr}");
     let report: Value =
@@ -69,8 +63,14 @@ fn a_quick_exit_passes_expect_reaped_with_a_valid_json_report() {
     assert_eq!(report["passed"], true);
     assert_eq!(report["victims"][0]["outcome"], "exited");
     assert_eq!(report["victims"][0]["comm"], "oomreap-hog");
-    if exit_traced {
-        assert_eq!(report["victims"][0]["recovery"]["verdict"], "recovered");
+    // Judged recovered, unless the domain was read again only after the scenario removed
+    // its cgroup (a slow machine, or no exit_mmap tracepoint before 6.1).
+    let recovery = &report["victims"][0]["recovery"];
+    let gone = recovery["why"]
+        .as_str()
+        .is_some_and(|w| w.ends_with("not found"));
+    if !gone {
+        assert_eq!(recovery["verdict"], "recovered", "{recovery}");
     }
     assert!(
         report["scope"]

@@ -70,7 +70,18 @@ fn step<'a>(steps: &'a [Value], name: &str) -> Vec<&'a Value> {
 /// complete) when fentry or kprobe is forced, and that none are traced when function hooks
 /// are off. In the default mode the kernel decides, so nothing is checked.
 fn check_reap_calls(steps: &[Value], expected: &[(&str, bool)]) {
-    let calls = step(steps, "reap_fn");
+    let mut calls = step(steps, "reap_fn");
+    // Before 6.0 exit_mmap reaps an OOM victim's mm itself, whenever the last reference
+    // goes, which may be long after the outcome (a stuck victim exits once released): one
+    // complete such call may come wherever the test did not place it.
+    if common::exit_reaps_victims()
+        && !expected.iter().any(|(caller, _)| *caller == "exit_mmap")
+        && let Some(at) = calls
+            .iter()
+            .position(|c| c["caller"] == "exit_mmap" && c["complete"] == true)
+    {
+        calls.remove(at);
+    }
     match forced_function_mode().as_deref() {
         Some(mode @ ("fentry" | "kprobe")) => {
             let seen: Vec<(&str, bool)> = calls
@@ -128,14 +139,16 @@ fn take_line(line: &str, steps: &mut BTreeMap<u64, Vec<Value>>, loops: &mut Vec<
 
 /// Checks that the victim's kill gave its domain back at least its anon RSS (less a
 /// megabyte the charge counter may still hold in per-CPU stock): one `recovery` step,
-/// `recovered`. A domain read only when the outcome settled (no exit_mmap tracepoint before
-/// 6.1) may be gone by then, as the scenario removes its cgroup: then it is `unknown`.
+/// `recovered`, unless the scenario had removed its cgroup by the time it was read again.
 fn check_recovered(steps: &[Value]) {
     let recoveries = step(steps, "recovery");
     assert_eq!(recoveries.len(), 1, "one recovery per victim: {steps:#?}");
     let r = &recoveries[0]["recovery"];
-    if r["read_at"] == "settled" && r["verdict"] == "unknown" {
-        eprintln!("recovery unknown, read as the outcome settled: {r}");
+    // The scenario removes its cgroup as soon as its victim is gone: a machine slower to
+    // read the domain again (a TCG guest, 200 ms late) finds it gone.
+    let gone = r["why"].as_str().is_some_and(|w| w.ends_with("not found"));
+    if r["verdict"] == "unknown" && gone {
+        eprintln!("recovery unknown, the scenario's cgroup already removed: {r}");
         return;
     }
     assert_eq!(r["verdict"], "recovered", "{r}");

@@ -59,7 +59,7 @@ pub fn worth_echoing(line: &str) -> bool {
 }
 
 /// How many lines of a panic's message are echoed after its `panicked at` line.
-pub const PANIC_MESSAGE_LINES: usize = 150;
+pub const PANIC_MESSAGE_LINES: usize = 400;
 
 /// Whether a console line ends a panic's message: libtest's hint, a backtrace, a blank line.
 pub fn ends_panic_message(line: &str) -> bool {

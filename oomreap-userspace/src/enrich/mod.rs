@@ -98,9 +98,15 @@ impl Enricher<Proc> {
         } else {
             MemoryHierarchy::detect().ok()
         };
-        let mut enricher = Self::new(Proc, hierarchy);
-        enricher.symbols = SymbolTable::preload(|| Proc.kallsyms());
-        enricher
+        Self::new(Proc, hierarchy)
+    }
+
+    /// Starts loading the kernel's symbols in the background now, for a front end that will
+    /// name stack frames (see `kallsyms`); others load them only if a notifier needs a name.
+    pub fn preload_symbols(&mut self) {
+        if matches!(self.symbols, SymbolTable::Unloaded) {
+            self.symbols = SymbolTable::preload(|| Proc.kallsyms());
+        }
     }
 }
 

@@ -43,7 +43,9 @@ pub enum IntakeError {
 pub struct IntakeOptions {
     /// Write the raw stream and the annotations here.
     pub record: Option<RecordWriter<std::fs::File>>,
-    /// Read lock holders' kernel stacks when a contended attempt names new ones.
+    /// Read lock holders' kernel stacks when a contended attempt names new ones, and name
+    /// the frames of each kill's trigger stack (the kernel's symbols are then loaded, in the
+    /// background, as the intake starts). `serve` shows neither and loads nothing.
     pub stacks: bool,
 }
 
@@ -143,7 +145,13 @@ impl Intake {
         let mut intake = Self {
             input: Input::Live(Box::new(capture)),
             tracker: Tracker::default(),
-            enricher: Some(Enricher::live()),
+            enricher: Some({
+                let mut enricher = Enricher::live();
+                if options.stacks {
+                    enricher.preload_symbols();
+                }
+                enricher
+            }),
             stacks: options.stacks,
             record: options.record,
             losses: Losses::default(),
@@ -523,7 +531,8 @@ impl Intake {
                     }
                     let callbacks = v.notifiers().into_iter().flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
-                    if let Some(stack) = v.kill.as_ref().and_then(|k| k.trigger_stack.as_deref()) {
+                    let stack = v.kill.as_ref().and_then(|k| k.trigger_stack.as_deref());
+                    if let Some(stack) = stack.filter(|_| self.stacks) {
                         // While the symbols still load, the addresses now and the names once
                         // they are known: the intake never waits for them.
                         let frames = enricher.kernel_frames(stack).unwrap_or_else(|| {

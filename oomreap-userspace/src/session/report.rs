@@ -79,7 +79,7 @@ impl VictimSummary {
                 .iter()
                 .map(|c| (c.ret, c.target.freed_kib()))
                 .collect(),
-            recovery: v.recovery.clone(),
+            recovery: v.recovery.as_deref().cloned(),
             in_oom_loop: false,
         }
     }

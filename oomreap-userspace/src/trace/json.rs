@@ -146,7 +146,7 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
         Change::Recovery(id) => {
             let v = tracker.victim(*id)?;
             let at = v.recovery_read_at_ns();
-            let recovery = v.recovery.as_ref().map(recovery_json);
+            let recovery = v.recovery.as_deref().map(recovery_json);
             ("recovery", at, Some(v), json!({ "recovery": recovery }))
         }
         Change::OomLoop { domain, started } => {
@@ -374,7 +374,7 @@ fn outcome_fields(v: &Victim) -> Value {
         "notifier_refusals": v.notifier_refusals.len(),
         "unreapable": v.unreapable().as_ref().map(unreapable_json),
         // Known here when judged by the outcome; else in the `recovery` step that follows.
-        "recovery": v.recovery.as_ref().map(recovery_json),
+        "recovery": v.recovery.as_deref().map(recovery_json),
     })
 }
 

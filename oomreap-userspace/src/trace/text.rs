@@ -28,7 +28,7 @@ pub fn lines(cx: &Intake, change: &Change) -> Vec<String> {
         Change::Woken(id) => victim_line(cx, *id, "wake", |v, _| since_kill(v, v.woken_at_ns)),
         Change::Attempt { victim, index } => attempt_lines(cx, *victim, *index),
         Change::Recovery(id) => victim_line(cx, *id, "recovery", |v, _| {
-            v.recovery.as_ref().map(recovery_text).unwrap_or_default()
+            v.recovery.as_deref().map(recovery_text).unwrap_or_default()
         }),
         Change::OomLoop { domain, .. } => {
             let Some(l) = tracker.oom_loop(*domain) else {

@@ -157,8 +157,8 @@ impl Cause {
 /// and docs/events.md for the rules).
 pub fn judge(v: &Victim) -> Recovery {
     let domain = v.oom_domain();
-    let at_kill = v.domain_at_kill.as_ref();
-    let after = v.domain_after.as_ref();
+    let at_kill = v.domain_at_kill.as_deref();
+    let after = v.domain_after.as_deref();
     let memcg = domain.and_then(|d| d.memcg);
     // The kernel's own count at the kill, else the reading as the kill arrived.
     let usage_at_kill_kib = memcg.map(|m| m.usage_kib).or_else(|| at_kill?.get("usage"));
@@ -250,13 +250,13 @@ impl Tracker {
     pub fn domain_read(&mut self, id: VictimId, memory: DomainMemory, changes: &mut Vec<Change>) {
         let Some(v) = self.victim_mut(id) else { return };
         if memory.at == ReadAt::Kill {
-            v.domain_at_kill = Some(memory);
+            v.domain_at_kill = Some(Box::new(memory));
             return;
         }
         if v.recovery.is_some() || v.domain_after.as_ref().is_some_and(|a| a.at > memory.at) {
             return;
         }
-        v.domain_after = Some(memory);
+        v.domain_after = Some(Box::new(memory));
         self.judge_if_final(id, changes);
     }
 
@@ -267,7 +267,7 @@ impl Tracker {
             return;
         }
         let recovery = judge(v);
-        v.recovery = Some(recovery);
+        v.recovery = Some(Box::new(recovery));
         changes.push(Change::Recovery(id));
         self.loop_on_recovery(id, changes);
     }

@@ -185,11 +185,12 @@ pub struct Victim {
     pub finished_at_ns: Option<u64>,
     /// Reclaim and compaction retries counted between the previous victim and this one.
     pub retries_before: Vec<(crate::wire::RetryCounter, u64)>,
-    /// Its OOM domain's memory as the kill arrived, and once its memory was gone.
-    pub domain_at_kill: Option<super::DomainMemory>,
-    pub domain_after: Option<super::DomainMemory>,
+    /// Its OOM domain's memory as the kill arrived, and once its memory was gone (boxed, as
+    /// the recovery: ten thousand victims are kept, most never read).
+    pub domain_at_kill: Option<Box<super::DomainMemory>>,
+    pub domain_after: Option<Box<super::DomainMemory>>,
     /// Whether the kill gave the domain memory back; judged once it is final and read.
-    pub recovery: Option<super::Recovery>,
+    pub recovery: Option<Box<super::Recovery>>,
 }
 
 impl Victim {

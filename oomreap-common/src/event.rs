@@ -149,16 +149,10 @@ pub mod mark_victim_fields {
     /// The domain, `constraint`, `chosen_points` and `total_pages` are the OOM killer's own
     /// (a hook on `oom_kill_process`), not derived.
     pub const EXACT: u32 = 1 << 12;
-    /// `trigger_stack_frames` frames of `trigger_stack` were read.
-    pub const TRIGGER_STACK: u32 = 1 << 13;
 }
 
 /// Most notifier callbacks a [`MarkVictimEvent`] names.
 pub const MAX_NOTIFIERS: usize = 4;
-
-/// Most kernel stack frames of the trigger a [`MarkVictimEvent`] carries: enough to reach the
-/// allocation that hit the limit (a page fault's charge is about 20 frames below the kill).
-pub const MAX_STACK_FRAMES: usize = 32;
 
 /// `oom:mark_victim`: the OOM killer marked `victim_pid` as its victim.
 ///
@@ -223,21 +217,11 @@ pub struct MarkVictimEvent {
     pub interval_notifiers: u32,
     pub chosen_points: i64,
     pub total_pages: u64,
-    /// How many frames of `trigger_stack` are valid; with `fields::TRIGGER_STACK`.
-    pub trigger_stack_frames: u32,
-    pub _pad: u32,
-    /// The trigger's kernel stack when the victim was marked (`bpf_get_stack`), innermost
-    /// first: return addresses, from the tracepoint's own frames down through the OOM
-    /// killer to the allocation that hit the limit.
-    pub trigger_stack: [u64; MAX_STACK_FRAMES],
 }
 
 /// Size of a [`MarkVictimEvent`] before it carried the OOM domain: such records (in older
 /// recordings) decode with the domain unknown.
 pub const MARK_VICTIM_EVENT_V1_SIZE: usize = 176;
-
-/// Size of a [`MarkVictimEvent`] before it carried the trigger's stack.
-pub const MARK_VICTIM_EVENT_V2_SIZE: usize = MARK_VICTIM_EVENT_V1_SIZE + 7 * 8;
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 16);
@@ -245,10 +229,7 @@ const _: () = {
         MARK_VICTIM_EVENT_V1_SIZE
             == 16 + 16 + 6 * 8 + 8 + 2 * COMM_LEN + 8 + 16 + 8 * MAX_NOTIFIERS
     );
-    assert!(
-        core::mem::size_of::<MarkVictimEvent>()
-            == MARK_VICTIM_EVENT_V2_SIZE + 8 + 8 * MAX_STACK_FRAMES
-    );
+    assert!(core::mem::size_of::<MarkVictimEvent>() == MARK_VICTIM_EVENT_V1_SIZE + 7 * 8);
     assert!(core::mem::align_of::<MarkVictimEvent>() <= 8);
 };
 

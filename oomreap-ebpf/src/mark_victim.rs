@@ -5,7 +5,7 @@
 //! that offers less never shows up as zeros. The victim is remembered for the reaper's events.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_task, bpf_get_stack, bpf_probe_read_kernel_str_bytes},
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -67,7 +67,7 @@ fn try_mark_victim_btf<const LOOP: bool>(ctx: &BtfTracePointContext) -> Result<(
         return Ok(());
     };
     let event = record.get();
-    start(event, AttachKind::BtfTracePoint, ctx.as_ptr());
+    start(event, AttachKind::BtfTracePoint);
     let args = layout().mark_victim_args;
     if args == MarkVictimArgs::PidOnly as u32 {
         event.victim_pid = ctx.arg::<u32>(0);
@@ -105,7 +105,7 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
         return Ok(());
     };
     let event = record.get();
-    start(event, AttachKind::TracePoint, ctx.as_ptr());
+    start(event, AttachKind::TracePoint);
     let Some(pid) = tracepoint_field::<u32>(ctx, r.pid) else {
         record.discard();
         return Err(());
@@ -148,25 +148,15 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
     Ok(())
 }
 
-/// Fills the header and the trigger (the current task), with its kernel stack.
+/// Fills the header and the trigger (the current task).
 #[inline(always)]
-fn start(event: &mut MarkVictimEvent, attach: AttachKind, ctx: *mut core::ffi::c_void) {
+fn start(event: &mut MarkVictimEvent, attach: AttachKind) {
     event.header = emit::header(EventKind::MarkVictim);
     let (pid, tgid) = current_ids();
     event.trigger_pid = pid;
     event.trigger_tgid = tgid;
     event.trigger_comm = current_comm();
     event.attach = attach as u32;
-    // The kill runs in the trigger's context: the current kernel stack is the path from the
-    // allocation that hit the limit to the OOM killer.
-    let size = core::mem::size_of_val(&event.trigger_stack) as u32;
-    // SAFETY: the helper writes at most `size` bytes into the record's own array, and takes
-    // the program's context as the kernel passed it.
-    let bytes = unsafe { bpf_get_stack(ctx, event.trigger_stack.as_mut_ptr().cast(), size, 0) };
-    if bytes > 0 {
-        event.trigger_stack_frames = (bytes as u32) / 8;
-        event.fields |= field::TRIGGER_STACK;
-    }
 }
 
 /// The OOM domain, once the victim is known (exact when `oom_kill_process` recorded it).

@@ -68,7 +68,7 @@ fn a_quick_exit_passes_expect_reaped_with_a_valid_json_report() {
     let recovery = &report["victims"][0]["recovery"];
     let gone = recovery["why"]
         .as_str()
-        .is_some_and(|w| w.ends_with("not found"));
+        .is_some_and(|w| w.ends_with("was removed"));
     if !gone {
         assert_eq!(recovery["verdict"], "recovered", "{recovery}");
     }

@@ -146,7 +146,9 @@ fn check_recovered(steps: &[Value]) {
     let r = &recoveries[0]["recovery"];
     // The scenario removes its cgroup as soon as its victim is gone: a machine slower to
     // read the domain again (a TCG guest, 200 ms late) finds it gone.
-    let gone = r["why"].as_str().is_some_and(|w| w.ends_with("not found"));
+    let gone = r["why"]
+        .as_str()
+        .is_some_and(|w| w.ends_with("was removed"));
     if r["verdict"] == "unknown" && gone {
         eprintln!("recovery unknown, the scenario's cgroup already removed: {r}");
         return;
@@ -280,28 +282,6 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
         &[]
     };
     check_reap_calls(steps, own_reap);
-    // The task that hit the limit (the hog itself): its kernel stack at the kill runs
-    // through the OOM killer.
-    let frames = kill["trigger"]["stack"]["frames"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no trigger stack: {kill}"));
-    assert!(!frames.is_empty(), "{kill}");
-    // trace never waits for the kernel's symbols: while they still load (the first seconds of
-    // an emulated guest's debug build), the frames are addresses, named later in top and
-    // recordings.
-    let addresses = frames
-        .iter()
-        .all(|f| f.as_str().is_some_and(|f| f.starts_with("0xffff")));
-    if addresses {
-        eprintln!("trigger stack shown as addresses: the kernel symbols were still loading");
-    } else {
-        assert!(
-            frames
-                .iter()
-                .any(|f| f.as_str().is_some_and(|f| f.starts_with("out_of_memory+"))),
-            "{kill}"
-        );
-    }
     // Its own cgroup's limit was hit: the domain is that cgroup.
     let domain = &kill["oom_domain"];
     assert_eq!(domain["constraint"], "memcg", "{kill}");

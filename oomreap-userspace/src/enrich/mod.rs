@@ -2,7 +2,6 @@
 //! cgroup ids become paths (and Kubernetes pods), notifier callbacks become symbols, lock
 //! holders get their kernel stacks. Front ends use it; the tracker never does, so it stays
 //! pure. Every lookup may fail (the task exited, no root, no kallsyms) and says so.
-mod kallsyms;
 pub mod memory;
 mod pods;
 
@@ -12,7 +11,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use kallsyms::{KernelSymbols, SymbolTable};
 pub use pods::{PodDirectory, PodIdentity};
 
 use crate::cgroup::MemoryHierarchy;
@@ -87,7 +85,7 @@ pub struct Enricher<P: ProcSource = Proc> {
     hierarchy: Option<MemoryHierarchy>,
     pods: PodDirectory,
     cgroups: HashMap<u64, Option<CgroupInfo>>,
-    symbols: SymbolTable,
+    symbols: Option<Result<HashMap<u64, String>, String>>,
 }
 
 impl Enricher<Proc> {
@@ -100,14 +98,6 @@ impl Enricher<Proc> {
         };
         Self::new(Proc, hierarchy)
     }
-
-    /// Starts loading the kernel's symbols in the background now, for a front end that will
-    /// name stack frames (see `kallsyms`); others load them only if a notifier needs a name.
-    pub fn preload_symbols(&mut self) {
-        if matches!(self.symbols, SymbolTable::Unloaded) {
-            self.symbols = SymbolTable::preload(|| Proc.kallsyms());
-        }
-    }
 }
 
 impl<P: ProcSource> Enricher<P> {
@@ -117,7 +107,7 @@ impl<P: ProcSource> Enricher<P> {
             hierarchy,
             pods: PodDirectory::from_env(),
             cgroups: HashMap::new(),
-            symbols: SymbolTable::Unloaded,
+            symbols: None,
         }
     }
 
@@ -158,53 +148,37 @@ impl<P: ProcSource> Enricher<P> {
             .as_ref()
             .map(|h| h.version)
             .ok_or("no memory cgroup hierarchy")?;
+        // A cgroup removed right after its kill (a pod deleted, a test's cgroup) is gone
+        // before it can be read again: said the same whichever lookup finds out.
+        let removed = || format!("memory cgroup {id} was removed");
         let relative = self
             .cgroup(id)
             .map(|info| info.path.trim_start_matches('/').to_owned())
-            .ok_or_else(|| format!("memory cgroup {id} not found"))?;
+            .ok_or_else(removed)?;
         let root = self
             .hierarchy
             .as_ref()
             .map(|h| h.root.clone())
             .unwrap_or_default();
-        memory::read_cgroup(&root.join(relative), version)
-    }
-
-    /// The kernel's text symbols, waiting for them if they are still loading.
-    fn kernel_symbols(&mut self) -> Result<&KernelSymbols, String> {
-        let proc = &self.proc;
-        self.symbols
-            .wait(|| proc.kallsyms())
-            .as_ref()
-            .map_err(Clone::clone)
+        let dir = root.join(relative);
+        memory::read_cgroup(&dir, version).map_err(|why| if dir.exists() { why } else { removed() })
     }
 
     /// `symbol [module]` for a kernel address, from /proc/kallsyms.
     pub fn symbol(&mut self, address: u64) -> Result<String, String> {
-        self.kernel_symbols()?
-            .at(address)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no symbol at {address:#x} (kallsyms hidden? needs root)"))
-    }
-
-    /// A kernel stack's return addresses as `function+0xoffset [module]`, or the address
-    /// where no symbol covers it (or kallsyms cannot be read); `None` while the symbols are
-    /// still loading (a live enricher loads them in the background: see `kallsyms`).
-    pub fn kernel_frames(&mut self, addresses: &[u64]) -> Option<Vec<String>> {
-        if matches!(self.symbols, SymbolTable::Unloaded) {
-            self.kernel_symbols().ok();
+        let symbols = self.symbols.get_or_insert_with(|| {
+            self.proc
+                .kallsyms()
+                .map(|text| parse_kallsyms(&text))
+                .map_err(|err| format!("cannot read /proc/kallsyms: {err}"))
+        });
+        match symbols {
+            Ok(map) => map
+                .get(&address)
+                .cloned()
+                .ok_or_else(|| format!("no symbol at {address:#x} (kallsyms hidden? needs root)")),
+            Err(err) => Err(err.clone()),
         }
-        let symbols = self.symbols.ready()?.as_ref().ok();
-        Some(
-            addresses
-                .iter()
-                .map(|&address| {
-                    symbols
-                        .and_then(|s| s.frame(address))
-                        .unwrap_or_else(|| format!("{address:#x}"))
-                })
-                .collect(),
-        )
     }
 
     /// The kernel stack of task `pid`, one frame a line.
@@ -230,6 +204,26 @@ pub fn notifier_owner(symbol: &str) -> String {
         .unwrap_or(symbol)
         .trim_start_matches("__")
         .to_owned()
+}
+
+/// Address → `name [module]` for text symbols.
+fn parse_kallsyms(text: &str) -> HashMap<u64, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let address = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let kind = parts.next()?;
+            let name = parts.next()?;
+            if address == 0 || !matches!(kind, "t" | "T") {
+                return None;
+            }
+            let label = match parts.next() {
+                Some(module) => format!("{name} {module}"),
+                None => name.to_owned(),
+            };
+            Some((address, label))
+        })
+        .collect()
 }
 
 /// Finds the folder under `root` whose inode number is `id`.
@@ -334,44 +328,6 @@ mod tests {
         assert!(
             err.contains("/proc/2/stack") && err.contains("denied"),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn stack_frames_name_the_function_and_offset() {
-        let mut enricher = Enricher::new(FakeProc, None);
-        assert_eq!(
-            enricher.kernel_frames(&[
-                0xffffffffc0a01234,
-                0xffffffff81000010,
-                0x10,
-                0xffffffff91000000
-            ]),
-            Some(vec![
-                "kvm_mmu_notifier_invalidate_range_start+0x4 [kvm]".to_owned(),
-                "_text+0x10".into(),
-                "0x10".into(),
-                "0xffffffff91000000".into(),
-            ])
-        );
-    }
-
-    #[test]
-    fn symbols_loading_in_the_background_are_not_waited_for() {
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let mut enricher = Enricher::new(FakeProc, None);
-        enricher.symbols = SymbolTable::preload(move || {
-            // Held until the test lets it go: the table is still loading.
-            let _ = rx.recv();
-            FakeProc.kallsyms()
-        });
-        assert_eq!(enricher.kernel_frames(&[0xffffffff81000010]), None);
-        tx.send(()).unwrap();
-        // A notifier symbol waits for the table.
-        assert!(enricher.symbol(0xffffffffc0a01230).is_ok());
-        assert_eq!(
-            enricher.kernel_frames(&[0xffffffff81000010]),
-            Some(vec!["_text+0x10".to_owned()])
         );
     }
 

@@ -33,7 +33,6 @@ pub struct Annotations {
     cgroups: HashMap<u64, CgroupInfo>,
     symbols: HashMap<u64, Symbol>,
     stacks: HashMap<(VictimId, usize), HolderStacks>,
-    trigger_stacks: HashMap<VictimId, Vec<String>>,
 }
 
 impl Annotations {
@@ -52,12 +51,6 @@ impl Annotations {
     /// when the symbol arrives, for every front end.
     pub fn notifier_owner(&self, address: u64) -> Option<&str> {
         self.symbols.get(&address).map(|s| s.owner.as_str())
-    }
-
-    /// The kernel stack of the task that hit the OOM for `victim`, innermost first, each
-    /// frame `function+0xoffset [module]` (or its address, unsymbolized).
-    pub fn trigger_stack(&self, victim: VictimId) -> Option<&[String]> {
-        self.trigger_stacks.get(&victim).map(Vec::as_slice)
     }
 
     /// The stacks read for attempt `index` of `victim` (read when its lock holders changed).
@@ -103,13 +96,6 @@ impl Annotations {
             .collect();
         let record = json!({"stacks": {"victim": victim.0, "attempt": index, "tasks": tasks}});
         bounded_insert(&mut self.stacks, (victim, index), stacks);
-        record
-    }
-
-    /// Adds the trigger's symbolized kernel stack for `victim`; returns its context record.
-    pub(super) fn add_trigger_stack(&mut self, victim: VictimId, frames: Vec<String>) -> Value {
-        let record = json!({"trigger_stack": {"victim": victim.0, "frames": frames}});
-        bounded_insert(&mut self.trigger_stacks, victim, frames);
         record
     }
 
@@ -164,19 +150,6 @@ impl Annotations {
                 .ok_or("malformed stack")?;
             let index = usize::try_from(attempt).map_err(|_| "attempt out of range")?;
             bounded_insert(&mut self.stacks, (VictimId(victim), index), tasks);
-        }
-        if let Some(stack) = object.get("trigger_stack") {
-            let victim = stack["victim"]
-                .as_u64()
-                .ok_or("trigger_stack without victim")?;
-            let frames = stack["frames"]
-                .as_array()
-                .ok_or("trigger_stack without frames")?
-                .iter()
-                .map(|f| f.as_str().map(str::to_owned))
-                .collect::<Option<Vec<String>>>()
-                .ok_or("trigger_stack frame is not a string")?;
-            bounded_insert(&mut self.trigger_stacks, VictimId(victim), frames);
         }
         Ok(())
     }
@@ -304,9 +277,6 @@ mod tests {
         records.push(live.add_symbol(0xffff_1234, "kvm_mmu_notifier_invalidate [kvm]".into()));
         let stacks = vec![(12, Ok(vec!["do_exit".into()])), (13, Err("gone".into()))];
         records.push(live.add_stacks(VictimId(3), 4, stacks.clone()));
-        let frames = vec!["out_of_memory+0x1a0".to_owned(), "0xffff1234".to_owned()];
-        records.push(live.add_trigger_stack(VictimId(3), frames.clone()));
-
         let mut replayed = Annotations::default();
         for record in &records {
             // Through text, as a recording holds them.
@@ -323,7 +293,6 @@ mod tests {
             Some("kvm_mmu_notifier_invalidate [kvm]")
         );
         assert_eq!(replayed.stacks(VictimId(3), 4), Some(&stacks));
-        assert_eq!(replayed.trigger_stack(VictimId(3)), Some(frames.as_slice()));
     }
 
     #[test]

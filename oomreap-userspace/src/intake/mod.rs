@@ -43,9 +43,7 @@ pub enum IntakeError {
 pub struct IntakeOptions {
     /// Write the raw stream and the annotations here.
     pub record: Option<RecordWriter<std::fs::File>>,
-    /// Read lock holders' kernel stacks when a contended attempt names new ones, and name
-    /// the frames of each kill's trigger stack (the kernel's symbols are then loaded, in the
-    /// background, as the intake starts). `serve` shows neither and loads nothing.
+    /// Read lock holders' kernel stacks when a contended attempt names new ones.
     pub stacks: bool,
 }
 
@@ -122,14 +120,7 @@ pub struct Intake {
     /// Domain readings a replay read after a wire record, handed to the tracker once that
     /// record's event is applied, as they were live.
     readings: Vec<(VictimId, DomainMemory)>,
-    /// Trigger stacks recorded as addresses while the kernel symbols loaded, named again
-    /// once they are (live).
-    unsymbolized: Vec<(VictimId, Vec<u64>)>,
 }
-
-/// Trigger stacks kept to be named once the symbols are loaded; beyond this they stay as
-/// addresses (only in the first seconds of an emulated machine).
-const MAX_UNSYMBOLIZED: usize = 64;
 
 impl Intake {
     /// An intake over an attached capture; `clock` must be the one `options.record` (if
@@ -145,13 +136,7 @@ impl Intake {
         let mut intake = Self {
             input: Input::Live(Box::new(capture)),
             tracker: Tracker::default(),
-            enricher: Some({
-                let mut enricher = Enricher::live();
-                if options.stacks {
-                    enricher.preload_symbols();
-                }
-                enricher
-            }),
+            enricher: Some(Enricher::live()),
             stacks: options.stacks,
             record: options.record,
             losses: Losses::default(),
@@ -160,7 +145,6 @@ impl Intake {
             unread: VecDeque::new(),
             due: None,
             readings: Vec::new(),
-            unsymbolized: Vec::new(),
             annotations,
         };
         let source = intake.annotations.source_record();
@@ -193,7 +177,6 @@ impl Intake {
             unread: VecDeque::new(),
             due: None,
             readings: Vec::new(),
-            unsymbolized: Vec::new(),
         }
     }
 
@@ -499,12 +482,6 @@ impl Intake {
             return Ok(());
         };
         let mut records = Vec::new();
-        if !self.unsymbolized.is_empty() && enricher.kernel_frames(&[]).is_some() {
-            for (victim, stack) in std::mem::take(&mut self.unsymbolized) {
-                let frames = enricher.kernel_frames(&stack).unwrap_or_default();
-                records.push(self.annotations.add_trigger_stack(victim, frames));
-            }
-        }
         // Readings may add changes (a recovery, a loop): those are annotated too.
         let mut next = start;
         while let Some(change) = step.changes.get(next).cloned() {
@@ -531,18 +508,6 @@ impl Intake {
                     }
                     let callbacks = v.notifiers().into_iter().flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
-                    let stack = v.kill.as_ref().and_then(|k| k.trigger_stack.as_deref());
-                    if let Some(stack) = stack.filter(|_| self.stacks) {
-                        // While the symbols still load, the addresses now and the names once
-                        // they are known: the intake never waits for them.
-                        let frames = enricher.kernel_frames(stack).unwrap_or_else(|| {
-                            if self.unsymbolized.len() < MAX_UNSYMBOLIZED {
-                                self.unsymbolized.push((*id, stack.to_vec()));
-                            }
-                            stack.iter().map(|a| format!("{a:#x}")).collect()
-                        });
-                        records.push(self.annotations.add_trigger_stack(*id, frames));
-                    }
                 }
                 Change::Mrelease { call, .. } => {
                     if let Some(memcg) = call.target.memcg_id {

@@ -60,9 +60,6 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
         interval_notifiers: 0,
         chosen_points: 0,
         total_pages: 0,
-        trigger_stack_frames: 0,
-        _pad: 0,
-        trigger_stack: [0; oomreap_common::event::MAX_STACK_FRAMES],
     }
 }
 

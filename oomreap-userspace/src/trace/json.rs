@@ -253,17 +253,6 @@ fn oom_loop_json(l: &OomLoop, started: bool, annotations: &Annotations) -> Value
     })
 }
 
-/// The task that hit the OOM, with its kernel stack where it was read (`stack.frames`,
-/// innermost first).
-fn trigger_json(v: &Victim, trigger: &Task, annotations: &Annotations) -> Value {
-    let mut value = task(trigger);
-    value["stack"] = match annotations.trigger_stack(v.id) {
-        Some(frames) => json!({ "frames": frames }),
-        None => Value::Null,
-    };
-    value
-}
-
 /// A domain's memory at the kill, as `domain_memory` says it (docs/events.md).
 fn domain_memory_json(memory: &DomainMemory, annotations: &Annotations) -> Value {
     let mut value = json!({
@@ -312,7 +301,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "mm": k.mm.map(|mm| format!("{mm:#x}")),
         "memcg": memcg,
         "notifiers": notifiers,
-        "trigger": trigger_json(v, &k.trigger, cx.annotations()),
+        "trigger": task(&k.trigger),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
         "unreapable": v.unreapable_at_kill().as_ref().map(unreapable_json),

@@ -5,7 +5,6 @@ use crate::{
     wording::{
         cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text, mrelease_result,
         notifier_names, oom_domain_text, oom_loop_text, recovery_text, skip_cause, summary, task,
-        trigger_path,
     },
 };
 
@@ -234,9 +233,6 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
         parts.push(format!("{retries} reclaim/compaction retries before"));
     }
     parts.push(format!("trigger {}", task(&k.trigger)));
-    if let Some(frames) = cx.annotations().trigger_stack(v.id) {
-        parts.push(trigger_path(frames));
-    }
     parts.join(" ")
 }
 

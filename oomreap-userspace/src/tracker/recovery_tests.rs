@@ -153,11 +153,11 @@ fn a_full_domain_names_what_fills_it_and_unknowns_say_why() {
     let id = t.victims().last().unwrap().id;
     changes.extend(t.apply(&event(&exit_at(90_050, 8, MM))));
     let failed = DomainMemory {
-        kib: Err("memory cgroup 4026 not found".into()),
+        kib: Err("memory cgroup 4026 was removed".into()),
         ..reading(ReadAt::ExitMmap, 50, 0, 0)
     };
     t.domain_read(id, failed, &mut changes);
-    assert!(matches!(verdict(&t, 8), Verdict::Unknown(why) if why.contains("not found")));
+    assert!(matches!(verdict(&t, 8), Verdict::Unknown(why) if why.contains("was removed")));
 }
 
 #[test]

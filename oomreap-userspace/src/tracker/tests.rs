@@ -50,7 +50,6 @@ impl Stream {
             trigger: task(pid, "hog"),
             domain: None,
             swap_kib: None,
-            trigger_stack: None,
         }));
         self
     }

@@ -16,7 +16,7 @@ use crate::{
     tracker::{Attempt, AttemptResult, Cause, Outcome, SkipCause, Verdict, Victim},
     wording::{
         domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
-        oom_loop_text, recovery_text, skip_cause_brief, summary, trigger_path,
+        oom_loop_text, recovery_text, skip_cause_brief, summary,
     },
 };
 
@@ -356,9 +356,6 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     }
     if let Some(recovery) = &v.recovery {
         lines.push(Line::from(recovery_text(recovery)));
-    }
-    if let Some(frames) = app.intake.annotations().trigger_stack(v.id) {
-        lines.push(Line::from(format!("trigger {}", trigger_path(frames))));
     }
     if let Some(n) = v.notifiers() {
         let names = notifier_names(app.intake.annotations(), n);

@@ -1,9 +1,9 @@
 //! Checks each record against its layout and reads it into an [`Event`].
 use oomreap_common::event::{
     COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
-    LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MARK_VICTIM_EVENT_V2_SIZE, MAX_WAITERS,
-    MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent, ReapCallEvent,
-    ReaperEvent, RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
+    LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MAX_WAITERS, MRELEASE_EVENT_V1_SIZE,
+    MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent, ReapCallEvent, ReaperEvent,
+    RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
     mark_victim_fields as field, mrelease_fields,
 };
 
@@ -39,11 +39,9 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     })?;
     let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
     Ok(match kind {
-        EventKind::MarkVictim => decode_mark_victim(exact_or_older(
-            kind,
-            record,
-            &[MARK_VICTIM_EVENT_V1_SIZE, MARK_VICTIM_EVENT_V2_SIZE],
-        )?)?,
+        EventKind::MarkVictim => {
+            decode_mark_victim(exact_or_older(kind, record, MARK_VICTIM_EVENT_V1_SIZE)?)?
+        }
         EventKind::WakeReaper => Event::WakeReaper(reaper_step(exact(kind, record)?)),
         EventKind::StartReaping => Event::StartReaping(reaper_step(exact(kind, record)?)),
         EventKind::FinishReaping => decode_finish(exact(kind, record)?),
@@ -51,7 +49,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         EventKind::LockAttempt => decode_lock_attempt(exact(kind, record)?),
         EventKind::ExitMmap => decode_exit_mmap(exact(kind, record)?),
         EventKind::Mrelease => {
-            decode_mrelease(exact_or_older(kind, record, &[MRELEASE_EVENT_V1_SIZE])?)
+            decode_mrelease(exact_or_older(kind, record, MRELEASE_EVENT_V1_SIZE)?)
         }
         EventKind::ScoreAdjUpdate => decode_score_adj(exact(kind, record)?),
         EventKind::RetryCounts => decode_retry_counts(exact(kind, record)?)?,
@@ -104,10 +102,6 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
             }),
         }),
         swap_kib: has(field::SWAP).then_some(raw.swap_kib),
-        trigger_stack: has(field::TRIGGER_STACK).then(|| {
-            let frames = (raw.trigger_stack_frames as usize).min(raw.trigger_stack.len());
-            raw.trigger_stack[..frames].to_vec()
-        }),
     }))
 }
 
@@ -406,15 +400,14 @@ fn exact<T: aya::Pod>(kind: EventKind, record: &[u8]) -> Result<T, DecodeError> 
     read(record).ok_or(mismatch)
 }
 
-/// As [`exact`], but a record of an older, shorter layout (one of `olders`, in bytes: the same
-/// fields, fewer of them) reads with the newer fields zero, which their `fields` bits then
-/// mark unknown.
+/// As [`exact`], but a record of an older, shorter layout (`older` bytes: the same fields, fewer
+/// of them) reads with the newer fields zero, which their `fields` bits then mark unknown.
 fn exact_or_older<T: aya::Pod>(
     kind: EventKind,
     record: &[u8],
-    olders: &[usize],
+    older: usize,
 ) -> Result<T, DecodeError> {
-    if olders.contains(&record.len()) && record.len() < size_of::<T>() {
+    if record.len() == older && older < size_of::<T>() {
         let mut padded = record.to_vec();
         padded.resize(size_of::<T>(), 0);
         return exact(kind, &padded);

@@ -58,9 +58,6 @@ pub struct MarkVictim {
     pub domain: Option<OomDomain>,
     /// The victim's swapped-out memory.
     pub swap_kib: Option<u64>,
-    /// The trigger's kernel stack at the kill, innermost first (return addresses); `None`
-    /// in records from before oomreap read it.
-    pub trigger_stack: Option<Vec<u64>>,
 }
 
 /// Where the OOM happened: the memory cgroup whose limit was hit, or the whole machine.

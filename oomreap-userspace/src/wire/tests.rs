@@ -275,40 +275,6 @@ fn a_kill_recorded_before_the_domain_existed_decodes_without_one() {
 }
 
 #[test]
-fn the_triggers_stack_decodes_its_valid_frames_and_older_records_have_none() {
-    use oomreap_common::event::mark_victim_fields as field;
-    let mut raw = mark_victim_raw(7, "x", 1);
-    raw.fields |= field::TRIGGER_STACK;
-    raw.trigger_stack_frames = 3;
-    raw.trigger_stack[..4].copy_from_slice(&[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020, 3, 4]);
-    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
-        panic!("not a mark_victim")
-    };
-    assert_eq!(
-        e.trigger_stack,
-        Some(vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020, 3])
-    );
-    // A frame count beyond the array (a corrupt record) reads the array, no more.
-    raw.trigger_stack_frames = 1000;
-    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
-        panic!("not a mark_victim")
-    };
-    assert_eq!(
-        e.trigger_stack.map(|s| s.len()),
-        Some(raw.trigger_stack.len())
-    );
-    // A record from before the stack: shorter, its bit clear.
-    raw.fields &= !field::TRIGGER_STACK;
-    let bytes = encode(&raw);
-    let older = &bytes[..oomreap_common::event::MARK_VICTIM_EVENT_V2_SIZE];
-    let Event::MarkVictim(e) = decode(older).unwrap() else {
-        panic!("not a mark_victim")
-    };
-    assert_eq!((e.victim.pid, e.trigger_stack), (7, None));
-    assert!(e.domain.is_some());
-}
-
-#[test]
 fn a_preempt_rt_lock_reads_as_its_readers_and_rtmutex_say() {
     use oomreap_common::event::lock_flags;
     let decoded = |readers: u64, owner_raw: u64| {

@@ -274,26 +274,6 @@ pub fn oom_loop_text(l: &OomLoop, annotations: &Annotations) -> String {
     }
 }
 
-/// The trigger's way into the OOM killer, in brief: the functions from `out_of_memory` (where
-/// the stack has it) out to the allocation, `out_of_memory < mem_cgroup_out_of_memory <
-/// try_charge_memcg < …`, the first eight, offsets and modules left out.
-pub fn trigger_path(frames: &[String]) -> String {
-    const SHOWN: usize = 8;
-    let function = |frame: &String| frame.split(['+', ' ']).next().unwrap_or(frame).to_owned();
-    let start = frames
-        .iter()
-        .position(|f| function(f) == "out_of_memory")
-        .unwrap_or(0);
-    let path: Vec<String> = frames[start..].iter().take(SHOWN).map(function).collect();
-    let rest = frames.len() - start - path.len();
-    let more = if rest > 0 {
-        format!(" < … {rest} more")
-    } else {
-        String::new()
-    };
-    format!("via {}{more}", path.join(" < "))
-}
-
 /// `tgid (comm)`.
 pub fn task(t: &Task) -> String {
     format!(
@@ -370,36 +350,6 @@ mod tests {
         assert_eq!(mrelease_label(0), "ok");
         assert_eq!(mrelease_label(-99), "other");
         assert_eq!(mrelease_result(-99), "-99");
-    }
-
-    #[test]
-    fn the_trigger_path_starts_at_the_oom_killer() {
-        let frames: Vec<String> = [
-            "bpf_trace_run2+0x60",
-            "mark_oom_victim+0x10e",
-            "oom_kill_process+0xf9",
-            "out_of_memory+0x1a0",
-            "mem_cgroup_out_of_memory+0xe8",
-            "try_charge_memcg+0x6f0",
-            "charge_memcg+0x2c",
-            "__mem_cgroup_charge+0x2f",
-            "do_anonymous_page+0x27b",
-            "__handle_mm_fault+0x7ad",
-            "handle_mm_fault+0x1a3",
-            "do_user_addr_fault+0x1ee",
-            "exc_page_fault+0x72",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(
-            trigger_path(&frames),
-            "via out_of_memory < mem_cgroup_out_of_memory < try_charge_memcg < charge_memcg < \
-             __mem_cgroup_charge < do_anonymous_page < __handle_mm_fault < handle_mm_fault < … 2 \
-             more"
-        );
-        // Without out_of_memory (a module's OOM path), from the innermost frame.
-        let short = ["f+0x1 [m]".to_owned(), "0xffff".to_owned()];
-        assert_eq!(trigger_path(&short), "via f < 0xffff");
     }
 
     /// A reader-owned lock as the scenario's jam leaves it: one reader, a writer queued.

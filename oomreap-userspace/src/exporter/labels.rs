@@ -12,8 +12,10 @@ use crate::intake::CgroupInfo;
 pub const OTHER: &str = "other";
 
 /// The labels that name a victim's memory cgroup: its path, and in Kubernetes its namespace,
-/// pod, container and pod uid (empty elsewhere, which Prometheus reads as absent).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+/// pod, container and pod uid (empty elsewhere, which Prometheus reads as absent). It is
+/// the label set of `oomreap_cgroup_oom_loops_total`, and the first labels of
+/// `oomreap_cgroup_victims_total`'s.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct CgroupIdentity {
     pub cgroup: String,
     pub namespace: String,
@@ -95,7 +97,7 @@ impl CgroupLabels {
                         .victims
                         .remove(&CgroupOutcome::new(&idle, outcome.name()));
                 }
-                families.loops.remove(&CgroupLoop::new(&idle));
+                families.loops.remove(&idle);
                 labels
             }
             None => CgroupIdentity::path(OTHER),
@@ -107,50 +109,21 @@ impl CgroupLabels {
 #[derive(Clone, Default)]
 pub struct CgroupFamilies {
     pub victims: Family<CgroupOutcome, Counter>,
-    pub loops: Family<CgroupLoop, Counter>,
-}
-
-/// A cgroup's labels: the series of `oomreap_cgroup_oom_loops_total`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CgroupLoop {
-    cgroup: String,
-    namespace: String,
-    pod: String,
-    container: String,
-    pod_uid: String,
-}
-
-impl CgroupLoop {
-    pub fn new(cgroup: &CgroupIdentity) -> Self {
-        Self {
-            cgroup: cgroup.cgroup.clone(),
-            namespace: cgroup.namespace.clone(),
-            pod: cgroup.pod.clone(),
-            container: cgroup.container.clone(),
-            pod_uid: cgroup.pod_uid.clone(),
-        }
-    }
+    pub loops: Family<CgroupIdentity, Counter>,
 }
 
 /// A cgroup's labels and a victim outcome: the series of `oomreap_cgroup_victims_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CgroupOutcome {
-    cgroup: String,
-    namespace: String,
-    pod: String,
-    container: String,
-    pod_uid: String,
+    #[prometheus(flatten)]
+    cgroup: CgroupIdentity,
     outcome: String,
 }
 
 impl CgroupOutcome {
     pub fn new(cgroup: &CgroupIdentity, outcome: &str) -> Self {
         Self {
-            cgroup: cgroup.cgroup.clone(),
-            namespace: cgroup.namespace.clone(),
-            pod: cgroup.pod.clone(),
-            container: cgroup.container.clone(),
-            pod_uid: cgroup.pod_uid.clone(),
+            cgroup: cgroup.clone(),
             outcome: outcome.into(),
         }
     }
@@ -177,10 +150,7 @@ mod tests {
             .victims
             .get_or_create(&CgroupOutcome::new(&cg("/b"), "reaped"))
             .inc();
-        families
-            .loops
-            .get_or_create(&CgroupLoop::new(&cg("/b")))
-            .inc();
+        families.loops.get_or_create(&cg("/b")).inc();
         assert_eq!(labels.label(cg("/c"), IDLE_NS + 5, &families), cg("/c"));
         let mut text = String::new();
         let mut registry = prometheus_client::registry::Registry::default();

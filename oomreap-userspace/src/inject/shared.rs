@@ -76,6 +76,29 @@ pub fn map_region_and_hog(region: &Path, mib: u64) -> std::io::Result<()> {
     hog::touch(mib)
 }
 
+/// Starts a victim in the cgroup (`oomreap ARGS`), lets it allocate, waits for it to be
+/// OOM-killed and gone, says so (`WHO pid N DID: how it ended`), then waits
+/// [`BETWEEN_KILLS`]. Returns its index.
+fn kill_one(
+    scene: &mut Scene,
+    args: &[String],
+    (who, did): (&str, &str),
+    say: &mut dyn FnMut(&str),
+) -> Result<usize, ScenarioError> {
+    let before = scene.cgroup.oom_kills()?;
+    let victim = scene.spawn("victim", args, true)?;
+    scene.helper(victim).go()?;
+    let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
+    scene.wait_for_oom_kill(before)?;
+    say(&format!(
+        "{who} pid {}{did}: {}",
+        scene.helper(victim).pid(),
+        describe(status)
+    ));
+    sleep(BETWEEN_KILLS)?;
+    Ok(victim)
+}
+
 /// The scenario: a region of three quarters of the limit, then up to [`KILLS`] victims, one
 /// after the other, then the region is let go.
 pub(super) fn shmem_victim(
@@ -114,18 +137,9 @@ pub(super) fn shmem_victim(
             "--mib".into(),
             (options.limit_mib * 2).to_string(),
         ];
-        let before = scene.cgroup.oom_kills()?;
-        let victim = scene.spawn("victim", &args, true)?;
-        scene.helper(victim).go()?;
-        let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
-        scene.wait_for_oom_kill(before)?;
-        say(&format!(
-            "victim {kill} pid {} mapped the region and hogged: {}",
-            scene.helper(victim).pid(),
-            describe(status)
-        ));
-        victims.push(victim);
-        sleep(BETWEEN_KILLS)?;
+        let who = format!("victim {kill}");
+        let did = " mapped the region and hogged";
+        victims.push(kill_one(&mut scene, &args, (&who, did), say)?);
     }
     scene.helper(holder).go()?;
     scene.helper(holder).wait(STEP_TIMEOUT)?;
@@ -235,18 +249,9 @@ pub(super) fn tmpfs_fill(
             })?;
             say("deleted the tmpfs file");
         }
-        let before = scene.cgroup.oom_kills()?;
-        let victim = scene.spawn("victim", &super::hog_args(options.limit_mib * 2), true)?;
-        scene.helper(victim).go()?;
-        let status = scene.helper(victim).wait(STEP_TIMEOUT)?;
-        scene.wait_for_oom_kill(before)?;
-        say(&format!(
-            "allocator {kill} pid {}: {}",
-            scene.helper(victim).pid(),
-            describe(status)
-        ));
-        victims.push(victim);
-        sleep(BETWEEN_KILLS)?;
+        let args = super::hog_args(options.limit_mib * 2);
+        let who = format!("allocator {kill}");
+        victims.push(kill_one(&mut scene, &args, (&who, ""), say)?);
     }
     scene.finish(&victims)
 }

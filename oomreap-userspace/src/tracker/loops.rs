@@ -17,6 +17,9 @@ pub const LOOP_KILLS: usize = 3;
 /// Kills kept per loop (the count goes on).
 const LOOP_KILLS_KEPT: usize = 64;
 
+/// Ended loops kept for [`Tracker::oom_loop`] and [`Tracker::in_oom_loop`].
+const ENDED_LOOPS_KEPT: usize = 64;
+
 /// Domains followed at once; the quietest is forgotten beyond it.
 const DOMAINS_KEPT: usize = 4096;
 
@@ -181,7 +184,7 @@ impl Tracker {
     }
 
     fn trim_ended_loops(&mut self) {
-        while self.ended_loops.len() > LOOP_KILLS_KEPT {
+        while self.ended_loops.len() > ENDED_LOOPS_KEPT {
             self.ended_loops.pop_front();
         }
     }

@@ -191,11 +191,12 @@ fn verdict(v: &Victim, r: &Recovery, after: Option<&DomainMemory>) -> Verdict {
     if v.oom_domain().is_none() {
         return Verdict::Unknown("the kill's domain is not known".into());
     }
-    let after = match after.map(|a| &a.kib) {
-        None => return Verdict::Unknown("the domain was not read after the kill".into()),
-        Some(Err(why)) => return Verdict::Unknown(format!("the domain could not be read: {why}")),
-        Some(Ok(_)) => after.expect("matched Some"),
+    let Some(after) = after else {
+        return Verdict::Unknown("the domain was not read after the kill".into());
     };
+    if let Err(why) = &after.kib {
+        return Verdict::Unknown(format!("the domain could not be read: {why}"));
+    }
     let (Some(limit), Some(usage)) = (r.limit_kib, r.usage_after_kib) else {
         return Verdict::Unknown("the domain's usage or limit is not known".into());
     };
@@ -248,12 +249,12 @@ impl Tracker {
     /// replay). The reading at the kill is kept as it is; of those after it, the most
     /// complete (exit_mmap over a reap pass over the settle), until the verdict is given.
     pub fn domain_read(&mut self, id: VictimId, memory: DomainMemory, changes: &mut Vec<Change>) {
+        if memory.at != ReadAt::Kill && !self.wants_reading(id, memory.at) {
+            return;
+        }
         let Some(v) = self.victim_mut(id) else { return };
         if memory.at == ReadAt::Kill {
             v.domain_at_kill = Some(Box::new(memory));
-            return;
-        }
-        if v.recovery.is_some() || v.domain_after.as_ref().is_some_and(|a| a.at > memory.at) {
             return;
         }
         v.domain_after = Some(Box::new(memory));

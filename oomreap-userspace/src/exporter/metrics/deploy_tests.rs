@@ -20,7 +20,7 @@ fn every_name() -> BTreeSet<String> {
         .inc();
     metrics
         .cgroup_oom_loops
-        .get_or_create(&CgroupLoop::new(&CgroupIdentity::path(labels("x"))))
+        .get_or_create(&CgroupIdentity::path(labels("x")))
         .inc();
     metrics
         .attempts

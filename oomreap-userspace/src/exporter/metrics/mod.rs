@@ -45,7 +45,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::labels::{CgroupFamilies, CgroupIdentity, CgroupLoop, CgroupOutcome};
+use super::labels::{CgroupFamilies, CgroupIdentity, CgroupOutcome};
 use crate::{
     intake::{HookStatus, KernelCounters},
     tracker::{AttemptResult, Change, GiveUpCause, Notifiers, SkipCause, Tracker, Verdict, Victim},
@@ -173,7 +173,7 @@ pub struct Metrics {
     recoveries: Family<RecoveryLabels, Counter>,
     recovered_bytes: Histogram,
     oom_loops: Counter,
-    cgroup_oom_loops: Family<CgroupLoop, Counter>,
+    cgroup_oom_loops: Family<CgroupIdentity, Counter>,
     oom_loops_active: Gauge,
     attempts: Family<ResultLabel, Counter>,
     skips: Family<Cause, Counter>,
@@ -650,9 +650,7 @@ impl Metrics {
                     .and_then(|id| tracker.victim(*id));
                 if let Some(v) = starter {
                     let names = names.victim(v);
-                    self.cgroup_oom_loops
-                        .get_or_create(&CgroupLoop::new(&names.cgroup))
-                        .inc();
+                    self.cgroup_oom_loops.get_or_create(&names.cgroup).inc();
                 }
             }
             Change::MarkedAgain(_) | Change::Woken(_) | Change::ScoreAdjusted(_) => {}

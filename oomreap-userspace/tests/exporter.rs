@@ -612,3 +612,11 @@ fn prometheus_with_the_shipped_rules_alerts_on_a_victim_the_reaper_gave_up_on() 
             .is_some_and(|u| u.ends_with("#oomreapvictimnotreaped"))
     );
 }
+
+/// The test client reads a chunked body whole: Prometheus's alerts API sends one once it
+/// holds a few alerts.
+#[test]
+fn a_chunked_body_is_read_whole() {
+    let body = "4\r\n{\"a\"\r\n5;x=1\r\n: 12}\r\n0\r\n\r\n";
+    assert_eq!(common::dechunk(body), "{\"a\": 12}");
+}

@@ -149,10 +149,26 @@ pub mod mark_victim_fields {
     /// The domain, `constraint`, `chosen_points` and `total_pages` are the OOM killer's own
     /// (a hook on `oom_kill_process`), not derived.
     pub const EXACT: u32 = 1 << 12;
+    /// `trigger_stack_frames` frames of `trigger_stack` were read.
+    pub const TRIGGER_STACK: u32 = 1 << 13;
+    /// The kernel named them too: `trigger_frame_names` holds one name per frame.
+    pub const TRIGGER_STACK_NAMED: u32 = 1 << 14;
+    /// `trigger_user_frames` frames of `trigger_user_stack` were read.
+    pub const TRIGGER_USER_STACK: u32 = 1 << 15;
 }
 
 /// Most notifier callbacks a [`MarkVictimEvent`] names.
 pub const MAX_NOTIFIERS: usize = 4;
+
+/// Most kernel stack frames of the trigger a [`MarkVictimEvent`] carries: enough to reach the
+/// allocation that hit the limit (a page fault's charge is about 20 frames below the kill).
+pub const MAX_STACK_FRAMES: usize = 32;
+
+/// Most user stack frames of the trigger a [`MarkVictimEvent`] carries.
+pub const MAX_USER_FRAMES: usize = 16;
+
+/// Bytes of one frame's name (`function+0xoff/0xsize [module]`, NUL-terminated), cut there.
+pub const FRAME_NAME_LEN: usize = 64;
 
 /// `oom:mark_victim`: the OOM killer marked `victim_pid` as its victim.
 ///
@@ -217,11 +233,28 @@ pub struct MarkVictimEvent {
     pub interval_notifiers: u32,
     pub chosen_points: i64,
     pub total_pages: u64,
+    /// How many frames of `trigger_stack` and `trigger_user_stack` are valid, with
+    /// `fields::TRIGGER_STACK` and `fields::TRIGGER_USER_STACK`.
+    pub trigger_stack_frames: u32,
+    pub trigger_user_frames: u32,
+    /// The trigger's kernel stack when the victim was marked (`bpf_get_stack`), innermost
+    /// first: return addresses, from the tracepoint's own frames down through the OOM
+    /// killer to the allocation that hit the limit.
+    pub trigger_stack: [u64; MAX_STACK_FRAMES],
+    /// The trigger's user stack (`BPF_F_USER_STACK`): instruction pointers, innermost first,
+    /// as far as frame pointers lead.
+    pub trigger_user_stack: [u64; MAX_USER_FRAMES],
+    /// The kernel's own name for each of `trigger_stack` (`%pB`, as /proc/PID/stack prints
+    /// frames), NUL-terminated; with `fields::TRIGGER_STACK_NAMED`.
+    pub trigger_frame_names: [[u8; FRAME_NAME_LEN]; MAX_STACK_FRAMES],
 }
 
 /// Size of a [`MarkVictimEvent`] before it carried the OOM domain: such records (in older
 /// recordings) decode with the domain unknown.
 pub const MARK_VICTIM_EVENT_V1_SIZE: usize = 176;
+
+/// Size of a [`MarkVictimEvent`] before it carried the trigger's stacks.
+pub const MARK_VICTIM_EVENT_V2_SIZE: usize = MARK_VICTIM_EVENT_V1_SIZE + 7 * 8;
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 16);
@@ -229,7 +262,13 @@ const _: () = {
         MARK_VICTIM_EVENT_V1_SIZE
             == 16 + 16 + 6 * 8 + 8 + 2 * COMM_LEN + 8 + 16 + 8 * MAX_NOTIFIERS
     );
-    assert!(core::mem::size_of::<MarkVictimEvent>() == MARK_VICTIM_EVENT_V1_SIZE + 7 * 8);
+    assert!(
+        core::mem::size_of::<MarkVictimEvent>()
+            == MARK_VICTIM_EVENT_V2_SIZE
+                + 8
+                + 8 * (MAX_STACK_FRAMES + MAX_USER_FRAMES)
+                + FRAME_NAME_LEN * MAX_STACK_FRAMES
+    );
     assert!(core::mem::align_of::<MarkVictimEvent>() <= 8);
 };
 

@@ -29,7 +29,10 @@ pub struct KernelLayout {
     /// tgid of the oom_reaper kthread, found by user space in /proc (0 if not found; the
     /// kernel programs also learn it from the reaper's own tracepoints).
     pub reaper_pid: u32,
-    pub _pad: u32,
+    /// 1 where the kernel has the `bpf_snprintf` helper (5.13+): the kill's program then names
+    /// the trigger's stack frames itself (`%pB`, as /proc/PID/stack does). The verifier prunes
+    /// the branch that calls it where this is 0, so older kernels load the same program.
+    pub bpf_snprintf: u32,
 
     // struct task_struct
     pub task_pid: u32,
@@ -242,7 +245,7 @@ impl KernelLayout {
         mark_victim_args: 0,
         page_to_kib_shift: 2,
         reaper_pid: 0,
-        _pad: 0,
+        bpf_snprintf: 0,
         task_pid: ABSENT,
         task_tgid: ABSENT,
         task_comm: ABSENT,

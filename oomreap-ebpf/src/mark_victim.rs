@@ -5,13 +5,19 @@
 //! that offers less never shows up as zeros. The victim is remembered for the reaper's events.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
+    helpers::{
+        bpf_get_current_task, bpf_get_stack, bpf_probe_read_kernel_str_bytes,
+        generated::bpf_snprintf,
+    },
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::{debug, warn};
 use oomreap_common::{
-    event::{AttachKind, COMM_LEN, EventKind, MarkVictimEvent, mark_victim_fields as field},
+    event::{
+        AttachKind, COMM_LEN, EventKind, FRAME_NAME_LEN, MAX_STACK_FRAMES, MarkVictimEvent,
+        mark_victim_fields as field,
+    },
     layout::{MarkVictimArgs, MarkVictimRecord},
     maps::Counter,
 };
@@ -67,7 +73,7 @@ fn try_mark_victim_btf<const LOOP: bool>(ctx: &BtfTracePointContext) -> Result<(
         return Ok(());
     };
     let event = record.get();
-    start(event, AttachKind::BtfTracePoint);
+    start(event, AttachKind::BtfTracePoint, ctx.as_ptr());
     let args = layout().mark_victim_args;
     if args == MarkVictimArgs::PidOnly as u32 {
         event.victim_pid = ctx.arg::<u32>(0);
@@ -105,7 +111,7 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
         return Ok(());
     };
     let event = record.get();
-    start(event, AttachKind::TracePoint);
+    start(event, AttachKind::TracePoint, ctx.as_ptr());
     let Some(pid) = tracepoint_field::<u32>(ctx, r.pid) else {
         record.discard();
         return Err(());
@@ -148,15 +154,85 @@ fn try_mark_victim_tp(ctx: &TracePointContext) -> Result<(), ()> {
     Ok(())
 }
 
-/// Fills the header and the trigger (the current task).
+/// How the kernel prints a stack frame (a return address) in /proc/PID/stack:
+/// `function+0xoffset/0xsize [module]`. A static, so it sits in the read-only data map
+/// `bpf_snprintf` requires of its format.
+#[unsafe(no_mangle)]
+static FRAME_FORMAT: [u8; 4] = *b"%pB\0";
+
+/// `bpf_get_stack`'s flag for the user stack.
+const USER_STACK: u64 = 1 << 8;
+
+/// Fills the header and the trigger (the current task), with its stacks.
 #[inline(always)]
-fn start(event: &mut MarkVictimEvent, attach: AttachKind) {
+fn start(event: &mut MarkVictimEvent, attach: AttachKind, ctx: *mut core::ffi::c_void) {
     event.header = emit::header(EventKind::MarkVictim);
     let (pid, tgid) = current_ids();
     event.trigger_pid = pid;
     event.trigger_tgid = tgid;
     event.trigger_comm = current_comm();
     event.attach = attach as u32;
+    trigger_stacks(event, ctx);
+}
+
+/// The kill runs in the trigger's context: the current kernel stack is the path from the
+/// allocation that hit the limit to the OOM killer, and the user stack where it allocated.
+#[inline(always)]
+fn trigger_stacks(event: &mut MarkVictimEvent, ctx: *mut core::ffi::c_void) {
+    let size = core::mem::size_of_val(&event.trigger_stack) as u32;
+    // SAFETY: the helper writes at most `size` bytes into the record's own array, and takes
+    // the program's context as the kernel passed it.
+    let bytes = unsafe { bpf_get_stack(ctx, event.trigger_stack.as_mut_ptr().cast(), size, 0) };
+    if bytes > 0 {
+        event.trigger_stack_frames = (bytes as u32) / 8;
+        event.fields |= field::TRIGGER_STACK;
+        name_frames(event);
+    }
+    let size = core::mem::size_of_val(&event.trigger_user_stack) as u32;
+    // SAFETY: as above; a kernel thread has no user stack and the helper then fails.
+    let bytes = unsafe {
+        bpf_get_stack(
+            ctx,
+            event.trigger_user_stack.as_mut_ptr().cast(),
+            size,
+            USER_STACK,
+        )
+    };
+    if bytes > 0 {
+        event.trigger_user_frames = (bytes as u32) / 8;
+        event.fields |= field::TRIGGER_USER_STACK;
+    }
+}
+
+/// Names each kernel frame as the kernel itself would (`%pB`), so no symbol table need be
+/// loaded in user space. Only where user space found `bpf_snprintf` (5.13+): the verifier
+/// drops this branch elsewhere, as the layout is read-only and known when it checks.
+#[inline(always)]
+fn name_frames(event: &mut MarkVictimEvent) {
+    if layout().bpf_snprintf == 0 {
+        return;
+    }
+    let frames = event.trigger_stack_frames as usize;
+    for i in 0..MAX_STACK_FRAMES {
+        if i >= frames {
+            break;
+        }
+        // The verifier takes one pointer into the record per call: the address goes on the
+        // stack.
+        let mut address = event.trigger_stack[i];
+        // SAFETY: the name slot is FRAME_NAME_LEN bytes of the record; the format is a
+        // NUL-terminated static in read-only data; the data is one u64 on the stack.
+        unsafe {
+            bpf_snprintf(
+                event.trigger_frame_names[i].as_mut_ptr().cast(),
+                FRAME_NAME_LEN as u32,
+                FRAME_FORMAT.as_ptr().cast(),
+                &raw mut address,
+                8,
+            );
+        }
+    }
+    event.fields |= field::TRIGGER_STACK_NAMED;
 }
 
 /// The OOM domain, once the victim is known (exact when `oom_kill_process` recorded it).

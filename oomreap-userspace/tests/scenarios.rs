@@ -12,8 +12,8 @@ use std::{
 };
 
 use common::{
-    OOMREAP, OwnChild, TracefsMount, forced_function_mode, lines_of, privileged, skip,
-    start_command,
+    OOMREAP, OwnChild, TracefsMount, forced_function_mode, kernel_older_than, lines_of, privileged,
+    skip, start_command,
 };
 use serde_json::{Value, json};
 
@@ -282,6 +282,7 @@ fn quick_exit_is_freed_before_the_reaper_wakes() {
         &[]
     };
     check_reap_calls(steps, own_reap);
+    check_trigger_stack(kill);
     // Its own cgroup's limit was hit: the domain is that cgroup.
     let domain = &kill["oom_domain"];
     assert_eq!(domain["constraint"], "memcg", "{kill}");
@@ -1190,4 +1191,36 @@ fn an_interrupted_scenario_leaves_nothing_behind() {
     assert!(!mounts.contains("oomreap-stall"), "FUSE mount left behind");
     let stall = std::env::temp_dir().join(format!("oomreap-stall-{}", inject.pid()));
     assert!(!stall.exists(), "{} left behind", stall.display());
+}
+
+/// The task that hit the limit (the hog itself): its kernel stack at the kill runs through
+/// the OOM killer, each frame named by the kernel (5.13+: `bpf_snprintf`), and its user
+/// stack has at least the instruction that allocated.
+fn check_trigger_stack(kill: &Value) {
+    let stack = &kill["trigger"]["stack"];
+    let frames = stack["frames"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no trigger stack: {kill}"));
+    assert!(!frames.is_empty(), "{kill}");
+    assert!(
+        !stack["user"].as_array().is_none_or(Vec::is_empty),
+        "{kill}"
+    );
+    if kernel_older_than(5, 13) {
+        eprintln!("trigger stack as addresses: this kernel has no bpf_snprintf (5.13+)");
+        assert_eq!(stack["named"], false, "{kill}");
+        return;
+    }
+    assert_eq!(stack["named"], true, "{kill}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.as_str().is_some_and(|f| f.starts_with("out_of_memory+"))),
+        "{kill}"
+    );
+    // The tracing's own frames are left out: the stack starts in the OOM killer.
+    assert!(
+        !frames[0].as_str().unwrap_or("").starts_with("bpf_"),
+        "{kill}"
+    );
 }

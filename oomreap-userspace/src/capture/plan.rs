@@ -111,7 +111,7 @@ pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, C
     if let Ok(btf) = &btf {
         // One scan of the BTF for every type planning and the layout look up.
         let mut names: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
-        names.push(BPF_LOOP);
+        names.extend_from_slice(&[BPF_LOOP, BPF_SNPRINTF]);
         names.extend_from_slice(layout::BTF_NAMES);
         btf.prefetch(&names)?;
     }
@@ -204,6 +204,10 @@ pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, C
     }
     layout.records = layout::classic_records(&formats);
     layout.reaper_pid = crate::kernel::reaper::find_pid().unwrap_or(0);
+    layout.bpf_snprintf = match &btf {
+        Ok(btf) => u32::from(btf.id_of_kind(BPF_SNPRINTF, TargetKind::Func)?.is_some()),
+        Err(_) => 0,
+    };
     let reaper_delayed = btf
         .as_ref()
         .is_ok_and(|btf| btf.member_offset("task_struct", "oom_reaper_timer").is_ok());
@@ -223,6 +227,10 @@ pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, C
 
 /// The `bpf_loop` helper's kernel function (5.17+).
 const BPF_LOOP: &str = "bpf_loop";
+
+/// The `bpf_snprintf` helper's kernel function (5.13+): the kill's program names the
+/// trigger's stack frames with it.
+const BPF_SNPRINTF: &str = "bpf_snprintf";
 
 /// The kernel has the `bpf_loop` helper: its BTF names the helper's function, as it names
 /// every function the kernel has.

@@ -60,7 +60,41 @@ pub fn mark_victim_raw(pid: u32, name: &str, anon_rss_kib: u64) -> MarkVictimEve
         interval_notifiers: 0,
         chosen_points: 0,
         total_pages: 0,
+        trigger_stack_frames: 0,
+        trigger_user_frames: 0,
+        trigger_stack: [0; oomreap_common::event::MAX_STACK_FRAMES],
+        trigger_user_stack: [0; oomreap_common::event::MAX_USER_FRAMES],
+        trigger_frame_names: [[0; oomreap_common::event::FRAME_NAME_LEN];
+            oomreap_common::event::MAX_STACK_FRAMES],
     }
+}
+
+/// `raw` with its trigger's stacks as a 6.18 kernel reads them at a page fault's charge: the
+/// BPF program's own frame, then the OOM killer's path, each named; two user frames.
+pub fn with_trigger_stacks(mut raw: MarkVictimEvent) -> MarkVictimEvent {
+    use oomreap_common::event::FRAME_NAME_LEN;
+    const NAMES: [&str; 10] = [
+        "bpf_prog_6deef7357e7b4530_mark_victim_btf+0x2e4/0x6c8",
+        "mark_oom_victim+0xba/0x100",
+        "__oom_kill_process+0x150/0x440",
+        "oom_kill_process+0x72/0x190",
+        "out_of_memory+0xf3/0x340",
+        "mem_cgroup_out_of_memory+0xf1/0x140",
+        "try_charge_memcg+0x439/0x700",
+        "do_anonymous_page+0x220/0xaa0",
+        "handle_mm_fault+0xd3/0x340",
+        "asm_exc_page_fault+0x22/0x30",
+    ];
+    for (i, name) in NAMES.iter().enumerate() {
+        raw.trigger_stack[i] = 0xffff_ffff_8120_0000 + 0x100 * i as u64;
+        let bytes = &name.as_bytes()[..name.len().min(FRAME_NAME_LEN - 1)];
+        raw.trigger_frame_names[i][..bytes.len()].copy_from_slice(bytes);
+    }
+    raw.trigger_stack_frames = NAMES.len() as u32;
+    raw.trigger_user_stack[..2].copy_from_slice(&[0x55ee_df8e_431e, 0x55ee_df45_ce97]);
+    raw.trigger_user_frames = 2;
+    raw.fields |= field::TRIGGER_STACK | field::TRIGGER_STACK_NAMED | field::TRIGGER_USER_STACK;
+    raw
 }
 
 /// A header of `kind` at `ms` milliseconds.

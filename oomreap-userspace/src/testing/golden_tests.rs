@@ -37,7 +37,7 @@ fn blessing() -> bool {
 /// reaped, all made by the fixture builders: the golden input that needs no kernel.
 fn synthetic() -> Vec<u8> {
     let mut records = quick_and_jammed();
-    let reaped = kill_at(5_000, 99, "reaped");
+    let reaped = crate::testing::fixtures::with_trigger_stacks(kill_at(5_000, 99, "reaped"));
     records.extend([
         encode(&reaped),
         encode(&reaper_at(EventKind::WakeReaper, 7_000, 99)),

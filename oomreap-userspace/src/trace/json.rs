@@ -6,9 +6,10 @@ pub use crate::wording::SCHEMA_VERSION;
 use crate::{
     intake::{Annotations, Intake},
     tracker::{
-        AttemptResult, Change, DomainMemory, GiveUpCause, LockSnapshot, OomLoop, Recovery,
-        RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, has_mmf_oom_skip,
+        AttemptResult, Change, DomainMemory, GiveUpCause, LockSnapshot, MarkVictim, OomLoop,
+        Recovery, RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, has_mmf_oom_skip,
     },
+    wording::kernel_frame,
 };
 
 /// The object for one change, or `None` when the victim was already evicted.
@@ -301,7 +302,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "mm": k.mm.map(|mm| format!("{mm:#x}")),
         "memcg": memcg,
         "notifiers": notifiers,
-        "trigger": task(&k.trigger),
+        "trigger": trigger_json(k),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
         "unreapable": v.unreapable_at_kill().as_ref().map(unreapable_json),
@@ -419,6 +420,21 @@ fn stack(pid: u32, annotations: &Annotations, victim: VictimId, index: usize) ->
 
 fn rss(r: &Rss) -> Value {
     json!({"anon_kib": r.anon_kib, "file_kib": r.file_kib, "shmem_kib": r.shmem_kib})
+}
+
+/// The task that hit the OOM, with its stacks where they were read (`stack`: `frames`, the
+/// kernel's, innermost first; `user`, instruction pointers).
+fn trigger_json(k: &MarkVictim) -> Value {
+    let mut value = task(&k.trigger);
+    value["stack"] = match &k.trigger_stacks {
+        Some(stacks) => json!({
+            "frames": stacks.kernel.iter().map(kernel_frame).collect::<Vec<_>>(),
+            "named": stacks.kernel.iter().all(|f| f.name.is_some()),
+            "user": stacks.user.iter().map(|ip| format!("{ip:#x}")).collect::<Vec<_>>(),
+        }),
+        None => Value::Null,
+    };
+    value
 }
 
 fn task(t: &Task) -> Value {

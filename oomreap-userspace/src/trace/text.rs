@@ -5,6 +5,7 @@ use crate::{
     wording::{
         cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text, mrelease_result,
         notifier_names, oom_domain_text, oom_loop_text, recovery_text, skip_cause, summary, task,
+        trigger_path,
     },
 };
 
@@ -233,6 +234,9 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
         parts.push(format!("{retries} reclaim/compaction retries before"));
     }
     parts.push(format!("trigger {}", task(&k.trigger)));
+    if let Some(stacks) = k.trigger_stacks.as_ref().filter(|s| !s.kernel.is_empty()) {
+        parts.push(trigger_path(&stacks.kernel));
+    }
     parts.join(" ")
 }
 

@@ -38,8 +38,8 @@ pub use victim::{
 /// The decoded events a victim's story is told in, as the front ends read them: they import
 /// the tracker, not the wire decoder.
 pub use crate::wire::{
-    AttachKind, LockSnapshot, MarkVictim, Notifiers, OomDomain, RetryKind, Rss, SkipCause, Task,
-    has_mmf_oom_skip,
+    AttachKind, KernelFrame, LockSnapshot, MarkVictim, Notifiers, OomDomain, RetryKind, Rss,
+    SkipCause, Task, TriggerStacks, has_mmf_oom_skip,
 };
 use crate::wire::{Event, NotifierRefused, ReapCall, RetryCounter, RetryCounts, ScoreAdj};
 

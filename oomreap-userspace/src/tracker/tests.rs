@@ -50,6 +50,7 @@ impl Stream {
             trigger: task(pid, "hog"),
             domain: None,
             swap_kib: None,
+            trigger_stacks: None,
         }));
         self
     }

@@ -16,7 +16,7 @@ use crate::{
     tracker::{Attempt, AttemptResult, Cause, Outcome, SkipCause, Verdict, Victim},
     wording::{
         domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
-        oom_loop_text, recovery_text, skip_cause_brief, summary,
+        oom_loop_text, recovery_text, skip_cause_brief, summary, trigger_path,
     },
 };
 
@@ -356,6 +356,14 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     }
     if let Some(recovery) = &v.recovery {
         lines.push(Line::from(recovery_text(recovery)));
+    }
+    if let Some(stacks) = v.kill.as_ref().and_then(|k| k.trigger_stacks.as_ref())
+        && !stacks.kernel.is_empty()
+    {
+        lines.push(Line::from(format!(
+            "trigger {}",
+            trigger_path(&stacks.kernel)
+        )));
     }
     if let Some(n) = v.notifiers() {
         let names = notifier_names(app.intake.annotations(), n);

@@ -1,9 +1,9 @@
 //! Checks each record against its layout and reads it into an [`Event`].
 use oomreap_common::event::{
     COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
-    LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MAX_WAITERS, MRELEASE_EVENT_V1_SIZE,
-    MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent, ReapCallEvent, ReaperEvent,
-    RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
+    LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MARK_VICTIM_EVENT_V2_SIZE, MAX_WAITERS,
+    MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent, ReapCallEvent,
+    ReaperEvent, RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
     mark_victim_fields as field, mrelease_fields,
 };
 
@@ -39,9 +39,11 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     })?;
     let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
     Ok(match kind {
-        EventKind::MarkVictim => {
-            decode_mark_victim(exact_or_older(kind, record, MARK_VICTIM_EVENT_V1_SIZE)?)?
-        }
+        EventKind::MarkVictim => decode_mark_victim(exact_or_older(
+            kind,
+            record,
+            &[MARK_VICTIM_EVENT_V1_SIZE, MARK_VICTIM_EVENT_V2_SIZE],
+        )?)?,
         EventKind::WakeReaper => Event::WakeReaper(reaper_step(exact(kind, record)?)),
         EventKind::StartReaping => Event::StartReaping(reaper_step(exact(kind, record)?)),
         EventKind::FinishReaping => decode_finish(exact(kind, record)?),
@@ -49,7 +51,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         EventKind::LockAttempt => decode_lock_attempt(exact(kind, record)?),
         EventKind::ExitMmap => decode_exit_mmap(exact(kind, record)?),
         EventKind::Mrelease => {
-            decode_mrelease(exact_or_older(kind, record, MRELEASE_EVENT_V1_SIZE)?)
+            decode_mrelease(exact_or_older(kind, record, &[MRELEASE_EVENT_V1_SIZE])?)
         }
         EventKind::ScoreAdjUpdate => decode_score_adj(exact(kind, record)?),
         EventKind::RetryCounts => decode_retry_counts(exact(kind, record)?)?,
@@ -102,7 +104,55 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
             }),
         }),
         swap_kib: has(field::SWAP).then_some(raw.swap_kib),
+        trigger_stacks: (has(field::TRIGGER_STACK) || has(field::TRIGGER_USER_STACK))
+            .then(|| trigger_stacks(&raw)),
     }))
+}
+
+/// The trigger's valid frames (a count beyond the array, in a corrupt record, reads the
+/// array and no more), without the tracing's own innermost frames where they are named.
+fn trigger_stacks(raw: &MarkVictimEvent) -> TriggerStacks {
+    let has = |bit: u32| raw.fields & bit != 0;
+    let named = has(field::TRIGGER_STACK_NAMED);
+    let kernel_frames = match has(field::TRIGGER_STACK) {
+        true => (raw.trigger_stack_frames as usize).min(raw.trigger_stack.len()),
+        false => 0,
+    };
+    let mut kernel: Vec<KernelFrame> = raw.trigger_stack[..kernel_frames]
+        .iter()
+        .zip(&raw.trigger_frame_names)
+        .map(|(&address, name)| KernelFrame {
+            address,
+            name: named.then(|| text(name)).filter(|n| !n.is_empty()),
+        })
+        .collect();
+    let tracing = kernel
+        .iter()
+        .take_while(|f| f.name.as_deref().is_some_and(is_tracing_frame))
+        .count();
+    kernel.drain(..tracing);
+    let user_frames = match has(field::TRIGGER_USER_STACK) {
+        true => (raw.trigger_user_frames as usize).min(raw.trigger_user_stack.len()),
+        false => 0,
+    };
+    TriggerStacks {
+        kernel,
+        user: raw.trigger_user_stack[..user_frames].to_vec(),
+    }
+}
+
+/// A frame of the tracing that read the stack (the BPF program, its trampoline or the
+/// tracepoint's glue), not of the path into the OOM killer.
+fn is_tracing_frame(name: &str) -> bool {
+    [
+        "bpf_",
+        "__bpf_",
+        "__traceiter_",
+        "trace_event_",
+        "perf_trace_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
 }
 
 fn reaper_step(raw: ReaperEvent) -> ReaperStep {
@@ -383,7 +433,12 @@ fn decode_retry_counts(raw: RetryCountsEvent) -> Result<Event, DecodeError> {
 
 /// A task name up to its first NUL, with invalid UTF-8 replaced.
 fn comm(raw: &[u8; COMM_LEN]) -> String {
-    let len = raw.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    text(raw)
+}
+
+/// A NUL-terminated string of a fixed-size field (all of it where there is no NUL).
+fn text(raw: &[u8]) -> String {
+    let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..len]).into_owned()
 }
 
@@ -400,14 +455,15 @@ fn exact<T: aya::Pod>(kind: EventKind, record: &[u8]) -> Result<T, DecodeError> 
     read(record).ok_or(mismatch)
 }
 
-/// As [`exact`], but a record of an older, shorter layout (`older` bytes: the same fields, fewer
-/// of them) reads with the newer fields zero, which their `fields` bits then mark unknown.
+/// As [`exact`], but a record of an older, shorter layout (one of `olders`, in bytes: the same
+/// fields, fewer of them) reads with the newer fields zero, which their `fields` bits then
+/// mark unknown.
 fn exact_or_older<T: aya::Pod>(
     kind: EventKind,
     record: &[u8],
-    older: usize,
+    olders: &[usize],
 ) -> Result<T, DecodeError> {
-    if record.len() == older && older < size_of::<T>() {
+    if olders.contains(&record.len()) && record.len() < size_of::<T>() {
         let mut padded = record.to_vec();
         padded.resize(size_of::<T>(), 0);
         return exact(kind, &padded);

@@ -58,6 +58,26 @@ pub struct MarkVictim {
     pub domain: Option<OomDomain>,
     /// The victim's swapped-out memory.
     pub swap_kib: Option<u64>,
+    /// The trigger's stacks at the kill; `None` in records from before oomreap read them.
+    pub trigger_stacks: Option<TriggerStacks>,
+}
+
+/// The stacks of the task that hit the limit, as the kill's program read them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TriggerStacks {
+    /// Kernel frames, innermost first, from the OOM killer out to the allocation (the
+    /// tracing's own frames left out where the kernel named them).
+    pub kernel: Vec<KernelFrame>,
+    /// User instruction pointers, innermost first, as far as frame pointers led.
+    pub user: Vec<u64>,
+}
+
+/// One kernel stack frame: a return address, and the kernel's own name for it where the
+/// kernel could give one (`function+0xoffset/0xsize [module]`, 5.13+).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelFrame {
+    pub address: u64,
+    pub name: Option<String>,
 }
 
 /// Where the OOM happened: the memory cgroup whose limit was hit, or the whole machine.

@@ -275,6 +275,51 @@ fn a_kill_recorded_before_the_domain_existed_decodes_without_one() {
 }
 
 #[test]
+fn the_triggers_stacks_decode_their_valid_frames_and_older_records_have_none() {
+    use oomreap_common::event::{MARK_VICTIM_EVENT_V2_SIZE, mark_victim_fields as field};
+    let mut raw = crate::testing::fixtures::with_trigger_stacks(mark_victim_raw(7, "x", 1));
+    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    let stacks = e.trigger_stacks.unwrap();
+    // The BPF program's own frame is left out: the stack starts in the OOM killer.
+    assert_eq!(stacks.kernel.len(), 9);
+    assert_eq!(
+        stacks.kernel[0].name.as_deref(),
+        Some("mark_oom_victim+0xba/0x100")
+    );
+    assert_eq!(stacks.kernel[0].address, 0xffff_ffff_8120_0100);
+    assert_eq!(stacks.user, vec![0x55ee_df8e_431e, 0x55ee_df45_ce97]);
+    // A kernel without bpf_snprintf: addresses only, none left out.
+    raw.fields &= !field::TRIGGER_STACK_NAMED;
+    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    let stacks = e.trigger_stacks.unwrap();
+    assert_eq!(stacks.kernel.len(), 10);
+    assert!(stacks.kernel.iter().all(|f| f.name.is_none()));
+    // A frame count beyond the array (a corrupt record) reads the array, no more.
+    raw.trigger_stack_frames = 1000;
+    raw.trigger_user_frames = 1000;
+    let Event::MarkVictim(e) = decode(&encode(&raw)).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    let stacks = e.trigger_stacks.unwrap();
+    assert_eq!(
+        (stacks.kernel.len(), stacks.user.len()),
+        (raw.trigger_stack.len(), raw.trigger_user_stack.len())
+    );
+    // A record from before the stacks: shorter, its bits clear.
+    raw.fields &= !(field::TRIGGER_STACK | field::TRIGGER_USER_STACK);
+    let bytes = encode(&raw);
+    let Event::MarkVictim(e) = decode(&bytes[..MARK_VICTIM_EVENT_V2_SIZE]).unwrap() else {
+        panic!("not a mark_victim")
+    };
+    assert_eq!((e.victim.pid, e.trigger_stacks), (7, None));
+    assert!(e.domain.is_some());
+}
+
+#[test]
 fn a_preempt_rt_lock_reads_as_its_readers_and_rtmutex_say() {
     use oomreap_common::event::lock_flags;
     let decoded = |readers: u64, owner_raw: u64| {

@@ -8,7 +8,7 @@ pub use units::{attach_label, duration, kib};
 use crate::{
     intake::Annotations,
     tracker::{DomainKey, DomainMemory, GiveUpCause, OomLoop, Outcome, Recovery, Verdict, Victim},
-    wire::{LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
+    wire::{KernelFrame, LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
 };
 
 /// Version of the JSON schema of trace's lines (docs/events.md), in every object's `schema`
@@ -274,6 +274,37 @@ pub fn oom_loop_text(l: &OomLoop, annotations: &Annotations) -> String {
     }
 }
 
+/// A kernel frame as shown: the kernel's own name, or the address where it gave none.
+pub fn kernel_frame(frame: &KernelFrame) -> String {
+    frame
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{:#x}", frame.address))
+}
+
+/// The trigger's way into the OOM killer, in brief: the functions from `out_of_memory` (where
+/// the stack has it) out to the allocation, `out_of_memory < mem_cgroup_out_of_memory <
+/// try_charge_memcg < …`, the first eight, offsets and modules left out.
+pub fn trigger_path(frames: &[KernelFrame]) -> String {
+    const SHOWN: usize = 8;
+    let function = |frame: &KernelFrame| {
+        let shown = kernel_frame(frame);
+        shown.split(['+', ' ']).next().unwrap_or(&shown).to_owned()
+    };
+    let start = frames
+        .iter()
+        .position(|f| function(f) == "out_of_memory")
+        .unwrap_or(0);
+    let path: Vec<String> = frames[start..].iter().take(SHOWN).map(function).collect();
+    let rest = frames.len() - start - path.len();
+    let more = if rest > 0 {
+        format!(" < … {rest} more")
+    } else {
+        String::new()
+    };
+    format!("via {}{more}", path.join(" < "))
+}
+
 /// `tgid (comm)`.
 pub fn task(t: &Task) -> String {
     format!(
@@ -350,6 +381,46 @@ mod tests {
         assert_eq!(mrelease_label(0), "ok");
         assert_eq!(mrelease_label(-99), "other");
         assert_eq!(mrelease_result(-99), "-99");
+    }
+
+    #[test]
+    fn the_trigger_path_starts_at_the_oom_killer() {
+        let named = |name: &str| KernelFrame {
+            address: 0xffff_ffff_8100_0000,
+            name: Some(name.to_owned()),
+        };
+        let frames: Vec<KernelFrame> = [
+            "mark_oom_victim+0x10e/0x1a0",
+            "oom_kill_process+0xf9/0x200",
+            "out_of_memory+0x1a0/0x5c0",
+            "mem_cgroup_out_of_memory+0xe8/0x110",
+            "try_charge_memcg+0x6f0/0x7a0",
+            "charge_memcg+0x2c/0x80",
+            "__mem_cgroup_charge+0x2f/0x80",
+            "do_anonymous_page+0x27b/0x7a0",
+            "__handle_mm_fault+0x7ad/0xd80",
+            "handle_mm_fault+0x1a3/0x2e0",
+            "do_user_addr_fault+0x1ee/0x6a0",
+            "exc_page_fault+0x72/0x170",
+        ]
+        .map(named)
+        .to_vec();
+        assert_eq!(
+            trigger_path(&frames),
+            "via out_of_memory < mem_cgroup_out_of_memory < try_charge_memcg < charge_memcg < \
+             __mem_cgroup_charge < do_anonymous_page < __handle_mm_fault < handle_mm_fault < … 2 \
+             more"
+        );
+        // Without out_of_memory (a module's OOM path), from the innermost frame; a frame the
+        // kernel did not name (before 5.13) by its address.
+        let short = [
+            named("f+0x1/0x10 [m]"),
+            KernelFrame {
+                address: 0xffff,
+                name: None,
+            },
+        ];
+        assert_eq!(trigger_path(&short), "via f < 0xffff");
     }
 
     /// A reader-owned lock as the scenario's jam leaves it: one reader, a writer queued.

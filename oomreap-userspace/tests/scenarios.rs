@@ -487,6 +487,7 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
     // What the domain (the scenario's cgroup, at its limit) held when the kill arrived: the
     // stuck victim's memory, still charged until the reaper comes 2 s later.
     let kill = step(steps, "kill")[0];
+    check_trigger_stack(kill);
     let memory = &kill["domain_memory"];
     assert_eq!(memory["scope"], "memcg", "{kill}");
     assert_eq!(

@@ -4,6 +4,7 @@
 //! pure. Every lookup may fail (the task exited, no root, no kallsyms) and says so.
 pub mod memory;
 mod pods;
+mod user_stack;
 
 use std::{
     collections::HashMap,
@@ -12,6 +13,7 @@ use std::{
 };
 
 pub use pods::{PodDirectory, PodIdentity};
+pub use user_stack::{UserFrame, UserStack, UserStacks};
 
 use crate::cgroup::MemoryHierarchy;
 
@@ -86,6 +88,7 @@ pub struct Enricher<P: ProcSource = Proc> {
     pods: PodDirectory,
     cgroups: HashMap<u64, Option<CgroupInfo>>,
     symbols: Option<Result<HashMap<u64, String>, String>>,
+    user_stacks: UserStacks,
 }
 
 impl Enricher<Proc> {
@@ -108,7 +111,13 @@ impl<P: ProcSource> Enricher<P> {
             pods: PodDirectory::from_env(),
             cgroups: HashMap::new(),
             symbols: None,
+            user_stacks: UserStacks::default(),
         }
+    }
+
+    /// A user stack of process `tgid` as modules, offsets and symbols (see `user_stack`).
+    pub fn user_stack(&self, tgid: u32, addresses: &[u64]) -> UserStack {
+        self.user_stacks.resolve(tgid, addresses)
     }
 
     /// The memory cgroup with kernel id `id` (its directory's inode number), if found.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     capture::HookStatus,
-    enrich::{CgroupInfo, PodIdentity, Stack},
+    enrich::{CgroupInfo, PodIdentity, Stack, UserFrame, UserStack},
     tracker::VictimId,
 };
 
@@ -33,6 +33,7 @@ pub struct Annotations {
     cgroups: HashMap<u64, CgroupInfo>,
     symbols: HashMap<u64, Symbol>,
     stacks: HashMap<(VictimId, usize), HolderStacks>,
+    user_stacks: HashMap<VictimId, UserStack>,
 }
 
 impl Annotations {
@@ -56,6 +57,11 @@ impl Annotations {
     /// The stacks read for attempt `index` of `victim` (read when its lock holders changed).
     pub fn stacks(&self, victim: VictimId, index: usize) -> Option<&HolderStacks> {
         self.stacks.get(&(victim, index))
+    }
+
+    /// The user stack of the task that hit the OOM at `victim`'s kill, resolved then.
+    pub fn user_stack(&self, victim: VictimId) -> Option<&UserStack> {
+        self.user_stacks.get(&victim)
     }
 
     pub(super) fn knows_cgroup(&self, id: u64) -> bool {
@@ -96,6 +102,19 @@ impl Annotations {
             .collect();
         let record = json!({"stacks": {"victim": victim.0, "attempt": index, "tasks": tasks}});
         bounded_insert(&mut self.stacks, (victim, index), stacks);
+        record
+    }
+
+    /// Adds the trigger's resolved user stack at a victim's kill; returns its context record.
+    pub(super) fn add_user_stack(&mut self, victim: VictimId, stack: UserStack) -> Value {
+        let record = match &stack {
+            Ok(frames) => json!({"user_stack": {
+                "victim": victim.0,
+                "frames": frames.iter().map(user_frame_json).collect::<Vec<_>>(),
+            }}),
+            Err(why) => json!({"user_stack": {"victim": victim.0, "error": why}}),
+        };
+        bounded_insert(&mut self.user_stacks, victim, stack);
         record
     }
 
@@ -151,6 +170,23 @@ impl Annotations {
             let index = usize::try_from(attempt).map_err(|_| "attempt out of range")?;
             bounded_insert(&mut self.stacks, (VictimId(victim), index), tasks);
         }
+        if let Some(stack) = object.get("user_stack") {
+            let victim = stack["victim"]
+                .as_u64()
+                .ok_or("user_stack without victim")?;
+            let resolved = match (stack.get("frames"), stack["error"].as_str()) {
+                (Some(frames), _) => Ok(frames
+                    .as_array()
+                    .ok_or("user_stack frames is not a list")?
+                    .iter()
+                    .map(user_frame_from_json)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("malformed user frame")?),
+                (None, Some(why)) => Err(why.to_owned()),
+                (None, None) => return Err("user_stack without frames or error".into()),
+            };
+            bounded_insert(&mut self.user_stacks, VictimId(victim), resolved);
+        }
         Ok(())
     }
 }
@@ -167,6 +203,26 @@ impl Symbol {
         let owner = crate::enrich::notifier_owner(&name);
         Self { name, owner }
     }
+}
+
+/// A user frame as records and trace JSON carry it.
+pub fn user_frame_json(frame: &UserFrame) -> Value {
+    json!({
+        "address": format!("{:#x}", frame.address),
+        "module": frame.module,
+        "offset": frame.offset.map(|o| format!("{o:#x}")),
+        "symbol": frame.symbol,
+    })
+}
+
+fn user_frame_from_json(value: &Value) -> Option<UserFrame> {
+    let hex = |v: &Value| u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok();
+    Some(UserFrame {
+        address: hex(&value["address"])?,
+        module: value["module"].as_str().map(str::to_owned),
+        offset: hex(&value["offset"]),
+        symbol: value["symbol"].as_str().map(str::to_owned),
+    })
 }
 
 fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
@@ -277,6 +333,22 @@ mod tests {
         records.push(live.add_symbol(0xffff_1234, "kvm_mmu_notifier_invalidate [kvm]".into()));
         let stacks = vec![(12, Ok(vec!["do_exit".into()])), (13, Err("gone".into()))];
         records.push(live.add_stacks(VictimId(3), 4, stacks.clone()));
+        let user = vec![
+            UserFrame {
+                address: 0x55ee_df8e_431e,
+                module: Some("/usr/bin/hog".into()),
+                offset: Some(0x431e),
+                symbol: Some("hog::touch+0x1e".into()),
+            },
+            UserFrame {
+                address: 0x7f00_0000_1000,
+                module: None,
+                offset: None,
+                symbol: None,
+            },
+        ];
+        records.push(live.add_user_stack(VictimId(3), Ok(user.clone())));
+        records.push(live.add_user_stack(VictimId(4), Err("gone".into())));
         let mut replayed = Annotations::default();
         for record in &records {
             // Through text, as a recording holds them.
@@ -293,6 +365,8 @@ mod tests {
             Some("kvm_mmu_notifier_invalidate [kvm]")
         );
         assert_eq!(replayed.stacks(VictimId(3), 4), Some(&stacks));
+        assert_eq!(replayed.user_stack(VictimId(3)), Some(&Ok(user)));
+        assert_eq!(replayed.user_stack(VictimId(4)), Some(&Err("gone".into())));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod readings;
 
 use std::{collections::VecDeque, time::Duration};
 
-pub use annotations::{Annotations, HolderStacks};
+pub use annotations::{Annotations, HolderStacks, user_frame_json};
 
 use crate::{
     capture::{Capture, CaptureError},
@@ -26,7 +26,7 @@ use crate::{
 };
 pub use crate::{
     capture::{HookStatus, KernelCounters},
-    enrich::CgroupInfo,
+    enrich::{CgroupInfo, UserFrame, UserStack},
     recording::Recording,
 };
 
@@ -508,6 +508,13 @@ impl Intake {
                     }
                     let callbacks = v.notifiers().into_iter().flat_map(|n| n.callbacks.iter());
                     resolve_symbols(enricher, &mut self.annotations, callbacks, &mut records);
+                    if let Some(k) = v.kill.as_ref().filter(|_| self.stacks)
+                        && let (Some(stacks), Some(tgid)) = (&k.trigger_stacks, k.trigger.tgid)
+                        && !stacks.user.is_empty()
+                    {
+                        let stack = enricher.user_stack(tgid, &stacks.user);
+                        records.push(self.annotations.add_user_stack(*id, stack));
+                    }
                 }
                 Change::Mrelease { call, .. } => {
                     if let Some(memcg) = call.target.memcg_id {

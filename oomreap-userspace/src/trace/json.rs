@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 pub use crate::wording::SCHEMA_VERSION;
 use crate::{
-    intake::{Annotations, Intake},
+    intake::{Annotations, Intake, UserFrame, user_frame_json},
     tracker::{
         AttemptResult, Change, DomainMemory, GiveUpCause, LockSnapshot, MarkVictim, OomLoop,
         Recovery, RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, has_mmf_oom_skip,
@@ -302,7 +302,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "mm": k.mm.map(|mm| format!("{mm:#x}")),
         "memcg": memcg,
         "notifiers": notifiers,
-        "trigger": trigger_json(k),
+        "trigger": trigger_json(v, k, cx.annotations()),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
         "unreapable": v.unreapable_at_kill().as_ref().map(unreapable_json),
@@ -423,17 +423,36 @@ fn rss(r: &Rss) -> Value {
 }
 
 /// The task that hit the OOM, with its stacks where they were read (`stack`: `frames`, the
-/// kernel's, innermost first; `user`, instruction pointers).
-fn trigger_json(k: &MarkVictim) -> Value {
+/// kernel's, innermost first; `user`, its user frames with module, offset and symbol where
+/// they were resolved at the kill; `user_error`, why they were not).
+fn trigger_json(v: &Victim, k: &MarkVictim, annotations: &Annotations) -> Value {
     let mut value = task(&k.trigger);
-    value["stack"] = match &k.trigger_stacks {
-        Some(stacks) => json!({
-            "frames": stacks.kernel.iter().map(kernel_frame).collect::<Vec<_>>(),
-            "named": stacks.kernel.iter().all(|f| f.name.is_some()),
-            "user": stacks.user.iter().map(|ip| format!("{ip:#x}")).collect::<Vec<_>>(),
-        }),
-        None => Value::Null,
+    let Some(stacks) = &k.trigger_stacks else {
+        value["stack"] = Value::Null;
+        return value;
     };
+    let resolved = annotations.user_stack(v.id);
+    let user: Vec<Value> = match resolved {
+        Some(Ok(frames)) => frames.iter().map(user_frame_json).collect(),
+        _ => stacks
+            .user
+            .iter()
+            .map(|&address| {
+                user_frame_json(&UserFrame {
+                    address,
+                    module: None,
+                    offset: None,
+                    symbol: None,
+                })
+            })
+            .collect(),
+    };
+    value["stack"] = json!({
+        "frames": stacks.kernel.iter().map(kernel_frame).collect::<Vec<_>>(),
+        "named": stacks.kernel.iter().all(|f| f.name.is_some()),
+        "user": user,
+        "user_error": resolved.and_then(|r| r.as_ref().err()),
+    });
     value
 }
 

@@ -5,7 +5,7 @@ use crate::{
     wording::{
         cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text, mrelease_result,
         notifier_names, oom_domain_text, oom_loop_text, recovery_text, skip_cause, summary, task,
-        trigger_path,
+        trigger_stacks_text,
     },
 };
 
@@ -234,8 +234,12 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
         parts.push(format!("{retries} reclaim/compaction retries before"));
     }
     parts.push(format!("trigger {}", task(&k.trigger)));
-    if let Some(stacks) = k.trigger_stacks.as_ref().filter(|s| !s.kernel.is_empty()) {
-        parts.push(trigger_path(&stacks.kernel));
+    if let Some(text) = k
+        .trigger_stacks
+        .as_ref()
+        .and_then(|stacks| trigger_stacks_text(stacks, cx.annotations().user_stack(v.id)))
+    {
+        parts.push(text);
     }
     parts.join(" ")
 }

@@ -16,7 +16,7 @@ use crate::{
     tracker::{Attempt, AttemptResult, Cause, Outcome, SkipCause, Verdict, Victim},
     wording::{
         domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
-        oom_loop_text, recovery_text, skip_cause_brief, summary, trigger_path,
+        oom_loop_text, recovery_text, skip_cause_brief, summary, trigger_stacks_text,
     },
 };
 
@@ -357,13 +357,13 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(recovery) = &v.recovery {
         lines.push(Line::from(recovery_text(recovery)));
     }
-    if let Some(stacks) = v.kill.as_ref().and_then(|k| k.trigger_stacks.as_ref())
-        && !stacks.kernel.is_empty()
+    if let Some(text) = v
+        .kill
+        .as_ref()
+        .and_then(|k| k.trigger_stacks.as_ref())
+        .and_then(|s| trigger_stacks_text(s, app.intake.annotations().user_stack(v.id)))
     {
-        lines.push(Line::from(format!(
-            "trigger {}",
-            trigger_path(&stacks.kernel)
-        )));
+        lines.push(Line::from(format!("trigger {text}")));
     }
     if let Some(n) = v.notifiers() {
         let names = notifier_names(app.intake.annotations(), n);

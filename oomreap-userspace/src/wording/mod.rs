@@ -6,9 +6,12 @@ mod units;
 pub use units::{attach_label, duration, kib};
 
 use crate::{
-    intake::Annotations,
+    intake::{Annotations, UserStack},
     tracker::{DomainKey, DomainMemory, GiveUpCause, OomLoop, Outcome, Recovery, Verdict, Victim},
-    wire::{KernelFrame, LockSnapshot, Notifiers, OomDomain, SkipCause, Task, has_mmf_oom_skip},
+    wire::{
+        KernelFrame, LockSnapshot, Notifiers, OomDomain, SkipCause, Task, TriggerStacks,
+        has_mmf_oom_skip,
+    },
 };
 
 /// Version of the JSON schema of trace's lines (docs/events.md), in every object's `schema`
@@ -303,6 +306,40 @@ pub fn trigger_path(frames: &[KernelFrame]) -> String {
         String::new()
     };
     format!("via {}{more}", path.join(" < "))
+}
+
+/// The trigger's stacks in brief: its way into the OOM killer, and where it allocated.
+pub fn trigger_stacks_text(stacks: &TriggerStacks, resolved: Option<&UserStack>) -> Option<String> {
+    let mut parts = Vec::new();
+    if !stacks.kernel.is_empty() {
+        parts.push(trigger_path(&stacks.kernel));
+    }
+    if let Some(&address) = stacks.user.first() {
+        parts.push(format!("allocating {}", user_frame_text(address, resolved)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Where the trigger allocated, from its innermost user frame: `at hog::touch+0x1e
+/// (/usr/bin/hog+0x431e)`, or the address and why it was not resolved.
+pub fn user_frame_text(address: u64, resolved: Option<&UserStack>) -> String {
+    match resolved {
+        Some(Ok(frames)) => match frames.first() {
+            Some(f) => {
+                let place = match (&f.module, f.offset) {
+                    (Some(module), Some(offset)) => format!("{module}+{offset:#x}"),
+                    _ => format!("{:#x}", f.address),
+                };
+                match &f.symbol {
+                    Some(symbol) => format!("at {symbol} ({place})"),
+                    None => format!("at {place}"),
+                }
+            }
+            None => format!("at {address:#x}"),
+        },
+        Some(Err(why)) => format!("at {address:#x} ({why})"),
+        None => format!("at {address:#x}"),
+    }
 }
 
 /// `tgid (comm)`.

@@ -1,0 +1,175 @@
+//! The trigger's user stack, from instruction pointers to module, file offset and symbol.
+//!
+//! blazesym reads the process's /proc/PID/maps and its mapped files (through map_files, so a
+//! container's binaries are found too) and the symbol tables of those files. Reading maps
+//! takes the process's mmap_lock, the very lock an OOM victim's trouble is often about: the
+//! read runs on a thread of its own and is given up after [`WAIT`], so the intake never
+//! waits behind a jammed lock; while one such read is still stuck, no other starts.
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::Duration,
+};
+
+use blazesym::{
+    Pid,
+    normalize::{Normalizer, UserMeta},
+    symbolize::{
+        Input, Symbolized, Symbolizer,
+        source::{Elf, Source},
+    },
+};
+
+/// How long the intake waits for a process's maps and symbols.
+const WAIT: Duration = Duration::from_millis(300);
+
+/// One user frame: its module and offset in that file where the process's maps had it, and
+/// its symbol where the file's symbol table names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserFrame {
+    pub address: u64,
+    /// The mapped file's path (as the process sees it).
+    pub module: Option<String>,
+    /// Offset of the address in that file.
+    pub offset: Option<u64>,
+    /// `function+0xoffset`, demangled.
+    pub symbol: Option<String>,
+}
+
+/// A user stack resolved, or why it could not be.
+pub type UserStack = Result<Vec<UserFrame>, String>;
+
+/// Resolves user stacks off the caller's thread (see the module's note).
+#[derive(Default)]
+pub struct UserStacks {
+    /// Set while a resolution has not come back in time.
+    stuck: Arc<AtomicBool>,
+}
+
+impl UserStacks {
+    /// Resolves `addresses` of process `tgid`, waiting at most [`WAIT`].
+    pub fn resolve(&self, tgid: u32, addresses: &[u64]) -> UserStack {
+        if self.stuck.load(Ordering::Acquire) {
+            return Err("not read: an earlier process's maps are still blocked".into());
+        }
+        let (tx, rx) = mpsc::channel();
+        let stuck = Arc::clone(&self.stuck);
+        let owned = addresses.to_vec();
+        stuck.store(true, Ordering::Release);
+        let spawned = std::thread::Builder::new()
+            .name("oomreap-ustack".into())
+            .spawn(move || {
+                let _ = tx.send(resolve_now(tgid, &owned));
+                stuck.store(false, Ordering::Release);
+            });
+        if let Err(err) = spawned {
+            self.stuck.store(false, Ordering::Release);
+            return Err(format!("cannot start a thread to read it: {err}"));
+        }
+        rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            Err(format!(
+                "its maps did not answer within {} ms (its mmap_lock is held)",
+                WAIT.as_millis()
+            ))
+        })
+    }
+}
+
+/// Module and offset of each address from the process's maps, then symbols from each
+/// module's file (as the process saw it, through /proc/PID/root, else on our side).
+fn resolve_now(tgid: u32, addresses: &[u64]) -> UserStack {
+    let normalizer = Normalizer::new();
+    let normalized = normalizer
+        .normalize_user_addrs(Pid::from(tgid), addresses)
+        .map_err(|err| gone_or(tgid, format!("cannot read /proc/{tgid}/maps: {err}")))?;
+    let symbolizer = Symbolizer::new();
+    let frames: Vec<UserFrame> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, &address)| {
+            let elf = normalized.outputs.get(i).and_then(|&(offset, meta)| {
+                match normalized.meta.get(meta) {
+                    Some(UserMeta::Elf(elf)) => Some((elf.path.clone(), offset)),
+                    _ => None,
+                }
+            });
+            let Some((path, offset)) = elf else {
+                return UserFrame {
+                    address,
+                    module: None,
+                    offset: None,
+                    symbol: None,
+                };
+            };
+            UserFrame {
+                address,
+                symbol: symbol_at(&symbolizer, tgid, &path, offset),
+                module: Some(path.display().to_string()),
+                offset: Some(offset),
+            }
+        })
+        .collect();
+    if frames.iter().all(|f| f.module.is_none()) {
+        return Err(gone_or(tgid, "no address in a mapped file".into()));
+    }
+    Ok(frames)
+}
+
+/// Why a process's maps said nothing: most often it had exited (a victim that hit the limit
+/// itself is dying as its kill arrives here), which an empty /proc/PID/maps shows.
+fn gone_or(tgid: u32, why: String) -> String {
+    match std::fs::read_to_string(format!("/proc/{tgid}/maps")) {
+        Ok(maps) if !maps.is_empty() => why,
+        _ => format!("process {tgid} had exited before its maps could be read"),
+    }
+}
+
+/// `function+0xoffset` at a file offset of an ELF file, demangled.
+fn symbol_at(symbolizer: &Symbolizer, tgid: u32, path: &Path, offset: u64) -> Option<String> {
+    let inside = Path::new(&format!("/proc/{tgid}/root")).join(path.strip_prefix("/").ok()?);
+    [inside.as_path(), path].into_iter().find_map(|file| {
+        let source = Source::Elf(Elf::new(file));
+        match symbolizer.symbolize_single(&source, Input::FileOffset(offset)) {
+            Ok(Symbolized::Sym(sym)) => Some(format!("{}+{:#x}", sym.name, sym.offset)),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn a_function_of_ours() -> u64 {
+        a_function_of_ours as *const () as u64
+    }
+
+    #[test]
+    fn our_own_function_is_named_in_our_own_binary() {
+        let address = a_function_of_ours() + 1;
+        let frames = UserStacks::default()
+            .resolve(std::process::id(), &[address])
+            .unwrap();
+        let frame = &frames[0];
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(frame.module.as_deref(), exe.to_str(), "{frame:?}");
+        assert!(frame.offset.is_some(), "{frame:?}");
+        let symbol = frame.symbol.as_deref().unwrap_or_default();
+        assert!(symbol.contains("a_function_of_ours"), "{frame:?}");
+        assert!(symbol.ends_with("+0x1"), "{frame:?}");
+    }
+
+    #[test]
+    fn a_process_that_is_gone_says_so() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let why = UserStacks::default().resolve(pid, &[0x1000]).unwrap_err();
+        assert!(why.contains("maps"), "{why}");
+    }
+}

@@ -488,6 +488,7 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
     // stuck victim's memory, still charged until the reaper comes 2 s later.
     let kill = step(steps, "kill")[0];
     check_trigger_stack(kill);
+    check_vma_classes(kill);
     let memory = &kill["domain_memory"];
     assert_eq!(memory["scope"], "memcg", "{kill}");
     assert_eq!(
@@ -1224,4 +1225,34 @@ fn check_trigger_stack(kill: &Value) {
         !frames[0].as_str().unwrap_or("").starts_with("bpf_"),
         "{kill}"
     );
+}
+
+/// The victim's mappings, read from its smaps as the kill arrived (it is stuck, so still
+/// there): their classes sum to its RSS at the kill within 5 %, and make `unreapable` exact.
+fn check_vma_classes(kill: &Value) {
+    let unreapable = &kill["unreapable"];
+    let vmas = &unreapable["vmas"];
+    if let Some(why) = vmas["error"].as_str() {
+        // A guest slow enough to drain the kill after the stuck victim was released.
+        assert!(why.contains("had exited before"), "{kill}");
+        eprintln!("victim's mappings not read: {why}");
+        return;
+    }
+    let kib = |v: &Value, key: &str| {
+        v[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {key}: {kill}"))
+    };
+    let classes = kib(vmas, "anon_kib") + kib(vmas, "shmem_kib") + kib(vmas, "file_kib");
+    let memory = &kill["memory"];
+    let rss =
+        kib(memory, "anon_rss_kib") + kib(memory, "file_rss_kib") + kib(memory, "shmem_rss_kib");
+    assert!(
+        classes.abs_diff(rss) * 20 <= rss,
+        "classes {classes} KiB vs RSS {rss} KiB: {kill}"
+    );
+    assert!(kib(vmas, "count") > 0, "{kill}");
+    assert_eq!(unreapable["inferred"], false, "{kill}");
+    assert_eq!(unreapable["hugetlb_kib"], 0, "{kill}");
+    assert_eq!(unreapable["shmem_kib"], vmas["shmem_kib"], "{kill}");
 }

@@ -2,9 +2,11 @@
 //! cgroup ids become paths (and Kubernetes pods), notifier callbacks become symbols, lock
 //! holders get their kernel stacks. Front ends use it; the tracker never does, so it stays
 //! pure. Every lookup may fail (the task exited, no root, no kallsyms) and says so.
+mod bounded;
 pub mod memory;
 mod pods;
 mod user_stack;
+mod vmas;
 
 use std::{
     collections::HashMap,
@@ -89,6 +91,7 @@ pub struct Enricher<P: ProcSource = Proc> {
     cgroups: HashMap<u64, Option<CgroupInfo>>,
     symbols: Option<Result<HashMap<u64, String>, String>>,
     user_stacks: UserStacks,
+    vmas: vmas::VmaReader,
 }
 
 impl Enricher<Proc> {
@@ -112,7 +115,13 @@ impl<P: ProcSource> Enricher<P> {
             cgroups: HashMap::new(),
             symbols: None,
             user_stacks: UserStacks::default(),
+            vmas: vmas::VmaReader::default(),
         }
+    }
+
+    /// Process `tgid`'s memory by class, mapping by mapping (see `vmas`).
+    pub fn vmas(&self, tgid: u32) -> Result<crate::tracker::VmaClasses, String> {
+        self.vmas.read(tgid)
     }
 
     /// A user stack of process `tgid` as modules, offsets and symbols (see `user_stack`).

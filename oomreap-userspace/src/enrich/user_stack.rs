@@ -1,19 +1,9 @@
 //! The trigger's user stack, from instruction pointers to module, file offset and symbol.
 //!
-//! blazesym reads the process's /proc/PID/maps and its mapped files (through map_files, so a
-//! container's binaries are found too) and the symbol tables of those files. Reading maps
-//! takes the process's mmap_lock, the very lock an OOM victim's trouble is often about: the
-//! read runs on a thread of its own and is given up after [`WAIT`], so the intake never
-//! waits behind a jammed lock; while one such read is still stuck, no other starts.
-use std::{
-    path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-        mpsc,
-    },
-    time::Duration,
-};
+//! blazesym reads the process's /proc/PID/maps, then the symbol table of each mapped file
+//! (through /proc/PID/root, so a container's binaries are found too). Reading maps takes
+//! the process's mmap_lock: the read is bounded (see `bounded`).
+use std::{path::Path, time::Duration};
 
 use blazesym::{
     Pid,
@@ -23,6 +13,8 @@ use blazesym::{
         source::{Elf, Source},
     },
 };
+
+use super::bounded::BoundedReader;
 
 /// How long the intake waits for a process's maps and symbols.
 const WAIT: Duration = Duration::from_millis(300);
@@ -43,39 +35,20 @@ pub struct UserFrame {
 /// A user stack resolved, or why it could not be.
 pub type UserStack = Result<Vec<UserFrame>, String>;
 
-/// Resolves user stacks off the caller's thread (see the module's note).
-#[derive(Default)]
-pub struct UserStacks {
-    /// Set while a resolution has not come back in time.
-    stuck: Arc<AtomicBool>,
+/// Resolves user stacks off the caller's thread (see `bounded`).
+pub struct UserStacks(BoundedReader);
+
+impl Default for UserStacks {
+    fn default() -> Self {
+        Self(BoundedReader::new(WAIT))
+    }
 }
 
 impl UserStacks {
     /// Resolves `addresses` of process `tgid`, waiting at most [`WAIT`].
     pub fn resolve(&self, tgid: u32, addresses: &[u64]) -> UserStack {
-        if self.stuck.load(Ordering::Acquire) {
-            return Err("not read: an earlier process's maps are still blocked".into());
-        }
-        let (tx, rx) = mpsc::channel();
-        let stuck = Arc::clone(&self.stuck);
         let owned = addresses.to_vec();
-        stuck.store(true, Ordering::Release);
-        let spawned = std::thread::Builder::new()
-            .name("oomreap-ustack".into())
-            .spawn(move || {
-                let _ = tx.send(resolve_now(tgid, &owned));
-                stuck.store(false, Ordering::Release);
-            });
-        if let Err(err) = spawned {
-            self.stuck.store(false, Ordering::Release);
-            return Err(format!("cannot start a thread to read it: {err}"));
-        }
-        rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            Err(format!(
-                "its maps did not answer within {} ms (its mmap_lock is held)",
-                WAIT.as_millis()
-            ))
-        })
+        self.0.run(move || resolve_now(tgid, &owned))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::{
     clock::{WallClock, monotonic_now_ns},
     enrich::Enricher,
     recording::{RecordKind, RecordWriter, RecordingError},
-    tracker::{AttemptResult, Change, DomainMemory, ReadAt, Tracker, VictimId},
+    tracker::{AttemptResult, Change, DomainMemory, ReadAt, Tracker, VictimId, VictimVmas},
     wire::{DecodeError, Event, decode},
 };
 pub use crate::{
@@ -119,7 +119,7 @@ pub struct Intake {
     due: Option<Event>,
     /// Domain readings a replay read after a wire record, handed to the tracker once that
     /// record's event is applied, as they were live.
-    readings: Vec<(VictimId, DomainMemory)>,
+    readings: Vec<(VictimId, readings::Reading)>,
 }
 
 impl Intake {
@@ -469,8 +469,8 @@ impl Intake {
         let start = step.changes.len();
         self.tracker.apply_into(&event, &mut step.changes);
         step.event_times.push(at);
-        for (victim, memory) in std::mem::take(&mut self.readings) {
-            self.tracker.domain_read(victim, memory, &mut step.changes);
+        for (victim, reading) in std::mem::take(&mut self.readings) {
+            reading.hand_to(&mut self.tracker, victim, &mut step.changes);
         }
         self.annotate(start, step)
     }
@@ -495,6 +495,11 @@ impl Intake {
             }
             match &change {
                 Change::VictimMarked(id) => {
+                    if let Some(vmas) = read_vmas(enricher, &self.tracker, *id) {
+                        let reading = readings::Reading::Vmas(vmas);
+                        records.push(reading.to_record(*id));
+                        reading.hand_to(&mut self.tracker, *id, &mut step.changes);
+                    }
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
                     };
@@ -614,6 +619,21 @@ fn read_domain(
         at,
         read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
         kib,
+    })
+}
+
+/// Reads a victim's mappings as its kill arrives (its process known and not yet read).
+fn read_vmas(enricher: &Enricher, tracker: &Tracker, victim: VictimId) -> Option<VictimVmas> {
+    let v = tracker.victim(victim)?;
+    let tgid = v.kill.as_ref()?.victim.tgid?;
+    if v.vmas.is_some() {
+        return None;
+    }
+    let killed_at = v.killed_at_ns()?;
+    let classes = enricher.vmas(tgid);
+    Some(VictimVmas {
+        read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
+        classes,
     })
 }
 

@@ -1,12 +1,93 @@
-//! Readings of a victim's OOM domain, as context records: `domain_memory` as the kill
-//! arrived, `domain_after` once its memory was gone. Live, the intake takes them and hands
-//! them to the tracker; a replay reads them back and hands them over the same way, after
-//! the event they followed, so the tracker judges recovery as it did live.
+//! Readings, as context records: of a victim's OOM domain, `domain_memory` as the kill
+//! arrived and `domain_after` once its memory was gone; of its mappings, `victim_vmas` as
+//! the kill arrived. Live, the intake takes them and hands them to the tracker; a replay
+//! reads them back and hands them over the same way, after the event they followed, so the
+//! tracker judges as it did live.
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::tracker::{DomainMemory, ReadAt, VictimId};
+use crate::tracker::{DomainMemory, ReadAt, Tracker, VictimId, VictimVmas, VmaClasses};
+
+/// One reading for the tracker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reading {
+    Domain(DomainMemory),
+    Vmas(VictimVmas),
+}
+
+impl Reading {
+    /// Hands it to the tracker, which may add changes (a recovery, a loop).
+    pub fn hand_to(
+        self,
+        tracker: &mut Tracker,
+        victim: VictimId,
+        changes: &mut Vec<crate::tracker::Change>,
+    ) {
+        match self {
+            Self::Domain(memory) => tracker.domain_read(victim, memory, changes),
+            Self::Vmas(vmas) => tracker.vmas_read(victim, vmas),
+        }
+    }
+
+    /// Its context record.
+    pub fn to_record(&self, victim: VictimId) -> Value {
+        match self {
+            Self::Domain(memory) => to_record(victim, memory),
+            Self::Vmas(vmas) => vmas_record(victim, vmas),
+        }
+    }
+}
+
+/// The context record of a victim's mappings.
+fn vmas_record(victim: VictimId, vmas: &VictimVmas) -> Value {
+    let mut body = json!({"victim": victim.0, "read_after_ns": vmas.read_after_ns});
+    match &vmas.classes {
+        Ok(c) => {
+            body["classes"] = json!({
+                "vmas": c.vmas, "anon_kib": c.anon_kib, "shmem_kib": c.shmem_kib,
+                "file_kib": c.file_kib, "hugetlb_kib": c.hugetlb_kib, "pfnmap_kib": c.pfnmap_kib,
+            })
+        }
+        Err(why) => body["error"] = json!(why),
+    }
+    json!({ "victim_vmas": body })
+}
+
+fn vmas_from_record(body: &Value) -> Result<(VictimId, VictimVmas), String> {
+    let victim = body["victim"]
+        .as_u64()
+        .ok_or("victim_vmas without victim")?;
+    let read_after_ns = body["read_after_ns"]
+        .as_u64()
+        .ok_or("victim_vmas without read_after_ns")?;
+    let classes = match (body.get("classes"), body["error"].as_str()) {
+        (Some(c), _) => {
+            let n = |key: &str| {
+                c[key]
+                    .as_u64()
+                    .ok_or_else(|| format!("victim_vmas classes without {key}"))
+            };
+            Ok(VmaClasses {
+                vmas: u32::try_from(n("vmas")?).map_err(|_| "victim_vmas: too many vmas")?,
+                anon_kib: n("anon_kib")?,
+                shmem_kib: n("shmem_kib")?,
+                file_kib: n("file_kib")?,
+                hugetlb_kib: n("hugetlb_kib")?,
+                pfnmap_kib: n("pfnmap_kib")?,
+            })
+        }
+        (None, Some(why)) => Err(why.to_owned()),
+        (None, None) => return Err("victim_vmas without classes or error".into()),
+    };
+    Ok((
+        VictimId(victim),
+        VictimVmas {
+            read_after_ns,
+            classes,
+        },
+    ))
+}
 
 /// The context record of a reading.
 pub fn to_record(victim: VictimId, memory: &DomainMemory) -> Value {
@@ -28,7 +109,15 @@ pub fn to_record(victim: VictimId, memory: &DomainMemory) -> Value {
 }
 
 /// The reading a context record holds, if it is one; a malformed one is an error.
-pub fn from_record(record: &Value) -> Result<Option<(VictimId, DomainMemory)>, String> {
+pub fn from_record(record: &Value) -> Result<Option<(VictimId, Reading)>, String> {
+    if let Some(body) = record.get("victim_vmas") {
+        let (victim, vmas) = vmas_from_record(body)?;
+        return Ok(Some((victim, Reading::Vmas(vmas))));
+    }
+    Ok(domain_from_record(record)?.map(|(victim, memory)| (victim, Reading::Domain(memory))))
+}
+
+fn domain_from_record(record: &Value) -> Result<Option<(VictimId, DomainMemory)>, String> {
     let (key, body) = match (record.get("domain_memory"), record.get("domain_after")) {
         (Some(body), _) => ("domain_memory", body),
         (None, Some(body)) => ("domain_after", body),
@@ -89,7 +178,32 @@ mod tests {
         for (i, memory) in readings.iter().enumerate() {
             let text = to_record(VictimId(i as u64), memory).to_string();
             let back = from_record(&serde_json::from_str(&text).unwrap()).unwrap();
-            assert_eq!(back, Some((VictimId(i as u64), memory.clone())));
+            assert_eq!(
+                back,
+                Some((VictimId(i as u64), Reading::Domain(memory.clone())))
+            );
+        }
+        let vmas = [
+            VictimVmas {
+                read_after_ns: 3,
+                classes: Ok(VmaClasses {
+                    vmas: 9,
+                    anon_kib: 1,
+                    shmem_kib: 2,
+                    file_kib: 3,
+                    hugetlb_kib: 4,
+                    pfnmap_kib: 5,
+                }),
+            },
+            VictimVmas {
+                read_after_ns: 4,
+                classes: Err("gone".into()),
+            },
+        ];
+        for reading in vmas.map(Reading::Vmas) {
+            let text = reading.to_record(VictimId(7)).to_string();
+            let back = from_record(&serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(back, Some((VictimId(7), reading)));
         }
         assert_eq!(from_record(&json!({"cgroup": {}})), Ok(None));
     }
@@ -108,6 +222,11 @@ mod tests {
             from_record(&json!({"domain_after":
                 {"victim": 1, "read_after_ns": 2, "kib": {}, "at": "later"}})),
             Err("domain_after at an unknown moment: \"later\"".into())
+        );
+        assert_eq!(
+            from_record(&json!({"victim_vmas": {"victim": 1, "read_after_ns": 2,
+                "classes": {"vmas": 1}}})),
+            Err("victim_vmas classes without anon_kib".into())
         );
     }
 }

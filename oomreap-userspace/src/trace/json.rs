@@ -7,7 +7,8 @@ use crate::{
     intake::{Annotations, Intake, UserFrame, user_frame_json},
     tracker::{
         AttemptResult, Change, DomainMemory, GiveUpCause, LockSnapshot, MarkVictim, OomLoop,
-        Recovery, RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, has_mmf_oom_skip,
+        Recovery, RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, VictimVmas,
+        has_mmf_oom_skip,
     },
     wording::kernel_frame,
 };
@@ -239,6 +240,28 @@ fn unreapable_json(u: &Unreapable) -> Value {
     })
 }
 
+/// What a kill's `unreapable` adds: the victim's mappings by class as read at the kill
+/// (`vmas`: `count`, `anon_kib`, …, `read_after_ns`; or `error` and `read_after_ns`).
+fn unreapable_at_kill_json(v: &Victim, u: &Unreapable) -> Value {
+    let mut value = unreapable_json(u);
+    value["vmas"] = match v.vmas.as_deref() {
+        Some(VictimVmas {
+            read_after_ns,
+            classes: Ok(c),
+        }) => json!({
+            "count": c.vmas, "anon_kib": c.anon_kib, "shmem_kib": c.shmem_kib,
+            "file_kib": c.file_kib, "hugetlb_kib": c.hugetlb_kib, "pfnmap_kib": c.pfnmap_kib,
+            "read_after_ns": read_after_ns,
+        }),
+        Some(VictimVmas {
+            read_after_ns,
+            classes: Err(why),
+        }) => json!({"error": why, "read_after_ns": read_after_ns}),
+        None => Value::Null,
+    };
+    value
+}
+
 /// An OOM loop's start or end, as `oom_loop` says it (docs/events.md).
 fn oom_loop_json(l: &OomLoop, started: bool, annotations: &Annotations) -> Value {
     json!({
@@ -305,7 +328,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "trigger": trigger_json(v, k, cx.annotations()),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
-        "unreapable": v.unreapable_at_kill().as_ref().map(unreapable_json),
+        "unreapable": v.unreapable_at_kill().map(|u| unreapable_at_kill_json(v, &u)),
         "domain_memory": v.domain_at_kill.as_ref().map(|m| domain_memory_json(m, cx.annotations())),
         "oom_domain": k.domain.as_ref().map(|d| {
             let badness = v.badness();

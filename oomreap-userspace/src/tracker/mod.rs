@@ -30,7 +30,7 @@ pub use recovery::{
     Cause, DomainMemory, GOT_BACK_PERCENT, HEADROOM_PERCENT, PINNED_PERCENT, ReadAt, Recovery,
     Verdict,
 };
-pub use unreapable::Unreapable;
+pub use unreapable::{Unreapable, VictimVmas, VmaClasses};
 pub use victim::{
     Attempt, AttemptResult, GiveUpCause, MreleaseCall, Outcome, REFUSALS_KEPT, Victim, VictimId,
 };

@@ -187,3 +187,49 @@ fn a_better_reading_replaces_a_worse_until_the_verdict() {
         "judged: nothing more is read"
     );
 }
+
+#[test]
+fn a_victims_mappings_make_its_unreapable_exact_and_only_at_the_kill() {
+    let mut t = Tracker::default();
+    t.apply(&event(&kill_at(1_000, 7, "hog")));
+    let id = t.victims().last().unwrap().id;
+    // Before its mappings are read: from the RSS counters, hugetlb and PFN maps unknown.
+    let inferred = t.victim(id).unwrap().unreapable_at_kill().unwrap();
+    assert!(inferred.inferred);
+    assert_eq!((inferred.hugetlb_kib, inferred.pfnmap_kib), (None, None));
+    let classes = VmaClasses {
+        vmas: 12,
+        anon_kib: 60_000,
+        shmem_kib: 96_000,
+        file_kib: 900,
+        hugetlb_kib: 2048,
+        pfnmap_kib: 24,
+    };
+    t.vmas_read(
+        id,
+        VictimVmas {
+            read_after_ns: 1_000_000,
+            classes: Ok(classes),
+        },
+    );
+    let exact = t.victim(id).unwrap().unreapable_at_kill().unwrap();
+    assert!(!exact.inferred);
+    assert_eq!(
+        (
+            exact.shmem_kib,
+            exact.shared_file_kib,
+            exact.hugetlb_kib,
+            exact.pfnmap_kib
+        ),
+        (96_000, 900, Some(2048), Some(24))
+    );
+    // A read that failed leaves the counters' figures.
+    t.vmas_read(
+        id,
+        VictimVmas {
+            read_after_ns: 1_000_000,
+            classes: Err("gone".into()),
+        },
+    );
+    assert!(t.victim(id).unwrap().unreapable_at_kill().unwrap().inferred);
+}

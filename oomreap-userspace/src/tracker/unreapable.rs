@@ -3,11 +3,47 @@
 //! pages charged while anyone holds them; unmapping file pages frees no page cache; hugetlb
 //! and VM_PFNMAP mappings are skipped; an mmu notifier that refuses leaves its range.
 //!
-//! Derived from the RSS counters the kill and each reap pass carry (`inferred`): at the kill,
-//! the victim's shmem and file RSS; after a pass, what the pass left of each. The counters do
-//! not see hugetlb or PFN mappings, so those are unknown (`None`) here.
-use super::{AttemptResult, Victim};
+//! At the kill, exact where the victim's mappings were read (/proc/PID/smaps, VMA by VMA,
+//! handed over as [`VictimVmas`]); else derived from the RSS counters the kill carries
+//! (`inferred`), which do not see hugetlb or PFN mappings (`None` then). After a pass, what
+//! the pass left of each counter, hugetlb and PFN mappings as read at the kill (the reaper
+//! skips them).
+use super::{AttemptResult, Tracker, Victim, VictimId};
 use crate::wire::Rss;
+
+/// A victim's memory by class, summed over its mappings (KiB).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmaClasses {
+    /// How many mappings were read.
+    pub vmas: u32,
+    /// Anonymous memory of private mappings: what a reap frees.
+    pub anon_kib: u64,
+    /// Shared memory mapped (shmem, tmpfs, memfd, SysV, shared anonymous), beyond anon.
+    pub shmem_kib: u64,
+    /// File pages mapped, beyond anon.
+    pub file_kib: u64,
+    /// hugetlb pages mapped.
+    pub hugetlb_kib: u64,
+    /// The size of VM_PFNMAP mappings (they have no pages to count).
+    pub pfnmap_kib: u64,
+}
+
+/// A victim's mappings as read when its kill arrived, or why they could not be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VictimVmas {
+    /// How long after the kill they were read.
+    pub read_after_ns: u64,
+    pub classes: Result<VmaClasses, String>,
+}
+
+impl Tracker {
+    /// Hands over victim `id`'s mappings, read as its kill arrived.
+    pub fn vmas_read(&mut self, id: VictimId, vmas: VictimVmas) {
+        if let Some(v) = self.victim_mut(id) {
+            v.vmas = Some(Box::new(vmas));
+        }
+    }
+}
 
 /// The victim's memory a reap cannot free, by class (KiB).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,11 +64,12 @@ pub struct Unreapable {
 
 impl Unreapable {
     fn from_rss(rss: &Rss, left_anon: Option<u64>, v: &Victim) -> Self {
+        let read = v.vmas.as_ref().and_then(|m| m.classes.as_ref().ok());
         Self {
             shmem_kib: rss.shmem_kib,
             shared_file_kib: rss.file_kib,
-            hugetlb_kib: None,
-            pfnmap_kib: None,
+            hugetlb_kib: read.map(|c| c.hugetlb_kib),
+            pfnmap_kib: read.map(|c| c.pfnmap_kib),
             left_anon_kib: left_anon,
             refused_ranges: v.notifier_refusals.iter().filter_map(|r| r.range).collect(),
             inferred: true,
@@ -41,8 +78,24 @@ impl Unreapable {
 }
 
 impl Victim {
-    /// At the kill: its shmem and file RSS.
+    /// At the kill: by class from its mappings where they were read, else its shmem and file
+    /// RSS.
     pub fn unreapable_at_kill(&self) -> Option<Unreapable> {
+        if let Some(read) = self.vmas.as_ref().and_then(|m| m.classes.as_ref().ok()) {
+            return Some(Unreapable {
+                shmem_kib: read.shmem_kib,
+                shared_file_kib: read.file_kib,
+                hugetlb_kib: Some(read.hugetlb_kib),
+                pfnmap_kib: Some(read.pfnmap_kib),
+                left_anon_kib: None,
+                refused_ranges: self
+                    .notifier_refusals
+                    .iter()
+                    .filter_map(|r| r.range)
+                    .collect(),
+                inferred: false,
+            });
+        }
         let m = self.memory_at_kill()?;
         let rss = Rss {
             anon_kib: m.anon_rss_kib,

@@ -188,6 +188,8 @@ pub struct Victim {
     /// Its OOM domain's memory as the kill arrived, and once its memory was gone (boxed, as
     /// the recovery: ten thousand victims are kept, most never read).
     pub domain_at_kill: Option<Box<super::DomainMemory>>,
+    /// Its mappings by class, read from /proc/PID/smaps as the kill arrived.
+    pub vmas: Option<Box<super::VictimVmas>>,
     pub domain_after: Option<Box<super::DomainMemory>>,
     /// Whether the kill gave the domain memory back; judged once it is final and read.
     pub recovery: Option<Box<super::Recovery>>,
@@ -245,6 +247,7 @@ impl Victim {
             finished_at_ns: None,
             retries_before: Vec::new(),
             domain_at_kill: None,
+            vmas: None,
             domain_after: None,
             recovery: None,
         }

@@ -2,9 +2,9 @@
 //! caller's thread and given up after a bound.
 //!
 //! That lock is the very one an OOM victim's trouble is often about: a read queued behind
-//! a writer would stall the intake as long as the jam lasts. The read runs on a thread of
-//! its own; the caller waits at most the bound; while one read is still stuck, no other
-//! starts (so a jam costs one thread, not one per kill).
+//! a writer would stall the intake as long as the jam lasts. The reads run on a thread of
+//! their own; the caller waits at most the bound; while one read is still stuck, no other
+//! is queued behind it.
 use std::{
     sync::{
         Arc,
@@ -14,17 +14,26 @@ use std::{
     time::Duration,
 };
 
-/// Runs reads one at a time, each waited for at most `wait`.
-pub struct BoundedReader {
+/// A job for the reader's thread, given the thread's own state.
+type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
+
+/// Runs reads one at a time on a thread of its own, each waited for at most `wait`. The
+/// thread keeps state `S` between reads (made there, so it need not be `Send`: a symbolizer
+/// and its cache of parsed files, for example) and starts with the first read.
+pub struct BoundedReader<S> {
     wait: Duration,
+    make: Option<Box<dyn FnOnce() -> S + Send>>,
+    jobs: Option<mpsc::Sender<Job<S>>>,
     /// Set while a read has not come back.
     busy: Arc<AtomicBool>,
 }
 
-impl BoundedReader {
-    pub fn new(wait: Duration) -> Self {
+impl<S: 'static> BoundedReader<S> {
+    pub fn new(wait: Duration, make: impl FnOnce() -> S + Send + 'static) -> Self {
         Self {
             wait,
+            make: Some(Box::new(make)),
+            jobs: None,
             busy: Arc::default(),
         }
     }
@@ -32,8 +41,8 @@ impl BoundedReader {
     /// `read`'s result, or why there is none: it did not answer within the bound, or an
     /// earlier read is still stuck.
     pub fn run<T: Send + 'static>(
-        &self,
-        read: impl FnOnce() -> Result<T, String> + Send + 'static,
+        &mut self,
+        read: impl FnOnce(&mut S) -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
         if self.busy.swap(true, Ordering::AcqRel) {
             return Err(
@@ -42,15 +51,16 @@ impl BoundedReader {
         }
         let (tx, rx) = mpsc::channel();
         let busy = Arc::clone(&self.busy);
-        let spawned = std::thread::Builder::new()
-            .name("oomreap-mmread".into())
-            .spawn(move || {
-                let _ = tx.send(read());
-                busy.store(false, Ordering::Release);
-            });
-        if let Err(err) = spawned {
+        let job: Job<S> = Box::new(move |state| {
+            let _ = tx.send(read(state));
+            busy.store(false, Ordering::Release);
+        });
+        if let Err(why) = self.jobs().and_then(|jobs| {
+            jobs.send(job)
+                .map_err(|_| "the reading thread is gone".to_owned())
+        }) {
             self.busy.store(false, Ordering::Release);
-            return Err(format!("cannot start a thread to read it: {err}"));
+            return Err(why);
         }
         rx.recv_timeout(self.wait).unwrap_or_else(|_| {
             Err(format!(
@@ -58,6 +68,30 @@ impl BoundedReader {
                 self.wait.as_millis()
             ))
         })
+    }
+
+    /// The thread's queue, starting the thread the first time.
+    fn jobs(&mut self) -> Result<&mpsc::Sender<Job<S>>, String> {
+        if self.jobs.is_none() {
+            let make = self
+                .make
+                .take()
+                .ok_or("the reading thread could not start")?;
+            let (tx, rx) = mpsc::channel::<Job<S>>();
+            std::thread::Builder::new()
+                .name("oomreap-mmread".into())
+                .spawn(move || {
+                    let mut state = make();
+                    for job in rx {
+                        job(&mut state);
+                    }
+                })
+                .map_err(|err| format!("cannot start a thread to read it: {err}"))?;
+            self.jobs = Some(tx);
+        }
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| "no reading thread".to_owned())
     }
 }
 
@@ -67,16 +101,16 @@ mod tests {
 
     #[test]
     fn a_read_that_does_not_answer_is_given_up_and_blocks_the_next() {
-        let reader = BoundedReader::new(Duration::from_millis(20));
+        let mut reader = BoundedReader::new(Duration::from_millis(20), || 0u32);
         let (release, held) = mpsc::channel::<()>();
         let why = reader
-            .run(move || {
+            .run(move |_| {
                 let _ = held.recv();
                 Ok(1)
             })
             .unwrap_err();
         assert!(why.contains("did not answer within 20 ms"), "{why}");
-        let why = reader.run(|| Ok(2)).unwrap_err();
+        let why = reader.run(|_| Ok(2)).unwrap_err();
         assert!(why.contains("still blocked"), "{why}");
         // Once it returns, reads run again.
         release.send(()).unwrap();
@@ -84,6 +118,18 @@ mod tests {
         while reader.busy.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(reader.run(|| Ok(3)), Ok(3));
+        assert_eq!(reader.run(|_| Ok(3)), Ok(3));
+    }
+
+    #[test]
+    fn the_threads_state_lasts_from_read_to_read() {
+        let mut reader = BoundedReader::new(Duration::from_secs(5), || 0u32);
+        for expected in 1..=3 {
+            let count = reader.run(|n: &mut u32| {
+                *n += 1;
+                Ok(*n)
+            });
+            assert_eq!(count, Ok(expected));
+        }
     }
 }

@@ -120,12 +120,12 @@ impl<P: ProcSource> Enricher<P> {
     }
 
     /// Process `tgid`'s memory by class, mapping by mapping (see `vmas`).
-    pub fn vmas(&self, tgid: u32) -> Result<crate::tracker::VmaClasses, String> {
+    pub fn vmas(&mut self, tgid: u32) -> Result<crate::tracker::VmaClasses, String> {
         self.vmas.read(tgid)
     }
 
     /// A user stack of process `tgid` as modules, offsets and symbols (see `user_stack`).
-    pub fn user_stack(&self, tgid: u32, addresses: &[u64]) -> UserStack {
+    pub fn user_stack(&mut self, tgid: u32, addresses: &[u64]) -> UserStack {
         self.user_stacks.resolve(tgid, addresses)
     }
 

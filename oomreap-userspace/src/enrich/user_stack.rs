@@ -35,31 +35,32 @@ pub struct UserFrame {
 /// A user stack resolved, or why it could not be.
 pub type UserStack = Result<Vec<UserFrame>, String>;
 
-/// Resolves user stacks off the caller's thread (see `bounded`).
-pub struct UserStacks(BoundedReader);
+/// Resolves user stacks off the caller's thread (see `bounded`), with one symbolizer whose
+/// parsed symbol tables serve every kill of the same binaries.
+pub struct UserStacks(BoundedReader<Symbolizer>);
 
 impl Default for UserStacks {
     fn default() -> Self {
-        Self(BoundedReader::new(WAIT))
+        Self(BoundedReader::new(WAIT, Symbolizer::new))
     }
 }
 
 impl UserStacks {
     /// Resolves `addresses` of process `tgid`, waiting at most [`WAIT`].
-    pub fn resolve(&self, tgid: u32, addresses: &[u64]) -> UserStack {
+    pub fn resolve(&mut self, tgid: u32, addresses: &[u64]) -> UserStack {
         let owned = addresses.to_vec();
-        self.0.run(move || resolve_now(tgid, &owned))
+        self.0
+            .run(move |symbolizer| resolve_now(symbolizer, tgid, &owned))
     }
 }
 
 /// Module and offset of each address from the process's maps, then symbols from each
 /// module's file (as the process saw it, through /proc/PID/root, else on our side).
-fn resolve_now(tgid: u32, addresses: &[u64]) -> UserStack {
+fn resolve_now(symbolizer: &Symbolizer, tgid: u32, addresses: &[u64]) -> UserStack {
     let normalizer = Normalizer::new();
     let normalized = normalizer
         .normalize_user_addrs(Pid::from(tgid), addresses)
         .map_err(|err| gone_or(tgid, format!("cannot read /proc/{tgid}/maps: {err}")))?;
-    let symbolizer = Symbolizer::new();
     let frames: Vec<UserFrame> = addresses
         .iter()
         .enumerate()
@@ -80,7 +81,7 @@ fn resolve_now(tgid: u32, addresses: &[u64]) -> UserStack {
             };
             UserFrame {
                 address,
-                symbol: symbol_at(&symbolizer, tgid, &path, offset),
+                symbol: symbol_at(symbolizer, tgid, &path, offset),
                 module: Some(path.display().to_string()),
                 offset: Some(offset),
             }

@@ -14,18 +14,18 @@ use crate::tracker::VmaClasses;
 const WAIT: Duration = Duration::from_millis(300);
 
 /// Reads victims' smaps off the caller's thread.
-pub struct VmaReader(BoundedReader);
+pub struct VmaReader(BoundedReader<()>);
 
 impl Default for VmaReader {
     fn default() -> Self {
-        Self(BoundedReader::new(WAIT))
+        Self(BoundedReader::new(WAIT, || ()))
     }
 }
 
 impl VmaReader {
     /// Process `tgid`'s memory by class, or why it could not be read.
-    pub fn read(&self, tgid: u32) -> Result<VmaClasses, String> {
-        self.0.run(move || {
+    pub fn read(&mut self, tgid: u32) -> Result<VmaClasses, String> {
+        self.0.run(move |()| {
             let exited = || format!("process {tgid} had exited before its mappings could be read");
             let smaps =
                 std::fs::read_to_string(format!("/proc/{tgid}/smaps")).map_err(|err| match err

@@ -623,7 +623,7 @@ fn read_domain(
 }
 
 /// Reads a victim's mappings as its kill arrives (its process known and not yet read).
-fn read_vmas(enricher: &Enricher, tracker: &Tracker, victim: VictimId) -> Option<VictimVmas> {
+fn read_vmas(enricher: &mut Enricher, tracker: &Tracker, victim: VictimId) -> Option<VictimVmas> {
     let v = tracker.victim(victim)?;
     let tgid = v.kill.as_ref()?.victim.tgid?;
     if v.vmas.is_some() {

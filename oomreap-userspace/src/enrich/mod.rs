@@ -17,7 +17,10 @@ use std::{
 pub use pods::{PodDirectory, PodIdentity};
 pub use user_stack::{UserFrame, UserStack, UserStacks};
 
-use crate::cgroup::MemoryHierarchy;
+use crate::{
+    cgroup::MemoryHierarchy,
+    tracker::{VictimId, VictimVmas},
+};
 
 /// How many folders a cgroup id search visits at most, so a huge hierarchy cannot stall us.
 const MAX_CGROUP_DIRS: usize = 100_000;
@@ -119,9 +122,15 @@ impl<P: ProcSource> Enricher<P> {
         }
     }
 
-    /// Process `tgid`'s memory by class, mapping by mapping (see `vmas`).
-    pub fn vmas(&mut self, tgid: u32) -> Result<crate::tracker::VmaClasses, String> {
-        self.vmas.read(tgid)
+    /// Asks for victim `id`'s mappings by class (process `tgid`, killed at `killed_at_ns`),
+    /// read off the caller's thread (see `vmas`); false if they will not be read.
+    pub fn ask_vmas(&mut self, id: VictimId, tgid: u32, killed_at_ns: u64) -> bool {
+        self.vmas.ask(id, tgid, killed_at_ns)
+    }
+
+    /// The mappings read since the last call.
+    pub fn vmas_read(&mut self) -> Vec<(VictimId, VictimVmas)> {
+        self.vmas.answers()
     }
 
     /// A user stack of process `tgid` as modules, offsets and symbols (see `user_stack`).

@@ -14,7 +14,7 @@ use blazesym::{
     },
 };
 
-use super::bounded::BoundedReader;
+use super::bounded::{BoundedReader, exiting};
 
 /// How long the intake waits for a process's maps and symbols.
 const WAIT: Duration = Duration::from_millis(300);
@@ -48,6 +48,13 @@ impl Default for UserStacks {
 impl UserStacks {
     /// Resolves `addresses` of process `tgid`, waiting at most [`WAIT`].
     pub fn resolve(&mut self, tgid: u32, addresses: &[u64]) -> UserStack {
+        // A victim that hit the limit itself is usually exiting by now: its exit holds the
+        // mmap_lock while it unmaps, so reading its maps would wait only to find them gone.
+        if exiting(tgid) {
+            return Err(format!(
+                "process {tgid} was exiting before its maps could be read"
+            ));
+        }
         let owned = addresses.to_vec();
         self.0
             .run(move |symbolizer| resolve_now(symbolizer, tgid, &owned))
@@ -102,16 +109,29 @@ fn gone_or(tgid: u32, why: String) -> String {
     }
 }
 
-/// `function+0xoffset` at a file offset of an ELF file, demangled.
+/// `function+0xoffset` at a file offset of an ELF file, demangled. The file as the process
+/// sees it: the same path where it shares our root (so the symbolizer's cache of parsed
+/// files serves every process of a binary), else through /proc/PID/root (a container).
 fn symbol_at(symbolizer: &Symbolizer, tgid: u32, path: &Path, offset: u64) -> Option<String> {
-    let inside = Path::new(&format!("/proc/{tgid}/root")).join(path.strip_prefix("/").ok()?);
-    [inside.as_path(), path].into_iter().find_map(|file| {
-        let source = Source::Elf(Elf::new(file));
-        match symbolizer.symbolize_single(&source, Input::FileOffset(offset)) {
-            Ok(Symbolized::Sym(sym)) => Some(format!("{}+{:#x}", sym.name, sym.offset)),
-            _ => None,
-        }
-    })
+    let root = format!("/proc/{tgid}/root");
+    let file = if same_file(Path::new(&root), Path::new("/proc/self/root")) {
+        path.to_owned()
+    } else {
+        Path::new(&root).join(path.strip_prefix("/").ok()?)
+    };
+    match symbolizer.symbolize_single(&Source::Elf(Elf::new(file)), Input::FileOffset(offset)) {
+        Ok(Symbolized::Sym(sym)) => Some(format!("{}+{:#x}", sym.name, sym.offset)),
+        _ => None,
+    }
+}
+
+/// Both paths lead to the same file (or directory).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

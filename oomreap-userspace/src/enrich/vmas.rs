@@ -4,44 +4,122 @@
 //! shared anonymous), whose pages stay charged while anyone holds them; file pages, whose
 //! page cache unmapping does not free. Only private anonymous memory is left to reap.
 //!
-//! smaps takes the victim's mmap_lock, so the read is bounded (see `bounded`).
-use std::{collections::HashSet, time::Duration};
+//! smaps takes the victim's mmap_lock, and a victim is read as its kill arrives, when it is
+//! often already exiting (its exit holds that lock while it unmaps everything) or stuck
+//! behind a jammed lock: so the reads run on a thread of their own and the intake never waits
+//! for them. It asks at the kill and takes what has come back at each later step.
+use std::{
+    collections::HashSet,
+    sync::mpsc::{self, Receiver, Sender},
+};
 
-use super::bounded::BoundedReader;
-use crate::tracker::VmaClasses;
+use crate::{
+    clock::monotonic_now_ns,
+    tracker::{VictimId, VictimVmas, VmaClasses},
+};
 
-/// How long the intake waits for a victim's smaps.
-const WAIT: Duration = Duration::from_millis(300);
+/// Reads asked for and not yet answered at most; beyond, a kill's mappings are not read (a
+/// jammed lock holds the thread, and the asks must not pile up behind it).
+const MAX_PENDING: usize = 64;
 
-/// Reads victims' smaps off the caller's thread.
-pub struct VmaReader(BoundedReader<()>);
+/// A read asked for: the victim, its process and when it was killed (monotonic ns).
+type Ask = (VictimId, u32, u64);
 
-impl Default for VmaReader {
-    fn default() -> Self {
-        Self(BoundedReader::new(WAIT, || ()))
-    }
+/// The reading thread's two ends: asks in, readings out.
+type Worker = (Sender<Ask>, Receiver<(VictimId, VictimVmas)>);
+
+/// Reads victims' smaps on a thread of its own, started at the first ask.
+#[derive(Default)]
+pub struct VmaReader {
+    worker: Option<Worker>,
+    pending: usize,
 }
 
 impl VmaReader {
-    /// Process `tgid`'s memory by class, or why it could not be read.
-    pub fn read(&mut self, tgid: u32) -> Result<VmaClasses, String> {
-        self.0.run(move |()| {
-            let exited = || format!("process {tgid} had exited before its mappings could be read");
-            let smaps =
-                std::fs::read_to_string(format!("/proc/{tgid}/smaps")).map_err(|err| match err
-                    .raw_os_error()
-                {
-                    Some(libc::ESRCH | libc::ENOENT) => exited(),
-                    _ => format!("cannot read /proc/{tgid}/smaps: {err}"),
-                })?;
-            if smaps.is_empty() {
-                return Err(exited());
-            }
-            let mountinfo =
-                std::fs::read_to_string(format!("/proc/{tgid}/mountinfo")).unwrap_or_default();
-            Ok(classify(&smaps, &memory_backed_devices(&mountinfo)))
-        })
+    /// Asks for victim `id`'s mappings (process `tgid`, killed at `killed_at_ns`); false if
+    /// too many asks are pending or the thread could not start.
+    pub fn ask(&mut self, id: VictimId, tgid: u32, killed_at_ns: u64) -> bool {
+        if self.pending >= MAX_PENDING {
+            return false;
+        }
+        let Some((asks, _)) = self.worker() else {
+            return false;
+        };
+        if asks.send((id, tgid, killed_at_ns)).is_err() {
+            return false;
+        }
+        self.pending += 1;
+        true
     }
+
+    /// The readings that came back since the last call.
+    pub fn answers(&mut self) -> Vec<(VictimId, VictimVmas)> {
+        let Some((_, answers)) = &self.worker else {
+            return Vec::new();
+        };
+        let got: Vec<_> = answers.try_iter().collect();
+        self.pending = self.pending.saturating_sub(got.len());
+        got
+    }
+
+    fn worker(&mut self) -> Option<&Worker> {
+        if self.worker.is_none() {
+            let (ask_tx, ask_rx) = mpsc::channel::<Ask>();
+            let (answer_tx, answer_rx) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("oomreap-smaps".into())
+                .spawn(move || {
+                    for (id, tgid, killed_at) in ask_rx {
+                        let classes = read(tgid);
+                        let vmas = VictimVmas {
+                            read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
+                            classes,
+                        };
+                        if answer_tx.send((id, vmas)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .ok()?;
+            self.worker = Some((ask_tx, answer_rx));
+        }
+        self.worker.as_ref()
+    }
+}
+
+/// Process `tgid`'s memory by class, or why it could not be read. No check that it is
+/// exiting: a stuck victim's leader is (it was SIGKILLed), while a thread of it, stuck in the
+/// kernel, keeps its memory mapped.
+fn read(tgid: u32) -> Result<VmaClasses, String> {
+    let smaps = smaps_of(tgid)?;
+    let mountinfo = std::fs::read_to_string(format!("/proc/{tgid}/mountinfo")).unwrap_or_default();
+    Ok(classify(&smaps, &memory_backed_devices(&mountinfo)))
+}
+
+/// The process's smaps, through any of its threads: once a killed process's leader has
+/// exited, its own smaps is empty while a thread stuck in the kernel keeps the memory mapped.
+fn smaps_of(tgid: u32) -> Result<String, String> {
+    let exited = || format!("process {tgid} had exited before its mappings could be read");
+    let read = |path: String| match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text),
+        Err(err) => match err.raw_os_error() {
+            Some(libc::ESRCH | libc::ENOENT) => Ok(String::new()),
+            _ => Err(format!("cannot read {path}: {err}")),
+        },
+    };
+    let smaps = read(format!("/proc/{tgid}/smaps"))?;
+    if !smaps.is_empty() {
+        return Ok(smaps);
+    }
+    let threads = std::fs::read_dir(format!("/proc/{tgid}/task")).map_err(|_| exited())?;
+    for thread in threads.filter_map(Result::ok) {
+        let path = thread.path().join("smaps");
+        let smaps = read(path.display().to_string())?;
+        if !smaps.is_empty() {
+            return Ok(smaps);
+        }
+    }
+    Err(exited())
 }
 
 /// A device number, `(major, minor)`.
@@ -243,8 +321,18 @@ VmFlags: rd wr sh mr mw me ms io pf dd sd
     }
 
     #[test]
-    fn our_own_mappings_sum_to_our_rss() {
-        let classes = VmaReader::default().read(std::process::id()).unwrap();
+    fn our_own_mappings_sum_to_our_rss_and_come_back_later() {
+        let mut reader = VmaReader::default();
+        assert!(reader.ask(VictimId(5), std::process::id(), monotonic_now_ns()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut answers = reader.answers();
+        while answers.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            answers = reader.answers();
+        }
+        let (id, vmas) = answers.pop().expect("an answer");
+        assert_eq!(id, VictimId(5));
+        let classes = vmas.classes.unwrap();
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let rss: u64 = status
             .lines()

@@ -21,7 +21,7 @@ use crate::{
     clock::{WallClock, monotonic_now_ns},
     enrich::Enricher,
     recording::{RecordKind, RecordWriter, RecordingError},
-    tracker::{AttemptResult, Change, DomainMemory, ReadAt, Tracker, VictimId, VictimVmas},
+    tracker::{AttemptResult, Change, DomainMemory, ReadAt, Tracker, VictimId},
     wire::{DecodeError, Event, decode},
 };
 pub use crate::{
@@ -482,6 +482,12 @@ impl Intake {
             return Ok(());
         };
         let mut records = Vec::new();
+        // Victims' mappings read since the last step (asked for at their kills).
+        for (victim, vmas) in enricher.vmas_read() {
+            let reading = readings::Reading::Vmas(vmas);
+            records.push(reading.to_record(victim));
+            reading.hand_to(&mut self.tracker, victim, &mut step.changes);
+        }
         // Readings may add changes (a recovery, a loop): those are annotated too.
         let mut next = start;
         while let Some(change) = step.changes.get(next).cloned() {
@@ -495,14 +501,15 @@ impl Intake {
             }
             match &change {
                 Change::VictimMarked(id) => {
-                    if let Some(vmas) = read_vmas(enricher, &self.tracker, *id) {
-                        let reading = readings::Reading::Vmas(vmas);
-                        records.push(reading.to_record(*id));
-                        reading.hand_to(&mut self.tracker, *id, &mut step.changes);
-                    }
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
                     };
+                    if let (Some(tgid), Some(killed_at)) = (
+                        v.kill.as_ref().and_then(|k| k.victim.tgid),
+                        v.killed_at_ns(),
+                    ) {
+                        enricher.ask_vmas(*id, tgid, killed_at);
+                    }
                     let domain = v
                         .kill
                         .as_ref()
@@ -619,21 +626,6 @@ fn read_domain(
         at,
         read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
         kib,
-    })
-}
-
-/// Reads a victim's mappings as its kill arrives (its process known and not yet read).
-fn read_vmas(enricher: &mut Enricher, tracker: &Tracker, victim: VictimId) -> Option<VictimVmas> {
-    let v = tracker.victim(victim)?;
-    let tgid = v.kill.as_ref()?.victim.tgid?;
-    if v.vmas.is_some() {
-        return None;
-    }
-    let killed_at = v.killed_at_ns()?;
-    let classes = enricher.vmas(tgid);
-    Some(VictimVmas {
-        read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
-        classes,
     })
 }
 

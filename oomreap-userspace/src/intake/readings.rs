@@ -1,6 +1,6 @@
 //! Readings, as context records: of a victim's OOM domain, `domain_memory` as the kill
-//! arrived and `domain_after` once its memory was gone; of its mappings, `victim_vmas` as
-//! the kill arrived. Live, the intake takes them and hands them to the tracker; a replay
+//! arrived and `domain_after` once its memory was gone; of its mappings, `victim_vmas` read
+//! after its kill, at the step where the reading joined. Live, the intake takes them and hands them to the tracker; a replay
 //! reads them back and hands them over the same way, after the event they followed, so the
 //! tracker judges as it did live.
 use std::collections::BTreeMap;

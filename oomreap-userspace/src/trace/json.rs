@@ -37,7 +37,10 @@ pub fn object(cx: &Intake, change: &Change) -> Option<Value> {
                 "wake",
                 v.woken_at_ns,
                 Some(v),
-                json!({"since_kill_ns": since}),
+                json!({
+                    "since_kill_ns": since,
+                    "unreapable": v.unreapable_at_kill().map(|u| unreapable_with_vmas(v, &u)),
+                }),
             )
         }
         Change::Attempt { victim, index } => {
@@ -240,9 +243,9 @@ fn unreapable_json(u: &Unreapable) -> Value {
     })
 }
 
-/// What a kill's `unreapable` adds: the victim's mappings by class as read at the kill
-/// (`vmas`: `count`, `anon_kib`, …, `read_after_ns`; or `error` and `read_after_ns`).
-fn unreapable_at_kill_json(v: &Victim, u: &Unreapable) -> Value {
+/// `unreapable` with the victim's mappings by class as read after the kill (`vmas`:
+/// `count`, `anon_kib`, …, `read_after_ns`; or `error` and `read_after_ns`; null before).
+fn unreapable_with_vmas(v: &Victim, u: &Unreapable) -> Value {
     let mut value = unreapable_json(u);
     value["vmas"] = match v.vmas.as_deref() {
         Some(VictimVmas {
@@ -328,7 +331,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "trigger": trigger_json(v, k, cx.annotations()),
         "parent_pid": k.parent_tgid,
         "retries_before": retries,
-        "unreapable": v.unreapable_at_kill().map(|u| unreapable_at_kill_json(v, &u)),
+        "unreapable": v.unreapable_at_kill().map(|u| unreapable_with_vmas(v, &u)),
         "domain_memory": v.domain_at_kill.as_ref().map(|m| domain_memory_json(m, cx.annotations())),
         "oom_domain": k.domain.as_ref().map(|d| {
             let badness = v.badness();
@@ -385,7 +388,7 @@ fn outcome_fields(v: &Victim) -> Value {
         "reap_calls": v.reap_calls.len(),
         "reap_calls_partial": v.reap_calls.iter().filter(|c| !c.complete).count(),
         "notifier_refusals": v.notifier_refusals.len(),
-        "unreapable": v.unreapable().as_ref().map(unreapable_json),
+        "unreapable": v.unreapable().map(|u| unreapable_with_vmas(v, &u)),
         // Known here when judged by the outcome; else in the `recovery` step that follows.
         "recovery": v.recovery.as_deref().map(recovery_json),
     })

@@ -3,11 +3,11 @@
 //! pages charged while anyone holds them; unmapping file pages frees no page cache; hugetlb
 //! and VM_PFNMAP mappings are skipped; an mmu notifier that refuses leaves its range.
 //!
-//! At the kill, exact where the victim's mappings were read (/proc/PID/smaps, VMA by VMA,
-//! handed over as [`VictimVmas`]); else derived from the RSS counters the kill carries
-//! (`inferred`), which do not see hugetlb or PFN mappings (`None` then). After a pass, what
-//! the pass left of each counter, hugetlb and PFN mappings as read at the kill (the reaper
-//! skips them).
+//! Before any reap, exact once the victim's mappings were read (/proc/PID/smaps, VMA by VMA,
+//! right after its kill: handed over as [`VictimVmas`]); until then derived from the
+//! RSS counters the kill carries (`inferred`), which do not see hugetlb or PFN mappings
+//! (`None` then). After a pass, what the pass left of each counter, hugetlb and PFN mappings
+//! as read (the reaper skips them).
 use super::{AttemptResult, Tracker, Victim, VictimId};
 use crate::wire::Rss;
 
@@ -28,7 +28,7 @@ pub struct VmaClasses {
     pub pfnmap_kib: u64,
 }
 
-/// A victim's mappings as read when its kill arrived, or why they could not be.
+/// A victim's mappings as read right after its kill, or why they could not be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VictimVmas {
     /// How long after the kill they were read.
@@ -37,7 +37,7 @@ pub struct VictimVmas {
 }
 
 impl Tracker {
-    /// Hands over victim `id`'s mappings, read as its kill arrived.
+    /// Hands over victim `id`'s mappings, read right after its kill.
     pub fn vmas_read(&mut self, id: VictimId, vmas: VictimVmas) {
         if let Some(v) = self.victim_mut(id) {
             v.vmas = Some(Box::new(vmas));
@@ -78,8 +78,8 @@ impl Unreapable {
 }
 
 impl Victim {
-    /// At the kill: by class from its mappings where they were read, else its shmem and file
-    /// RSS.
+    /// Before any reap: by class from its mappings once they were read, else its shmem and
+    /// file RSS at the kill.
     pub fn unreapable_at_kill(&self) -> Option<Unreapable> {
         if let Some(read) = self.vmas.as_ref().and_then(|m| m.classes.as_ref().ok()) {
             return Some(Unreapable {

@@ -188,7 +188,7 @@ pub struct Victim {
     /// Its OOM domain's memory as the kill arrived, and once its memory was gone (boxed, as
     /// the recovery: ten thousand victims are kept, most never read).
     pub domain_at_kill: Option<Box<super::DomainMemory>>,
-    /// Its mappings by class, read from /proc/PID/smaps as the kill arrived.
+    /// Its mappings by class, read from /proc/PID/smaps right after its kill.
     pub vmas: Option<Box<super::VictimVmas>>,
     pub domain_after: Option<Box<super::DomainMemory>>,
     /// Whether the kill gave the domain memory back; judged once it is final and read.

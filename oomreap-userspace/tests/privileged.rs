@@ -527,6 +527,15 @@ fn json_trace_and_its_recording_replay_the_same_lifecycle() {
             .map(|o| o["recovery"].clone())
     };
     assert_eq!(recovery(&replayed), recovery(&live));
+    // And its candidates from the recorded reading of the domain's processes.
+    let candidates = |objects: &[serde_json::Value]| {
+        objects
+            .iter()
+            .find(|o| o["step"] == "kill")
+            .map(|o| o["candidates"].clone())
+    };
+    assert!(candidates(&live).is_some_and(|c| c["listed"].is_array()));
+    assert_eq!(candidates(&replayed), candidates(&live));
 }
 
 #[test]

@@ -359,6 +359,90 @@ fn shared_memory_no_kill_frees_keeps_the_domain_full_and_loops() {
 }
 
 #[test]
+fn the_oom_killer_picks_the_smaller_process_oom_score_adj_did_not_protect() {
+    let test = "the_oom_killer_picks_the_smaller_process_oom_score_adj_did_not_protect";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if in_a_function_row(test, "candidates are read from /proc in every mode") {
+        return;
+    }
+    if !common::has_capability(CAP_SYS_RESOURCE) {
+        common::skip(
+            test,
+            "root here lacks CAP_SYS_RESOURCE, which lowering oom_score_adj to -900 needs",
+        );
+        return;
+    }
+    let traced = trace_scenario(&["adj-choice"]);
+    let report = &traced.report;
+    let victims = report["victims"].as_array().expect("victims");
+    assert_eq!(victims.len(), 1, "{report}");
+    assert_eq!(report["cgroup"]["oom_kills"], 1, "{report}");
+    let victim_pid = victims[0]["pid"].as_u64().expect("pid");
+    let protected = &report["protected"];
+    let protected_pid = protected["pid"].as_u64().expect("protected pid");
+    let steps = traced.steps.get(&victim_pid).map_or(&[][..], Vec::as_slice);
+    let kill = step(steps, "kill")[0];
+    let c = &kill["candidates"];
+    assert_eq!(c["exact"], false, "{kill}");
+    assert_eq!(c["victim_rank"], 1, "{kill}");
+    let listed = c["listed"].as_array().unwrap_or_else(|| panic!("{kill}"));
+    let find = |pid: u64| {
+        listed
+            .iter()
+            .find(|l| l["pid"] == pid)
+            .unwrap_or_else(|| panic!("no candidate {pid}: {kill}"))
+    };
+    let (chosen, spared) = (find(victim_pid), find(protected_pid));
+    assert_eq!(chosen["victim"], true, "{kill}");
+    assert_eq!(chosen["oom_score_adj"], 500, "{kill}");
+    assert_eq!(listed[0]["pid"], victim_pid, "{kill}");
+    assert_eq!(spared["oom_score_adj"], -900, "{kill}");
+    assert!(spared["skipped"].is_null(), "{kill}");
+    let points = |c: &Value| c["points"].as_i64().unwrap_or_else(|| panic!("{kill}"));
+    assert!(points(spared) < points(chosen), "{kill}");
+    // The larger one: more memory, fewer points, and the note says so.
+    let memory = |c: &Value| {
+        ["rss_kib", "swap_kib", "pgtables_kib"]
+            .iter()
+            .map(|k| c[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert!(memory(spared) > memory(chosen), "{kill}");
+    assert_eq!(c["spared_by_adj"], 1, "{kill}");
+    assert_eq!(
+        c["note"], "1 larger process had oom_score_adj ≤ -900",
+        "{kill}"
+    );
+    // The points agree with the kernel's own oom_score of the protected process, which
+    // weighs against the machine's pages and scales into 0..2000 (fs/proc/base.c:
+    // (1000 + points * 1000 / pages) * 2 / 3), within rounding.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let machine_pages = (kib("MemTotal:") + kib("SwapTotal:")) / 4;
+    let machine_points = memory(spared) as i64 / 4 + (-900) * (machine_pages / 1000);
+    let expected = (1000 + machine_points * 1000 / machine_pages) * 2 / 3;
+    let oom_score = protected["oom_score"].as_i64().expect("oom_score");
+    assert!(
+        (oom_score - expected).abs() <= 2,
+        "oom_score {oom_score}, from the candidate {expected}: {kill}"
+    );
+    assert!(
+        kill["candidates"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("chosen over 1 other: ")),
+        "{kill}"
+    );
+}
+
+#[test]
 fn a_tmpfs_file_keeps_the_domain_full_until_it_is_deleted() {
     let test = "a_tmpfs_file_keeps_the_domain_full_until_it_is_deleted";
     let Some(_lock) = privileged(test) else {
@@ -489,6 +573,12 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
     let kill = step(steps, "kill")[0];
     check_trigger_stack(kill);
     check_vma_classes(kill, step(steps, "wake")[0]);
+    // The victim was alone in its cgroup: the only candidate.
+    assert_eq!(
+        kill["candidates"]["summary"], "the only candidate",
+        "{kill}"
+    );
+    assert_eq!(kill["candidates"]["victim_rank"], 1, "{kill}");
     let memory = &kill["domain_memory"];
     assert_eq!(memory["scope"], "memcg", "{kill}");
     assert_eq!(
@@ -1121,6 +1211,9 @@ fn a_storm_of_1000_victims_loses_none_and_counts_none_twice() {
                 !step(steps, "outcome").is_empty(),
                 "victim {pid} has no outcome"
             );
+            // Each kill's candidates were read too (the victim ranks first among them).
+            let kill = step(steps, "kill")[0];
+            assert_eq!(kill["candidates"]["victim_rank"], 1, "{kill}");
         }
     }
     assert_eq!(tracked, cgroup_kills, "every kill the kernel counted, once");
@@ -1194,6 +1287,9 @@ fn an_interrupted_scenario_leaves_nothing_behind() {
     let stall = std::env::temp_dir().join(format!("oomreap-stall-{}", inject.pid()));
     assert!(!stall.exists(), "{} left behind", stall.display());
 }
+
+/// `include/uapi/linux/capability.h`.
+const CAP_SYS_RESOURCE: u32 = 24;
 
 /// The task that hit the limit (the hog itself): its kernel stack at the kill runs through
 /// the OOM killer, each frame named by the kernel (5.13+: `bpf_snprintf`), and its user

@@ -466,6 +466,11 @@ pub enum HelperRole {
         #[arg(long)]
         mib: u64,
     },
+    /// Touches N MiB and holds it until a second byte on stdin (adj-choice).
+    MemoryHolder {
+        #[arg(long)]
+        mib: u64,
+    },
     /// Writes a file of N MiB (a tmpfs one, in tmpfs-fill).
     TmpfsWriter {
         #[arg(long)]

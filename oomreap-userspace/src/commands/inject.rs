@@ -52,6 +52,7 @@ pub(crate) fn run_helper(role: HelperRole) -> anyhow::Result<ExitCode> {
         }
         HelperRole::HoldNetns => oomreap::inject::hold_netns(),
         HelperRole::ShmemHolder { mib } => oomreap::inject::shared::hold_region(mib),
+        HelperRole::MemoryHolder { mib } => oomreap::inject::adj::hold_memory(mib),
         HelperRole::TmpfsWriter { path, mib } => oomreap::inject::shared::fill_file(&path, mib),
         HelperRole::ShmemVictim { region, mib } => {
             oomreap::inject::shared::map_region_and_hog(&region, mib)

@@ -27,12 +27,13 @@ pub(crate) use trace::{run_record, run_trace};
 
 use crate::EXIT_LOST_EVENTS;
 
-/// Attaches and starts a live intake, recording to `record` if given; `stacks` reads lock
-/// holders' kernel stacks.
+/// Attaches and starts a live intake, recording to `record` if given; `stacks` and
+/// `candidates` read what a victim's detail and its candidates need (see `IntakeOptions`).
 pub(crate) fn live_intake(
     options: &CaptureOptions,
     record: Option<&std::path::Path>,
     stacks: bool,
+    candidates: bool,
 ) -> anyhow::Result<Intake> {
     let clock = WallClock::now();
     let record = record
@@ -42,7 +43,11 @@ pub(crate) fn live_intake(
     Ok(Intake::live(
         capture,
         clock,
-        IntakeOptions { record, stacks },
+        IntakeOptions {
+            record,
+            stacks,
+            candidates,
+        },
     )?)
 }
 

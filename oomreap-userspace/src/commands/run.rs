@@ -32,7 +32,7 @@ pub(crate) fn run_run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let report = with_runtime(async {
         // Stacks only for the recording: the report does not show them.
         let record = args.record.as_deref();
-        let intake = live_intake(&(&args.attach).into(), record, record.is_some())?;
+        let intake = live_intake(&(&args.attach).into(), record, record.is_some(), true)?;
         let mut session = Session::start(intake, scope);
         let mut child = tokio::process::Command::new(&args.command[0])
             .args(&args.command[1..])

@@ -21,7 +21,7 @@ pub(crate) fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("failed to start the async runtime")?
         .block_on(async {
-            let intake = live_intake(&(&args.attach).into(), None, false)?;
+            let intake = live_intake(&(&args.attach).into(), None, false, false)?;
             drop_capabilities(privilege::after_attach::SERVE);
             let scheme = options.scheme();
             oomreap::exporter::serve(

@@ -16,7 +16,7 @@ pub(crate) fn run_top(args: &TopArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     with_runtime(async {
-        let intake = live_intake(&(&args.attach).into(), None, true)?;
+        let intake = live_intake(&(&args.attach).into(), None, true, true)?;
         drop_capabilities(privilege::after_attach::TOP);
         tui::run(App::new(intake, None), shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)

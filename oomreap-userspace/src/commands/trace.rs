@@ -24,7 +24,7 @@ pub(crate) fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     }
     let record = args.record.as_deref();
     with_runtime(async {
-        let intake = live_intake(&(&args.attach).into(), record, true)?;
+        let intake = live_intake(&(&args.attach).into(), record, true, true)?;
         let summary = trace::run(
             intake,
             format,
@@ -41,7 +41,7 @@ pub(crate) fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
 /// nothing shown but losses.
 pub(crate) fn run_record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
     with_runtime(async {
-        let intake = live_intake(&(&args.attach).into(), Some(&args.file), true)?;
+        let intake = live_intake(&(&args.attach).into(), Some(&args.file), true, true)?;
         let summary = trace::run(
             intake,
             Format::Text,

@@ -3,6 +3,7 @@
 //! holders get their kernel stacks. Front ends use it; the tracker never does, so it stays
 //! pure. Every lookup may fail (the task exited, no root, no kallsyms) and says so.
 mod bounded;
+mod candidates;
 pub mod memory;
 mod pods;
 mod user_stack;
@@ -164,6 +165,21 @@ impl<P: ProcSource> Enricher<P> {
         self.cgroups.get(&id).and_then(Option::as_ref)
     }
 
+    /// The processes of an OOM domain (memory cgroup `memcg` and its descendants, or the
+    /// machine), as the OOM killer weighs them, and how many were left unread; for the
+    /// machine also the pages it weighs against.
+    pub fn domain_processes(&mut self, memcg: Option<u64>) -> (candidates::Processes, Option<u64>) {
+        let Some(id) = memcg else {
+            return (candidates::on_machine(), candidates::machine_pages());
+        };
+        let root = self.hierarchy.as_ref().map(|h| h.root.clone());
+        let dir = match (root, self.cgroup(id)) {
+            (Some(root), Some(info)) => root.join(info.path.trim_start_matches('/')),
+            _ => return (Err(format!("memory cgroup {id} was removed")), None),
+        };
+        (candidates::in_cgroup(&dir), None)
+    }
+
     /// What the OOM domain's memory is made of now: the memory cgroup `memcg`'s
     /// (`memory.stat`), or the machine's (`/proc/meminfo`) for a machine-wide OOM.
     pub fn domain_memory(&mut self, memcg: Option<u64>) -> Result<memory::MemoryByKind, String> {
@@ -253,6 +269,16 @@ fn parse_kallsyms(text: &str) -> HashMap<u64, String> {
         .collect()
 }
 
+/// The folders directly in `dir` (none where it cannot be read).
+fn subdirectories(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+}
+
 /// Finds the folder under `root` whose inode number is `id`.
 fn find_cgroup(root: &Path, id: u64) -> Option<PathBuf> {
     let mut stack = vec![root.to_owned()];
@@ -269,14 +295,7 @@ fn find_cgroup(root: &Path, id: u64) -> Option<PathBuf> {
                     .unwrap_or_default(),
             );
         }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            stack.extend(
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
+        stack.extend(subdirectories(&dir));
     }
     None
 }

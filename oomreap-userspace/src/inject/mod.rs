@@ -8,6 +8,7 @@
 //! helpers die with oomreap (PR_SET_PDEATHSIG), and the cgroup is removed last (see
 //! `Scene`'s `Drop`).
 
+pub mod adj;
 pub mod cgroup;
 mod env;
 mod fuse;
@@ -57,10 +58,11 @@ pub enum Scenario {
     Storm,
     ShmemVictim,
     TmpfsFill,
+    AdjChoice,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::QuickExit,
         Self::StuckVictim,
         Self::LockContended,
@@ -74,6 +76,7 @@ impl Scenario {
         Self::Storm,
         Self::ShmemVictim,
         Self::TmpfsFill,
+        Self::AdjChoice,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +94,7 @@ impl Scenario {
             Self::Storm => "storm",
             Self::ShmemVictim => "shmem-victim",
             Self::TmpfsFill => "tmpfs-fill",
+            Self::AdjChoice => "adj-choice",
         }
     }
 
@@ -161,6 +165,11 @@ impl Scenario {
                  to nothing (cause shmem, an OOM loop); then the file is deleted and a fourth \
                  allocator's kill recovers the domain, ending the loop"
             }
+            Self::AdjChoice => {
+                "two processes share the limit: the larger holds six tenths of it with \
+                 oom_score_adj -900, the smaller allocates past it with +500; the OOM killer \
+                 picks the smaller, and the kill's candidates show both with their points"
+            }
         }
     }
 
@@ -172,6 +181,7 @@ impl Scenario {
             | Self::ParentLimit
             | Self::ShmemVictim
             | Self::TmpfsFill => "nothing more",
+            Self::AdjChoice => "CAP_SYS_RESOURCE, to lower a process's oom_score_adj",
             Self::StuckVictim
             | Self::LockContended
             | Self::Mrelease
@@ -188,7 +198,12 @@ impl Scenario {
     fn uses_fuse(self) -> bool {
         !matches!(
             self,
-            Self::QuickExit | Self::Storm | Self::ParentLimit | Self::ShmemVictim | Self::TmpfsFill
+            Self::QuickExit
+                | Self::Storm
+                | Self::ParentLimit
+                | Self::ShmemVictim
+                | Self::TmpfsFill
+                | Self::AdjChoice
         )
     }
 }
@@ -285,6 +300,25 @@ pub struct Report {
     pub victim_cgroup: Option<(PathBuf, u64)>,
     /// odp-*: the RDMA device and the ODP region (address, length in bytes).
     pub odp: Option<OdpReport>,
+    /// adj-choice: the process `oom_score_adj` protected.
+    pub protected: Option<ProtectedReport>,
+}
+
+/// The process adj-choice protected, and what the kernel said of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtectedReport {
+    pub pid: u32,
+    pub oom_score_adj: i32,
+    /// `/proc/PID/oom_score` while it held its memory.
+    pub oom_score: Option<i64>,
+}
+
+fn protected_report(pid: u32, oom_score_adj: i32, oom_score: Option<i64>) -> ProtectedReport {
+    ProtectedReport {
+        pid,
+        oom_score_adj,
+        oom_score,
+    }
 }
 
 /// The ODP region an odp scenario registered.
@@ -322,6 +356,9 @@ impl Report {
                 "device": o.device, "address": format!("{:#x}", o.address), "len": o.len,
                 "released": o.released,
             })),
+            "protected": self.protected.as_ref().map(|p| json!({
+                "pid": p.pid, "oom_score_adj": p.oom_score_adj, "oom_score": p.oom_score,
+            })),
         })
     }
 
@@ -345,6 +382,14 @@ impl Report {
         if let Some((caller, ret)) = self.mrelease {
             out.push_str(&format!(
                 "  process_mrelease by pid {caller} returned {ret}\n"
+            ));
+        }
+        if let Some(p) = &self.protected {
+            out.push_str(&format!(
+                "  protected pid {} (oom_score_adj {}, oom_score {})\n",
+                p.pid,
+                p.oom_score_adj,
+                p.oom_score.map_or("unknown".into(), |s| s.to_string())
             ));
         }
         if let Some(o) = &self.odp {
@@ -406,6 +451,7 @@ impl Scene {
             mrelease: None,
             victim_cgroup: None,
             odp: None,
+            protected: None,
         };
         Ok(Self {
             fuse: None,
@@ -523,6 +569,7 @@ pub fn run(
         Scenario::Storm => storm(scene, options, say),
         Scenario::ShmemVictim => shared::shmem_victim(scene, options, say),
         Scenario::TmpfsFill => shared::tmpfs_fill(scene, options, say),
+        Scenario::AdjChoice => adj::adj_choice(scene, options, say),
         Scenario::StuckVictim => stuck(scene, options, false, say),
         Scenario::MmuNotifier => stuck(scene, options, true, say),
         Scenario::Mrelease => mrelease(scene, options, false, say),

@@ -21,7 +21,7 @@ use crate::{
     clock::{WallClock, monotonic_now_ns},
     enrich::Enricher,
     recording::{RecordKind, RecordWriter, RecordingError},
-    tracker::{AttemptResult, Change, DomainMemory, ReadAt, Tracker, VictimId},
+    tracker::{AttemptResult, CandidatesRead, Change, DomainMemory, ReadAt, Tracker, VictimId},
     wire::{DecodeError, Event, decode},
 };
 pub use crate::{
@@ -43,8 +43,12 @@ pub enum IntakeError {
 pub struct IntakeOptions {
     /// Write the raw stream and the annotations here.
     pub record: Option<RecordWriter<std::fs::File>>,
-    /// Read lock holders' kernel stacks when a contended attempt names new ones.
+    /// Read what a victim's detail shows: lock holders' kernel stacks when a contended
+    /// attempt names new ones, the trigger's user stack and the victim's mappings (trace and
+    /// top; not serve, which keeps ten thousand victims within a fixed memory budget).
     pub stacks: bool,
+    /// Read the processes of each kill's domain for its candidates (trace, top and run).
+    pub candidates: bool,
 }
 
 /// What one call of [`Intake::next`] brought.
@@ -108,6 +112,7 @@ pub struct Intake {
     /// Resolves numbers live; `None` for a replay, whose annotations are recorded.
     enricher: Option<Enricher>,
     stacks: bool,
+    candidates: bool,
     record: Option<RecordWriter<std::fs::File>>,
     losses: Losses,
     clock: WallClock,
@@ -138,6 +143,7 @@ impl Intake {
             tracker: Tracker::default(),
             enricher: Some(Enricher::live()),
             stacks: options.stacks,
+            candidates: options.candidates,
             record: options.record,
             losses: Losses::default(),
             clock,
@@ -171,6 +177,7 @@ impl Intake {
             annotations: Annotations::default(),
             enricher: None,
             stacks: false,
+            candidates: false,
             record: None,
             losses,
             held: None,
@@ -501,10 +508,20 @@ impl Intake {
             }
             match &change {
                 Change::VictimMarked(id) => {
+                    if let Some(read) = self
+                        .candidates
+                        .then(|| read_candidates(enricher, &self.tracker, *id))
+                        .flatten()
+                    {
+                        let reading = readings::Reading::Candidates(read);
+                        records.push(reading.to_record(*id));
+                        reading.hand_to(&mut self.tracker, *id, &mut step.changes);
+                    }
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
                     };
-                    if let (Some(tgid), Some(killed_at)) = (
+                    if let (true, Some(tgid), Some(killed_at)) = (
+                        self.stacks,
                         v.kill.as_ref().and_then(|k| k.victim.tgid),
                         v.killed_at_ns(),
                     ) {
@@ -515,7 +532,12 @@ impl Intake {
                         .as_ref()
                         .and_then(|k| k.domain.as_ref()?.memcg)
                         .map(|m| m.id);
-                    for memcg in v.memcg_id().into_iter().chain(domain) {
+                    // The candidates' own cgroups, named where shown (a pod's containers).
+                    let candidates: Vec<u64> = match v.candidates.as_deref() {
+                        Some(Ok(c)) => c.listed.iter().filter_map(|c| c.process.memcg).collect(),
+                        _ => Vec::new(),
+                    };
+                    for memcg in v.memcg_id().into_iter().chain(domain).chain(candidates) {
                         resolve_cgroup(enricher, &mut self.annotations, memcg, &mut records);
                     }
                     let callbacks = v.notifiers().into_iter().flat_map(|n| n.callbacks.iter());
@@ -626,6 +648,28 @@ fn read_domain(
         at,
         read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
         kib,
+    })
+}
+
+/// Reads the processes of a victim's OOM domain as its kill arrives, for its candidates.
+fn read_candidates(
+    enricher: &mut Enricher,
+    tracker: &Tracker,
+    victim: VictimId,
+) -> Option<CandidatesRead> {
+    let v = tracker.victim(victim)?;
+    let memcg = v.oom_domain()?.memcg.map(|m| m.id);
+    let killed_at = v.killed_at_ns()?;
+    let (processes, machine_pages) = enricher.domain_processes(memcg);
+    let (processes, unread) = match processes {
+        Ok((list, unread)) => (Ok(list), unread),
+        Err(why) => (Err(why), 0),
+    };
+    Some(CandidatesRead {
+        read_after_ns: monotonic_now_ns().saturating_sub(killed_at),
+        machine_pages,
+        unread,
+        processes,
     })
 }
 

@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::tracker::{DomainMemory, ReadAt, Tracker, VictimId, VictimVmas, VmaClasses};
+use crate::tracker::{
+    CandidatesRead, DomainMemory, ProcessRead, ReadAt, Tracker, VictimId, VictimVmas, VmaClasses,
+};
 
 /// One reading for the tracker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reading {
     Domain(DomainMemory),
     Vmas(VictimVmas),
+    Candidates(CandidatesRead),
 }
 
 impl Reading {
@@ -27,6 +30,7 @@ impl Reading {
         match self {
             Self::Domain(memory) => tracker.domain_read(victim, memory, changes),
             Self::Vmas(vmas) => tracker.vmas_read(victim, vmas),
+            Self::Candidates(read) => tracker.candidates_read(victim, read),
         }
     }
 
@@ -35,8 +39,75 @@ impl Reading {
         match self {
             Self::Domain(memory) => to_record(victim, memory),
             Self::Vmas(vmas) => vmas_record(victim, vmas),
+            Self::Candidates(read) => candidates_record(victim, read),
         }
     }
+}
+
+/// The context record of the processes of a victim's domain.
+fn candidates_record(victim: VictimId, read: &CandidatesRead) -> Value {
+    let mut body = json!({
+        "victim": victim.0,
+        "read_after_ns": read.read_after_ns,
+        "machine_pages": read.machine_pages,
+        "unread": read.unread,
+    });
+    match &read.processes {
+        Ok(processes) => {
+            body["processes"] = processes
+                .iter()
+                .map(|p| {
+                    json!({
+                        "pid": p.pid, "comm": p.comm, "rss_kib": p.rss_kib,
+                        "swap_kib": p.swap_kib, "pgtables_kib": p.pgtables_kib,
+                        "oom_score_adj": p.oom_score_adj, "memcg": p.memcg,
+                        "exiting": p.exiting,
+                    })
+                })
+                .collect()
+        }
+        Err(why) => body["error"] = json!(why),
+    }
+    json!({ "candidates": body })
+}
+
+fn candidates_from_record(body: &Value) -> Result<(VictimId, CandidatesRead), String> {
+    let victim = body["victim"].as_u64().ok_or("candidates without victim")?;
+    let read_after_ns = body["read_after_ns"]
+        .as_u64()
+        .ok_or("candidates without read_after_ns")?;
+    let process = |p: &Value| -> Option<ProcessRead> {
+        Some(ProcessRead {
+            pid: u32::try_from(p["pid"].as_u64()?).ok()?,
+            comm: p["comm"].as_str()?.to_owned(),
+            rss_kib: p["rss_kib"].as_u64()?,
+            swap_kib: p["swap_kib"].as_u64()?,
+            pgtables_kib: p["pgtables_kib"].as_u64()?,
+            oom_score_adj: i32::try_from(p["oom_score_adj"].as_i64()?).ok()?,
+            memcg: p["memcg"].as_u64(),
+            exiting: p["exiting"].as_bool()?,
+        })
+    };
+    let processes = match (body.get("processes"), body["error"].as_str()) {
+        (Some(list), _) => Ok(list
+            .as_array()
+            .ok_or("candidates processes is not a list")?
+            .iter()
+            .map(process)
+            .collect::<Option<Vec<_>>>()
+            .ok_or("candidates holds a malformed process")?),
+        (None, Some(why)) => Err(why.to_owned()),
+        (None, None) => return Err("candidates without processes or error".into()),
+    };
+    Ok((
+        VictimId(victim),
+        CandidatesRead {
+            read_after_ns,
+            machine_pages: body["machine_pages"].as_u64(),
+            unread: u32::try_from(body["unread"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX),
+            processes,
+        },
+    ))
 }
 
 /// The context record of a victim's mappings.
@@ -113,6 +184,10 @@ pub fn from_record(record: &Value) -> Result<Option<(VictimId, Reading)>, String
     if let Some(body) = record.get("victim_vmas") {
         let (victim, vmas) = vmas_from_record(body)?;
         return Ok(Some((victim, Reading::Vmas(vmas))));
+    }
+    if let Some(body) = record.get("candidates") {
+        let (victim, read) = candidates_from_record(body)?;
+        return Ok(Some((victim, Reading::Candidates(read))));
     }
     Ok(domain_from_record(record)?.map(|(victim, memory)| (victim, Reading::Domain(memory))))
 }
@@ -200,7 +275,30 @@ mod tests {
                 classes: Err("gone".into()),
             },
         ];
-        for reading in vmas.map(Reading::Vmas) {
+        let candidates = [
+            Reading::Candidates(CandidatesRead {
+                read_after_ns: 5,
+                machine_pages: Some(6_000_000),
+                unread: 2,
+                processes: Ok(vec![ProcessRead {
+                    pid: 42,
+                    comm: "postgres".into(),
+                    rss_kib: 1 << 20,
+                    swap_kib: 4,
+                    pgtables_kib: 2048,
+                    oom_score_adj: -900,
+                    memcg: Some(9671),
+                    exiting: false,
+                }]),
+            }),
+            Reading::Candidates(CandidatesRead {
+                read_after_ns: 5,
+                machine_pages: None,
+                unread: 0,
+                processes: Err("memory cgroup 9 was removed".into()),
+            }),
+        ];
+        for reading in vmas.map(Reading::Vmas).into_iter().chain(candidates) {
             let text = reading.to_record(VictimId(7)).to_string();
             let back = from_record(&serde_json::from_str(&text).unwrap()).unwrap();
             assert_eq!(back, Some((VictimId(7), reading)));

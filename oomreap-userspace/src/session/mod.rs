@@ -244,6 +244,7 @@ mod tests {
             attempts_after_outcome: 0,
             mreleases: Vec::new(),
             recovery: None,
+            candidates: None,
             in_oom_loop: false,
         }
     }

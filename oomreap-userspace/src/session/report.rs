@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::expect::Verdict;
 use crate::{
     intake::CgroupInfo,
-    tracker::{OomDomain, Recovery, Verdict as RecoveryVerdict, Victim},
+    tracker::{Candidates, OomDomain, Recovery, Verdict as RecoveryVerdict, Victim},
 };
 
 /// Version of the report's JSON schema.
@@ -43,6 +43,8 @@ pub struct VictimSummary {
     pub mreleases: Vec<(i64, Option<u64>)>,
     /// Whether the kill gave its domain memory back, once judged.
     pub recovery: Option<Recovery>,
+    /// The OOM killer's candidates for its kill, or why they are unknown.
+    pub candidates: Option<Result<Candidates, String>>,
     /// Its kill was one of an OOM loop's (set by the session, which sees the loops).
     pub in_oom_loop: bool,
 }
@@ -80,6 +82,7 @@ impl VictimSummary {
                 .map(|c| (c.ret, c.target.freed_kib()))
                 .collect(),
             recovery: v.recovery.as_deref().cloned(),
+            candidates: v.candidates.as_deref().cloned(),
             in_oom_loop: false,
         }
     }
@@ -154,9 +157,33 @@ impl VictimSummary {
                 "usage_after_kib": r.usage_after_kib,
                 "limit_kib": r.limit_kib,
             })),
+            "candidates": self.candidates.as_ref().map(candidates_json),
             "in_oom_loop": self.in_oom_loop,
         })
     }
+}
+
+/// Why this victim, as the report says it: the listed candidates in brief.
+fn candidates_json(c: &Result<Candidates, String>) -> Value {
+    let c = match c {
+        Ok(c) => c,
+        Err(why) => return json!({ "error": why }),
+    };
+    json!({
+        "victim_rank": c.victim_rank,
+        "listed": c.listed.iter().map(|candidate| json!({
+            "pid": candidate.process.pid,
+            "comm": candidate.process.comm,
+            "points": candidate.points,
+            "oom_score_adj": candidate.process.oom_score_adj,
+            "skipped": candidate.passed.map(|why| why.id()),
+            "victim": candidate.victim,
+        })).collect::<Vec<_>>(),
+        "rest": c.rest,
+        "spared_by_adj": c.spared_by_adj,
+        "summary": crate::wording::candidates_text(c),
+        "exact": c.exact,
+    })
 }
 
 /// Everything a run reports.

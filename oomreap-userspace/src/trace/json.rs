@@ -6,11 +6,11 @@ pub use crate::wording::SCHEMA_VERSION;
 use crate::{
     intake::{Annotations, Intake, UserFrame, user_frame_json},
     tracker::{
-        AttemptResult, Change, DomainMemory, GiveUpCause, LockSnapshot, MarkVictim, OomLoop,
-        Recovery, RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, VictimVmas,
+        AttemptResult, Candidates, Change, DomainMemory, GiveUpCause, LockSnapshot, MarkVictim,
+        OomLoop, Recovery, RetryKind, Rss, Task, Unreapable, Verdict, Victim, VictimId, VictimVmas,
         has_mmf_oom_skip,
     },
-    wording::kernel_frame,
+    wording::{candidates_text, kernel_frame, spared_note},
 };
 
 /// The object for one change, or `None` when the victim was already evicted.
@@ -265,6 +265,44 @@ fn unreapable_with_vmas(v: &Victim, u: &Unreapable) -> Value {
     value
 }
 
+/// The OOM killer's candidates for a kill, as `candidates` says it (docs/events.md).
+fn candidates_json(c: &Result<Candidates, String>, annotations: &Annotations) -> Value {
+    let c = match c {
+        Ok(c) => c,
+        Err(why) => return json!({ "error": why }),
+    };
+    let listed: Vec<Value> = c
+        .listed
+        .iter()
+        .map(|candidate| {
+            let p = &candidate.process;
+            json!({
+                "pid": p.pid,
+                "comm": p.comm,
+                "points": candidate.points,
+                "rss_kib": p.rss_kib,
+                "swap_kib": p.swap_kib,
+                "pgtables_kib": p.pgtables_kib,
+                "oom_score_adj": p.oom_score_adj,
+                "memcg": p.memcg.map(|id| memcg_json(id, annotations)),
+                "skipped": candidate.passed.map(|why| json!({"reason": why.id(), "text": why.text()})),
+                "victim": candidate.victim,
+            })
+        })
+        .collect();
+    json!({
+        "exact": c.exact,
+        "listed": listed,
+        "rest": c.rest,
+        "victim_rank": c.victim_rank,
+        "total_pages": c.total_pages,
+        "spared_by_adj": c.spared_by_adj,
+        "note": spared_note(c),
+        "summary": candidates_text(c),
+        "read_after_ns": c.read_after_ns,
+    })
+}
+
 /// An OOM loop's start or end, as `oom_loop` says it (docs/events.md).
 fn oom_loop_json(l: &OomLoop, started: bool, annotations: &Annotations) -> Value {
     json!({
@@ -333,6 +371,7 @@ fn kill_fields(v: &Victim, cx: &Intake) -> Value {
         "retries_before": retries,
         "unreapable": v.unreapable_at_kill().map(|u| unreapable_with_vmas(v, &u)),
         "domain_memory": v.domain_at_kill.as_ref().map(|m| domain_memory_json(m, cx.annotations())),
+        "candidates": v.candidates.as_deref().map(|c| candidates_json(c, cx.annotations())),
         "oom_domain": k.domain.as_ref().map(|d| {
             let badness = v.badness();
             json!({

@@ -3,9 +3,9 @@ use crate::{
     intake::Intake,
     tracker::{AttachKind, AttemptResult, Change, Rss, Victim, VictimId},
     wording::{
-        cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text, mrelease_result,
-        notifier_names, oom_domain_text, oom_loop_text, recovery_text, skip_cause, summary, task,
-        trigger_stacks_text,
+        candidates_text, cgroup_name, domain_memory_text, duration, kib, lock_text, mm_flags_text,
+        mrelease_result, notifier_names, oom_domain_text, oom_loop_text, recovery_text, skip_cause,
+        summary, task, trigger_stacks_text,
     },
 };
 
@@ -234,6 +234,11 @@ fn kill_detail(v: &Victim, cx: &Intake) -> String {
         parts.push(format!("{retries} reclaim/compaction retries before"));
     }
     parts.push(format!("trigger {}", task(&k.trigger)));
+    match v.candidates.as_deref() {
+        Some(Ok(c)) => parts.push(candidates_text(c)),
+        Some(Err(why)) => parts.push(format!("candidates unknown: {why}")),
+        None => {}
+    }
     if let Some(text) = k
         .trigger_stacks
         .as_ref()

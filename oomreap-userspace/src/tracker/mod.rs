@@ -10,6 +10,7 @@
 //! plus exit_mmap and process_mrelease calls. The kernel does not trace the give-up or whether
 //! a reap pass was complete; those are inferred from the attempt pattern and marked inferred.
 
+mod candidates;
 mod loops;
 mod reaper;
 mod recovery;
@@ -25,6 +26,7 @@ use std::{
     collections::{BTreeMap, BinaryHeap, HashMap, VecDeque},
 };
 
+pub use candidates::{Candidate, Candidates, CandidatesRead, LISTED, Passed, ProcessRead};
 pub use loops::{DomainKey, LOOP_KILLS, LOOP_WINDOW_NS, OomLoop};
 pub use recovery::{
     Cause, DomainMemory, GOT_BACK_PERCENT, HEADROOM_PERCENT, PINNED_PERCENT, ReadAt, Recovery,

@@ -190,6 +190,8 @@ pub struct Victim {
     pub domain_at_kill: Option<Box<super::DomainMemory>>,
     /// Its mappings by class, read from /proc/PID/smaps right after its kill.
     pub vmas: Option<Box<super::VictimVmas>>,
+    /// The OOM killer's candidates for its kill, or why they are unknown.
+    pub candidates: Option<Box<Result<super::Candidates, String>>>,
     pub domain_after: Option<Box<super::DomainMemory>>,
     /// Whether the kill gave the domain memory back; judged once it is final and read.
     pub recovery: Option<Box<super::Recovery>>,
@@ -248,6 +250,7 @@ impl Victim {
             retries_before: Vec::new(),
             domain_at_kill: None,
             vmas: None,
+            candidates: None,
             domain_after: None,
             recovery: None,
         }

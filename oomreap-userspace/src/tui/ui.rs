@@ -15,8 +15,9 @@ use super::app::{App, Mode};
 use crate::{
     tracker::{Attempt, AttemptResult, Cause, Outcome, SkipCause, Verdict, Victim},
     wording::{
-        domain_memory_text, duration, kib, lock_text, notifier_names, oom_domain_text,
-        oom_loop_text, recovery_text, skip_cause_brief, summary, trigger_stacks_text,
+        candidates_text, domain_memory_text, duration, kib, lock_text, notifier_names,
+        oom_domain_text, oom_loop_text, recovery_text, skip_cause_brief, summary,
+        trigger_stacks_text,
     },
 };
 
@@ -356,6 +357,12 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     }
     if let Some(recovery) = &v.recovery {
         lines.push(Line::from(recovery_text(recovery)));
+    }
+    if let Some(Ok(c)) = v.candidates.as_deref() {
+        lines.push(Line::from(format!(
+            "why this victim: {}",
+            candidates_text(c)
+        )));
     }
     if let Some(text) = v
         .kill

@@ -7,7 +7,10 @@ pub use units::{attach_label, duration, kib};
 
 use crate::{
     intake::{Annotations, UserStack},
-    tracker::{DomainKey, DomainMemory, GiveUpCause, OomLoop, Outcome, Recovery, Verdict, Victim},
+    tracker::{
+        Candidate, Candidates, DomainKey, DomainMemory, GiveUpCause, OomLoop, Outcome, Recovery,
+        Verdict, Victim,
+    },
     wire::{
         KernelFrame, LockSnapshot, Notifiers, OomDomain, SkipCause, Task, TriggerStacks,
         has_mmf_oom_skip,
@@ -306,6 +309,57 @@ pub fn trigger_path(frames: &[KernelFrame]) -> String {
         String::new()
     };
     format!("via {}{more}", path.join(" < "))
+}
+
+/// Why this victim, in one line: `chosen over 3 others: 5678 postgres -9000 pts (adj -900),
+/// …`, and a note where `oom_score_adj` spared larger processes.
+pub fn candidates_text(c: &Candidates) -> String {
+    const NAMED: usize = 3;
+    let others: Vec<&Candidate> = c.listed.iter().filter(|c| !c.victim).collect();
+    let count = others.len() + c.rest as usize;
+    let mut text = match count {
+        0 => "the only candidate".to_owned(),
+        n => {
+            let named: Vec<String> = others
+                .iter()
+                .take(NAMED)
+                .map(|o| {
+                    let p = &o.process;
+                    match (o.points, o.passed) {
+                        (_, Some(why)) => {
+                            format!("{} {} passed over ({})", p.pid, p.comm, why.text())
+                        }
+                        (Some(points), None) => {
+                            format!(
+                                "{} {} {points} pts (adj {})",
+                                p.pid, p.comm, p.oom_score_adj
+                            )
+                        }
+                        (None, None) => format!("{} {}", p.pid, p.comm),
+                    }
+                })
+                .collect();
+            let more = if n > named.len() { ", …" } else { "" };
+            let plural = if n == 1 { "" } else { "s" };
+            format!("chosen over {n} other{plural}: {}{more}", named.join(", "))
+        }
+    };
+    if let Some(rank) = c.victim_rank.filter(|&r| r > 1) {
+        text.push_str(&format!(" (ranked {rank} as read after the kill)"));
+    }
+    if let Some(note) = spared_note(c) {
+        text.push_str(&format!("; {note}"));
+    }
+    text
+}
+
+/// `3 larger processes had oom_score_adj ≤ -900`, where `oom_score_adj` made processes with
+/// more memory than the victim weigh less.
+pub fn spared_note(c: &Candidates) -> Option<String> {
+    let lowest = c.spared_lowest_adj?;
+    let n = c.spared_by_adj;
+    let noun = if n == 1 { "process" } else { "processes" };
+    Some(format!("{n} larger {noun} had oom_score_adj ≤ {lowest}"))
 }
 
 /// The trigger's stacks in brief: its way into the OOM killer, and where it allocated.

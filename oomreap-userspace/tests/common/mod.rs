@@ -357,6 +357,21 @@ pub fn hook_attaches(name: &str) -> bool {
     hook(report, name)["attached"] == true
 }
 
+/// Whether this process has capability `cap` in its effective set.
+pub fn has_capability(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps >> cap & 1 == 1)
+}
+
 /// Returns true if and only if the running kernel is older than `major.minor`.
 pub fn kernel_older_than(major: u32, minor: u32) -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();

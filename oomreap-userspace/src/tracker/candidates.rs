@@ -1,0 +1,355 @@
+//! Why this victim: the OOM killer's candidates in the victim's OOM domain, weighed as
+//! `oom_badness` weighs them, best first.
+//!
+//! User space reads the domain's processes right after the kill (their RSS, swap, page tables
+//! and `oom_score_adj` from /proc) and hands them in ([`Tracker::candidates_read`]); the
+//! points, the order, the victim's rank and why some were passed over are worked out here, a
+//! pure function of what was recorded, so a replay shows what the live run showed. The
+//! processes are as they were a moment after the kill, not as the OOM killer saw them:
+//! `exact` is false.
+use super::{Tracker, Victim, VictimId};
+
+/// Candidates listed at most; the rest are counted.
+pub const LISTED: usize = 8;
+
+/// `oom_score_adj` at which a process is never killed.
+const OOM_SCORE_ADJ_MIN: i32 = -1000;
+
+/// KiB in a page (the kernel's counters are pages; /proc gives KiB).
+const PAGE_KIB: u64 = 4;
+
+/// One process of the domain as read from /proc after the kill.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessRead {
+    pub pid: u32,
+    pub comm: String,
+    pub rss_kib: u64,
+    pub swap_kib: u64,
+    pub pgtables_kib: u64,
+    pub oom_score_adj: i32,
+    /// Its memory cgroup (kernel id), where read.
+    pub memcg: Option<u64>,
+    /// It had begun to exit.
+    pub exiting: bool,
+}
+
+/// The domain's processes as read right after a kill, or why they could not be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CandidatesRead {
+    /// How long after the kill they were read.
+    pub read_after_ns: u64,
+    /// The pages a machine-wide OOM weighs against (RAM and swap), read for one.
+    pub machine_pages: Option<u64>,
+    /// Processes not read (beyond the bound of the reading).
+    pub unread: u32,
+    pub processes: Result<Vec<ProcessRead>, String>,
+}
+
+/// Why the OOM killer passed a process over.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Passed {
+    /// `oom_score_adj` -1000: never killed.
+    Unkillable,
+    /// Already an OOM victim, not yet gone.
+    AlreadyVictim,
+    /// It was exiting: the OOM killer waits for it instead.
+    Exiting,
+}
+
+impl Passed {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Unkillable => "oom_score_adj_min",
+            Self::AlreadyVictim => "already_victim",
+            Self::Exiting => "exiting",
+        }
+    }
+
+    /// In plain words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Unkillable => "oom_score_adj -1000",
+            Self::AlreadyVictim => "already an OOM victim",
+            Self::Exiting => "exiting",
+        }
+    }
+}
+
+/// A candidate, weighed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub process: ProcessRead,
+    /// `oom_badness`'s points: RSS, swap and page tables in pages, plus `oom_score_adj`
+    /// thousandths of the pages weighed against; `None` where passed over.
+    pub points: Option<i64>,
+    pub passed: Option<Passed>,
+    /// The chosen one (its figures from the kill's own record).
+    pub victim: bool,
+}
+
+/// The OOM killer's candidates for one kill.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidates {
+    /// Best first (the ones passed over last), at most [`LISTED`].
+    pub listed: Vec<Candidate>,
+    /// Candidates beyond those listed, and processes not read.
+    pub rest: u32,
+    /// The victim's place among those weighed (1 = the most points).
+    pub victim_rank: Option<u32>,
+    /// Processes with more memory than the victim that `oom_score_adj` made weigh less.
+    pub spared_by_adj: u32,
+    /// The lowest `oom_score_adj` among those.
+    pub spared_lowest_adj: Option<i32>,
+    /// The pages weighed against.
+    pub total_pages: u64,
+    pub read_after_ns: u64,
+    /// Read from the OOM killer's own evaluation rather than from /proc after the kill.
+    pub exact: bool,
+}
+
+impl Tracker {
+    /// Hands over the processes of victim `id`'s domain, read right after its kill.
+    pub fn candidates_read(&mut self, id: VictimId, read: CandidatesRead) {
+        let other_victims: Vec<u32> = self
+            .victims()
+            .filter(|v| v.id != id && !v.outcome.is_final())
+            .filter_map(|v| v.kill.as_ref()?.victim.tgid)
+            .collect();
+        if let Some(v) = self.victim_mut(id) {
+            v.candidates = Some(Box::new(weigh(v, &read, &other_victims)));
+        }
+    }
+}
+
+/// The candidates of `v`'s kill from what was read, or why there are none.
+fn weigh(v: &Victim, read: &CandidatesRead, other_victims: &[u32]) -> Result<Candidates, String> {
+    let processes = read.processes.as_ref().map_err(Clone::clone)?;
+    let total_pages = v
+        .badness()
+        .map(|(_, pages)| pages)
+        .or(read.machine_pages)
+        .filter(|&p| p > 0)
+        .ok_or("the pages the OOM killer weighed against are unknown")?;
+    let victim_tgid = v.kill.as_ref().and_then(|k| k.victim.tgid).unwrap_or(v.pid);
+    let mut weighed: Vec<Candidate> = processes
+        .iter()
+        .filter(|p| p.pid != victim_tgid)
+        .map(|p| weigh_one(p, total_pages, other_victims))
+        .collect();
+    let victim = victim_candidate(v, victim_tgid, total_pages, processes);
+    let victim_memory =
+        victim.process.rss_kib + victim.process.swap_kib + victim.process.pgtables_kib;
+    let victim_points = victim.points;
+    weighed.push(victim);
+    // Best first; passed over last; ties by pid, so the order is the same everywhere.
+    weighed.sort_by_key(|c| {
+        (
+            c.passed.is_some(),
+            std::cmp::Reverse(c.points),
+            c.process.pid,
+        )
+    });
+    let victim_rank = weighed
+        .iter()
+        .filter(|c| c.passed.is_none())
+        .position(|c| c.victim)
+        .map(|i| i as u32 + 1);
+    let spared: Vec<i32> = weighed
+        .iter()
+        .filter(|c| !c.victim && c.process.oom_score_adj < 0)
+        .filter(|c| c.process.rss_kib + c.process.swap_kib + c.process.pgtables_kib > victim_memory)
+        .filter(|c| match (c.points, victim_points) {
+            (Some(p), Some(vp)) => p < vp,
+            _ => c.passed == Some(Passed::Unkillable),
+        })
+        .map(|c| c.process.oom_score_adj)
+        .collect();
+    let rest = weighed.len().saturating_sub(LISTED) as u32 + read.unread;
+    weighed.truncate(LISTED);
+    Ok(Candidates {
+        listed: weighed,
+        rest,
+        victim_rank,
+        spared_by_adj: spared.len() as u32,
+        spared_lowest_adj: spared.iter().copied().min(),
+        total_pages,
+        read_after_ns: read.read_after_ns,
+        exact: false,
+    })
+}
+
+/// `oom_badness` of one process read from /proc.
+fn weigh_one(p: &ProcessRead, total_pages: u64, other_victims: &[u32]) -> Candidate {
+    let passed = if p.oom_score_adj <= OOM_SCORE_ADJ_MIN {
+        Some(Passed::Unkillable)
+    } else if other_victims.contains(&p.pid) {
+        Some(Passed::AlreadyVictim)
+    } else if p.exiting {
+        Some(Passed::Exiting)
+    } else {
+        None
+    };
+    Candidate {
+        points: passed.is_none().then(|| points(p, total_pages)),
+        process: p.clone(),
+        passed,
+        victim: false,
+    }
+}
+
+/// The victim as the kill's record has it (it is dying when /proc is read); its memory
+/// cgroup as read if it was.
+fn victim_candidate(v: &Victim, tgid: u32, total_pages: u64, read: &[ProcessRead]) -> Candidate {
+    let kill = v.kill.as_ref();
+    let memory = v.memory_at_kill();
+    let process = ProcessRead {
+        pid: tgid,
+        comm: kill.and_then(|k| k.victim.comm.clone()).unwrap_or_default(),
+        rss_kib: memory.map_or(0, |m| m.anon_rss_kib + m.file_rss_kib + m.shmem_rss_kib),
+        swap_kib: kill.and_then(|k| k.swap_kib).unwrap_or(0),
+        pgtables_kib: memory.map_or(0, |m| m.pgtables_kib),
+        oom_score_adj: kill.and_then(|k| k.oom_score_adj).unwrap_or(0),
+        memcg: v
+            .memcg_id()
+            .or_else(|| read.iter().find(|p| p.pid == tgid).and_then(|p| p.memcg)),
+        exiting: false,
+    };
+    let points = v
+        .badness()
+        .map(|(points, _)| points)
+        .unwrap_or_else(|| points(&process, total_pages));
+    Candidate {
+        process,
+        points: Some(points),
+        passed: None,
+        victim: true,
+    }
+}
+
+/// RSS, swap and page tables in pages, plus `oom_score_adj` thousandths of `total_pages`.
+fn points(p: &ProcessRead, total_pages: u64) -> i64 {
+    let pages = (p.rss_kib + p.swap_kib + p.pgtables_kib) / PAGE_KIB;
+    pages as i64 + i64::from(p.oom_score_adj) * (total_pages / 1000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        testing::fixtures::kill_at,
+        wire::{decode, encode},
+    };
+
+    fn process(pid: u32, comm: &str, rss_mib: u64, adj: i32) -> ProcessRead {
+        ProcessRead {
+            pid,
+            comm: comm.into(),
+            rss_kib: rss_mib << 10,
+            swap_kib: 0,
+            pgtables_kib: 0,
+            oom_score_adj: adj,
+            memcg: Some(4026),
+            exiting: false,
+        }
+    }
+
+    /// A kill of `pid` at `ms`, its mm its own.
+    fn killed(t: &mut Tracker, ms: u64, pid: u32) -> VictimId {
+        let mut raw = kill_at(ms, pid, "hog");
+        raw.victim_mm += u64::from(pid) << 12;
+        t.apply(&decode(&encode(&raw)).unwrap());
+        t.victims().last().unwrap().id
+    }
+
+    #[test]
+    fn the_victim_ranks_first_and_the_larger_ones_adj_spared_are_named() {
+        let mut t = Tracker::default();
+        // Killed: 64 MiB anon, 1 MiB file, 600 KiB page tables, adj 0, in a 128 MiB limit.
+        let id = killed(&mut t, 1_000, 7);
+        let read = CandidatesRead {
+            read_after_ns: 2_000_000,
+            machine_pages: None,
+            unread: 3,
+            processes: Ok(vec![
+                // The victim itself, dying as read: its kill's figures stand instead.
+                process(7, "hog", 1, 0),
+                process(20, "postgres", 100, -900),
+                process(21, "agent", 90, -1000),
+                process(22, "sidecar", 10, 0),
+                ProcessRead {
+                    exiting: true,
+                    ..process(23, "leaving", 5, 0)
+                },
+            ]),
+        };
+        t.candidates_read(id, read);
+        let v = t.victim(id).unwrap();
+        let c = v.candidates.as_deref().unwrap().as_ref().unwrap();
+        let order: Vec<u32> = c.listed.iter().map(|c| c.process.pid).collect();
+        // Weighed best first (the victim, the sidecar, postgres), then the ones passed over.
+        assert_eq!(order, vec![7, 22, 20, 21, 23]);
+        assert_eq!(c.victim_rank, Some(1));
+        let victim = &c.listed[0];
+        assert!(victim.victim);
+        assert_eq!(victim.points, v.badness().map(|b| b.0));
+        assert_eq!(victim.process.rss_kib, 65_536 + 1024);
+        // postgres: 25 600 pages, less 900 thousandths of 32 768.
+        assert_eq!(c.listed[2].points, Some(25_600 - 900 * 32));
+        assert_eq!(c.listed[3].passed, Some(Passed::Unkillable));
+        assert_eq!(c.listed[4].passed, Some(Passed::Exiting));
+        // Both larger ones were spared by their adj; the lowest is -1000.
+        assert_eq!((c.spared_by_adj, c.spared_lowest_adj), (2, Some(-1000)));
+        assert_eq!(c.rest, 3);
+        assert!(!c.exact);
+    }
+
+    #[test]
+    fn an_earlier_victim_still_dying_is_passed_over_and_the_list_is_bounded() {
+        let mut t = Tracker::default();
+        killed(&mut t, 1_000, 30);
+        let id = killed(&mut t, 1_100, 7);
+        let mut processes: Vec<ProcessRead> =
+            (100..120).map(|pid| process(pid, "worker", 1, 0)).collect();
+        processes.push(process(30, "hog", 60, 0));
+        t.candidates_read(
+            id,
+            CandidatesRead {
+                read_after_ns: 1,
+                machine_pages: None,
+                unread: 0,
+                processes: Ok(processes),
+            },
+        );
+        let c = t
+            .victim(id)
+            .unwrap()
+            .candidates
+            .as_deref()
+            .unwrap()
+            .clone()
+            .unwrap();
+        assert_eq!(c.listed.len(), LISTED);
+        assert_eq!(c.rest, 22 - LISTED as u32);
+        assert_eq!(c.victim_rank, Some(1));
+        // The earlier victim is last of all, passed over though it holds the most memory:
+        // beyond the listed ones.
+        assert!(c.listed.iter().all(|c| c.process.pid != 30));
+    }
+
+    #[test]
+    fn a_domain_that_could_not_be_read_says_why() {
+        let mut t = Tracker::default();
+        let id = killed(&mut t, 1_000, 7);
+        t.candidates_read(
+            id,
+            CandidatesRead {
+                read_after_ns: 1,
+                machine_pages: None,
+                unread: 0,
+                processes: Err("memory cgroup 4026 was removed".into()),
+            },
+        );
+        let c = t.victim(id).unwrap().candidates.as_deref().unwrap();
+        assert_eq!(c, &Err("memory cgroup 4026 was removed".to_owned()));
+    }
+}

@@ -12,6 +12,9 @@ use crate::tracker::ProcessRead;
 /// A domain's processes and how many were left unread, or why none could be read.
 pub type Processes = Result<(Vec<ProcessRead>, u32), String>;
 
+/// The error of [`in_cgroup`] when the cgroup is no more.
+pub const GONE: &str = "gone";
+
 /// Processes read at most per kill; the rest are counted as unread.
 const MAX_PROCESSES: usize = 4096;
 
@@ -43,7 +46,7 @@ pub fn in_cgroup(dir: &Path) -> Processes {
         stack.extend(super::subdirectories(&dir));
     }
     if visited == 1 && !dir.exists() {
-        return Err(format!("{} is gone", dir.display()));
+        return Err(GONE.into());
     }
     Ok(read_all(pids.into_iter().map(|(pid, id)| (pid, Some(id)))))
 }

@@ -177,7 +177,12 @@ impl<P: ProcSource> Enricher<P> {
             (Some(root), Some(info)) => root.join(info.path.trim_start_matches('/')),
             _ => return (Err(format!("memory cgroup {id} was removed")), None),
         };
-        (candidates::in_cgroup(&dir), None)
+        // A cgroup removed right after its kill: said as the domain readings say it.
+        let processes = candidates::in_cgroup(&dir).map_err(|why| match why.as_str() {
+            candidates::GONE => format!("memory cgroup {id} was removed"),
+            _ => why,
+        });
+        (processes, None)
     }
 
     /// What the OOM domain's memory is made of now: the memory cgroup `memcg`'s

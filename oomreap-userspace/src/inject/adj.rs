@@ -5,7 +5,7 @@
 use std::io::{Read as _, Write as _};
 
 use super::{
-    Report, STEP_TIMEOUT, ScenarioError, Scene, describe, hog, hog_args, protected_report,
+    Report, STEP_TIMEOUT, ScenarioError, Scene, describe, hog, hog_args, protected_report, sleep,
 };
 use crate::inject::InjectOptions;
 
@@ -14,6 +14,9 @@ pub const PROTECTED_ADJ: i32 = -900;
 
 /// The smaller process's `oom_score_adj`.
 pub const VICTIM_ADJ: i32 = 500;
+
+/// How long the protected process holds its memory after the kill.
+const AFTER_KILL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The holder: after the go byte, touches `mib` MiB, prints `ready` and holds it until the
 /// next byte (or end) on stdin.
@@ -88,6 +91,9 @@ pub(super) fn adj_choice(
         "victim pid {victim_pid} (smaller, oom_score_adj {VICTIM_ADJ}): {}",
         describe(status)
     ));
+    // The protected process lives on, as it would: a tracer reads the domain's processes
+    // after the kill, however late it drains it.
+    sleep(AFTER_KILL)?;
     scene.helper(holder).go()?;
     scene.helper(holder).wait(STEP_TIMEOUT)?;
     say("the protected process let its memory go");

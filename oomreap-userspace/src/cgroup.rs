@@ -76,14 +76,9 @@ impl MemoryHierarchy {
 
 /// Mount points of cgroup2 file systems in a `/proc/self/mountinfo` text.
 fn cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fs_type = right.split_whitespace().next()?;
-            let mount_point = left.split_whitespace().nth(4)?;
-            (fs_type == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
+    crate::kernel::mountinfo::mounts(mountinfo)
+        .filter(|m| m.fstype == "cgroup2")
+        .map(|m| PathBuf::from(m.mount_point))
         .collect()
 }
 

@@ -14,19 +14,6 @@ use std::{
     time::Duration,
 };
 
-/// Whether process `tgid` has begun to exit (PF_EXITING, from /proc/PID/stat, which takes no
-/// mmap_lock), or is gone.
-pub fn exiting(tgid: u32) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tgid}/stat")) else {
-        return true;
-    };
-    // `pid (comm) state ppid pgrp session tty_nr tpgid flags …`; comm may hold anything.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
-        .is_some_and(|flags| flags & PF_EXITING != 0)
-}
-
 /// A job for the reader's thread, given the thread's own state.
 type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 
@@ -134,15 +121,6 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(reader.run(|_| Ok(3)), Ok(3));
-    }
-
-    #[test]
-    fn we_are_not_exiting_and_a_reaped_child_is_gone() {
-        assert!(!exiting(std::process::id()));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(exiting(pid));
     }
 
     #[test]

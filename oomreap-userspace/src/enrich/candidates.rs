@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::bounded::exiting;
+use super::exiting;
 use crate::tracker::ProcessRead;
 
 /// A domain's processes and how many were left unread, or why none could be read.

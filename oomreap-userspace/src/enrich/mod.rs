@@ -274,6 +274,19 @@ fn parse_kallsyms(text: &str) -> HashMap<u64, String> {
         .collect()
 }
 
+/// Whether process `tgid` has begun to exit (PF_EXITING, from /proc/PID/stat, which takes no
+/// mmap_lock), or is gone.
+fn exiting(tgid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tgid}/stat")) else {
+        return true;
+    };
+    // `pid (comm) state ppid pgrp session tty_nr tpgid flags …`; comm may hold anything.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
+}
+
 /// The folders directly in `dir` (none where it cannot be read).
 fn subdirectories(dir: &Path) -> impl Iterator<Item = PathBuf> {
     std::fs::read_dir(dir)
@@ -380,6 +393,15 @@ mod tests {
             err.contains("/proc/2/stack") && err.contains("denied"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn we_are_not_exiting_and_a_reaped_child_is_gone() {
+        assert!(!exiting(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(exiting(pid));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use blazesym::{
     },
 };
 
-use super::bounded::{BoundedReader, exiting};
+use super::{bounded::BoundedReader, exiting};
 
 /// How long the intake waits for a process's maps and symbols.
 const WAIT: Duration = Duration::from_millis(300);

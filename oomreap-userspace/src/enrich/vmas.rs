@@ -128,15 +128,10 @@ type Device = (u32, u32);
 /// Devices of the memory-backed filesystems the process sees mounted (mountinfo writes them
 /// in decimal).
 fn memory_backed_devices(mountinfo: &str) -> HashSet<Device> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split_whitespace().next()?;
-            if !matches!(fstype, "tmpfs" | "shmem" | "ramfs" | "devtmpfs") {
-                return None;
-            }
-            let (major, minor) = left.split_whitespace().nth(2)?.split_once(':')?;
+    crate::kernel::mountinfo::mounts(mountinfo)
+        .filter(|m| matches!(m.fstype, "tmpfs" | "shmem" | "ramfs" | "devtmpfs"))
+        .filter_map(|m| {
+            let (major, minor) = m.device.split_once(':')?;
             Some((major.parse().ok()?, minor.parse().ok()?))
         })
         .collect()

@@ -4,6 +4,7 @@
 pub mod attach_btf;
 pub mod btf;
 pub mod layout;
+pub mod mountinfo;
 pub mod privilege;
 pub mod reaper;
 pub mod tracefs;

@@ -1211,9 +1211,15 @@ fn a_storm_of_1000_victims_loses_none_and_counts_none_twice() {
                 !step(steps, "outcome").is_empty(),
                 "victim {pid} has no outcome"
             );
-            // Each kill's candidates were read too (the victim ranks first among them).
+            // Each kill's candidates were read too, the victim among them. Its rank is not
+            // asserted: read after the kill, a victim killed as it started (no memory yet)
+            // can rank below a predecessor still leaving the cgroup.
             let kill = step(steps, "kill")[0];
-            assert_eq!(kill["candidates"]["victim_rank"], 1, "{kill}");
+            let listed = kill["candidates"]["listed"].as_array();
+            assert!(
+                listed.is_some_and(|l| l.iter().any(|c| c["victim"] == true)),
+                "{kill}"
+            );
         }
     }
     assert_eq!(tracked, cgroup_kills, "every kill the kernel counted, once");

@@ -90,7 +90,8 @@ pub struct Candidate {
 /// The OOM killer's candidates for one kill.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidates {
-    /// Best first (the ones passed over last), at most [`LISTED`].
+    /// Best first (the ones passed over last), at most [`LISTED`]; the victim always among
+    /// them (last, where it ranks lower).
     pub listed: Vec<Candidate>,
     /// Candidates beyond those listed, and processes not read.
     pub rest: u32,
@@ -165,7 +166,15 @@ fn weigh(v: &Victim, read: &CandidatesRead, other_victims: &[u32]) -> Result<Can
         .map(|c| c.process.oom_score_adj)
         .collect();
     let rest = weighed.len().saturating_sub(LISTED) as u32 + read.unread;
-    weighed.truncate(LISTED);
+    // The victim is always listed: last, in place of the eighth, where it ranks lower.
+    match weighed.iter().position(|c| c.victim) {
+        Some(at) if at >= LISTED => {
+            let victim = weighed.remove(at);
+            weighed.truncate(LISTED - 1);
+            weighed.push(victim);
+        }
+        _ => weighed.truncate(LISTED),
+    }
     Ok(Candidates {
         listed: weighed,
         rest,
@@ -334,6 +343,35 @@ mod tests {
         // The earlier victim is last of all, passed over though it holds the most memory:
         // beyond the listed ones.
         assert!(c.listed.iter().all(|c| c.process.pid != 30));
+    }
+
+    #[test]
+    fn a_victim_ranked_below_the_listed_ones_is_listed_last() {
+        let mut t = Tracker::default();
+        let id = killed(&mut t, 1_000, 7);
+        // Ten processes larger than the victim's 64 MiB.
+        let processes = (100..110).map(|pid| process(pid, "big", 100, 0)).collect();
+        t.candidates_read(
+            id,
+            CandidatesRead {
+                read_after_ns: 1,
+                machine_pages: None,
+                unread: 0,
+                processes: Ok(processes),
+            },
+        );
+        let c = t
+            .victim(id)
+            .unwrap()
+            .candidates
+            .as_deref()
+            .unwrap()
+            .clone()
+            .unwrap();
+        assert_eq!(c.listed.len(), LISTED);
+        assert!(c.listed[LISTED - 1].victim);
+        assert_eq!(c.victim_rank, Some(11));
+        assert_eq!(c.rest, 11 - LISTED as u32);
     }
 
     #[test]

@@ -270,6 +270,19 @@ mod tests {
         t.victims().last().unwrap().id
     }
 
+    /// Hands victim `id` its domain's processes as read 1 ns after the kill.
+    fn hand(t: &mut Tracker, id: VictimId, processes: Result<Vec<ProcessRead>, String>) {
+        t.candidates_read(
+            id,
+            CandidatesRead {
+                read_after_ns: 1,
+                machine_pages: None,
+                unread: 0,
+                processes,
+            },
+        );
+    }
+
     #[test]
     fn the_victim_ranks_first_and_the_larger_ones_adj_spared_are_named() {
         let mut t = Tracker::default();
@@ -320,15 +333,7 @@ mod tests {
         let mut processes: Vec<ProcessRead> =
             (100..120).map(|pid| process(pid, "worker", 1, 0)).collect();
         processes.push(process(30, "hog", 60, 0));
-        t.candidates_read(
-            id,
-            CandidatesRead {
-                read_after_ns: 1,
-                machine_pages: None,
-                unread: 0,
-                processes: Ok(processes),
-            },
-        );
+        hand(&mut t, id, Ok(processes));
         let c = t
             .victim(id)
             .unwrap()
@@ -351,15 +356,7 @@ mod tests {
         let id = killed(&mut t, 1_000, 7);
         // Ten processes larger than the victim's 64 MiB.
         let processes = (100..110).map(|pid| process(pid, "big", 100, 0)).collect();
-        t.candidates_read(
-            id,
-            CandidatesRead {
-                read_after_ns: 1,
-                machine_pages: None,
-                unread: 0,
-                processes: Ok(processes),
-            },
-        );
+        hand(&mut t, id, Ok(processes));
         let c = t
             .victim(id)
             .unwrap()
@@ -378,15 +375,7 @@ mod tests {
     fn a_domain_that_could_not_be_read_says_why() {
         let mut t = Tracker::default();
         let id = killed(&mut t, 1_000, 7);
-        t.candidates_read(
-            id,
-            CandidatesRead {
-                read_after_ns: 1,
-                machine_pages: None,
-                unread: 0,
-                processes: Err("memory cgroup 4026 was removed".into()),
-            },
-        );
+        hand(&mut t, id, Err("memory cgroup 4026 was removed".into()));
         let c = t.victim(id).unwrap().candidates.as_deref().unwrap();
         assert_eq!(c, &Err("memory cgroup 4026 was removed".to_owned()));
     }

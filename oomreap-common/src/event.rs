@@ -36,6 +36,9 @@ pub enum EventKind {
     /// [`NotifierRefusedEvent`]: during a reap, `__mmu_notifier_invalidate_range_start`
     /// failed: an mmu notifier refused the non-blocking invalidation, so a VMA was skipped.
     NotifierRefused = 12,
+    /// [`OomCandidatesEvent`]: the processes `oom_badness` weighed in the evaluation that
+    /// chose a victim, sent as `oom_kill_process` is entered (function hooks only).
+    OomCandidates = 13,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -55,6 +58,7 @@ impl TryFrom<u32> for EventKind {
             10 => Self::RetryCounts,
             11 => Self::ReapCall,
             12 => Self::NotifierRefused,
+            13 => Self::OomCandidates,
             unknown => return Err(unknown),
         })
     }
@@ -155,6 +159,13 @@ pub mod mark_victim_fields {
     pub const TRIGGER_STACK_NAMED: u32 = 1 << 14;
     /// `trigger_user_frames` frames of `trigger_user_stack` were read.
     pub const TRIGGER_USER_STACK: u32 = 1 << 15;
+    /// The victim's `mmap_lock` was looked at when it was marked: `MMAP_LOCK_BLOCKS_READERS`
+    /// is then meaningful.
+    pub const MMAP_LOCK_READ: u32 = 1 << 16;
+    /// At the kill, a new reader of the victim's `mmap_lock` would have waited: a writer held
+    /// it or tasks were queued on it. Reading the victim's smaps then would queue behind them
+    /// holding a reference to its mm, so that its teardown would run in the reader.
+    pub const MMAP_LOCK_BLOCKS_READERS: u32 = 1 << 17;
 }
 
 /// Most notifier callbacks a [`MarkVictimEvent`] names.
@@ -553,6 +564,50 @@ pub struct NotifierRefusedEvent {
     pub notifiers: [u64; MAX_NOTIFIERS],
 }
 
+/// Most candidates an [`OomCandidatesEvent`] lists: those with the most points.
+pub const MAX_OOM_CANDIDATES: usize = 8;
+
+/// One process as `oom_badness(p, totalpages)` weighed it, read at its return.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct OomCandidate {
+    /// What `oom_badness` returned: `i64::MIN` (`LONG_MIN`) for a process it passed over
+    /// (`oom_score_adj` -1000, `MMF_OOM_SKIP`, in vfork, or no thread with an mm left).
+    pub points: i64,
+    pub rss_kib: u64,
+    pub swap_kib: u64,
+    pub pgtables_kib: u64,
+    /// Kernel id of its memory cgroup (0 unknown).
+    pub memcg_id: u64,
+    /// `mm->flags` (0 without an mm): `MMF_OOM_SKIP` tells an earlier victim.
+    pub mm_flags: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub oom_score_adj: i32,
+    /// 1 if the task had an mm (a leader that exited has none; its threads may).
+    pub has_mm: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// The OOM killer's own evaluation behind one kill: `oom_badness` hooked (fexit or
+/// kretprobe) between `out_of_memory`'s entry and `oom_kill_process`, whose entry sends it.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct OomCandidatesEvent {
+    pub header: EventHeader,
+    /// The process chosen (`oc->chosen`'s tgid): the `mark_victim` that follows names it.
+    pub chosen_tgid: u32,
+    /// How many processes `oom_badness` weighed in all.
+    pub weighed: u32,
+    /// The pages weighed against (`totalpages`).
+    pub total_pages: u64,
+    /// Valid entries of `candidates`, in no particular order.
+    pub count: u32,
+    /// An [`AttachKind`]: `Fentry` or `Kprobe`.
+    pub attach: u32,
+    pub candidates: [OomCandidate; MAX_OOM_CANDIDATES],
+}
+
 /// `oom:oom_score_adj_update`: someone changed a task's `oom_score_adj`.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -635,6 +690,8 @@ const _: () = {
     assert!(size_of::<ReapCallEvent>() == 16 + 16 + 8 + 16 + 24);
     assert!(size_of::<NotifierRefusedEvent>() == 16 + 24 + 24 + 8 * MAX_NOTIFIERS);
     assert!(size_of::<ScoreAdjEvent>() == 16 + 8 + 16 + 8 + 16);
+    assert!(size_of::<OomCandidate>() == 6 * 8 + 16 + COMM_LEN);
+    assert!(size_of::<OomCandidatesEvent>() == 16 + 24 + MAX_OOM_CANDIDATES * 80);
     assert!(size_of::<RetryKey>() == 16);
     assert!(size_of::<RetryCountsEvent>() == 24 + 24 * MAX_RETRY_COUNTS);
     assert!(align_of::<SkipReapingEvent>() <= 8 && align_of::<RetryCountsEvent>() <= 8);
@@ -666,6 +723,8 @@ pod!(
     MreleaseEvent,
     ReapCallEvent,
     NotifierRefusedEvent,
+    OomCandidate,
+    OomCandidatesEvent,
     ScoreAdjEvent,
     RetryKey,
     RetryCount,

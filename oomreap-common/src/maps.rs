@@ -102,6 +102,24 @@ pub struct OomContext {
     pub noted_ns: u64,
 }
 
+/// The OOM killer's evaluation in progress (one at a time: `out_of_memory` holds `oom_lock`):
+/// the processes `oom_badness` weighed with the most points, until `oom_kill_process` sends
+/// them as an [`OomCandidatesEvent`](crate::event::OomCandidatesEvent).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct OomEvaluation {
+    /// When `out_of_memory` was entered.
+    pub started_ns: u64,
+    /// kprobe mode: the task `oom_badness` was entered with, until it returns.
+    pub entered_task: u64,
+    /// The task running the evaluation (a thread id).
+    pub pid: u32,
+    pub weighed: u32,
+    pub count: u32,
+    pub _pad: u32,
+    pub candidates: [crate::event::OomCandidate; crate::event::MAX_OOM_CANDIDATES],
+}
+
 /// A process_mrelease call in progress.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

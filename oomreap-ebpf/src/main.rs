@@ -13,6 +13,7 @@
     reason = "atomic_xadd is the only atomic add for BPF"
 )]
 
+mod badness;
 mod domain;
 mod emit;
 mod exit_mmap;

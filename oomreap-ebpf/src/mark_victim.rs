@@ -274,6 +274,12 @@ fn read_task<const LOOP: bool>(task: u64, event: &mut MarkVictimEvent) -> bool {
     }
     event.victim_mm = mm;
     event.fields |= field::MM;
+    if let Some(blocks) = mm::lock_blocks_readers(mm) {
+        event.fields |= field::MMAP_LOCK_READ;
+        if blocks {
+            event.fields |= field::MMAP_LOCK_BLOCKS_READERS;
+        }
+    }
     if let (Some(rss), Some((total_vm, pgtables))) = (mm::rss(mm), mm::size(mm)) {
         event.total_vm_kib = total_vm;
         event.anon_rss_kib = rss.anon_kib;

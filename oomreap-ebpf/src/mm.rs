@@ -424,6 +424,35 @@ pub fn lock_state(mm: u64, state: &mut LockState) {
     walk_waiters(l, sem, state);
 }
 
+/// Whether a new reader of `mm->mmap_lock` would wait now: a writer holds it or tasks queue
+/// on it (`RWSEM_WRITER_LOCKED`, `RWSEM_FLAG_WAITERS`); on PREEMPT_RT, a writer owns its
+/// rtmutex or has taken the readers' bias away. `None` where the lock cannot be read.
+#[inline(always)]
+pub fn lock_blocks_readers(mm: u64) -> Option<bool> {
+    let l = layout();
+    if l.mm_mmap_lock == ABSENT {
+        return None;
+    }
+    let sem = mm + u64::from(l.mm_mmap_lock);
+    if l.rwsem_count != ABSENT {
+        let count = read::<u64>(sem, l.rwsem_count)?;
+        return Some(count & (RWSEM_WRITER_LOCKED | RWSEM_FLAG_WAITERS) != 0);
+    }
+    if l.rt_readers == ABSENT {
+        return None;
+    }
+    let readers = read::<u32>(sem, l.rt_readers)?;
+    let owner = read::<u64>(sem, l.rt_owner)?;
+    // READER_BIAS (bit 31) is present while no writer is about: readers take the fast path.
+    Some(owner != 0 || readers & RT_READER_BIAS == 0)
+}
+
+/// `count` bits of a `rw_semaphore` (kernel/locking/rwsem.c, 5.3+).
+const RWSEM_WRITER_LOCKED: u64 = 1 << 0;
+const RWSEM_FLAG_WAITERS: u64 = 1 << 1;
+/// `READER_BIAS` of PREEMPT_RT's `rwbase_rt` (include/linux/rwbase_rt.h).
+const RT_READER_BIAS: u32 = 1 << 31;
+
 /// PREEMPT_RT's `rw_semaphore` (a `rwbase_rt`): its reader count, the rtmutex's owner (a
 /// writer, holding the lock or waiting for readers to drain) and the tasks blocked on the
 /// rtmutex, in its tree's order (the first to get it first).

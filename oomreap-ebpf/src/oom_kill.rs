@@ -1,16 +1,21 @@
 //! `oom_kill_process(oc, message)`: the OOM killer's own record of a kill, read where a
 //! function hook is allowed (fentry, else kprobe) and handed to the `mark_victim` program
-//! that follows it in the same kill, keyed by the chosen process.
+//! that follows it in the same kill, keyed by the chosen process; and the evaluation that
+//! chose it (see `badness`), sent from here, just before that `mark_victim`.
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{fentry, kprobe, map},
     maps::HashMap,
     programs::{FEntryContext, ProbeContext},
 };
-use oomreap_common::maps::OomContext;
+use oomreap_common::{
+    event::{AttachKind, EventKind, MAX_OOM_CANDIDATES, OomCandidatesEvent},
+    maps::OomContext,
+};
 
 use crate::{
-    domain,
+    badness, domain,
+    emit::{self, Record},
     kernel::{layout, read},
     task,
 };
@@ -24,18 +29,18 @@ static OOM_CONTEXTS: HashMap<u32, OomContext> = HashMap::with_max_entries(MAX_PE
 
 #[fentry(function = "oom_kill_process")]
 pub fn oom_kill_process_fentry(ctx: FEntryContext) -> i32 {
-    note(ctx.arg::<u64>(0));
+    note(ctx.arg::<u64>(0), AttachKind::Fentry);
     0
 }
 
 #[kprobe]
 pub fn oom_kill_process_kprobe(ctx: ProbeContext) -> u32 {
-    note(ctx.arg::<u64>(0).unwrap_or(0));
+    note(ctx.arg::<u64>(0).unwrap_or(0), AttachKind::Kprobe);
     0
 }
 
 #[inline(always)]
-fn note(oc: u64) {
+fn note(oc: u64, attach: AttachKind) {
     let l = layout();
     // `chosen` is -1 when the OOM killer aborted.
     let Some(chosen) = read::<u64>(oc, l.oc_chosen).filter(|&t| t != 0 && t != u64::MAX) else {
@@ -64,6 +69,32 @@ fn note(oc: u64) {
         context.domain_limit_kib = limit_kib;
     }
     let _ = OOM_CONTEXTS.insert(tgid, context, 0);
+    send_candidates(tgid, context.total_pages, attach);
+}
+
+/// Sends the evaluation that chose process `chosen` (see `badness`), once.
+#[inline(always)]
+fn send_candidates(chosen: u32, total_pages: u64, attach: AttachKind) {
+    let Some(evaluation) = badness::ours() else {
+        return;
+    };
+    // The next kill by this task starts a new evaluation: this one is not sent twice. Sent
+    // even if `oom_badness` never fired in it: user space then knows the kernel inlined it.
+    evaluation.pid = 0;
+    let Some(mut record) = Record::<OomCandidatesEvent>::reserve() else {
+        return;
+    };
+    let event = record.get();
+    event.header = emit::header(EventKind::OomCandidates);
+    event.chosen_tgid = chosen;
+    event.weighed = evaluation.weighed;
+    event.total_pages = total_pages;
+    event.count = evaluation.count.min(MAX_OOM_CANDIDATES as u32);
+    event.attach = attach as u32;
+    for i in 0..MAX_OOM_CANDIDATES {
+        event.candidates[i] = evaluation.candidates[i];
+    }
+    record.submit();
 }
 
 /// `mark_victim` follows `oom_kill_process` within microseconds; a record older than this

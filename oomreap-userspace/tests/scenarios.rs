@@ -364,9 +364,6 @@ fn the_oom_killer_picks_the_smaller_process_oom_score_adj_did_not_protect() {
     let Some(_lock) = privileged(test) else {
         return;
     };
-    if in_a_function_row(test, "candidates are read from /proc in every mode") {
-        return;
-    }
     if !common::has_capability(CAP_SYS_RESOURCE) {
         common::skip(
             test,
@@ -385,7 +382,18 @@ fn the_oom_killer_picks_the_smaller_process_oom_score_adj_did_not_protect() {
     let steps = traced.steps.get(&victim_pid).map_or(&[][..], Vec::as_slice);
     let kill = step(steps, "kill")[0];
     let c = &kill["candidates"];
-    assert_eq!(c["exact"], false, "{kill}");
+    // With a function hook on oom_badness they are the OOM killer's own evaluation; with
+    // hooks off, read from /proc after the kill.
+    // A kernel whose build inlines oom_badness into the evaluation (the hooks see only the
+    // out-of-line copy /proc/PID/oom_score calls) gets them from /proc, and says why.
+    match forced_function_mode().as_deref() {
+        Some("fentry" | "kprobe") if c["exact"] != true => {
+            assert!(c["why_inferred"].as_str().is_some(), "{kill}");
+        }
+        Some("fentry" | "kprobe") => assert!(c["why_inferred"].is_null(), "{kill}"),
+        Some(_) => assert_eq!(c["exact"], false, "{kill}"),
+        None => {}
+    }
     assert_eq!(c["victim_rank"], 1, "{kill}");
     let listed = c["listed"].as_array().unwrap_or_else(|| panic!("{kill}"));
     let find = |pid: u64| {
@@ -579,6 +587,10 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
         "{kill}"
     );
     assert_eq!(kill["candidates"]["victim_rank"], 1, "{kill}");
+    if let Some(mode) = forced_function_mode() {
+        let exact = matches!(mode.as_str(), "fentry" | "kprobe");
+        assert_eq!(kill["candidates"]["exact"], exact, "{kill}");
+    }
     let memory = &kill["domain_memory"];
     assert_eq!(memory["scope"], "memcg", "{kill}");
     assert_eq!(
@@ -675,9 +687,14 @@ fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
             );
             continue;
         }
-        assert_eq!(
-            lock["owner"]["pid"], reader,
-            "the owner is the scenario's reader: {lock}"
+        // The owner field of a reader-held rwsem names the last reader to take it. On 5.10 a
+        // reader may take the lock past a queued writer (optimistic spinning), and the
+        // victim's own exit does, briefly, in exit_mm: then the field names the victim.
+        let victim = &traced.report["victims"][0]["pid"];
+        let owner = &lock["owner"]["pid"];
+        assert!(
+            *owner == reader || owner == victim,
+            "the owner is the scenario's reader (or the victim's exit, after it): {lock}"
         );
         assert_eq!(lock["owner"]["reader_hint"], true);
         assert_eq!(lock["waiters_queued"], true, "{lock}");
@@ -786,6 +803,12 @@ fn a_jam_released_after_three_attempts_ends_the_reaper_loop() {
         .filter(|s| s["reason"] == "lock_contended")
         .count();
     assert_eq!(contended as u64, failed);
+    // The kill's program saw the queued writer, so the victim's smaps was not read: a read
+    // would have queued behind it holding the victim's mm, and the teardown would have run
+    // in oomreap's reader (MMF_OOM_SKIP set there, and no reaper pass at all).
+    let wake = step(steps, "wake")[0];
+    let why = wake["unreapable"]["vmas"]["error"].as_str().unwrap_or("");
+    assert!(why.contains("mmap_lock"), "{wake}");
     if o["outcome"] == "reaped" {
         // Before 6.0, exit_mmap reaps an OOM victim's mm itself, in whichever task drops the
         // last reference: the victim, or the scenario's writer, which held one for
@@ -799,7 +822,12 @@ fn a_jam_released_after_three_attempts_ends_the_reaper_loop() {
         if common::exit_reaps_victims()
             && let Some(at) = calls.iter().position(|c| c["caller"] == "exit_mmap")
         {
-            expected.insert(at.min(1), ("exit_mmap", true));
+            // An exit_mmap reap before the reaper's next attempt sets MMF_OOM_SKIP, which
+            // ends the attempts (5.10's kprobe row: the writer's, then no reaper pass).
+            if at == 0 && !calls.iter().any(|c| c["caller"] == "oom_reaper") {
+                expected.clear();
+            }
+            expected.insert(at.min(expected.len()), ("exit_mmap", true));
         }
         check_reap_calls(steps, &expected);
     }

@@ -297,9 +297,18 @@ const REAP_TASK_MM: Hook = function(
      process_mrelease",
 );
 
+/// The OOM killer's entry: where an evaluation begins, for the `oom_badness` hook.
+const OUT_OF_MEMORY: Hook = function(
+    "out_of_memory",
+    plain(&[("out_of_memory_fentry", Role::Fentry)]),
+    plain(&[("out_of_memory_kprobe", Role::Kprobe)]),
+    None,
+    "where the OOM killer's evaluation of its candidates begins",
+);
+
 /// Every hook, in attach order: the victim first, so later events find it remembered; a
 /// function after the one it [needs](Function::needs).
-pub const HOOKS: [Hook; 15] = [
+pub const HOOKS: [Hook; 17] = [
     MARK_VICTIM,
     tracepoint(
         "oom:wake_reaper",
@@ -405,6 +414,18 @@ pub const HOOKS: [Hook; 15] = [
         None,
         "the OOM killer's own record of a kill: its domain, constraint, and the victim's \
          badness points (otherwise derived, and marked inferred)",
+    ),
+    OUT_OF_MEMORY,
+    function(
+        "oom_badness",
+        plain(&[("oom_badness_fexit", Role::Fexit)]),
+        plain(&[
+            ("oom_badness_kprobe", Role::Kprobe),
+            ("oom_badness_kretprobe", Role::Kretprobe),
+        ]),
+        Some(&OUT_OF_MEMORY),
+        "the OOM killer's own points for each candidate (otherwise read from /proc after the \
+         kill, and marked inferred)",
     ),
 ];
 

@@ -5,9 +5,11 @@
 //! page cache unmapping does not free. Only private anonymous memory is left to reap.
 //!
 //! smaps takes the victim's mmap_lock, and a victim is read as its kill arrives, when it is
-//! often already exiting (its exit holds that lock while it unmaps everything) or stuck
-//! behind a jammed lock: so the reads run on a thread of their own and the intake never waits
-//! for them. It asks at the kill and takes what has come back at each later step.
+//! often already exiting (its exit holds that lock while it unmaps everything): so the reads
+//! run on a thread of their own and the intake never waits for them. It asks at the kill and
+//! takes what has come back at each later step. A victim whose lock a writer held or waited
+//! for at the kill is not read at all (the intake's `ask_vmas`): a read queued there would
+//! hold the victim's mm, and its teardown would run in this thread.
 use std::{
     collections::HashSet,
     sync::mpsc::{self, Receiver, Sender},

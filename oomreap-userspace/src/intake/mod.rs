@@ -21,7 +21,9 @@ use crate::{
     clock::{WallClock, monotonic_now_ns},
     enrich::Enricher,
     recording::{RecordKind, RecordWriter, RecordingError},
-    tracker::{AttemptResult, CandidatesRead, Change, DomainMemory, ReadAt, Tracker, VictimId},
+    tracker::{
+        AttemptResult, CandidatesRead, Change, DomainMemory, ReadAt, Tracker, VictimId, VictimVmas,
+    },
     wire::{DecodeError, Event, decode},
 };
 pub use crate::{
@@ -508,8 +510,12 @@ impl Intake {
             }
             match &change {
                 Change::VictimMarked(id) => {
-                    if let Some(read) = self
-                        .candidates
+                    // Not where the OOM killer's own evaluation came with the kill.
+                    let exact = self
+                        .tracker
+                        .victim(*id)
+                        .is_some_and(|v| v.candidates.is_some());
+                    if let Some(read) = (self.candidates && !exact)
                         .then(|| read_candidates(enricher, &self.tracker, *id))
                         .flatten()
                     {
@@ -517,16 +523,18 @@ impl Intake {
                         records.push(reading.to_record(*id));
                         reading.hand_to(&mut self.tracker, *id, &mut step.changes);
                     }
+                    if self.stacks {
+                        ask_vmas(
+                            enricher,
+                            &mut self.tracker,
+                            *id,
+                            &mut records,
+                            &mut step.changes,
+                        );
+                    }
                     let Some(v) = self.tracker.victim(*id) else {
                         continue;
                     };
-                    if let (true, Some(tgid), Some(killed_at)) = (
-                        self.stacks,
-                        v.kill.as_ref().and_then(|k| k.victim.tgid),
-                        v.killed_at_ns(),
-                    ) {
-                        enricher.ask_vmas(*id, tgid, killed_at);
-                    }
                     let domain = v
                         .kill
                         .as_ref()
@@ -650,6 +658,40 @@ fn read_domain(
         kib,
     })
 }
+
+/// Asks for a victim's mappings as its kill arrives (read off this thread, joined later),
+/// unless its mmap_lock would make the read wait: then the reading says why, at once.
+fn ask_vmas(
+    enricher: &mut Enricher,
+    tracker: &mut Tracker,
+    victim: VictimId,
+    records: &mut Vec<serde_json::Value>,
+    changes: &mut Vec<Change>,
+) {
+    let Some(v) = tracker.victim(victim) else {
+        return;
+    };
+    let kill = v.kill.as_ref();
+    if kill.and_then(|k| k.mmap_lock_blocks_readers) == Some(true) {
+        // smaps would queue on the lock holding a reference to the victim's mm: its teardown
+        // (and the reap it does of an OOM victim) would then run in our reader, once the
+        // lock is free, instead of in the victim or the OOM reaper.
+        let reading = readings::Reading::Vmas(VictimVmas {
+            read_after_ns: 0,
+            classes: Err(LOCK_BLOCKS_SMAPS.into()),
+        });
+        records.push(reading.to_record(victim));
+        reading.hand_to(tracker, victim, changes);
+    } else if let (Some(tgid), Some(killed_at)) =
+        (kill.and_then(|k| k.victim.tgid), v.killed_at_ns())
+    {
+        enricher.ask_vmas(victim, tgid, killed_at);
+    }
+}
+
+/// Why a victim's mappings were not read: see [`ask_vmas`].
+const LOCK_BLOCKS_SMAPS: &str = "not read: at the kill a writer held or waited for the \
+    victim's mmap_lock, and reading its smaps would have queued behind it";
 
 /// Reads the processes of a victim's OOM domain as its kill arrives, for its candidates.
 fn read_candidates(

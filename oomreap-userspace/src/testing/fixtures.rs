@@ -97,6 +97,54 @@ pub fn with_trigger_stacks(mut raw: MarkVictimEvent) -> MarkVictimEvent {
     raw
 }
 
+/// The OOM killer's evaluation at `ms` as fentry sends it: `(tgid, comm, points, rss MiB,
+/// adj)` each (points `i64::MIN`: passed over), `chosen` the one it picked, against
+/// `total_pages`.
+pub fn oom_candidates_at(
+    ms: u64,
+    chosen: u32,
+    total_pages: u64,
+    processes: &[(u32, &str, i64, u64, i32)],
+) -> oomreap_common::event::OomCandidatesEvent {
+    use oomreap_common::event::{MAX_OOM_CANDIDATES, OomCandidate, OomCandidatesEvent};
+    let empty = OomCandidate {
+        points: 0,
+        rss_kib: 0,
+        swap_kib: 0,
+        pgtables_kib: 0,
+        memcg_id: 0,
+        mm_flags: 0,
+        pid: 0,
+        tgid: 0,
+        oom_score_adj: 0,
+        has_mm: 0,
+        comm: [0; COMM_LEN],
+    };
+    let mut event = OomCandidatesEvent {
+        header: header_at(EventKind::OomCandidates, ms),
+        chosen_tgid: chosen,
+        weighed: processes.len() as u32,
+        total_pages,
+        count: processes.len().min(MAX_OOM_CANDIDATES) as u32,
+        attach: AttachKind::Fentry as u32,
+        candidates: [empty; MAX_OOM_CANDIDATES],
+    };
+    for (slot, &(tgid, name, points, rss_mib, adj)) in event.candidates.iter_mut().zip(processes) {
+        *slot = OomCandidate {
+            points,
+            rss_kib: rss_mib << 10,
+            memcg_id: 4026,
+            pid: tgid,
+            tgid,
+            oom_score_adj: adj,
+            has_mm: 1,
+            comm: comm_bytes(name),
+            ..empty
+        };
+    }
+    event
+}
+
 /// A header of `kind` at `ms` milliseconds.
 pub fn header_at(kind: EventKind, ms: u64) -> EventHeader {
     EventHeader {

@@ -13,8 +13,8 @@ use std::{
 
 use oomreap_common::event::{
     EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent, MarkVictimEvent, MreleaseEvent,
-    NotifierRefusedEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent,
-    SkipReapingEvent,
+    NotifierRefusedEvent, OomCandidatesEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent,
+    ScoreAdjEvent, SkipReapingEvent,
 };
 
 use crate::{recording, testing::fixtures, tracker::Tracker, wire};
@@ -59,6 +59,7 @@ fn seeds() -> Vec<Vec<u8>> {
         zeroed::<RetryCountsEvent>(EventKind::RetryCounts),
         zeroed::<ReapCallEvent>(EventKind::ReapCall),
         zeroed::<NotifierRefusedEvent>(EventKind::NotifierRefused),
+        zeroed::<OomCandidatesEvent>(EventKind::OomCandidates),
     ]
 }
 
@@ -199,7 +200,7 @@ mod tests {
             .iter()
             .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
             .collect();
-        assert_eq!(kinds, (1..=12).collect());
+        assert_eq!(kinds, (1..=13).collect());
         for seed in &seeds[..5] {
             assert!(wire::decode(seed).is_ok(), "{seed:02x?}");
         }

@@ -292,6 +292,7 @@ fn candidates_json(c: &Result<Candidates, String>, annotations: &Annotations) ->
         .collect();
     json!({
         "exact": c.exact,
+        "why_inferred": c.why_inferred,
         "listed": listed,
         "rest": c.rest,
         "victim_rank": c.victim_rank,

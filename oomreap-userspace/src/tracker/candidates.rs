@@ -6,8 +6,11 @@
 //! points, the order, the victim's rank and why some were passed over are worked out here, a
 //! pure function of what was recorded, so a replay shows what the live run showed. The
 //! processes are as they were a moment after the kill, not as the OOM killer saw them:
-//! `exact` is false.
+//! `exact` is false. Where a function hook follows `oom_badness`, the OOM killer's own
+//! evaluation arrives just before the kill instead ([`from_evaluation`]): `exact` is true and
+//! /proc is not read.
 use super::{Tracker, Victim, VictimId};
+use crate::wire::{OomCandidate, OomCandidates, has_mmf_oom_skip};
 
 /// Candidates listed at most; the rest are counted.
 pub const LISTED: usize = 8;
@@ -54,6 +57,8 @@ pub enum Passed {
     AlreadyVictim,
     /// It was exiting: the OOM killer waits for it instead.
     Exiting,
+    /// In vfork(): its memory is its parent's.
+    Vfork,
 }
 
 impl Passed {
@@ -62,6 +67,7 @@ impl Passed {
             Self::Unkillable => "oom_score_adj_min",
             Self::AlreadyVictim => "already_victim",
             Self::Exiting => "exiting",
+            Self::Vfork => "vfork",
         }
     }
 
@@ -71,6 +77,7 @@ impl Passed {
             Self::Unkillable => "oom_score_adj -1000",
             Self::AlreadyVictim => "already an OOM victim",
             Self::Exiting => "exiting",
+            Self::Vfork => "in vfork(), sharing its parent's memory",
         }
     }
 }
@@ -106,7 +113,14 @@ pub struct Candidates {
     pub read_after_ns: u64,
     /// Read from the OOM killer's own evaluation rather than from /proc after the kill.
     pub exact: bool,
+    /// Why not, where the hooks were there and could not see it.
+    pub why_inferred: Option<&'static str>,
 }
+
+/// Why candidates are read from /proc though `oom_badness` is hooked: see
+/// [`Victim::badness_unseen`].
+pub const BADNESS_INLINED: &str = "the OOM killer's evaluation ran without calling the \
+    out-of-line oom_badness this kernel's hooks see (its build inlines the function there)";
 
 impl Tracker {
     /// Hands over the processes of victim `id`'s domain, read right after its kill.
@@ -118,6 +132,44 @@ impl Tracker {
             .collect();
         if let Some(v) = self.victim_mut(id) {
             v.candidates = Some(Box::new(weigh(v, &read, &other_victims)));
+        }
+    }
+}
+
+/// Evaluations kept until their kill arrives: the OOM killer sends each just before it.
+pub(super) const MAX_EVALUATIONS: usize = 4;
+
+/// How long before its kill an evaluation may arrive (it is sent microseconds before).
+const EVALUATION_BEFORE_KILL_NS: u64 = 1_000_000_000;
+
+impl Tracker {
+    /// Gives victim `id` the OOM killer's own evaluation that chose it, if one arrived.
+    pub(super) fn join_evaluation(&mut self, id: VictimId) {
+        let Some(v) = self.victim(id) else {
+            return;
+        };
+        let (Some(tgid), Some(at)) = (
+            v.kill.as_ref().and_then(|k| k.victim.tgid),
+            v.killed_at_ns(),
+        ) else {
+            return;
+        };
+        let Some(i) = self.evaluations.iter().rposition(|e| {
+            e.chosen_tgid == tgid
+                && e.timestamp_ns <= at
+                && at - e.timestamp_ns < EVALUATION_BEFORE_KILL_NS
+        }) else {
+            return;
+        };
+        let Some(evaluation) = self.evaluations.remove(i) else {
+            return;
+        };
+        if let Some(v) = self.victim_mut(id) {
+            if evaluation.weighed == 0 {
+                v.badness_unseen = true;
+            } else {
+                v.candidates = Some(Box::new(Ok(from_evaluation(v, &evaluation))));
+            }
         }
     }
 }
@@ -137,11 +189,71 @@ fn weigh(v: &Victim, read: &CandidatesRead, other_victims: &[u32]) -> Result<Can
         .filter(|p| p.pid != victim_tgid)
         .map(|p| weigh_one(p, total_pages, other_victims))
         .collect();
-    let victim = victim_candidate(v, victim_tgid, total_pages, processes);
-    let victim_memory =
-        victim.process.rss_kib + victim.process.swap_kib + victim.process.pgtables_kib;
-    let victim_points = victim.points;
-    weighed.push(victim);
+    weighed.push(victim_candidate(v, victim_tgid, total_pages, processes));
+    let mut candidates = rank(weighed, read.unread, total_pages, read.read_after_ns, false);
+    candidates.why_inferred = v.badness_unseen.then_some(BADNESS_INLINED);
+    Ok(candidates)
+}
+
+/// The candidates of `v`'s kill as the OOM killer's own evaluation `e` weighed them.
+pub(super) fn from_evaluation(v: &Victim, e: &OomCandidates) -> Candidates {
+    let victim_tgid = v.kill.as_ref().and_then(|k| k.victim.tgid).unwrap_or(v.pid);
+    let mut weighed: Vec<Candidate> = e
+        .candidates
+        .iter()
+        .map(|c| evaluated(c, victim_tgid))
+        .collect();
+    // A process that asked to be killed first (`oom_task_origin`) is chosen unweighed.
+    if !weighed.iter().any(|c| c.victim) {
+        weighed.push(victim_candidate(v, victim_tgid, e.total_pages, &[]));
+    }
+    let unkept = e.weighed.saturating_sub(e.candidates.len() as u32);
+    rank(weighed, unkept, e.total_pages, 0, true)
+}
+
+/// One process as `oom_badness` weighed it, and why it was passed over if it was: the
+/// function says only "not at all" (`LONG_MIN`), so the reason is told from what it checks.
+fn evaluated(c: &OomCandidate, victim_tgid: u32) -> Candidate {
+    let tgid = c.task.tgid.unwrap_or(c.task.pid);
+    let passed = c.points.is_none().then(|| match c.memory {
+        _ if c.oom_score_adj <= OOM_SCORE_ADJ_MIN => Passed::Unkillable,
+        None => Passed::Exiting,
+        Some(m) if has_mmf_oom_skip(m.mm_flags) => Passed::AlreadyVictim,
+        Some(_) => Passed::Vfork,
+    });
+    let memory = c.memory;
+    Candidate {
+        process: ProcessRead {
+            pid: tgid,
+            comm: c.task.comm.clone().unwrap_or_default(),
+            rss_kib: memory.map_or(0, |m| m.rss_kib),
+            swap_kib: memory.map_or(0, |m| m.swap_kib),
+            pgtables_kib: memory.map_or(0, |m| m.pgtables_kib),
+            oom_score_adj: c.oom_score_adj,
+            memcg: c.memcg_id,
+            exiting: false,
+        },
+        points: c.points,
+        passed,
+        victim: tgid == victim_tgid,
+    }
+}
+
+/// Orders the weighed candidates (the victim among them), ranks the victim, counts those
+/// `oom_score_adj` spared, and keeps the first [`LISTED`]; `unread` more were not weighed
+/// here.
+fn rank(
+    mut weighed: Vec<Candidate>,
+    unread: u32,
+    total_pages: u64,
+    read_after_ns: u64,
+    exact: bool,
+) -> Candidates {
+    let memory = |c: &Candidate| c.process.rss_kib + c.process.swap_kib + c.process.pgtables_kib;
+    let (victim_memory, victim_points) = weighed
+        .iter()
+        .find(|c| c.victim)
+        .map_or((0, None), |c| (memory(c), c.points));
     // Best first; passed over last; ties by pid, so the order is the same everywhere.
     weighed.sort_by_key(|c| {
         (
@@ -158,14 +270,14 @@ fn weigh(v: &Victim, read: &CandidatesRead, other_victims: &[u32]) -> Result<Can
     let spared: Vec<i32> = weighed
         .iter()
         .filter(|c| !c.victim && c.process.oom_score_adj < 0)
-        .filter(|c| c.process.rss_kib + c.process.swap_kib + c.process.pgtables_kib > victim_memory)
+        .filter(|c| memory(c) > victim_memory)
         .filter(|c| match (c.points, victim_points) {
             (Some(p), Some(vp)) => p < vp,
             _ => c.passed == Some(Passed::Unkillable),
         })
         .map(|c| c.process.oom_score_adj)
         .collect();
-    let rest = weighed.len().saturating_sub(LISTED) as u32 + read.unread;
+    let rest = weighed.len().saturating_sub(LISTED) as u32 + unread;
     // The victim is always listed: last, in place of the eighth, where it ranks lower.
     match weighed.iter().position(|c| c.victim) {
         Some(at) if at >= LISTED => {
@@ -175,16 +287,17 @@ fn weigh(v: &Victim, read: &CandidatesRead, other_victims: &[u32]) -> Result<Can
         }
         _ => weighed.truncate(LISTED),
     }
-    Ok(Candidates {
+    Candidates {
         listed: weighed,
         rest,
         victim_rank,
         spared_by_adj: spared.len() as u32,
         spared_lowest_adj: spared.iter().copied().min(),
         total_pages,
-        read_after_ns: read.read_after_ns,
-        exact: false,
-    })
+        read_after_ns,
+        exact,
+        why_inferred: None,
+    }
 }
 
 /// `oom_badness` of one process read from /proc.
@@ -323,6 +436,87 @@ mod tests {
         assert_eq!((c.spared_by_adj, c.spared_lowest_adj), (2, Some(-1000)));
         assert_eq!(c.rest, 3);
         assert!(!c.exact);
+    }
+
+    #[test]
+    fn the_oom_killers_own_evaluation_joins_its_kill_and_is_exact() {
+        use crate::testing::fixtures::oom_candidates_at;
+        let mut t = Tracker::default();
+        let evaluation = oom_candidates_at(
+            999,
+            7,
+            32_768,
+            &[
+                (22, "sidecar", 2_560, 10, 0),
+                (7, "hog", 17_000, 64, 0),
+                (21, "agent", i64::MIN, 90, -1000),
+                (20, "postgres", 2_000, 100, -900),
+            ],
+        );
+        // One for another process first: it is not this kill's.
+        let other = oom_candidates_at(998, 8, 32_768, &[(8, "other", 1, 1, 0)]);
+        for raw in [other, evaluation] {
+            t.apply(&decode(&encode(&raw)).unwrap());
+        }
+        let id = killed(&mut t, 1_000, 7);
+        let v = t.victim(id).unwrap();
+        let c = v.candidates.as_deref().unwrap().as_ref().unwrap();
+        assert!(c.exact);
+        let order: Vec<u32> = c.listed.iter().map(|c| c.process.pid).collect();
+        assert_eq!(order, vec![7, 22, 20, 21]);
+        assert_eq!(c.victim_rank, Some(1));
+        assert!(c.listed[0].victim);
+        // The kernel's own points, not worked out again.
+        assert_eq!(c.listed[0].points, Some(17_000));
+        assert_eq!(c.listed[3].passed, Some(Passed::Unkillable));
+        assert_eq!((c.spared_by_adj, c.spared_lowest_adj), (2, Some(-1000)));
+        assert_eq!((c.rest, c.total_pages), (0, 32_768));
+    }
+
+    #[test]
+    fn an_evaluation_that_never_reached_oom_badness_leaves_proc_to_say_why() {
+        use crate::testing::fixtures::oom_candidates_at;
+        let mut t = Tracker::default();
+        let empty = oom_candidates_at(999, 7, 32_768, &[]);
+        t.apply(&decode(&encode(&empty)).unwrap());
+        let id = killed(&mut t, 1_000, 7);
+        assert!(t.victim(id).unwrap().candidates.is_none());
+        hand(&mut t, id, Ok(vec![process(7, "hog", 1, 0)]));
+        let v = t.victim(id).unwrap();
+        let c = v.candidates.as_deref().unwrap().as_ref().unwrap();
+        assert_eq!((c.exact, c.why_inferred), (false, Some(BADNESS_INLINED)));
+    }
+
+    #[test]
+    fn an_evaluation_tells_why_a_process_was_passed_over() {
+        use crate::wire::{CandidateMemory, OomCandidate, Task};
+        let task = |tgid| Task {
+            pid: tgid,
+            tgid: Some(tgid),
+            comm: None,
+        };
+        let memory = |mm_flags| {
+            Some(CandidateMemory {
+                rss_kib: 1,
+                swap_kib: 0,
+                pgtables_kib: 0,
+                mm_flags,
+            })
+        };
+        let passed = |adj, memory| {
+            let c = OomCandidate {
+                task: task(5),
+                points: None,
+                memory,
+                oom_score_adj: adj,
+                memcg_id: None,
+            };
+            evaluated(&c, 1).passed
+        };
+        assert_eq!(passed(-1000, memory(0)), Some(Passed::Unkillable));
+        assert_eq!(passed(0, None), Some(Passed::Exiting));
+        assert_eq!(passed(0, memory(1 << 21)), Some(Passed::AlreadyVictim));
+        assert_eq!(passed(0, memory(0)), Some(Passed::Vfork));
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod release;
 mod settle;
 mod unreapable;
 
+use candidates::MAX_EVALUATIONS;
 use settle::settle_deadline;
 mod victim;
 
@@ -43,7 +44,9 @@ pub use crate::wire::{
     AttachKind, KernelFrame, LockSnapshot, MarkVictim, Notifiers, OomDomain, RetryKind, Rss,
     SkipCause, Task, TriggerStacks, has_mmf_oom_skip,
 };
-use crate::wire::{Event, NotifierRefused, ReapCall, RetryCounter, RetryCounts, ScoreAdj};
+use crate::wire::{
+    Event, NotifierRefused, OomCandidates, ReapCall, RetryCounter, RetryCounts, ScoreAdj,
+};
 
 /// How long after a victim's kill the kernel may still act on it: the reaper's timer (2 s),
 /// its ten attempts 100 ms apart, and slack for a loaded machine. A reaper pass or a
@@ -173,6 +176,9 @@ pub struct Tracker {
     domains: loops::Domains,
     /// Loops that ended, newest last (a bounded few).
     ended_loops: VecDeque<OomLoop>,
+    /// The OOM killer's evaluations not yet joined to their kill (each arrives just before
+    /// it), newest last (a bounded few).
+    evaluations: VecDeque<OomCandidates>,
 }
 
 impl Default for Tracker {
@@ -197,6 +203,7 @@ impl Tracker {
             retries_pending: BTreeMap::new(),
             domains: loops::Domains::new(),
             ended_loops: VecDeque::new(),
+            evaluations: VecDeque::new(),
         }
     }
 
@@ -225,6 +232,12 @@ impl Tracker {
             Event::RetryCounts(e) => self.retry_counts(e),
             Event::ReapCall(e) => self.reap_call(e, changes),
             Event::NotifierRefused(e) => self.notifier_refused(e, changes),
+            Event::OomCandidates(e) => {
+                if self.evaluations.len() == MAX_EVALUATIONS {
+                    self.evaluations.pop_front();
+                }
+                self.evaluations.push_back(e.clone());
+            }
         }
         let mut kills = Vec::new();
         for change in &changes[start..] {
@@ -239,6 +252,7 @@ impl Tracker {
             }
         }
         for id in kills {
+            self.join_evaluation(id);
             if let Some(v) = self.victim(id)
                 && let (Some(domain), Some(at)) = (v.oom_domain(), v.killed_at_ns())
             {

@@ -51,6 +51,7 @@ impl Stream {
             domain: None,
             swap_kib: None,
             trigger_stacks: None,
+            mmap_lock_blocks_readers: None,
         }));
         self
     }

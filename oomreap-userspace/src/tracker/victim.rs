@@ -192,6 +192,9 @@ pub struct Victim {
     pub vmas: Option<Box<super::VictimVmas>>,
     /// The OOM killer's candidates for its kill, or why they are unknown.
     pub candidates: Option<Box<Result<super::Candidates, String>>>,
+    /// The OOM killer's evaluation for its kill was followed, and `oom_badness` never fired
+    /// in it: this kernel's build calls it inline there.
+    pub badness_unseen: bool,
     pub domain_after: Option<Box<super::DomainMemory>>,
     /// Whether the kill gave the domain memory back; judged once it is final and read.
     pub recovery: Option<Box<super::Recovery>>,
@@ -251,6 +254,7 @@ impl Victim {
             domain_at_kill: None,
             vmas: None,
             candidates: None,
+            badness_unseen: false,
             domain_after: None,
             recovery: None,
         }

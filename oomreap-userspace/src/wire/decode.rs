@@ -2,9 +2,9 @@
 use oomreap_common::event::{
     COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
     LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MARK_VICTIM_EVENT_V2_SIZE, MAX_WAITERS,
-    MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent, ReapCallEvent,
-    ReaperEvent, RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
-    mark_victim_fields as field, mrelease_fields,
+    MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent,
+    OomCandidatesEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent,
+    SkipReapingEvent, finish_fields, lock_flags, mark_victim_fields as field, mrelease_fields,
 };
 
 use super::*;
@@ -57,6 +57,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         EventKind::RetryCounts => decode_retry_counts(exact(kind, record)?)?,
         EventKind::ReapCall => decode_reap_call(exact(kind, record)?)?,
         EventKind::NotifierRefused => decode_notifier_refused(exact(kind, record)?)?,
+        EventKind::OomCandidates => decode_oom_candidates(exact(kind, record)?)?,
     })
 }
 
@@ -106,6 +107,8 @@ fn decode_mark_victim(raw: MarkVictimEvent) -> Result<Event, DecodeError> {
         swap_kib: has(field::SWAP).then_some(raw.swap_kib),
         trigger_stacks: (has(field::TRIGGER_STACK) || has(field::TRIGGER_USER_STACK))
             .then(|| trigger_stacks(&raw)),
+        mmap_lock_blocks_readers: has(field::MMAP_LOCK_READ)
+            .then_some(has(field::MMAP_LOCK_BLOCKS_READERS)),
     }))
 }
 
@@ -327,6 +330,42 @@ fn decode_notifier_refused(raw: NotifierRefusedEvent) -> Result<Event, DecodeErr
         ret: raw.ret,
         attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
         notifiers: listed_notifiers(raw.notifier_count, raw.interval_notifiers, &raw.notifiers),
+    }))
+}
+
+fn decode_oom_candidates(raw: OomCandidatesEvent) -> Result<Event, DecodeError> {
+    let listed = raw.count as usize;
+    let Some(candidates) = raw.candidates.get(..listed) else {
+        return Err(DecodeError::BadLength {
+            kind: EventKind::OomCandidates,
+            len: listed,
+        });
+    };
+    Ok(Event::OomCandidates(OomCandidates {
+        timestamp_ns: raw.header.timestamp_ns,
+        attach: AttachKind::try_from(raw.attach).map_err(DecodeError::UnknownAttach)?,
+        chosen_tgid: raw.chosen_tgid,
+        weighed: raw.weighed,
+        total_pages: raw.total_pages,
+        candidates: candidates
+            .iter()
+            .map(|c| OomCandidate {
+                task: Task {
+                    pid: c.pid,
+                    tgid: Some(c.tgid),
+                    comm: Some(comm(&c.comm)),
+                },
+                points: (c.points != i64::MIN).then_some(c.points),
+                memory: (c.has_mm != 0).then_some(CandidateMemory {
+                    rss_kib: c.rss_kib,
+                    swap_kib: c.swap_kib,
+                    pgtables_kib: c.pgtables_kib,
+                    mm_flags: c.mm_flags,
+                }),
+                oom_score_adj: c.oom_score_adj,
+                memcg_id: (c.memcg_id != 0).then_some(c.memcg_id),
+            })
+            .collect(),
     }))
 }
 

@@ -60,6 +60,9 @@ pub struct MarkVictim {
     pub swap_kib: Option<u64>,
     /// The trigger's stacks at the kill; `None` in records from before oomreap read them.
     pub trigger_stacks: Option<TriggerStacks>,
+    /// At the kill, a new reader of the victim's mmap_lock would have waited (a writer held
+    /// it, or tasks queued on it); `None` where the kill's program could not look.
+    pub mmap_lock_blocks_readers: Option<bool>,
 }
 
 /// The stacks of the task that hit the limit, as the kill's program read them.
@@ -421,6 +424,45 @@ pub struct RetryCounts {
     pub counts: Vec<(RetryCounter, u64)>,
 }
 
+/// The OOM killer's own evaluation behind a kill: the processes `oom_badness` weighed with
+/// the most points (function hooks only), sent just before the kill's `mark_victim`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OomCandidates {
+    pub timestamp_ns: u64,
+    pub attach: AttachKind,
+    /// The process chosen.
+    pub chosen_tgid: u32,
+    /// How many processes were weighed in all.
+    pub weighed: u32,
+    /// The pages weighed against.
+    pub total_pages: u64,
+    /// At most `MAX_OOM_CANDIDATES`, those with the most points, in no particular order.
+    pub candidates: Vec<OomCandidate>,
+}
+
+/// One process as `oom_badness` weighed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OomCandidate {
+    /// Its thread group (the process) and the task weighed.
+    pub task: Task,
+    /// `oom_badness`'s points; `None` where it passed the process over (`LONG_MIN`).
+    pub points: Option<i64>,
+    /// Its memory as weighed; `None` where the task had no mm of its own (a leader that
+    /// exited while its threads live).
+    pub memory: Option<CandidateMemory>,
+    pub oom_score_adj: i32,
+    pub memcg_id: Option<u64>,
+}
+
+/// A candidate's memory, in KiB, and its mm's flags.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CandidateMemory {
+    pub rss_kib: u64,
+    pub swap_kib: u64,
+    pub pgtables_kib: u64,
+    pub mm_flags: u64,
+}
+
 /// Every event the kernel programs send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -436,6 +478,7 @@ pub enum Event {
     RetryCounts(RetryCounts),
     ReapCall(ReapCall),
     NotifierRefused(NotifierRefused),
+    OomCandidates(OomCandidates),
 }
 
 impl Event {
@@ -453,6 +496,7 @@ impl Event {
             Self::RetryCounts(e) => e.timestamp_ns,
             Self::ReapCall(e) => e.timestamp_ns,
             Self::NotifierRefused(e) => e.timestamp_ns,
+            Self::OomCandidates(e) => e.timestamp_ns,
         }
     }
 }

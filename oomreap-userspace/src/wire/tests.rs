@@ -111,6 +111,40 @@ fn function_hook_records_round_trip() {
 }
 
 #[test]
+fn oom_candidates_decode_with_passed_over_ones_and_a_bad_count_refused() {
+    use crate::testing::fixtures::oom_candidates_at;
+    let raw = oom_candidates_at(
+        7,
+        20,
+        32_768,
+        &[
+            (20, "hog", 17_000, 64, 500),
+            (21, "db", i64::MIN, 100, -1000),
+        ],
+    );
+    let Event::OomCandidates(e) = decode(&encode(&raw)).unwrap() else {
+        panic!("not candidates")
+    };
+    assert_eq!((e.chosen_tgid, e.weighed, e.total_pages), (20, 2, 32_768));
+    assert_eq!(e.candidates.len(), 2);
+    assert_eq!(e.candidates[0].points, Some(17_000));
+    assert_eq!(e.candidates[0].task.comm.as_deref(), Some("hog"));
+    assert_eq!(e.candidates[0].memory.map(|m| m.rss_kib), Some(64 << 10));
+    assert_eq!(
+        (e.candidates[1].points, e.candidates[1].oom_score_adj),
+        (None, -1000)
+    );
+    let bad = oomreap_common::event::OomCandidatesEvent { count: 9, ..raw };
+    assert_eq!(
+        decode(&encode(&bad)),
+        Err(DecodeError::BadLength {
+            kind: EventKind::OomCandidates,
+            len: 9
+        })
+    );
+}
+
+#[test]
 fn reader_count_and_reader_hint() {
     let mut raw = crate::testing::fixtures::contended_skip_at(5, 7);
     raw.lock.count = (3 << 8) | 0b10;

@@ -345,7 +345,12 @@ pub fn candidates_text(c: &Candidates) -> String {
         }
     };
     if let Some(rank) = c.victim_rank.filter(|&r| r > 1) {
-        text.push_str(&format!(" (ranked {rank} as read after the kill)"));
+        // Exact, only a process that asked to go first (`oom_task_origin`) ranks lower.
+        let source = match c.exact {
+            true => "by the OOM killer's points",
+            false => "as read after the kill",
+        };
+        text.push_str(&format!(" (ranked {rank} {source})"));
     }
     if let Some(note) = spared_note(c) {
         text.push_str(&format!("; {note}"));

@@ -376,6 +376,10 @@ pub struct LockWaiter {
 /// "eap-reader"). A task_struct is cache-line aligned, so three bits are always flags.
 pub const RWSEM_OWNER_FLAGS_MASK: u64 = 0x7;
 
+/// `MMF_OOM_SKIP` in `mm->flags` (include/linux/mm_types.h, a define no BTF carries): the mm
+/// is being torn down or was reaped, and the OOM killer and reaper pass it over.
+pub const MMF_OOM_SKIP_BIT: u32 = 21;
+
 /// Bits of [`LockState::flags`].
 pub mod lock_flags {
     /// `count`, `owner_raw` and the owner fields were read.
@@ -421,7 +425,9 @@ pub struct SkipReapingEvent {
     pub current_pid: u32,
     /// A [`SkipCause`] value.
     pub cause: u32,
-    pub _pad: u32,
+    /// 1 if `cause` was read from the lock itself (no trylock hook): where the reaper held
+    /// this lock in an earlier pass, the owner field it left may still name it.
+    pub cause_from_lock: u32,
     /// The victim's mm (0 if unknown).
     pub mm: u64,
     /// `mm->flags` word 0 (0 if unknown).

@@ -2,12 +2,14 @@
 //! and `skip_task_reaping`. Each passes only the victim's pid; the victim's mm comes from
 //! what `mark_victim` remembered.
 use aya_ebpf::{
+    helpers::bpf_get_current_task,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use oomreap_common::{
     event::{
-        EventKind, FinishReapingEvent, ReaperEvent, SkipCause, SkipReapingEvent, finish_fields,
+        EventKind, FinishReapingEvent, LockState, MMF_OOM_SKIP_BIT, RWSEM_OWNER_FLAGS_MASK,
+        ReaperEvent, SkipCause, SkipReapingEvent, finish_fields, lock_flags,
     },
     maps::Counter,
 };
@@ -127,7 +129,8 @@ fn finish(victim_pid: u32) {
 }
 
 /// Both skip causes emit this tracepoint. The reaper's `mmap_read_trylock` just before tells
-/// them apart: it failed (lock contended) or succeeded and the mm had `MMF_OOM_SKIP`.
+/// them apart: it failed (lock contended) or succeeded and the mm had `MMF_OOM_SKIP`. The
+/// trylock hook, where it is attached, saw which; else the lock itself tells.
 #[inline(always)]
 fn skip(victim_pid: u32) {
     gate::signal(EventKind::SkipReaping);
@@ -147,13 +150,65 @@ fn skip(victim_pid: u32) {
     };
     event.mm = mm;
     event.mm_flags = mm::flags(mm).unwrap_or(0);
-    event.cause = match trylock {
-        Some(t) if t.success == 0 => SkipCause::LockContended as u32,
-        Some(_) => SkipCause::AlreadySkipped as u32,
-        None => SkipCause::Unknown as u32,
+    let cause = match trylock {
+        Some(t) if t.success == 0 => SkipCause::LockContended,
+        Some(_) => SkipCause::AlreadySkipped,
+        None => {
+            mm::lock_state(mm, &mut event.lock);
+            event.cause_from_lock = 1;
+            cause_from_lock(&event.lock, event.mm_flags)
+        }
     };
-    if event.cause != SkipCause::AlreadySkipped as u32 {
+    if cause == SkipCause::AlreadySkipped {
+        // The lock is the reaper's own: nobody else's to show.
+        event.lock.flags = 0;
+    } else if trylock.is_some() {
         mm::lock_state(mm, &mut event.lock);
     }
+    event.cause = cause as u32;
     record.submit();
 }
+
+/// What the reaper's `mmap_read_trylock` just before told, read from the lock itself where
+/// no hook saw it. The kernel skips a locked mm only for `MMF_OOM_SKIP`: without the flag the
+/// trylock failed. With it, had the trylock succeeded, the reaper would hold the lock for
+/// reading now: a reader leaves itself in the owner field, and PREEMPT_RT keeps
+/// `READER_BIAS` while no writer is about. `Unknown` where the lock cannot tell (an RT
+/// writer waiting for the readers, the reaper possibly among them).
+#[inline(always)]
+fn cause_from_lock(lock: &LockState, mm_flags: u64) -> SkipCause {
+    if lock.flags & lock_flags::READ == 0 {
+        return SkipCause::Unknown;
+    }
+    if mm_flags & (1 << MMF_OOM_SKIP_BIT) == 0 {
+        return SkipCause::LockContended;
+    }
+    if lock.flags & lock_flags::RT != 0 {
+        return match lock.count {
+            readers if readers & RT_READER_BIAS != 0 => SkipCause::AlreadySkipped,
+            RT_WRITER_BIAS => SkipCause::LockContended,
+            _ => SkipCause::Unknown,
+        };
+    }
+    // SAFETY: takes no arguments; returns the current task's address (the reaper).
+    let reaper = unsafe { bpf_get_current_task() };
+    let held = lock.owner_raw & !RWSEM_OWNER_FLAGS_MASK == reaper
+        && lock.owner_raw & RWSEM_READER_OWNED != 0
+        && lock.count & RWSEM_WRITER_LOCKED == 0
+        && lock.count >> RWSEM_READER_SHIFT != 0;
+    if held {
+        SkipCause::AlreadySkipped
+    } else {
+        SkipCause::LockContended
+    }
+}
+
+/// `sem->owner`'s bit for a reader-owned rwsem; `sem->count`'s for a writer-held one, and
+/// where its reader count starts (kernel/locking/rwsem.c).
+const RWSEM_READER_OWNED: u64 = 1 << 0;
+const RWSEM_WRITER_LOCKED: u64 = 1 << 0;
+const RWSEM_READER_SHIFT: u32 = 8;
+/// PREEMPT_RT's `rwbase_rt` `readers` (the snapshot's `count`): `READER_BIAS` while no writer
+/// is about, exactly `WRITER_BIAS` while one holds it (include/linux/rwbase_rt.h).
+const RT_READER_BIAS: u64 = 1 << 31;
+const RT_WRITER_BIAS: u64 = 1 << 30;

@@ -6,6 +6,7 @@
 mod bench;
 mod command;
 mod dist;
+mod fleet;
 mod provenance;
 mod setup;
 mod tasks;

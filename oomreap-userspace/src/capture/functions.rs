@@ -92,6 +92,7 @@ pub fn attach_function(
                         attach: Some(mode),
                         note: refusal::note(&refusals),
                         attached_when: None,
+                        not_needed: None,
                     };
                 }
                 Err(refused) => {
@@ -110,6 +111,7 @@ pub fn attach_function(
         attach: None,
         note: refusal::note(&refusals),
         attached_when: None,
+        not_needed: None,
     }
 }
 

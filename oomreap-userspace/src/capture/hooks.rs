@@ -262,7 +262,9 @@ pub const MARK_VICTIM: Hook = Hook {
     provides: "OOM victims",
 };
 
-const MMAP_LOCK: Hook = Hook {
+/// The reaper's trylock results, where the skip tracepoint cannot read them from the lock
+/// (planning leaves it out where it can).
+pub const MMAP_LOCK: Hook = Hook {
     name: "mmap_lock:mmap_lock_acquire_returned",
     target: Target::Tracepoint(Tracepoint {
         category: "mmap_lock",

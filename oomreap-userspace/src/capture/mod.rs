@@ -86,6 +86,9 @@ pub struct HookStatus {
     /// For a hot hook, when it is attached: only while an OOM victim is in flight, or all
     /// the time and why (see [`gate`]); `None` for the others, attached for good.
     pub attached_when: Option<String>,
+    /// Why it is not attached because nothing needs it on this kernel (what it would tell
+    /// comes from elsewhere); `None` for a hook that is attached or missed.
+    pub not_needed: Option<String>,
 }
 
 impl HookStatus {
@@ -372,7 +375,7 @@ fn attach_tracepoints(
             };
             status.attached_when = Some(how);
         }
-        if status.attach.is_none() {
+        if status.attach.is_none() && status.not_needed.is_none() {
             let note = status.note.as_deref().unwrap_or("unknown reason");
             if hook.0.required {
                 return Err(CaptureError::HookUnavailable {
@@ -425,6 +428,7 @@ fn attach_functions(
                 attach: None,
                 note: refusal::note(&[Refusal::Needs(needed.name)]),
                 attached_when: None,
+                not_needed: None,
             },
         };
         statuses.push(status);
@@ -494,9 +498,17 @@ fn attach_hook(
         attach,
         note: refusal::note(refusals),
         attached_when: None,
+        not_needed: None,
     };
     let (kind, program, unrolled, classic_fallback) = match plan {
         HookPlan::Unavailable(refusals) => return (status(None, refusals), None),
+        HookPlan::NotNeeded(why) => {
+            let status = HookStatus {
+                not_needed: Some((*why).to_owned()),
+                ..status(None, &[])
+            };
+            return (status, None);
+        }
         HookPlan::Attach {
             kind,
             program,

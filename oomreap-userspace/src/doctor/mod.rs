@@ -113,6 +113,7 @@ pub fn examine(options: &CaptureOptions) -> Report {
                     attach: None,
                     note: Some(Refusal::NotChecked(why.clone()).to_string()),
                     attached_when: None,
+                    not_needed: None,
                 })
                 .collect();
             (hooks, Some(why))
@@ -197,6 +198,10 @@ pub fn text(report: &Report) -> String {
                 format!("attached ({}; BTF refused: {note})", attach_name(kind))
             }
             (Some(kind), Some(note)) => format!("attached ({}; {note})", attach_name(kind)),
+            (None, _) if hook.not_needed.is_some() => format!(
+                "not needed: {}",
+                hook.not_needed.as_deref().unwrap_or_default()
+            ),
             (None, note) => format!(
                 "not attached: {}; without it, oomreap cannot show {}",
                 note.as_deref().unwrap_or("unknown reason"),
@@ -257,6 +262,7 @@ pub fn json(report: &Report) -> Value {
             "attach": h.attach.map(oomreap_common::event::AttachKind::id),
             "note": h.note,
             "attached_when": h.attached_when,
+            "not_needed": h.not_needed,
         })).collect::<Vec<_>>(),
         "attach_modes": report.attach_modes.iter().map(|m| json!({
             "name": m.name,

@@ -26,6 +26,11 @@ pub fn stacks_unreadable() -> Option<String> {
 }
 
 #[inline(always)]
+pub fn lock_unreadable() -> Option<String> {
+    None
+}
+
+#[inline(always)]
 pub fn cgroups_unresolved() -> Option<String> {
     None
 }

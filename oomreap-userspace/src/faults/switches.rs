@@ -60,7 +60,7 @@ pub fn validate() -> Result<(), UnknownFault> {
                 .contains(&mode)
             }
             "missing" => !value.is_empty(),
-            "unreadable" => value == "stack",
+            "unreadable" => value == "stack" || value == "lock",
             "unresolved" => value == "cgroups",
             "panic" => value == "attached" || value == "drawn",
             "slow" => value == "reader",
@@ -100,6 +100,12 @@ fn has(what: &str, value: &str) -> bool {
 /// Why `/proc/PID/stack` is to look unreadable, if it is.
 pub fn stacks_unreadable() -> Option<String> {
     has("unreadable", "stack").then(refusal_message)
+}
+
+/// Why the reaper's skip is to look unable to read the victim's lock (so the trylock hook is
+/// attached, and the gate holds it), if it is.
+pub fn lock_unreadable() -> Option<String> {
+    has("unreadable", "lock").then(|| format!("unreadable=lock in {VARIABLE}"))
 }
 
 /// Why memory cgroup ids are to stay unresolved, if they are.

@@ -719,6 +719,67 @@ fn stuck(
     scene.finish(&[victim])
 }
 
+/// The oom_reaper kthread's voluntary context switches since a moment before a kill: it sleeps
+/// 100 ms after each attempt that did not reap it all (`schedule_timeout_idle`), so their
+/// count follows its attempts without tracing it, however late a loaded machine runs them.
+struct ReaperSleeps {
+    pid: u32,
+    before: u64,
+}
+
+impl ReaperSleeps {
+    /// Counting from now; `None` where the kthread or its switches cannot be read.
+    fn start() -> Option<Self> {
+        let pid = crate::kernel::reaper::find_pid()?;
+        Some(Self {
+            pid,
+            before: voluntary_switches(pid)?,
+        })
+    }
+
+    fn since(&self) -> Option<u64> {
+        Some(voluntary_switches(self.pid)?.saturating_sub(self.before))
+    }
+}
+
+fn voluntary_switches(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("voluntary_ctxt_switches:")?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+/// Holds `what` until the reaper has made `k` attempts that did not reap it all: until it
+/// has gone to sleep after the k-th (see [`ReaperSleeps`]), or, where its sleeps cannot be
+/// read, for the time k attempts take after the kill on an unhurried machine.
+fn hold_for_attempts(
+    k: u32,
+    sleeps: Option<&ReaperSleeps>,
+    what: &str,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), ScenarioError> {
+    let Some(sleeps) = sleeps else {
+        let hold = just_after_attempt(k);
+        say(&format!(
+            "holding {what} for {hold:?}, the time {k} reaper attempts take (the oom_reaper's \
+             sleeps are unreadable here)"
+        ));
+        return sleep(hold);
+    };
+    say(&format!(
+        "holding {what} until the oom_reaper has made {k} attempts"
+    ));
+    let longest = just_after_attempt(MAX_REAP_ATTEMPTS as u32) + STEP_TIMEOUT;
+    wait_until(longest, "the oom_reaper's attempts", || {
+        sleeps.since().is_some_and(|n| n >= u64::from(k))
+    })
+}
+
 /// Half a retry after the reaper's attempt `k` (1-based), counted from the kill: attempt k
 /// runs about 2 s + (k-1) × 100 ms after it.
 fn just_after_attempt(k: u32) -> Duration {
@@ -901,6 +962,7 @@ fn lock_contended(
         .then(KernelLog::open_at_end)
         .flatten();
     let kills = scene.cgroup.oom_kills()?;
+    let sleeps = ReaperSleeps::start();
     let pusher = scene.spawn("pusher", &hog_args(options.limit_mib * 2), true)?;
     scene.helper(pusher).go()?;
     scene.wait_for_oom_kill(kills)?;
@@ -908,13 +970,7 @@ fn lock_contended(
 
     match options.release_after {
         None => wait_for_the_give_up(kernel_log.as_mut(), victim_pid, "the jam", say)?,
-        Some(failed) => {
-            let hold = just_after_attempt(failed);
-            say(&format!(
-                "holding the jam for {hold:?} ({failed} reaper attempts)"
-            ));
-            sleep(hold)?;
-        }
+        Some(failed) => hold_for_attempts(failed, sleeps.as_ref(), "the jam", say)?,
     }
     release_and_reap(&mut scene, victim, say)?;
     for index in [reader, writer] {
@@ -959,6 +1015,7 @@ fn odp_victim(
         .then(KernelLog::open_at_end)
         .flatten();
     let kills = scene.cgroup.oom_kills()?;
+    let sleeps = ReaperSleeps::start();
     scene.helper(victim).go()?;
     let line = scene.helper(victim).read_line()?;
     let (address, len) = line
@@ -986,11 +1043,10 @@ fn odp_victim(
     }
     match release_after {
         Some(passes) => {
-            let hold = just_after_attempt(passes);
+            hold_for_attempts(passes, sleeps.as_ref(), "the ODP region", say)?;
             say(&format!(
-                "deregistering the region after {hold:?} ({passes} partial passes)"
+                "deregistering the region after {passes} partial passes"
             ));
-            sleep(hold)?;
             scene.helper(victim).go()?;
             let said = scene.helper(victim).read_line()?;
             if said != "released" {

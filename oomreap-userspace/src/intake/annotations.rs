@@ -129,6 +129,7 @@ impl Annotations {
                     "attach": h.attach.map(oomreap_common::event::AttachKind::id),
                     "note": h.note,
                     "attached_when": h.attached_when,
+                    "not_needed": h.not_needed,
                 })
             })
             .collect();
@@ -296,6 +297,7 @@ fn hook_from_json(value: &Value) -> Option<HookStatus> {
         attach,
         note: value["note"].as_str().map(str::to_owned),
         attached_when: value["attached_when"].as_str().map(str::to_owned),
+        not_needed: value["not_needed"].as_str().map(str::to_owned),
     })
 }
 
@@ -313,6 +315,7 @@ mod tests {
                 attach: Some(AttachKind::BtfTracePoint),
                 note: None,
                 attached_when: None,
+                not_needed: None,
             }],
             ..Annotations::default()
         };

@@ -204,7 +204,7 @@ pub fn contended_skip_at(ms: u64, pid: u32) -> oomreap_common::event::SkipReapin
         victim_pid: pid,
         current_pid: 33,
         cause: SkipCause::LockContended as u32,
-        _pad: 0,
+        cause_from_lock: 0,
         mm: u64::from(pid) << 12,
         // Dumpable, default coredump filter, no MMF_OOM_SKIP: what a contended skip reads.
         mm_flags: 0xcd,

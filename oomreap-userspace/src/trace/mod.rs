@@ -144,7 +144,7 @@ fn announce(hooks: &[HookStatus], err: &mut impl Write) -> std::io::Result<()> {
         .collect();
     let missing: Vec<&str> = hooks
         .iter()
-        .filter(|h| h.attach.is_none())
+        .filter(|h| h.attach.is_none() && h.not_needed.is_none())
         .map(|h| h.name)
         .collect();
     let classic = hooks

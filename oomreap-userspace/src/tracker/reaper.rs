@@ -65,7 +65,14 @@ impl Tracker {
         let Some(v) = self.victim_mut(id) else { return };
         mark_previous_reap_partial(v);
         let mut reason = e.cause;
-        let mut inferred = false;
+        // Read from the lock, "the reaper holds it" rests on the owner field a reader leaves;
+        // after an earlier pass of the reaper's over this mm, that may be the old pass's
+        // (5.10 to 6.12 leave it on unlock), so the reason is only likely.
+        let mut inferred = e.cause_from_lock
+            && reason == SkipCause::AlreadySkipped
+            && v.attempts
+                .iter()
+                .any(|a| matches!(a.result, AttemptResult::Reaped { .. }));
         // Without a cause from the kernel, the reaper's own trylock result decides; failing
         // that, the mm's flags: the kernel skips either for MMF_OOM_SKIP or for the lock.
         if reason == SkipCause::Unknown {

@@ -236,6 +236,7 @@ fn help_shows_each_hook_and_how_it_is_attached() {
         attach,
         note: None,
         attached_when: None,
+        not_needed: None,
     };
     app.intake.annotations_mut().hooks = vec![
         hook("oom:mark_victim", Some(AttachKind::BtfTracePoint)),

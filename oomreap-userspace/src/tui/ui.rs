@@ -147,7 +147,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
-    let hooks = &app.intake.annotations().hooks;
+    let all = &app.intake.annotations().hooks;
+    let hooks: Vec<_> = all.iter().filter(|h| h.not_needed.is_none()).collect();
     let attached = hooks.iter().filter(|h| h.attach.is_some()).count();
     let classic = hooks
         .iter()

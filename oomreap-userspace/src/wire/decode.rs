@@ -188,6 +188,7 @@ fn decode_skip(raw: SkipReapingEvent) -> Result<Event, DecodeError> {
         // A live mm always has its coredump-filter bits set, so 0 means "not read".
         mm_flags: mm.and((raw.mm_flags != 0).then_some(raw.mm_flags)),
         lock: lock_snapshot(&raw.lock).map(std::sync::Arc::new),
+        cause_from_lock: raw.cause_from_lock != 0,
     }))
 }
 

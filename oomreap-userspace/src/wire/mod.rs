@@ -176,9 +176,7 @@ pub struct FinishReaping {
     pub rss_after: Option<Rss>,
 }
 
-/// `MMF_OOM_SKIP` in `mm->flags` (include/linux/mm_types.h): the mm is being torn down and
-/// the reaper must leave it alone. A `#define`, so not in BTF.
-pub const MMF_OOM_SKIP_BIT: u32 = 21;
+pub use oomreap_common::event::MMF_OOM_SKIP_BIT;
 
 /// Whether `mm->flags` has `MMF_OOM_SKIP`.
 pub fn has_mmf_oom_skip(mm_flags: u64) -> bool {
@@ -280,6 +278,8 @@ pub struct SkipReaping {
     pub mm_flags: Option<u64>,
     /// Shared, not copied, with the tracker's attempt that keeps it.
     pub lock: Option<std::sync::Arc<LockSnapshot>>,
+    /// `cause` was read from the lock itself, not told by the trylock hook.
+    pub cause_from_lock: bool,
 }
 
 /// `mmap_lock_acquire_returned` by the reaper or a process_mrelease caller.

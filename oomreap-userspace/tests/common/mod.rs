@@ -357,6 +357,18 @@ pub fn hook_attaches(name: &str) -> bool {
     hook(report, name)["attached"] == true
 }
 
+/// Whether the running kernel has BTF: then oomreap reads the victim's mmap_lock where the
+/// reaper skips it, and the trylock hook is not needed.
+pub fn kernel_has_btf() -> bool {
+    std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
+}
+
+/// Whether the reaper's skip causes are exact here: read from the lock itself where the
+/// kernel has BTF, else told by the trylock hook where it attaches.
+pub fn skip_causes_exact() -> bool {
+    kernel_has_btf() || hook_attaches("mmap_lock:mmap_lock_acquire_returned")
+}
+
 /// Whether this process has capability `cap` in its effective set.
 pub fn has_capability(cap: u32) -> bool {
     std::fs::read_to_string("/proc/self/status")

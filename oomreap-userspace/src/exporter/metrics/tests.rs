@@ -153,6 +153,7 @@ fn hooks_show_their_mode() {
         attach: Some(crate::wire::AttachKind::BtfTracePoint),
         note: None,
         attached_when: None,
+        not_needed: None,
     }]);
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();

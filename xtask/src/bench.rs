@@ -482,28 +482,14 @@ fn overhead(
 /// Starts `oomreap inject stuck-victim` and returns once its victim is killed (it then
 /// waits for the reaper, frees the victim and cleans up by itself).
 fn spawn_stuck_victim(oomreap: &Path) -> anyhow::Result<Guard> {
-    let mut child = Guard(
-        Command::new(oomreap)
-            .args(["inject", "stuck-victim"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("failed to start oomreap inject stuck-victim")?,
-    );
-    let stderr = child.0.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(line) => {
-                if line?.contains("OOM killer struck") {
-                    break;
-                }
-            }
-            None => bail!("oomreap inject stuck-victim ended before its kill"),
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok(child)
+    let mut inject = Command::new(oomreap);
+    inject.args(["inject", "stuck-victim"]);
+    Ok(spawn_until(
+        &mut inject,
+        "OOM killer struck",
+        "oomreap inject stuck-victim",
+    )?
+    .0)
 }
 
 /// Seconds of each hot-hook run count.
@@ -569,28 +555,40 @@ fn program_runs(oomreap: &Path, churn: bool) -> anyhow::Result<ProgramRuns> {
 }
 
 fn start_serve(oomreap: &Path) -> anyhow::Result<Guard> {
+    let mut serve = Command::new(oomreap);
+    serve.args(["serve", "--listen", "127.0.0.1:0"]);
+    Ok(spawn_until(&mut serve, "serving http://", "oomreap serve")?.0)
+}
+
+/// Starts `command` and returns it once a line of its stderr contains `marker`, with that
+/// line; the rest of its stderr is drained on a thread of its own.
+pub(crate) fn spawn_until(
+    command: &mut Command,
+    marker: &str,
+    what: &str,
+) -> anyhow::Result<(Guard, String)> {
     let mut child = Guard(
-        Command::new(oomreap)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("failed to start oomreap serve")?,
+            .with_context(|| format!("failed to start {what}"))?,
     );
     let stderr = child.0.stderr.take().context("stderr")?;
     let mut lines = BufReader::new(stderr).lines();
-    loop {
+    let found = loop {
         match lines.next() {
             Some(line) => {
-                if line?.contains("serving http://") {
-                    break;
+                let line = line?;
+                if line.contains(marker) {
+                    break line;
                 }
             }
-            None => bail!("oomreap serve exited before listening"),
+            None => bail!("{what} ended before it said {marker:?}"),
         }
-    }
+    };
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(child)
+    Ok((child, found))
 }
 
 fn throughput(workspace: &Path) -> anyhow::Result<Value> {

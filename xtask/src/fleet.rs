@@ -4,7 +4,7 @@
 //! share of its limit, and its peak RSS.
 use std::{
     ffi::CString,
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::TcpStream,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::{bench::Guard, command::run as run_cmd};
@@ -68,10 +68,7 @@ fn serve_in(oomreap: &Path, cgroup: &LimitedCgroup) -> anyhow::Result<(Guard, St
         .map(|d| CString::new(d.join("cgroup.procs").as_os_str().as_encoded_bytes()))
         .collect::<Result<_, _>>()?;
     let mut command = Command::new(oomreap);
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
     // SAFETY: between fork and exec only async-signal-safe calls (open, write, close) on
     // paths made before the fork.
     unsafe {
@@ -91,22 +88,13 @@ fn serve_in(oomreap: &Path, cgroup: &LimitedCgroup) -> anyhow::Result<(Guard, St
             Ok(())
         });
     }
-    let mut child = Guard(command.spawn().context("failed to start oomreap serve")?);
-    let stderr = child.0.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        match lines.next() {
-            Some(line) => {
-                let line = line?;
-                if let Some(at) = line.find("serving http://") {
-                    let rest = &line[at + "serving http://".len()..];
-                    break rest.split(['/', ' ']).next().unwrap_or_default().to_owned();
-                }
-            }
-            None => bail!("oomreap serve exited before listening"),
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let marker = "serving http://";
+    let (child, line) = crate::bench::spawn_until(&mut command, marker, "oomreap serve")?;
+    let address = line
+        .split_once(marker)
+        .and_then(|(_, rest)| rest.split(['/', ' ']).next())
+        .unwrap_or_default()
+        .to_owned();
     Ok((child, address))
 }
 

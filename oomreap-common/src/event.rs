@@ -376,6 +376,22 @@ pub struct LockWaiter {
 /// "eap-reader"). A task_struct is cache-line aligned, so three bits are always flags.
 pub const RWSEM_OWNER_FLAGS_MASK: u64 = 0x7;
 
+/// `sem->owner`'s bit for a reader-owned rwsem: the task is the last reader to take it.
+pub const RWSEM_READER_OWNED: u64 = 1 << 0;
+
+/// `sem->count` bits (kernel/locking/rwsem.c, 5.3+): a writer holds it, tasks wait on it, a
+/// waiter was handed it; the readers are counted from bit 8.
+pub const RWSEM_WRITER_LOCKED: u64 = 1 << 0;
+pub const RWSEM_FLAG_WAITERS: u64 = 1 << 1;
+pub const RWSEM_FLAG_HANDOFF: u64 = 1 << 2;
+pub const RWSEM_READER_SHIFT: u32 = 8;
+
+/// PREEMPT_RT's `rwbase_rt` `readers` (include/linux/rwbase_rt.h): `READER_BIAS` is there
+/// while no writer is about; a writer takes it away, waits for the readers to drain, then
+/// holds the lock at exactly `WRITER_BIAS`.
+pub const RT_READER_BIAS: u64 = 1 << 31;
+pub const RT_WRITER_BIAS: u64 = 1 << 30;
+
 /// `MMF_OOM_SKIP` in `mm->flags` (include/linux/mm_types.h, a define no BTF carries): the mm
 /// is being torn down or was reaped, and the OOM killer and reaper pass it over.
 pub const MMF_OOM_SKIP_BIT: u32 = 21;

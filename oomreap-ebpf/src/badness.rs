@@ -22,9 +22,10 @@ use crate::{mm, task};
 #[map]
 static EVALUATION: Array<OomEvaluation> = Array::with_max_entries(1, 0);
 
-/// An evaluation takes milliseconds; one older than this ended without a kill (the OOM
-/// killer found a victim already on its way, or nothing to kill) and is not continued.
-pub const STALE_NS: u64 = 1_000_000_000;
+/// An evaluation takes milliseconds (a walk over every process); one older than this ended
+/// without a kill (the OOM killer found a victim already on its way, or nothing to kill)
+/// and is not continued.
+pub const STALE_NS: u64 = 10_000_000_000;
 
 #[fentry(function = "out_of_memory")]
 pub fn out_of_memory_fentry(_ctx: FEntryContext) -> i32 {
@@ -129,7 +130,8 @@ fn slot_for(evaluation: &mut OomEvaluation, points: i64) -> Option<usize> {
             lowest = i;
         }
     }
-    (points > evaluation.candidates[lowest].points).then_some(lowest)
+    // As the OOM killer, a later process with as many points displaces an earlier one.
+    (points >= evaluation.candidates[lowest].points).then_some(lowest)
 }
 
 /// Fills `candidate` from the task `oom_badness` weighed.
@@ -142,7 +144,8 @@ fn describe(task: u64, points: i64, candidate: &mut OomCandidate) {
     candidate.oom_score_adj = task::oom_score_adj(task).map_or(0, i32::from);
     candidate.memcg_id = task::memcg_id(task).unwrap_or(0);
     task::comm(task, &mut candidate.comm);
-    let mm = task::mm(task);
+    // As `oom_badness` weighs it: through `find_lock_task_mm`, any thread's mm.
+    let mm = task::mm_of_any_thread(task);
     candidate.has_mm = u32::from(mm != 0);
     let rss = mm::rss(mm);
     candidate.rss_kib = rss.map_or(0, |r| r.anon_kib + r.file_kib + r.shmem_kib);

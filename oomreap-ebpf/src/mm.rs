@@ -6,7 +6,10 @@ use core::{
 
 use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
 use oomreap_common::{
-    event::{LockState, MAX_NOTIFIERS, MAX_WAITERS, RWSEM_OWNER_FLAGS_MASK, lock_flags},
+    event::{
+        LockState, MAX_NOTIFIERS, MAX_WAITERS, RT_READER_BIAS, RWSEM_FLAG_WAITERS,
+        RWSEM_OWNER_FLAGS_MASK, RWSEM_WRITER_LOCKED, lock_flags,
+    },
     layout::{ABSENT, KernelLayout},
 };
 
@@ -443,15 +446,9 @@ pub fn lock_blocks_readers(mm: u64) -> Option<bool> {
     }
     let readers = read::<u32>(sem, l.rt_readers)?;
     let owner = read::<u64>(sem, l.rt_owner)?;
-    // READER_BIAS (bit 31) is present while no writer is about: readers take the fast path.
-    Some(owner != 0 || readers & RT_READER_BIAS == 0)
+    // READER_BIAS is present while no writer is about: readers take the fast path.
+    Some(owner != 0 || u64::from(readers) & RT_READER_BIAS == 0)
 }
-
-/// `count` bits of a `rw_semaphore` (kernel/locking/rwsem.c, 5.3+).
-const RWSEM_WRITER_LOCKED: u64 = 1 << 0;
-const RWSEM_FLAG_WAITERS: u64 = 1 << 1;
-/// `READER_BIAS` of PREEMPT_RT's `rwbase_rt` (include/linux/rwbase_rt.h).
-const RT_READER_BIAS: u32 = 1 << 31;
 
 /// PREEMPT_RT's `rw_semaphore` (a `rwbase_rt`): its reader count, the rtmutex's owner (a
 /// writer, holding the lock or waiting for readers to drain) and the tasks blocked on the

@@ -97,9 +97,10 @@ fn send_candidates(chosen: u32, total_pages: u64, attach: AttachKind) {
     record.submit();
 }
 
-/// `mark_victim` follows `oom_kill_process` within microseconds; a record older than this
-/// belongs to a kill whose `mark_victim` never came (a reused pid must not inherit it).
-const STALE_NS: u64 = 1_000_000_000;
+/// `mark_victim` follows `oom_kill_process` once its header is printed (`dump_header`, with
+/// the task list: seconds on a slow serial console); a record older than this belongs to a
+/// kill whose `mark_victim` never came (a reused pid must not inherit it).
+const STALE_NS: u64 = 10_000_000_000;
 
 /// What `oom_kill_process` recorded for the process `tgid`, once.
 #[inline(always)]

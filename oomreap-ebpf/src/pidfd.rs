@@ -14,10 +14,6 @@ use crate::{
     task,
 };
 
-/// Threads looked at when the leader has exited: `find_lock_task_mm` takes the first with an
-/// mm, and a dying process's threads lose theirs one by one.
-const MAX_THREADS: u32 = 16;
-
 /// The mm of the process `pidfd` (a descriptor of the current task) refers to, or 0 when it
 /// cannot be found: an exited process, or a kernel without the offsets.
 ///
@@ -57,38 +53,11 @@ pub fn target_mm(pidfd: i32) -> u64 {
     if leader == 0 {
         return 0;
     }
-    let mm = task::mm(leader);
-    if mm != 0 {
-        return mm;
-    }
-    first_thread_mm(leader)
+    task::mm_of_any_thread(leader)
 }
 
 /// The task whose `pid_links[]` entry at `link` is `node` (0 for none).
 #[inline(always)]
 fn task_of(node: u64, link: u32) -> u64 {
     if node == 0 { 0 } else { node - u64::from(link) }
-}
-
-/// The mm of the first thread of `leader`'s process that has one.
-#[inline(always)]
-fn first_thread_mm(leader: u64) -> u64 {
-    let l = layout();
-    let signal = read_word(leader, l.task_signal);
-    if signal == 0 {
-        return 0;
-    }
-    let head = signal + u64::from(l.signal_thread_head);
-    let mut node = read_word(head, l.list_head_next);
-    for _ in 0..MAX_THREADS {
-        if node == 0 || node == head {
-            return 0;
-        }
-        let mm = task::mm(node - u64::from(l.task_thread_node));
-        if mm != 0 {
-            return mm;
-        }
-        node = read_word(node, l.list_head_next);
-    }
-    0
 }

@@ -8,7 +8,8 @@ use aya_ebpf::{
 };
 use oomreap_common::{
     event::{
-        EventKind, FinishReapingEvent, LockState, MMF_OOM_SKIP_BIT, RWSEM_OWNER_FLAGS_MASK,
+        EventKind, FinishReapingEvent, LockState, MMF_OOM_SKIP_BIT, RT_READER_BIAS, RT_WRITER_BIAS,
+        RWSEM_OWNER_FLAGS_MASK, RWSEM_READER_OWNED, RWSEM_READER_SHIFT, RWSEM_WRITER_LOCKED,
         ReaperEvent, SkipCause, SkipReapingEvent, finish_fields, lock_flags,
     },
     maps::Counter,
@@ -202,13 +203,3 @@ fn cause_from_lock(lock: &LockState, mm_flags: u64) -> SkipCause {
         SkipCause::LockContended
     }
 }
-
-/// `sem->owner`'s bit for a reader-owned rwsem; `sem->count`'s for a writer-held one, and
-/// where its reader count starts (kernel/locking/rwsem.c).
-const RWSEM_READER_OWNED: u64 = 1 << 0;
-const RWSEM_WRITER_LOCKED: u64 = 1 << 0;
-const RWSEM_READER_SHIFT: u32 = 8;
-/// PREEMPT_RT's `rwbase_rt` `readers` (the snapshot's `count`): `READER_BIAS` while no writer
-/// is about, exactly `WRITER_BIAS` while one holds it (include/linux/rwbase_rt.h).
-const RT_READER_BIAS: u64 = 1 << 31;
-const RT_WRITER_BIAS: u64 = 1 << 30;

@@ -1,7 +1,7 @@
 //! Reads from `task_struct` and what hangs off it.
-use oomreap_common::event::COMM_LEN;
+use oomreap_common::{event::COMM_LEN, layout::ABSENT};
 
-use crate::kernel::{layout, read, read_comm};
+use crate::kernel::{layout, read, read_comm, read_word};
 
 /// A task's (pid, tgid), if readable.
 #[inline(always)]
@@ -14,7 +14,7 @@ pub fn ids(task: u64) -> Option<(u32, u32)> {
 #[inline(always)]
 pub fn parent_tgid(task: u64) -> Option<u32> {
     let l = layout();
-    if l.task_real_parent == oomreap_common::layout::ABSENT {
+    if l.task_real_parent == ABSENT {
         return None;
     }
     let parent = read::<u64>(task, l.task_real_parent)?;
@@ -31,6 +31,41 @@ pub fn comm(task: u64, comm: &mut [u8; COMM_LEN]) -> bool {
 #[inline(always)]
 pub fn mm(task: u64) -> u64 {
     read(task, layout().task_mm).unwrap_or(0)
+}
+
+/// Threads looked at when the leader has exited: `find_lock_task_mm` takes the first with an
+/// mm, and a dying process's threads lose theirs one by one.
+const MAX_THREADS: u32 = 16;
+
+/// The mm of `leader`'s process as `find_lock_task_mm` finds it: the leader's, or once it has
+/// exited, the first of its threads that still has one (0 if none does).
+#[inline(always)]
+pub fn mm_of_any_thread(leader: u64) -> u64 {
+    let mm = mm(leader);
+    if mm != 0 {
+        return mm;
+    }
+    let l = layout();
+    if l.task_thread_node == ABSENT || l.signal_thread_head == ABSENT {
+        return 0;
+    }
+    let signal = read_word(leader, l.task_signal);
+    if signal == 0 {
+        return 0;
+    }
+    let head = signal + u64::from(l.signal_thread_head);
+    let mut node = read_word(head, l.list_head_next);
+    for _ in 0..MAX_THREADS {
+        if node == 0 || node == head {
+            return 0;
+        }
+        let mm = self::mm(node - u64::from(l.task_thread_node));
+        if mm != 0 {
+            return mm;
+        }
+        node = read_word(node, l.list_head_next);
+    }
+    0
 }
 
 /// `task->signal->oom_score_adj`.

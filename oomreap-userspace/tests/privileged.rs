@@ -611,10 +611,10 @@ fn doctor_reports_every_hook_and_attach_mode() {
             "kprobe __mmu_notifier_invalidate_range_start",
             "fentry oom_kill_process",
             "kprobe oom_kill_process",
-            "fentry out_of_memory",
-            "kprobe out_of_memory",
             "fentry oom_badness",
-            "kprobe oom_badness"
+            "kprobe oom_badness",
+            "fentry out_of_memory",
+            "kprobe out_of_memory"
         ]
     );
     for mode in modes {

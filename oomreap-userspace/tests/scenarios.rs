@@ -382,18 +382,7 @@ fn the_oom_killer_picks_the_smaller_process_oom_score_adj_did_not_protect() {
     let steps = traced.steps.get(&victim_pid).map_or(&[][..], Vec::as_slice);
     let kill = step(steps, "kill")[0];
     let c = &kill["candidates"];
-    // With a function hook on oom_badness they are the OOM killer's own evaluation; with
-    // hooks off, read from /proc after the kill.
-    // A kernel whose build inlines oom_badness into the evaluation (the hooks see only the
-    // out-of-line copy /proc/PID/oom_score calls) gets them from /proc, and says why.
-    match forced_function_mode().as_deref() {
-        Some("fentry" | "kprobe") if c["exact"] != true => {
-            assert!(c["why_inferred"].as_str().is_some(), "{kill}");
-        }
-        Some("fentry" | "kprobe") => assert!(c["why_inferred"].is_null(), "{kill}"),
-        Some(_) => assert_eq!(c["exact"], false, "{kill}"),
-        None => {}
-    }
+    check_candidates_exactness(kill);
     assert_eq!(c["victim_rank"], 1, "{kill}");
     let listed = c["listed"].as_array().unwrap_or_else(|| panic!("{kill}"));
     let find = |pid: u64| {
@@ -587,10 +576,7 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
         "{kill}"
     );
     assert_eq!(kill["candidates"]["victim_rank"], 1, "{kill}");
-    if let Some(mode) = forced_function_mode() {
-        let exact = matches!(mode.as_str(), "fentry" | "kprobe");
-        assert_eq!(kill["candidates"]["exact"], exact, "{kill}");
-    }
+    check_candidates_exactness(kill);
     let memory = &kill["domain_memory"];
     assert_eq!(memory["scope"], "memcg", "{kill}");
     assert_eq!(
@@ -707,6 +693,22 @@ fn a_jammed_mmap_lock_makes_the_reaper_give_up() {
     }
     // The lock was never taken: nothing was reaped.
     check_reap_calls(steps, &[]);
+}
+
+/// With a function hook on oom_badness a kill's candidates are the OOM killer's own
+/// evaluation; with hooks off, read from /proc after the kill. A kernel whose build inlines
+/// oom_badness into the evaluation (5.10's: the hooks see only the out-of-line copy
+/// /proc/PID/oom_score calls) gets them from /proc, and says why.
+fn check_candidates_exactness(kill: &Value) {
+    let c = &kill["candidates"];
+    match forced_function_mode().as_deref() {
+        Some("fentry" | "kprobe") if c["exact"] != true => {
+            assert!(c["why_inferred"].as_str().is_some(), "{kill}");
+        }
+        Some("fentry" | "kprobe") => assert!(c["why_inferred"].is_null(), "{kill}"),
+        Some(_) => assert_eq!(c["exact"], false, "{kill}"),
+        None => {}
+    }
 }
 
 /// The steps of victim `tid` in a replay of `recording` as JSON.

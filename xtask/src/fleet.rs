@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::{bench::Guard, command::run as run_cmd};
@@ -37,7 +37,8 @@ pub fn storm_in_limits(oomreap: &Path) -> anyhow::Result<Value> {
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
-    // Long enough for serve to take the last victims' events in.
+    let storm_seconds = start.elapsed().as_secs_f64();
+    // Long enough for serve to take the last victims' events in; its CPU share is over both.
     std::thread::sleep(Duration::from_secs(2));
     let seconds = start.elapsed().as_secs_f64();
     let ticks = crate::bench::cpu_ticks(pid).context("serve's CPU time")? - ticks_before;
@@ -49,8 +50,8 @@ pub fn storm_in_limits(oomreap: &Path) -> anyhow::Result<Value> {
     let cpu_share = ticks as f64 / hz / seconds;
     Ok(json!({
         "victims": VICTIMS,
-        "seconds": seconds,
-        "victims_per_second": VICTIMS as f64 / seconds,
+        "seconds": storm_seconds,
+        "victims_per_second": VICTIMS as f64 / storm_seconds,
         "victims_seen": metric_sum(&metrics, "oomreap_victims_total"),
         "events_lost": metric_sum(&metrics, "oomreap_dropped_events_total"),
         "cpu_share_of_limit": cpu_share * 1000.0 / CPU_MILLICORES as f64,
@@ -112,6 +113,13 @@ impl LimitedCgroup {
         let quota = CPU_MILLICORES * 100; // µs per 100 ms period
         let mut cgroup = Self { dirs: Vec::new() };
         if root.join("cgroup.controllers").exists() {
+            // Enabling a controller for the root's children is the machine's business.
+            let enabled = std::fs::read_to_string(root.join("cgroup.subtree_control"))?;
+            for controller in ["cpu", "memory"] {
+                if !enabled.split_whitespace().any(|c| c == controller) {
+                    bail!("the {controller} controller is not enabled for the root's children");
+                }
+            }
             let dir = root.join(&name);
             std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
             cgroup.dirs.push(dir.clone());

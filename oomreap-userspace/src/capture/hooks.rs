@@ -299,13 +299,19 @@ const REAP_TASK_MM: Hook = function(
      process_mrelease",
 );
 
-/// The OOM killer's entry: where an evaluation begins, for the `oom_badness` hook.
-const OUT_OF_MEMORY: Hook = function(
-    "out_of_memory",
-    plain(&[("out_of_memory_fentry", Role::Fentry)]),
-    plain(&[("out_of_memory_kprobe", Role::Kprobe)]),
+/// `oom_badness`: the points of each process the OOM killer weighs, kept only inside an
+/// evaluation `out_of_memory` opened. Without it attached, an evaluation would arrive empty
+/// and read as a kernel that inlines the function: `out_of_memory` needs it.
+const OOM_BADNESS: Hook = function(
+    "oom_badness",
+    plain(&[("oom_badness_fexit", Role::Fexit)]),
+    plain(&[
+        ("oom_badness_kprobe", Role::Kprobe),
+        ("oom_badness_kretprobe", Role::Kretprobe),
+    ]),
     None,
-    "where the OOM killer's evaluation of its candidates begins",
+    "the OOM killer's own points for each candidate (otherwise read from /proc after the \
+     kill, and marked inferred)",
 );
 
 /// Every hook, in attach order: the victim first, so later events find it remembered; a
@@ -417,17 +423,13 @@ pub const HOOKS: [Hook; 17] = [
         "the OOM killer's own record of a kill: its domain, constraint, and the victim's \
          badness points (otherwise derived, and marked inferred)",
     ),
-    OUT_OF_MEMORY,
+    OOM_BADNESS,
     function(
-        "oom_badness",
-        plain(&[("oom_badness_fexit", Role::Fexit)]),
-        plain(&[
-            ("oom_badness_kprobe", Role::Kprobe),
-            ("oom_badness_kretprobe", Role::Kretprobe),
-        ]),
-        Some(&OUT_OF_MEMORY),
-        "the OOM killer's own points for each candidate (otherwise read from /proc after the \
-         kill, and marked inferred)",
+        "out_of_memory",
+        plain(&[("out_of_memory_fentry", Role::Fentry)]),
+        plain(&[("out_of_memory_kprobe", Role::Kprobe)]),
+        Some(&OOM_BADNESS),
+        "where the OOM killer's evaluation of its candidates begins",
     ),
 ];
 

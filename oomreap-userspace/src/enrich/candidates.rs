@@ -22,8 +22,8 @@ const MAX_PROCESSES: usize = 4096;
 const MAX_DIRS: usize = 10_000;
 
 /// The processes of the memory cgroup at `dir` and its descendants, each with the id of the
-/// cgroup it is in; and how many were left unread.
-pub fn in_cgroup(dir: &Path) -> Processes {
+/// cgroup it is in, but `victim`; and how many were left unread.
+pub fn in_cgroup(dir: &Path, victim: u32) -> Processes {
     let mut pids: Vec<(u32, u64)> = Vec::new();
     let mut stack: Vec<PathBuf> = vec![dir.to_owned()];
     let mut visited = 0;
@@ -48,16 +48,19 @@ pub fn in_cgroup(dir: &Path) -> Processes {
     if visited == 1 && !dir.exists() {
         return Err(GONE.into());
     }
-    Ok(read_all(pids.into_iter().map(|(pid, id)| (pid, Some(id)))))
+    Ok(read_all(
+        pids.into_iter().map(|(pid, id)| (pid, Some(id))),
+        victim,
+    ))
 }
 
-/// Every process of the machine (a machine-wide OOM).
-pub fn on_machine() -> Processes {
+/// Every process of the machine (a machine-wide OOM) but `victim`.
+pub fn on_machine(victim: u32) -> Processes {
     let pids = std::fs::read_dir("/proc")
         .map_err(|err| format!("cannot list /proc: {err}"))?
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
-    Ok(read_all(pids.map(|pid| (pid, None))))
+    Ok(read_all(pids.map(|pid| (pid, None)), victim))
 }
 
 /// The pages a machine-wide OOM weighs against: RAM and swap (`totalram_pages() +
@@ -74,12 +77,17 @@ pub fn machine_pages() -> Option<u64> {
 }
 
 /// Reads each process (up to the bound); init and kernel threads, which the OOM killer never
-/// weighs, and processes gone meanwhile are left out.
-fn read_all(pids: impl Iterator<Item = (u32, Option<u64>)>) -> (Vec<ProcessRead>, u32) {
+/// weighs, and processes gone meanwhile are left out. So is the victim: its kill's record has
+/// its figures, and a read of its /proc files holds its dying mm for a moment, in which its
+/// teardown could fall to this thread.
+fn read_all(
+    pids: impl Iterator<Item = (u32, Option<u64>)>,
+    victim: u32,
+) -> (Vec<ProcessRead>, u32) {
     let mut read = Vec::new();
     let mut unread = 0u32;
     for (pid, memcg) in pids {
-        if pid == 1 {
+        if pid == 1 || pid == victim {
             continue;
         }
         if read.len() >= MAX_PROCESSES {
@@ -150,7 +158,7 @@ mod tests {
     #[test]
     fn the_machine_has_pages_and_processes() {
         assert!(machine_pages().is_some_and(|p| p > 0));
-        let (processes, unread) = on_machine().unwrap();
+        let (processes, unread) = on_machine(1).unwrap();
         assert!(processes.iter().any(|p| p.pid == std::process::id()));
         assert!(processes.iter().all(|p| p.pid != 1));
         assert_eq!(unread, 0);

@@ -167,10 +167,14 @@ impl<P: ProcSource> Enricher<P> {
 
     /// The processes of an OOM domain (memory cgroup `memcg` and its descendants, or the
     /// machine), as the OOM killer weighs them, and how many were left unread; for the
-    /// machine also the pages it weighs against.
-    pub fn domain_processes(&mut self, memcg: Option<u64>) -> (candidates::Processes, Option<u64>) {
+    /// machine also the pages it weighs against. The victim (process `victim`) is not read.
+    pub fn domain_processes(
+        &mut self,
+        memcg: Option<u64>,
+        victim: u32,
+    ) -> (candidates::Processes, Option<u64>) {
         let Some(id) = memcg else {
-            return (candidates::on_machine(), candidates::machine_pages());
+            return (candidates::on_machine(victim), candidates::machine_pages());
         };
         let root = self.hierarchy.as_ref().map(|h| h.root.clone());
         let dir = match (root, self.cgroup(id)) {
@@ -178,7 +182,7 @@ impl<P: ProcSource> Enricher<P> {
             _ => return (Err(format!("memory cgroup {id} was removed")), None),
         };
         // A cgroup removed right after its kill: said as the domain readings say it.
-        let processes = candidates::in_cgroup(&dir).map_err(|why| match why.as_str() {
+        let processes = candidates::in_cgroup(&dir, victim).map_err(|why| match why.as_str() {
             candidates::GONE => format!("memory cgroup {id} was removed"),
             _ => why,
         });

@@ -722,6 +722,7 @@ fn stuck(
 /// The oom_reaper kthread's voluntary context switches since a moment before a kill: it sleeps
 /// 100 ms after each attempt that did not reap it all (`schedule_timeout_idle`), so their
 /// count follows its attempts without tracing it, however late a loaded machine runs them.
+/// Another OOM victim on the machine meanwhile adds sleeps of its own and ends a hold early.
 struct ReaperSleeps {
     pid: u32,
     before: u64,

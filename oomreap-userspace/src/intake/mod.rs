@@ -702,7 +702,8 @@ fn read_candidates(
     let v = tracker.victim(victim)?;
     let memcg = v.oom_domain()?.memcg.map(|m| m.id);
     let killed_at = v.killed_at_ns()?;
-    let (processes, machine_pages) = enricher.domain_processes(memcg);
+    let tgid = v.kill.as_ref().and_then(|k| k.victim.tgid).unwrap_or(v.pid);
+    let (processes, machine_pages) = enricher.domain_processes(memcg, tgid);
     let (processes, unread) = match processes {
         Ok((list, unread)) => (Ok(list), unread),
         Err(why) => (Err(why), 0),

@@ -139,8 +139,10 @@ impl Tracker {
 /// Evaluations kept until their kill arrives: the OOM killer sends each just before it.
 pub(super) const MAX_EVALUATIONS: usize = 4;
 
-/// How long before its kill an evaluation may arrive (it is sent microseconds before).
-const EVALUATION_BEFORE_KILL_NS: u64 = 1_000_000_000;
+/// How long before its kill an evaluation may arrive: it is sent as `oom_kill_process` is
+/// entered, and the kill follows once the OOM header and task list are printed (seconds on a
+/// slow serial console).
+const EVALUATION_BEFORE_KILL_NS: u64 = 10_000_000_000;
 
 impl Tracker {
     /// Gives victim `id` the OOM killer's own evaluation that chose it, if one arrived.

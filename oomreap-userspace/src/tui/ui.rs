@@ -597,9 +597,11 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         lines.push(Line::from(""));
         lines.push(Line::from("hooks:").bold());
         for hook in hooks {
-            let how = hook
-                .attach
-                .map_or("not attached", crate::wording::attach_label);
+            let how = match (hook.attach, &hook.not_needed) {
+                (Some(kind), _) => crate::wording::attach_label(kind),
+                (None, Some(_)) => "not needed",
+                (None, None) => "not attached",
+            };
             lines.push(Line::from(format!("  {:<38}{how}", hook.name)));
         }
     }

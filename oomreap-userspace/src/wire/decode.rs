@@ -3,8 +3,10 @@ use oomreap_common::event::{
     COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
     LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MARK_VICTIM_EVENT_V2_SIZE, MAX_WAITERS,
     MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent,
-    OomCandidatesEvent, ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent,
-    SkipReapingEvent, finish_fields, lock_flags, mark_victim_fields as field, mrelease_fields,
+    OomCandidatesEvent, RT_READER_BIAS, RT_WRITER_BIAS, RWSEM_FLAG_HANDOFF, RWSEM_FLAG_WAITERS,
+    RWSEM_READER_OWNED, RWSEM_READER_SHIFT, RWSEM_WRITER_LOCKED, ReapCallEvent, ReaperEvent,
+    RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
+    mark_victim_fields as field, mrelease_fields,
 };
 
 use super::*;
@@ -201,7 +203,7 @@ fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
         pid: raw.owner_pid,
         tgid: raw.owner_tgid,
         comm: comm(&raw.owner_comm),
-        reader_hint: raw.owner_raw & 1 != 0,
+        reader_hint: raw.owner_raw & RWSEM_READER_OWNED != 0,
     });
     let listed = (raw.waiter_count as usize).min(MAX_WAITERS);
     let rt = raw.flags & lock_flags::RT != 0;
@@ -227,11 +229,11 @@ fn lock_snapshot(raw: &RawLockState) -> Option<LockSnapshot> {
         count_raw: count,
         owner_raw: raw.owner_raw,
         rt: false,
-        writer_locked: count & 1 != 0,
+        writer_locked: count & RWSEM_WRITER_LOCKED != 0,
         writer_pending: false,
-        waiters_queued: count & 2 != 0,
-        handoff: count & 4 != 0,
-        readers: (count >> 8) & ((1 << 55) - 1),
+        waiters_queued: count & RWSEM_FLAG_WAITERS != 0,
+        handoff: count & RWSEM_FLAG_HANDOFF != 0,
+        readers: (count >> RWSEM_READER_SHIFT) & ((1 << 55) - 1),
         owner,
         waiters,
         waiters_truncated: raw.waiters_truncated != 0,
@@ -247,13 +249,11 @@ fn rt_lock_snapshot(
     owner: Option<LockOwner>,
     waiters: Option<Vec<LockWaiter>>,
 ) -> LockSnapshot {
-    const READER_BIAS: u64 = 1 << 31;
-    const WRITER_BIAS: u64 = 1 << 30;
     let readers_raw = raw.count & 0xffff_ffff;
-    let (writer_locked, writer_pending, readers) = if readers_raw == WRITER_BIAS {
+    let (writer_locked, writer_pending, readers) = if readers_raw == RT_WRITER_BIAS {
         (true, false, 0)
-    } else if readers_raw & READER_BIAS != 0 {
-        (false, false, readers_raw - READER_BIAS)
+    } else if readers_raw & RT_READER_BIAS != 0 {
+        (false, false, readers_raw - RT_READER_BIAS)
     } else {
         (false, true, readers_raw)
     };

@@ -292,9 +292,10 @@ impl Report {
              also check each reap pass's exact result. A guest's storm has 50 victims.\n\n\
              Where a kernel lacks a feature, the tests that need it skip and say why: rdma_rxe on \
              the cloud kernels, process_mrelease on 5.10, KVM in every guest. Where the kernel \
-             changes what can be seen, the tests expect the degraded form: 5.10 has no mmap_lock \
-             tracepoints (contended skips are inferred) and no exit_mmap tracepoint, and its \
-             exit_mmap reaps an OOM victim itself; on PREEMPT_RT the lock's owner is the pending \
+             changes what can be seen, the tests expect the degraded form: 5.10 has no exit_mmap \
+             tracepoint, its exit_mmap reaps an OOM victim itself, and its build inlines \
+             `oom_badness` into the OOM killer's loop (candidates are read from /proc, and say \
+             why); on PREEMPT_RT the lock's owner is the pending \
              writer (see [events.md](events.md)).\n\n\
              In the table, *passed* leaves out the tests that skipped, and *seconds* are the \
              guest's own, per suite. The run also wrote the table to `target/vm/results.md` and \

@@ -394,9 +394,12 @@ impl Metrics {
     /// Records how each hook is attached.
     pub fn set_hooks(&self, hooks: &[HookStatus]) {
         for hook in hooks {
-            let mode = hook
-                .attach
-                .map_or("none", oomreap_common::event::AttachKind::id);
+            // A hook this kernel does not need is no missing one (the alert looks for "none").
+            let mode = match (hook.attach, &hook.not_needed) {
+                (Some(kind), _) => kind.id(),
+                (None, Some(_)) => "not_needed",
+                (None, None) => "none",
+            };
             let kind = if hook.is_function() {
                 "function"
             } else {

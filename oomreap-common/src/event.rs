@@ -589,6 +589,11 @@ pub struct NotifierRefusedEvent {
 /// Most candidates an [`OomCandidatesEvent`] lists: those with the most points.
 pub const MAX_OOM_CANDIDATES: usize = 8;
 
+/// Most processes with a negative `oom_score_adj` an [`OomCandidatesEvent`] lists besides:
+/// those with the most memory, whatever their points, so that a large process the
+/// adjustment spared is named even when it falls out of the first list.
+pub const MAX_OOM_SPARED: usize = 4;
+
 /// One process as `oom_badness(p, totalpages)` weighed it, read at its return.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -628,6 +633,11 @@ pub struct OomCandidatesEvent {
     /// An [`AttachKind`]: `Fentry` or `Kprobe`.
     pub attach: u32,
     pub candidates: [OomCandidate; MAX_OOM_CANDIDATES],
+    /// Valid entries of `spared`: processes with `oom_score_adj` below 0 and the most memory
+    /// (RSS, swap and page tables), in no particular order; some may be in `candidates` too.
+    pub spared_count: u32,
+    pub _pad: u32,
+    pub spared: [OomCandidate; MAX_OOM_SPARED],
 }
 
 /// `oom:oom_score_adj_update`: someone changed a task's `oom_score_adj`.
@@ -713,7 +723,10 @@ const _: () = {
     assert!(size_of::<NotifierRefusedEvent>() == 16 + 24 + 24 + 8 * MAX_NOTIFIERS);
     assert!(size_of::<ScoreAdjEvent>() == 16 + 8 + 16 + 8 + 16);
     assert!(size_of::<OomCandidate>() == 6 * 8 + 16 + COMM_LEN);
-    assert!(size_of::<OomCandidatesEvent>() == 16 + 24 + MAX_OOM_CANDIDATES * 80);
+    assert!(
+        size_of::<OomCandidatesEvent>()
+            == 16 + 24 + MAX_OOM_CANDIDATES * 80 + 8 + MAX_OOM_SPARED * 80
+    );
     assert!(size_of::<RetryKey>() == 16);
     assert!(size_of::<RetryCountsEvent>() == 24 + 24 * MAX_RETRY_COUNTS);
     assert!(align_of::<SkipReapingEvent>() <= 8 && align_of::<RetryCountsEvent>() <= 8);

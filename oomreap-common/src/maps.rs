@@ -116,8 +116,10 @@ pub struct OomEvaluation {
     pub pid: u32,
     pub weighed: u32,
     pub count: u32,
-    pub _pad: u32,
+    pub spared_count: u32,
     pub candidates: [crate::event::OomCandidate; crate::event::MAX_OOM_CANDIDATES],
+    /// Processes with a negative `oom_score_adj` and the most memory.
+    pub spared: [crate::event::OomCandidate; crate::event::MAX_OOM_SPARED],
 }
 
 /// A process_mrelease call in progress.

@@ -12,10 +12,7 @@ use aya_ebpf::{
     maps::Array,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use oomreap_common::{
-    event::{MAX_OOM_CANDIDATES, OomCandidate},
-    maps::OomEvaluation,
-};
+use oomreap_common::{event::OomCandidate, maps::OomEvaluation};
 
 use crate::{mm, task};
 
@@ -78,6 +75,7 @@ fn begin() {
     let evaluation = unsafe { &mut *evaluation };
     evaluation.weighed = 0;
     evaluation.count = 0;
+    evaluation.spared_count = 0;
     evaluation.entered_task = 0;
     // SAFETY: takes no arguments, cannot fail.
     evaluation.started_ns = unsafe { bpf_ktime_get_ns() };
@@ -96,7 +94,8 @@ pub fn ours() -> Option<&'static mut OomEvaluation> {
         .then_some(evaluation)
 }
 
-/// Counts one process weighed, and keeps it if it is among those with the most points.
+/// Counts one process weighed, and keeps it if it is among those with the most points, or
+/// with a negative `oom_score_adj`, among those with the most memory.
 #[inline(always)]
 fn weighed(task: u64, points: i64) {
     if task == 0 {
@@ -106,32 +105,64 @@ fn weighed(task: u64, points: i64) {
         return;
     };
     evaluation.weighed = evaluation.weighed.saturating_add(1);
-    let Some(slot) = slot_for(evaluation, points) else {
+    let by_points = slot_among(
+        &evaluation.candidates,
+        &mut evaluation.count,
+        |c| c.points,
+        points,
+    );
+    let adjusted_down = task::oom_score_adj(task).is_some_and(|adj| adj < 0);
+    if by_points.is_none() && !adjusted_down {
         return;
-    };
-    let Some(candidate) = evaluation.candidates.get_mut(slot) else {
-        return;
-    };
-    describe(task, points, candidate);
+    }
+    // SAFETY: `OomCandidate` is plain integers, for which all zero bytes are a valid value.
+    let mut candidate: OomCandidate = unsafe { core::mem::zeroed() };
+    describe(task, points, &mut candidate);
+    if let Some(slot) = by_points.and_then(|i| evaluation.candidates.get_mut(i)) {
+        *slot = candidate;
+    }
+    if adjusted_down {
+        let by_memory = slot_among(
+            &evaluation.spared,
+            &mut evaluation.spared_count,
+            memory,
+            memory(&candidate),
+        );
+        if let Some(slot) = by_memory.and_then(|i| evaluation.spared.get_mut(i)) {
+            *slot = candidate;
+        }
+    }
 }
 
-/// Where a process with `points` goes: the next free entry, or in place of the one with the
-/// fewest points if it has fewer; `None` if it is not among the most.
+/// What `oom_badness` counts of a process's memory: RSS, swap and page tables (KiB).
 #[inline(always)]
-fn slot_for(evaluation: &mut OomEvaluation, points: i64) -> Option<usize> {
-    let count = evaluation.count as usize;
-    if count < MAX_OOM_CANDIDATES {
-        evaluation.count += 1;
-        return Some(count);
+fn memory(c: &OomCandidate) -> i64 {
+    (c.rss_kib + c.swap_kib + c.pgtables_kib) as i64
+}
+
+/// Where an entry whose `key` is `value` goes among `entries` (the first `*count` in use),
+/// keeping those with the largest keys: the next free one, or in place of the one with the
+/// smallest key if that is no larger (a later equal one displaces it, as in the OOM killer's
+/// own choice); `None` if it is not among them.
+#[inline(always)]
+fn slot_among<const N: usize>(
+    entries: &[OomCandidate; N],
+    count: &mut u32,
+    key: impl Fn(&OomCandidate) -> i64,
+    value: i64,
+) -> Option<usize> {
+    let used = *count as usize;
+    if used < N {
+        *count += 1;
+        return Some(used);
     }
     let mut lowest = 0;
-    for i in 1..MAX_OOM_CANDIDATES {
-        if evaluation.candidates[i].points < evaluation.candidates[lowest].points {
+    for i in 1..N {
+        if key(&entries[i]) < key(&entries[lowest]) {
             lowest = i;
         }
     }
-    // As the OOM killer, a later process with as many points displaces an earlier one.
-    (points >= evaluation.candidates[lowest].points).then_some(lowest)
+    (value >= key(&entries[lowest])).then_some(lowest)
 }
 
 /// Fills `candidate` from the task `oom_badness` weighed.

@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
 };
 use oomreap_common::{
-    event::{AttachKind, EventKind, MAX_OOM_CANDIDATES, OomCandidatesEvent},
+    event::{AttachKind, EventKind, MAX_OOM_CANDIDATES, MAX_OOM_SPARED, OomCandidatesEvent},
     maps::OomContext,
 };
 
@@ -93,6 +93,10 @@ fn send_candidates(chosen: u32, total_pages: u64, attach: AttachKind) {
     event.attach = attach as u32;
     for i in 0..MAX_OOM_CANDIDATES {
         event.candidates[i] = evaluation.candidates[i];
+    }
+    event.spared_count = evaluation.spared_count.min(MAX_OOM_SPARED as u32);
+    for i in 0..MAX_OOM_SPARED {
+        event.spared[i] = evaluation.spared[i];
     }
     record.submit();
 }

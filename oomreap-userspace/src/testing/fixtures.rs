@@ -106,7 +106,9 @@ pub fn oom_candidates_at(
     total_pages: u64,
     processes: &[(u32, &str, i64, u64, i32)],
 ) -> oomreap_common::event::OomCandidatesEvent {
-    use oomreap_common::event::{MAX_OOM_CANDIDATES, OomCandidate, OomCandidatesEvent};
+    use oomreap_common::event::{
+        MAX_OOM_CANDIDATES, MAX_OOM_SPARED, OomCandidate, OomCandidatesEvent,
+    };
     let empty = OomCandidate {
         points: 0,
         rss_kib: 0,
@@ -128,9 +130,13 @@ pub fn oom_candidates_at(
         count: processes.len().min(MAX_OOM_CANDIDATES) as u32,
         attach: AttachKind::Fentry as u32,
         candidates: [empty; MAX_OOM_CANDIDATES],
+        spared_count: 0,
+        _pad: 0,
+        spared: [empty; MAX_OOM_SPARED],
     };
-    for (slot, &(tgid, name, points, rss_mib, adj)) in event.candidates.iter_mut().zip(processes) {
-        *slot = OomCandidate {
+    let described = processes
+        .iter()
+        .map(|&(tgid, name, points, rss_mib, adj)| OomCandidate {
             points,
             rss_kib: rss_mib << 10,
             memcg_id: 4026,
@@ -140,7 +146,17 @@ pub fn oom_candidates_at(
             has_mm: 1,
             comm: comm_bytes(name),
             ..empty
-        };
+        });
+    for (slot, candidate) in event.candidates.iter_mut().zip(described.clone()) {
+        *slot = candidate;
+    }
+    // As the kernel side keeps them: those adjusted down, the largest first.
+    let mut spared: Vec<OomCandidate> = described.filter(|c| c.oom_score_adj < 0).collect();
+    spared.sort_by_key(|c| std::cmp::Reverse(c.rss_kib));
+    spared.truncate(MAX_OOM_SPARED);
+    event.spared_count = spared.len() as u32;
+    for (slot, candidate) in event.spared.iter_mut().zip(spared) {
+        *slot = candidate;
     }
     event
 }

@@ -200,17 +200,30 @@ fn weigh(v: &Victim, read: &CandidatesRead, other_victims: &[u32]) -> Result<Can
 /// The candidates of `v`'s kill as the OOM killer's own evaluation `e` weighed them.
 pub(super) fn from_evaluation(v: &Victim, e: &OomCandidates) -> Candidates {
     let victim_tgid = v.kill.as_ref().and_then(|k| k.victim.tgid).unwrap_or(v.pid);
-    let mut weighed: Vec<Candidate> = e
-        .candidates
-        .iter()
-        .map(|c| evaluated(c, victim_tgid))
-        .collect();
+    let mut weighed: Vec<Candidate> = Vec::new();
+    // Those with the most points, then the large ones `oom_score_adj` held down (so that
+    // `spared_by_adj` counts them when they fell out of the first list), each once.
+    for c in e.candidates.iter().chain(&e.spared) {
+        let candidate = evaluated(c, victim_tgid);
+        if !weighed
+            .iter()
+            .any(|w| w.process.pid == candidate.process.pid)
+        {
+            weighed.push(candidate);
+        }
+    }
+    let kept = weighed.len() as u32;
     // A process that asked to be killed first (`oom_task_origin`) is chosen unweighed.
     if !weighed.iter().any(|c| c.victim) {
         weighed.push(victim_candidate(v, victim_tgid, e.total_pages, &[]));
     }
-    let unkept = e.weighed.saturating_sub(e.candidates.len() as u32);
-    rank(weighed, unkept, e.total_pages, 0, true)
+    rank(
+        weighed,
+        e.weighed.saturating_sub(kept),
+        e.total_pages,
+        0,
+        true,
+    )
 }
 
 /// One process as `oom_badness` weighed it, and why it was passed over if it was: the
@@ -473,6 +486,33 @@ mod tests {
         assert_eq!(c.listed[3].passed, Some(Passed::Unkillable));
         assert_eq!((c.spared_by_adj, c.spared_lowest_adj), (2, Some(-1000)));
         assert_eq!((c.rest, c.total_pages), (0, 32_768));
+    }
+
+    #[test]
+    fn a_large_process_adj_held_down_is_named_even_beyond_the_eight_kept() {
+        use crate::testing::fixtures::oom_candidates_at;
+        let mut t = Tracker::default();
+        // Nine small processes with more points than the database, which -900 held down.
+        let mut processes: Vec<(u32, &str, i64, u64, i32)> = (0..9)
+            .map(|i| (30 + i, "worker", 1_000 + i64::from(i), 4, 0))
+            .collect();
+        processes.insert(0, (7, "hog", 17_000, 64, 500));
+        let mut raw = oom_candidates_at(999, 7, 32_768, &processes);
+        // The database is not among the eight kept by points, only among the spared.
+        let db = (20, "postgres", -3_000, 100, -900);
+        let with_db = oom_candidates_at(999, 7, 32_768, &[db]);
+        raw.weighed += 1;
+        raw.spared = with_db.spared;
+        raw.spared_count = with_db.spared_count;
+        t.apply(&decode(&encode(&raw)).unwrap());
+        let id = killed(&mut t, 1_000, 7);
+        let v = t.victim(id).unwrap();
+        let c = v.candidates.as_deref().unwrap().as_ref().unwrap();
+        assert!(c.exact);
+        assert_eq!((c.spared_by_adj, c.spared_lowest_adj), (1, Some(-900)));
+        // Eight listed; the rest are the two workers and the database not listed.
+        assert_eq!(c.listed.len(), LISTED);
+        assert_eq!(c.rest, 3);
     }
 
     #[test]

@@ -3,10 +3,10 @@ use oomreap_common::event::{
     COMM_LEN, EventHeader, EventKind, ExitMmapEvent, FinishReapingEvent, LockAttemptEvent,
     LockState as RawLockState, MARK_VICTIM_EVENT_V1_SIZE, MARK_VICTIM_EVENT_V2_SIZE, MAX_WAITERS,
     MRELEASE_EVENT_V1_SIZE, MarkVictimEvent, MreleaseEvent, NotifierRefusedEvent,
-    OomCandidatesEvent, RT_READER_BIAS, RT_WRITER_BIAS, RWSEM_FLAG_HANDOFF, RWSEM_FLAG_WAITERS,
-    RWSEM_READER_OWNED, RWSEM_READER_SHIFT, RWSEM_WRITER_LOCKED, ReapCallEvent, ReaperEvent,
-    RetryCountsEvent, ScoreAdjEvent, SkipReapingEvent, finish_fields, lock_flags,
-    mark_victim_fields as field, mrelease_fields,
+    OomCandidate as RawOomCandidate, OomCandidatesEvent, RT_READER_BIAS, RT_WRITER_BIAS,
+    RWSEM_FLAG_HANDOFF, RWSEM_FLAG_WAITERS, RWSEM_READER_OWNED, RWSEM_READER_SHIFT,
+    RWSEM_WRITER_LOCKED, ReapCallEvent, ReaperEvent, RetryCountsEvent, ScoreAdjEvent,
+    SkipReapingEvent, finish_fields, lock_flags, mark_victim_fields as field, mrelease_fields,
 };
 
 use super::*;
@@ -335,12 +335,14 @@ fn decode_notifier_refused(raw: NotifierRefusedEvent) -> Result<Event, DecodeErr
 }
 
 fn decode_oom_candidates(raw: OomCandidatesEvent) -> Result<Event, DecodeError> {
-    let listed = raw.count as usize;
-    let Some(candidates) = raw.candidates.get(..listed) else {
-        return Err(DecodeError::BadLength {
-            kind: EventKind::OomCandidates,
-            len: listed,
-        });
+    let listed = |entries: &[RawOomCandidate], count: u32| {
+        entries
+            .get(..count as usize)
+            .map(|valid| valid.iter().map(oom_candidate).collect())
+            .ok_or(DecodeError::BadLength {
+                kind: EventKind::OomCandidates,
+                len: count as usize,
+            })
     };
     Ok(Event::OomCandidates(OomCandidates {
         timestamp_ns: raw.header.timestamp_ns,
@@ -348,26 +350,28 @@ fn decode_oom_candidates(raw: OomCandidatesEvent) -> Result<Event, DecodeError> 
         chosen_tgid: raw.chosen_tgid,
         weighed: raw.weighed,
         total_pages: raw.total_pages,
-        candidates: candidates
-            .iter()
-            .map(|c| OomCandidate {
-                task: Task {
-                    pid: c.pid,
-                    tgid: Some(c.tgid),
-                    comm: Some(comm(&c.comm)),
-                },
-                points: (c.points != i64::MIN).then_some(c.points),
-                memory: (c.has_mm != 0).then_some(CandidateMemory {
-                    rss_kib: c.rss_kib,
-                    swap_kib: c.swap_kib,
-                    pgtables_kib: c.pgtables_kib,
-                    mm_flags: c.mm_flags,
-                }),
-                oom_score_adj: c.oom_score_adj,
-                memcg_id: (c.memcg_id != 0).then_some(c.memcg_id),
-            })
-            .collect(),
+        candidates: listed(&raw.candidates, raw.count)?,
+        spared: listed(&raw.spared, raw.spared_count)?,
     }))
+}
+
+fn oom_candidate(c: &RawOomCandidate) -> OomCandidate {
+    OomCandidate {
+        task: Task {
+            pid: c.pid,
+            tgid: Some(c.tgid),
+            comm: Some(comm(&c.comm)),
+        },
+        points: (c.points != i64::MIN).then_some(c.points),
+        memory: (c.has_mm != 0).then_some(CandidateMemory {
+            rss_kib: c.rss_kib,
+            swap_kib: c.swap_kib,
+            pgtables_kib: c.pgtables_kib,
+            mm_flags: c.mm_flags,
+        }),
+        oom_score_adj: c.oom_score_adj,
+        memcg_id: (c.memcg_id != 0).then_some(c.memcg_id),
+    }
 }
 
 /// The notifiers a record lists: its first `count` callbacks, kept in place (their position

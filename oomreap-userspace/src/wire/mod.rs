@@ -438,6 +438,9 @@ pub struct OomCandidates {
     pub total_pages: u64,
     /// At most `MAX_OOM_CANDIDATES`, those with the most points, in no particular order.
     pub candidates: Vec<OomCandidate>,
+    /// At most `MAX_OOM_SPARED` with a negative `oom_score_adj` and the most memory, some of
+    /// them in `candidates` too.
+    pub spared: Vec<OomCandidate>,
 }
 
 /// One process as `oom_badness` weighed it.

@@ -117,6 +117,10 @@ pub struct OomEvaluation {
     pub weighed: u32,
     pub count: u32,
     pub spared_count: u32,
+    /// Scratch for the kernel side's search of the entry to displace: kept in the map, not
+    /// in a register, so that the verifier does not walk each way the search can go.
+    pub lowest: u32,
+    pub _pad: u32,
     pub candidates: [crate::event::OomCandidate; crate::event::MAX_OOM_CANDIDATES],
     /// Processes with a negative `oom_score_adj` and the most memory.
     pub spared: [crate::event::OomCandidate; crate::event::MAX_OOM_SPARED],

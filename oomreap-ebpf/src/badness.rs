@@ -108,6 +108,7 @@ fn weighed(task: u64, points: i64) {
     let by_points = slot_among(
         &evaluation.candidates,
         &mut evaluation.count,
+        &mut evaluation.lowest,
         |c| c.points,
         points,
     );
@@ -125,6 +126,7 @@ fn weighed(task: u64, points: i64) {
         let by_memory = slot_among(
             &evaluation.spared,
             &mut evaluation.spared_count,
+            &mut evaluation.lowest,
             memory,
             memory(&candidate),
         );
@@ -143,11 +145,16 @@ fn memory(c: &OomCandidate) -> i64 {
 /// Where an entry whose `key` is `value` goes among `entries` (the first `*count` in use),
 /// keeping those with the largest keys: the next free one, or in place of the one with the
 /// smallest key if that is no larger (a later equal one displaces it, as in the OOM killer's
-/// own choice); `None` if it is not among them.
+/// own choice); `None` if it is not among them. `N` is a power of two.
+///
+/// The index of the smallest is kept in `lowest`, map memory the verifier does not follow:
+/// held in a register, each comparison would split the verifier's walk in two, 2^N ways on
+/// kernels that prune little (5.10 ran for minutes).
 #[inline(always)]
 fn slot_among<const N: usize>(
     entries: &[OomCandidate; N],
     count: &mut u32,
+    lowest: &mut u32,
     key: impl Fn(&OomCandidate) -> i64,
     value: i64,
 ) -> Option<usize> {
@@ -156,13 +163,22 @@ fn slot_among<const N: usize>(
         *count += 1;
         return Some(used);
     }
-    let mut lowest = 0;
+    let at = |lowest: &u32| {
+        // SAFETY: a plain read of a field of ours.
+        unsafe { core::ptr::read_volatile(lowest) as usize & (N - 1) }
+    };
+    // SAFETY: a plain write of a field of ours.
+    unsafe { core::ptr::write_volatile(lowest, 0) };
     for i in 1..N {
-        if key(&entries[i]) < key(&entries[lowest]) {
-            lowest = i;
+        let smallest = entries.get(at(lowest)).map_or(i64::MAX, &key);
+        if key(&entries[i]) < smallest {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(lowest, i as u32) };
         }
     }
-    (value >= key(&entries[lowest])).then_some(lowest)
+    let index = at(lowest);
+    let smallest = entries.get(index).map_or(i64::MAX, &key);
+    (value >= smallest).then_some(index)
 }
 
 /// Fills `candidate` from the task `oom_badness` weighed.

@@ -805,7 +805,10 @@ fn a_jam_released_after_three_attempts_ends_the_reaper_loop() {
         .iter()
         .filter(|s| s["reason"] == "lock_contended")
         .count();
-    assert_eq!(contended as u64, failed);
+    assert_eq!(
+        contended as u64, failed,
+        "every failed attempt contended: {steps:#?}"
+    );
     // The kill's program saw the queued writer, so the victim's smaps was not read: a read
     // would have queued behind it holding the victim's mm, and the teardown would have run
     // in oomreap's reader (MMF_OOM_SKIP set there, and no reaper pass at all).

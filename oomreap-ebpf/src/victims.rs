@@ -81,13 +81,16 @@ pub fn by_mm(mm: u64) -> Option<VictimEntry> {
     unsafe { VICTIMS_BY_MM.get(mm) }.copied()
 }
 
-/// Forgets a victim whose mm is gone: the address may soon belong to another process.
+/// Forgets a victim's mm once it is gone: the address may soon belong to another process.
+/// Its entry by pid stays (until the LRU map evicts it, or a new kill of that pid replaces
+/// it): the reaper may still try that victim, and its skip reads the lock of that mm, which
+/// the victim's `signal->oom_mm` keeps allocated until the reaper is done with it. Only the
+/// reaper's events look victims up by pid.
 #[inline(always)]
 pub fn forget(entry: &VictimEntry) {
     if VICTIMS_BY_MM.remove(entry.mm).is_ok() {
         live_add(u64::MAX); // wrapping -1
     }
-    let _ = VICTIMS_BY_PID.remove(entry.pid);
 }
 
 /// The oom_reaper kthread's tgid: learned from its own tracepoints, or found by user space.

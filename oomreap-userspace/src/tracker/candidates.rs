@@ -398,6 +398,16 @@ mod tests {
         t.victims().last().unwrap().id
     }
 
+    /// Victim `id`'s candidates, which the test expects it to have.
+    fn candidates_of(t: &Tracker, id: VictimId) -> Candidates {
+        let v = t.victim(id).expect("the victim");
+        v.candidates
+            .as_deref()
+            .cloned()
+            .expect("candidates")
+            .expect("weighed")
+    }
+
     /// Hands victim `id` its domain's processes as read 1 ns after the kill.
     fn hand(t: &mut Tracker, id: VictimId, processes: Result<Vec<ProcessRead>, String>) {
         t.candidates_read(
@@ -570,14 +580,7 @@ mod tests {
             (100..120).map(|pid| process(pid, "worker", 1, 0)).collect();
         processes.push(process(30, "hog", 60, 0));
         hand(&mut t, id, Ok(processes));
-        let c = t
-            .victim(id)
-            .unwrap()
-            .candidates
-            .as_deref()
-            .unwrap()
-            .clone()
-            .unwrap();
+        let c = candidates_of(&t, id);
         assert_eq!(c.listed.len(), LISTED);
         assert_eq!(c.rest, 22 - LISTED as u32);
         assert_eq!(c.victim_rank, Some(1));
@@ -593,14 +596,7 @@ mod tests {
         // Ten processes larger than the victim's 64 MiB.
         let processes = (100..110).map(|pid| process(pid, "big", 100, 0)).collect();
         hand(&mut t, id, Ok(processes));
-        let c = t
-            .victim(id)
-            .unwrap()
-            .candidates
-            .as_deref()
-            .unwrap()
-            .clone()
-            .unwrap();
+        let c = candidates_of(&t, id);
         assert_eq!(c.listed.len(), LISTED);
         assert!(c.listed[LISTED - 1].victim);
         assert_eq!(c.victim_rank, Some(11));

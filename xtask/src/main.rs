@@ -7,6 +7,7 @@ mod bench;
 mod command;
 mod dist;
 mod fleet;
+mod profile;
 mod provenance;
 mod setup;
 mod tasks;

@@ -1,0 +1,330 @@
+//! Where oomreap's cost in a workload would show, counted rather than timed: CPU samples
+//! (`perf record`, the `cpu-clock` software event, so no hardware counters are needed) of
+//! the same fork/exec/exit loop with oomreap detached and attached, in interleaved rounds,
+//! pooled per side.
+//!
+//! Timing the loop cannot tell 1 % on a small VM (its rounds vary by 5–10 %). A share of
+//! samples can: its noise is binomial, so with tens of thousands of samples a side the
+//! standard error of a difference is a few hundredths of a percent. Two figures come out:
+//! the samples in BPF programs, their dispatch and their helpers (attached minus detached:
+//! what oomreap's kernel side costs the loop), and the kernel or user symbol whose share
+//! grew most, with its z-score (anything else oomreap might cost it).
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::command::run as run_cmd;
+
+/// One sample every 100 µs of CPU time (10 kHz).
+const SAMPLE_PERIOD_NS: &str = "100000";
+
+/// A shift smaller than this many standard errors is taken for noise.
+pub const SIGNIFICANT_Z: f64 = 4.0;
+
+/// The samples of one side, pooled over its rounds.
+#[derive(Default)]
+pub struct Side {
+    pub samples: u64,
+    by_symbol: BTreeMap<String, u64>,
+}
+
+impl Side {
+    /// Samples in BPF programs, the kernel's BPF dispatch and the helpers programs call.
+    pub fn bpf(&self) -> u64 {
+        self.by_symbol
+            .iter()
+            .filter(|(symbol, _)| is_bpf(symbol))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn share(&self, count: u64) -> f64 {
+        count as f64 / self.samples.max(1) as f64
+    }
+}
+
+/// Both sides, and what differs between them.
+pub struct Profile {
+    pub detached: Side,
+    pub attached: Side,
+}
+
+/// A difference of two shares, with its standard error.
+pub struct Shift {
+    pub symbol: String,
+    pub difference: f64,
+    pub standard_error: f64,
+}
+
+impl Shift {
+    pub fn z(&self) -> f64 {
+        if self.standard_error > 0.0 {
+            self.difference / self.standard_error
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Profile {
+    /// The BPF share attached minus detached.
+    pub fn bpf_shift(&self) -> Shift {
+        shift(
+            "BPF",
+            &self.attached,
+            self.attached.bpf(),
+            &self.detached,
+            self.detached.bpf(),
+        )
+    }
+
+    /// The symbol whose share grew most in standard errors, if any grew by
+    /// [`SIGNIFICANT_Z`] or more.
+    pub fn largest_growth(&self) -> Option<Shift> {
+        self.attached
+            .by_symbol
+            .keys()
+            .chain(self.detached.by_symbol.keys())
+            .map(|symbol| {
+                let count = |side: &Side| side.by_symbol.get(symbol).copied().unwrap_or(0);
+                shift(
+                    symbol,
+                    &self.attached,
+                    count(&self.attached),
+                    &self.detached,
+                    count(&self.detached),
+                )
+            })
+            .filter(|s| s.z() >= SIGNIFICANT_Z)
+            .max_by(|a, b| a.z().total_cmp(&b.z()))
+    }
+
+    pub fn json(&self) -> Value {
+        let side = |s: &Side| json!({"samples": s.samples, "bpf_samples": s.bpf()});
+        json!({"detached": side(&self.detached), "attached": side(&self.attached)})
+    }
+}
+
+fn shift(symbol: &str, a: &Side, a_count: u64, d: &Side, d_count: u64) -> Shift {
+    let (pa, pd) = (a.share(a_count), d.share(d_count));
+    let variance =
+        pa * (1.0 - pa) / a.samples.max(1) as f64 + pd * (1.0 - pd) / d.samples.max(1) as f64;
+    Shift {
+        symbol: symbol.to_owned(),
+        difference: pa - pd,
+        standard_error: variance.sqrt(),
+    }
+}
+
+/// BPF's own code: JIT-compiled programs, the tracepoint and trampoline dispatch, and the
+/// helpers and map code programs call. The LSM hooks' empty stubs (`bpf_lsm_*`) run on every
+/// file operation whether or not anything is attached, so they are not counted.
+fn is_bpf(symbol: &str) -> bool {
+    if symbol.starts_with("bpf_lsm_") {
+        return false;
+    }
+    [
+        "bpf_",
+        "__bpf_",
+        "htab_",
+        "__htab_",
+        "array_map_",
+        "percpu_array_",
+        "ringbuf_",
+    ]
+    .iter()
+    .any(|prefix| symbol.starts_with(prefix))
+        || matches!(
+            symbol,
+            "trace_call_bpf" | "perf_trace_run_bpf_submit" | "copy_from_kernel_nofault"
+        )
+}
+
+/// Profiles `oomreap helper fork-churn` over `rounds` interleaved rounds: detached, then
+/// attached (`oomreap serve` running, started by `serve`).
+pub fn fork_churn(
+    oomreap: &Path,
+    iterations: u64,
+    rounds: usize,
+    serve: impl Fn() -> anyhow::Result<crate::bench::Guard>,
+) -> anyhow::Result<Profile> {
+    ensure_perf()?;
+    let dir = tempfile_dir()?;
+    let data = dir.join("perf.data");
+    let mut profile = Profile {
+        detached: Side::default(),
+        attached: Side::default(),
+    };
+    let result = (|| {
+        for _ in 0..rounds {
+            record(oomreap, iterations, &data, &mut profile.detached)?;
+            let running = serve()?;
+            record(oomreap, iterations, &data, &mut profile.attached)?;
+            drop(running);
+        }
+        anyhow::Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    Ok(profile)
+}
+
+/// Records one run of the loop and adds its samples, by symbol, to `side`.
+fn record(oomreap: &Path, iterations: u64, data: &Path, side: &mut Side) -> anyhow::Result<()> {
+    run_cmd(
+        Command::new("perf")
+            .args([
+                "record",
+                "--quiet",
+                "-e",
+                "cpu-clock",
+                "-c",
+                SAMPLE_PERIOD_NS,
+                "-o",
+            ])
+            .arg(data)
+            .arg("--")
+            .arg(oomreap)
+            .args([
+                "helper",
+                "fork-churn",
+                "--iterations",
+                &iterations.to_string(),
+            ]),
+    )?;
+    let output = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--quiet",
+            "--sort",
+            "sym",
+            "--show-nr-samples",
+        ])
+        .args(["--percent-limit", "0", "-i"])
+        .arg(data)
+        .output()
+        .context("failed to run perf report")?;
+    if !output.status.success() {
+        bail!(
+            "perf report failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let before = side.samples;
+    for (symbol, count) in text.lines().filter_map(parse_report_line) {
+        side.samples += count;
+        *side.by_symbol.entry(symbol).or_default() += count;
+    }
+    if side.samples == before {
+        bail!("perf report showed no samples for the fork-churn loop");
+    }
+    Ok(())
+}
+
+/// `   0.12%     3  [k] bpf_trace_run3` → (`bpf_trace_run3`, 3).
+fn parse_report_line(line: &str) -> Option<(String, u64)> {
+    let mut fields = line.split_whitespace();
+    fields.next()?.strip_suffix('%')?;
+    let count = fields.next()?.parse().ok()?;
+    let _mode = fields.next()?; // [k] or [.]
+    let symbol: Vec<&str> = fields.collect();
+    (!symbol.is_empty()).then(|| (symbol.join(" "), count))
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("oomreap-bench-perf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn ensure_perf() -> anyhow::Result<()> {
+    if which::which("perf").is_ok() {
+        return Ok(());
+    }
+    eprintln!("bench: installing perf, to count where the loop's CPU time goes");
+    run_cmd(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "linux-perf",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("perf (Debian's linux-perf) is needed for the fork-churn profile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(samples: &[(&str, u64)]) -> Side {
+        let mut side = Side::default();
+        for (symbol, n) in samples {
+            side.samples += n;
+            side.by_symbol.insert((*symbol).to_owned(), *n);
+        }
+        side
+    }
+
+    #[test]
+    fn reads_perf_report_lines() {
+        assert_eq!(
+            parse_report_line("     0.12%             3  [k] bpf_trace_run3"),
+            Some(("bpf_trace_run3".into(), 3))
+        );
+        assert_eq!(
+            parse_report_line("  9.59%   231  [.] init_cpu_features.constprop.0"),
+            Some(("init_cpu_features.constprop.0".into(), 231))
+        );
+        assert_eq!(
+            parse_report_line("# Samples: 6K of event 'cpu-clock'"),
+            None
+        );
+        assert_eq!(parse_report_line(""), None);
+    }
+
+    #[test]
+    fn bpf_counts_programs_dispatch_and_helpers_not_lsm_stubs() {
+        for yes in [
+            "bpf_prog_6deef7357e7b4530_exit_mmap_btf",
+            "bpf_trace_run3",
+            "__bpf_prog_enter_recur",
+            "htab_map_lookup_elem",
+            "trace_call_bpf",
+        ] {
+            assert!(is_bpf(yes), "{yes}");
+        }
+        for no in ["bpf_lsm_file_open", "exc_page_fault", "handle_amd"] {
+            assert!(!is_bpf(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_shift_is_judged_against_its_binomial_noise() {
+        let detached = side(&[("work", 99_900), ("bpf_trace_run1", 100)]);
+        let attached = side(&[("work", 99_000), ("bpf_trace_run1", 1_000)]);
+        let profile = Profile { detached, attached };
+        let bpf = profile.bpf_shift();
+        assert!((bpf.difference - 0.009).abs() < 1e-9);
+        // sqrt(0.01·0.99/1e5 + 0.001·0.999/1e5) ≈ 0.000331
+        assert!((bpf.standard_error - 0.000331).abs() < 0.000002);
+        let grown = profile.largest_growth().expect("a 27σ growth");
+        assert_eq!(grown.symbol, "bpf_trace_run1");
+
+        let same = Profile {
+            detached: side(&[("work", 50_000), ("x", 10)]),
+            attached: side(&[("work", 50_000), ("x", 12)]),
+        };
+        assert!(same.largest_growth().is_none(), "2 samples are noise");
+    }
+}

@@ -5,6 +5,8 @@
 //! half-attached pair stays behind) and the next mode is tried, so a kernel that refuses one
 //! mode never stops the tool. The choice and every refusal end up in the hook's note, which
 //! `doctor` prints.
+use std::path::Path;
+
 use aya::{
     Ebpf,
     programs::{FEntry, FExit, KProbe, ProgramError},
@@ -19,6 +21,10 @@ use super::{
     program,
     refusal::{self, Cause, Refusal},
 };
+
+/// The kprobe PMU's type, which aya attaches kprobes through (on 4.17+): absent where the
+/// kernel was built without kprobes.
+pub const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
 
 /// Which function attach mode the user asked for.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -97,7 +103,18 @@ pub fn attach_function(
                 }
                 Err(refused) => {
                     log::info!("{}: {refused}", function.function);
+                    // No form of a mode the kernel lacks can attach.
+                    let mode_absent = matches!(
+                        &refused,
+                        Refusal::Refused {
+                            cause: Cause::NoKprobes,
+                            ..
+                        }
+                    );
                     refusals.push(refused);
+                    if mode_absent {
+                        break;
+                    }
                 }
             }
         }
@@ -141,6 +158,15 @@ pub fn attach_mode(
     }
     if mode == AttachKind::Fentry && btf.is_none() {
         return Err(refused(Cause::NoKernelBtf));
+    }
+    if mode == AttachKind::Kprobe && !Path::new(KPROBE_PMU).exists() {
+        // Told before any load: the verifier would spend milliseconds of start-up on
+        // programs that cannot attach.
+        return Err(Refusal::Refused {
+            mode,
+            program: None,
+            cause: Cause::NoKprobes,
+        });
     }
     if loop_program.is_some()
         && let Some(why) = crate::faults::refusal("bpf_loop", function.function)

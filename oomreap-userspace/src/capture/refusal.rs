@@ -72,7 +72,7 @@ impl Cause {
             ..
         } = err
             && io_error.kind() == std::io::ErrorKind::NotFound
-            && filename.ends_with("kprobe/type")
+            && filename == std::path::Path::new(super::functions::KPROBE_PMU)
         {
             return Self::NoKprobes;
         }
@@ -152,7 +152,7 @@ mod tests {
             program: "oom_kill_process_kprobe",
             hook: "oom_kill_process",
             source: ProgramError::KProbeError(KProbeError::FileError {
-                filename: "/sys/bus/event_source/devices/kprobe/type".into(),
+                filename: super::super::functions::KPROBE_PMU.into(),
                 io_error: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
         };

@@ -115,6 +115,10 @@ impl KernelBtf {
         if wanted.is_empty() {
             return Ok(());
         }
+        if let Some(found) = self.scan_raw(&wanted) {
+            ids.extend(found);
+            return Ok(());
+        }
         let alternatives: Vec<String> = wanted.iter().map(|n| regex::escape(n)).collect();
         let pattern = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|")))
             .expect("escaped literals always form a valid pattern");
@@ -135,6 +139,16 @@ impl KernelBtf {
             }
         }
         Ok(())
+    }
+
+    /// `wanted`'s ids from one pass over the raw BTF, memory-mapped again (btf-rs keeps its
+    /// map to itself); `None` where the kernel refuses to map it (before 6.16) or the pass
+    /// does not add up, and btf-rs's scan is used instead.
+    fn scan_raw(&self, wanted: &[&str]) -> Option<HashMap<String, Vec<u32>>> {
+        let file = std::fs::File::open(&self.path).ok()?;
+        // SAFETY: the kernel's BTF does not change while it runs; a test file is ours.
+        let raw = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        super::btf_names::ids_by_names(&raw, wanted)
     }
 
     /// How many names were looked up with a scan of their own, not found by [`prefetch`].

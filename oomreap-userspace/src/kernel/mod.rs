@@ -3,6 +3,7 @@
 
 pub mod attach_btf;
 pub mod btf;
+mod btf_names;
 pub mod layout;
 pub mod mountinfo;
 pub mod privilege;

@@ -3,7 +3,10 @@
 //! needs, whether the gate holds it, and what is lost without it. Planning, loading,
 //! attaching, `doctor`, recordings and the object test all derive what they need from
 //! [`HOOKS`].
-use oomreap_common::event::AttachKind;
+use oomreap_common::{
+    event::AttachKind,
+    layout::{ABSENT, KernelLayout},
+};
 
 use crate::kernel::layout::ClassicRecord;
 
@@ -18,7 +21,27 @@ pub struct Hook {
     pub gate: GatePolicy,
     /// What oomreap cannot show without it ("without it, oomreap cannot show …").
     pub provides: &'static str,
+    /// Where what it tells comes from elsewhere, so that it is not attached at all.
+    pub not_needed: Option<NotNeeded>,
 }
+
+/// A rule that leaves a hook out on kernels where what it tells comes from elsewhere.
+#[derive(Copy, Clone, Debug)]
+pub struct NotNeeded {
+    /// True where this kernel's layout lets the other programs tell it.
+    pub when: fn(&KernelLayout) -> bool,
+    /// Why, as `doctor` says it after "not needed: ".
+    pub why: &'static str,
+}
+
+/// Rules are told apart by their reasons (function pointers do not compare reliably).
+impl PartialEq for NotNeeded {
+    fn eq(&self, other: &Self) -> bool {
+        self.why == other.why
+    }
+}
+
+impl Eq for NotNeeded {}
 
 /// Where a hook attaches, with its programs.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -176,6 +199,7 @@ const fn always(name: &'static str, target: Target, provides: &'static str) -> H
         required: false,
         gate: GatePolicy::Always,
         provides,
+        not_needed: None,
     }
 }
 
@@ -260,6 +284,7 @@ pub const MARK_VICTIM: Hook = Hook {
     }),
     gate: GatePolicy::Always,
     provides: "OOM victims",
+    not_needed: None,
 };
 
 /// The reaper's trylock results, where the skip tracepoint cannot read them from the lock
@@ -281,7 +306,28 @@ pub const MMAP_LOCK: Hook = Hook {
     required: false,
     gate: GatePolicy::WhileVictimInFlight,
     provides: "the reaper's trylock results (exact skip causes)",
+    not_needed: Some(NotNeeded {
+        when: trylock_read_at_skip,
+        why: "the reaper's skip tracepoint reads its trylock result from the lock itself, \
+              and process_mrelease names its target from the pidfd",
+    }),
 };
+
+/// Whether this kernel's layout lets the programs do without the trylock hook, which fires
+/// on every mmap_lock acquisition on the machine: the skip tracepoint's program reads the
+/// victim's lock (an rwsem, or PREEMPT_RT's rwbase) and sees whether the reaper holds it
+/// (the kernel side's `reaper::cause_from_lock`), and process_mrelease's entry names its
+/// target from the pidfd, not from the mm its call locks. A test build can pretend the lock
+/// unreadable (`OOMREAP_FAULTS=unreadable=lock`).
+fn trylock_read_at_skip(layout: &KernelLayout) -> bool {
+    let lock_readable = layout.mm_mmap_lock != ABSENT
+        && (layout.rwsem_count != ABSENT && layout.rwsem_owner != ABSENT
+            || layout.rt_readers != ABSENT);
+    lock_readable
+        && layout.mm_flags != ABSENT
+        && layout.task_thread_node != ABSENT
+        && crate::faults::lock_unreadable().is_none()
+}
 
 /// The reap function: the notifier hook filters on its in-flight map.
 const REAP_TASK_MM: Hook = function(

@@ -16,6 +16,7 @@ mod plan;
 mod preload;
 pub mod probe;
 mod refusal;
+mod status;
 
 use std::{
     os::fd::AsRawFd,
@@ -39,6 +40,7 @@ use oomreap_common::{
 };
 pub use plan::{AttachPreference, HookPlan, KernelPaths, TracepointHook};
 pub use refusal::{Cause, Refusal};
+pub use status::HookStatus;
 use tokio::{io::unix::AsyncFd, task::JoinHandle};
 
 use crate::{
@@ -69,32 +71,6 @@ impl Default for CaptureOptions {
             events_bytes: EVENTS_DEFAULT_BYTES,
             functions: FunctionPreference::Auto,
         }
-    }
-}
-
-/// A hook, and whether and how it is attached.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HookStatus {
-    /// The kernel's name for it, e.g. `oom:mark_victim`.
-    pub name: &'static str,
-    /// What it provides.
-    pub provides: &'static str,
-    /// How it is attached; `None` if it is not.
-    pub attach: Option<AttachKind>,
-    /// Why it is not attached, or why a better attach kind was not used.
-    pub note: Option<String>,
-    /// For a hot hook, when it is attached: only while an OOM victim is in flight, or all
-    /// the time and why (see [`gate`]); `None` for the others, attached for good.
-    pub attached_when: Option<String>,
-    /// Why it is not attached because nothing needs it on this kernel (what it would tell
-    /// comes from elsewhere); `None` for a hook that is attached or missed.
-    pub not_needed: Option<String>,
-}
-
-impl HookStatus {
-    /// Returns true if and only if the hook is a kernel function (not a tracepoint).
-    pub fn is_function(&self) -> bool {
-        hooks::by_name(self.name).is_some_and(|hook| hook.function().is_some())
     }
 }
 
@@ -375,19 +351,14 @@ fn attach_tracepoints(
             };
             status.attached_when = Some(how);
         }
-        if status.attach.is_none() && status.not_needed.is_none() {
-            let note = status.note.as_deref().unwrap_or("unknown reason");
+        if let Some(missing) = status.missing() {
             if hook.0.required {
                 return Err(CaptureError::HookUnavailable {
                     hook: hook.0.name,
-                    reason: note.to_owned(),
+                    reason: status.note.unwrap_or_else(|| "unknown reason".to_owned()),
                 });
             }
-            log::info!(
-                "{} not attached (without it, oomreap cannot show {}): {note}",
-                hook.0.name,
-                hook.0.provides
-            );
+            log::info!("{}: {missing}", hook.0.name);
         }
         hooks.push(status);
     }

@@ -5,14 +5,11 @@
 //! for `doctor`. Structure offsets come from BTF whenever BTF exists, whatever the attach kind.
 use std::path::{Path, PathBuf};
 
-use oomreap_common::{
-    event::AttachKind,
-    layout::{ABSENT, KernelLayout},
-};
+use oomreap_common::{event::AttachKind, layout::KernelLayout};
 
 use super::{
     CaptureError,
-    hooks::{HOOKS, Hook, MARK_VICTIM, MMAP_LOCK, Target, Tracepoint},
+    hooks::{HOOKS, Hook, MARK_VICTIM, Target, Tracepoint},
     refusal::Refusal,
 };
 use crate::{
@@ -213,11 +210,11 @@ pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, C
         Ok(btf) => u32::from(btf.id_of_kind(BPF_SNPRINTF, TargetKind::Func)?.is_some()),
         Err(_) => 0,
     };
-    if trylock_read_at_skip(&layout) && crate::faults::lock_unreadable().is_none() {
-        for ((hook, _), plan) in &mut hooks {
-            if hook.name == MMAP_LOCK.name {
-                *plan = HookPlan::NotNeeded(TRYLOCK_READ_AT_SKIP);
-            }
+    for ((hook, _), plan) in &mut hooks {
+        if let Some(rule) = hook.not_needed
+            && (rule.when)(&layout)
+        {
+            *plan = HookPlan::NotNeeded(rule.why);
         }
     }
     let reaper_delayed = btf
@@ -235,22 +232,6 @@ pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, C
         reaper_delayed,
         bpf_loop,
     })
-}
-
-/// Why the trylock hook is not needed where [`trylock_read_at_skip`].
-const TRYLOCK_READ_AT_SKIP: &str = "the reaper's skip tracepoint reads its trylock result \
-    from the lock itself, and process_mrelease names its target from the pidfd";
-
-/// Whether this kernel's layout lets the programs do without the trylock hook, which fires
-/// on every mmap_lock acquisition on the machine: the skip tracepoint's program reads the
-/// victim's lock (an rwsem, or PREEMPT_RT's rwbase) and sees whether the reaper holds it
-/// (the kernel side's `reaper::cause_from_lock`), and process_mrelease's entry names its
-/// target from the pidfd, not from the mm its call locks.
-fn trylock_read_at_skip(layout: &KernelLayout) -> bool {
-    let lock_readable = layout.mm_mmap_lock != ABSENT
-        && (layout.rwsem_count != ABSENT && layout.rwsem_owner != ABSENT
-            || layout.rt_readers != ABSENT);
-    lock_readable && layout.mm_flags != ABSENT && layout.task_thread_node != ABSENT
 }
 
 /// The `bpf_loop` helper's kernel function (5.17+).

@@ -202,11 +202,7 @@ pub fn text(report: &Report) -> String {
                 "not needed: {}",
                 hook.not_needed.as_deref().unwrap_or_default()
             ),
-            (None, note) => format!(
-                "not attached: {}; without it, oomreap cannot show {}",
-                note.as_deref().unwrap_or("unknown reason"),
-                hook.provides
-            ),
+            (None, _) => hook.missing().unwrap_or_default(),
         };
         if let (Some(_), Some(when)) = (hook.attach, &hook.attached_when) {
             state.push_str(&format!(", {when}"));
@@ -255,15 +251,7 @@ pub fn json(report: &Report) -> Value {
         "capabilities": match &report.capabilities { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e}) },
         "tracefs": match &report.tracefs { Ok(p) => json!({"path": p}), Err(e) => json!({"error": e}) },
         "oom_reaper_pid": report.reaper_pid,
-        "hooks": report.hooks.iter().map(|h| json!({
-            "name": h.name,
-            "provides": h.provides,
-            "attached": h.attach.is_some(),
-            "attach": h.attach.map(oomreap_common::event::AttachKind::id),
-            "note": h.note,
-            "attached_when": h.attached_when,
-            "not_needed": h.not_needed,
-        })).collect::<Vec<_>>(),
+        "hooks": report.hooks.iter().map(HookStatus::to_json).collect::<Vec<_>>(),
         "attach_modes": report.attach_modes.iter().map(|m| json!({
             "name": m.name,
             "allowed": m.result.is_ok(),

@@ -7,7 +7,6 @@
 //! back. Front ends read only this, so a replay anywhere shows what the live view showed.
 use std::collections::HashMap;
 
-use oomreap_common::event::AttachKind;
 use serde_json::{Value, json};
 
 use crate::{
@@ -120,19 +119,7 @@ impl Annotations {
 
     /// The record naming the kernel and the hooks, first in a recording.
     pub(super) fn source_record(&self) -> Value {
-        let hooks: Vec<Value> = self
-            .hooks
-            .iter()
-            .map(|h| {
-                json!({
-                    "name": h.name,
-                    "attach": h.attach.map(oomreap_common::event::AttachKind::id),
-                    "note": h.note,
-                    "attached_when": h.attached_when,
-                    "not_needed": h.not_needed,
-                })
-            })
-            .collect();
+        let hooks: Vec<Value> = self.hooks.iter().map(HookStatus::to_json).collect();
         json!({"kernel": self.kernel, "hooks": hooks})
     }
 
@@ -146,7 +133,7 @@ impl Annotations {
                 .as_array()
                 .ok_or("hooks is not a list")?
                 .iter()
-                .filter_map(hook_from_json)
+                .filter_map(HookStatus::from_json)
                 .collect();
         }
         if let Some(cgroup) = object.get("cgroup") {
@@ -283,26 +270,10 @@ fn stack_from_json(value: &Value) -> Option<(u32, Stack)> {
     Some((pid, stack))
 }
 
-/// A recorded hook, if this oomreap knows its name.
-fn hook_from_json(value: &Value) -> Option<HookStatus> {
-    let hook = crate::capture::hook_by_name(value["name"].as_str()?)?;
-    let (name, provides) = (hook.name, hook.provides);
-    let attach = match value["attach"].as_str() {
-        Some(id) => Some(AttachKind::from_id(id)?),
-        None => None,
-    };
-    Some(HookStatus {
-        name,
-        provides,
-        attach,
-        note: value["note"].as_str().map(str::to_owned),
-        attached_when: value["attached_when"].as_str().map(str::to_owned),
-        not_needed: value["not_needed"].as_str().map(str::to_owned),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use oomreap_common::event::AttachKind;
+
     use super::*;
 
     #[test]

@@ -95,10 +95,11 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
             log::warn!("{err:#}; that detail will be missing from events");
             (ABSENT, ABSENT)
         });
+        // PREEMPT_RT queues waiters on an rt_mutex and has no struct rwsem_waiter.
+        l.waiter_list = opt("rwsem_waiter", "list");
+        l.waiter_task = opt("rwsem_waiter", "task");
+        l.waiter_type = opt("rwsem_waiter", "type");
     }
-    l.waiter_list = opt("rwsem_waiter", "list");
-    l.waiter_task = opt("rwsem_waiter", "task");
-    l.waiter_type = opt("rwsem_waiter", "type");
     l.list_head_next = opt("list_head", "next");
     l.hlist_node_next = opt("hlist_node", "next");
     if l.mm_notifier_subscriptions != ABSENT {

@@ -223,24 +223,6 @@ impl ServeArgs {
     }
 }
 
-/// What `--fail-on` accepts.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FailOnArg {
-    /// A victim the reaper gave up on.
-    GaveUp,
-    /// An attempt that met a contended mmap_lock.
-    LockContention,
-    /// A victim whose mm had mmu notifiers.
-    Notifier,
-    /// A partial reap pass.
-    Partial,
-    /// Events lost between the kernel and oomreap.
-    DroppedEvents,
-    /// A victim whose kill was one of an OOM loop's: its domain kept killing without getting
-    /// memory back.
-    OomLoop,
-}
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -284,7 +266,7 @@ pub struct RunArgs {
 
     /// Fail if this happens (repeatable).
     #[arg(long, value_enum, value_name = "WHAT")]
-    pub fail_on: Vec<FailOnArg>,
+    pub fail_on: Vec<oomreap::session::FailOn>,
 
     /// Exactly N victims.
     #[arg(long, value_name = "N")]
@@ -302,7 +284,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// The expectations, in flag order.
     pub fn expectations(&self) -> Vec<oomreap::session::Expectation> {
-        use oomreap::session::{Expectation, FailOn};
+        use oomreap::session::Expectation;
         let mut list = Vec::new();
         if self.expect_reaped {
             list.push(Expectation::Reaped);
@@ -314,14 +296,7 @@ impl RunArgs {
             list.push(Expectation::MaxReapMs(ms));
         }
         for what in &self.fail_on {
-            list.push(Expectation::FailOn(match what {
-                FailOnArg::GaveUp => FailOn::GaveUp,
-                FailOnArg::LockContention => FailOn::LockContention,
-                FailOnArg::Notifier => FailOn::Notifier,
-                FailOnArg::Partial => FailOn::Partial,
-                FailOnArg::DroppedEvents => FailOn::DroppedEvents,
-                FailOnArg::OomLoop => FailOn::OomLoop,
-            }));
+            list.push(Expectation::FailOn(*what));
         }
         if let Some(n) = self.expect_victims {
             list.push(Expectation::Victims(n));

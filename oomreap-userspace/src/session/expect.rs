@@ -2,20 +2,21 @@
 //! names the victim that broke it.
 use super::report::VictimSummary;
 
-/// Something a run may fail on.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// Something a run may fail on: `--fail-on`'s values (their docs are its help).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FailOn {
     /// A victim the reaper gave up on.
     GaveUp,
-    /// Any attempt that met a contended mmap_lock.
+    /// An attempt that met a contended mmap_lock.
     LockContention,
     /// A victim whose mm had mmu notifiers.
     Notifier,
-    /// A partial reap pass (an mmu notifier refused).
+    /// A partial reap pass.
     Partial,
     /// Events lost between the kernel and oomreap.
     DroppedEvents,
-    /// A victim whose kill was one of an OOM loop's.
+    /// A victim whose kill was one of an OOM loop's: its domain kept killing without getting
+    /// memory back.
     OomLoop,
 }
 
@@ -146,5 +147,20 @@ pub fn judge(expectation: Expectation, victims: &[VictimSummary], dropped: u64) 
     Verdict {
         expectation: expectation.name(),
         failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum as _;
+
+    use super::*;
+
+    #[test]
+    fn each_value_is_named_as_the_flag_takes_it() {
+        for value in FailOn::value_variants() {
+            let flag = value.to_possible_value().unwrap();
+            assert_eq!(value.name(), flag.get_name());
+        }
     }
 }

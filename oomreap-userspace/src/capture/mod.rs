@@ -39,6 +39,7 @@ use oomreap_common::{
     maps::{COUNTERS, Counter, EVENTS, EVENTS_DEFAULT_BYTES, GATE, LAYOUT_GLOBAL, RETRIES},
 };
 pub use plan::{AttachPreference, HookPlan, KernelPaths, TracepointHook};
+use preload::Preload;
 pub use refusal::{Cause, Refusal};
 pub use status::HookStatus;
 use tokio::{io::unix::AsyncFd, task::JoinHandle};
@@ -327,9 +328,7 @@ fn attach_tracepoints(
         ),
         Some(_) => None,
     };
-    if let Some(btf) = &tracepoint_btf {
-        preload::load_in_parallel(ebpf, &btf_programs(plan), btf);
-    }
+    preload::load_in_parallel(ebpf, &preloads(plan), tracepoint_btf.as_ref());
     let gating = gate_refusal(plan);
     let mut hooks = Vec::new();
     let mut gated = Vec::new();
@@ -406,9 +405,10 @@ fn attach_functions(
     }
 }
 
-/// The BTF tracepoint programs the plan attaches first, with their events, in plan order
-/// (`mark_victim`, the slowest to verify, first); none an injected fault refuses.
-fn btf_programs(plan: &plan::Plan) -> Vec<(&'static str, &'static str)> {
+/// The tracepoint programs the plan attaches first, in plan order (`mark_victim`, the
+/// slowest to verify, first): BTF ones with their events, and classic ones; none an injected
+/// fault refuses.
+fn preloads(plan: &plan::Plan) -> Vec<Preload> {
     plan.hooks
         .iter()
         .filter_map(|((hook, tracepoint), hook_plan)| match hook_plan {
@@ -416,7 +416,18 @@ fn btf_programs(plan: &plan::Plan) -> Vec<(&'static str, &'static str)> {
                 kind: AttachKind::BtfTracePoint,
                 program,
                 ..
-            } if refused_by_faults(program, hook).is_none() => Some((*program, tracepoint.event)),
+            } if refused_by_faults(program, hook).is_none() => Some(Preload {
+                program,
+                btf_event: Some(tracepoint.event),
+            }),
+            HookPlan::Attach {
+                kind: AttachKind::TracePoint,
+                program,
+                ..
+            } if crate::faults::refusal("tracepoint", hook.name).is_none() => Some(Preload {
+                program,
+                btf_event: None,
+            }),
             _ => None,
         })
         .collect()
@@ -614,10 +625,13 @@ fn attach_classic(
     }
     let program_name = tracepoint.classic;
     let program: &mut TracePoint = program(ebpf, program_name)?;
-    program.load().map_err(|source| CaptureError::ProgramLoad {
-        program: program_name,
-        source,
-    })?;
+    // Loaded already unless `preload` could not (or it is a BTF tracepoint's fallback).
+    if program.fd().is_err() {
+        program.load().map_err(|source| CaptureError::ProgramLoad {
+            program: program_name,
+            source,
+        })?;
+    }
     program
         .attach(tracepoint.category, tracepoint.event)
         .map_err(|source| CaptureError::Attach {

@@ -1,5 +1,5 @@
-//! Loads the planned BTF tracepoint programs on all CPUs at once, before they attach one by
-//! one in plan order.
+//! Loads the planned tracepoint programs on all CPUs at once, before they attach one by one
+//! in plan order.
 //!
 //! The kernel's verifier is most of oomreap's start-up, and it checks each program on the
 //! calling thread: `mark_victim_btf` alone takes as long as all the others together. Loads
@@ -8,21 +8,25 @@
 //! unloaded: attaching loads it again and reports the error, and falls back as planned.
 use std::{num::NonZeroUsize, sync::Mutex};
 
-use aya::{Ebpf, programs::BtfTracePoint};
+use aya::{Ebpf, programs::Program};
 
-/// Loads each of `programs` (program name, tracepoint event; the slowest to verify first)
-/// with `btf`, on up to one thread per CPU.
-pub fn load_in_parallel(
-    ebpf: &mut Ebpf,
-    programs: &[(&'static str, &'static str)],
-    btf: &aya::Btf,
-) {
-    let mut jobs: Vec<(usize, &'static str, &mut BtfTracePoint)> = ebpf
+/// A program to load ahead of attaching it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Preload {
+    pub program: &'static str,
+    /// The tracepoint event a BTF tracepoint program is loaded for; `None` for a classic
+    /// tracepoint program, which is loaded for none.
+    pub btf_event: Option<&'static str>,
+}
+
+/// Loads each of `programs` (the slowest to verify first), the BTF ones with `btf`, on up
+/// to one thread per CPU.
+pub fn load_in_parallel(ebpf: &mut Ebpf, programs: &[Preload], btf: Option<&aya::Btf>) {
+    let mut jobs: Vec<(usize, Preload, &mut Program)> = ebpf
         .programs_mut()
         .filter_map(|(name, program)| {
-            let order = programs.iter().position(|(wanted, _)| *wanted == name)?;
-            let program: &mut BtfTracePoint = program.try_into().ok()?;
-            Some((order, programs[order].1, program))
+            let order = programs.iter().position(|p| p.program == name)?;
+            Some((order, programs[order], program))
         })
         .collect();
     jobs.sort_by_key(|job| job.0);
@@ -38,14 +42,26 @@ pub fn load_in_parallel(
             scope.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                    let Some((_, event, program)) = next else {
+                    let Some((_, preload, program)) = next else {
                         return;
                     };
-                    if let Err(err) = program.load(event, btf) {
-                        log::debug!("preloading for {event}: {err}");
+                    if let Err(err) = load(preload, program, btf) {
+                        log::debug!("preloading {}: {err}", preload.program);
                     }
                 }
             });
         }
     });
+}
+
+fn load(
+    preload: Preload,
+    program: &mut Program,
+    btf: Option<&aya::Btf>,
+) -> Result<(), aya::programs::ProgramError> {
+    match (preload.btf_event, btf, program) {
+        (Some(event), Some(btf), Program::BtfTracePoint(program)) => program.load(event, btf),
+        (None, _, Program::TracePoint(program)) => program.load(),
+        _ => Ok(()),
+    }
 }

@@ -146,8 +146,9 @@ impl KernelBtf {
     /// does not add up, and btf-rs's scan is used instead.
     fn scan_raw(&self, wanted: &[&str]) -> Option<HashMap<String, Vec<u32>>> {
         let file = std::fs::File::open(&self.path).ok()?;
+        // Private and read-only, as btf-rs maps it: the kernel refuses a shared mapping.
         // SAFETY: the kernel's BTF does not change while it runs; a test file is ours.
-        let raw = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let raw = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.ok()?;
         super::btf_names::ids_by_names(&raw, wanted)
     }
 

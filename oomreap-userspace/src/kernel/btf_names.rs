@@ -27,14 +27,15 @@ pub fn ids_by_names(raw: &[u8], wanted: &[&str]) -> Option<HashMap<String, Vec<u
     };
     let types = section(8, 12)?;
     let strings = section(16, 20)?;
-    let names: HashMap<&[u8], &str> = wanted.iter().map(|n| (n.as_bytes(), *n)).collect();
-    let longest = wanted.iter().map(|n| n.len()).max().unwrap_or(0);
-    let mut first = [false; 256];
+    // Wanted names by first byte: most type names are ruled out by one table look-up, the
+    // rest compared with the few wanted names that start alike (no hashing per name).
+    let mut by_first: Vec<Vec<&str>> = vec![Vec::new(); 256];
     for name in wanted {
         if let Some(&b) = name.as_bytes().first() {
-            first[usize::from(b)] = true;
+            by_first[usize::from(b)].push(name);
         }
     }
+    let longest = wanted.iter().map(|n| n.len()).max().unwrap_or(0);
     let mut found: HashMap<String, Vec<u32>> = wanted
         .iter()
         .map(|n| ((*n).to_owned(), Vec::new()))
@@ -46,10 +47,11 @@ pub fn ids_by_names(raw: &[u8], wanted: &[&str]) -> Option<HashMap<String, Vec<u
         if name_off != 0 {
             let start = strings.start.checked_add(name_off)?;
             let tail = raw.get(start..strings.end)?;
-            if tail.first().is_some_and(|&b| first[usize::from(b)]) {
+            let alike = tail.first().map_or(&[][..], |&b| &by_first[usize::from(b)]);
+            if !alike.is_empty() {
                 let window = &tail[..tail.len().min(longest + 1)];
                 if let Some(nul) = window.iter().position(|&b| b == 0)
-                    && let Some(name) = names.get(&window[..nul])
+                    && let Some(name) = alike.iter().find(|n| n.as_bytes() == &window[..nul])
                     && let Some(ids) = found.get_mut(*name)
                 {
                     ids.push(id);

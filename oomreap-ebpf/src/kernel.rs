@@ -53,6 +53,19 @@ pub fn read_word(base: u64, offset: u32) -> u64 {
     word
 }
 
+/// Reads a `u32` at `base + offset` without a branch, as [`read_word`] does.
+#[inline(always)]
+pub fn read_u32(base: u64, offset: u32) -> u32 {
+    if offset == ABSENT {
+        return 0;
+    }
+    let mut value = 0u32;
+    let src = (base + u64::from(offset)) as *const c_void;
+    // SAFETY: as in `read_word`; `value` is a local of 4 bytes.
+    unsafe { generated::bpf_probe_read_kernel((&raw mut value).cast(), 4, src) };
+    value
+}
+
 /// Reads a task name (`char comm[TASK_COMM_LEN]`) at `base + offset` into `comm`.
 #[inline(always)]
 pub fn read_comm(base: u64, offset: u32, comm: &mut [u8; COMM_LEN]) -> bool {

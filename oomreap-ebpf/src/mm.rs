@@ -14,7 +14,7 @@ use oomreap_common::{
 };
 
 use crate::{
-    kernel::{add, layout, read, read_word},
+    kernel::{add, layout, read, read_u32, read_word},
     task,
 };
 
@@ -537,12 +537,14 @@ fn walk_waiters(l: &KernelLayout, sem: u64, state: &mut LockState) {
             state.waiters_truncated = 1;
             return;
         };
+        // Branchless reads (0 where one faults): each `Option` a turn carries doubles the
+        // paths the verifier checks through the rest of the walk.
         let waiter = node - list_offset;
-        let task = read::<u64>(waiter, l.waiter_task).unwrap_or(0);
-        slot.pid = task::ids(task).map_or(0, |(pid, _)| pid);
+        let task = read_word(waiter, l.waiter_task);
+        slot.pid = read_u32(task, l.task_pid);
         slot.waiter_type = read(waiter, l.waiter_type).unwrap_or(u32::MAX);
         task::comm(task, &mut slot.comm);
         state.waiter_count += 1;
-        node = read(node, l.list_head_next).unwrap_or(0);
+        node = read_word(node, l.list_head_next);
     }
 }

@@ -40,6 +40,38 @@ fn dist_file(dist: &Path, suffix: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no *{suffix} in {}", dist.display()))
 }
 
+/// This machine's architecture as Debian and OCI name it: the suffix of the dist files
+/// that run here.
+const HOST_ARCH: &str = if cfg!(target_arch = "aarch64") {
+    "arm64"
+} else {
+    "amd64"
+};
+
+/// The other architecture the dist builds for, run here under qemu-user.
+const FOREIGN_ARCH: &str = if cfg!(target_arch = "aarch64") {
+    "amd64"
+} else {
+    "arm64"
+};
+
+/// qemu-user for [`FOREIGN_ARCH`], or `None` after saying why the test is skipped.
+fn foreign_runner(test: &str) -> Option<&'static str> {
+    let runner = if FOREIGN_ARCH == "arm64" {
+        "qemu-aarch64-static"
+    } else {
+        "qemu-x86_64-static"
+    };
+    let found = Command::new(runner).arg("--version").output().is_ok();
+    if !found {
+        skip(
+            test,
+            &format!("{runner} is not installed (`cargo xtask test` installs qemu-user-static)"),
+        );
+    }
+    found.then_some(runner)
+}
+
 fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
@@ -72,7 +104,7 @@ fn static_binary_has_no_loader_and_names_its_revision() {
     let Some(dist) = dist("static_binary_has_no_loader_and_names_its_revision") else {
         return;
     };
-    let binary = dist.join("oomreap");
+    let binary = dist.join(format!("oomreap-{HOST_ARCH}"));
     let headers = stdout(Command::new("readelf").args(["-lW"]).arg(&binary));
     assert!(headers.contains("EXEC (Executable file)"), "{headers}");
     for forbidden in ["INTERP", "DYNAMIC"] {
@@ -83,7 +115,11 @@ fn static_binary_has_no_loader_and_names_its_revision() {
             "{forbidden} in {headers}"
         );
     }
-    let version = stdout(Command::new(&binary).arg("--version"));
+    check_version(&stdout(Command::new(&binary).arg("--version")));
+}
+
+/// `oomreap --version`'s line names this version, HEAD's revision and a build date.
+fn check_version(version: &str) {
     let prefix = format!(
         "oomreap {} (revision {}, built ",
         env!("CARGO_PKG_VERSION"),
@@ -123,16 +159,20 @@ fn what_users_install_carries_no_test_seam() {
     };
     // The .deb's binary, unpacked (its data is compressed); the image's layer is an
     // uncompressed tar, so the binary's bytes stand in the archive as they are.
+    let mut shipped = Vec::new();
     let unpacked = TempDir::new();
-    run(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(dist_file(&dist, "_amd64.deb"))
-        .arg(&unpacked.0));
-    let shipped = [
-        dist.join("oomreap"),
-        unpacked.0.join("usr/bin/oomreap"),
-        dist_file(&dist, ".oci.tar"),
-    ];
+    for arch in [HOST_ARCH, FOREIGN_ARCH] {
+        let into = unpacked.0.join(arch);
+        run(Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(dist_file(&dist, &format!("_{arch}.deb")))
+            .arg(&into));
+        shipped.extend([
+            dist.join(format!("oomreap-{arch}")),
+            into.join("usr/bin/oomreap"),
+            dist_file(&dist, &format!("-{arch}.oci.tar")),
+        ]);
+    }
     for path in &shipped {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         // The search must find what is there: the kernel object's program names.
@@ -161,8 +201,9 @@ fn static_binary_traces_a_kill() {
         return;
     };
     let _tracefs = TracefsMount::ensure();
-    let (mut trace, stdout, _stderr) =
-        start_command(Command::new(dist.join("oomreap")).args(["trace", "--json"]));
+    let (mut trace, stdout, _stderr) = start_command(
+        Command::new(dist.join(format!("oomreap-{HOST_ARCH}"))).args(["trace", "--json"]),
+    );
     let mut victim = CgroupVictim::start(32, 256);
     victim.expect_oom_kill();
     let pid = u64::from(victim.child.pid());
@@ -227,7 +268,7 @@ fn deb_installs_a_working_oomreap_and_purges_without_a_trace() {
         );
         return;
     }
-    let deb = dist_file(&dist, ".deb");
+    let deb = dist_file(&dist, &format!("_{HOST_ARCH}.deb"));
     let guard = Installed;
     run(Command::new("dpkg").arg("-i").arg(&deb));
 
@@ -510,7 +551,7 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
     let _tracefs = TracefsMount::ensure();
     let _podman_cgroups = PodmanCgroups::track();
     let spec = common::daemonset::DaemonSet::read();
-    let archive = dist_file(&dist, ".oci.tar");
+    let archive = dist_file(&dist, &format!("-{HOST_ARCH}.oci.tar"));
     let image = Image::load(&archive);
     let netns = Netns::new();
     let container = Container(format!("oomreap-test-{}", std::process::id()));
@@ -630,7 +671,7 @@ fn the_containerfile_builds_the_image_dist_wrote() {
         return;
     }
     let _podman_cgroups = PodmanCgroups::track();
-    let archive = dist_file(&dist, ".oci.tar");
+    let archive = dist_file(&dist, &format!("-{HOST_ARCH}.oci.tar"));
     let offline = Image::load(&archive);
     let containerfile =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/container/Containerfile");
@@ -676,4 +717,166 @@ fn the_containerfile_builds_the_image_dist_wrote() {
     };
     assert_eq!(version(&offline.0), version(&built.0));
     assert!(version(&offline.0).contains(&revision));
+}
+
+#[test]
+fn the_other_architectures_binary_runs_under_qemu_user() {
+    const TEST: &str = "the_other_architectures_binary_runs_under_qemu_user";
+    let Some(dist) = dist(TEST) else {
+        return;
+    };
+    let Some(runner) = foreign_runner(TEST) else {
+        return;
+    };
+    let binary = dist.join(format!("oomreap-{FOREIGN_ARCH}"));
+    let machine = if FOREIGN_ARCH == "arm64" {
+        "AArch64"
+    } else {
+        "Advanced Micro Devices X86-64"
+    };
+    let header = stdout(Command::new("readelf").args(["-hW"]).arg(&binary));
+    assert!(header.contains(machine), "{header}");
+    let program_headers = stdout(Command::new("readelf").args(["-lW"]).arg(&binary));
+    assert!(
+        !program_headers
+            .lines()
+            .any(|l| l.trim_start().starts_with("INTERP")),
+        "{program_headers}"
+    );
+    check_version(&stdout(Command::new(runner).arg(&binary).arg("--version")));
+    // qemu-user passes no bpf(2) through, so the hooks cannot load: doctor says so, in JSON.
+    let doctor = Command::new(runner)
+        .arg(&binary)
+        .args(["doctor", "--json"])
+        .output()
+        .expect("run doctor under qemu-user");
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&doctor.stdout),
+            String::from_utf8_lossy(&doctor.stderr)
+        )
+    });
+    assert!(
+        report["hooks"].as_array().is_some_and(|h| !h.is_empty()),
+        "{report}"
+    );
+    assert!(report["kernel"].is_string(), "{report}");
+}
+
+#[test]
+fn the_other_architectures_deb_names_it_and_holds_its_binary() {
+    const TEST: &str = "the_other_architectures_deb_names_it_and_holds_its_binary";
+    let Some(dist) = dist(TEST) else {
+        return;
+    };
+    let foreign = dist_file(&dist, &format!("_{FOREIGN_ARCH}.deb"));
+    let host = dist_file(&dist, &format!("_{HOST_ARCH}.deb"));
+    let field =
+        |deb: &Path, name: &str| stdout(Command::new("dpkg-deb").args(["-f"]).arg(deb).arg(name));
+    assert_eq!(field(&foreign, "Architecture"), FOREIGN_ARCH);
+    assert_eq!(field(&host, "Architecture"), HOST_ARCH);
+    // The same files, all but the binary with the same bytes.
+    let listing = |deb: &Path| -> Vec<String> {
+        stdout(Command::new("dpkg-deb").arg("-c").arg(deb))
+            .lines()
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(listing(&foreign), listing(&host));
+    let unpacked = TempDir::new();
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&foreign)
+        .arg(&unpacked.0));
+    let inside = std::fs::read(unpacked.0.join("usr/bin/oomreap")).expect("the packaged binary");
+    let built = std::fs::read(dist.join(format!("oomreap-{FOREIGN_ARCH}"))).expect("the binary");
+    assert!(
+        inside == built,
+        "the {FOREIGN_ARCH} .deb holds another binary than oomreap-{FOREIGN_ARCH}"
+    );
+}
+
+#[test]
+fn the_other_architectures_image_loads_with_its_platform_and_entrypoint() {
+    const TEST: &str = "the_other_architectures_image_loads_with_its_platform_and_entrypoint";
+    let Some(dist) = dist(TEST) else {
+        return;
+    };
+    let Some(_lock) = privileged(TEST) else {
+        return;
+    };
+    if !have_podman(TEST) {
+        return;
+    }
+    let image = Image::load(&dist_file(&dist, &format!("-{FOREIGN_ARCH}.oci.tar")));
+    assert!(
+        image.0.ends_with(&format!("-{FOREIGN_ARCH}")),
+        "{}",
+        image.0
+    );
+    let json = stdout(podman().args(["image", "inspect", &image.0]));
+    let inspected: Value = serde_json::from_str(&json).expect("inspect JSON");
+    assert_eq!(inspected[0]["Architecture"], FOREIGN_ARCH, "{json}");
+    assert_eq!(inspected[0]["Os"], "linux");
+    assert_eq!(
+        inspected[0]["Config"]["Entrypoint"],
+        serde_json::json!(["/usr/bin/oomreap"])
+    );
+    assert_eq!(inspected[0]["Config"]["Cmd"], serde_json::json!(["serve"]));
+}
+
+/// A manifest list we created, removed (by name) on drop.
+struct Manifest(String);
+
+impl Drop for Manifest {
+    fn drop(&mut self) {
+        let _ = podman().args(["manifest", "rm", &self.0]).output();
+    }
+}
+
+#[test]
+fn both_images_join_into_one_multi_architecture_manifest() {
+    // deploy/README.md's steps, but the push: `podman manifest create`, then `add` of each
+    // architecture's archive.
+    const TEST: &str = "both_images_join_into_one_multi_architecture_manifest";
+    let Some(dist) = dist(TEST) else {
+        return;
+    };
+    let Some(_lock) = privileged(TEST) else {
+        return;
+    };
+    if !have_podman(TEST) {
+        return;
+    }
+    let manifest = Manifest(format!(
+        "localhost/oomreap-manifest-test:{}",
+        std::process::id()
+    ));
+    run(podman().args(["manifest", "create", &manifest.0]));
+    for arch in [HOST_ARCH, FOREIGN_ARCH] {
+        let archive = dist_file(&dist, &format!("-{arch}.oci.tar"));
+        run(podman()
+            .args(["manifest", "add", &manifest.0])
+            .arg(format!("oci-archive:{}", archive.display())));
+    }
+    let json = stdout(podman().args(["manifest", "inspect", &manifest.0]));
+    let inspected: Value = serde_json::from_str(&json).expect("manifest JSON");
+    let mut platforms: Vec<(String, String)> = inspected["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            let text = |key: &str| m["platform"][key].as_str().unwrap_or_default().to_owned();
+            (text("os"), text("architecture"))
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(
+        platforms,
+        [
+            ("linux".to_owned(), "amd64".to_owned()),
+            ("linux".to_owned(), "arm64".to_owned())
+        ]
+    );
 }

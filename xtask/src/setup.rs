@@ -38,24 +38,42 @@ const TEST_PACKAGES: [(&str, &str); 3] = [
 ];
 
 /// Installs what only the tests use and returns a folder to put first on PATH, which holds
-/// `prometheus` and `promtool`. Those two are taken out of Debian's package rather than
-/// installed with it: the package enables and starts a Prometheus server on 0.0.0.0:9090.
+/// programs taken out of Debian's packages rather than installed with them: `prometheus` and
+/// `promtool` (the package enables and starts a Prometheus server on 0.0.0.0:9090), and
+/// qemu-user for the other architecture's binary (the package registers it with binfmt_misc,
+/// which would change how this machine runs every foreign binary).
 pub fn test_tools() -> anyhow::Result<PathBuf> {
     ensure_debian_packages(&TEST_PACKAGES)?;
     let bin = tools_dir()?.join("bin");
-    if ["prometheus", "promtool"]
+    unpack_programs("prometheus", &["prometheus", "promtool"], &bin)?;
+    let qemu = if cfg!(target_arch = "aarch64") {
+        "qemu-x86_64-static"
+    } else {
+        "qemu-aarch64-static"
+    };
+    unpack_programs("qemu-user-static", &[qemu], &bin)?;
+    Ok(bin)
+}
+
+/// Links each of `programs` from Debian's `package`, unpacked (not installed) under the
+/// tools folder, into `bin`, unless they already run from there.
+fn unpack_programs(package: &str, programs: &[&str], bin: &Path) -> anyhow::Result<()> {
+    if programs
         .iter()
         .all(|p| output(Command::new(bin.join(p)).arg("--version")).is_some())
     {
-        return Ok(bin);
+        return Ok(());
     }
-    eprintln!("xtask setup: unpacking prometheus and promtool from Debian's package");
-    let unpacked = tools_dir()?.join("prometheus");
+    eprintln!(
+        "xtask setup: unpacking {} from Debian's {package}",
+        programs.join(" and ")
+    );
+    let unpacked = tools_dir()?.join(package);
     let _ = std::fs::remove_dir_all(&unpacked);
     std::fs::create_dir_all(&unpacked)?;
     let download = |dir: &Path| {
         Command::new("apt-get")
-            .args(["download", "-qq", "prometheus"])
+            .args(["download", "-qq", package])
             .current_dir(dir)
             .status()
             .is_ok_and(|s| s.success())
@@ -64,7 +82,7 @@ pub fn test_tools() -> anyhow::Result<PathBuf> {
         // An old or missing package list: refresh it once.
         run_cmd(&mut apt(&["update", "-qq"]))?;
         if !download(&unpacked) {
-            bail!("apt-get download prometheus failed; the Prometheus tests need it");
+            bail!("apt-get download {package} failed; the tests need it");
         }
     }
     let deb = std::fs::read_dir(&unpacked)?
@@ -73,16 +91,16 @@ pub fn test_tools() -> anyhow::Result<PathBuf> {
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .context("apt-get download left no .deb")?;
     run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-    std::fs::create_dir_all(&bin)?;
-    for program in ["prometheus", "promtool"] {
+    std::fs::create_dir_all(bin)?;
+    for program in programs {
         let link = bin.join(program);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(unpacked.join("usr/bin").join(program), &link)?;
         if output(Command::new(&link).arg("--version")).is_none() {
-            bail!("{} from Debian's package does not run", link.display());
+            bail!("{} from Debian's {package} does not run", link.display());
         }
     }
-    Ok(bin)
+    Ok(())
 }
 
 /// Where unpacked test tools live, outside any checkout so clones share them.

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::Release;
+use super::{Arch, Release, binary_name};
 use crate::command::run as run_cmd;
 
 /// Where each generated completion file goes, as Debian's shells look for them.
@@ -30,7 +30,13 @@ const COMPLETIONS: [(&str, &str); 3] = [
 /// enables nothing.
 const RELOAD_SYSTEMD: &str = "#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then\n    systemctl daemon-reload >/dev/null || true\nfi\n";
 
-pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<PathBuf> {
+/// Writes `NAME_VERSION_ARCH.deb` for `arch` into `out`.
+pub fn build(
+    workspace: &Path,
+    out: &Path,
+    release: &Release,
+    arch: Arch,
+) -> anyhow::Result<PathBuf> {
     let meta = super::package_metadata(workspace)?;
     let deb_meta = &meta["metadata"]["deb"];
     let field = |name: &str| {
@@ -40,10 +46,10 @@ pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<
             .with_context(|| format!("[package.metadata.deb] has no {name}"))
     };
     let name = field("name")?;
-    let root = out.join("deb-root");
+    let root = out.join(format!("deb-root-{}", arch.name));
     let stage = Stage(&root);
 
-    stage.copy(&out.join("oomreap"), "usr/bin/oomreap", 0o755)?;
+    stage.copy(&out.join(binary_name(arch)), "usr/bin/oomreap", 0o755)?;
     for page in std::fs::read_dir(out.join("man"))? {
         let page = page?.path();
         let file = page.file_name().context("page name")?.to_string_lossy();
@@ -84,10 +90,11 @@ pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<
         .collect::<Vec<_>>()
         .join("\n");
     let control = format!(
-        "Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: {maintainer}\n\
+        "Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: {maintainer}\n\
          Installed-Size: {installed_kib}\nSection: {section}\nPriority: {priority}\n\
          Homepage: {homepage}\nDescription: {summary}\n{description}\n",
         version = release.version,
+        arch = arch.name,
         maintainer = field("maintainer")?,
         section = field("section")?,
         priority = field("priority")?,
@@ -99,7 +106,7 @@ pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<
     stage.write("DEBIAN/postinst", RELOAD_SYSTEMD, 0o755)?;
     stage.write("DEBIAN/postrm", RELOAD_SYSTEMD, 0o755)?;
 
-    let deb = out.join(format!("{name}_{}_amd64.deb", release.version));
+    let deb = out.join(format!("{name}_{}_{}.deb", release.version, arch.name));
     run_cmd(
         Command::new("dpkg-deb")
             .args(["--root-owner-group", "-Zxz", "--build"])

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{Release, tar::Tar};
+use super::{Arch, Release, tar::Tar};
 
 /// The Containerfile, from the workspace root.
 pub const CONTAINERFILE: &str = "deploy/container/Containerfile";
@@ -80,19 +80,27 @@ fn exec_form(text: &str) -> anyhow::Result<Vec<String>> {
     serde_json::from_str(text).context("ENTRYPOINT and CMD must be JSON arrays (exec form)")
 }
 
-/// The build arguments the Containerfile declares.
-pub fn build_args(release: &Release) -> BTreeMap<&'static str, String> {
+/// The build arguments the Containerfile declares (`TARGETARCH` is the one a container
+/// engine sets by itself, from the platform it builds for).
+pub fn build_args(release: &Release, arch: Arch) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("VERSION", release.version.clone()),
         ("REVISION", release.revision.clone()),
+        ("TARGETARCH", arch.name.to_owned()),
     ])
 }
 
-/// Writes `oomreap-VERSION.oci.tar` into `out`, whose files are the build context.
-pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<PathBuf> {
+/// Writes `oomreap-VERSION-ARCH.oci.tar` for `arch` into `out`, whose files are the build
+/// context.
+pub fn build(
+    workspace: &Path,
+    out: &Path,
+    release: &Release,
+    arch: Arch,
+) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(workspace.join(CONTAINERFILE))
         .with_context(|| format!("failed to read {CONTAINERFILE}"))?;
-    let spec = ImageSpec::parse(&text, &build_args(release))?;
+    let spec = ImageSpec::parse(&text, &build_args(release, arch))?;
 
     let mut layer = Tar::new(release.epoch);
     let mut made = std::collections::BTreeSet::new();
@@ -122,7 +130,7 @@ pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<
         .collect();
     let config = json!({
         "created": created,
-        "architecture": "amd64",
+        "architecture": arch.name,
         "os": "linux",
         "config": {
             "Entrypoint": spec.entrypoint,
@@ -155,8 +163,8 @@ pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": digest(&manifest),
             "size": manifest.len(),
-            "platform": { "architecture": "amd64", "os": "linux" },
-            "annotations": { "org.opencontainers.image.ref.name": image_name(release) },
+            "platform": { "architecture": arch.name, "os": "linux" },
+            "annotations": { "org.opencontainers.image.ref.name": image_name(release, arch) },
         }],
     }))?;
 
@@ -170,14 +178,15 @@ pub fn build(workspace: &Path, out: &Path, release: &Release) -> anyhow::Result<
         let hex = name.trim_start_matches("sha256:");
         archive.file(&format!("blobs/sha256/{hex}"), 0o644, blob)?;
     }
-    let path = out.join(format!("oomreap-{}.oci.tar", release.version));
+    let path = out.join(format!("oomreap-{}-{}.oci.tar", release.version, arch.name));
     std::fs::write(&path, archive.finish())?;
     Ok(path)
 }
 
-/// The name the archive gives its image: `localhost/oomreap:VERSION` once loaded.
-pub fn image_name(release: &Release) -> String {
-    format!("localhost/oomreap:{}", release.version)
+/// The name the archive gives its image once loaded: `localhost/oomreap:VERSION-ARCH`, so
+/// both architectures' images can be loaded side by side and joined by `podman manifest`.
+pub fn image_name(release: &Release, arch: Arch) -> String {
+    format!("localhost/oomreap:{}-{}", release.version, arch.name)
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -200,10 +209,12 @@ mod tests {
     use super::*;
 
     fn args() -> BTreeMap<&'static str, String> {
-        BTreeMap::from([
-            ("VERSION", "1.2.3".to_owned()),
-            ("REVISION", "abc".to_owned()),
-        ])
+        let release = Release {
+            version: "1.2.3".into(),
+            revision: "abc".into(),
+            epoch: 0,
+        };
+        build_args(&release, super::super::ARM64)
     }
 
     #[test]
@@ -217,7 +228,7 @@ mod tests {
         let spec = ImageSpec::parse(&text, &args()).expect("parse");
         assert_eq!(
             spec.copies,
-            [("oomreap".to_owned(), "/usr/bin/oomreap".to_owned())]
+            [("oomreap-arm64".to_owned(), "/usr/bin/oomreap".to_owned())]
         );
         assert_eq!(spec.entrypoint, ["/usr/bin/oomreap"]);
         assert_eq!(spec.labels["org.opencontainers.image.version"], "1.2.3");

@@ -245,7 +245,7 @@ pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> 
     // Built only when the oldest kernel is among those booted.
     let static_check = if lines.iter().any(|l| l.name == kernels::LINES[0].name) {
         Some(StaticCheck {
-            binary: crate::dist::build_static(workspace)?,
+            binary: crate::dist::build_static(workspace, crate::dist::AMD64)?,
             suite: packaging,
         })
     } else {

@@ -6,9 +6,10 @@
 //! Timing the loop cannot tell 1 % on a small VM (its rounds vary by 5–10 %). A share of
 //! samples can: its noise is binomial, so with tens of thousands of samples a side the
 //! standard error of a difference is a few hundredths of a percent. Two figures come out:
-//! the samples in BPF programs, their dispatch and their helpers (attached minus detached:
-//! what oomreap's kernel side costs the loop), and the kernel or user symbol whose share
-//! grew most, with its z-score (anything else oomreap might cost it).
+//! the samples in BPF programs, their dispatch and their helpers (attached minus detached),
+//! and every kernel or user symbol whose share grew beyond the noise, summed: whatever
+//! attaching costs the loop, wherever it is spent (a syscall tracepoint, for one, sends every
+//! task's every syscall down the kernel's slow path).
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -83,13 +84,17 @@ impl Profile {
         )
     }
 
-    /// The symbol whose share grew most in standard errors, if any grew by
-    /// [`SIGNIFICANT_Z`] or more.
-    pub fn largest_growth(&self) -> Option<Shift> {
-        self.attached
+    /// Every symbol whose share grew by [`SIGNIFICANT_Z`] standard errors or more, the
+    /// largest growth first: what attaching costs the loop, wherever it is spent.
+    pub fn grown(&self) -> Vec<Shift> {
+        let symbols: std::collections::BTreeSet<&String> = self
+            .attached
             .by_symbol
             .keys()
             .chain(self.detached.by_symbol.keys())
+            .collect();
+        let mut grown: Vec<Shift> = symbols
+            .into_iter()
             .map(|symbol| {
                 let count = |side: &Side| side.by_symbol.get(symbol).copied().unwrap_or(0);
                 shift(
@@ -101,7 +106,23 @@ impl Profile {
                 )
             })
             .filter(|s| s.z() >= SIGNIFICANT_Z)
-            .max_by(|a, b| a.z().total_cmp(&b.z()))
+            .collect();
+        grown.sort_by(|a, b| b.difference.total_cmp(&a.difference));
+        grown
+    }
+
+    /// The grown symbols' shares summed, with the standard error of the sum.
+    pub fn total_growth(&self) -> Shift {
+        let grown = self.grown();
+        Shift {
+            symbol: format!("{} symbols", grown.len()),
+            difference: grown.iter().map(|s| s.difference).sum(),
+            standard_error: grown
+                .iter()
+                .map(|s| s.standard_error * s.standard_error)
+                .sum::<f64>()
+                .sqrt(),
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -318,13 +339,16 @@ mod tests {
         assert!((bpf.difference - 0.009).abs() < 1e-9);
         // sqrt(0.01·0.99/1e5 + 0.001·0.999/1e5) ≈ 0.000331
         assert!((bpf.standard_error - 0.000331).abs() < 0.000002);
-        let grown = profile.largest_growth().expect("a 27σ growth");
-        assert_eq!(grown.symbol, "bpf_trace_run1");
+        let grown = profile.grown();
+        assert_eq!(grown.len(), 1, "work shrank; only the BPF symbol grew");
+        assert_eq!(grown[0].symbol, "bpf_trace_run1");
+        assert!((profile.total_growth().difference - 0.009).abs() < 1e-9);
 
         let same = Profile {
             detached: side(&[("work", 50_000), ("x", 10)]),
             attached: side(&[("work", 50_000), ("x", 12)]),
         };
-        assert!(same.largest_growth().is_none(), "2 samples are noise");
+        assert!(same.grown().is_empty(), "2 samples are noise");
+        assert_eq!(same.total_growth().difference, 0.0);
     }
 }

@@ -524,6 +524,14 @@ impl Drop for PodmanCgroups {
     }
 }
 
+/// The dist folder and the privileged tests' lock for a test that runs podman, or `None`
+/// after saying why it is skipped.
+fn podman_test(test: &str) -> Option<(PathBuf, std::sync::MutexGuard<'static, ()>)> {
+    let dist = dist(test)?;
+    let lock = privileged(test)?;
+    have_podman(test).then_some((dist, lock))
+}
+
 fn have_podman(test: &str) -> bool {
     let found = Command::new("podman").arg("--version").output().is_ok();
     if !found {
@@ -661,15 +669,9 @@ fn image_runs_as_the_daemonset_says_and_prometheus_scrapes_a_victim_through_it()
 #[test]
 fn the_containerfile_builds_the_image_dist_wrote() {
     const TEST: &str = "the_containerfile_builds_the_image_dist_wrote";
-    let Some(dist) = dist(TEST) else {
+    let Some((dist, _lock)) = podman_test(TEST) else {
         return;
     };
-    let Some(_lock) = privileged(TEST) else {
-        return;
-    };
-    if !have_podman(TEST) {
-        return;
-    }
     let _podman_cgroups = PodmanCgroups::track();
     let archive = dist_file(&dist, &format!("-{HOST_ARCH}.oci.tar"));
     let offline = Image::load(&archive);
@@ -800,15 +802,9 @@ fn the_other_architectures_deb_names_it_and_holds_its_binary() {
 #[test]
 fn the_other_architectures_image_loads_with_its_platform_and_entrypoint() {
     const TEST: &str = "the_other_architectures_image_loads_with_its_platform_and_entrypoint";
-    let Some(dist) = dist(TEST) else {
+    let Some((dist, _lock)) = podman_test(TEST) else {
         return;
     };
-    let Some(_lock) = privileged(TEST) else {
-        return;
-    };
-    if !have_podman(TEST) {
-        return;
-    }
     let image = Image::load(&dist_file(&dist, &format!("-{FOREIGN_ARCH}.oci.tar")));
     assert!(
         image.0.ends_with(&format!("-{FOREIGN_ARCH}")),
@@ -840,15 +836,9 @@ fn both_images_join_into_one_multi_architecture_manifest() {
     // deploy/README.md's steps, but the push: `podman manifest create`, then `add` of each
     // architecture's archive.
     const TEST: &str = "both_images_join_into_one_multi_architecture_manifest";
-    let Some(dist) = dist(TEST) else {
+    let Some((dist, _lock)) = podman_test(TEST) else {
         return;
     };
-    let Some(_lock) = privileged(TEST) else {
-        return;
-    };
-    if !have_podman(TEST) {
-        return;
-    }
     let manifest = Manifest(format!(
         "localhost/oomreap-manifest-test:{}",
         std::process::id()

@@ -376,22 +376,8 @@ fn document(
 }
 
 fn ensure_bpftrace() -> anyhow::Result<()> {
-    if which::which("bpftrace").is_ok() {
-        return Ok(());
-    }
-    eprintln!("bench: installing bpftrace, the peer it is compared with");
-    run_cmd(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "bpftrace",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("bpftrace is needed for the start-up comparison")
+    crate::setup::ensure_debian_packages(&[("bpftrace", "bpftrace")])
+        .context("bpftrace is needed for the start-up comparison")
 }
 
 /// The OOM tracepoints both tools attach for the start-up comparison.

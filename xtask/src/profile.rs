@@ -262,22 +262,8 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn ensure_perf() -> anyhow::Result<()> {
-    if which::which("perf").is_ok() {
-        return Ok(());
-    }
-    eprintln!("bench: installing perf, to count where the loop's CPU time goes");
-    run_cmd(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "linux-perf",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("perf (Debian's linux-perf) is needed for the fork-churn profile")
+    crate::setup::ensure_debian_packages(&[("perf", "linux-perf")])
+        .context("perf (Debian's linux-perf) is needed for the fork-churn profile")
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ fn memcg_step(walk: &mut MemcgWalk) -> bool {
     if walk.css == 0 {
         return false;
     }
-    let Some((_, usage_kib, limit_kib)) = state(memcg_of(walk.css)) else {
+    let Some((usage_kib, limit_kib)) = usage_and_limit(memcg_of(walk.css)) else {
         walk.failed = 1;
         return false;
     };
@@ -147,17 +147,23 @@ fn memcg_step(walk: &mut MemcgWalk) -> bool {
 /// A memory cgroup's id, usage and limit in KiB.
 #[inline(always)]
 pub fn state(memcg: u64) -> Option<(u64, u64, u64)> {
+    let (usage_kib, limit_kib) = usage_and_limit(memcg)?;
+    let id = crate::task::css_id(memcg.wrapping_add(u64::from(layout().memcg_css)))?;
+    Some((id, usage_kib, limit_kib))
+}
+
+/// A memory cgroup's usage and limit in KiB: what the walk weighs at each level.
+#[inline(always)]
+fn usage_and_limit(memcg: u64) -> Option<(u64, u64)> {
     let l = layout();
     if l.memcg_css == ABSENT || l.memcg_memory == ABSENT {
         return None;
     }
     let usage = read::<u64>(memcg, add(l.memcg_memory, l.page_counter_usage))?;
     let max = read::<u64>(memcg, add(l.memcg_memory, l.page_counter_max))?;
-    let id = crate::task::css_id(memcg.wrapping_add(u64::from(l.memcg_css)))?;
     let shift = l.page_to_kib_shift;
     // PAGE_COUNTER_MAX in KiB would overflow: saturate instead.
     Some((
-        id,
         usage << shift,
         max.checked_shl(shift)
             .filter(|v| v >> shift == max)

@@ -37,6 +37,9 @@ pub fn header(kind: EventKind) -> EventHeader {
     }
 }
 
+/// Zeros as long as the largest record, for [`Record::reserve`] to copy.
+static ZEROS: [u8; 4096] = [0; 4096];
+
 /// A record reserved in the ring buffer, zero-filled, to be filled in place (the larger
 /// records would not fit the 512-byte BPF stack) and then submitted or discarded.
 pub struct Record<T: 'static>(RingBufEntry<T>);
@@ -52,18 +55,19 @@ impl<T: 'static> Record<T> {
             count(Counter::RingBufferFull);
             return None;
         };
-        // Zeroed by the helper: a read from NULL always fails, and bpf_probe_read_kernel
-        // zeroes its destination when a read fails (on every kernel that has it). A
-        // `write_bytes` compiles to a byte-at-a-time memset loop for the larger records, which
-        // the verifier walks once per byte: 2,672 turns for the kill's record, most of
-        // oomreap's start-up.
-        // SAFETY: the destination is a writable reservation of exactly one `T`; the helper
-        // checks the source address itself.
+        // Zeroed by one helper call, copying the zeros below: a `write_bytes` compiles to a
+        // byte-at-a-time memset loop for the larger records, which the verifier walks once
+        // per byte (2,672 turns for the kill's record, most of oomreap's start-up). Not a
+        // read from NULL, whose failure would zero it too: on arm64 without PAN that read can
+        // succeed, and copy the task's own page 0.
+        const { assert!(size_of::<T>() <= ZEROS.len()) };
+        // SAFETY: the destination is a writable reservation of exactly one `T`, the source
+        // a static of at least as many bytes.
         unsafe {
             generated::bpf_probe_read_kernel(
                 entry.as_mut_ptr().cast(),
                 size_of::<T>() as u32,
-                core::ptr::null(),
+                ZEROS.as_ptr().cast(),
             )
         };
         Some(Self(entry))

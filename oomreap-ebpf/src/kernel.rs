@@ -42,27 +42,26 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
 /// checked apart from the successful one's to the end of the program.
 #[inline(always)]
 pub fn read_word(base: u64, offset: u32) -> u64 {
-    if offset == ABSENT {
-        // Decided when verified: the layout is in read-only data.
-        return 0;
-    }
-    let mut word = 0u64;
-    let src = (base + u64::from(offset)) as *const c_void;
-    // SAFETY: as in `read`: the helper checks `src` itself; `word` is a local of 8 bytes.
-    unsafe { generated::bpf_probe_read_kernel((&raw mut word).cast(), 8, src) };
-    word
+    read_or_zero(base, offset)
 }
 
-/// Reads a `u32` at `base + offset` without a branch, as [`read_word`] does.
+/// Reads a `T` (a plain integer) at `base + offset` without a branch, as [`read_word`] does.
 #[inline(always)]
-pub fn read_u32(base: u64, offset: u32) -> u32 {
+pub fn read_or_zero<T: Default>(base: u64, offset: u32) -> T {
+    let mut value = T::default();
     if offset == ABSENT {
-        return 0;
+        // Decided when verified: the layout is in read-only data.
+        return value;
     }
-    let mut value = 0u32;
     let src = (base + u64::from(offset)) as *const c_void;
-    // SAFETY: as in `read_word`; `value` is a local of 4 bytes.
-    unsafe { generated::bpf_probe_read_kernel((&raw mut value).cast(), 4, src) };
+    // SAFETY: as in `read`: the helper checks `src` itself; `value` is a local of its size.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            (&raw mut value).cast(),
+            core::mem::size_of::<T>() as u32,
+            src,
+        )
+    };
     value
 }
 

@@ -14,7 +14,7 @@ use oomreap_common::{
 };
 
 use crate::{
-    kernel::{add, layout, read, read_u32, read_word},
+    kernel::{add, layout, read, read_or_zero, read_word},
     task,
 };
 
@@ -541,7 +541,7 @@ fn walk_waiters(l: &KernelLayout, sem: u64, state: &mut LockState) {
         // paths the verifier checks through the rest of the walk.
         let waiter = node - list_offset;
         let task = read_word(waiter, l.waiter_task);
-        slot.pid = read_u32(task, l.task_pid);
+        slot.pid = read_or_zero(task, l.task_pid);
         slot.waiter_type = read(waiter, l.waiter_type).unwrap_or(u32::MAX);
         task::comm(task, &mut slot.comm);
         state.waiter_count += 1;

@@ -778,7 +778,7 @@ fn the_other_architectures_deb_names_it_and_holds_its_binary() {
         |deb: &Path, name: &str| stdout(Command::new("dpkg-deb").args(["-f"]).arg(deb).arg(name));
     assert_eq!(field(&foreign, "Architecture"), FOREIGN_ARCH);
     assert_eq!(field(&host, "Architecture"), HOST_ARCH);
-    // The same files, all but the binary with the same bytes.
+    // The same files, by name.
     let listing = |deb: &Path| -> Vec<String> {
         stdout(Command::new("dpkg-deb").arg("-c").arg(deb))
             .lines()

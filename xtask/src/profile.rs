@@ -31,6 +31,8 @@ pub const SIGNIFICANT_Z: f64 = 4.0;
 pub struct Side {
     pub samples: u64,
     by_symbol: BTreeMap<String, u64>,
+    /// Each round's `(samples, counted samples)` (see [`is_bpf`]).
+    rounds: Vec<(u64, u64)>,
 }
 
 impl Side {
@@ -72,15 +74,33 @@ impl Shift {
 }
 
 impl Profile {
-    /// The BPF share attached minus detached.
+    /// The counted share attached minus detached. Its standard error is the larger of the
+    /// pooled samples' binomial one and the paired rounds' (their differences' spread over
+    /// the square root of their number): samples within a run are not independent, and the
+    /// shares drift from round to round.
     pub fn bpf_shift(&self) -> Shift {
-        shift(
+        let mut pooled = shift(
             "BPF",
             &self.attached,
             self.attached.bpf(),
             &self.detached,
             self.detached.bpf(),
-        )
+        );
+        let share = |(samples, counted): (u64, u64)| counted as f64 / samples.max(1) as f64;
+        let differences: Vec<f64> = self
+            .attached
+            .rounds
+            .iter()
+            .zip(&self.detached.rounds)
+            .map(|(a, d)| share(*a) - share(*d))
+            .collect();
+        if differences.len() >= 2 {
+            let n = differences.len() as f64;
+            let mean = differences.iter().sum::<f64>() / n;
+            let variance = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            pooled.standard_error = pooled.standard_error.max((variance / n).sqrt());
+        }
+        pooled
     }
 
     /// The counted symbols (see [`is_bpf`]) whose share grew by [`SIGNIFICANT_Z`] standard
@@ -112,7 +132,7 @@ impl Profile {
     }
 
     pub fn json(&self) -> Value {
-        let side = |s: &Side| json!({"samples": s.samples, "bpf_samples": s.bpf()});
+        let side = |s: &Side| json!({"samples": s.samples, "counted_samples": s.bpf(), "rounds": s.rounds});
         json!({"detached": side(&self.detached), "attached": side(&self.attached)})
     }
 }
@@ -234,14 +254,19 @@ fn record(oomreap: &Path, iterations: u64, data: &Path, side: &mut Side) -> anyh
         );
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    let before = side.samples;
+    let (mut samples, mut counted) = (0, 0);
     for (symbol, count) in text.lines().filter_map(parse_report_line) {
-        side.samples += count;
+        samples += count;
+        if is_bpf(&symbol) {
+            counted += count;
+        }
         *side.by_symbol.entry(symbol).or_default() += count;
     }
-    if side.samples == before {
+    if samples == 0 {
         bail!("perf report showed no samples for the fork-churn loop");
     }
+    side.samples += samples;
+    side.rounds.push((samples, counted));
     Ok(())
 }
 
@@ -277,6 +302,24 @@ mod tests {
             side.by_symbol.insert((*symbol).to_owned(), *n);
         }
         side
+    }
+
+    #[test]
+    fn rounds_that_disagree_widen_the_error() {
+        let mut attached = side(&[("work", 99_000), ("bpf_trace_run1", 1_000)]);
+        let mut detached = side(&[("work", 99_900), ("bpf_trace_run1", 100)]);
+        // Two rounds a side, the attached ones 0.5 % and 1.5 %: a spread binomial noise at
+        // 100,000 samples cannot explain.
+        attached.rounds = vec![(50_000, 250), (50_000, 750)];
+        detached.rounds = vec![(50_000, 50), (50_000, 50)];
+        let profile = Profile { detached, attached };
+        let bpf = profile.bpf_shift();
+        // sd of (0.004, 0.014) is 0.00707; over sqrt(2): 0.005.
+        assert!(
+            (bpf.standard_error - 0.005).abs() < 1e-6,
+            "{}",
+            bpf.standard_error
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use error::{CaptureError, error_chain};
 use function_btf::FunctionBtf;
 pub use functions::FunctionPreference;
 use gate::{Gate, GatedHook, HookLink};
-pub use hooks::{GatePolicy, HOOKS, Hook, Target, Tracepoint, by_name as hook_by_name};
+pub use hooks::{GatePolicy, HOOKS, Hook, Target, Tracepoint};
 use oomreap_common::{
     event::{AttachKind, EventKind, MAX_RETRY_COUNTS, RetryCount, RetryCountsEvent, RetryKey},
     layout::ABSENT,

@@ -57,7 +57,8 @@ impl Arch {
     }
 }
 
-/// x86_64: musl's own gcc wrapper compiles ring against musl.
+/// x86_64: musl's own gcc wrapper compiles ring against musl, and the host's cc links: on an
+/// x86_64 machine only (see [`build_static`]).
 pub const AMD64: Arch = Arch {
     name: "amd64",
     target: "x86_64-unknown-linux-musl",
@@ -166,6 +167,12 @@ pub fn binary_name(arch: Arch) -> String {
 /// compiler to the machine when missing) and returns its path under `target/`. The kernel
 /// programs inside are built for the same architecture (aya-build reads cargo's target).
 pub fn build_static(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
+    if arch == AMD64 && std::env::consts::ARCH != "x86_64" {
+        bail!(
+            "the amd64 binary is built on an x86_64 machine only: musl-gcc and the linker \
+             compile for the machine they run on"
+        );
+    }
     let installed =
         output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if !installed.lines().any(|t| t == arch.target) {

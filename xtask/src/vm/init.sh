@@ -71,7 +71,7 @@ for suite in $ONCE_SUITES; do
 done
 # The oldest kernel also gets the static binary users download, and the test that traces a
 # kill with it (`cargo xtask vm-test` puts both under /vm/static).
-if [ -x /vm/static/oomreap ]; then
+if [ -x /vm/static/oomreap-amd64 ]; then
     say begin suite=static-binary mode=auto
     OOMREAP_DIST_DIR=/vm/static /vm/static/packaging --test-threads=1 --exact "$(cat /vm/static/test)" 2>&1
     say end suite=static-binary mode=auto rc=$?

@@ -394,7 +394,9 @@ fn test_kernel(
     if let Some(check) = static_check {
         // init.sh runs STATIC_TEST from /vm/static/<suite> with OOMREAP_DIST_DIR=/vm/static.
         // Exactly the bytes users get: already stripped.
-        extras.host_file(&check.binary, "/vm/static/oomreap", false)?;
+        // Named as dist names it: the packaging test looks for this machine's architecture.
+        let name = crate::dist::binary_name(crate::dist::AMD64);
+        extras.host_file(&check.binary, &format!("/vm/static/{name}"), false)?;
         extras.host_file(&check.suite, &format!("/vm/static/{STATIC_SUITE}"), true)?;
         extras.libraries_of(&check.suite)?;
         extras.file("/vm/static/test", STATIC_TEST.as_bytes(), 0o644);

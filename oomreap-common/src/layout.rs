@@ -156,7 +156,10 @@ pub struct KernelLayout {
     pub task_link_pid: u32,
     pub signal_thread_head: u32,
     pub task_thread_node: u32,
-    pub _pad3: u32,
+    /// Where a syscall wrapper's one argument, the caller's saved `struct pt_regs`, holds the
+    /// syscall's first argument: `di` on x86_64, `regs[0]` on arm64. process_mrelease's
+    /// function hook reads its pidfd there.
+    pub pt_regs_arg0: u32,
 
     /// Record offsets of classic tracepoints (from their tracefs `format` files).
     pub mark_victim_record: MarkVictimRecord,
@@ -326,7 +329,7 @@ impl KernelLayout {
         task_link_pid: ABSENT,
         signal_thread_head: ABSENT,
         task_thread_node: ABSENT,
-        _pad3: 0,
+        pt_regs_arg0: ABSENT,
         mark_victim_record: MarkVictimRecord::UNSET,
         records: ClassicRecords::UNSET,
     };

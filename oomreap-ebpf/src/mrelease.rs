@@ -1,12 +1,14 @@
-//! process_mrelease(2) through its syscall tracepoints (classic only: syscall tracepoints have
-//! no BTF form). Entry remembers the call and names its target from the pidfd; the mmap_lock
-//! hook, where attached, notes the mm the call locked if that differs (or entry could not
-//! tell); exit sends one [`MreleaseEvent`] with the duration and result.
+//! process_mrelease(2): at its syscall wrapper (fentry/fexit, else kprobe/kretprobe) where
+//! the kernel allows function hooks, else through its syscall tracepoints (classic only:
+//! syscall tracepoints have no BTF form), which put every syscall of every task on the slow
+//! path while attached. Entry remembers the call and names its target from the pidfd; the
+//! mmap_lock hook, where attached, notes the mm the call locked if that differs (or entry
+//! could not tell); exit sends one [`MreleaseEvent`] with the duration and result.
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{Array, HashMap},
-    programs::TracePointContext,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use oomreap_common::{
     event::{COMM_LEN, EventKind, MreleaseEvent, mrelease_fields},
@@ -34,7 +36,54 @@ static MRELEASE_ACTIVE: Array<u64> = Array::with_max_entries(1, 0);
 
 #[tracepoint(category = "syscalls", name = "sys_enter_process_mrelease")]
 pub fn sys_enter_process_mrelease(ctx: TracePointContext) -> u32 {
-    let pidfd = tracepoint_field::<u64>(&ctx, layout().records.mrelease_pidfd).unwrap_or(0);
+    entered(tracepoint_field::<u64>(&ctx, layout().records.mrelease_pidfd).unwrap_or(0));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_process_mrelease")]
+pub fn sys_exit_process_mrelease(ctx: TracePointContext) -> u32 {
+    returned(tracepoint_field::<i64>(&ctx, layout().records.mrelease_ret).unwrap_or(0));
+    0
+}
+
+/// The syscall's wrapper (`__x64_sys_process_mrelease`, `__arm64_sys_process_mrelease`:
+/// user space names it) takes the caller's saved registers; the pidfd is the first argument
+/// register among them.
+#[fentry(function = "process_mrelease")]
+pub fn process_mrelease_fentry(ctx: FEntryContext) -> i32 {
+    entered(syscall_arg0(ctx.arg::<u64>(0)));
+    0
+}
+
+/// The return value follows the wrapper's one argument.
+#[fexit(function = "process_mrelease")]
+pub fn process_mrelease_fexit(ctx: FExitContext) -> i32 {
+    returned(ctx.arg::<i64>(1));
+    0
+}
+
+#[kprobe]
+pub fn process_mrelease_kprobe(ctx: ProbeContext) -> u32 {
+    entered(syscall_arg0(ctx.arg::<u64>(0).unwrap_or(0)));
+    0
+}
+
+#[kretprobe]
+pub fn process_mrelease_kretprobe(ctx: RetProbeContext) -> u32 {
+    returned(ctx.ret::<i64>());
+    0
+}
+
+/// The syscall's first argument, from the saved registers at `regs` (0 if unreadable, which
+/// no pidfd is: the call then names no target, and its result still arrives).
+#[inline(always)]
+fn syscall_arg0(regs: u64) -> u64 {
+    read::<u64>(regs, layout().pt_regs_arg0).unwrap_or(0)
+}
+
+/// A call begins: remember it, with its target named from `pidfd` where that is one.
+#[inline(always)]
+fn entered(pidfd: u64) {
     let mut call = MreleaseCall {
         // SAFETY: takes no arguments, cannot fail.
         entered_ns: unsafe { bpf_ktime_get_ns() },
@@ -57,25 +106,25 @@ pub fn sys_enter_process_mrelease(ctx: TracePointContext) -> u32 {
     if MRELEASE_CALLS.insert(pid_tgid(), call, 0).is_ok() {
         active_add(1);
     }
-    0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_process_mrelease")]
-pub fn sys_exit_process_mrelease(ctx: TracePointContext) -> u32 {
+/// The call returned `ret`: send it, with what it freed.
+#[inline(always)]
+fn returned(ret: i64) {
     let key = pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
     let Some(call) = (unsafe { MRELEASE_CALLS.get(key) }).copied() else {
-        return 0;
+        return;
     };
     let _ = MRELEASE_CALLS.remove(key);
     active_add(u64::MAX); // wrapping -1
     let Some(mut record) = Record::<MreleaseEvent>::reserve() else {
-        return 0;
+        return;
     };
     let event = record.get();
     event.header = emit::header(EventKind::Mrelease);
     event.entered_ns = call.entered_ns;
-    event.ret = tracepoint_field::<i64>(&ctx, layout().records.mrelease_ret).unwrap_or(0);
+    event.ret = ret;
     // The kernel found no process behind the descriptor: what entry read from it is not a
     // target (it may not even have been a pidfd).
     let call = if event.ret == -EBADF || event.ret == -ESRCH {
@@ -112,7 +161,6 @@ pub fn sys_exit_process_mrelease(ctx: TracePointContext) -> u32 {
         event.fields |= mrelease_fields::RSS_AFTER;
     }
     record.submit();
-    0
 }
 
 /// Called from the mmap_lock hook for tasks other than the reaper: returns true if and only

@@ -602,6 +602,9 @@ fn doctor_reports_every_hook_and_attach_mode() {
     );
     let modes = report["attach_modes"].as_array().expect("attach modes");
     let names: Vec<&str> = modes.iter().filter_map(|m| m["name"].as_str()).collect();
+    let wrapper = oomreap::kernel::arch::PROCESS_MRELEASE_WRAPPER;
+    let (fentry_wrapper, kprobe_wrapper) =
+        (format!("fentry {wrapper}"), format!("kprobe {wrapper}"));
     assert_eq!(
         names,
         [
@@ -614,7 +617,9 @@ fn doctor_reports_every_hook_and_attach_mode() {
             "fentry oom_badness",
             "kprobe oom_badness",
             "fentry out_of_memory",
-            "kprobe out_of_memory"
+            "kprobe out_of_memory",
+            &fentry_wrapper,
+            &kprobe_wrapper,
         ]
     );
     for mode in modes {
@@ -670,6 +675,55 @@ fn doctor_reports_every_hook_and_attach_mode() {
         text.contains("oom:mark_victim") && text.contains("not checked"),
         "{text}"
     );
+}
+
+/// process_mrelease(2) is traced at its syscall wrapper wherever a function mode attaches
+/// there, and through the syscall tracepoints (which put every syscall of every task on the
+/// kernel's slow path) only where none does. Checked in each mode: on a kernel that allows
+/// the mode, the wrapper must take it, as the reap function does.
+#[test]
+fn process_mrelease_takes_the_syscall_tracepoints_only_without_a_function_hook() {
+    let test = "process_mrelease_takes_the_syscall_tracepoints_only_without_a_function_hook";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    // SAFETY: process_mrelease on an invalid descriptor changes nothing.
+    if unsafe { libc::syscall(libc::SYS_process_mrelease, -1, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+    {
+        eprintln!("skipped {test}: this kernel has no process_mrelease(2) (Linux 5.15+)");
+        return;
+    }
+    let _tracefs = TracefsMount::ensure();
+    let wrapper = oomreap::kernel::arch::PROCESS_MRELEASE_WRAPPER;
+    let tracepoints = [
+        "syscalls:sys_enter_process_mrelease",
+        "syscalls:sys_exit_process_mrelease",
+    ];
+    for mode in ["off", "fentry", "kprobe"] {
+        let report = common::doctor_json(&["--functions", mode], "");
+        let function = common::hook(&report, wrapper);
+        let reap_fn_attached = common::hook(&report, "__oom_reap_task_mm")["attached"] == true;
+        assert_eq!(function["attached"], reap_fn_attached, "{mode}: {function}");
+        if reap_fn_attached {
+            assert_eq!(function["attach"], mode, "{function}");
+            for name in tracepoints {
+                let tracepoint = common::hook(&report, name);
+                assert_eq!(tracepoint["attached"], false, "{mode}: {tracepoint}");
+                let why = tracepoint["not_needed"].as_str().unwrap_or_default();
+                assert!(why.contains(wrapper), "{mode}: {tracepoint}");
+            }
+        } else {
+            for name in tracepoints {
+                let tracepoint = common::hook(&report, name);
+                assert_eq!(tracepoint["attach"], "tracepoint", "{mode}: {tracepoint}");
+                let when = tracepoint["attached_when"].as_str().unwrap_or_default();
+                assert!(when.contains("slow path"), "{mode}: {tracepoint}");
+            }
+            let why = function["not_needed"].as_str().unwrap_or_default();
+            assert!(why.contains(tracepoints[0]), "{mode}: {function}");
+        }
+    }
 }
 
 #[test]

@@ -23,6 +23,9 @@ pub struct Hook {
     pub provides: &'static str,
     /// Where what it tells comes from elsewhere, so that it is not attached at all.
     pub not_needed: Option<NotNeeded>,
+    /// A costlier way to tell what this function hook tells: attached (after the functions)
+    /// only where that one is not.
+    pub fallback_for: Option<&'static Hook>,
 }
 
 /// A rule that leaves a hook out on kernels where what it tells comes from elsewhere.
@@ -200,6 +203,7 @@ const fn always(name: &'static str, target: Target, provides: &'static str) -> H
         gate: GatePolicy::Always,
         provides,
         not_needed: None,
+        fallback_for: None,
     }
 }
 
@@ -227,11 +231,16 @@ const fn tracepoint(
     always(name, target, provides)
 }
 
-/// A syscall tracepoint: a classic program only, named after the event.
+/// A syscall tracepoint: a classic program only, named after the event, attached only where
+/// `function` (the syscall's own function hook) is not. While any syscall tracepoint is
+/// attached, every syscall of every task takes the kernel's slow path (`syscall_trace_enter`,
+/// `syscall_exit_work`): about 1 % more CPU for syscall-heavy work, as `cargo xtask bench`
+/// measures it.
 const fn syscall(
     name: &'static str,
     event: &'static str,
     record: ClassicRecord,
+    function: &'static Hook,
     provides: &'static str,
 ) -> Hook {
     let target = Target::Tracepoint(Tracepoint {
@@ -241,7 +250,10 @@ const fn syscall(
         classic: event,
         record,
     });
-    always(name, target, provides)
+    Hook {
+        fallback_for: Some(function),
+        ..always(name, target, provides)
+    }
 }
 
 const fn function(
@@ -285,6 +297,7 @@ pub const MARK_VICTIM: Hook = Hook {
     gate: GatePolicy::Always,
     provides: "OOM victims",
     not_needed: None,
+    fallback_for: None,
 };
 
 /// The reaper's trylock results, where the skip tracepoint cannot read them from the lock
@@ -311,6 +324,7 @@ pub const MMAP_LOCK: Hook = Hook {
         why: "the reaper's skip tracepoint reads its trylock result from the lock itself, \
               and process_mrelease names its target from the pidfd",
     }),
+    fallback_for: None,
 };
 
 /// Whether this kernel's layout lets the programs do without the trylock hook, which fires
@@ -360,9 +374,27 @@ const OOM_BADNESS: Hook = function(
      kill, and marked inferred)",
 );
 
+/// process_mrelease(2) at its syscall wrapper: calls and results, at no cost to other
+/// syscalls. 32-bit callers on x86_64 enter through `__ia32_sys_process_mrelease`, which only
+/// the syscall tracepoints see.
+const PROCESS_MRELEASE: Hook = function(
+    crate::kernel::arch::PROCESS_MRELEASE_WRAPPER,
+    plain(&[
+        ("process_mrelease_fentry", Role::Fentry),
+        ("process_mrelease_fexit", Role::Fexit),
+    ]),
+    plain(&[
+        ("process_mrelease_kprobe", Role::Kprobe),
+        ("process_mrelease_kretprobe", Role::Kretprobe),
+    ]),
+    None,
+    "process_mrelease(2) calls and results",
+);
+
 /// Every hook, in attach order: the victim first, so later events find it remembered; a
-/// function after the one it [needs](Function::needs).
-pub const HOOKS: [Hook; 17] = [
+/// function after the one it [needs](Function::needs); a [fallback](Hook::fallback_for) is
+/// attached after every function.
+pub const HOOKS: [Hook; 18] = [
     MARK_VICTIM,
     tracepoint(
         "oom:wake_reaper",
@@ -409,12 +441,14 @@ pub const HOOKS: [Hook; 17] = [
         "syscalls:sys_enter_process_mrelease",
         "sys_enter_process_mrelease",
         ClassicRecord::MreleaseEnter,
+        &PROCESS_MRELEASE,
         "process_mrelease(2) calls",
     ),
     syscall(
         "syscalls:sys_exit_process_mrelease",
         "sys_exit_process_mrelease",
         ClassicRecord::MreleaseExit,
+        &PROCESS_MRELEASE,
         "process_mrelease(2) results",
     ),
     tracepoint(
@@ -477,6 +511,7 @@ pub const HOOKS: [Hook; 17] = [
         Some(&OOM_BADNESS),
         "where the OOM killer's evaluation of its candidates begins",
     ),
+    PROCESS_MRELEASE,
 ];
 
 /// The hook called `name` (as a recording names it), if this oomreap has it.
@@ -532,6 +567,23 @@ mod tests {
         assert_eq!(mark_victim.pick(2, false), "mark_victim_btf");
         for other in HOOKS[1..].iter().filter_map(btf) {
             assert_eq!(other.pick(3, true), other.pick(3, false), "{}", other.plain);
+        }
+    }
+
+    /// A fallback is attached after the functions, once the tracepoints' BTF is gone, and
+    /// only if its function hook is not: so it is a classic tracepoint, and stands in for a
+    /// function oomreap declares.
+    #[test]
+    fn a_fallback_is_a_classic_tracepoint_for_a_declared_function() {
+        let fallbacks: Vec<&Hook> = HOOKS.iter().filter(|h| h.fallback_for.is_some()).collect();
+        assert_eq!(fallbacks.len(), 2);
+        for hook in fallbacks {
+            let tracepoint = hook.tracepoint().expect("a tracepoint");
+            assert_eq!((tracepoint.category, tracepoint.btf), ("syscalls", None));
+            let function = hook.fallback_for.unwrap();
+            assert!(function.function().is_some(), "{}", hook.name);
+            assert!(HOOKS.contains(function), "{}", hook.name);
+            assert!(!hook.required && hook.gate == GatePolicy::Always);
         }
     }
 

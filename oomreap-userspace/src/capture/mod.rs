@@ -104,7 +104,8 @@ impl Capture {
     /// Loads and attaches everything; must be called inside a tokio runtime.
     ///
     /// Plan each hook on this kernel, load the object with the planned layout, attach the
-    /// tracepoints then the functions, and take the maps user space reads.
+    /// tracepoints, the functions, then the fallbacks of functions that did not attach, and
+    /// take the maps user space reads.
     pub fn start(options: &CaptureOptions) -> Result<Self, CaptureError> {
         crate::faults::validate()?;
         Capabilities::current()?.check_tracing()?;
@@ -114,6 +115,7 @@ impl Capture {
         let logger = start_logger(&mut ebpf);
         let (mut hooks, gated) = attach_tracepoints(&mut ebpf, &plan, &options.paths)?;
         attach_functions(&mut ebpf, &plan, options.functions, &mut hooks);
+        attach_fallbacks(&mut ebpf, &plan, &mut hooks);
         let capture = Self::with_maps(ebpf, hooks, logger, gated)?;
         crate::faults::after_attach();
         Ok(capture)
@@ -332,7 +334,7 @@ fn attach_tracepoints(
     let gating = gate_refusal(plan);
     let mut hooks = Vec::new();
     let mut gated = Vec::new();
-    for (hook, hook_plan) in &plan.hooks {
+    for (hook, hook_plan) in plan.hooks.iter().filter(|(hook, _)| !is_fallback(hook)) {
         let (mut status, link) = attach_hook(ebpf, *hook, hook_plan, tracepoint_btf.as_ref());
         if hook.0.gate == GatePolicy::WhileVictimInFlight
             && let Some(Attached { program, link }) = link
@@ -405,12 +407,91 @@ fn attach_functions(
     }
 }
 
+/// Whether the hook is attached only if its function hook is not ([`attach_fallbacks`]).
+fn is_fallback((hook, _): &TracepointHook) -> bool {
+    hook.fallback_for.is_some()
+}
+
+/// Attaches each fallback tracepoint whose function hook is not attached, adding its status
+/// to `statuses`; one whose function is attached is not needed. Then puts every status in
+/// [`HOOKS`] order, as `doctor` lists them.
+fn attach_fallbacks(ebpf: &mut Ebpf, plan: &plan::Plan, statuses: &mut Vec<HookStatus>) {
+    for (hook, hook_plan) in plan.hooks.iter().filter(|(hook, _)| is_fallback(hook)) {
+        let Some(function) = hook.0.fallback_for else {
+            continue;
+        };
+        let function_mode = statuses
+            .iter()
+            .find(|s| s.name == function.name)
+            .and_then(|s| s.attach);
+        let status = match function_mode {
+            Some(mode) => HookStatus {
+                name: hook.0.name,
+                provides: hook.0.provides,
+                attach: None,
+                note: None,
+                attached_when: None,
+                not_needed: Some(format!(
+                    "{} tells it ({}), at no cost to other syscalls",
+                    function.name,
+                    mode.id()
+                )),
+            },
+            None => {
+                // Classic only (a test in `hooks` says so): the tracepoints' BTF is gone.
+                let (mut status, _) = attach_hook(ebpf, *hook, hook_plan, None);
+                if status.attach.is_some() {
+                    status.attached_when = Some(format!(
+                        "in place of {}: while it is attached, every syscall on this machine \
+                         takes the kernel's slow path",
+                        function.name
+                    ));
+                }
+                if let Some(missing) = status.missing() {
+                    log::info!("{}: {missing}", hook.0.name);
+                }
+                status
+            }
+        };
+        statuses.push(status);
+    }
+    stood_in_for(statuses);
+    statuses.sort_by_key(|status| HOOKS.iter().position(|hook| hook.name == status.name));
+}
+
+/// Marks each function hook that did not attach, but whose fallbacks did, as not needed: what
+/// it tells still arrives. Its refusals stay in its note.
+fn stood_in_for(statuses: &mut [HookStatus]) {
+    for function in HOOKS.iter().filter(|hook| hook.function().is_some()) {
+        let attached: Vec<&str> = statuses
+            .iter()
+            .filter(|s| s.attach.is_some())
+            .filter(|s| hooks::by_name(s.name).and_then(|h| h.fallback_for) == Some(function))
+            .map(|s| s.name)
+            .collect();
+        if attached.is_empty() {
+            continue;
+        }
+        let why = format!(
+            "{} tell it instead, at a cost to every syscall on this machine",
+            attached.join(" and ")
+        );
+        if let Some(status) = statuses
+            .iter_mut()
+            .find(|s| s.name == function.name && s.attach.is_none())
+        {
+            status.not_needed = Some(why);
+        }
+    }
+}
+
 /// The tracepoint programs the plan attaches first, in plan order (`mark_victim`, the
 /// slowest to verify, first): BTF ones with their events, and classic ones; none an injected
 /// fault refuses.
 fn preloads(plan: &plan::Plan) -> Vec<Preload> {
     plan.hooks
         .iter()
+        .filter(|(hook, _)| !is_fallback(hook))
         .filter_map(|((hook, tracepoint), hook_plan)| match hook_plan {
             HookPlan::Attach {
                 kind: AttachKind::BtfTracePoint,

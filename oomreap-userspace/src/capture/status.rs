@@ -17,7 +17,8 @@ pub struct HookStatus {
     /// Why it is not attached, or why a better attach kind was not used.
     pub note: Option<String>,
     /// For a hot hook, when it is attached: only while an OOM victim is in flight, or all
-    /// the time and why (see [`super::gate`]); `None` for the others, attached for good.
+    /// the time and why (see [`super::gate`]); for an attached fallback, whose place it takes
+    /// and what that costs; `None` for the others.
     pub attached_when: Option<String>,
     /// Why it is not attached because nothing needs it on this kernel (what it would tell
     /// comes from elsewhere); `None` for a hook that is attached or missed.

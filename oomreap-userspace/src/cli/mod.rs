@@ -103,8 +103,9 @@ pub struct AttachArgs {
     #[arg(long, value_enum, default_value_t = AttachArg::Auto)]
     pub attach: AttachArg,
 
-    /// How to hook `__oom_reap_task_mm` and mmu notifier invalidations (exact reap results
-    /// and notifier refusals).
+    /// How to hook kernel functions: `__oom_reap_task_mm` and mmu notifier invalidations
+    /// (exact reap results, notifier refusals), the OOM killer's choice, and process_mrelease
+    /// (without a function hook, its syscall tracepoints slow every syscall a little).
     #[arg(long, value_enum, env = "OOMREAP_FUNCTIONS", default_value_t = FunctionsArg::Auto)]
     pub functions: FunctionsArg,
 

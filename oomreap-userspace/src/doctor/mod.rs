@@ -198,10 +198,13 @@ pub fn text(report: &Report) -> String {
                 format!("attached ({}; BTF refused: {note})", attach_name(kind))
             }
             (Some(kind), Some(note)) => format!("attached ({}; {note})", attach_name(kind)),
-            (None, _) if hook.not_needed.is_some() => format!(
-                "not needed: {}",
-                hook.not_needed.as_deref().unwrap_or_default()
-            ),
+            (None, note) if hook.not_needed.is_some() => {
+                let why = hook.not_needed.as_deref().unwrap_or_default();
+                match note {
+                    Some(note) => format!("not needed: {why} ({note})"),
+                    None => format!("not needed: {why}"),
+                }
+            }
             (None, _) => hook.missing().unwrap_or_default(),
         };
         if let (Some(_), Some(when)) = (hook.attach, &hook.attached_when) {

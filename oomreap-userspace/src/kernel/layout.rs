@@ -39,6 +39,7 @@ pub const BTF_NAMES: &[&str] = &[
     "percpu_counter",
     "pid",
     "pid_type",
+    "pt_regs",
     "rb_node",
     "rb_root_cached",
     "rt_mutex_base",
@@ -135,6 +136,7 @@ pub fn from_btf(btf: &KernelBtf, mark_victim_args: usize) -> Result<KernelLayout
     // Only NUMA kernels have zone::node; elsewhere the node is reported as -1.
     l.zone_node = btf.member_offset("zone", "node").unwrap_or(ABSENT);
     pidfd_target(&mut l, btf);
+    l.pt_regs_arg0 = opt("pt_regs", super::arch::SYSCALL_ARG0_REGISTER);
     Ok(l)
 }
 
@@ -575,10 +577,14 @@ mod tests {
             ("inode i_private", layout.inode_i_private),
             ("pid tasks[PIDTYPE_TGID]", layout.pid_tasks_tgid),
             ("task_struct thread_node", layout.task_thread_node),
+            ("pt_regs syscall argument 0", layout.pt_regs_arg0),
         ] {
             assert_ne!(offset, ABSENT, "{name} not resolved");
         }
         // tgid follows pid in task_struct: both are pid_t.
         assert_eq!(layout.task_tgid, layout.task_pid + 4);
+        // x86_64's saved registers, in the order entry_64.S pushes them: di is the 15th.
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(layout.pt_regs_arg0, 14 * 8);
     }
 }

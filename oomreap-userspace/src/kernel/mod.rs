@@ -1,6 +1,7 @@
 //! What oomreap learns about the running kernel before it loads anything: its BTF, its tracefs
 //! tracepoint formats, the structure offsets derived from them, and our own privileges.
 
+pub mod arch;
 pub mod attach_btf;
 pub mod btf;
 mod btf_names;

@@ -11,7 +11,7 @@
 //! kernel timestamp to printed line during a storm; and the daemon at rest.
 use std::{
     io::{BufRead as _, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -49,6 +49,7 @@ struct Figure {
 pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     // Read before the build: the commit measured is the one built.
     let provenance = Provenance::now(workspace);
+    let with_faults = build_with_faults(workspace)?;
     run_cmd(cargo().current_dir(workspace).args([
         "build",
         "--release",
@@ -175,8 +176,22 @@ pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     eprintln!("bench: fork-churn's CPU samples, detached vs attached (perf record)");
     let profile =
         crate::profile::fork_churn(&oomreap, 3_000, args.rounds, || start_serve(&oomreap))?;
-    profile_figures(&profile, &mut figures);
+    let here = format!("as attached here ({})", mrelease_hooks(&oomreap)?);
+    profile_figures(&profile, &here, &mut figures);
     raw.insert("fork_churn_profile".into(), profile.json());
+    eprintln!("bench: the same, without the syscall tracepoints");
+    let profile = crate::profile::fork_churn(&oomreap, 3_000, args.rounds, || {
+        let mut serve = Command::new(&with_faults);
+        serve.env(FAULTS.0, FAULTS.1);
+        start_serve_with(serve)
+    })?;
+    let without = "without the syscall tracepoints, as where fentry or kprobes hook \
+                   process_mrelease's wrapper";
+    profile_figures(&profile, without, &mut figures);
+    raw.insert(
+        "fork_churn_profile_without_syscall_tracepoints".into(),
+        profile.json(),
+    );
 
     eprintln!("bench: decoder + tracker throughput");
     let throughput = throughput(workspace)?;
@@ -281,14 +296,14 @@ pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 /// What the fork-churn profile shows: the BPF share oomreap adds, and the symbol that grew
 /// most. Met where the added share, two standard errors included, stays within the churn
 /// goal's 1 % and those two standard errors are under 0.5 %.
-fn profile_figures(profile: &crate::profile::Profile, figures: &mut Vec<Figure>) {
+fn profile_figures(profile: &crate::profile::Profile, how: &str, figures: &mut Vec<Figure>) {
     let pct = |x: f64| x * 100.0;
     let bpf = profile.bpf_shift();
     let (attached, detached) = (&profile.attached, &profile.detached);
     figures.push(Figure {
         name: format!(
-            "fork-churn (3000×), CPU samples in BPF programs, their dispatch and helpers \
-             and the syscall slow path, attached − detached ({} vs {} samples)",
+            "fork-churn (3000×), {how}: CPU samples in BPF programs, their dispatch and \
+             helpers and the syscall slow path, attached − detached ({} vs {} samples)",
             attached.samples, detached.samples
         ),
         value: format!(
@@ -361,7 +376,10 @@ fn document(
          (two standard errors) is far below what timing the loop can resolve. BPF counts \
          JIT-compiled programs, tracepoint and trampoline dispatch, and the helpers and maps \
          they call, and the syscall slow path any syscall tracepoint sends every syscall down; \
-         the symbols named are those whose share rose by {z} standard errors or more.\n\
+         the symbols named are those whose share rose by {z} standard errors or more. It is \
+         profiled twice: with what this machine attaches, then with a `testing` build told \
+         (`OOMREAP_FAULTS`) that the process_mrelease syscall tracepoints do not exist, which \
+         leaves what kernels with fentry or kprobes attach for this loop.\n\
          - Decoder + tracker: a synthetic stream of wire records replayed on one core \
          (`oomreap-userspace/benches/throughput.rs`, its own five rounds), each victim with three \
          contended attempts and full lock snapshots among its nine events: a worst case.\n\
@@ -614,9 +632,62 @@ fn program_runs(oomreap: &Path, churn: bool) -> anyhow::Result<ProgramRuns> {
 }
 
 fn start_serve(oomreap: &Path) -> anyhow::Result<Guard> {
-    let mut serve = Command::new(oomreap);
+    start_serve_with(Command::new(oomreap))
+}
+
+/// `oomreap serve` on a free loopback port, run as `serve` says.
+fn start_serve_with(mut serve: Command) -> anyhow::Result<Guard> {
     serve.args(["serve", "--listen", "127.0.0.1:0"]);
     Ok(spawn_until(&mut serve, "serving http://", "oomreap serve")?.0)
+}
+
+/// What a build with the `testing` feature is told to pretend for the second fork-churn
+/// profile: that the process_mrelease syscall tracepoints do not exist. That leaves what a
+/// kernel with fentry or kprobes attaches for the loop (its function hooks never run in it),
+/// on a machine that may allow neither.
+const FAULTS: (&str, &str) = (
+    "OOMREAP_FAULTS",
+    "missing=syscalls:sys_enter_process_mrelease,missing=syscalls:sys_exit_process_mrelease",
+);
+
+/// Builds oomreap with the `testing` feature (its `OOMREAP_FAULTS` switches) and returns a
+/// copy of the binary: the plain release build that follows takes the usual path back.
+fn build_with_faults(workspace: &Path) -> anyhow::Result<PathBuf> {
+    run_cmd(cargo().current_dir(workspace).args([
+        "build",
+        "--release",
+        "--package",
+        "oomreap-userspace",
+        "--features",
+        "testing",
+    ]))?;
+    let copy = workspace.join("target/bench/oomreap-with-faults");
+    std::fs::create_dir_all(workspace.join("target/bench"))?;
+    std::fs::copy(workspace.join("target/release/oomreap"), &copy)
+        .context("failed to copy the testing build")?;
+    Ok(copy)
+}
+
+/// How this machine's oomreap hooks process_mrelease, as `doctor --json` says.
+fn mrelease_hooks(oomreap: &Path) -> anyhow::Result<String> {
+    let out = Command::new(oomreap)
+        .args(["doctor", "--json"])
+        .output()
+        .context("failed to run oomreap doctor")?;
+    let report: Value = serde_json::from_slice(&out.stdout).context("doctor's JSON")?;
+    let attached: Vec<String> = report["hooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|hook| hook["attached"] == true)
+        .filter_map(|hook| hook["name"].as_str())
+        .filter(|name| name.contains("process_mrelease"))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    Ok(match attached.is_empty() {
+        true => "process_mrelease not hooked".to_owned(),
+        false => format!("process_mrelease through {}", attached.join(" and ")),
+    })
 }
 
 /// Starts `command` and returns it once a line of its stderr contains `marker`, with that

@@ -74,11 +74,12 @@ pub fn process_mrelease_kretprobe(ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// The syscall's first argument, from the saved registers at `regs` (0 if unreadable, which
-/// no pidfd is: the call then names no target, and its result still arrives).
+/// The syscall's first argument, from the saved registers at `regs`; -1 if unreadable, which
+/// no descriptor is (0 would be the caller's stdin): the call then names no target from it,
+/// and its result still arrives.
 #[inline(always)]
 fn syscall_arg0(regs: u64) -> u64 {
-    read::<u64>(regs, layout().pt_regs_arg0).unwrap_or(0)
+    read::<u64>(regs, layout().pt_regs_arg0).unwrap_or(u64::MAX)
 }
 
 /// A call begins: remember it, with its target named from `pidfd` where that is one.
@@ -103,7 +104,11 @@ fn entered(pidfd: u64) {
         call.mm = mm;
         note_target(&mut call, mm);
     }
-    if MRELEASE_CALLS.insert(pid_tgid(), call, 0).is_ok() {
+    let key = pid_tgid();
+    // An entry left by a call whose exit was missed (its exit program not yet attached) is
+    // replaced, not counted twice: the count keeps the lock hook's fast path.
+    let fresh = MRELEASE_CALLS.get_ptr(key).is_none();
+    if MRELEASE_CALLS.insert(key, call, 0).is_ok() && fresh {
         active_add(1);
     }
 }

@@ -174,17 +174,29 @@ pub fn bench(workspace: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
 
     eprintln!("bench: fork-churn's CPU samples, detached vs attached (perf record)");
+    // Asked first, so that a doctor failure does not cost the profiles.
+    let here = format!(
+        "as attached here ({})",
+        mrelease_hooks(Command::new(&oomreap))?
+    );
+    let faulty = || {
+        let mut command = Command::new(&with_faults);
+        command.env(FAULTS.0, FAULTS.1);
+        command
+    };
+    let without = mrelease_hooks(faulty())?;
+    if without != "process_mrelease not hooked" {
+        bail!(
+            "the testing build still hooks {without:?}: has a syscall tracepoint's name changed?"
+        );
+    }
     let profile =
         crate::profile::fork_churn(&oomreap, 3_000, args.rounds, || start_serve(&oomreap))?;
-    let here = format!("as attached here ({})", mrelease_hooks(&oomreap)?);
     profile_figures(&profile, &here, &mut figures);
     raw.insert("fork_churn_profile".into(), profile.json());
     eprintln!("bench: the same, without the syscall tracepoints");
-    let profile = crate::profile::fork_churn(&oomreap, 3_000, args.rounds, || {
-        let mut serve = Command::new(&with_faults);
-        serve.env(FAULTS.0, FAULTS.1);
-        start_serve_with(serve)
-    })?;
+    let profile =
+        crate::profile::fork_churn(&oomreap, 3_000, args.rounds, || start_serve_with(faulty()))?;
     let without = "without the syscall tracepoints, as where fentry or kprobes hook \
                    process_mrelease's wrapper";
     profile_figures(&profile, without, &mut figures);
@@ -668,9 +680,10 @@ fn build_with_faults(workspace: &Path) -> anyhow::Result<PathBuf> {
     Ok(copy)
 }
 
-/// How this machine's oomreap hooks process_mrelease, as `doctor --json` says.
-fn mrelease_hooks(oomreap: &Path) -> anyhow::Result<String> {
-    let out = Command::new(oomreap)
+/// How `oomreap` (a command, with its environment) hooks process_mrelease on this machine,
+/// as its `doctor --json` says.
+fn mrelease_hooks(mut oomreap: Command) -> anyhow::Result<String> {
+    let out = oomreap
         .args(["doctor", "--json"])
         .output()
         .context("failed to run oomreap doctor")?;

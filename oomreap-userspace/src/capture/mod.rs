@@ -416,6 +416,7 @@ fn is_fallback((hook, _): &TracepointHook) -> bool {
 /// to `statuses`; one whose function is attached is not needed. Then puts every status in
 /// [`HOOKS`] order, as `doctor` lists them.
 fn attach_fallbacks(ebpf: &mut Ebpf, plan: &plan::Plan, statuses: &mut Vec<HookStatus>) {
+    let mut fallbacks = Vec::new();
     for (hook, hook_plan) in plan.hooks.iter().filter(|(hook, _)| is_fallback(hook)) {
         let Some(function) = hook.0.fallback_for else {
             continue;
@@ -447,34 +448,64 @@ fn attach_fallbacks(ebpf: &mut Ebpf, plan: &plan::Plan, statuses: &mut Vec<HookS
                         function.name
                     ));
                 }
-                if let Some(missing) = status.missing() {
-                    log::info!("{}: {missing}", hook.0.name);
-                }
                 status
             }
         };
+        fallbacks.push((hook.1, status));
+    }
+    detach_lone_fallbacks(ebpf, &mut fallbacks);
+    for (_, status) in fallbacks {
+        if let Some(missing) = status.missing() {
+            log::info!("{}: {missing}", status.name);
+        }
         statuses.push(status);
     }
     stood_in_for(statuses);
     statuses.sort_by_key(|status| HOOKS.iter().position(|hook| hook.name == status.name));
 }
 
-/// Marks each function hook that did not attach, but whose fallbacks did, as not needed: what
-/// it tells still arrives. Its refusals stay in its note.
+/// A function's fallbacks tell its calls together (one enters, one returns): where some
+/// attached and some did not, those attached are detached again, as one alone would only
+/// fill the calls map.
+fn detach_lone_fallbacks(ebpf: &mut Ebpf, fallbacks: &mut [(&Tracepoint, HookStatus)]) {
+    let missed: Vec<&'static str> = fallbacks
+        .iter()
+        .filter(|(_, s)| s.attach.is_none() && s.not_needed.is_none())
+        .map(|(_, s)| s.name)
+        .collect();
+    if missed.is_empty() {
+        return;
+    }
+    for (tracepoint, status) in fallbacks.iter_mut().filter(|(_, s)| s.attach.is_some()) {
+        if let Ok(program) = program::<TracePoint>(ebpf, tracepoint.classic)
+            && let Err(err) = program.unload()
+        {
+            log::warn!("{}: could not detach it: {err}", status.name);
+        }
+        status.attach = None;
+        status.attached_when = None;
+        status.note = Some(format!(
+            "detached again: {} did not attach, and one alone tells nothing",
+            missed.join(" and ")
+        ));
+    }
+}
+
+/// Marks each function hook that did not attach, but whose fallbacks all did, as not needed:
+/// what it tells still arrives. Its refusals stay in its note.
 fn stood_in_for(statuses: &mut [HookStatus]) {
     for function in HOOKS.iter().filter(|hook| hook.function().is_some()) {
-        let attached: Vec<&str> = statuses
+        let fallbacks: Vec<&HookStatus> = statuses
             .iter()
-            .filter(|s| s.attach.is_some())
             .filter(|s| hooks::by_name(s.name).and_then(|h| h.fallback_for) == Some(function))
-            .map(|s| s.name)
             .collect();
-        if attached.is_empty() {
+        if fallbacks.is_empty() || fallbacks.iter().any(|s| s.attach.is_none()) {
             continue;
         }
+        let names: Vec<&str> = fallbacks.iter().map(|s| s.name).collect();
         let why = format!(
             "{} tell it instead, at a cost to every syscall on this machine",
-            attached.join(" and ")
+            names.join(" and ")
         );
         if let Some(status) = statuses
             .iter_mut()
@@ -858,6 +889,38 @@ mod tests {
         assert_eq!(nofile(), before);
         // Descriptors open again at once.
         std::fs::File::open("/proc/self/stat").expect("open after the loader");
+    }
+
+    fn status(hook: &Hook, attach: Option<AttachKind>) -> HookStatus {
+        HookStatus {
+            name: hook.name,
+            provides: hook.provides,
+            attach,
+            note: None,
+            attached_when: None,
+            not_needed: None,
+        }
+    }
+
+    /// A function hook whose fallbacks all attached is not needed; with one missing, it is
+    /// missed, and says why.
+    #[test]
+    fn a_function_is_not_needed_only_where_all_its_fallbacks_attached() {
+        let fallbacks: Vec<&Hook> = HOOKS.iter().filter(|h| h.fallback_for.is_some()).collect();
+        let function = fallbacks[0].fallback_for.unwrap();
+        let tracepoint = Some(AttachKind::TracePoint);
+        let mut all = vec![status(function, None)];
+        all.extend(fallbacks.iter().map(|h| status(h, tracepoint)));
+        stood_in_for(&mut all);
+        let why = all[0].not_needed.as_deref().expect("not needed");
+        assert!(why.contains(fallbacks[1].name), "{why}");
+        assert_eq!(all[0].missing(), None);
+
+        let mut some = vec![status(function, None), status(fallbacks[0], tracepoint)];
+        some.extend(fallbacks[1..].iter().map(|h| status(h, None)));
+        stood_in_for(&mut some);
+        assert_eq!(some[0].not_needed, None);
+        assert!(some[0].missing().is_some());
     }
 
     /// A program named in a hook's declaration but missing from the object would only show

@@ -11,6 +11,11 @@ pub const PROCESS_MRELEASE_WRAPPER: &str = "__x64_sys_process_mrelease";
 #[cfg(target_arch = "aarch64")]
 pub const PROCESS_MRELEASE_WRAPPER: &str = "__arm64_sys_process_mrelease";
 
+/// Its name on every architecture oomreap is built for: a recording made on one replays on
+/// another.
+pub const PROCESS_MRELEASE_WRAPPERS: [&str; 2] =
+    ["__x64_sys_process_mrelease", "__arm64_sys_process_mrelease"];
+
 /// The `struct pt_regs` member holding a syscall's first argument: the register the syscall
 /// ABI passes it in (`rdi`; `x0`, the first of arm64's `regs[31]`).
 #[cfg(target_arch = "x86_64")]

@@ -586,5 +586,8 @@ mod tests {
         // x86_64's saved registers, in the order entry_64.S pushes them: di is the 15th.
         #[cfg(target_arch = "x86_64")]
         assert_eq!(layout.pt_regs_arg0, 14 * 8);
+        // arm64's regs[31] come first (x0 at 0), inside a union with user_pt_regs.
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(layout.pt_regs_arg0, 0);
     }
 }

@@ -147,8 +147,10 @@ fn announce(hooks: &[HookStatus], err: &mut impl Write) -> std::io::Result<()> {
         .filter(|h| h.attach.is_none() && h.not_needed.is_none())
         .map(|h| h.name)
         .collect();
+    // Syscall tracepoints have no BTF form: being classic, they lose no detail.
     let classic = hooks
         .iter()
+        .filter(|h| !h.name.starts_with("syscalls:"))
         .any(|h| h.attach == Some(crate::tracker::AttachKind::TracePoint));
     let kind = if classic {
         " (some as classic tracepoints: reduced detail)"

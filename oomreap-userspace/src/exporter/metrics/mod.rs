@@ -32,7 +32,7 @@
 //! | `oomreap_allocation_retries_total` | counter | `kind` (`reclaim`, `compaction`) | retries counted before OOMs |
 //! | `oomreap_dropped_events_total` | counter | `reason` (`ring_buffer_full`, `read_failed`, `undecodable`) | events lost |
 //! | `oomreap_build_info` | gauge | `version`, `revision` (git commit) | always 1 |
-//! | `oomreap_hook_attached` | gauge | `hook`, `kind` (`tracepoint`, `function`), `mode` (`btf_tracepoint`, `tracepoint`, `fentry`, `kprobe`, `none`) | 1 if the hook is attached in that mode |
+//! | `oomreap_hook_attached` | gauge | `hook`, `kind` (`tracepoint`, `function`), `mode` (`btf_tracepoint`, `tracepoint`, `fentry`, `kprobe`, `not_needed`, `none`) | 1 if the hook is attached in that mode |
 //!
 //! Past 500 lines on purpose: this table is the reference for every family, and each family
 //! is registered (`Metrics::new`) and fed (`Metrics::observe`) right below it, so adding one

@@ -167,6 +167,25 @@ pub fn binary_name(arch: Arch) -> String {
 /// compiler to the machine when missing) and returns its path under `target/`. The kernel
 /// programs inside are built for the same architecture (aya-build reads cargo's target).
 pub fn build_static(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
+    let mut build = cargo_for(workspace, arch)?;
+    build.args([
+        "build",
+        "--profile",
+        PROFILE,
+        "--target",
+        arch.target,
+        "--package",
+        "oomreap-userspace",
+        "--bin",
+        "oomreap",
+    ]);
+    run_cmd(&mut build)?;
+    Ok(workspace.join(format!("target/{}/{PROFILE}/oomreap", arch.target)))
+}
+
+/// cargo in `workspace`, set up to build for `arch`'s target (pass `--target` too): the
+/// target added to the toolchain, and its C compiler and linker installed and named.
+pub fn cargo_for(workspace: &Path, arch: Arch) -> anyhow::Result<Command> {
     if arch == AMD64 && std::env::consts::ARCH != "x86_64" {
         bail!(
             "the amd64 binary is built on an x86_64 machine only: musl-gcc and the linker \
@@ -183,18 +202,7 @@ pub fn build_static(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
     let mut build = cargo();
     build
         .current_dir(workspace)
-        .env(format!("CC_{}", arch.env_name()), arch.cc)
-        .args([
-            "build",
-            "--profile",
-            PROFILE,
-            "--target",
-            arch.target,
-            "--package",
-            "oomreap-userspace",
-            "--bin",
-            "oomreap",
-        ]);
+        .env(format!("CC_{}", arch.env_name()), arch.cc);
     if let Some(linker) = arch.linker {
         build.env(
             format!(
@@ -204,8 +212,7 @@ pub fn build_static(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
             linker,
         );
     }
-    run_cmd(&mut build)?;
-    Ok(workspace.join(format!("target/{}/{PROFILE}/oomreap", arch.target)))
+    Ok(build)
 }
 
 /// Refuses a binary for another machine than `arch`'s, or one that would need a loader or

@@ -69,9 +69,9 @@ for suite in $ONCE_SUITES; do
     grep -qw "$(basename "$suite")" /vm/not-here 2>/dev/null && { say skip suite=$(basename "$suite"); continue; }
     run_suite "$suite" auto
 done
-# The oldest kernel also gets the static binary users download, and the test that traces a
-# kill with it (`cargo xtask vm-test` puts both under /vm/static).
-if [ -x /vm/static/oomreap-amd64 ]; then
+# The oldest kernel of each architecture also gets the static binary users download, and the
+# test that traces a kill with it (`cargo xtask vm-test` puts both under /vm/static).
+if [ -f /vm/static/test ]; then
     say begin suite=static-binary mode=auto
     OOMREAP_DIST_DIR=/vm/static /vm/static/packaging --test-threads=1 --exact "$(cat /vm/static/test)" 2>&1
     say end suite=static-binary mode=auto rc=$?

@@ -17,6 +17,8 @@ pub struct Archive {
     dirs: BTreeSet<String>,
     files: BTreeSet<String>,
     next_inode: u32,
+    /// The objcopy that reads the binaries' ELF machine (`None`: the host's).
+    objcopy: Option<&'static str>,
 }
 
 const S_IFDIR: u32 = 0o040_000;
@@ -24,6 +26,14 @@ const S_IFREG: u32 = 0o100_000;
 const S_IFLNK: u32 = 0o120_000;
 
 impl Archive {
+    /// An archive whose binaries `objcopy` strips (another architecture's own).
+    pub fn stripped_by(objcopy: &'static str) -> Self {
+        Self {
+            objcopy: Some(objcopy),
+            ..Self::default()
+        }
+    }
+
     /// Adds a directory and its missing parents.
     pub fn dir(&mut self, path: &str) {
         let path = path.trim_matches('/');
@@ -61,12 +71,13 @@ impl Archive {
         let contents = if strip {
             let stripped =
                 std::env::temp_dir().join(format!("oomreap-vm-strip-{}", std::process::id()));
-            let status = Command::new("objcopy")
+            let objcopy = self.objcopy.unwrap_or("objcopy");
+            let status = Command::new(objcopy)
                 .arg("--strip-debug")
                 .arg(host)
                 .arg(&stripped)
                 .status()
-                .context("failed to run objcopy (binutils)")?;
+                .with_context(|| format!("failed to run {objcopy}"))?;
             if !status.success() {
                 bail!("objcopy --strip-debug {} failed", host.display());
             }

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use super::guest::{AARCH64, Guest, X86_64};
 use crate::command::run as run_cmd;
 
 /// One kernel line of the matrix: the newest Debian package whose name is
@@ -28,6 +29,8 @@ pub struct KernelLine {
     /// kernel only through the scenarios suite's steps, so it runs on the oldest line and on
     /// the soft-RoCE ones (where `--fail-on notifier` and `partial` meet a real refusal).
     pub run_suite: bool,
+    /// The architecture it is built for, and how such a guest boots.
+    pub guest: &'static Guest,
 }
 
 /// Every function attach mode: tracepoints only, fentry, kprobe.
@@ -35,8 +38,8 @@ const ALL_MODES: &[&str] = &["off", "fentry", "kprobe"];
 /// Tracepoints only and fentry.
 const NO_KPROBE: &[&str] = &["off", "fentry"];
 
-/// Every line the matrix knows, oldest first.
-pub const LINES: [KernelLine; 6] = [
+/// Every line the matrix knows: x86_64's oldest first, then arm64's.
+pub const LINES: [KernelLine; 7] = [
     // bullseye-security: the oldest long-term line in wide use (no mmap_lock tracepoints, no
     // exit_mmap tracepoint, no process_mrelease); cloud, as its generic rdma_rxe has no ODP.
     KernelLine {
@@ -45,6 +48,7 @@ pub const LINES: [KernelLine; 6] = [
         suffix: "-cloud-amd64",
         modes: ALL_MODES,
         run_suite: true,
+        guest: &X86_64,
     },
     // bookworm
     KernelLine {
@@ -53,6 +57,7 @@ pub const LINES: [KernelLine; 6] = [
         suffix: "-cloud-amd64-unsigned",
         modes: NO_KPROBE,
         run_suite: false,
+        guest: &X86_64,
     },
     // bookworm-security
     KernelLine {
@@ -61,6 +66,7 @@ pub const LINES: [KernelLine; 6] = [
         suffix: "+deb12-cloud-amd64-unsigned",
         modes: NO_KPROBE,
         run_suite: false,
+        guest: &X86_64,
     },
     // trixie-backports, the generic flavour: it has rdma_rxe with ODP (the cloud one has no
     // rdma_rxe), for the mmu notifier that refuses the reaper.
@@ -70,6 +76,7 @@ pub const LINES: [KernelLine; 6] = [
         suffix: "+deb13-amd64",
         modes: ALL_MODES,
         run_suite: true,
+        guest: &X86_64,
     },
     // trixie-backports, generic, as 6.18.
     KernelLine {
@@ -78,6 +85,7 @@ pub const LINES: [KernelLine; 6] = [
         suffix: "+deb13-amd64",
         modes: ALL_MODES,
         run_suite: true,
+        guest: &X86_64,
     },
     // trixie-backports: PREEMPT_RT, where rw_semaphore is built on an rtmutex.
     KernelLine {
@@ -86,6 +94,19 @@ pub const LINES: [KernelLine; 6] = [
         suffix: "+deb13-rt-amd64",
         modes: NO_KPROBE,
         run_suite: false,
+        guest: &X86_64,
+    },
+    // trixie-backports, arm64 under qemu-system-aarch64: the programs built for aarch64
+    // (aya's register access, pt_regs from BTF), fentry through arm64's BPF trampolines. The
+    // cloud flavour: soft-RoCE needs libibverbs, which the guest's static binaries cannot
+    // load, so the generic one's rdma_rxe would add nothing.
+    KernelLine {
+        name: "7.x-arm64",
+        prefix: "linux-image-7.",
+        suffix: "+deb13-cloud-arm64",
+        modes: ALL_MODES,
+        run_suite: false,
+        guest: &AARCH64,
     },
 ];
 
@@ -112,6 +133,8 @@ pub struct Kernel {
     pub modes: &'static [&'static str],
     /// [`KernelLine::run_suite`].
     pub run_suite: bool,
+    /// [`KernelLine::guest`].
+    pub guest: &'static Guest,
     /// The Debian package it came from.
     pub package: String,
     pub vmlinuz: PathBuf,
@@ -135,6 +158,9 @@ impl Kernel {
 pub struct KernelCache {
     root: PathBuf,
 }
+
+/// The architectures of the private package lists: the guests'.
+const ARCHITECTURES: [&str; 2] = ["amd64", "arm64"];
 
 /// Package lists older than this are refreshed.
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -186,6 +212,11 @@ impl KernelCache {
         }
         // Downloads land in folders of ours, which apt's unprivileged _apt user cannot write.
         cmd.args(["-o", "APT::Sandbox::User=root", "-qq"]);
+        // The guests' architectures: arm64 packages by name, where only arm64 has them.
+        cmd.args([
+            "-o",
+            &format!("APT::Architectures={}", ARCHITECTURES.join(",")),
+        ]);
         cmd
     }
 
@@ -203,14 +234,18 @@ impl KernelCache {
                 .with_context(|| format!("failed to create {}", dir.join(sub).display()))?;
         }
         let (archive, security) = debian_mirrors()?;
-        let entry =
-            |uri: &str, suite: &str| format!("deb [signed-by={KEYRING}] {uri} {suite} main\n");
+        let entry = |uri: &str, suite: &str, arches: &[&str]| {
+            let arches = arches.join(",");
+            format!("deb [arch={arches} signed-by={KEYRING}] {uri} {suite} main\n")
+        };
+        let amd64 = &ARCHITECTURES[..1];
         let sources = [
-            entry(&archive, "bullseye"),
-            entry(&security, "bullseye-security"),
-            entry(&archive, "bookworm"),
-            entry(&security, "bookworm-security"),
-            entry(&archive, "trixie-backports"),
+            entry(&archive, "bullseye", amd64),
+            entry(&security, "bullseye-security", amd64),
+            // Also arm64's busybox-static.
+            entry(&archive, "bookworm", &ARCHITECTURES),
+            entry(&security, "bookworm-security", amd64),
+            entry(&archive, "trixie-backports", &ARCHITECTURES),
         ]
         .concat();
         let path = dir.join("sources.list");
@@ -293,15 +328,34 @@ impl KernelCache {
             line: line.name,
             modes: line.modes,
             run_suite: line.run_suite,
+            guest: line.guest,
             package: package.to_owned(),
             vmlinuz,
             modules,
         })
     }
 
+    /// busybox-static for `guest`'s architecture, unpacked once: its `busybox`.
+    pub fn busybox(&self, guest: &Guest) -> anyhow::Result<PathBuf> {
+        self.configure()?;
+        self.refresh_lists()?;
+        let package = format!("busybox-static:{}", guest.name());
+        let tree = self.root.join("busybox").join(guest.name());
+        let busybox = tree.join("bin/busybox");
+        if !busybox.exists() {
+            let _ = std::fs::remove_dir_all(&tree);
+            std::fs::create_dir_all(&tree)?;
+            extract(&self.download(&package)?, &tree)?;
+        }
+        Ok(busybox)
+    }
+
+    /// Downloads `package` (`name` or `name:arch`) into the cache once.
     fn download(&self, package: &str) -> anyhow::Result<PathBuf> {
         let debs = self.root.join("debs");
         std::fs::create_dir_all(&debs)?;
+        // Files are `name_version_arch.deb`.
+        let (name, arch) = package.split_once(':').unwrap_or((package, ""));
         let existing = |debs: &Path| {
             std::fs::read_dir(debs)
                 .ok()?
@@ -309,7 +363,7 @@ impl KernelCache {
                 .map(|e| e.path())
                 .find(|p| {
                     p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                        n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
+                        n.starts_with(&format!("{name}_")) && n.ends_with(&format!("{arch}.deb"))
                     })
                 })
         };
@@ -439,6 +493,8 @@ mod tests {
             "linux-image-7.3.4+deb13-cloud-amd64-dbg",
             "linux-image-7.9.0+deb13-rt-amd64",
             "linux-image-7.3.4+deb13-amd64",
+            "linux-image-7.3.4+deb13-arm64",
+            "linux-image-7.3.4+deb13-cloud-arm64",
         ]
         .map(String::from)
         .to_vec();
@@ -450,6 +506,10 @@ mod tests {
         assert_eq!(
             newest(line("7.x-rt"), &names).as_deref(),
             Some("linux-image-7.9.0+deb13-rt-amd64")
+        );
+        assert_eq!(
+            newest(line("7.x-arm64"), &names).as_deref(),
+            Some("linux-image-7.3.4+deb13-cloud-arm64")
         );
         assert_eq!(newest(line("6.1"), &names), None);
     }

@@ -8,6 +8,7 @@
 //! console, which this reads, echoes and turns into a kernel × mode × suite table. A run of
 //! the whole matrix also writes that table to docs/kernels.md, with the run's date, commit
 //! and machine; a run restricted by a flag leaves that file alone.
+mod guest;
 mod initramfs;
 mod kernels;
 mod results;
@@ -25,6 +26,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use guest::Guest;
 use initramfs::Archive;
 pub use results::Totals;
 
@@ -123,11 +125,10 @@ fn kernel_lines() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(kernels::LINES.map(|l| l.name))
 }
 
-/// Programs the matrix needs, with the Debian packages that bring them.
-const PACKAGES: [(&str, &str); 5] = [
-    ("qemu-system-x86_64", "qemu-system-x86"),
+/// Programs the matrix needs, with the Debian packages that bring them (and each guest
+/// architecture its qemu and objcopy: [`Guest`]).
+const PACKAGES: [(&str, &str); 3] = [
     ("busybox", "busybox-static"),
-    ("objcopy", "binutils"),
     ("dpkg-deb", "dpkg"),
     // Debian's modules are xz-compressed; the guest gets them plain.
     ("xz", "xz-utils"),
@@ -156,8 +157,9 @@ pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
 pub struct Prepared {
     args: VmTestArgs,
     kernels: Vec<kernels::Kernel>,
-    common: Vec<u8>,
-    static_check: Option<StaticCheck>,
+    /// What every guest of an architecture gets, by its name.
+    commons: Vec<(&'static str, Vec<u8>)>,
+    static_checks: Vec<StaticCheck>,
     out: PathBuf,
     /// docs/kernels.md, or `None` when the run is restricted.
     doc: Option<PathBuf>,
@@ -207,26 +209,25 @@ pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> 
             })
             .collect::<anyhow::Result<_>>()?
     };
+    // Each architecture once, in the order of LINES.
+    let mut guests: Vec<&'static Guest> = Vec::new();
+    for line in &lines {
+        if !guests.contains(&line.guest) {
+            guests.push(line.guest);
+        }
+    }
     crate::setup::ensure_debian_packages(&PACKAGES)?;
-    crate::setup::ensure_debian_packages(&RDMA_PACKAGES)?;
-    let busybox = which::which("busybox").context("busybox")?;
-    if !Command::new("ldd").arg(&busybox).output().is_ok_and(|o| {
-        // glibc's ldd says so on stderr, others on stdout.
-        [&o.stdout, &o.stderr]
-            .iter()
-            .any(|s| String::from_utf8_lossy(s).contains("not a dynamic executable"))
-    }) {
-        bail!(
-            "{} is not statically linked; install busybox-static",
-            busybox.display()
-        );
+    for guest in &guests {
+        crate::setup::ensure_debian_packages(&[guest.qemu, guest.objcopy])?;
+        if guest.is_host() {
+            crate::setup::ensure_debian_packages(&RDMA_PACKAGES)?;
+        }
     }
     let cache = kernels::KernelCache::new(cache_dir()?);
     let kernels = cache.fetch(&lines)?;
 
     let out = workspace.join("target/vm");
     std::fs::create_dir_all(&out)?;
-    eprintln!("xtask vm-test: building oomreap and its test binaries");
     let all_suites: Vec<String> = args
         .suites
         .iter()
@@ -234,29 +235,46 @@ pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> 
         .chain([&STATIC_SUITE.to_owned()])
         .cloned()
         .collect();
-    let (oomreap, mut binaries) = build_tests(workspace, &all_suites)?;
-    // The static binary users download must trace on the oldest kernel too: the packaging
-    // suite's trace test runs it there (and only there: the others run the dynamic one).
-    let packaging = binaries
-        .iter()
-        .position(|b| suite_name(b) == Some(STATIC_SUITE))
-        .map(|i| binaries.remove(i))
-        .context("no packaging test binary")?;
-    // Built only when the oldest kernel is among those booted.
-    let static_check = if lines.iter().any(|l| l.name == kernels::LINES[0].name) {
-        Some(StaticCheck {
-            binary: crate::dist::build_static(workspace, crate::dist::AMD64)?,
-            suite: packaging,
-        })
-    } else {
-        None
-    };
-    let common = common_archive(&busybox, &oomreap, &binaries, &args)?;
+    let mut commons = Vec::new();
+    let mut static_checks = Vec::new();
+    for guest in guests {
+        eprintln!(
+            "xtask vm-test: building oomreap and its test binaries for {}",
+            guest.arch.target
+        );
+        let busybox = match guest.is_host() {
+            true => host_busybox()?,
+            false => cache.busybox(guest)?,
+        };
+        let (oomreap, mut binaries) = build_tests(workspace, &all_suites, guest)?;
+        // The static binary users download must trace on the oldest kernel of its
+        // architecture too: the packaging suite's trace test runs it there (and only there:
+        // the others run the test build).
+        let packaging = binaries
+            .iter()
+            .position(|b| suite_name(b) == Some(STATIC_SUITE))
+            .map(|i| binaries.remove(i))
+            .context("no packaging test binary")?;
+        let oldest = kernels::LINES
+            .iter()
+            .find(|l| l.guest == guest)
+            .context("a guest without a kernel line")?;
+        // Built only when that kernel is among those booted.
+        if lines.iter().any(|l| l.name == oldest.name) {
+            static_checks.push(StaticCheck {
+                line: oldest.name,
+                binary: crate::dist::build_static(workspace, guest.arch)?,
+                suite: packaging,
+            });
+        }
+        let common = common_archive(guest, &busybox, &oomreap, &binaries, &args)?;
+        commons.push((guest.name(), common));
+    }
     Ok(Prepared {
         args,
         kernels,
-        common,
-        static_check,
+        commons,
+        static_checks,
         out,
         doc,
         provenance,
@@ -270,17 +288,16 @@ impl Prepared {
         let Self {
             args,
             kernels,
-            common,
-            static_check,
+            commons,
+            static_checks,
             out,
             doc,
             provenance,
             started,
         } = self;
         let args = &args;
-        let common = &common[..];
+        let (commons, static_checks) = (&commons, &static_checks);
         let out = &out;
-        let static_check = &static_check;
         // A small pool: each worker boots the next kernel until none is left.
         // Longest first, so the two workers end close together: the soft-RoCE kernels run the
         // ODP scenarios in every mode; then newest first.
@@ -297,8 +314,12 @@ impl Prepared {
                             // the guest runs.
                             let next = lock(&queue).pop_front();
                             let Some(kernel) = next else { return Ok(()) };
-                            let oldest = kernel.line == kernels::LINES[0].name;
-                            let check = static_check.as_ref().filter(|_| oldest);
+                            let common = commons
+                                .iter()
+                                .find(|(arch, _)| *arch == kernel.guest.name())
+                                .map(|(_, common)| &common[..])
+                                .context("no initramfs for the kernel's architecture")?;
+                            let check = static_checks.iter().find(|c| c.line == kernel.line);
                             let run = test_kernel(kernel, common, check, out, args)?;
                             lock(&runs).push(run);
                         }
@@ -341,10 +362,30 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const STATIC_SUITE: &str = "packaging";
 const STATIC_TEST: &str = "static_binary_traces_a_kill";
 
-/// The static `oomreap` and the packaging test binary that traces a kill with it.
+/// The static `oomreap` and the packaging test binary that traces a kill with it, on the
+/// kernel line that runs them.
 struct StaticCheck {
+    line: &'static str,
     binary: PathBuf,
     suite: PathBuf,
+}
+
+/// The host's busybox, which must be the static one: the host's guests have no libc of
+/// theirs.
+fn host_busybox() -> anyhow::Result<PathBuf> {
+    let busybox = which::which("busybox").context("busybox")?;
+    if !Command::new("ldd").arg(&busybox).output().is_ok_and(|o| {
+        // glibc's ldd says so on stderr, others on stdout.
+        [&o.stdout, &o.stderr]
+            .iter()
+            .any(|s| String::from_utf8_lossy(s).contains("not a dynamic executable"))
+    }) {
+        bail!(
+            "{} is not statically linked; install busybox-static",
+            busybox.display()
+        );
+    }
+    Ok(busybox)
 }
 
 /// `packaging` for `.../packaging-0123abcd`: cargo names test binaries `<suite>-<hash>`.
@@ -365,7 +406,8 @@ fn test_kernel(
         "xtask vm-test: booting {} ({})",
         kernel.line, kernel.package
     );
-    let mut extras = Archive::default();
+    let guest = kernel.guest;
+    let mut extras = Archive::stripped_by(guest.objcopy.0);
     // This line's modes, of those asked for: init.sh runs MODE_SUITES in each.
     let modes: Vec<&str> = args
         .modes
@@ -395,10 +437,12 @@ fn test_kernel(
         // init.sh runs STATIC_TEST from /vm/static/<suite> with OOMREAP_DIST_DIR=/vm/static.
         // Exactly the bytes users get: already stripped.
         // Named as dist names it: the packaging test looks for this machine's architecture.
-        let name = crate::dist::binary_name(crate::dist::AMD64);
+        let name = crate::dist::binary_name(guest.arch);
         extras.host_file(&check.binary, &format!("/vm/static/{name}"), false)?;
         extras.host_file(&check.suite, &format!("/vm/static/{STATIC_SUITE}"), true)?;
-        extras.libraries_of(&check.suite)?;
+        if guest.is_host() {
+            extras.libraries_of(&check.suite)?;
+        }
         extras.file("/vm/static/test", STATIC_TEST.as_bytes(), 0o644);
     }
     let initrd = out.join(format!("{}.initrd", kernel.line));
@@ -457,9 +501,17 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("oomreap/vm"))
 }
 
-/// Builds the test binaries (and the oomreap binary they run); returns their paths.
-fn build_tests(workspace: &Path, suites: &[String]) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
-    let mut cmd = cargo();
+/// Builds the test binaries (and the oomreap binary they run) for `guest`; returns their
+/// paths. Another architecture's are cross-built for its static (musl) target.
+fn build_tests(
+    workspace: &Path,
+    suites: &[String],
+    guest: &Guest,
+) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let mut cmd = match guest.is_host() {
+        true => cargo(),
+        false => crate::dist::cargo_for(workspace, guest.arch)?,
+    };
     cmd.current_dir(workspace).args([
         "test",
         "--no-run",
@@ -467,6 +519,9 @@ fn build_tests(workspace: &Path, suites: &[String]) -> anyhow::Result<(PathBuf, 
         "-p",
         "oomreap-userspace",
     ]);
+    if !guest.is_host() {
+        cmd.args(["--target", guest.arch.target]);
+    }
     for suite in suites {
         cmd.args(["--test", suite]);
     }
@@ -507,15 +562,16 @@ fn build_tests(workspace: &Path, suites: &[String]) -> anyhow::Result<(PathBuf, 
     Ok((oomreap, binaries))
 }
 
-/// Everything every guest gets. oomreap sits at its host path: the tests run it from there
-/// (`CARGO_BIN_EXE_oomreap`).
+/// Everything every guest of `guest`'s architecture gets. oomreap sits at its host path: the
+/// tests run it from there (`CARGO_BIN_EXE_oomreap`).
 fn common_archive(
+    guest: &Guest,
     busybox: &Path,
     oomreap: &Path,
     suites: &[PathBuf],
     args: &VmTestArgs,
 ) -> anyhow::Result<Vec<u8>> {
-    let mut archive = Archive::default();
+    let mut archive = Archive::stripped_by(guest.objcopy.0);
     // Mount points and the places init writes to.
     for dir in ["/proc", "/sys", "/dev", "/tmp", "/root", "/run"] {
         archive.dir(dir);
@@ -530,22 +586,28 @@ fn common_archive(
     archive.file("/etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644);
     let oomreap_path = oomreap.to_string_lossy().into_owned();
     archive.host_file(oomreap, &oomreap_path, true)?;
-    archive.libraries_of(oomreap)?;
+    if guest.is_host() {
+        archive.libraries_of(oomreap)?;
+    }
     archive.symlink("/usr/bin/oomreap", &oomreap_path);
     let (mut mode_suites, mut once_suites) = (Vec::new(), Vec::new());
     for suite in suites {
         // The guest reports the suite, not cargo's hashed name.
         let short = suite_name(suite).context("test binary name")?;
-        let guest = format!("/vm/tests/{short}");
-        archive.host_file(suite, &guest, true)?;
-        archive.libraries_of(suite)?;
+        let path = format!("/vm/tests/{short}");
+        archive.host_file(suite, &path, true)?;
+        if guest.is_host() {
+            archive.libraries_of(suite)?;
+        }
         if args.suites.iter().any(|s| s == short) {
-            mode_suites.push(guest);
+            mode_suites.push(path);
         } else {
-            once_suites.push(guest);
+            once_suites.push(path);
         }
     }
-    add_rdma_userspace(&mut archive)?;
+    if guest.is_host() {
+        add_rdma_userspace(&mut archive)?;
+    }
     let plan = format!(
         "MODE_SUITES='{}'\nONCE_SUITES='{}'\nMODES='{}'\nFILTER='{}'\n",
         mode_suites.join(" "),
@@ -597,23 +659,18 @@ fn boot(
 ) -> anyhow::Result<String> {
     // Niced: when `cargo xtask test` runs the host's tests alongside, those (a terminal that
     // must draw within seconds, the reaper's timers) go first and the guests take the rest.
+    let guest = kernel.guest;
     let mut child = Command::new("nice")
-        .args(["-n", "10", "qemu-system-x86_64"])
-        .args(["-accel", "tcg", "-cpu", "max", "-smp", "1"])
+        .args(["-n", "10", guest.qemu.0])
+        .args(guest.machine)
         .args(["-m", &args.memory_mib.to_string()])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        // panic=-1: a guest panic reboots, and -no-reboot turns that into an exit.
-        // no_timer_check: the kernel's early check that the PIT's interrupt reaches the
-        // IO-APIC measures with a busy loop; a TCG guest starved by the host's build fails it
-        // and panics ("IO-APIC + timer doesn't work!", seen booting 7.3-rt). Virtual
-        // machines' kernels commonly boot without it.
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 oops=panic quiet no_timer_check",
-        ])
+        // panic=-1 (in each guest's command line): a guest panic reboots, and -no-reboot
+        // turns that into an exit.
+        .args(["-append", guest.append])
         .args([
             "-display",
             "none",
@@ -628,7 +685,7 @@ fn boot(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("failed to start qemu-system-x86_64")?;
+        .with_context(|| format!("failed to start {}", guest.qemu.0))?;
     let stdout = child.stdout.take().context("qemu's stdout")?;
     // The watchdog waits for the console to close, or kills qemu when time is up.
     let (finished, closed) = mpsc::channel::<()>();

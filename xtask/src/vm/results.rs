@@ -280,15 +280,19 @@ impl Report {
              newest Debian kernel package with `apt-get download`, through a private apt \
              configuration (its own sources list and cache under `~/.cache/oomreap/vm`; the \
              machine's apt sources are not touched). It boots each under qemu (TCG, one vCPU, \
-             {memory_mib} MiB, {jobs} guests at a time) with an initramfs holding static busybox, \
-             oomreap and its test binaries, the kernel package's own modules (FUSE where it is a \
-             module, soft-RoCE with its dependencies), iproute2's `ip` and `rdma`, and libibverbs \
-             with its rxe provider. The guest mounts cgroup2 only.\n\n\
+             {memory_mib} MiB, {jobs} guests at a time): x86_64 kernels under \
+             `qemu-system-x86_64`, arm64 ones under `qemu-system-aarch64 -machine virt -cpu max`. \
+             Each gets an initramfs holding static busybox, oomreap and its test binaries, and \
+             the kernel package's own modules (FUSE where it is a module, soft-RoCE with its \
+             dependencies); x86_64 guests run the host's test build with its libraries, \
+             iproute2's `ip` and `rdma`, and libibverbs with its rxe provider; arm64 guests run \
+             the same tests cross-built for aarch64, static (musl), with the kernel programs \
+             built for aarch64. The guest mounts cgroup2 only.\n\n\
              In each guest the `scenarios` suite runs once per function attach mode that the line \
              runs and the kernel allows (tracepoints only, fentry, kprobe). The `privileged` \
              suite, and the `run` suite where the line has it, run once in the best mode allowed. \
-             The oldest kernel also runs the `static-binary` suite: there the static binary of \
-             `cargo xtask dist` traces a real kill. In fentry and kprobe modes the scenario tests \
+             The oldest kernel of each architecture also runs the `static-binary` suite: there \
+             that architecture's static binary of `cargo xtask dist` traces a real kill. In fentry and kprobe modes the scenario tests \
              also check each reap pass's exact result. A guest's storm has 50 victims.\n\n\
              Where a kernel lacks a feature, the tests that need it skip and say why: rdma_rxe on \
              the cloud kernels, process_mrelease on 5.10, KVM in every guest. Where the kernel \
@@ -357,6 +361,7 @@ running 3 tests
             line: "6.1",
             modes: &[],
             run_suite: true,
+            guest: &super::super::guest::X86_64,
             package: "linux-image-6.1.0-56-cloud-amd64-unsigned".into(),
             vmlinuz: PathBuf::new(),
             modules: Vec::new(),

@@ -31,14 +31,16 @@ pub const X86_64: Guest = Guest {
     objcopy: ("objcopy", "binutils"),
 };
 
-/// aarch64 on qemu's `virt` board. `pauth-impdef=on`: TCG emulates pointer authentication
-/// with QEMU's own cheap algorithm instead of the architected one, which halves a boot.
+/// aarch64 on qemu's `virt` board. `virtualization=on` gives the guest EL2, so its KVM
+/// starts and the KVM scenario has an mmu notifier to walk (the soft-RoCE ones cannot run
+/// here). `pauth-impdef=on`: TCG emulates pointer authentication with QEMU's own cheap
+/// algorithm instead of the architected one, which halves a boot.
 pub const AARCH64: Guest = Guest {
     arch: dist::ARM64,
     qemu: ("qemu-system-aarch64", "qemu-system-arm"),
     machine: &[
         "-machine",
-        "virt",
+        "virt,virtualization=on",
         "-accel",
         "tcg",
         "-cpu",

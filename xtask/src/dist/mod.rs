@@ -89,7 +89,7 @@ pub const ARM64: Arch = Arch {
 /// Every architecture the dist builds for.
 pub const ARCHES: [Arch; 2] = [AMD64, ARM64];
 /// The cargo profile of the distributed binary (release, stripped: see Cargo.toml).
-const PROFILE: &str = "dist";
+const PROFILE: &str = "shipped";
 
 #[derive(Debug, clap::Args)]
 pub struct DistArgs {}

@@ -286,11 +286,7 @@ fn process_mrelease_on_a_descriptor_that_is_no_pidfd_names_no_target() {
     let Some(_lock) = privileged(test) else {
         return;
     };
-    // SAFETY: process_mrelease on an invalid descriptor changes nothing.
-    if unsafe { libc::syscall(libc::SYS_process_mrelease, -1, 0) } != 0
-        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
-    {
-        eprintln!("skipped {test}: this kernel has no process_mrelease(2) (Linux 5.15+)");
+    if !common::process_mrelease_here(test) {
         return;
     }
     let _tracefs = TracefsMount::ensure();
@@ -687,11 +683,7 @@ fn process_mrelease_takes_the_syscall_tracepoints_only_without_a_function_hook()
     let Some(_lock) = privileged(test) else {
         return;
     };
-    // SAFETY: process_mrelease on an invalid descriptor changes nothing.
-    if unsafe { libc::syscall(libc::SYS_process_mrelease, -1, 0) } != 0
-        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
-    {
-        eprintln!("skipped {test}: this kernel has no process_mrelease(2) (Linux 5.15+)");
+    if !common::process_mrelease_here(test) {
         return;
     }
     let _tracefs = TracefsMount::ensure();

@@ -13,7 +13,7 @@ use std::{
 
 use common::{
     OOMREAP, OwnChild, TracefsMount, forced_function_mode, kernel_older_than, lines_of, privileged,
-    skip, start_command,
+    process_mrelease_here, skip, start_command,
 };
 use serde_json::{Value, json};
 
@@ -868,18 +868,6 @@ fn a_kvm_victim_names_its_mmu_notifier() {
         (Some(true), Some("reaped")),
         "{o}"
     );
-}
-
-/// Returns true if this kernel has process_mrelease(2) (5.15+); else says the test is
-/// skipped. A bad pidfd answers EBADF where the call exists, ENOSYS where it does not.
-fn process_mrelease_here(test: &str) -> bool {
-    // SAFETY: process_mrelease on an invalid descriptor changes nothing.
-    let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, -1, 0) };
-    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        skip(test, "this kernel has no process_mrelease(2) (Linux 5.15+)");
-        return false;
-    }
-    true
 }
 
 /// Returns true if this kernel can make the odp scenarios' soft-RoCE device; else says why

@@ -50,6 +50,18 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
 }
 
+/// Returns true if this kernel has process_mrelease(2) (5.15+); else says the test is
+/// skipped. A bad pidfd answers EBADF where the call exists, ENOSYS where it does not.
+pub fn process_mrelease_here(test: &str) -> bool {
+    // SAFETY: process_mrelease on an invalid descriptor changes nothing.
+    let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, -1, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        skip(test, "this kernel has no process_mrelease(2) (Linux 5.15+)");
+        return false;
+    }
+    true
+}
+
 /// The function attach mode forced for this run through `OOMREAP_FUNCTIONS` (as
 /// `cargo xtask vm-test` does for each mode a kernel allows): `fentry`, `kprobe`, `off`, or
 /// `None` for the default (the best the kernel allows).

@@ -191,7 +191,7 @@ fn what_users_install_carries_no_test_seam() {
     }
 }
 
-/// Also run by `cargo xtask vm-test` inside the oldest kernel of the matrix.
+/// Also run by `cargo xtask vm-test` inside the oldest kernel of each architecture.
 #[test]
 fn static_binary_traces_a_kill() {
     let Some(dist) = dist("static_binary_traces_a_kill") else {

@@ -1160,7 +1160,7 @@ fn a_storm_of_victims_is_counted_exactly() {
         return;
     }
     // 200 here; the kernel matrix's TCG guests, ten times slower, storm with
-    // OOMREAP_STORM_VICTIMS=50 on each of their six kernels (`--long` adds 1,000 here).
+    // OOMREAP_STORM_VICTIMS=50 on each of their kernels (`--long` adds 1,000 here).
     let count: u64 = std::env::var("OOMREAP_STORM_VICTIMS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -6,6 +6,7 @@ use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use anyhow::{Context as _, bail};
@@ -69,8 +70,11 @@ impl Archive {
     /// (the test binaries carry hundreds of MiB of them).
     pub fn host_file(&mut self, host: &Path, guest: &str, strip: bool) -> anyhow::Result<()> {
         let contents = if strip {
+            // Workers strip at once (each kernel's own extras): one file name each.
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let stripped =
-                std::env::temp_dir().join(format!("oomreap-vm-strip-{}", std::process::id()));
+                std::env::temp_dir().join(format!("oomreap-vm-strip-{}-{n}", std::process::id()));
             let objcopy = self.objcopy.unwrap_or("objcopy");
             let status = Command::new(objcopy)
                 .arg("--strip-debug")

@@ -21,9 +21,9 @@ pub struct KernelLine {
     prefix: &'static str,
     suffix: &'static str,
     /// The function attach modes its `scenarios` rows run in (where the kernel allows them).
-    /// kprobe mode runs on the oldest line and on the two with soft-RoCE, whose ODP
-    /// scenarios must pass in every mode; elsewhere it would repeat what fentry shows of
-    /// the same userspace, within CI's hour.
+    /// kprobe mode runs on the oldest line, on the two with soft-RoCE, whose ODP scenarios
+    /// must pass in every mode, and on arm64, whose kprobes read other registers; elsewhere
+    /// it would repeat what fentry shows of the same userspace, within CI's hour.
     pub modes: &'static [&'static str],
     /// Whether the `run` suite runs here: `oomreap run`'s reports and verdicts depend on the
     /// kernel only through the scenarios suite's steps, so it runs on the oldest line and on

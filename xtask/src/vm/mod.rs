@@ -19,7 +19,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
-        Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
         mpsc::{self, RecvTimeoutError},
     },
     time::{Duration, Instant},
@@ -153,13 +153,16 @@ pub fn vm_test(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Totals> {
 }
 
 /// Everything the matrix needs before the first boot: made first, so that `cargo xtask test`
-/// can boot the guests while the host's own tests run (each is a kernel of its own).
+/// can boot the guests while the host's own tests run (each is a kernel of its own). Another
+/// architecture's test build, and each static binary, wait for the first guest that needs
+/// them (see [`Prepared::run`]).
 pub struct Prepared {
     args: VmTestArgs,
+    workspace: PathBuf,
+    cache: kernels::KernelCache,
     kernels: Vec<kernels::Kernel>,
-    /// What every guest of an architecture gets, by its name.
-    commons: Vec<(&'static str, Vec<u8>)>,
-    static_checks: Vec<StaticCheck>,
+    /// Each guest architecture booted, with what its guests share once it is built.
+    arches: Vec<(&'static Guest, Mutex<Option<Arc<ArchFiles>>>)>,
     out: PathBuf,
     /// docs/kernels.md, or `None` when the run is restricted.
     doc: Option<PathBuf>,
@@ -228,53 +231,21 @@ pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> 
 
     let out = workspace.join("target/vm");
     std::fs::create_dir_all(&out)?;
-    let all_suites: Vec<String> = args
-        .suites
-        .iter()
-        .chain(&args.once_suites)
-        .chain([&STATIC_SUITE.to_owned()])
-        .cloned()
-        .collect();
-    let mut commons = Vec::new();
-    let mut static_checks = Vec::new();
+    let mut arches = Vec::new();
     for guest in guests {
-        eprintln!(
-            "xtask vm-test: building oomreap and its test binaries for {}",
-            guest.arch.target
-        );
-        let busybox = match guest.is_host() {
-            true => host_busybox()?,
-            false => cache.busybox(guest)?,
+        // The host's now, so its guests boot at once; another's when its first guest comes.
+        let files = match guest.is_host() {
+            true => Some(Arc::new(arch_files(workspace, &cache, guest, &args)?)),
+            false => None,
         };
-        let (oomreap, mut binaries) = build_tests(workspace, &all_suites, guest)?;
-        // The static binary users download must trace on the oldest kernel of its
-        // architecture too: the packaging suite's trace test runs it there (and only there:
-        // the others run the test build).
-        let packaging = binaries
-            .iter()
-            .position(|b| suite_name(b) == Some(STATIC_SUITE))
-            .map(|i| binaries.remove(i))
-            .context("no packaging test binary")?;
-        let oldest = kernels::LINES
-            .iter()
-            .find(|l| l.guest == guest)
-            .context("a guest without a kernel line")?;
-        // Built only when that kernel is among those booted.
-        if lines.iter().any(|l| l.name == oldest.name) {
-            static_checks.push(StaticCheck {
-                line: oldest.name,
-                binary: crate::dist::build_static(workspace, guest.arch)?,
-                suite: packaging,
-            });
-        }
-        let common = common_archive(guest, &busybox, &oomreap, &binaries, &args)?;
-        commons.push((guest.name(), common));
+        arches.push((guest, Mutex::new(files)));
     }
     Ok(Prepared {
         args,
+        workspace: workspace.to_owned(),
+        cache,
         kernels,
-        commons,
-        static_checks,
+        arches,
         out,
         doc,
         provenance,
@@ -282,21 +253,65 @@ pub fn prepare(workspace: &Path, args: &VmTestArgs) -> anyhow::Result<Prepared> 
     })
 }
 
+/// What every guest of one architecture shares.
+struct ArchFiles {
+    /// Its common initramfs.
+    common: Vec<u8>,
+    /// The packaging test binary, whose test traces a kill with the static binary.
+    packaging: PathBuf,
+}
+
+/// Builds oomreap and its test binaries for `guest`'s architecture, and the common
+/// initramfs its guests share.
+fn arch_files(
+    workspace: &Path,
+    cache: &kernels::KernelCache,
+    guest: &Guest,
+    args: &VmTestArgs,
+) -> anyhow::Result<ArchFiles> {
+    eprintln!(
+        "xtask vm-test: building oomreap and its test binaries for {}",
+        guest.arch.target
+    );
+    let busybox = match guest.is_host() {
+        true => host_busybox()?,
+        false => cache.busybox(guest)?,
+    };
+    let all_suites: Vec<String> = args
+        .suites
+        .iter()
+        .chain(&args.once_suites)
+        .chain([&STATIC_SUITE.to_owned()])
+        .cloned()
+        .collect();
+    let (oomreap, mut binaries) = build_tests(workspace, &all_suites, guest)?;
+    // The packaging suite runs its static-binary test only (on the oldest kernel of each
+    // architecture), not with the others.
+    let packaging = binaries
+        .iter()
+        .position(|b| suite_name(b) == Some(STATIC_SUITE))
+        .map(|i| binaries.remove(i))
+        .context("no packaging test binary")?;
+    let common = common_archive(guest, &busybox, &oomreap, &binaries, args)?;
+    Ok(ArchFiles { common, packaging })
+}
+
 impl Prepared {
     /// Boots every kernel, `args.jobs` at a time, and reports the results.
     pub fn run(self) -> anyhow::Result<Totals> {
         let Self {
             args,
+            workspace,
+            cache,
             kernels,
-            commons,
-            static_checks,
+            arches,
             out,
             doc,
             provenance,
             started,
         } = self;
         let args = &args;
-        let (commons, static_checks) = (&commons, &static_checks);
+        let (workspace, cache, arches) = (workspace.as_path(), &cache, &arches);
         let out = &out;
         // A small pool: each worker boots the next kernel until none is left.
         // Longest first, so the two workers end close together: the soft-RoCE kernels run the
@@ -314,13 +329,21 @@ impl Prepared {
                             // the guest runs.
                             let next = lock(&queue).pop_front();
                             let Some(kernel) = next else { return Ok(()) };
-                            let common = commons
-                                .iter()
-                                .find(|(arch, _)| *arch == kernel.guest.name())
-                                .map(|(_, common)| &common[..])
-                                .context("no initramfs for the kernel's architecture")?;
-                            let check = static_checks.iter().find(|c| c.line == kernel.line);
-                            let run = test_kernel(kernel, common, check, out, args)?;
+                            let guest = kernel.guest;
+                            let files = files_for(arches, guest, workspace, cache, args)?;
+                            // The static binary users download must trace on the oldest
+                            // kernel of its architecture too (and only there: the others
+                            // run the test build). Built by then, most likely, by dist.
+                            let oldest = kernels::LINES.iter().find(|l| l.guest == guest);
+                            let check = match oldest.is_some_and(|l| l.name == kernel.line) {
+                                true => Some(StaticCheck {
+                                    binary: crate::dist::build_static(workspace, guest.arch)?,
+                                    suite: files.packaging.clone(),
+                                }),
+                                false => None,
+                            };
+                            let run =
+                                test_kernel(kernel, &files.common, check.as_ref(), out, args)?;
                             lock(&runs).push(run);
                         }
                     })
@@ -362,12 +385,32 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const STATIC_SUITE: &str = "packaging";
 const STATIC_TEST: &str = "static_binary_traces_a_kill";
 
-/// The static `oomreap` and the packaging test binary that traces a kill with it, on the
-/// kernel line that runs them.
+/// The static `oomreap` and the packaging test binary that traces a kill with it.
 struct StaticCheck {
-    line: &'static str,
     binary: PathBuf,
     suite: PathBuf,
+}
+
+/// What `guest`'s architecture's guests share, built by the first worker that asks (the
+/// others of that architecture wait for it; other architectures' do not).
+fn files_for(
+    arches: &[(&'static Guest, Mutex<Option<Arc<ArchFiles>>>)],
+    guest: &'static Guest,
+    workspace: &Path,
+    cache: &kernels::KernelCache,
+    args: &VmTestArgs,
+) -> anyhow::Result<Arc<ArchFiles>> {
+    let (_, files) = arches
+        .iter()
+        .find(|(g, _)| *g == guest)
+        .context("a kernel of an architecture not prepared")?;
+    let mut files = lock(files);
+    if let Some(built) = files.as_ref() {
+        return Ok(Arc::clone(built));
+    }
+    let built = Arc::new(arch_files(workspace, cache, guest, args)?);
+    *files = Some(Arc::clone(&built));
+    Ok(built)
 }
 
 /// The host's busybox, which must be the static one: the host's guests have no libc of

@@ -295,7 +295,8 @@ impl Report {
              that architecture's static binary of `cargo xtask dist` traces a real kill. In fentry and kprobe modes the scenario tests \
              also check each reap pass's exact result. A guest's storm has 50 victims.\n\n\
              Where a kernel lacks a feature, the tests that need it skip and say why: rdma_rxe on \
-             the cloud kernels, process_mrelease on 5.10, KVM in every guest. Where the kernel \
+             the cloud kernels and arm64, process_mrelease on 5.10, KVM in the x86_64 guests \
+             (the arm64 guest has EL2, and runs it). Where the kernel \
              changes what can be seen, the tests expect the degraded form: 5.10 has no exit_mmap \
              tracepoint, its exit_mmap reaps an OOM victim itself, and its build inlines \
              `oom_badness` into the OOM killer's loop (candidates are read from /proc, and say \

@@ -269,10 +269,11 @@ fn arch_files(
     guest: &Guest,
     args: &VmTestArgs,
 ) -> anyhow::Result<ArchFiles> {
-    eprintln!(
-        "xtask vm-test: building oomreap and its test binaries for {}",
-        guest.arch.target
-    );
+    let what = match guest.is_host() {
+        true => "this machine",
+        false => guest.arch.target,
+    };
+    eprintln!("xtask vm-test: building oomreap and its test binaries for {what}");
     let busybox = match guest.is_host() {
         true => host_busybox()?,
         false => cache.busybox(guest)?,

@@ -25,10 +25,13 @@ pub struct KernelLine {
     /// must pass in every mode, and on arm64, whose kprobes read other registers; elsewhere
     /// it would repeat what fentry shows of the same userspace, within CI's hour.
     pub modes: &'static [&'static str],
-    /// Whether the `run` suite runs here: `oomreap run`'s reports and verdicts depend on the
-    /// kernel only through the scenarios suite's steps, so it runs on the oldest line and on
-    /// the soft-RoCE ones (where `--fail-on notifier` and `partial` meet a real refusal).
-    pub run_suite: bool,
+    /// The once-suites it leaves to other lines, within CI's hour. `run`: `oomreap run`'s
+    /// reports and verdicts depend on the kernel only through the scenarios suite's steps,
+    /// so it runs on the oldest line and on the soft-RoCE ones (where `--fail-on notifier`
+    /// and `partial` meet a real refusal). `privileged`: its tests check attaching, the CLI
+    /// and the gate, which the same kernel version shows elsewhere (7.x-rt's by 7.x; 6.12's
+    /// by 6.18, both 3-argument mmap_lock tracepoints, cgroup v2 and FUSE built in).
+    pub left_to_others: &'static [&'static str],
     /// The architecture it is built for, and how such a guest boots.
     pub guest: &'static Guest,
 }
@@ -37,6 +40,9 @@ pub struct KernelLine {
 const ALL_MODES: &[&str] = &["off", "fentry", "kprobe"];
 /// Tracepoints only and fentry.
 const NO_KPROBE: &[&str] = &["off", "fentry"];
+/// The once-suites some lines leave to others ([`KernelLine::left_to_others`]).
+const RUN: &[&str] = &["run"];
+const RUN_AND_PRIVILEGED: &[&str] = &["run", "privileged"];
 
 /// Every line the matrix knows: x86_64's oldest first, then arm64's.
 pub const LINES: [KernelLine; 7] = [
@@ -47,7 +53,7 @@ pub const LINES: [KernelLine; 7] = [
         prefix: "linux-image-5.10.0-",
         suffix: "-cloud-amd64",
         modes: ALL_MODES,
-        run_suite: true,
+        left_to_others: &[],
         guest: &X86_64,
     },
     // bookworm
@@ -56,7 +62,7 @@ pub const LINES: [KernelLine; 7] = [
         prefix: "linux-image-6.1.0-",
         suffix: "-cloud-amd64-unsigned",
         modes: NO_KPROBE,
-        run_suite: false,
+        left_to_others: RUN,
         guest: &X86_64,
     },
     // bookworm-security
@@ -65,7 +71,7 @@ pub const LINES: [KernelLine; 7] = [
         prefix: "linux-image-6.12.",
         suffix: "+deb12-cloud-amd64-unsigned",
         modes: NO_KPROBE,
-        run_suite: false,
+        left_to_others: RUN_AND_PRIVILEGED,
         guest: &X86_64,
     },
     // trixie-backports, the generic flavour: it has rdma_rxe with ODP (the cloud one has no
@@ -75,7 +81,7 @@ pub const LINES: [KernelLine; 7] = [
         prefix: "linux-image-6.18.",
         suffix: "+deb13-amd64",
         modes: ALL_MODES,
-        run_suite: true,
+        left_to_others: &[],
         guest: &X86_64,
     },
     // trixie-backports, generic, as 6.18.
@@ -84,7 +90,7 @@ pub const LINES: [KernelLine; 7] = [
         prefix: "linux-image-7.",
         suffix: "+deb13-amd64",
         modes: ALL_MODES,
-        run_suite: true,
+        left_to_others: &[],
         guest: &X86_64,
     },
     // trixie-backports: PREEMPT_RT, where rw_semaphore is built on an rtmutex.
@@ -93,7 +99,7 @@ pub const LINES: [KernelLine; 7] = [
         prefix: "linux-image-7.",
         suffix: "+deb13-rt-amd64",
         modes: NO_KPROBE,
-        run_suite: false,
+        left_to_others: RUN_AND_PRIVILEGED,
         guest: &X86_64,
     },
     // trixie-backports, arm64 under qemu-system-aarch64: the programs built for aarch64
@@ -105,7 +111,7 @@ pub const LINES: [KernelLine; 7] = [
         prefix: "linux-image-7.",
         suffix: "+deb13-cloud-arm64",
         modes: ALL_MODES,
-        run_suite: false,
+        left_to_others: RUN,
         guest: &AARCH64,
     },
 ];
@@ -131,8 +137,8 @@ pub struct Kernel {
     pub line: &'static str,
     /// The line's function attach modes ([`KernelLine::modes`]).
     pub modes: &'static [&'static str],
-    /// [`KernelLine::run_suite`].
-    pub run_suite: bool,
+    /// [`KernelLine::left_to_others`].
+    pub left_to_others: &'static [&'static str],
     /// [`KernelLine::guest`].
     pub guest: &'static Guest,
     /// The Debian package it came from.
@@ -327,7 +333,7 @@ impl KernelCache {
         Ok(Kernel {
             line: line.name,
             modes: line.modes,
-            run_suite: line.run_suite,
+            left_to_others: line.left_to_others,
             guest: line.guest,
             package: package.to_owned(),
             vmlinuz,

@@ -460,9 +460,10 @@ fn test_kernel(
         .filter(|m| kernel.modes.contains(m))
         .collect();
     extras.file("/vm/modes", modes.join(" ").as_bytes(), 0o644);
-    if !kernel.run_suite {
+    if !kernel.left_to_others.is_empty() {
         // init.sh leaves out the once-suites named here.
-        extras.file("/vm/not-here", b"run", 0o644);
+        let names = kernel.left_to_others.join(" ");
+        extras.file("/vm/not-here", names.as_bytes(), 0o644);
     }
     // init.sh loads /vm/modules/* in name order: the numbers keep the dependency order.
     for (i, module) in kernel.modules.iter().enumerate() {

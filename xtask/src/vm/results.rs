@@ -289,11 +289,12 @@ impl Report {
              the same tests cross-built for aarch64, static (musl), with the kernel programs \
              built for aarch64. The guest mounts cgroup2 only.\n\n\
              In each guest the `scenarios` suite runs once per function attach mode that the line \
-             runs and the kernel allows (tracepoints only, fentry, kprobe). The `privileged` \
-             suite, and the `run` suite where the line has it, run once in the best mode allowed. \
-             The oldest kernel of each architecture also runs the `static-binary` suite: there \
-             that architecture's static binary of `cargo xtask dist` traces a real kill. In fentry and kprobe modes the scenario tests \
-             also check each reap pass's exact result. A guest's storm has 50 victims.\n\n\
+             runs and the kernel allows (tracepoints only, fentry, kprobe). The `privileged` and \
+             `run` suites run once in the best mode allowed, on the lines that do not leave them \
+             to another of the same kernel version or features. The oldest kernel of each \
+             architecture also runs the `static-binary` suite: there that architecture's static \
+             binary of `cargo xtask dist` traces a real kill. In fentry and kprobe modes the \
+             scenario tests also check each reap pass's exact result. A guest's storm has 50 victims.\n\n\
              Where a kernel lacks a feature, the tests that need it skip and say why: rdma_rxe on \
              the cloud kernels and arm64, process_mrelease on 5.10, KVM in the x86_64 guests \
              (the arm64 guest has EL2, and runs it). Where the kernel \
@@ -361,7 +362,7 @@ running 3 tests
         Kernel {
             line: "6.1",
             modes: &[],
-            run_suite: true,
+            left_to_others: &[],
             guest: &super::super::guest::X86_64,
             package: "linux-image-6.1.0-56-cloud-amd64-unsigned".into(),
             vmlinuz: PathBuf::new(),

@@ -25,6 +25,14 @@ impl<'a> FunctionBtf<'a> {
         }
     }
 
+    /// Whether the kernel's BTF, where it has one, names no such function: then no mode can
+    /// hook it, and none is tried (a kprobe on a missing symbol costs a load and a refused
+    /// attach).
+    pub fn lacks(&self, function: &str) -> bool {
+        self.targets
+            .is_some_and(|targets| targets.id_of(function, TargetKind::Func).is_none())
+    }
+
     /// The BTF for hooking `function` at `end`, or why fentry/fexit cannot be tried on it: no
     /// kernel BTF, no such function in it, or the kernel refused even an empty program there.
     pub fn for_function(

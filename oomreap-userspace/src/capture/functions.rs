@@ -63,6 +63,21 @@ pub fn attach_function(
     bpf_loop: bool,
 ) -> HookStatus {
     let mut refusals = Vec::new();
+    if !preference.modes().is_empty() && btf.lacks(function.function) {
+        refusals.push(Refusal::Refused {
+            mode: preference.modes()[0],
+            program: None,
+            cause: Cause::NoFunctionInBtf(function.function),
+        });
+        return HookStatus {
+            name: hook.name,
+            provides: hook.provides,
+            attach: None,
+            note: refusal::note(&refusals),
+            attached_when: None,
+            not_needed: None,
+        };
+    }
     for &mode in preference.modes() {
         let mode_btf = match mode {
             // An injected refusal is attach_mode's to report, before any BTF.

@@ -63,22 +63,19 @@ pub fn attach_function(
     bpf_loop: bool,
 ) -> HookStatus {
     let mut refusals = Vec::new();
-    if !preference.modes().is_empty() && btf.lacks(function.function) {
+    let mut modes = preference.modes();
+    if let Some(&first) = modes.first()
+        && btf.lacks(function.function)
+    {
+        // No mode can hook it: refused once, and no mode tried.
         refusals.push(Refusal::Refused {
-            mode: preference.modes()[0],
+            mode: first,
             program: None,
             cause: Cause::NoFunctionInBtf(function.function),
         });
-        return HookStatus {
-            name: hook.name,
-            provides: hook.provides,
-            attach: None,
-            note: refusal::note(&refusals),
-            attached_when: None,
-            not_needed: None,
-        };
+        modes = &[];
     }
-    for &mode in preference.modes() {
+    for &mode in modes {
         let mode_btf = match mode {
             // An injected refusal is attach_mode's to report, before any BTF.
             AttachKind::Fentry

@@ -25,7 +25,8 @@ use crate::{
     mm, task, victims,
 };
 
-/// Tasks inside `__oom_reap_task_mm` at once: the reaper and process_mrelease callers.
+/// Tasks inside `__oom_reap_task_mm` at once: the reaper, process_mrelease callers and, before
+/// 6.0, exiting victims.
 const MAX_IN_FLIGHT: u32 = 256;
 
 #[map]

@@ -850,3 +850,152 @@ fn refused_function_modes_fall_back_without_aborting() {
         "{hook}"
     );
 }
+
+/// A kretprobe attached through the kprobe PMU gets the kernel's default instances, before
+/// 6.2 one per CPU without CONFIG_PREEMPTION: a call beyond them is never seen to return. The
+/// capture makes its return probes in tracefs with its own count, removes them when it ends,
+/// and removes those a killed oomreap left; where tracefs is read-only (as the DaemonSet
+/// mounts it) it attaches with the default count and says so in the hook's note.
+#[test]
+fn return_probes_have_room_for_every_call_and_leave_nothing_behind() {
+    use oomreap::capture::{FunctionPreference, functions::KPROBE_PMU, return_probe::INSTANCES};
+    let test = "return_probes_have_room_for_every_call_and_leave_nothing_behind";
+    let Some(_lock) = privileged(test) else {
+        return;
+    };
+    if !std::path::Path::new(KPROBE_PMU).exists() {
+        common::skip(test, "this kernel has no kprobes (no kprobe PMU)");
+        return;
+    }
+    let _tracefs = TracefsMount::ensure();
+    let kprobe_events = std::path::Path::new("/sys/kernel/tracing/kprobe_events");
+    let ours = |pid: u32| {
+        let group = format!(":oomreap_{pid}_");
+        std::fs::read_to_string(kprobe_events)
+            .expect("read kprobe_events")
+            .lines()
+            .filter(|line| line.contains(&group))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let append = |line: &str| {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(kprobe_events)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .unwrap_or_else(|e| panic!("write {line:?} to kprobe_events: {e}"));
+    };
+    // What a killed oomreap leaves: a probe in the group of a process that no longer runs (a
+    // child of ours, waited for). A probe of anyone else's stays.
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let dead = gone.id();
+    gone.wait().expect("wait for true");
+    let leftover = format!("oomreap_{dead}_1/oom_reap_task_mm_kretprobe_0");
+    let keep = format!("kprobes/oomreap_test_keep_{}", std::process::id());
+    // Removes both probes this test makes, whatever happens (the leftover is gone already
+    // when the test passes).
+    struct Made<'a>([&'a str; 2]);
+    impl Drop for Made<'_> {
+        fn drop(&mut self) {
+            for event in self.0 {
+                use std::io::Write as _;
+                let _ = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open("/sys/kernel/tracing/kprobe_events")
+                    .and_then(|mut f| f.write_all(format!("-:{event}\n").as_bytes()));
+            }
+        }
+    }
+    let _made = Made([&leftover, &keep]);
+    append(&format!("r:{leftover} __oom_reap_task_mm\n"));
+    append(&format!("r:{keep} __oom_reap_task_mm\n"));
+    let kept = |text: &str| text.contains(&keep);
+
+    let kprobes = CaptureOptions {
+        functions: FunctionPreference::Kprobe,
+        ..CaptureOptions::default()
+    };
+    let me = std::process::id();
+    let reap_hook = |capture: &Capture| {
+        capture
+            .hooks()
+            .iter()
+            .find(|h| h.name == "__oom_reap_task_mm")
+            .cloned()
+            .expect("the reap function's hook")
+    };
+    block_on(async {
+        let capture = Capture::start(&kprobes).expect("start a kprobe capture");
+        let hook = reap_hook(&capture);
+        assert_eq!(hook.attach, Some(AttachKind::Kprobe), "{hook:?}");
+        assert!(hook.note.is_none(), "{hook:?}");
+        let made = ours(me);
+        let reap = made
+            .iter()
+            .find(|line| line.ends_with(" __oom_reap_task_mm"))
+            .unwrap_or_else(|| panic!("no return probe on the reap function in {made:?}"));
+        assert!(reap.starts_with(&format!("r{INSTANCES}:")), "{reap}");
+        let text = std::fs::read_to_string(kprobe_events).expect("read kprobe_events");
+        assert!(!text.contains(&leftover), "the leftover is removed: {text}");
+        assert!(kept(&text), "another's probe stays: {text}");
+        drop(capture);
+    });
+    assert_eq!(
+        ours(me),
+        Vec::<String>::new(),
+        "the capture removed its probes"
+    );
+
+    // A read-only tracefs: the PMU's default count, said in the note.
+    let dir = TempDir::new();
+    let target = std::ffi::CString::new(dir.0.as_os_str().as_encoded_bytes()).expect("path");
+    let mount = |source: &std::ffi::CStr, flags| {
+        // SAFETY: valid NUL-terminated strings; no filesystem type or data for a bind mount.
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "bind mount: {}", std::io::Error::last_os_error());
+    };
+    mount(c"/sys/kernel/tracing", libc::MS_BIND);
+    struct Unmount<'a>(&'a std::ffi::CString);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            // SAFETY: unmounting the bind mount this test made.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    let _unmount = Unmount(&target);
+    // A remount drops the flags it does not repeat: keep those tracefs has.
+    // SAFETY: a zeroed statvfs is valid to fill; the path is NUL-terminated.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(target.as_ptr(), &mut vfs) }, 0);
+    let kept_flags = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+    ]
+    .iter()
+    .filter(|(st, _)| vfs.f_flag & st != 0)
+    .fold(0, |flags, (_, ms)| flags | ms);
+    mount(
+        c"none",
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_flags,
+    );
+    let mut read_only = kprobes.clone();
+    read_only.paths.tracefs_candidates = vec![dir.0.display().to_string()];
+    block_on(async {
+        let capture = Capture::start(&read_only).expect("start with a read-only tracefs");
+        let hook = reap_hook(&capture);
+        assert_eq!(hook.attach, Some(AttachKind::Kprobe), "{hook:?}");
+        let note = hook.note.unwrap_or_default();
+        assert!(note.contains("default instances"), "{note}");
+        assert_eq!(ours(me), Vec::<String>::new(), "none made read-only");
+    });
+}

@@ -5,7 +5,7 @@
 //! half-attached pair stays behind) and the next mode is tried, so a kernel that refuses one
 //! mode never stops the tool. The choice and every refusal end up in the hook's note, which
 //! `doctor` prints.
-use std::path::Path;
+use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     Ebpf,
@@ -20,6 +20,7 @@ use super::{
     hooks::{Function, Hook, Role},
     program,
     refusal::{self, Cause, Refusal},
+    return_probe::ReturnProbes,
 };
 
 /// The kprobe PMU's type, which aya attaches kprobes through (on 4.17+): absent where the
@@ -53,9 +54,10 @@ impl FunctionPreference {
 }
 
 /// Attaches one function hook in the best mode `preference` allows. `btf` gives fentry its
-/// BTF; `bpf_loop` says the kernel has that helper.
+/// BTF; `bpf_loop` says the kernel has that helper; `returns` makes its return probes.
 pub fn attach_function(
     ebpf: &mut Ebpf,
+    returns: &mut ReturnProbes,
     hook: &Hook,
     function: &Function,
     preference: FunctionPreference,
@@ -102,8 +104,9 @@ pub fn attach_function(
             _ => None,
         };
         for &form in function.forms(mode, bpf_loop) {
-            match attach_mode(ebpf, function, mode, mode_btf, form) {
+            match attach_mode(ebpf, returns, function, mode, mode_btf, form) {
                 Ok(()) => {
+                    refusals.extend(defaulted_returns(returns, function, mode, form));
                     return HookStatus {
                         name: hook.name,
                         provides: hook.provides,
@@ -148,6 +151,7 @@ pub fn attach_function(
 /// failure those already loaded are unloaded again (which also detaches them).
 pub fn attach_mode(
     ebpf: &mut Ebpf,
+    returns: &mut ReturnProbes,
     function: &Function,
     mode: AttachKind,
     btf: Option<&aya::Btf>,
@@ -186,19 +190,35 @@ pub fn attach_mode(
         return Err(refused(Cause::Error(why)));
     }
     for (done, &(name, role)) in programs.iter().enumerate() {
-        if let Err(err) = load_and_attach(ebpf, function.function, name, role, btf) {
+        if let Err(err) = load_and_attach(ebpf, returns, function.function, name, role, btf) {
             for &(loaded, role) in &programs[..done] {
-                unload(ebpf, loaded, role);
+                unload(ebpf, returns, loaded, role);
             }
-            unload(ebpf, name, role);
+            unload(ebpf, returns, name, role);
             return Err(refused(Cause::of(&err)));
         }
     }
     Ok(())
 }
 
+/// Why the return probes of `function`'s programs in `mode` (and `bpf_loop` form) have the
+/// kernel's default count of instances, if they do.
+fn defaulted_returns(
+    returns: &ReturnProbes,
+    function: &Function,
+    mode: AttachKind,
+    bpf_loop: bool,
+) -> Option<Refusal> {
+    function
+        .programs(mode, bpf_loop)
+        .iter()
+        .find_map(|(name, _)| returns.defaulted_because(name))
+        .map(|why| Refusal::DefaultReturnInstances(why.to_owned()))
+}
+
 fn load_and_attach(
     ebpf: &mut Ebpf,
+    returns: &mut ReturnProbes,
     function: &'static str,
     name: &'static str,
     role: Role,
@@ -228,17 +248,31 @@ fn load_and_attach(
             p.load(function, btf.ok_or_else(no_btf)?).map_err(load)?;
             p.attach().map_err(attach)?;
         }
-        Role::Kprobe | Role::Kretprobe => {
+        Role::Kprobe => {
             let p: &mut KProbe = program(ebpf, name)?;
             p.load().map_err(load)?;
             p.attach(function, 0).map_err(attach)?;
+        }
+        Role::Kretprobe => {
+            let p: &mut KProbe = program(ebpf, name)?;
+            p.load().map_err(load)?;
+            let made = match p.fd() {
+                Ok(fd) => returns.attach(name, fd.as_fd(), function),
+                Err(err) => Err(err.to_string()),
+            };
+            if let Err(why) = made {
+                log::info!("{name}: the kernel's default return probe instances: {why}");
+                p.attach(function, 0).map_err(attach)?;
+                returns.defaulted(name, why);
+            }
         }
     }
     Ok(())
 }
 
-/// Unloads a program if it was loaded; its links go with it.
-fn unload(ebpf: &mut Ebpf, name: &'static str, role: Role) {
+/// Unloads a program if it was loaded; its links and return probe go with it.
+fn unload(ebpf: &mut Ebpf, returns: &mut ReturnProbes, name: &'static str, role: Role) {
+    returns.detach(name);
     let result = match role {
         Role::Fentry => program::<FEntry>(ebpf, name).map(|p| p.unload()),
         Role::Fexit => program::<FExit>(ebpf, name).map(|p| p.unload()),

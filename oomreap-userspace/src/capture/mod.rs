@@ -16,6 +16,7 @@ mod plan;
 mod preload;
 pub mod probe;
 mod refusal;
+pub mod return_probe;
 mod status;
 
 use std::{
@@ -41,6 +42,7 @@ use oomreap_common::{
 pub use plan::{AttachPreference, HookPlan, KernelPaths, TracepointHook};
 use preload::Preload;
 pub use refusal::{Cause, Refusal};
+use return_probe::ReturnProbes;
 pub use status::HookStatus;
 use tokio::{io::unix::AsyncFd, task::JoinHandle};
 
@@ -95,6 +97,8 @@ pub struct Capture {
     logger: Option<JoinHandle<()>>,
     /// Attaches the hot hooks while a victim is in flight; `None` where they stay attached.
     gate: Option<Gate>,
+    /// The return probes made in tracefs, removed when the capture ends.
+    _returns: ReturnProbes,
     // Declared last so it drops last: the maps above are still valid while links close, and
     // the gate's thread has stopped.
     ebpf: Arc<Mutex<Ebpf>>,
@@ -114,9 +118,16 @@ impl Capture {
         let mut ebpf = load(&plan, options.events_bytes)?;
         let logger = start_logger(&mut ebpf);
         let (mut hooks, gated) = attach_tracepoints(&mut ebpf, &plan, &options.paths)?;
-        attach_functions(&mut ebpf, &plan, options.functions, &mut hooks);
+        let mut returns = ReturnProbes::new(options.paths.tracefs());
+        attach_functions(
+            &mut ebpf,
+            &mut returns,
+            &plan,
+            options.functions,
+            &mut hooks,
+        );
         attach_fallbacks(&mut ebpf, &plan, &mut hooks);
-        let capture = Self::with_maps(ebpf, hooks, logger, gated)?;
+        let capture = Self::with_maps(ebpf, returns, hooks, logger, gated)?;
         crate::faults::after_attach();
         Ok(capture)
     }
@@ -124,6 +135,7 @@ impl Capture {
     /// Takes the maps user space reads, and starts the gate for the hot hooks in `gated`.
     fn with_maps(
         mut ebpf: Ebpf,
+        returns: ReturnProbes,
         hooks: Vec<HookStatus>,
         logger: Option<JoinHandle<()>>,
         gated: Vec<GatedHook>,
@@ -147,6 +159,7 @@ impl Capture {
             hooks,
             logger,
             gate,
+            _returns: returns,
             ebpf,
         })
     }
@@ -370,6 +383,7 @@ fn attach_tracepoints(
 /// `statuses` (the tracepoints' so far); one whose needed hook is not attached is left out.
 fn attach_functions(
     ebpf: &mut Ebpf,
+    returns: &mut ReturnProbes,
     plan: &plan::Plan,
     preference: FunctionPreference,
     statuses: &mut Vec<HookStatus>,
@@ -388,6 +402,7 @@ fn attach_functions(
         let status = match missing {
             None => functions::attach_function(
                 ebpf,
+                returns,
                 hook,
                 function,
                 preference,

@@ -41,6 +41,14 @@ pub struct KernelPaths {
     pub tracefs_candidates: Vec<String>,
 }
 
+impl KernelPaths {
+    /// The first mounted tracefs among the candidates, if one is.
+    pub fn tracefs(&self) -> Option<PathBuf> {
+        let candidates: Vec<&str> = self.tracefs_candidates.iter().map(String::as_str).collect();
+        tracefs::find(&candidates).ok()
+    }
+}
+
 impl Default for KernelPaths {
     fn default() -> Self {
         Self {

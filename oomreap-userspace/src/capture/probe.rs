@@ -1,11 +1,11 @@
 //! Tries each function attach mode (fentry, kprobe) on its own, so `doctor` can say which
 //! work on this kernel and why the others do not, whatever mode the capture chose.
-use std::path::Path;
-
 use aya::EbpfLoader;
 use oomreap_common::event::AttachKind;
 
-use super::{CaptureError, EBPF_OBJECT, HOOKS, Refusal, functions};
+use super::{
+    CaptureError, EBPF_OBJECT, HOOKS, KernelPaths, Refusal, functions, return_probe::ReturnProbes,
+};
 use crate::{capture::error_chain, kernel::btf::KernelBtf};
 
 /// Whether one attach mode works on this kernel.
@@ -19,10 +19,10 @@ pub struct ModeProbe {
 
 /// Loads and attaches each function's programs in each mode, on a fresh load of the object
 /// each time, and detaches them at once.
-pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
-    let btf = aya::Btf::parse_file(btf_path, aya::Endianness::default()).ok();
+pub fn attach_modes(paths: &KernelPaths) -> Vec<ModeProbe> {
+    let btf = aya::Btf::parse_file(&paths.btf, aya::Endianness::default()).ok();
     // The programs the capture would load: with `bpf_loop` where the kernel has it.
-    let bpf_loop = KernelBtf::open(btf_path)
+    let bpf_loop = KernelBtf::open(&paths.btf)
         .and_then(|btf| super::plan::has_bpf_loop(&btf))
         .unwrap_or(false);
     let mut probes = Vec::new();
@@ -34,12 +34,20 @@ pub fn attach_modes(btf_path: &Path) -> Vec<ModeProbe> {
             for &form in function.forms(mode, bpf_loop) {
                 let tried = match EbpfLoader::new().load(EBPF_OBJECT) {
                     Ok(mut ebpf) => {
-                        functions::attach_mode(&mut ebpf, function, mode, btf.as_ref(), form)
-                            .map_err(|refusal| match refusal {
-                                // The probe's name says the mode already.
-                                Refusal::Refused { cause, .. } => cause.to_string(),
-                                other => other.to_string(),
-                            })
+                        let mut returns = ReturnProbes::new(paths.tracefs());
+                        functions::attach_mode(
+                            &mut ebpf,
+                            &mut returns,
+                            function,
+                            mode,
+                            btf.as_ref(),
+                            form,
+                        )
+                        .map_err(|refusal| match refusal {
+                            // The probe's name says the mode already.
+                            Refusal::Refused { cause, .. } => cause.to_string(),
+                            other => other.to_string(),
+                        })
                     }
                     Err(err) => Err(error_chain(&CaptureError::Load(err))),
                 };

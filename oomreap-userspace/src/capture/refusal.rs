@@ -36,6 +36,9 @@ pub enum Refusal {
     FunctionsOff,
     /// The capture did not start, so nothing was tried.
     NotChecked(String),
+    /// Attached, but its return probes have the kernel's default count of instances, as
+    /// tracefs could not make them with more (why).
+    DefaultReturnInstances(String),
 }
 
 /// Why the kernel refused a program.
@@ -108,6 +111,13 @@ impl fmt::Display for Refusal {
             Self::Needs(hook) => write!(f, "needs {hook} hooked"),
             Self::FunctionsOff => f.write_str("function hooks turned off (--functions off)"),
             Self::NotChecked(why) => write!(f, "not checked: {why}"),
+            Self::DefaultReturnInstances(why) => write!(
+                f,
+                "return probes have the kernel's default instances (before 6.2, one per CPU \
+                 on a kernel without CONFIG_PREEMPTION), and a call beyond them goes unseen: \
+                 {} could not be made in tracefs ({why})",
+                super::return_probe::INSTANCES
+            ),
         }
     }
 }

@@ -120,7 +120,7 @@ pub fn examine(options: &CaptureOptions) -> Report {
         }
     };
     let attach_modes = if capabilities.is_ok() {
-        probe::attach_modes(&options.paths.btf)
+        probe::attach_modes(&options.paths)
     } else {
         Vec::new()
     };

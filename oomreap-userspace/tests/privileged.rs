@@ -884,7 +884,6 @@ fn return_probes_have_room_for_every_call_and_leave_nothing_behind() {
             .append(true)
             .open(kprobe_events)
             .and_then(|mut f| f.write_all(line.as_bytes()))
-            .unwrap_or_else(|e| panic!("write {line:?} to kprobe_events: {e}"));
     };
     // What a killed oomreap leaves: a probe in the group of a process that no longer runs (a
     // child of ours, waited for). A probe of anyone else's stays.
@@ -895,21 +894,19 @@ fn return_probes_have_room_for_every_call_and_leave_nothing_behind() {
     let keep = format!("kprobes/oomreap_test_keep_{}", std::process::id());
     // Removes both probes this test makes, whatever happens (the leftover is gone already
     // when the test passes).
-    struct Made<'a>([&'a str; 2]);
-    impl Drop for Made<'_> {
+    struct Made<'a, F: Fn(&str) -> std::io::Result<()>>([&'a str; 2], F);
+    impl<F: Fn(&str) -> std::io::Result<()>> Drop for Made<'_, F> {
         fn drop(&mut self) {
             for event in self.0 {
-                use std::io::Write as _;
-                let _ = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open("/sys/kernel/tracing/kprobe_events")
-                    .and_then(|mut f| f.write_all(format!("-:{event}\n").as_bytes()));
+                let _ = (self.1)(&format!("-:{event}\n"));
             }
         }
     }
-    let _made = Made([&leftover, &keep]);
-    append(&format!("r:{leftover} __oom_reap_task_mm\n"));
-    append(&format!("r:{keep} __oom_reap_task_mm\n"));
+    let _made = Made([&leftover, &keep], append);
+    for event in [&leftover, &keep] {
+        append(&format!("r:{event} __oom_reap_task_mm\n"))
+            .unwrap_or_else(|e| panic!("make {event} in kprobe_events: {e}"));
+    }
     let kept = |text: &str| text.contains(&keep);
 
     let kprobes = CaptureOptions {

@@ -118,7 +118,7 @@ impl Capture {
         let mut ebpf = load(&plan, options.events_bytes)?;
         let logger = start_logger(&mut ebpf);
         let (mut hooks, gated) = attach_tracepoints(&mut ebpf, &plan, &options.paths)?;
-        let mut returns = ReturnProbes::new(options.paths.tracefs());
+        let mut returns = ReturnProbes::new(options.paths.tracefs().ok());
         attach_functions(
             &mut ebpf,
             &mut returns,

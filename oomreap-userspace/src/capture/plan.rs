@@ -42,10 +42,10 @@ pub struct KernelPaths {
 }
 
 impl KernelPaths {
-    /// The first mounted tracefs among the candidates, if one is.
-    pub fn tracefs(&self) -> Option<PathBuf> {
+    /// The first mounted tracefs among the candidates.
+    pub fn tracefs(&self) -> Result<PathBuf, TracefsError> {
         let candidates: Vec<&str> = self.tracefs_candidates.iter().map(String::as_str).collect();
-        tracefs::find(&candidates).ok()
+        tracefs::find(&candidates)
     }
 }
 
@@ -125,12 +125,7 @@ pub fn plan(preference: AttachPreference, paths: &KernelPaths) -> Result<Plan, C
         names.extend_from_slice(layout::BTF_NAMES);
         btf.prefetch(&names)?;
     }
-    let candidates: Vec<&str> = paths
-        .tracefs_candidates
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let tracefs = tracefs::find(&candidates);
+    let tracefs = paths.tracefs();
     let format = |tracepoint: &Tracepoint| -> Result<TracepointFormat, TracefsError> {
         let root = tracefs.as_ref().map_err(|_| TracefsError::NotMounted)?;
         tracefs::read_format(root, tracepoint.category, tracepoint.event)

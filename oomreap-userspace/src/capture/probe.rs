@@ -34,7 +34,7 @@ pub fn attach_modes(paths: &KernelPaths) -> Vec<ModeProbe> {
             for &form in function.forms(mode, bpf_loop) {
                 let tried = match EbpfLoader::new().load(EBPF_OBJECT) {
                     Ok(mut ebpf) => {
-                        let mut returns = ReturnProbes::new(paths.tracefs());
+                        let mut returns = ReturnProbes::new(paths.tracefs().ok());
                         functions::attach_mode(
                             &mut ebpf,
                             &mut returns,

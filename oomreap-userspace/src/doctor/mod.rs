@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     capture::{Capture, CaptureOptions, HOOKS, HookStatus, Refusal, error_chain, probe},
-    kernel::{privilege::Capabilities, reaper, tracefs},
+    kernel::{privilege::Capabilities, reaper},
 };
 
 /// Everything doctor found.
@@ -124,19 +124,13 @@ pub fn examine(options: &CaptureOptions) -> Report {
     } else {
         Vec::new()
     };
-    let candidates: Vec<&str> = options
-        .paths
-        .tracefs_candidates
-        .iter()
-        .map(String::as_str)
-        .collect();
     Report {
         kernel: kernel_release(),
         btf: std::fs::metadata(&options.paths.btf)
             .map(|m| (options.paths.btf.clone(), m.len()))
             .map_err(|e| format!("{}: {e}", options.paths.btf.display())),
         capabilities,
-        tracefs: tracefs::find(&candidates).map_err(|e| e.to_string()),
+        tracefs: options.paths.tracefs().map_err(|e| e.to_string()),
         reaper_pid: reaper::find_pid(),
         hooks,
         capture_error,

@@ -569,7 +569,10 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
     let anon_after = reaped["rss_after"]["anon_kib"].as_u64().unwrap_or(u64::MAX);
     assert!(anon_after < 1024, "{reaped}");
     let wake_after = o["kill_to_wake_ns"].as_u64().unwrap_or(0);
-    assert!(wake_after >= 2_000_000_000, "the reaper's 2 s delay: {o}");
+    // The kernel counts the delay in jiffies, which lag the clock events are stamped with by
+    // the ticks a guest has not taken yet: a busy emulated guest's wake came 40 ms short. A
+    // kernel without the delay wakes the reaper at once.
+    assert!(wake_after >= 1_900_000_000, "the reaper's 2 s delay: {o}");
     check_reap_calls(steps, &[("oom_reaper", true)]);
     // What the domain (the scenario's cgroup, at its limit) held when the kill arrived: the
     // stuck victim's memory, still charged until the reaper comes 2 s later.
@@ -590,10 +593,10 @@ fn stuck_victim_is_reaped_by_the_oom_reaper() {
         "{kill}"
     );
     let read_after = memory["read_after_ns"].as_u64().expect("read_after_ns");
-    // Read before the reaper's 2 s delay ran out, the domain still held the victim's
-    // memory. A guest that drained the kill later than that (a niced TCG guest can) read
-    // whatever was left, so only that it read the domain is checked then.
-    if read_after < 2_000_000_000 {
+    // Read before the reaper woke, the domain still held the victim's memory. A guest that
+    // drained the kill later than that (a niced TCG guest can) read whatever was left, so
+    // only that it read the domain is checked then.
+    if read_after < wake_after {
         let domain_anon = memory["kib"]["anon"].as_u64().unwrap_or(0);
         let victim_anon = kill["memory"]["anon_rss_kib"].as_u64().unwrap_or(u64::MAX);
         assert!(domain_anon * 10 >= victim_anon * 8, "{kill}");

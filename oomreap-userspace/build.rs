@@ -1,39 +1,123 @@
-//! Builds the kernel programs (oomreap-ebpf) with aya-build and leaves the object in OUT_DIR,
-//! where `capture` embeds it. When the eBPF toolchain is missing, stops with one line naming
-//! the command that installs it. Also stamps the binary with its git revision and build date
-//! (`oomreap --version`, `oomreap_build_info`).
-use std::{path::Path, process::Command};
+//! Builds the kernel programs (oomreap-ebpf) with the nightly toolchain and leaves the object in
+//! OUT_DIR, where `capture` embeds it. When the eBPF toolchain is missing, stops with one line
+//! naming the command that installs it. Also stamps the binary with its git revision and build
+//! date (`oomreap --version`, `oomreap_build_info`).
+//!
+//! The programs are built as aya-build builds them (`cargo build -Z build-std=core --target
+//! bpfel-unknown-none` with `bpf_target_arch` set to this crate's target architecture, full
+//! debug info and BTF), with one difference: the nested build's target directory is shared,
+//! `target/ebpf/ARCH`, not one per OUT_DIR. Every profile, target and feature set of this crate
+//! runs this script in an OUT_DIR of its own (a test run makes about ten), and each would
+//! otherwise rebuild core and the programs from scratch: about 40 s and 190 MB each. Cargo
+//! locks the shared directory, so concurrent builds wait for each other and then find it fresh.
+use std::{
+    env,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
-use anyhow::{Context as _, anyhow};
-use aya_build::Toolchain;
+use anyhow::{Context as _, bail};
+
+/// The kernel crate, beside this one in the workspace.
+const EBPF_PACKAGE: &str = "oomreap-ebpf";
 
 fn main() -> anyhow::Result<()> {
     stamp_version();
-    println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
-    if std::env::var_os("AYA_BUILD_SKIP").is_none()
-        && let Some(missing) = missing_toolchain_part()
-    {
+    if let Some(missing) = missing_toolchain_part() {
         println!("cargo::error={missing}; run `cargo xtask setup` to install it");
         return Ok(());
     }
-    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
-        .no_deps()
-        .exec()
-        .context("MetadataCommand::exec")?;
-    let ebpf_package = packages
-        .into_iter()
-        .find(|p| p.name.as_str() == "oomreap-ebpf")
-        .ok_or_else(|| anyhow!("oomreap-ebpf package not found"))?;
-    let root_dir = ebpf_package
-        .manifest_path
+    build_kernel_programs()
+}
+
+/// Builds `EBPF_PACKAGE`'s binary and copies it to `OUT_DIR/oomreap`.
+fn build_kernel_programs() -> anyhow::Result<()> {
+    let var = |name: &str| env::var(name).with_context(|| format!("cargo did not set {name}"));
+    let out_dir = PathBuf::from(var("OUT_DIR")?);
+    let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
+    let ebpf_dir = manifest_dir
         .parent()
-        .ok_or_else(|| anyhow!("no parent for {}", ebpf_package.manifest_path))?;
-    let package = aya_build::Package {
-        name: ebpf_package.name.as_str(),
-        root_dir: root_dir.as_str(),
-        ..Default::default()
+        .context("the crate has no parent directory")?
+        .join(EBPF_PACKAGE);
+    // The library build-dependency on the kernel crate reruns this script when its library or
+    // oomreap-common changes; this catches its binary's sources too.
+    println!("cargo:rerun-if-changed={}", ebpf_dir.display());
+
+    let target = match var("CARGO_CFG_TARGET_ENDIAN")?.as_str() {
+        "little" => "bpfel-unknown-none",
+        "big" => "bpfeb-unknown-none",
+        other => bail!("unsupported endianness {other}"),
     };
-    aya_build::build_ebpf([package], Toolchain::default())
+    // aya-ebpf reads kprobe arguments through the registers of `bpf_target_arch`: the
+    // architecture this crate is built for, not the host's.
+    let arch = var("CARGO_CFG_TARGET_ARCH")?;
+    let target_dir = shared_target_dir(&out_dir).join("ebpf").join(&arch);
+
+    let mut rustflags = OsString::new();
+    for (i, flag) in [
+        &format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2",
+        "-Clink-arg=--btf",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            rustflags.push("\x1f");
+        }
+        rustflags.push(flag);
+    }
+    let mut cmd = Command::new("rustup");
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        EBPF_PACKAGE,
+    ])
+    .args(["--bins", "--release", "-Z", "build-std=core"])
+    .args(["--target", target])
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+    // Set for this script by the stable cargo: they would pin its compiler and wrapper.
+    .env_remove("RUSTC")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .env_remove("RUSTUP_TOOLCHAIN");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("failed to run {cmd:?}"))?;
+    let messages = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({}):\n{messages}", out.status);
+    }
+    // Its progress lines are noise in this build's output; its warnings are not.
+    if messages.contains("warning") {
+        for line in messages.lines() {
+            println!("cargo:warning={line}");
+        }
+    }
+    // Where cargo leaves a binary of a `--target` build.
+    let object = target_dir.join(target).join("release").join("oomreap");
+    let dst = out_dir.join("oomreap");
+    std::fs::copy(&object, &dst)
+        .with_context(|| format!("failed to copy {} to {}", object.display(), dst.display()))?;
+    Ok(())
+}
+
+/// The target directory this build writes to: the outermost ancestor of `out_dir` that cargo
+/// tagged as one (`CACHEDIR.TAG`; a `--target` build tags `target/TRIPLE` too), else `out_dir`
+/// itself (no sharing, but a correct build).
+fn shared_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .filter(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .last()
+        .unwrap_or(out_dir)
+        .to_path_buf()
 }
 
 /// What the kernel build lacks, if anything: bpf-linker, the nightly toolchain, or its

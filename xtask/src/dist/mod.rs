@@ -165,7 +165,7 @@ pub fn binary_name(arch: Arch) -> String {
 
 /// Builds the static binary for `arch` (adding its target to the stable toolchain and its C
 /// compiler to the machine when missing) and returns its path under `target/`. The kernel
-/// programs inside are built for the same architecture (aya-build reads cargo's target).
+/// programs inside are built for the same architecture (the build script reads cargo's target).
 pub fn build_static(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
     let mut build = cargo_for(workspace, arch)?;
     build.args([

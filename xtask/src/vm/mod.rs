@@ -557,12 +557,16 @@ fn build_tests(
         true => cargo(),
         false => crate::dist::cargo_for(workspace, guest.arch)?,
     };
+    // The host tests' own package selection (`--workspace`, see tasks.rs), narrowed to the
+    // suites by `--test`: with `-p oomreap-userspace`, cargo unified features without xtask's
+    // and built every dependency, the kernel programs and the test binaries a second time.
     cmd.current_dir(workspace).args([
         "test",
         "--no-run",
         "--message-format=json",
-        "-p",
-        "oomreap-userspace",
+        "--workspace",
+        "--exclude",
+        "oomreap-ebpf",
     ]);
     if !guest.is_host() {
         cmd.args(["--target", guest.arch.target]);

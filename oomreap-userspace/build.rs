@@ -68,6 +68,15 @@ fn build_kernel_programs() -> anyhow::Result<()> {
         }
         rustflags.push(flag);
     }
+    // Held over the build and the copy: another checkout sharing this target directory (one
+    // CARGO_TARGET_DIR for several work trees) could otherwise relink the object in between.
+    std::fs::create_dir_all(&target_dir)
+        .with_context(|| format!("failed to create {}", target_dir.display()))?;
+    let lock_path = target_dir.join(".oomreap-build.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("failed to create {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("failed to lock {}", lock_path.display()))?;
     let mut cmd = Command::new("rustup");
     cmd.args([
         "run",
@@ -81,6 +90,9 @@ fn build_kernel_programs() -> anyhow::Result<()> {
     .args(["--target", target])
     .arg("--target-dir")
     .arg(&target_dir)
+    // A configured `build.build-dir` would put the nested build's intermediates where the
+    // outer build holds its lock (cargo#6412): they go beside its output instead.
+    .env("CARGO_BUILD_BUILD_DIR", &target_dir)
     .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
     // Set for this script by the stable cargo: they would pin its compiler and wrapper.
     .env_remove("RUSTC")
@@ -108,16 +120,26 @@ fn build_kernel_programs() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The target directory this build writes to: the outermost ancestor of `out_dir` that cargo
-/// tagged as one (`CACHEDIR.TAG`; a `--target` build tags `target/TRIPLE` too), else `out_dir`
-/// itself (no sharing, but a correct build).
+/// The target directory this build writes to, read off `out_dir`'s place in cargo's layout
+/// (`TARGET_DIR/[TRIPLE/]PROFILE/build/PACKAGE-HASH/out`), else `out_dir` itself (no sharing,
+/// but a correct build).
 fn shared_target_dir(out_dir: &Path) -> PathBuf {
-    out_dir
-        .ancestors()
-        .filter(|dir| dir.join("CACHEDIR.TAG").is_file())
-        .last()
-        .unwrap_or(out_dir)
-        .to_path_buf()
+    let mut up = out_dir.ancestors();
+    let (Some(build), Some(profile)) = (up.nth(2), up.next()) else {
+        return out_dir.to_path_buf();
+    };
+    let Some(above) = profile
+        .parent()
+        .filter(|_| build.file_name() == Some("build".as_ref()))
+    else {
+        return out_dir.to_path_buf();
+    };
+    // A `--target` build has the triple's directory in between.
+    let triple = env::var_os("TARGET");
+    match above.file_name() == triple.as_deref() {
+        true => above.parent().unwrap_or(above).to_path_buf(),
+        false => above.to_path_buf(),
+    }
 }
 
 /// What the kernel build lacks, if anything: bpf-linker, the nightly toolchain, or its

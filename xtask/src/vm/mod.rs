@@ -600,7 +600,12 @@ fn build_tests(
                 .is_some_and(|k| k.iter().any(|k| k == "bin"))
         {
             oomreap = Some(PathBuf::from(executable));
-        } else if suites.iter().any(|s| s == name) {
+        } else if suites.iter().any(|s| s == name)
+            // Another workspace member's suite of the same name is not ours.
+            && message["package_id"]
+                .as_str()
+                .is_some_and(|id| id.contains("oomreap-userspace"))
+        {
             binaries.push(PathBuf::from(executable));
         }
     }
